@@ -1,0 +1,100 @@
+//! The TOML shape of `reshard.toml`, with documented defaults.
+//! Every struct denies unknown fields, so a typo is an error naming the key.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::OnDeriveError;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub source: RawSource,
+    pub control: RawControl,
+    /// shard name → `mysql://user:pass@host:port/db`
+    pub targets: BTreeMap<String, String>,
+    pub pipeline: RawPipeline,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    /// `mysql://user:${PASSWORD}@host:port` — `${VAR}` comes from the environment.
+    pub url: String,
+    /// The replica server id reshard registers with; unique among replicas.
+    pub server_id: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawControl {
+    /// Database for checkpoints and dead letters, e.g. `mysql://root@host/reshard_meta`.
+    pub url: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPipeline {
+    /// Directory of rule files, relative to the config file.
+    pub rules: String,
+    /// Pipeline name (key of its checkpoint). Default `default`.
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// Version epoch; raise it to continue on purpose after the source's
+    /// binlog numbering went backwards. Default 0.
+    #[serde(default)]
+    pub epoch: u16,
+    /// Writer connections (lanes) per target shard. Default 2.
+    #[serde(default = "default_lanes")]
+    pub lanes_per_shard: usize,
+    /// Operations per batch transaction. Default 500.
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// How long a batch waits for more rows, in ms. Default 20.
+    #[serde(default = "default_linger")]
+    pub linger_ms: u64,
+    /// Drain time allowed after SIGINT/SIGTERM, in seconds. Default 30.
+    #[serde(default = "default_shutdown")]
+    pub shutdown_timeout_secs: u64,
+    /// Start-up connection budget per server, in seconds. Default 10.
+    #[serde(default = "default_connect")]
+    pub connect_timeout_secs: u64,
+    /// Seconds between progress log lines. Default 10.
+    #[serde(default = "default_progress")]
+    pub progress_interval_secs: u64,
+    /// `halt` (default) or `dead-letter`.
+    #[serde(default = "default_on_error")]
+    pub on_derive_error: OnDeriveError,
+    /// Source heartbeat period in seconds. Default 5.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_secs: u64,
+}
+
+fn default_name() -> String {
+    "default".into()
+}
+fn default_lanes() -> usize {
+    2
+}
+fn default_batch() -> usize {
+    500
+}
+fn default_linger() -> u64 {
+    20
+}
+fn default_shutdown() -> u64 {
+    30
+}
+fn default_connect() -> u64 {
+    10
+}
+fn default_progress() -> u64 {
+    10
+}
+fn default_on_error() -> OnDeriveError {
+    OnDeriveError::Halt
+}
+fn default_heartbeat() -> u64 {
+    5
+}

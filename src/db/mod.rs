@@ -1,0 +1,210 @@
+//! Connections to the servers reshard talks to.
+//!
+//! * [`connect`] opens one connection with a **bounded** retry (DESIGN §4:
+//!   an unreachable server or refused credentials is an error well under a
+//!   minute, never an endless loop), naming the server and never its password.
+//! * [`Session`] fixes what every session must agree on: `time_zone =
+//!   '+00:00'` so TIMESTAMP values never shift, and for writers the `binary`
+//!   connection character set so text keeps its column's own character set
+//!   end to end (the bytes of a latin1 column are bound as-is and stored
+//!   as-is; the server does not convert a binary string).
+//! * [`classify`] splits driver errors into transient (retry from the
+//!   checkpoint with backoff) and definite ones.
+
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, OptsBuilder};
+
+use crate::config::{redact_url, Endpoint};
+
+/// Session flavours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Session {
+    /// Reading: UTC, utf8mb4 results.
+    Read,
+    /// Writing rows: UTC, binary character set, READ COMMITTED.
+    Write,
+}
+
+/// A database failure, with the server it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot connect to {server} ({url}) after {attempts} attempt(s) in {secs:.1}s: {message}")]
+    Connect {
+        server: String,
+        url: String,
+        attempts: u32,
+        secs: f64,
+        message: String,
+    },
+    #[error("{server}: {context}: {message}")]
+    Query {
+        server: String,
+        context: String,
+        message: String,
+        transient: bool,
+        /// MySQL error code, when the server sent one.
+        code: Option<u16>,
+    },
+}
+
+impl DbError {
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DbError::Connect { .. } => true,
+            DbError::Query { transient, .. } => *transient,
+        }
+    }
+
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            DbError::Query { code, .. } => *code,
+            DbError::Connect { .. } => None,
+        }
+    }
+
+    /// Wraps a driver error with the server name and what was being done.
+    pub fn query(server: &str, context: impl Into<String>, e: mysql_async::Error) -> DbError {
+        let (transient, code) = classify(&e);
+        DbError::Query {
+            server: server.to_string(),
+            context: context.into(),
+            message: redact_url(&e.to_string()),
+            transient,
+            code,
+        }
+    }
+}
+
+/// Transient or definite, and the server error code if any.
+pub fn classify(e: &mysql_async::Error) -> (bool, Option<u16>) {
+    match e {
+        mysql_async::Error::Io(_) => (true, None),
+        mysql_async::Error::Driver(mysql_async::DriverError::ConnectionClosed) => (true, None),
+        mysql_async::Error::Driver(_) => (false, None),
+        mysql_async::Error::Server(s) => {
+            let transient = matches!(
+                s.code,
+                // lock wait timeout, deadlock, too many connections, server
+                // shutdown in progress, connection killed, gone away, lost
+                1205 | 1213 | 1040 | 1053 | 1927 | 2006 | 2013 | 1317
+            );
+            (transient, Some(s.code))
+        }
+        mysql_async::Error::Url(_) => (false, None),
+        mysql_async::Error::Other(_) => (false, None),
+    }
+}
+
+/// Driver options for an endpoint and session flavour.
+pub fn opts(ep: &Endpoint, session: Session, db_override: Option<Option<&str>>) -> Result<Opts, DbError> {
+    let base = Opts::from_url(&ep.url).map_err(|e| DbError::Connect {
+        server: ep.name.clone(),
+        url: ep.redacted(),
+        attempts: 0,
+        secs: 0.0,
+        message: redact_url(&e.to_string()),
+    })?;
+    let mut init = vec!["SET time_zone = '+00:00'".to_string()];
+    match session {
+        Session::Read => init.push("SET NAMES utf8mb4".into()),
+        Session::Write => {
+            init.push("SET NAMES binary".into());
+            init.push("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED".into());
+            init.push("SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_AUTO_VALUE_ON_ZERO')".into());
+        }
+    }
+    let mut b = OptsBuilder::from_opts(base)
+        .prefer_socket(false)
+        .init(init)
+        .stmt_cache_size(256);
+    if let Some(db) = db_override {
+        b = b.db_name(db.map(str::to_string));
+    }
+    Ok(Opts::from(b))
+}
+
+/// Opens a connection, retrying for at most `budget`.
+pub async fn connect(ep: &Endpoint, session: Session, budget: Duration) -> Result<Conn, DbError> {
+    connect_opts(ep, opts(ep, session, None)?, budget).await
+}
+
+/// Like [`connect`] with explicit options (e.g. without the database).
+pub async fn connect_opts(ep: &Endpoint, opts: Opts, budget: Duration) -> Result<Conn, DbError> {
+    let start = Instant::now();
+    let mut attempts = 0;
+    let mut delay = Duration::from_millis(200);
+    loop {
+        attempts += 1;
+        let left = budget.saturating_sub(start.elapsed()).max(Duration::from_millis(500));
+        let res = tokio::time::timeout(left, Conn::new(opts.clone())).await;
+        let message = match res {
+            Ok(Ok(conn)) => return Ok(conn),
+            Ok(Err(e)) => {
+                // refused credentials or unknown database will not get better
+                let fatal = matches!(&e, mysql_async::Error::Server(s) if matches!(s.code, 1044 | 1045 | 1049 | 1698));
+                let message = redact_url(&e.to_string());
+                if fatal {
+                    return Err(DbError::Connect {
+                        server: ep.name.clone(),
+                        url: ep.redacted(),
+                        attempts,
+                        secs: start.elapsed().as_secs_f64(),
+                        message,
+                    });
+                }
+                message
+            }
+            Err(_) => format!("no answer within {:.1}s", left.as_secs_f64()),
+        };
+        if start.elapsed() + delay >= budget {
+            return Err(DbError::Connect {
+                server: ep.name.clone(),
+                url: ep.redacted(),
+                attempts,
+                secs: start.elapsed().as_secs_f64(),
+                message,
+            });
+        }
+        tracing::debug!(server = %ep.name, attempt = attempts, error = %message, "connect failed, retrying");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Quotes an identifier with backticks.
+pub fn quote_ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// Server flavour, detected from `@@version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    MariaDb,
+    MySql,
+}
+
+/// Detects the flavour of a connection's server.
+pub async fn flavor(conn: &mut Conn, server: &str) -> Result<Flavor, DbError> {
+    let v: Option<String> = conn
+        .query_first("SELECT @@version")
+        .await
+        .map_err(|e| DbError::query(server, "SELECT @@version", e))?;
+    Ok(if v.unwrap_or_default().to_ascii_lowercase().contains("mariadb") {
+        Flavor::MariaDb
+    } else {
+        Flavor::MySql
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quote_ident;
+
+    #[test]
+    fn quotes_backticks() {
+        assert_eq!(quote_ident("a`b"), "`a``b`");
+        assert_eq!(quote_ident("orders"), "`orders`");
+    }
+}

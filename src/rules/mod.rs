@@ -1,0 +1,15 @@
+//! The *router* role: rule files, the expression language and shard-key
+//! derivation.
+//!
+//! * [`file`] — loading and parsing `shard-rules/*.toml`;
+//! * [`expr`] — the expression language (parser, binder, evaluator);
+//! * [`convert`] — row cells ⇄ expression values;
+//! * [`route`] — [`Router`]: row changes → versioned write operations.
+
+pub mod convert;
+pub mod expr;
+pub mod file;
+pub mod route;
+
+pub use file::{load_dir, Rule, RuleError};
+pub use route::{RouteError, Router};

@@ -1,0 +1,349 @@
+//! The router: row changes → versioned write operations (DESIGN §1).
+//!
+//! * insert → upsert(after, v) at the after image's shard;
+//! * update → upsert(after, v); if the key **or the shard** changed, also
+//!   delete(before-key, v) at the old location (possibly another shard);
+//! * delete → delete(key, v).
+//!
+//! A `where` filter makes a row that stops matching a delete at the target
+//! (and a row that never matched produce nothing). The before image's
+//! location is computed without the filter: a delete of a key the target
+//! never held only leaves a harmless tombstone.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use mysql_common::value::Value as Cell;
+
+use super::convert::{cell_to_expr, display_cells, expr_to_cell};
+use super::expr::{self, Bound, EvalContext, Value};
+use super::file::{Rule, RuleExpr};
+use crate::source::{RowChange, TableSchema};
+use crate::writer::keyenc;
+use crate::writer::op::{OpKind, TargetTable, WriteOp};
+
+/// A rule that does not fit the source schema, or a row it cannot route.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    #[error("{0}")]
+    Bind(String),
+    #[error("cannot derive {what} for {table} key {key} at {position}: `{expr}`: {message}")]
+    Derive {
+        table: String,
+        key: String,
+        what: String,
+        expr: String,
+        message: String,
+        position: String,
+    },
+}
+
+/// A rule compiled against one schema of its source table.
+struct Plan {
+    schema: Arc<TableSchema>,
+    shard: Bound,
+    derive: Vec<Bound>,
+    where_: Option<Bound>,
+    /// Source column index of each target column (derived ones are None).
+    sources: Vec<Option<usize>>,
+    /// Source column indices of the row identity.
+    key_src: Vec<usize>,
+    /// Shard index of each rule slot.
+    slots: Vec<usize>,
+    target: Arc<TargetTable>,
+}
+
+/// Routes row changes of every mapped table.
+pub struct Router {
+    rules: HashMap<(String, String), Arc<Rule>>,
+    shard_index: HashMap<String, usize>,
+    plans: HashMap<(String, String), Plan>,
+}
+
+impl Router {
+    /// `shards` are the configured target names, in the order lanes use.
+    pub fn new(rules: Vec<Rule>, shards: &[String]) -> Result<Router, RouteError> {
+        let shard_index: HashMap<String, usize> = shards.iter().enumerate().map(|(i, s)| (s.clone(), i)).collect();
+        let mut map = HashMap::new();
+        for r in rules {
+            for s in &r.shards {
+                if !shard_index.contains_key(s) {
+                    return Err(RouteError::Bind(format!(
+                        "{}: shards names {s:?}, which is not in [targets] (known: {})",
+                        r.file.display(),
+                        shards.join(", ")
+                    )));
+                }
+            }
+            map.insert((r.source_db.clone(), r.source_table.clone()), Arc::new(r));
+        }
+        Ok(Router {
+            rules: map,
+            shard_index,
+            plans: HashMap::new(),
+        })
+    }
+
+    /// Whether `db.table` has a rule.
+    pub fn wants(&self, db: &str, table: &str) -> bool {
+        self.rules.contains_key(&(db.to_string(), table.to_string()))
+    }
+
+    /// Every rule, for validation.
+    pub fn rules(&self) -> impl Iterator<Item = &Arc<Rule>> {
+        self.rules.values()
+    }
+
+    fn plan(&mut self, schema: &Arc<TableSchema>) -> Result<&Plan, RouteError> {
+        let key = (schema.db.clone(), schema.table.clone());
+        let stale = match self.plans.get(&key) {
+            Some(p) => !Arc::ptr_eq(&p.schema, schema) && *p.schema != **schema,
+            None => true,
+        };
+        if stale {
+            let rule = self
+                .rules
+                .get(&key)
+                .ok_or_else(|| RouteError::Bind(format!("no rule for {}", schema.full_name())))?
+                .clone();
+            let plan = compile(&rule, schema, &self.shard_index)?;
+            self.plans.insert(key.clone(), plan);
+        } else if let Some(p) = self.plans.get_mut(&key) {
+            // same schema in a new Arc: remember it to skip the compare next time
+            p.schema = schema.clone();
+        }
+        self.plans
+            .get(&key)
+            .ok_or_else(|| RouteError::Bind(format!("no plan for {}", schema.full_name())))
+    }
+
+    /// The operations for one change, in the order they must be applied.
+    pub fn route(&mut self, change: &RowChange, ctx: &dyn EvalContext) -> Result<Vec<WriteOp>, RouteError> {
+        let plan = self.plan(&change.table)?;
+        let mut ops = Vec::with_capacity(2);
+        let new = match &change.after {
+            Some(after) => {
+                let row = to_expr_row(after, &plan.schema);
+                if passes(plan, &row, change, ctx)? {
+                    let shard = shard_of(plan, &row, after, change, ctx)?;
+                    let key: Vec<Cell> = plan.key_src.iter().map(|&i| after[i].clone()).collect();
+                    let mut values = Vec::with_capacity(plan.sources.len());
+                    let mut d = 0;
+                    for src in &plan.sources {
+                        match src {
+                            Some(i) => values.push(after[*i].clone()),
+                            None => {
+                                let v = plan.derive[d].eval(&row, ctx).map_err(|e| {
+                                    derive_error(plan, after, change, &plan.target.columns[values.len()], &e.to_string())
+                                })?;
+                                d += 1;
+                                values.push(expr_to_cell(v));
+                            }
+                        }
+                    }
+                    Some((shard, key, values))
+                } else {
+                    None
+                }
+            }
+            None => None,
+        };
+        let old = match &change.before {
+            Some(before) => {
+                let row = to_expr_row(before, &plan.schema);
+                let shard = shard_of(plan, &row, before, change, ctx)?;
+                let key: Vec<Cell> = plan.key_src.iter().map(|&i| before[i].clone()).collect();
+                Some((shard, key))
+            }
+            None => None,
+        };
+        let op = |shard: usize, key: Vec<Cell>, kind: OpKind| {
+            let key_enc = keyenc::encode(&key);
+            WriteOp {
+                shard,
+                table: plan.target.clone(),
+                key,
+                key_enc,
+                kind,
+                version: change.version,
+                position: change.position.clone(),
+            }
+        };
+        let moved = match (&old, &new) {
+            (Some((os, ok)), Some((ns, nk, _))) => os != ns || ok != nk,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        if moved {
+            if let Some((shard, key)) = old {
+                ops.push(op(shard, key, OpKind::Delete));
+            }
+        }
+        if let Some((shard, key, values)) = new {
+            ops.push(op(shard, key, OpKind::Upsert(values)));
+        }
+        Ok(ops)
+    }
+}
+
+fn to_expr_row(cells: &[Cell], schema: &TableSchema) -> Vec<Value> {
+    cells
+        .iter()
+        .zip(schema.columns.iter())
+        .map(|(c, col)| cell_to_expr(c, col))
+        .collect()
+}
+
+fn key_text(plan: &Plan, cells: &[Cell]) -> String {
+    let key: Vec<Cell> = plan.key_src.iter().filter_map(|&i| cells.get(i).cloned()).collect();
+    display_cells(&key)
+}
+
+fn derive_error(plan: &Plan, cells: &[Cell], change: &RowChange, what: &str, message: &str) -> RouteError {
+    RouteError::Derive {
+        table: plan.schema.full_name(),
+        key: key_text(plan, cells),
+        what: what.to_string(),
+        expr: String::new(),
+        message: message.to_string(),
+        position: change.position.to_string(),
+    }
+}
+
+fn passes(plan: &Plan, row: &[Value], change: &RowChange, ctx: &dyn EvalContext) -> Result<bool, RouteError> {
+    let Some(w) = &plan.where_ else { return Ok(true) };
+    let v = w.eval(row, ctx).map_err(|e| RouteError::Derive {
+        table: plan.schema.full_name(),
+        key: String::new(),
+        what: "where".into(),
+        expr: String::new(),
+        message: e.to_string(),
+        position: change.position.to_string(),
+    })?;
+    Ok(match v {
+        Value::Null => false,
+        Value::Int(i) => i != 0,
+        Value::UInt(u) => u != 0,
+        Value::Double(f) => f != 0.0,
+        Value::Decimal(s) => s.trim_start_matches(['-', '0', '.']).chars().any(|c| c.is_ascii_digit() && c != '0'),
+        Value::Bytes(b) => String::from_utf8_lossy(&b).trim().parse::<f64>().map(|f| f != 0.0).unwrap_or(false),
+    })
+}
+
+fn shard_of(plan: &Plan, row: &[Value], cells: &[Cell], change: &RowChange, ctx: &dyn EvalContext) -> Result<usize, RouteError> {
+    let fail = |message: String| RouteError::Derive {
+        table: plan.schema.full_name(),
+        key: key_text(plan, cells),
+        what: "the shard".into(),
+        expr: String::new(),
+        message,
+        position: change.position.to_string(),
+    };
+    let v = plan.shard.eval(row, ctx).map_err(|e| fail(e.to_string()))?;
+    let idx = match v {
+        Value::Int(i) if i >= 0 => i as u64,
+        Value::UInt(u) => u,
+        other => return Err(fail(format!("the shard expression gave {other:?}, expected an index from 0 to {}", plan.slots.len() - 1))),
+    };
+    usize::try_from(idx)
+        .ok()
+        .and_then(|i| plan.slots.get(i).copied())
+        .ok_or_else(|| fail(format!("shard index {idx} is out of range: `shards` has {} entries", plan.slots.len())))
+}
+
+fn bind(rule: &Rule, e: &RuleExpr, schema: &TableSchema) -> Result<Bound, RouteError> {
+    e.expr
+        .bind(&|name: &str| schema.column_index(name))
+        .map_err(|b| RouteError::Bind(rule.locate(e.offset + b.offset, &format!("in `{}` for {}: {}", e.name, schema.full_name(), b.message))))
+}
+
+fn compile(rule: &Rule, schema: &Arc<TableSchema>, shard_index: &HashMap<String, usize>) -> Result<Plan, RouteError> {
+    let file = rule.file.display();
+    let shard = bind(rule, &rule.shard, schema)?;
+    let mut derive = Vec::new();
+    for (_, e) in &rule.derive {
+        derive.push(bind(rule, e, schema)?);
+    }
+    let where_ = rule.where_.as_ref().map(|w| bind(rule, w, schema)).transpose()?;
+    for c in rule.exclude.iter().chain(rule.rename.keys()) {
+        if schema.column_index(c).is_none() {
+            return Err(RouteError::Bind(format!("{file}: column {c:?} is not in {}", schema.full_name())));
+        }
+    }
+    let key_src: Vec<usize> = match &rule.key {
+        Some(cols) => cols
+            .iter()
+            .map(|c| {
+                schema
+                    .column_index(c)
+                    .ok_or_else(|| RouteError::Bind(format!("{file}: key column {c:?} is not in {}", schema.full_name())))
+            })
+            .collect::<Result<_, _>>()?,
+        None => schema.pk.clone(),
+    };
+    if key_src.is_empty() {
+        return Err(RouteError::Bind(format!(
+            "{file}: {} has no primary key; declare the row identity with key = [\"col\", ...] (a unique NOT NULL key)",
+            schema.full_name()
+        )));
+    }
+    let mut columns = Vec::new();
+    let mut sources = Vec::new();
+    for (i, c) in schema.columns.iter().enumerate() {
+        let excluded = rule.exclude.iter().any(|x| x.eq_ignore_ascii_case(&c.name));
+        if excluded {
+            if key_src.contains(&i) {
+                return Err(RouteError::Bind(format!("{file}: key column {:?} cannot be excluded", c.name)));
+            }
+            continue;
+        }
+        let name = rule
+            .rename
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(&c.name))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| c.name.clone());
+        columns.push(name);
+        sources.push(Some(i));
+    }
+    for (name, _) in &rule.derive {
+        if columns.iter().any(|c| c.eq_ignore_ascii_case(name)) {
+            return Err(RouteError::Bind(format!("{file}: derived column {name:?} collides with a source column")));
+        }
+        columns.push(name.clone());
+        sources.push(None);
+    }
+    let key: Vec<usize> = key_src
+        .iter()
+        .map(|k| sources.iter().position(|s| *s == Some(*k)).unwrap_or(0))
+        .collect();
+    let slots = rule
+        .shards
+        .iter()
+        .map(|s| {
+            shard_index
+                .get(s)
+                .copied()
+                .ok_or_else(|| RouteError::Bind(format!("{file}: unknown shard {s:?}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Plan {
+        schema: schema.clone(),
+        shard,
+        derive,
+        where_,
+        sources,
+        key_src,
+        slots,
+        target: Arc::new(TargetTable {
+            name: rule.target.clone(),
+            columns,
+            key,
+        }),
+    })
+}
+
+/// Evaluation context without lookup tables.
+pub fn no_context() -> &'static dyn EvalContext {
+    &expr::NoContext
+}

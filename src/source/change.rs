@@ -1,0 +1,52 @@
+//! What the tailer hands to the router: row changes grouped into committed
+//! source transactions. Every change carries its version (derived from its
+//! event's position) and every transaction the position to resume after it.
+
+use std::sync::Arc;
+
+use mysql_common::value::Value;
+
+use super::schema::TableSchema;
+use crate::position::Position;
+use crate::version::Version;
+
+/// One decoded row change.
+#[derive(Debug, Clone)]
+pub struct RowChange {
+    pub table: Arc<TableSchema>,
+    /// Before image (update, delete).
+    pub before: Option<Vec<Value>>,
+    /// After image (insert, update).
+    pub after: Option<Vec<Value>>,
+    pub version: Version,
+    /// Start of the rows event (or of the compressed payload) it came from.
+    pub position: Position,
+}
+
+impl RowChange {
+    pub fn kind(&self) -> &'static str {
+        match (&self.before, &self.after) {
+            (None, Some(_)) => "insert",
+            (Some(_), Some(_)) => "update",
+            _ => "delete",
+        }
+    }
+}
+
+/// A committed source transaction (or a boundary without rows: DDL, rotate).
+#[derive(Debug, Clone)]
+pub struct Transaction {
+    pub changes: Vec<RowChange>,
+    /// Where to resume after this transaction: the start of the next event.
+    pub end: Position,
+    /// Commit timestamp (seconds since the epoch), for lag.
+    pub timestamp: u32,
+}
+
+/// What the tailer yields.
+#[derive(Debug)]
+pub enum SourceItem {
+    Transaction(Transaction),
+    /// The source is alive and idle at this position.
+    Heartbeat(Position),
+}

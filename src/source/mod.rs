@@ -1,0 +1,126 @@
+//! The *streamer* role: everything that reads the source.
+//!
+//! * [`preflight`] — `ensure_*` checks of the source's settings;
+//! * [`stream`] — the tailer (replica connection, event handling,
+//!   transaction assembly, checksum verification);
+//! * [`schema`] — table schemas from TABLE_MAP metadata or information_schema;
+//! * [`decode`] — row images → bindable values;
+//! * [`change`] — the types handed to the router.
+
+pub mod change;
+pub mod checksum;
+pub mod decode;
+pub mod preflight;
+pub mod schema;
+pub mod stream;
+
+pub use change::{RowChange, SourceItem, Transaction};
+pub use schema::{Column, TableSchema};
+pub use stream::{TableFilter, Tailer, TailerOptions};
+
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+
+use crate::db::DbError;
+use crate::position::Position;
+
+/// A failure while reading the source, split as the run loop needs it.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// Connection trouble: retry from the checkpoint with backoff.
+    #[error("{0}")]
+    Transient(String),
+    /// Anything else that reading again will not fix.
+    #[error("{0}")]
+    Definite(String),
+    #[error("binlog checksum mismatch in event type {event_type} at {position}: stored {expected:#010x}, computed {actual:#010x}; the binlog or the network corrupted it")]
+    Checksum {
+        position: Position,
+        event_type: u8,
+        expected: u32,
+        actual: u32,
+    },
+    #[error("the source cannot stream from {position}: {message}. If the file was purged, the changes since then are gone from the binlog: re-seed the targets (run without a checkpoint) or restore the binlog; if the position is not an event start, use a transaction boundary from `reshard status`")]
+    Unavailable { position: Position, message: String },
+    #[error("cannot decode the event at {position}: {message}")]
+    Decode { position: Position, message: String },
+    #[error(transparent)]
+    Schema(schema::SchemaError),
+    #[error(transparent)]
+    Preflight(#[from] preflight::PreflightError),
+}
+
+impl SourceError {
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SourceError::Transient(_) => true,
+            SourceError::Schema(schema::SchemaError::Db(e)) => e.is_transient(),
+            SourceError::Preflight(preflight::PreflightError::Db(e)) => e.is_transient(),
+            _ => false,
+        }
+    }
+}
+
+/// The source's current end of binlog (`SHOW MASTER STATUS`, or `SHOW BINARY
+/// LOG STATUS` on MySQL ≥ 8.4).
+pub async fn head(conn: &mut Conn) -> Result<Position, DbError> {
+    let row: Option<mysql_async::Row> = match conn.query_first("SHOW MASTER STATUS").await {
+        Ok(r) => r,
+        Err(_) => conn
+            .query_first("SHOW BINARY LOG STATUS")
+            .await
+            .map_err(|e| DbError::query("source", "SHOW BINARY LOG STATUS", e))?,
+    };
+    let row = row.ok_or_else(|| DbError::Query {
+        server: "source".into(),
+        context: "SHOW MASTER STATUS".into(),
+        message: "returned nothing: the binary log is off".into(),
+        transient: false,
+        code: None,
+    })?;
+    let file: Option<String> = row.get(0);
+    let pos: Option<u64> = row.get(1);
+    match (file, pos) {
+        (Some(file), Some(pos)) => Ok(Position::new(file, pos)),
+        _ => Err(DbError::Query {
+            server: "source".into(),
+            context: "SHOW MASTER STATUS".into(),
+            message: "unexpected result shape".into(),
+            transient: false,
+            code: None,
+        }),
+    }
+}
+
+/// The binlog files the source still has, oldest first.
+pub async fn binlog_files(conn: &mut Conn) -> Result<Vec<String>, DbError> {
+    let rows: Vec<mysql_async::Row> = conn
+        .query("SHOW BINARY LOGS")
+        .await
+        .map_err(|e| DbError::query("source", "SHOW BINARY LOGS", e))?;
+    Ok(rows.into_iter().filter_map(|r| r.get::<String, _>(0)).collect())
+}
+
+/// A name for the source server that changes when it is a different server:
+/// `@@server_uuid` on MySQL, `server_id` on MariaDB.
+pub async fn server_identity(conn: &mut Conn) -> Result<String, DbError> {
+    let uuid: Option<Option<String>> = conn.query_first("SELECT @@server_uuid").await.ok();
+    if let Some(Some(u)) = uuid {
+        return Ok(u);
+    }
+    let id: Option<u64> = conn
+        .query_first("SELECT @@server_id")
+        .await
+        .map_err(|e| DbError::query("source", "SELECT @@server_id", e))?;
+    Ok(format!("server_id={}", id.unwrap_or(0)))
+}
+
+impl From<DbError> for SourceError {
+    fn from(e: DbError) -> Self {
+        if e.is_transient() {
+            SourceError::Transient(e.to_string())
+        } else {
+            SourceError::Definite(e.to_string())
+        }
+    }
+}

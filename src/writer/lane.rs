@@ -1,0 +1,349 @@
+//! A writer lane: one connection to one shard applying batches in order.
+//!
+//! # Why a batch is safe to apply, and to apply again
+//!
+//! One key always goes to one lane (the coordinator hashes table and key),
+//! and a lane applies its queue in order, so no two writers race on a key.
+//! Within a batch only the newest operation per key matters — versions
+//! grow along the binlog, so the last operation dominates every earlier
+//! one — and the batch runs in **one transaction** that:
+//!
+//! 1. reads the tombstones of the keys it will upsert;
+//! 2. deletes keys only where the row's version is older, and raises their
+//!    tombstones with `GREATEST` (never lowers one);
+//! 3. upserts rows newer than their tombstone, each column guarded by
+//!    `IF(new version > current version, …)`;
+//! 4. records the lane's applied position.
+//!
+//! Every step compares versions, so applying a batch twice, or an older
+//! batch after a newer one, changes nothing: a target never moves
+//! backwards and a deleted row never comes back, not even between two
+//! statements, because all of it commits at once.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Params, TxOpts};
+use mysql_common::value::Value;
+use tokio::sync::mpsc;
+
+use super::op::{OpKind, TargetTable, WriteOp};
+use super::sql;
+use crate::checkpoint::LaneProgress;
+use crate::db::DbError;
+use crate::position::Position;
+use crate::version::Version;
+
+/// What the coordinator sends a lane.
+#[derive(Debug)]
+pub enum LaneMsg {
+    Op(WriteOp),
+    /// Every operation of transactions `<= seq` for this lane was sent.
+    Mark { seq: u64, end: Position, timestamp: u32 },
+}
+
+/// Settings of one lane.
+#[derive(Debug, Clone)]
+pub struct LaneConfig {
+    pub pipeline: String,
+    pub shard: String,
+    /// Global lane number (index in the tracker).
+    pub lane: usize,
+    /// Lane number within its shard.
+    pub lane_in_shard: usize,
+    pub batch_size: usize,
+    pub linger: Duration,
+}
+
+/// Counters shared with the progress reporter.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub ops_applied: AtomicU64,
+    pub batches: AtomicU64,
+    pub ops_skipped_tombstone: AtomicU64,
+}
+
+/// A lane that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("writer lane {lane} of shard {shard}: {source}")]
+pub struct LaneError {
+    pub shard: String,
+    pub lane: usize,
+    #[source]
+    pub source: DbError,
+}
+
+impl LaneError {
+    pub fn is_transient(&self) -> bool {
+        self.source.is_transient()
+    }
+}
+
+const MAX_PARAMS: usize = 30_000;
+const RETRIES: u32 = 5;
+
+/// Runs a lane until its queue closes; the pending batch is applied first.
+pub async fn run(
+    mut conn: Conn,
+    cfg: LaneConfig,
+    mut rx: mpsc::Receiver<LaneMsg>,
+    progress: mpsc::UnboundedSender<LaneProgress>,
+    stats: Arc<Stats>,
+) -> Result<(), LaneError> {
+    let mut ops: Vec<WriteOp> = Vec::new();
+    let mut mark: Option<LaneProgress> = None;
+    let mut closed = false;
+    while !closed {
+        // wait for work
+        match rx.recv().await {
+            None => closed = true,
+            Some(msg) => take(msg, &cfg, &mut ops, &mut mark, &progress),
+        }
+        if !ops.is_empty() {
+            // linger for more, bounded by size and time
+            let deadline = tokio::time::Instant::now() + cfg.linger;
+            while ops.len() < cfg.batch_size && !closed {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Err(_) => break,
+                    Ok(None) => closed = true,
+                    Ok(Some(msg)) => take(msg, &cfg, &mut ops, &mut mark, &progress),
+                }
+            }
+            let batch = std::mem::take(&mut ops);
+            let end = mark.as_ref().map(|m| m.end.clone());
+            apply_with_retry(&mut conn, &cfg, batch, end.as_ref(), &stats)
+                .await
+                .map_err(|source| LaneError {
+                    shard: cfg.shard.clone(),
+                    lane: cfg.lane,
+                    source,
+                })?;
+        }
+        if let Some(m) = mark.take() {
+            let _ = progress.send(m);
+        }
+    }
+    let _ = conn.disconnect().await;
+    Ok(())
+}
+
+fn take(
+    msg: LaneMsg,
+    cfg: &LaneConfig,
+    ops: &mut Vec<WriteOp>,
+    mark: &mut Option<LaneProgress>,
+    progress: &mpsc::UnboundedSender<LaneProgress>,
+) {
+    match msg {
+        LaneMsg::Op(op) => ops.push(op),
+        LaneMsg::Mark { seq, end, timestamp } => {
+            let p = LaneProgress {
+                lane: cfg.lane,
+                seq,
+                end,
+                timestamp,
+            };
+            if ops.is_empty() {
+                // nothing pending: everything before the mark is applied
+                let _ = progress.send(p);
+            } else {
+                *mark = Some(p);
+            }
+        }
+    }
+}
+
+async fn apply_with_retry(
+    conn: &mut Conn,
+    cfg: &LaneConfig,
+    ops: Vec<WriteOp>,
+    end: Option<&Position>,
+    stats: &Stats,
+) -> Result<(), DbError> {
+    let batch = dedup(ops);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match apply(conn, cfg, &batch, end, stats).await {
+            Ok(()) => return Ok(()),
+            // deadlocks and lock waits: the transaction was rolled back, try again
+            Err(e) if matches!(e.code(), Some(1213 | 1205)) && attempt < RETRIES => {
+                tracing::warn!(shard = %cfg.shard, lane = cfg.lane, attempt, error = %e, "batch rolled back, retrying");
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Keeps the newest operation per (table, key), grouped by table.
+pub fn dedup(ops: Vec<WriteOp>) -> Vec<(Arc<TargetTable>, Vec<WriteOp>)> {
+    let mut groups: Vec<(Arc<TargetTable>, Vec<WriteOp>)> = Vec::new();
+    let mut group_of: HashMap<String, usize> = HashMap::new();
+    let mut seen: HashMap<(usize, Vec<u8>), usize> = HashMap::new();
+    for op in ops {
+        let g = *group_of.entry(op.table.name.clone()).or_insert_with(|| {
+            groups.push((op.table.clone(), Vec::new()));
+            groups.len() - 1
+        });
+        let list = &mut groups[g].1;
+        match seen.get(&(g, op.key_enc.clone())) {
+            Some(&i) if list[i].version <= op.version => list[i] = op,
+            Some(_) => {}
+            None => {
+                seen.insert((g, op.key_enc.clone()), list.len());
+                list.push(op);
+            }
+        }
+    }
+    groups
+}
+
+async fn apply(
+    conn: &mut Conn,
+    cfg: &LaneConfig,
+    batch: &[(Arc<TargetTable>, Vec<WriteOp>)],
+    end: Option<&Position>,
+    stats: &Stats,
+) -> Result<(), DbError> {
+    let server = cfg.shard.as_str();
+    let mut tx = conn
+        .start_transaction(TxOpts::default())
+        .await
+        .map_err(|e| DbError::query(server, "BEGIN", e))?;
+    let mut applied = 0u64;
+    let mut skipped = 0u64;
+    for (table, ops) in batch {
+        let tname = table.name.as_str();
+        // 1. tombstones of the keys to upsert
+        let upsert_keys: Vec<&WriteOp> = ops.iter().filter(|o| matches!(o.kind, OpKind::Upsert(_))).collect();
+        let mut tombs: HashMap<Vec<u8>, Version> = HashMap::new();
+        for chunk in upsert_keys.chunks(500) {
+            let mut params: Vec<Value> = Vec::with_capacity(chunk.len() + 1);
+            params.push(Value::Bytes(tname.as_bytes().to_vec()));
+            params.extend(chunk.iter().map(|o| Value::Bytes(o.key_enc.clone())));
+            let rows: Vec<(Vec<u8>, Vec<u8>)> = tx
+                .exec(sql::tombstone_lookup(chunk.len()), Params::Positional(params))
+                .await
+                .map_err(|e| DbError::query(server, format!("reading tombstones of {tname}"), e))?;
+            for (k, v) in rows {
+                if let Ok(v) = Version::from_bytes(&v) {
+                    tombs.insert(k, v);
+                }
+            }
+        }
+        // 2. deletes and their tombstones
+        let deletes: Vec<&WriteOp> = ops.iter().filter(|o| o.kind == OpKind::Delete).collect();
+        if !deletes.is_empty() {
+            let key_cols: Vec<&str> = table.key.iter().map(|&i| table.columns[i].as_str()).collect();
+            let per = (MAX_PARAMS / (key_cols.len() + 1)).clamp(1, 200);
+            for chunk in deletes.chunks(per) {
+                let mut params = Vec::with_capacity(chunk.len() * (key_cols.len() + 1));
+                for o in chunk {
+                    params.extend(o.key.iter().cloned());
+                    params.push(Value::Bytes(o.version.to_bytes().to_vec()));
+                }
+                tx.exec_drop(sql::delete(tname, &key_cols, chunk.len()), Params::Positional(params))
+                    .await
+                    .map_err(|e| DbError::query(server, format!("deleting from {tname}"), e))?;
+            }
+            for chunk in deletes.chunks(500) {
+                let mut params = Vec::with_capacity(chunk.len() * 3);
+                for o in chunk {
+                    params.push(Value::Bytes(tname.as_bytes().to_vec()));
+                    params.push(Value::Bytes(o.key_enc.clone()));
+                    params.push(Value::Bytes(o.version.to_bytes().to_vec()));
+                }
+                tx.exec_drop(sql::tombstone_upsert(chunk.len()), Params::Positional(params))
+                    .await
+                    .map_err(|e| DbError::query(server, format!("writing tombstones of {tname}"), e))?;
+            }
+            applied += deletes.len() as u64;
+        }
+        // 3. upserts newer than their tombstone
+        let live: Vec<&WriteOp> = upsert_keys
+            .into_iter()
+            .filter(|o| match tombs.get(&o.key_enc) {
+                Some(t) if *t >= o.version => {
+                    skipped += 1;
+                    false
+                }
+                _ => true,
+            })
+            .collect();
+        if !live.is_empty() {
+            let width = table.columns.len() + 1;
+            let per = (MAX_PARAMS / width).clamp(1, 500);
+            for chunk in live.chunks(per) {
+                let mut params = Vec::with_capacity(chunk.len() * width);
+                for o in chunk {
+                    if let OpKind::Upsert(values) = &o.kind {
+                        params.extend(values.iter().cloned());
+                        params.push(Value::Bytes(o.version.to_bytes().to_vec()));
+                    }
+                }
+                tx.exec_drop(sql::upsert(tname, &table.columns, &table.key, chunk.len()), Params::Positional(params))
+                    .await
+                    .map_err(|e| DbError::query(server, format!("upserting into {tname}"), e))?;
+            }
+            applied += live.len() as u64;
+        }
+    }
+    // 4. the lane's applied position, in the same transaction
+    if let Some(end) = end {
+        tx.exec_drop(
+            sql::APPLIED_UPSERT,
+            (&cfg.pipeline, &cfg.shard, cfg.lane_in_shard as u32, &end.file, end.pos),
+        )
+        .await
+        .map_err(|e| DbError::query(server, "recording the applied position", e))?;
+    }
+    tx.commit().await.map_err(|e| DbError::query(server, "COMMIT", e))?;
+    stats.ops_applied.fetch_add(applied, Ordering::Relaxed);
+    stats.ops_skipped_tombstone.fetch_add(skipped, Ordering::Relaxed);
+    stats.batches.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(key: i64, version: u128, kind: OpKind) -> WriteOp {
+        let table = Arc::new(TargetTable {
+            name: "t".into(),
+            columns: vec!["id".into()],
+            key: vec![0],
+        });
+        let k = vec![Value::Int(key)];
+        WriteOp {
+            shard: 0,
+            table,
+            key_enc: crate::writer::keyenc::encode(&k),
+            key: k,
+            kind,
+            version: Version(version),
+            position: Position::new("b.000001", 4),
+        }
+    }
+
+    #[test]
+    fn dedup_keeps_the_newest_op_per_key() {
+        let ops = vec![
+            op(1, 10, OpKind::Upsert(vec![Value::Int(1)])),
+            op(2, 11, OpKind::Upsert(vec![Value::Int(2)])),
+            op(1, 12, OpKind::Delete),
+            op(1, 9, OpKind::Upsert(vec![Value::Int(1)])),
+        ];
+        let groups = dedup(ops);
+        assert_eq!(groups.len(), 1);
+        let list = &groups[0].1;
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].kind, OpKind::Delete);
+        assert_eq!(list[0].version, Version(12));
+        assert_eq!(list[1].version, Version(11));
+    }
+}

@@ -1,0 +1,14 @@
+//! The *applier* role: versioned writes to the target shards.
+//!
+//! * [`op`] — write operations and target tables;
+//! * [`keyenc`] — canonical key bytes (tombstone key, lane choice);
+//! * [`sql`] — the SQL text of versioned upserts, deletes and tombstones;
+//! * [`lane`] — one connection applying batches in order.
+
+pub mod keyenc;
+pub mod lane;
+pub mod op;
+pub mod sql;
+
+pub use lane::{LaneConfig, LaneError, LaneMsg, Stats};
+pub use op::{OpKind, TargetTable, WriteOp};

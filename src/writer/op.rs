@@ -1,0 +1,44 @@
+//! Write operations: what the router asks a target shard to do.
+
+use std::sync::Arc;
+
+use mysql_common::value::Value;
+
+use crate::position::Position;
+use crate::version::Version;
+
+/// A target table as the writer sees it: name, column order and the
+/// columns that identify a row.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TargetTable {
+    /// Table name on every target (in the shard's database).
+    pub name: String,
+    /// Column names, in the order of [`OpKind::Upsert`] values; the version
+    /// column is not among them.
+    pub columns: Vec<String>,
+    /// Indices into `columns` of the row identity, in key order.
+    pub key: Vec<usize>,
+}
+
+/// Upsert a whole row, or delete a key leaving a tombstone.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OpKind {
+    Upsert(Vec<Value>),
+    Delete,
+}
+
+/// One versioned operation on one key of one shard.
+#[derive(Debug, Clone)]
+pub struct WriteOp {
+    /// Index of the shard (in name order of `[targets]`).
+    pub shard: usize,
+    pub table: Arc<TargetTable>,
+    /// Values of the key columns.
+    pub key: Vec<Value>,
+    /// [`super::keyenc::encode`] of `key`: tombstone key, lane hash, dedup.
+    pub key_enc: Vec<u8>,
+    pub kind: OpKind,
+    pub version: Version,
+    /// Source position of the change, for messages.
+    pub position: Position,
+}

@@ -1,0 +1,149 @@
+//! SQL text for versioned writes. Values are always bound as parameters;
+//! identifiers are always quoted.
+//!
+//! The upsert assigns every column through
+//! `IF(VALUES(_reshard_version) > _reshard_version, VALUES(c), c)` and the
+//! version column **last**: MySQL evaluates assignments left to right, so a
+//! version assigned earlier would make the later comparisons see the new
+//! version and keep the old values. `VALUES()` works on MariaDB and on
+//! MySQL (deprecated since 8.0.20, still accepted).
+
+use crate::db::quote_ident;
+
+/// The version column on every target table.
+pub const VERSION_COLUMN: &str = "_reshard_version";
+/// The per-shard tombstone table.
+pub const TOMBSTONE_TABLE: &str = "_reshard_tombstone";
+
+fn placeholders(n: usize) -> String {
+    let mut s = String::with_capacity(n * 3 + 2);
+    s.push('(');
+    for i in 0..n {
+        if i > 0 {
+            s.push_str(", ");
+        }
+        s.push('?');
+    }
+    s.push(')');
+    s
+}
+
+/// `INSERT … VALUES (…), … ON DUPLICATE KEY UPDATE` guarded by the version,
+/// for `rows` rows of `columns` plus the version column.
+pub fn upsert(table: &str, columns: &[String], key: &[usize], rows: usize) -> String {
+    let v = quote_ident(VERSION_COLUMN);
+    let mut cols: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+    cols.push(v.clone());
+    let row = placeholders(cols.len());
+    let mut sql = format!("INSERT INTO {} ({}) VALUES ", quote_ident(table), cols.join(", "));
+    for i in 0..rows {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&row);
+    }
+    sql.push_str(" ON DUPLICATE KEY UPDATE ");
+    let newer = format!("VALUES({v}) > {v}");
+    let mut sets: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !key.contains(i))
+        .map(|(_, c)| {
+            let c = quote_ident(c);
+            format!("{c} = IF({newer}, VALUES({c}), {c})")
+        })
+        .collect();
+    sets.push(format!("{v} = IF({newer}, VALUES({v}), {v})"));
+    sql.push_str(&sets.join(", "));
+    sql
+}
+
+/// `DELETE` of `rows` keys, each only where the row's version is older.
+pub fn delete(table: &str, key_columns: &[&str], rows: usize) -> String {
+    let v = quote_ident(VERSION_COLUMN);
+    let one = {
+        let mut parts: Vec<String> = key_columns.iter().map(|c| format!("{} = ?", quote_ident(c))).collect();
+        parts.push(format!("{v} < ?"));
+        format!("({})", parts.join(" AND "))
+    };
+    let mut sql = format!("DELETE FROM {} WHERE ", quote_ident(table));
+    for i in 0..rows {
+        if i > 0 {
+            sql.push_str(" OR ");
+        }
+        sql.push_str(&one);
+    }
+    sql
+}
+
+/// Raises tombstones to at least the given versions (`GREATEST`, never a
+/// plain overwrite).
+pub fn tombstone_upsert(rows: usize) -> String {
+    let mut sql = format!("INSERT INTO {} (tbl, k, version) VALUES ", quote_ident(TOMBSTONE_TABLE));
+    for i in 0..rows {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str("(?, ?, ?)");
+    }
+    sql.push_str(" ON DUPLICATE KEY UPDATE version = GREATEST(version, VALUES(version))");
+    sql
+}
+
+/// Reads the tombstones of `rows` keys of one table.
+pub fn tombstone_lookup(rows: usize) -> String {
+    let mut sql = format!("SELECT k, version FROM {} WHERE tbl = ? AND k IN (", quote_ident(TOMBSTONE_TABLE));
+    for i in 0..rows {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('?');
+    }
+    sql.push(')');
+    sql
+}
+
+/// Records a lane's applied position in its batch's transaction.
+pub const APPLIED_UPSERT: &str = "INSERT INTO `_reshard_applied` (pipeline, shard, lane, binlog_file, binlog_pos) \
+     VALUES (?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE binlog_file = VALUES(binlog_file), binlog_pos = VALUES(binlog_pos)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upsert_assigns_version_last_and_skips_key_columns() {
+        let cols = vec!["id".to_string(), "name".to_string(), "shard_no".to_string()];
+        let sql = upsert("orders", &cols, &[0], 2);
+        assert_eq!(
+            sql,
+            "INSERT INTO `orders` (`id`, `name`, `shard_no`, `_reshard_version`) VALUES (?, ?, ?, ?), (?, ?, ?, ?) \
+             ON DUPLICATE KEY UPDATE \
+             `name` = IF(VALUES(`_reshard_version`) > `_reshard_version`, VALUES(`name`), `name`), \
+             `shard_no` = IF(VALUES(`_reshard_version`) > `_reshard_version`, VALUES(`shard_no`), `shard_no`), \
+             `_reshard_version` = IF(VALUES(`_reshard_version`) > `_reshard_version`, VALUES(`_reshard_version`), `_reshard_version`)"
+        );
+        assert!(sql.ends_with("`_reshard_version`)"));
+    }
+
+    #[test]
+    fn identifiers_are_quoted() {
+        let sql = upsert("we`ird", &["a`b".to_string()], &[0], 1);
+        assert!(sql.starts_with("INSERT INTO `we``ird` (`a``b`, "), "{sql}");
+    }
+
+    #[test]
+    fn delete_guards_each_key_by_version() {
+        assert_eq!(
+            delete("t", &["a", "b"], 2),
+            "DELETE FROM `t` WHERE (`a` = ? AND `b` = ? AND `_reshard_version` < ?) OR (`a` = ? AND `b` = ? AND `_reshard_version` < ?)"
+        );
+    }
+
+    #[test]
+    fn tombstones_only_rise() {
+        let sql = tombstone_upsert(1);
+        assert!(sql.contains("GREATEST(version, VALUES(version))"), "{sql}");
+        assert_eq!(tombstone_lookup(2), "SELECT k, version FROM `_reshard_tombstone` WHERE tbl = ? AND k IN (?, ?)");
+    }
+}
