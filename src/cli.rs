@@ -1,1 +1,41 @@
-//! todo
+//! Command-line arguments (clap). Turned into a validated [`crate::config::Config`]
+//! by the command layer before anything runs.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::position::Position;
+
+/// reshard — reshard a live MySQL/MariaDB database by tailing its binlog.
+#[derive(Debug, Parser)]
+#[command(name = "reshard", version, about, long_about = None)]
+pub struct Cli {
+    /// Log filter (also RESHARD_LOG), e.g. `info`, `reshard=debug`.
+    #[arg(long, global = true, default_value = "info")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Long-lived replicator: resume from the checkpoint, or start at the
+    /// source's head (or at --from), then stream until SIGINT/SIGTERM.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+        /// Start at this position (FILE:POS) when there is no checkpoint.
+        #[arg(long, value_name = "FILE:POS")]
+        from: Option<Position>,
+        /// With --from: replace an existing checkpoint.
+        #[arg(long, requires = "from")]
+        force: bool,
+    },
+    /// Create or upgrade reshard's own tables (control schema, and the
+    /// per-shard tables on every target).
+    Migrate {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}

@@ -30,6 +30,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod db;
+pub mod pipeline;
 pub mod position;
 pub mod rules;
 pub mod source;

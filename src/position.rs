@@ -27,7 +27,9 @@ pub enum PositionError {
     Shape(String),
     #[error("binlog position {input:?}: {pos:?} is not a byte offset (a non-negative integer)")]
     Offset { input: String, pos: String },
-    #[error("binlog file name {0:?} has no numeric sequence suffix (expected e.g. mysql-bin.000042)")]
+    #[error(
+        "binlog file name {0:?} has no numeric sequence suffix (expected e.g. mysql-bin.000042)"
+    )]
     NoSequence(String),
     #[error("binlog position {0:?}: offsets start at 4 (after the magic header)")]
     BeforeHeader(String),
@@ -35,7 +37,10 @@ pub enum PositionError {
 
 impl Position {
     pub fn new(file: impl Into<String>, pos: u64) -> Self {
-        Position { file: file.into(), pos }
+        Position {
+            file: file.into(),
+            pos,
+        }
     }
 
     /// The numeric sequence of the file (`mysql-bin.000042` → 42).
@@ -123,12 +128,30 @@ mod tests {
 
     #[test]
     fn rejects_bad_shapes() {
-        assert!(matches!("mysql-bin.000001".parse::<Position>(), Err(PositionError::Shape(_))));
-        assert!(matches!("mysql-bin.000001:x".parse::<Position>(), Err(PositionError::Offset { .. })));
-        assert!(matches!("mysql-bin.000001:-4".parse::<Position>(), Err(PositionError::Offset { .. })));
-        assert!(matches!("mysql-bin:4".parse::<Position>(), Err(PositionError::NoSequence(_))));
-        assert!(matches!("mysql-bin.000001:3".parse::<Position>(), Err(PositionError::BeforeHeader(_))));
-        assert!(matches!(":4".parse::<Position>(), Err(PositionError::Shape(_))));
+        assert!(matches!(
+            "mysql-bin.000001".parse::<Position>(),
+            Err(PositionError::Shape(_))
+        ));
+        assert!(matches!(
+            "mysql-bin.000001:x".parse::<Position>(),
+            Err(PositionError::Offset { .. })
+        ));
+        assert!(matches!(
+            "mysql-bin.000001:-4".parse::<Position>(),
+            Err(PositionError::Offset { .. })
+        ));
+        assert!(matches!(
+            "mysql-bin:4".parse::<Position>(),
+            Err(PositionError::NoSequence(_))
+        ));
+        assert!(matches!(
+            "mysql-bin.000001:3".parse::<Position>(),
+            Err(PositionError::BeforeHeader(_))
+        ));
+        assert!(matches!(
+            ":4".parse::<Position>(),
+            Err(PositionError::Shape(_))
+        ));
     }
 
     #[test]

@@ -106,7 +106,10 @@ mod tests {
     #[test]
     fn fields_round_trip() {
         let v = Version::new(3, 42, 123_456, 7).unwrap();
-        assert_eq!((v.epoch(), v.file_seq(), v.offset(), v.row()), (3, 42, 123_456, 7));
+        assert_eq!(
+            (v.epoch(), v.file_seq(), v.offset(), v.row()),
+            (3, 42, 123_456, 7)
+        );
         assert_eq!(Version::from_bytes(&v.to_bytes()).unwrap(), v);
         assert_eq!(v.to_string(), "3/42/123456/7");
     }
@@ -146,6 +149,9 @@ mod tests {
             Err(VersionError::RowOverflow(u64::from(u32::MAX) + 1))
         );
         assert!(Version::new(u16::MAX, u32::MAX, (1 << 48) - 1, u64::from(u32::MAX)).is_ok());
-        assert!(matches!(Version::from_bytes(&[0; 15]), Err(VersionError::Length(15))));
+        assert!(matches!(
+            Version::from_bytes(&[0; 15]),
+            Err(VersionError::Length(15))
+        ));
     }
 }

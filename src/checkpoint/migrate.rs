@@ -55,12 +55,20 @@ impl MigrationSet {
     }
 
     pub fn latest(self) -> u32 {
-        self.migrations().iter().map(|m| m.version).max().unwrap_or(0)
+        self.migrations()
+            .iter()
+            .map(|m| m.version)
+            .max()
+            .unwrap_or(0)
     }
 }
 
 /// Applies what is missing; returns the names applied now.
-pub async fn apply(conn: &mut Conn, set: MigrationSet, server: &str) -> Result<Vec<&'static str>, DbError> {
+pub async fn apply(
+    conn: &mut Conn,
+    set: MigrationSet,
+    server: &str,
+) -> Result<Vec<&'static str>, DbError> {
     let create = format!(
         "CREATE TABLE IF NOT EXISTS {} (version INT UNSIGNED NOT NULL PRIMARY KEY, name VARCHAR(128) NOT NULL, applied_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB",
         set.table()
@@ -77,7 +85,10 @@ pub async fn apply(conn: &mut Conn, set: MigrationSet, server: &str) -> Result<V
                 .map_err(|e| DbError::query(server, format!("migration {}", m.name), e))?;
         }
         conn.exec_drop(
-            format!("INSERT IGNORE INTO {} (version, name) VALUES (?, ?)", set.table()),
+            format!(
+                "INSERT IGNORE INTO {} (version, name) VALUES (?, ?)",
+                set.table()
+            ),
             (m.version, m.name),
         )
         .await
@@ -88,7 +99,11 @@ pub async fn apply(conn: &mut Conn, set: MigrationSet, server: &str) -> Result<V
 }
 
 /// The highest applied migration, or `None` when the set was never applied.
-pub async fn applied_version(conn: &mut Conn, set: MigrationSet, server: &str) -> Result<Option<u32>, DbError> {
+pub async fn applied_version(
+    conn: &mut Conn,
+    set: MigrationSet,
+    server: &str,
+) -> Result<Option<u32>, DbError> {
     let exists: Option<u64> = conn
         .exec_first(
             "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",

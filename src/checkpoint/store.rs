@@ -57,9 +57,12 @@ pub async fn save(conn: &mut Conn, pipeline: &str, cp: &Checkpoint) -> Result<()
 
 /// Removes the pipeline's checkpoint (`run --from --force`).
 pub async fn clear(conn: &mut Conn, pipeline: &str) -> Result<(), DbError> {
-    conn.exec_drop("DELETE FROM reshard_checkpoint WHERE pipeline = ?", (pipeline,))
-        .await
-        .map_err(|e| DbError::query("control", "clearing the checkpoint", e))
+    conn.exec_drop(
+        "DELETE FROM reshard_checkpoint WHERE pipeline = ?",
+        (pipeline,),
+    )
+    .await
+    .map_err(|e| DbError::query("control", "clearing the checkpoint", e))
 }
 
 /// Takes the pipeline's lease: a named lock held as long as `conn` lives,

@@ -76,7 +76,10 @@ mod tests {
         let mut t = Tracker::new(3);
         t.update(p(0, 5));
         t.update(p(1, 7));
-        assert!(t.watermark().is_none(), "a silent lane holds the watermark back");
+        assert!(
+            t.watermark().is_none(),
+            "a silent lane holds the watermark back"
+        );
         t.update(p(2, 6));
         assert_eq!(t.watermark().unwrap().seq, 5);
         t.update(p(0, 9));

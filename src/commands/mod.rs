@@ -1,1 +1,29 @@
-//! todo
+//! One module per CLI command. This is the only layer that uses `anyhow`:
+//! library errors are typed, and get their `.context()` here.
+//!
+//! Exit codes (DESIGN §4): 0 ok, 1 findings, 2 error.
+
+pub mod migrate;
+pub mod run;
+mod servers;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+
+/// Exit code for findings (dry-run, verify).
+pub const EXIT_FINDINGS: u8 = 1;
+/// Exit code for errors.
+pub const EXIT_ERROR: u8 = 2;
+
+/// Dispatches a parsed command line.
+pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run {
+            config,
+            from,
+            force,
+        } => run::run(&config, from, force).await,
+        Command::Migrate { config } => migrate::migrate(&config).await,
+    }
+}

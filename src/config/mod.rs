@@ -124,10 +124,7 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
         let raw: raw::RawConfig = toml::from_str(text).map_err(|e| {
-            let (line, column) = e
-                .span()
-                .map(|s| line_col(text, s.start))
-                .unwrap_or((1, 1));
+            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
             ConfigError::Syntax {
                 path: path.to_path_buf(),
                 line,
@@ -157,7 +154,11 @@ impl Config {
             if let Err(e) = mysql_async::Opts::from_url(&url) {
                 return Err(invalid(
                     key,
-                    format!("{} is not a valid mysql:// URL: {}", redact_url(&url), redact_url(&e.to_string())),
+                    format!(
+                        "{} is not a valid mysql:// URL: {}",
+                        redact_url(&url),
+                        redact_url(&e.to_string())
+                    ),
                 ));
             }
             Ok(Endpoint {
@@ -176,11 +177,17 @@ impl Config {
         if db_name(&control.url).is_none() {
             return Err(invalid(
                 "control.url",
-                format!("{} names no database (expected e.g. mysql://user@host:3306/reshard_meta)", control.redacted()),
+                format!(
+                    "{} names no database (expected e.g. mysql://user@host:3306/reshard_meta)",
+                    control.redacted()
+                ),
             ));
         }
         if raw.targets.is_empty() {
-            return Err(invalid("targets", "at least one target shard is required".into()));
+            return Err(invalid(
+                "targets",
+                "at least one target shard is required".into(),
+            ));
         }
         let mut targets = BTreeMap::new();
         for (name, url) in &raw.targets {
@@ -189,7 +196,10 @@ impl Config {
             if db_name(&ep.url).is_none() {
                 return Err(invalid(
                     &key,
-                    format!("{} names no database (expected mysql://user@host:port/DB)", ep.redacted()),
+                    format!(
+                        "{} names no database (expected mysql://user@host:port/DB)",
+                        ep.redacted()
+                    ),
                 ));
             }
             targets.insert(name.clone(), ep);
@@ -208,10 +218,16 @@ impl Config {
         positive("pipeline.batch_size", p.batch_size as u64)?;
         positive("pipeline.connect_timeout_secs", p.connect_timeout_secs)?;
         if p.batch_size > 10_000 {
-            return Err(invalid("pipeline.batch_size", format!("{} is above the maximum of 10000", p.batch_size)));
+            return Err(invalid(
+                "pipeline.batch_size",
+                format!("{} is above the maximum of 10000", p.batch_size),
+            ));
         }
         if p.name.is_empty() || p.name.len() > 64 {
-            return Err(invalid("pipeline.name", "must be 1 to 64 characters".into()));
+            return Err(invalid(
+                "pipeline.name",
+                "must be 1 to 64 characters".into(),
+            ));
         }
         Ok(Config {
             path: path.to_path_buf(),
@@ -255,8 +271,14 @@ pub fn db_name(url: &str) -> Option<String> {
 pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text.as_bytes()[..offset.min(text.len())];
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let column = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
     (line, column)
 }
 

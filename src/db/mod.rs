@@ -30,7 +30,9 @@ pub enum Session {
 /// A database failure, with the server it concerns.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("cannot connect to {server} ({url}) after {attempts} attempt(s) in {secs:.1}s: {message}")]
+    #[error(
+        "cannot connect to {server} ({url}) after {attempts} attempt(s) in {secs:.1}s: {message}"
+    )]
     Connect {
         server: String,
         url: String,
@@ -98,7 +100,11 @@ pub fn classify(e: &mysql_async::Error) -> (bool, Option<u16>) {
 }
 
 /// Driver options for an endpoint and session flavour.
-pub fn opts(ep: &Endpoint, session: Session, db_override: Option<Option<&str>>) -> Result<Opts, DbError> {
+pub fn opts(
+    ep: &Endpoint,
+    session: Session,
+    db_override: Option<Option<&str>>,
+) -> Result<Opts, DbError> {
     let base = Opts::from_url(&ep.url).map_err(|e| DbError::Connect {
         server: ep.name.clone(),
         url: ep.redacted(),
@@ -137,7 +143,9 @@ pub async fn connect_opts(ep: &Endpoint, opts: Opts, budget: Duration) -> Result
     let mut delay = Duration::from_millis(200);
     loop {
         attempts += 1;
-        let left = budget.saturating_sub(start.elapsed()).max(Duration::from_millis(500));
+        let left = budget
+            .saturating_sub(start.elapsed())
+            .max(Duration::from_millis(500));
         let res = tokio::time::timeout(left, Conn::new(opts.clone())).await;
         let message = match res {
             Ok(Ok(conn)) => return Ok(conn),
@@ -191,11 +199,16 @@ pub async fn flavor(conn: &mut Conn, server: &str) -> Result<Flavor, DbError> {
         .query_first("SELECT @@version")
         .await
         .map_err(|e| DbError::query(server, "SELECT @@version", e))?;
-    Ok(if v.unwrap_or_default().to_ascii_lowercase().contains("mariadb") {
-        Flavor::MariaDb
-    } else {
-        Flavor::MySql
-    })
+    Ok(
+        if v.unwrap_or_default()
+            .to_ascii_lowercase()
+            .contains("mariadb")
+        {
+            Flavor::MariaDb
+        } else {
+            Flavor::MySql
+        },
+    )
 }
 
 #[cfg(test)]

@@ -29,7 +29,10 @@ pub fn cell_to_expr(cell: &Cell, col: &Column) -> Value {
         },
         Cell::Date(y, m, d, hh, mm, ss, us) => {
             let mut s = format!("{y:04}-{m:02}-{d:02}");
-            if !matches!(col.ty, ColumnType::MYSQL_TYPE_DATE | ColumnType::MYSQL_TYPE_NEWDATE) {
+            if !matches!(
+                col.ty,
+                ColumnType::MYSQL_TYPE_DATE | ColumnType::MYSQL_TYPE_NEWDATE
+            ) {
                 s.push_str(&format!(" {hh:02}:{mm:02}:{ss:02}"));
                 push_fraction(&mut s, *us, col.decimals);
             }

@@ -125,7 +125,12 @@ fn content_offset(text: &str, span_start: usize) -> usize {
     }
 }
 
-fn parse_expr(path: &Path, text: &str, name: &str, s: &Spanned<String>) -> Result<RuleExpr, RuleError> {
+fn parse_expr(
+    path: &Path,
+    text: &str,
+    name: &str,
+    s: &Spanned<String>,
+) -> Result<RuleExpr, RuleError> {
     let base = content_offset(text, s.span().start);
     let src = s.get_ref();
     expr::parse(src)
@@ -184,7 +189,10 @@ pub fn parse_rule(path: &Path, text: &str) -> Result<Rule, RuleError> {
     let shard = parse_expr(path, text, "shard", &raw.shard)?;
     let mut derive = Vec::new();
     for (col, e) in &raw.derive {
-        derive.push((col.clone(), parse_expr(path, text, &format!("derive.{col}"), e)?));
+        derive.push((
+            col.clone(),
+            parse_expr(path, text, &format!("derive.{col}"), e)?,
+        ));
     }
     let where_ = raw
         .where_
@@ -276,8 +284,13 @@ shard_no = "crc32(buyer_id) % 4"
 
     #[test]
     fn expression_syntax_error_points_into_the_file() {
-        let text = RULE.replace("crc32(buyer_id) % 4\"\nshards", "crc32(buyer_id %% 4\"\nshards");
-        let e = parse_rule(Path::new("orders.toml"), &text).unwrap_err().to_string();
+        let text = RULE.replace(
+            "crc32(buyer_id) % 4\"\nshards",
+            "crc32(buyer_id %% 4\"\nshards",
+        );
+        let e = parse_rule(Path::new("orders.toml"), &text)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("orders.toml:3:"), "{e}");
         assert!(e.contains('^'), "{e}");
     }
@@ -286,14 +299,21 @@ shard_no = "crc32(buyer_id) % 4"
     fn unknown_key_is_named() {
         let text = format!("{RULE}\n");
         let text = text.replace("target =", "targt =");
-        let e = parse_rule(Path::new("orders.toml"), &text).unwrap_err().to_string();
-        assert!(e.contains("targt") && e.starts_with("orders.toml:2:1"), "{e}");
+        let e = parse_rule(Path::new("orders.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("targt") && e.starts_with("orders.toml:2:1"),
+            "{e}"
+        );
     }
 
     #[test]
     fn source_must_be_db_dot_table() {
         let text = RULE.replace("shop.orders", "orders");
-        let e = parse_rule(Path::new("o.toml"), &text).unwrap_err().to_string();
+        let e = parse_rule(Path::new("o.toml"), &text)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("db.table"), "{e}");
     }
 }

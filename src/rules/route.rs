@@ -63,7 +63,11 @@ pub struct Router {
 impl Router {
     /// `shards` are the configured target names, in the order lanes use.
     pub fn new(rules: Vec<Rule>, shards: &[String]) -> Result<Router, RouteError> {
-        let shard_index: HashMap<String, usize> = shards.iter().enumerate().map(|(i, s)| (s.clone(), i)).collect();
+        let shard_index: HashMap<String, usize> = shards
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.clone(), i))
+            .collect();
         let mut map = HashMap::new();
         for r in rules {
             for s in &r.shards {
@@ -86,7 +90,8 @@ impl Router {
 
     /// Whether `db.table` has a rule.
     pub fn wants(&self, db: &str, table: &str) -> bool {
-        self.rules.contains_key(&(db.to_string(), table.to_string()))
+        self.rules
+            .contains_key(&(db.to_string(), table.to_string()))
     }
 
     /// Every rule, for validation.
@@ -118,7 +123,11 @@ impl Router {
     }
 
     /// The operations for one change, in the order they must be applied.
-    pub fn route(&mut self, change: &RowChange, ctx: &dyn EvalContext) -> Result<Vec<WriteOp>, RouteError> {
+    pub fn route(
+        &mut self,
+        change: &RowChange,
+        ctx: &dyn EvalContext,
+    ) -> Result<Vec<WriteOp>, RouteError> {
         let plan = self.plan(&change.table)?;
         let mut ops = Vec::with_capacity(2);
         let new = match &change.after {
@@ -134,7 +143,13 @@ impl Router {
                             Some(i) => values.push(after[*i].clone()),
                             None => {
                                 let v = plan.derive[d].eval(&row, ctx).map_err(|e| {
-                                    derive_error(plan, after, change, &plan.target.columns[values.len()], &e.to_string())
+                                    derive_error(
+                                        plan,
+                                        after,
+                                        change,
+                                        &plan.target.columns[values.len()],
+                                        &e.to_string(),
+                                    )
                                 })?;
                                 d += 1;
                                 values.push(expr_to_cell(v));
@@ -195,11 +210,21 @@ fn to_expr_row(cells: &[Cell], schema: &TableSchema) -> Vec<Value> {
 }
 
 fn key_text(plan: &Plan, cells: &[Cell]) -> String {
-    let key: Vec<Cell> = plan.key_src.iter().filter_map(|&i| cells.get(i).cloned()).collect();
+    let key: Vec<Cell> = plan
+        .key_src
+        .iter()
+        .filter_map(|&i| cells.get(i).cloned())
+        .collect();
     display_cells(&key)
 }
 
-fn derive_error(plan: &Plan, cells: &[Cell], change: &RowChange, what: &str, message: &str) -> RouteError {
+fn derive_error(
+    plan: &Plan,
+    cells: &[Cell],
+    change: &RowChange,
+    what: &str,
+    message: &str,
+) -> RouteError {
     RouteError::Derive {
         table: plan.schema.full_name(),
         key: key_text(plan, cells),
@@ -210,8 +235,15 @@ fn derive_error(plan: &Plan, cells: &[Cell], change: &RowChange, what: &str, mes
     }
 }
 
-fn passes(plan: &Plan, row: &[Value], change: &RowChange, ctx: &dyn EvalContext) -> Result<bool, RouteError> {
-    let Some(w) = &plan.where_ else { return Ok(true) };
+fn passes(
+    plan: &Plan,
+    row: &[Value],
+    change: &RowChange,
+    ctx: &dyn EvalContext,
+) -> Result<bool, RouteError> {
+    let Some(w) = &plan.where_ else {
+        return Ok(true);
+    };
     let v = w.eval(row, ctx).map_err(|e| RouteError::Derive {
         table: plan.schema.full_name(),
         key: String::new(),
@@ -225,12 +257,25 @@ fn passes(plan: &Plan, row: &[Value], change: &RowChange, ctx: &dyn EvalContext)
         Value::Int(i) => i != 0,
         Value::UInt(u) => u != 0,
         Value::Double(f) => f != 0.0,
-        Value::Decimal(s) => s.trim_start_matches(['-', '0', '.']).chars().any(|c| c.is_ascii_digit() && c != '0'),
-        Value::Bytes(b) => String::from_utf8_lossy(&b).trim().parse::<f64>().map(|f| f != 0.0).unwrap_or(false),
+        Value::Decimal(s) => s
+            .trim_start_matches(['-', '0', '.'])
+            .chars()
+            .any(|c| c.is_ascii_digit() && c != '0'),
+        Value::Bytes(b) => String::from_utf8_lossy(&b)
+            .trim()
+            .parse::<f64>()
+            .map(|f| f != 0.0)
+            .unwrap_or(false),
     })
 }
 
-fn shard_of(plan: &Plan, row: &[Value], cells: &[Cell], change: &RowChange, ctx: &dyn EvalContext) -> Result<usize, RouteError> {
+fn shard_of(
+    plan: &Plan,
+    row: &[Value],
+    cells: &[Cell],
+    change: &RowChange,
+    ctx: &dyn EvalContext,
+) -> Result<usize, RouteError> {
     let fail = |message: String| RouteError::Derive {
         table: plan.schema.full_name(),
         key: key_text(plan, cells),
@@ -243,40 +288,69 @@ fn shard_of(plan: &Plan, row: &[Value], cells: &[Cell], change: &RowChange, ctx:
     let idx = match v {
         Value::Int(i) if i >= 0 => i as u64,
         Value::UInt(u) => u,
-        other => return Err(fail(format!("the shard expression gave {other:?}, expected an index from 0 to {}", plan.slots.len() - 1))),
+        other => {
+            return Err(fail(format!(
+                "the shard expression gave {other:?}, expected an index from 0 to {}",
+                plan.slots.len() - 1
+            )))
+        }
     };
     usize::try_from(idx)
         .ok()
         .and_then(|i| plan.slots.get(i).copied())
-        .ok_or_else(|| fail(format!("shard index {idx} is out of range: `shards` has {} entries", plan.slots.len())))
+        .ok_or_else(|| {
+            fail(format!(
+                "shard index {idx} is out of range: `shards` has {} entries",
+                plan.slots.len()
+            ))
+        })
 }
 
 fn bind(rule: &Rule, e: &RuleExpr, schema: &TableSchema) -> Result<Bound, RouteError> {
     e.expr
         .bind(&|name: &str| schema.column_index(name))
-        .map_err(|b| RouteError::Bind(rule.locate(e.offset + b.offset, &format!("in `{}` for {}: {}", e.name, schema.full_name(), b.message))))
+        .map_err(|b| {
+            RouteError::Bind(rule.locate(
+                e.offset + b.offset,
+                &format!("in `{}` for {}: {}", e.name, schema.full_name(), b.message),
+            ))
+        })
 }
 
-fn compile(rule: &Rule, schema: &Arc<TableSchema>, shard_index: &HashMap<String, usize>) -> Result<Plan, RouteError> {
+fn compile(
+    rule: &Rule,
+    schema: &Arc<TableSchema>,
+    shard_index: &HashMap<String, usize>,
+) -> Result<Plan, RouteError> {
     let file = rule.file.display();
     let shard = bind(rule, &rule.shard, schema)?;
     let mut derive = Vec::new();
     for (_, e) in &rule.derive {
         derive.push(bind(rule, e, schema)?);
     }
-    let where_ = rule.where_.as_ref().map(|w| bind(rule, w, schema)).transpose()?;
+    let where_ = rule
+        .where_
+        .as_ref()
+        .map(|w| bind(rule, w, schema))
+        .transpose()?;
     for c in rule.exclude.iter().chain(rule.rename.keys()) {
         if schema.column_index(c).is_none() {
-            return Err(RouteError::Bind(format!("{file}: column {c:?} is not in {}", schema.full_name())));
+            return Err(RouteError::Bind(format!(
+                "{file}: column {c:?} is not in {}",
+                schema.full_name()
+            )));
         }
     }
     let key_src: Vec<usize> = match &rule.key {
         Some(cols) => cols
             .iter()
             .map(|c| {
-                schema
-                    .column_index(c)
-                    .ok_or_else(|| RouteError::Bind(format!("{file}: key column {c:?} is not in {}", schema.full_name())))
+                schema.column_index(c).ok_or_else(|| {
+                    RouteError::Bind(format!(
+                        "{file}: key column {c:?} is not in {}",
+                        schema.full_name()
+                    ))
+                })
             })
             .collect::<Result<_, _>>()?,
         None => schema.pk.clone(),
@@ -293,7 +367,10 @@ fn compile(rule: &Rule, schema: &Arc<TableSchema>, shard_index: &HashMap<String,
         let excluded = rule.exclude.iter().any(|x| x.eq_ignore_ascii_case(&c.name));
         if excluded {
             if key_src.contains(&i) {
-                return Err(RouteError::Bind(format!("{file}: key column {:?} cannot be excluded", c.name)));
+                return Err(RouteError::Bind(format!(
+                    "{file}: key column {:?} cannot be excluded",
+                    c.name
+                )));
             }
             continue;
         }
@@ -308,7 +385,9 @@ fn compile(rule: &Rule, schema: &Arc<TableSchema>, shard_index: &HashMap<String,
     }
     for (name, _) in &rule.derive {
         if columns.iter().any(|c| c.eq_ignore_ascii_case(name)) {
-            return Err(RouteError::Bind(format!("{file}: derived column {name:?} collides with a source column")));
+            return Err(RouteError::Bind(format!(
+                "{file}: derived column {name:?} collides with a source column"
+            )));
         }
         columns.push(name.clone());
         sources.push(None);

@@ -113,7 +113,10 @@ fn normalize(v: BinlogValue<'static>, col: &Column) -> Result<Value, String> {
             if b.len() > 8 {
                 return Err(format!("BIT value of {} bytes", b.len()));
             }
-            Value::UInt(b.iter().fold(0u64, |acc, byte| (acc << 8) | u64::from(*byte)))
+            Value::UInt(
+                b.iter()
+                    .fold(0u64, |acc, byte| (acc << 8) | u64::from(*byte)),
+            )
         }
         (_, v) => v,
     })
@@ -169,9 +172,17 @@ mod tests {
 
     #[test]
     fn unsigned_bigint_max_is_not_minus_one() {
-        let v = normalize(BinlogValue::Value(Value::Int(-1)), &col(ColumnType::MYSQL_TYPE_LONGLONG, true)).unwrap();
+        let v = normalize(
+            BinlogValue::Value(Value::Int(-1)),
+            &col(ColumnType::MYSQL_TYPE_LONGLONG, true),
+        )
+        .unwrap();
         assert_eq!(v, Value::UInt(u64::MAX));
-        let v = normalize(BinlogValue::Value(Value::Int(-1)), &col(ColumnType::MYSQL_TYPE_TINY, true)).unwrap();
+        let v = normalize(
+            BinlogValue::Value(Value::Int(-1)),
+            &col(ColumnType::MYSQL_TYPE_TINY, true),
+        )
+        .unwrap();
         assert_eq!(v, Value::UInt(255));
     }
 
@@ -190,9 +201,17 @@ mod tests {
 
     #[test]
     fn set_and_bit_become_integers() {
-        let v = normalize(BinlogValue::Value(Value::Bytes(vec![0x05, 0x01])), &col(ColumnType::MYSQL_TYPE_SET, false)).unwrap();
+        let v = normalize(
+            BinlogValue::Value(Value::Bytes(vec![0x05, 0x01])),
+            &col(ColumnType::MYSQL_TYPE_SET, false),
+        )
+        .unwrap();
         assert_eq!(v, Value::UInt(0x0105));
-        let v = normalize(BinlogValue::Value(Value::Bytes(vec![0x01, 0x02])), &col(ColumnType::MYSQL_TYPE_BIT, false)).unwrap();
+        let v = normalize(
+            BinlogValue::Value(Value::Bytes(vec![0x01, 0x02])),
+            &col(ColumnType::MYSQL_TYPE_BIT, false),
+        )
+        .unwrap();
         assert_eq!(v, Value::UInt(0x0102));
     }
 }

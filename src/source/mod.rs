@@ -98,7 +98,10 @@ pub async fn binlog_files(conn: &mut Conn) -> Result<Vec<String>, DbError> {
         .query("SHOW BINARY LOGS")
         .await
         .map_err(|e| DbError::query("source", "SHOW BINARY LOGS", e))?;
-    Ok(rows.into_iter().filter_map(|r| r.get::<String, _>(0)).collect())
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| r.get::<String, _>(0))
+        .collect())
 }
 
 /// A name for the source server that changes when it is a different server:

@@ -49,7 +49,12 @@ fn expect(
 
 /// The binary log is on.
 pub async fn ensure_log_bin(conn: &mut Conn) -> Result<(), PreflightError> {
-    expect("log_bin", "ON", var(conn, "log_bin").await?, "Start the source with --log-bin.")
+    expect(
+        "log_bin",
+        "ON",
+        var(conn, "log_bin").await?,
+        "Start the source with --log-bin.",
+    )
 }
 
 /// Row-based logging.

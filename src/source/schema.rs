@@ -81,7 +81,9 @@ pub enum SchemaError {
         binlog: ColumnType,
         catalog: String,
     },
-    #[error("table {table} does not exist on the source (information_schema has no columns for it)")]
+    #[error(
+        "table {table} does not exist on the source (information_schema has no columns for it)"
+    )]
     Missing { table: String },
     #[error(transparent)]
     Db(#[from] DbError),
@@ -96,7 +98,8 @@ pub fn from_table_map(tme: &TableMapEvent<'_>) -> Result<(TableSchema, bool), Sc
         table: table.clone(),
         message,
     };
-    let n = usize::try_from(tme.columns_count()).map_err(|_| err("column count overflows".into()))?;
+    let n =
+        usize::try_from(tme.columns_count()).map_err(|_| err("column count overflows".into()))?;
     let meta = OptionalMetaExtractor::new(tme.iter_optional_meta())
         .map_err(|e| err(format!("bad optional metadata: {e}")))?;
     let mut signedness = meta.iter_signedness();
@@ -136,7 +139,11 @@ pub fn from_table_map(tme: &TableMapEvent<'_>) -> Result<(TableSchema, bool), Sc
             _ => 0,
         };
         columns.push(Column {
-            name: if has_names { names[i].clone() } else { String::new() },
+            name: if has_names {
+                names[i].clone()
+            } else {
+                String::new()
+            },
             ty,
             unsigned,
             decimals,
@@ -144,7 +151,9 @@ pub fn from_table_map(tme: &TableMapEvent<'_>) -> Result<(TableSchema, bool), Sc
         });
     }
     if pk.iter().any(|&k| k >= n) {
-        return Err(err("primary key names a column beyond the column count".into()));
+        return Err(err(
+            "primary key names a column beyond the column count".into()
+        ));
     }
     Ok((
         TableSchema {
@@ -287,15 +296,38 @@ fn type_matches(ty: ColumnType, data_type: &str) -> bool {
         MYSQL_TYPE_SET => &["set"],
         MYSQL_TYPE_JSON => &["json"],
         MYSQL_TYPE_VARCHAR | MYSQL_TYPE_VAR_STRING | MYSQL_TYPE_STRING => &[
-            "varchar", "char", "varbinary", "binary", "enum", "set", "inet6", "inet4", "uuid",
+            "varchar",
+            "char",
+            "varbinary",
+            "binary",
+            "enum",
+            "set",
+            "inet6",
+            "inet4",
+            "uuid",
         ],
-        MYSQL_TYPE_BLOB | MYSQL_TYPE_TINY_BLOB | MYSQL_TYPE_MEDIUM_BLOB | MYSQL_TYPE_LONG_BLOB => &[
-            "blob", "tinyblob", "mediumblob", "longblob", "text", "tinytext", "mediumtext",
-            "longtext", "json",
-        ],
+        MYSQL_TYPE_BLOB | MYSQL_TYPE_TINY_BLOB | MYSQL_TYPE_MEDIUM_BLOB | MYSQL_TYPE_LONG_BLOB => {
+            &[
+                "blob",
+                "tinyblob",
+                "mediumblob",
+                "longblob",
+                "text",
+                "tinytext",
+                "mediumtext",
+                "longtext",
+                "json",
+            ]
+        }
         MYSQL_TYPE_GEOMETRY => &[
-            "geometry", "point", "linestring", "polygon", "multipoint", "multilinestring",
-            "multipolygon", "geometrycollection",
+            "geometry",
+            "point",
+            "linestring",
+            "polygon",
+            "multipoint",
+            "multilinestring",
+            "multipolygon",
+            "geometrycollection",
         ],
         _ => return true,
     };

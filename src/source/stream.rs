@@ -78,7 +78,10 @@ impl Tailer {
         start: Position,
         opts: TailerOptions,
     ) -> Result<Tailer, SourceError> {
-        let ns = opts.heartbeat.as_nanos().min(u128::from(u32::MAX) * 1_000_000);
+        let ns = opts
+            .heartbeat
+            .as_nanos()
+            .min(u128::from(u32::MAX) * 1_000_000);
         let mut setup = vec![format!("SET @master_heartbeat_period = {ns}")];
         if opts.flavor == Flavor::MariaDb {
             // Without this MariaDB replaces GTID/GTID_LIST/ANNOTATE events
@@ -319,7 +322,9 @@ impl Tailer {
             .read_data()
             .map_err(|e| self.bad(&start, event.header().event_type_raw(), e))?;
         let Some(EventData::RowsEvent(rows)) = data else {
-            return Err(SourceError::Definite(format!("rows event at {start} did not decode as rows")));
+            return Err(SourceError::Definite(format!(
+                "rows event at {start} did not decode as rows"
+            )));
         };
         let table_id = rows.table_id();
         let schema = match self.tables.get(&table_id) {
@@ -332,7 +337,9 @@ impl Tailer {
             }
         };
         let tme = self.stream.get_tme(table_id).ok_or_else(|| {
-            SourceError::Definite(format!("rows event at {start}: table map {table_id} was not kept by the decoder"))
+            SourceError::Definite(format!(
+                "rows event at {start}: table map {table_id} was not kept by the decoder"
+            ))
         })?;
         let (base, mut index) = match (&self.payload, inner) {
             (Some(p), true) => (p.start.clone(), p.rows),
@@ -344,9 +351,10 @@ impl Tailer {
                 position: start.clone(),
                 message: format!("{}: {e}", schema.full_name()),
             })?;
-            let decode = |r: Option<mysql_common::binlog::row::BinlogRow>| -> Result<_, DecodeError> {
-                r.map(|r| decode_row(r, &schema)).transpose()
-            };
+            let decode =
+                |r: Option<mysql_common::binlog::row::BinlogRow>| -> Result<_, DecodeError> {
+                    r.map(|r| decode_row(r, &schema)).transpose()
+                };
             let before = decode(before).map_err(|e| SourceError::Decode {
                 position: start.clone(),
                 message: e.to_string(),
@@ -356,7 +364,9 @@ impl Tailer {
                 message: e.to_string(),
             })?;
             let version = Version::at(self.opts.epoch, &base, index).map_err(|e| {
-                SourceError::Definite(format!("cannot version the row at {base} (row {index}): {e}"))
+                SourceError::Definite(format!(
+                    "cannot version the row at {base} (row {index}): {e}"
+                ))
             })?;
             index += 1;
             txn.push(RowChange {

@@ -75,13 +75,19 @@ mod tests {
         let b = encode(&[Value::Bytes(b"a".to_vec()), Value::Bytes(b"bc".to_vec())]);
         assert_ne!(a, b);
         assert_ne!(encode(&[Value::Int(1)]), encode(&[Value::UInt(1)]));
-        assert_eq!(encode(&[Value::UInt(u64::MAX)]), encode(&[Value::UInt(u64::MAX)]));
+        assert_eq!(
+            encode(&[Value::UInt(u64::MAX)]),
+            encode(&[Value::UInt(u64::MAX)])
+        );
     }
 
     #[test]
     fn lane_hash_is_stable() {
         // pinned: changing it would move keys between lanes mid-run
-        assert_eq!(lane_hash("t", &encode(&[Value::Int(1)])), lane_hash("t", &encode(&[Value::Int(1)])));
+        assert_eq!(
+            lane_hash("t", &encode(&[Value::Int(1)])),
+            lane_hash("t", &encode(&[Value::Int(1)]))
+        );
         assert_ne!(lane_hash("t", b"x"), lane_hash("u", b"x"));
     }
 }

@@ -42,7 +42,11 @@ use crate::version::Version;
 pub enum LaneMsg {
     Op(WriteOp),
     /// Every operation of transactions `<= seq` for this lane was sent.
-    Mark { seq: u64, end: Position, timestamp: u32 },
+    Mark {
+        seq: u64,
+        end: Position,
+        timestamp: u32,
+    },
 }
 
 /// Settings of one lane.
@@ -139,7 +143,11 @@ fn take(
 ) {
     match msg {
         LaneMsg::Op(op) => ops.push(op),
-        LaneMsg::Mark { seq, end, timestamp } => {
+        LaneMsg::Mark {
+            seq,
+            end,
+            timestamp,
+        } => {
             let p = LaneProgress {
                 lane: cfg.lane,
                 seq,
@@ -219,14 +227,20 @@ async fn apply(
     for (table, ops) in batch {
         let tname = table.name.as_str();
         // 1. tombstones of the keys to upsert
-        let upsert_keys: Vec<&WriteOp> = ops.iter().filter(|o| matches!(o.kind, OpKind::Upsert(_))).collect();
+        let upsert_keys: Vec<&WriteOp> = ops
+            .iter()
+            .filter(|o| matches!(o.kind, OpKind::Upsert(_)))
+            .collect();
         let mut tombs: HashMap<Vec<u8>, Version> = HashMap::new();
         for chunk in upsert_keys.chunks(500) {
             let mut params: Vec<Value> = Vec::with_capacity(chunk.len() + 1);
             params.push(Value::Bytes(tname.as_bytes().to_vec()));
             params.extend(chunk.iter().map(|o| Value::Bytes(o.key_enc.clone())));
             let rows: Vec<(Vec<u8>, Vec<u8>)> = tx
-                .exec(sql::tombstone_lookup(chunk.len()), Params::Positional(params))
+                .exec(
+                    sql::tombstone_lookup(chunk.len()),
+                    Params::Positional(params),
+                )
                 .await
                 .map_err(|e| DbError::query(server, format!("reading tombstones of {tname}"), e))?;
             for (k, v) in rows {
@@ -238,7 +252,11 @@ async fn apply(
         // 2. deletes and their tombstones
         let deletes: Vec<&WriteOp> = ops.iter().filter(|o| o.kind == OpKind::Delete).collect();
         if !deletes.is_empty() {
-            let key_cols: Vec<&str> = table.key.iter().map(|&i| table.columns[i].as_str()).collect();
+            let key_cols: Vec<&str> = table
+                .key
+                .iter()
+                .map(|&i| table.columns[i].as_str())
+                .collect();
             let per = (MAX_PARAMS / (key_cols.len() + 1)).clamp(1, 200);
             for chunk in deletes.chunks(per) {
                 let mut params = Vec::with_capacity(chunk.len() * (key_cols.len() + 1));
@@ -246,9 +264,12 @@ async fn apply(
                     params.extend(o.key.iter().cloned());
                     params.push(Value::Bytes(o.version.to_bytes().to_vec()));
                 }
-                tx.exec_drop(sql::delete(tname, &key_cols, chunk.len()), Params::Positional(params))
-                    .await
-                    .map_err(|e| DbError::query(server, format!("deleting from {tname}"), e))?;
+                tx.exec_drop(
+                    sql::delete(tname, &key_cols, chunk.len()),
+                    Params::Positional(params),
+                )
+                .await
+                .map_err(|e| DbError::query(server, format!("deleting from {tname}"), e))?;
             }
             for chunk in deletes.chunks(500) {
                 let mut params = Vec::with_capacity(chunk.len() * 3);
@@ -257,9 +278,12 @@ async fn apply(
                     params.push(Value::Bytes(o.key_enc.clone()));
                     params.push(Value::Bytes(o.version.to_bytes().to_vec()));
                 }
-                tx.exec_drop(sql::tombstone_upsert(chunk.len()), Params::Positional(params))
-                    .await
-                    .map_err(|e| DbError::query(server, format!("writing tombstones of {tname}"), e))?;
+                tx.exec_drop(
+                    sql::tombstone_upsert(chunk.len()),
+                    Params::Positional(params),
+                )
+                .await
+                .map_err(|e| DbError::query(server, format!("writing tombstones of {tname}"), e))?;
             }
             applied += deletes.len() as u64;
         }
@@ -285,9 +309,12 @@ async fn apply(
                         params.push(Value::Bytes(o.version.to_bytes().to_vec()));
                     }
                 }
-                tx.exec_drop(sql::upsert(tname, &table.columns, &table.key, chunk.len()), Params::Positional(params))
-                    .await
-                    .map_err(|e| DbError::query(server, format!("upserting into {tname}"), e))?;
+                tx.exec_drop(
+                    sql::upsert(tname, &table.columns, &table.key, chunk.len()),
+                    Params::Positional(params),
+                )
+                .await
+                .map_err(|e| DbError::query(server, format!("upserting into {tname}"), e))?;
             }
             applied += live.len() as u64;
         }
@@ -296,14 +323,24 @@ async fn apply(
     if let Some(end) = end {
         tx.exec_drop(
             sql::APPLIED_UPSERT,
-            (&cfg.pipeline, &cfg.shard, cfg.lane_in_shard as u32, &end.file, end.pos),
+            (
+                &cfg.pipeline,
+                &cfg.shard,
+                cfg.lane_in_shard as u32,
+                &end.file,
+                end.pos,
+            ),
         )
         .await
         .map_err(|e| DbError::query(server, "recording the applied position", e))?;
     }
-    tx.commit().await.map_err(|e| DbError::query(server, "COMMIT", e))?;
+    tx.commit()
+        .await
+        .map_err(|e| DbError::query(server, "COMMIT", e))?;
     stats.ops_applied.fetch_add(applied, Ordering::Relaxed);
-    stats.ops_skipped_tombstone.fetch_add(skipped, Ordering::Relaxed);
+    stats
+        .ops_skipped_tombstone
+        .fetch_add(skipped, Ordering::Relaxed);
     stats.batches.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }

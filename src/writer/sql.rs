@@ -35,7 +35,11 @@ pub fn upsert(table: &str, columns: &[String], key: &[usize], rows: usize) -> St
     let mut cols: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
     cols.push(v.clone());
     let row = placeholders(cols.len());
-    let mut sql = format!("INSERT INTO {} ({}) VALUES ", quote_ident(table), cols.join(", "));
+    let mut sql = format!(
+        "INSERT INTO {} ({}) VALUES ",
+        quote_ident(table),
+        cols.join(", ")
+    );
     for i in 0..rows {
         if i > 0 {
             sql.push_str(", ");
@@ -62,7 +66,10 @@ pub fn upsert(table: &str, columns: &[String], key: &[usize], rows: usize) -> St
 pub fn delete(table: &str, key_columns: &[&str], rows: usize) -> String {
     let v = quote_ident(VERSION_COLUMN);
     let one = {
-        let mut parts: Vec<String> = key_columns.iter().map(|c| format!("{} = ?", quote_ident(c))).collect();
+        let mut parts: Vec<String> = key_columns
+            .iter()
+            .map(|c| format!("{} = ?", quote_ident(c)))
+            .collect();
         parts.push(format!("{v} < ?"));
         format!("({})", parts.join(" AND "))
     };
@@ -79,7 +86,10 @@ pub fn delete(table: &str, key_columns: &[&str], rows: usize) -> String {
 /// Raises tombstones to at least the given versions (`GREATEST`, never a
 /// plain overwrite).
 pub fn tombstone_upsert(rows: usize) -> String {
-    let mut sql = format!("INSERT INTO {} (tbl, k, version) VALUES ", quote_ident(TOMBSTONE_TABLE));
+    let mut sql = format!(
+        "INSERT INTO {} (tbl, k, version) VALUES ",
+        quote_ident(TOMBSTONE_TABLE)
+    );
     for i in 0..rows {
         if i > 0 {
             sql.push_str(", ");
@@ -92,7 +102,10 @@ pub fn tombstone_upsert(rows: usize) -> String {
 
 /// Reads the tombstones of `rows` keys of one table.
 pub fn tombstone_lookup(rows: usize) -> String {
-    let mut sql = format!("SELECT k, version FROM {} WHERE tbl = ? AND k IN (", quote_ident(TOMBSTONE_TABLE));
+    let mut sql = format!(
+        "SELECT k, version FROM {} WHERE tbl = ? AND k IN (",
+        quote_ident(TOMBSTONE_TABLE)
+    );
     for i in 0..rows {
         if i > 0 {
             sql.push_str(", ");
@@ -144,6 +157,9 @@ mod tests {
     fn tombstones_only_rise() {
         let sql = tombstone_upsert(1);
         assert!(sql.contains("GREATEST(version, VALUES(version))"), "{sql}");
-        assert_eq!(tombstone_lookup(2), "SELECT k, version FROM `_reshard_tombstone` WHERE tbl = ? AND k IN (?, ?)");
+        assert_eq!(
+            tombstone_lookup(2),
+            "SELECT k, version FROM `_reshard_tombstone` WHERE tbl = ? AND k IN (?, ?)"
+        );
     }
 }

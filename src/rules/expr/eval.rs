@@ -85,7 +85,7 @@ fn eval_node(node: &Node, row: &[Value], ctx: &dyn EvalContext) -> Result<Value,
             let path = match path {
                 PathArg::Fixed(path) => path,
                 PathArg::Dynamic(node) => {
-                    let Some(text) = eval(node)?.to_text().map(|t| t.into_owned()) else {
+                    let Some(text) = eval(node)?.to_text().map(std::borrow::Cow::into_owned) else {
                         return Ok(Value::Null);
                     };
                     dynamic =
@@ -175,6 +175,7 @@ fn call(
     row: &[Value],
     ctx: &dyn EvalContext,
 ) -> Result<Value, EvalError> {
+    const NULL: Value = Value::Null;
     let eval = |n: &Node| eval_node(n, row, ctx);
     // Lazily evaluated functions first.
     match func {
@@ -202,7 +203,6 @@ fn call(
         _ => {}
     }
     let values = args.iter().map(eval).collect::<Result<Vec<_>, _>>()?;
-    const NULL: Value = Value::Null;
     let arg = |i: usize| values.get(i).unwrap_or(&NULL);
     match func {
         Func::Crc32 => Ok(functions::crc32(arg(0))),

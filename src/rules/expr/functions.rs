@@ -5,23 +5,50 @@
 //! argument makes the result NULL.
 
 use super::error::EvalError;
-use super::num::{int_value, Num};
+use super::num::Num;
 use super::value::Value;
 
-/// A built-in function whose arguments are ordinary expressions.
+/// A built-in function whose arguments are ordinary expressions. The
+/// implementations below (and in `eval.rs` for the lazy ones) have the
+/// details.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Func {
+    /// `crc32('MySQL')` → 3259397556; see [`crc32`].
     Crc32,
+    /// `concat('a', 1)` → `'a1'`; see [`concat()`].
     Concat,
+    /// `substr('abcdef', 2, 3)` → `'bcd'`; see [`substr`].
     Substr,
+    /// `lower('MySQL')` → `'mysql'`; see [`lower`].
     Lower,
+    /// `upper('MySQL')` → `'MYSQL'`; see [`upper`].
     Upper,
+    /// `coalesce(a, b, ...)`: the first non-NULL argument (later arguments
+    /// are not evaluated), NULL if all are NULL.
+    ///
+    /// ```text
+    /// coalesce(NULL, 'x', 1 / 0)  → 'x'
+    /// coalesce(NULL, NULL)        → NULL
+    /// ```
     Coalesce,
+    /// `if(cond, a, b)`: `a` if `cond` is true (nonzero; strings are
+    /// converted to numbers), else `b` — also when `cond` is NULL. Only the
+    /// chosen branch is evaluated.
+    ///
+    /// ```text
+    /// if(status = 'vip', 0, crc32(id) % 3 + 1)
+    /// if(NULL, 'a', 'b')   → 'b'
+    /// ```
     If,
+    /// `abs(-2.50)` → `2.50`; see [`abs`].
     Abs,
+    /// `year('2024-02-29')` → 2024; see [`date_part`].
     Year,
+    /// `month('2024-02-29')` → 2; see [`date_part`].
     Month,
+    /// `day('2024-02-29')` → 29; see [`date_part`].
     Day,
+    /// `hash64(a, b)`: see [`hash64`].
     Hash64,
 }
 
@@ -30,11 +57,29 @@ pub(crate) enum Func {
 pub(crate) enum Kind {
     /// All arguments are bound as expressions.
     Plain(Func),
-    /// `range(x, [bounds])`: the bounds must be ascending numeric literals.
+    /// `range(x, [b1, ..., bn])`: the bounds must be ascending numeric
+    /// literals; see [`range`].
     Range,
-    /// `lookup('table', key)`: the table must be a string literal.
+    /// `lookup('table', key)`: the value the [`EvalContext`] maps `key` to
+    /// in `table` (a string literal, checked when binding); NULL when the
+    /// key is NULL or absent; an error if the context fails.
+    ///
+    /// ```text
+    /// lookup('tenant_shard', tenant_id)
+    /// coalesce(lookup('tenant_shard', tenant_id), crc32(tenant_id) % 4)
+    /// ```
+    ///
+    /// [`EvalContext`]: super::EvalContext
     Lookup,
-    /// `json_extract(doc, path)`: a literal path is checked when binding.
+    /// `json_extract(doc, path)`: the value at `path` in the JSON text
+    /// `doc`; a literal path is checked when binding. See
+    /// [`json::extract`](super::json::extract) for the result types.
+    ///
+    /// ```text
+    /// json_extract('{"user": {"id": "u7"}}', '$.user.id')  → 'u7'
+    /// json_extract('{"a": [10, 20]}', '$.a[1]')            → 20
+    /// json_extract('{"a": 1}', '$.b')                      → NULL
+    /// ```
     JsonExtract,
 }
 
@@ -257,15 +302,11 @@ pub(crate) fn abs(x: &Value) -> Result<Value, EvalError> {
         }
         other => match Num::from_value(other) {
             None => Ok(Value::Null),
-            Some(Num::Int(i)) => int_value(i.abs(), OP),
-            Some(Num::Dec(d)) => Ok(Value::Decimal(
-                super::num::Dec {
-                    mant: d.mant.abs(),
-                    scale: d.scale,
-                }
-                .to_text(),
-            )),
             Some(Num::Float(f)) => Ok(Value::Double(f.abs())),
+            Some(n) if n.compare(Num::Int(0)) == Some(std::cmp::Ordering::Less) => {
+                super::num::negate(&n.into_value(OP)?)
+            }
+            Some(n) => n.into_value(OP),
         },
     }
 }

@@ -26,7 +26,7 @@ pub(crate) fn parse_path(path: &[u8]) -> Result<JsonPath, String> {
     let bytes = text.as_bytes();
     let mut pos = 0;
     let skip_ws = |pos: &mut usize| {
-        while bytes.get(*pos).is_some_and(|b| b.is_ascii_whitespace()) {
+        while bytes.get(*pos).is_some_and(u8::is_ascii_whitespace) {
             *pos += 1;
         }
     };
@@ -117,10 +117,14 @@ pub(crate) fn parse_path(path: &[u8]) -> Result<JsonPath, String> {
 
 /// Extracts the value at `path` from the JSON text `doc`.
 ///
-/// Strings come back unquoted (like `JSON_UNQUOTE(JSON_EXTRACT(...))`),
-/// integers as `Int`/`UInt`, other numbers as `Double`, `true`/`false` as
-/// 1/0, JSON `null` or a missing path as NULL, objects and arrays as their
-/// compact JSON text.
+/// Strings come back unquoted (like `JSON_UNQUOTE(JSON_EXTRACT(...))`, so
+/// the result can be used as a key; MySQL's `JSON_EXTRACT` alone would
+/// return the quoted form), integers as `Int`/`UInt`, other numbers as
+/// `Double` (MySQL's JSON also stores them as doubles: `1.50` → `1.5`),
+/// `true`/`false` as 1/0, JSON `null` or a missing path as NULL, objects
+/// and arrays as compact JSON text with keys sorted (`{"a":1,"b":[2,3]}`;
+/// MySQL prints `{"a": 1, "b": [2, 3]}`, so hash scalars, not containers).
+/// Invalid JSON is an error naming `json_extract()`.
 pub(crate) fn extract(doc: &[u8], path: &JsonPath) -> Result<Value, EvalError> {
     let root: serde_json::Value =
         serde_json::from_slice(doc).map_err(|e| EvalError::BadArgument {

@@ -425,12 +425,18 @@ pub(crate) fn negate(value: &Value) -> Result<Value, EvalError> {
     const OP: &str = "unary -";
     match Num::from_value(value) {
         None => Ok(Value::Null),
-        Some(Num::Int(i)) => int_value(-i, OP),
-        Some(Num::Dec(d)) => Num::Dec(Dec {
-            mant: -d.mant,
-            scale: d.scale,
-        })
-        .into_value(OP),
+        Some(Num::Int(i)) => match i.checked_neg() {
+            Some(v) => int_value(v, OP),
+            None => Err(EvalError::Overflow { op: OP }),
+        },
+        Some(Num::Dec(d)) => match d.mant.checked_neg() {
+            Some(mant) => Num::Dec(Dec {
+                mant,
+                scale: d.scale,
+            })
+            .into_value(OP),
+            None => Err(EvalError::Overflow { op: OP }),
+        },
         Some(Num::Float(f)) => float_value(-f, OP),
     }
 }

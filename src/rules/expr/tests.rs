@@ -936,3 +936,30 @@ fn display_round_trips() {
         assert_eq!(canon(&once), once, "{src}");
     }
 }
+
+#[test]
+fn deepest_accepted_trees_evaluate() {
+    // MAX_DEPTH - 1 nested calls around a literal: a tree of depth MAX_DEPTH.
+    let calls = format!(
+        "{}1{}",
+        "abs(".repeat(MAX_DEPTH - 1),
+        ")".repeat(MAX_DEPTH - 1)
+    );
+    assert_eq!(ev(&calls), Value::Int(1));
+    let too_deep = format!("{}1{}", "abs(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
+    assert_eq!(parse_err(&too_deep).1, "expression nested too deeply");
+    // A left-deep operator chain of the same depth.
+    let chain = format!("1{}", " + 1".repeat(MAX_DEPTH - 1));
+    assert_eq!(ev(&chain), Value::Int(MAX_DEPTH as i64));
+    let too_long = format!("1{}", " + 1".repeat(MAX_DEPTH));
+    assert_eq!(
+        parse_err(&too_long),
+        (MAX_DEPTH * 4 - 2, "expression nested too deeply".into())
+    );
+    let mixed = format!(
+        "{}i{}",
+        "-(".repeat(MAX_DEPTH / 2),
+        ")".repeat(MAX_DEPTH / 2)
+    );
+    assert_eq!(ev(&mixed), Value::Int(42));
+}

@@ -1,0 +1,252 @@
+//! `reshard run`: the long-lived replicator.
+//!
+//! Start-up, in order: config and rules (errors name file, line, column);
+//! a connection to every server; reshard's tables migrated; source
+//! pre-flight checks; the pipeline lease; the start position. Then streaming
+//! attempts, each resuming from the stored checkpoint; transient failures
+//! retry with backoff, definite ones stop with exit code 2.
+//!
+//! # Where streaming starts
+//!
+//! * a checkpoint exists: there (refusing `--from` unless `--force`), after
+//!   checking that the source is the same server and that its binlog
+//!   numbering did not go backwards — positions of a reset or different
+//!   server would produce versions *lower* than the targets hold, and
+//!   every change would be dropped silently. Raising `[pipeline] epoch`
+//!   continues on purpose.
+//! * `--from FILE:POS`: there, saved as the checkpoint before streaming.
+//! * neither: the source's current head, saved as the checkpoint *before*
+//!   streaming, so a crash before the first batch cannot skip events.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio::sync::watch;
+
+use super::servers::Servers;
+use crate::checkpoint::{store, Checkpoint};
+use crate::config::Config;
+use crate::db;
+use crate::pipeline::{run_attempt, Attempt, Outcome, PipelineError};
+use crate::position::Position;
+use crate::rules::{load_dir, Router};
+use crate::source::{self, preflight};
+
+pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(path)?;
+    let rules = load_dir(&cfg.pipeline.rules)?;
+    let shard_names: Vec<String> = cfg.targets.keys().cloned().collect();
+    let mut router = Router::new(rules, &shard_names)?;
+
+    let mut servers = Servers::connect(&cfg).await?;
+    servers.ensure_migrated(&cfg).await?;
+    let flavor = db::flavor(&mut servers.source, "source").await?;
+    let (checksum, _) = preflight::run_all(&mut servers.source, flavor)
+        .await
+        .context("source pre-flight check")?;
+    if !store::acquire_lease(&mut servers.control, &cfg.pipeline.name).await? {
+        bail!(
+            "pipeline {:?} is already running (another reshard holds its lease in the control database)",
+            cfg.pipeline.name
+        );
+    }
+    let identity = source::server_identity(&mut servers.source).await?;
+    let start = start_position(&cfg, &mut servers, from, force, &identity).await?;
+    tracing::info!(pipeline = %cfg.pipeline.name, start = %start, epoch = cfg.pipeline.epoch, "starting");
+    let Servers {
+        mut control,
+        source,
+        targets,
+    } = servers;
+    drop(source);
+    drop(targets);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested; draining");
+        let _ = stop_tx.send(true);
+    });
+
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let cp = store::load(&mut control, &cfg.pipeline.name)
+            .await?
+            .context("the checkpoint disappeared from the control database")?;
+        let attempt = Attempt {
+            cfg: &cfg,
+            router: &mut router,
+            control: &mut control,
+            start: cp.position,
+            stop_at: None,
+            source_identity: identity.clone(),
+            flavor,
+            checksum,
+            shutdown: stop_rx.clone(),
+        };
+        match run_attempt(attempt).await {
+            Ok(Outcome::Shutdown) | Ok(Outcome::ReachedEnd) => return Ok(ExitCode::SUCCESS),
+            Err(PipelineError::Definite(e)) => bail!(e),
+            Err(PipelineError::Transient(e)) => {
+                if *stop_rx.borrow() {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "transient failure; resuming from the checkpoint");
+                let mut rx = stop_rx.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = rx.changed() => return Ok(ExitCode::SUCCESS),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                // the control connection may be the one that broke
+                if let Ok(c) = db::connect(
+                    &cfg.control,
+                    db::Session::Read,
+                    cfg.pipeline.connect_timeout,
+                )
+                .await
+                {
+                    control = c;
+                    if !store::acquire_lease(&mut control, &cfg.pipeline.name)
+                        .await
+                        .unwrap_or(false)
+                    {
+                        bail!("lost the pipeline lease to another reshard while reconnecting");
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn start_position(
+    cfg: &Config,
+    servers: &mut Servers,
+    from: Option<Position>,
+    force: bool,
+    identity: &str,
+) -> anyhow::Result<Position> {
+    let p = &cfg.pipeline;
+    let existing = store::load(&mut servers.control, &p.name).await?;
+    if let Some(cp) = &existing {
+        if from.is_some() && !force {
+            bail!(
+                "pipeline {:?} already has a checkpoint at {}; refusing --from without --force (it would move the checkpoint)",
+                p.name,
+                cp.position
+            );
+        }
+    }
+    if let Some(from) = from {
+        let cp = Checkpoint {
+            position: from.clone(),
+            epoch: p.epoch,
+            source_identity: identity.to_string(),
+        };
+        store::save(&mut servers.control, &p.name, &cp).await?;
+        return Ok(from);
+    }
+    match existing {
+        Some(cp) => {
+            check_continuity(cfg, servers, &cp, identity).await?;
+            if cp.epoch != p.epoch || cp.source_identity != identity {
+                let cp = Checkpoint {
+                    epoch: p.epoch,
+                    source_identity: identity.to_string(),
+                    ..cp.clone()
+                };
+                store::save(&mut servers.control, &p.name, &cp).await?;
+            }
+            Ok(store::load(&mut servers.control, &p.name)
+                .await?
+                .map(|c| c.position)
+                .unwrap_or(cp.position))
+        }
+        None => {
+            let head = source::head(&mut servers.source).await?;
+            let cp = Checkpoint {
+                position: head.clone(),
+                epoch: p.epoch,
+                source_identity: identity.to_string(),
+            };
+            store::save(&mut servers.control, &p.name, &cp).await?;
+            tracing::info!(position = %head, "no checkpoint: starting at the source's current head (the initial copy is not part of this build)");
+            Ok(head)
+        }
+    }
+}
+
+/// Refuses to stream when positions would produce versions that go
+/// backwards, unless the operator raised the epoch.
+async fn check_continuity(
+    cfg: &Config,
+    servers: &mut Servers,
+    cp: &Checkpoint,
+    identity: &str,
+) -> anyhow::Result<()> {
+    let epoch = cfg.pipeline.epoch;
+    if epoch < cp.epoch {
+        bail!(
+            "[pipeline] epoch is {epoch} but the checkpoint was written at epoch {}; versions would go backwards. Set epoch to at least {}",
+            cp.epoch,
+            cp.epoch
+        );
+    }
+    let raised = epoch > cp.epoch;
+    if cp.source_identity != identity && !raised {
+        bail!(
+            "the source is a different server ({identity}) than the one the checkpoint was taken on ({}); its binlog positions are not comparable and its changes could be silently ignored. To continue on purpose, raise [pipeline] epoch to {} and start with --from FILE:POS --force",
+            cp.source_identity,
+            cp.epoch + 1
+        );
+    }
+    let files = source::binlog_files(&mut servers.source).await?;
+    if files.iter().any(|f| *f == cp.position.file) {
+        return Ok(());
+    }
+    let cp_seq = cp.position.seq()?;
+    let max_seq = files
+        .iter()
+        .filter_map(|f| crate::position::file_seq(f).ok())
+        .max();
+    match max_seq {
+        Some(m) if m < cp_seq && !raised => bail!(
+            "the source's binlog went backwards: the checkpoint is at {} but the newest file is sequence {m} (RESET MASTER?). New events would carry lower versions than the targets hold and be ignored. To continue on purpose, raise [pipeline] epoch to {} and start with --from FILE:POS --force",
+            cp.position,
+            cp.epoch + 1
+        ),
+        Some(m) if m < cp_seq => bail!(
+            "the epoch was raised but the checkpoint {} is gone from the source; start with --from FILE:POS --force",
+            cp.position
+        ),
+        _ => bail!(
+            "the checkpoint's binlog file {} has been purged from the source (oldest available: {}); the changes since then are lost to the binlog. Re-seed the targets or restore the binlog",
+            cp.position.file,
+            files.first().map(String::as_str).unwrap_or("none")
+        ),
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

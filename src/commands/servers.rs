@@ -1,0 +1,73 @@
+//! Start-up connections shared by the commands: every server a command
+//! needs is connected (in parallel, each with a bounded retry) before
+//! anything is done, so an unreachable or refusing server is an error
+//! within the connect budget, naming the server and never its password.
+
+use anyhow::Context;
+use mysql_async::Conn;
+
+use crate::checkpoint::migrate::{self, MigrationSet};
+use crate::config::Config;
+use crate::db::{self, Session};
+
+/// Connections to every configured server.
+pub struct Servers {
+    pub source: Conn,
+    pub control: Conn,
+    pub targets: Vec<(String, Conn)>,
+}
+
+impl Servers {
+    /// Connects to source, control and every target, in parallel.
+    pub async fn connect(cfg: &Config) -> anyhow::Result<Servers> {
+        let budget = cfg.pipeline.connect_timeout;
+        let source = db::connect(&cfg.source, Session::Read, budget);
+        let control = db::connect(&cfg.control, Session::Read, budget);
+        let targets = futures_util::future::join_all(cfg.targets.values().map(|ep| async move {
+            (
+                ep.name.clone(),
+                db::connect(ep, Session::Read, budget).await,
+            )
+        }));
+        let (source, control, targets) = tokio::join!(source, control, targets);
+        let source = source.context("source server")?;
+        let control = control.context("control server")?;
+        let mut out = Vec::new();
+        for (name, t) in targets {
+            out.push((name.clone(), t.with_context(|| format!("target {name}"))?));
+        }
+        Ok(Servers {
+            source,
+            control,
+            targets: out,
+        })
+    }
+
+    /// Refuses to go on when reshard's own tables are missing or old.
+    pub async fn ensure_migrated(&mut self, cfg: &Config) -> anyhow::Result<()> {
+        let hint = format!(
+            "run `reshard migrate --config {}` first",
+            cfg.path.display()
+        );
+        let latest = MigrationSet::Control.latest();
+        let v =
+            migrate::applied_version(&mut self.control, MigrationSet::Control, "control").await?;
+        if v.unwrap_or(0) < latest {
+            anyhow::bail!(
+                "control database: reshard's tables are at migration {} but this build needs {latest}; {hint}",
+                v.unwrap_or(0)
+            );
+        }
+        let latest = MigrationSet::Shard.latest();
+        for (name, conn) in &mut self.targets {
+            let v = migrate::applied_version(conn, MigrationSet::Shard, name).await?;
+            if v.unwrap_or(0) < latest {
+                anyhow::bail!(
+                    "target {name}: reshard's per-shard tables are at migration {} but this build needs {latest}; {hint}",
+                    v.unwrap_or(0)
+                );
+            }
+        }
+        Ok(())
+    }
+}
