@@ -1,8 +1,8 @@
 -- reshard per-shard tables, created in every target database.
 -- Tombstones: one per deleted key, version only ever raised (GREATEST).
 CREATE TABLE IF NOT EXISTS _reshard_tombstone (
-  tbl     VARCHAR(192)   NOT NULL,
-  k       VARBINARY(3072) NOT NULL,
+  tbl     VARBINARY(192)  NOT NULL,
+  k       VARBINARY(2048) NOT NULL,
   version BINARY(16)     NOT NULL,
   PRIMARY KEY (tbl, k),
   KEY by_version (version)

@@ -216,7 +216,15 @@ pub async fn run_attempt(mut a: Attempt<'_>) -> Result<Outcome, PipelineError> {
                 match item {
                     None => break Err(PipelineError::Transient("the binlog reader stopped".into())),
                     Some(Err(e)) => break Err(e.into()),
-                    Some(Ok(SourceItem::Heartbeat(_))) => { idle = true; }
+                    Some(Ok(SourceItem::Heartbeat(pos))) => {
+                        idle = true;
+                        if let Some(pos) = pos {
+                            if pos > dispatched_end {
+                                seq += 1;
+                                dispatched_end = pos;
+                            }
+                        }
+                    }
                     Some(Ok(SourceItem::Transaction(txn))) => {
                         idle = false;
                         seq += 1;

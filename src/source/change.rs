@@ -47,6 +47,7 @@ pub struct Transaction {
 #[derive(Debug)]
 pub enum SourceItem {
     Transaction(Transaction),
-    /// The source is alive and idle at this position.
-    Heartbeat(Position),
+    /// The source is alive; the position is a boundary when not inside a
+    /// transaction.
+    Heartbeat(Option<Position>),
 }

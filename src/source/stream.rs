@@ -202,7 +202,7 @@ impl Tailer {
             15 => {
                 self.fde_seen = true;
                 advance(self);
-                Ok(None)
+                Ok(self.idle_boundary(log_pos, h.timestamp()))
             }
             // QUERY
             2 => {
@@ -293,7 +293,9 @@ impl Tailer {
                 Ok(None)
             }
             // HEARTBEAT (v1, v2): the source is idle at its current position
-            27 | 41 => Ok(Some(SourceItem::Heartbeat(self.pos.clone()))),
+            27 | 41 => Ok(Some(SourceItem::Heartbeat(
+                self.txn.is_none().then(|| self.pos.clone()),
+            ))),
             20..=22 => Err(SourceError::Definite(format!(
                 "pre-GA rows event (type {ty}) at {start}: binlogs of MySQL 5.1.15 and older are not supported"
             ))),
@@ -307,9 +309,15 @@ impl Tailer {
             // ROWS_QUERY, GTIDs, PREVIOUS_GTIDS, TRANSACTION_CONTEXT,
             // VIEW_CHANGE, XA_PREPARE, MariaDB ANNOTATE_ROWS,
             // BINLOG_CHECKPOINT, GTID_LIST, START_ENCRYPTION
-            1 | 3 | 5 | 13 | 14 | 28 | 29 | 33 | 34 | 35 | 36 | 37 | 38 | 42 | 160 | 161 | 163 | 164 => {
+            1 | 3 | 5 | 13 | 14 | 28 | 29 | 33 | 34 | 36 | 37 | 38 | 42 | 160 => {
                 advance(self);
                 Ok(None)
+            }
+            // file-level events between transactions: their end is a
+            // boundary, so an idle source's checkpoint reaches the head
+            35 | 161 | 163 | 164 => {
+                advance(self);
+                Ok(self.idle_boundary(log_pos, h.timestamp()))
             }
             _ => Err(SourceError::Definite(format!(
                 "unknown binlog event type {ty} at {start}; refusing to skip it since it may carry rows"
@@ -399,6 +407,13 @@ impl Tailer {
             end,
             timestamp,
         })
+    }
+
+    /// A boundary at the current position, when outside a transaction and
+    /// the event had a real position.
+    fn idle_boundary(&mut self, log_pos: u64, timestamp: u32) -> Option<SourceItem> {
+        (self.txn.is_none() && self.payload.is_none() && log_pos > 0)
+            .then(|| self.boundary(timestamp))
     }
 
     fn boundary(&mut self, timestamp: u32) -> SourceItem {

@@ -66,6 +66,10 @@ pub enum TestkitError {
         sql: String,
     },
 
+    /// A scenario step (connection, query, comparison) failed.
+    #[error("scenario: {0}")]
+    Scenario(String),
+
     /// A server-starting thread of [`Cluster::start`](super::Cluster::start) panicked.
     #[error("a thread starting a MariaDB server panicked")]
     ThreadPanicked,
@@ -77,5 +81,11 @@ impl TestkitError {
             what: what.into(),
             source,
         }
+    }
+}
+
+impl From<std::io::Error> for TestkitError {
+    fn from(e: std::io::Error) -> Self {
+        TestkitError::io("scenario files", e)
     }
 }

@@ -56,6 +56,7 @@
 
 mod binaries;
 mod error;
+pub mod scenario;
 mod server;
 mod watchdog;
 

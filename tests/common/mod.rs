@@ -1,0 +1,81 @@
+//! Shared by the integration tests: one MariaDB cluster per test binary
+//! (a binlog source and two targets), and helpers to drive the real
+//! `reshard` binary.
+#![allow(dead_code)]
+
+use std::process::{Child, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use reshard::testkit::scenario::Scenario;
+use reshard::testkit::Cluster;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_reshard");
+
+pub fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| match Cluster::start(2) {
+        Ok(c) => c,
+        Err(e) => panic!("cannot start the MariaDB test cluster: {e}"),
+    })
+}
+
+/// Runs a reshard command to completion.
+pub fn reshard(s: &Scenario, args: &[&str]) -> Output {
+    s.reshard(BIN, args).output().expect("run reshard")
+}
+
+/// `reshard migrate`, asserting success.
+pub fn migrate(s: &Scenario) {
+    let out = reshard(s, &["migrate"]);
+    assert!(
+        out.status.success(),
+        "migrate failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Starts `reshard run` in the background, stderr to a log file in the
+/// scenario directory.
+pub fn spawn_run(s: &Scenario, extra: &[&str]) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(s.dir.path().join("run.log"))
+        .expect("log file");
+    let mut args = vec!["run"];
+    args.extend_from_slice(extra);
+    s.reshard(BIN, &args)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn reshard run")
+}
+
+/// SIGTERM, then wait (at most `timeout`) for a clean exit.
+pub fn terminate(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            return st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("reshard did not exit within {timeout:?} of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// SIGKILL: a crash at an arbitrary point.
+pub fn crash(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+pub fn run_log(s: &Scenario) -> String {
+    std::fs::read_to_string(s.dir.path().join("run.log")).unwrap_or_default()
+}
