@@ -187,9 +187,18 @@ async fn apply_with_retry(
     }
 }
 
+/// An operation after deduplication, with the newest delete of its key
+/// in the batch: a collapsed delete still raises its tombstone, so the
+/// tombstone table ends up the same however the binlog was batched.
+#[derive(Debug)]
+pub struct BatchOp {
+    pub op: WriteOp,
+    pub tombstone: Option<Version>,
+}
+
 /// Keeps the newest operation per (table, key), grouped by table.
-pub fn dedup(ops: Vec<WriteOp>) -> Vec<(Arc<TargetTable>, Vec<WriteOp>)> {
-    let mut groups: Vec<(Arc<TargetTable>, Vec<WriteOp>)> = Vec::new();
+pub fn dedup(ops: Vec<WriteOp>) -> Vec<(Arc<TargetTable>, Vec<BatchOp>)> {
+    let mut groups: Vec<(Arc<TargetTable>, Vec<BatchOp>)> = Vec::new();
     let mut group_of: HashMap<String, usize> = HashMap::new();
     let mut seen: HashMap<(usize, Vec<u8>), usize> = HashMap::new();
     for op in ops {
@@ -198,12 +207,19 @@ pub fn dedup(ops: Vec<WriteOp>) -> Vec<(Arc<TargetTable>, Vec<WriteOp>)> {
             groups.len() - 1
         });
         let list = &mut groups[g].1;
+        let del = (op.kind == OpKind::Delete).then_some(op.version);
         match seen.get(&(g, op.key_enc.clone())) {
-            Some(&i) if list[i].version <= op.version => list[i] = op,
-            Some(_) => {}
+            Some(&i) => {
+                let slot = &mut list[i];
+                let tomb = slot.tombstone.max(del);
+                if slot.op.version <= op.version {
+                    slot.op = op;
+                }
+                slot.tombstone = tomb;
+            }
             None => {
                 seen.insert((g, op.key_enc.clone()), list.len());
-                list.push(op);
+                list.push(BatchOp { op, tombstone: del });
             }
         }
     }
@@ -213,7 +229,7 @@ pub fn dedup(ops: Vec<WriteOp>) -> Vec<(Arc<TargetTable>, Vec<WriteOp>)> {
 async fn apply(
     conn: &mut Conn,
     cfg: &LaneConfig,
-    batch: &[(Arc<TargetTable>, Vec<WriteOp>)],
+    batch: &[(Arc<TargetTable>, Vec<BatchOp>)],
     end: Option<&Position>,
     stats: &Stats,
 ) -> Result<(), DbError> {
@@ -229,6 +245,7 @@ async fn apply(
         // 1. tombstones of the keys to upsert
         let upsert_keys: Vec<&WriteOp> = ops
             .iter()
+            .map(|b| &b.op)
             .filter(|o| matches!(o.kind, OpKind::Upsert(_)))
             .collect();
         let mut tombs: HashMap<Vec<u8>, Version> = HashMap::new();
@@ -250,7 +267,15 @@ async fn apply(
             }
         }
         // 2. deletes and their tombstones
-        let deletes: Vec<&WriteOp> = ops.iter().filter(|o| o.kind == OpKind::Delete).collect();
+        let deletes: Vec<&WriteOp> = ops
+            .iter()
+            .map(|b| &b.op)
+            .filter(|o| o.kind == OpKind::Delete)
+            .collect();
+        let tombstones: Vec<(&[u8], Version)> = ops
+            .iter()
+            .filter_map(|b| b.tombstone.map(|v| (b.op.key_enc.as_slice(), v)))
+            .collect();
         if !deletes.is_empty() {
             let key_cols: Vec<&str> = table
                 .key
@@ -271,21 +296,21 @@ async fn apply(
                 .await
                 .map_err(|e| DbError::query(server, format!("deleting from {tname}"), e))?;
             }
-            for chunk in deletes.chunks(500) {
-                let mut params = Vec::with_capacity(chunk.len() * 3);
-                for o in chunk {
-                    params.push(Value::Bytes(tname.as_bytes().to_vec()));
-                    params.push(Value::Bytes(o.key_enc.clone()));
-                    params.push(Value::Bytes(o.version.to_bytes().to_vec()));
-                }
-                tx.exec_drop(
-                    sql::tombstone_upsert(chunk.len()),
-                    Params::Positional(params),
-                )
-                .await
-                .map_err(|e| DbError::query(server, format!("writing tombstones of {tname}"), e))?;
-            }
             applied += deletes.len() as u64;
+        }
+        for chunk in tombstones.chunks(500) {
+            let mut params = Vec::with_capacity(chunk.len() * 3);
+            for (k, v) in chunk {
+                params.push(Value::Bytes(tname.as_bytes().to_vec()));
+                params.push(Value::Bytes(k.to_vec()));
+                params.push(Value::Bytes(v.to_bytes().to_vec()));
+            }
+            tx.exec_drop(
+                sql::tombstone_upsert(chunk.len()),
+                Params::Positional(params),
+            )
+            .await
+            .map_err(|e| DbError::query(server, format!("writing tombstones of {tname}"), e))?;
         }
         // 3. upserts newer than their tombstone
         let live: Vec<&WriteOp> = upsert_keys
@@ -379,8 +404,27 @@ mod tests {
         assert_eq!(groups.len(), 1);
         let list = &groups[0].1;
         assert_eq!(list.len(), 2);
-        assert_eq!(list[0].kind, OpKind::Delete);
-        assert_eq!(list[0].version, Version(12));
-        assert_eq!(list[1].version, Version(11));
+        assert_eq!(list[0].op.kind, OpKind::Delete);
+        assert_eq!(list[0].op.version, Version(12));
+        assert_eq!(list[0].tombstone, Some(Version(12)));
+        assert_eq!(list[1].op.version, Version(11));
+        assert_eq!(list[1].tombstone, None);
+    }
+
+    /// Regression: a delete collapsed under a later upsert of the same key
+    /// in one batch left no tombstone, so re-applying the binlog in other
+    /// batches changed the tombstone table.
+    #[test]
+    fn collapsed_delete_still_raises_its_tombstone() {
+        let ops = vec![
+            op(1, 10, OpKind::Upsert(vec![Value::Int(1)])),
+            op(1, 11, OpKind::Delete),
+            op(1, 12, OpKind::Upsert(vec![Value::Int(1)])),
+        ];
+        let groups = dedup(ops);
+        let list = &groups[0].1;
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].op.version, Version(12));
+        assert_eq!(list[0].tombstone, Some(Version(11)));
     }
 }
