@@ -131,3 +131,93 @@ async fn workload_with_crashes_converges_and_replaying_the_range_changes_nothing
     );
     assert!(s.compare(5).await.unwrap().is_empty());
 }
+
+/// A row whose shard cannot be derived stops the pipeline (default) with
+/// the table, key and error, and the checkpoint does not pass it; with
+/// `on_derive_error = "dead-letter"` the row is recorded and the rest flows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn underivable_rows_halt_or_go_to_dead_letters_never_dropped() {
+    use mysql_async::prelude::Queryable;
+    for (name, mode) in [("halt", None), ("deadl", Some("dead-letter"))] {
+        let s = Scenario::create(cluster(), name).unwrap();
+        // qty may be NULL: crc32(NULL) is NULL, which is no shard index
+        let rule = std::fs::read_to_string(s.dir.path().join("rules/orders.toml")).unwrap();
+        std::fs::write(
+            s.dir.path().join("rules/orders.toml"),
+            rule.replace(
+                "shard = \"crc32(buyer_id) % 4\"",
+                "shard = \"crc32(qty) % 4\"",
+            ),
+        )
+        .unwrap();
+        if let Some(mode) = mode {
+            let cfg = std::fs::read_to_string(&s.config).unwrap();
+            std::fs::write(&s.config, format!("{cfg}on_derive_error = \"{mode}\"\n")).unwrap();
+        }
+        migrate(&s);
+        let (file, pos) = s.source_head().await.unwrap();
+        let mut src = s.source().await.unwrap();
+        src.query_drop(
+            "INSERT INTO orders (id, buyer_id, qty) VALUES (1, 1, 5), (2, 2, NULL), (3, 3, 7)",
+        )
+        .await
+        .unwrap();
+        let from = format!("{file}:{pos}");
+        let mut run = spawn_run(&s, &["--from", &from]);
+        if mode.is_none() {
+            let st = tokio::task::spawn_blocking(move || run.wait().unwrap())
+                .await
+                .unwrap();
+            let log = run_log(&s);
+            assert_eq!(st.code(), Some(2), "{log}");
+            assert!(
+                log.contains("halt_src.orders") && log.contains("(2)"),
+                "names table and key: {log}"
+            );
+            let cp = s.checkpoint().await.unwrap().unwrap();
+            assert_eq!(
+                (cp.0.as_str(), cp.1),
+                (file.as_str(), pos),
+                "checkpoint must not pass the failed row"
+            );
+        } else {
+            s.wait_caught_up(Duration::from_secs(60))
+                .await
+                .unwrap_or_else(|e| panic!("{e}\n{}", run_log(&s)));
+            terminate(&mut run, Duration::from_secs(30));
+            let mut ctl = reshard::testkit::scenario::connect(&s.control_url)
+                .await
+                .unwrap();
+            let dl: Vec<(String, String)> = ctl
+                .query("SELECT row_key, error FROM reshard_dead_letter")
+                .await
+                .unwrap();
+            assert_eq!(dl.len(), 1, "{dl:?}");
+            assert_eq!(dl[0].0, "(2)");
+            let mut total = 0u64;
+            for url in s.shard_urls.values() {
+                let mut c = reshard::testkit::scenario::connect(url).await.unwrap();
+                let n: Option<u64> = c.query_first("SELECT COUNT(*) FROM orders").await.unwrap();
+                total += n.unwrap_or(0);
+            }
+            assert_eq!(total, 2, "the two derivable rows are applied");
+        }
+    }
+}
+
+/// Pre-flight: a source without a binlog is refused, naming the setting,
+/// the expected and the actual value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_names_the_setting_expected_and_actual() {
+    let c = cluster();
+    let s = Scenario::create(c, "preflight").unwrap();
+    migrate(&s);
+    // point the source at a target server, which has no binlog
+    let cfg = std::fs::read_to_string(&s.config).unwrap();
+    let cfg = cfg.replace(&c.source.url(""), &c.targets[1].url(""));
+    std::fs::write(&s.config, cfg).unwrap();
+    let out = reshard(&s, &["run"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("log_bin: expected ON, got OFF"), "{err}");
+}

@@ -285,13 +285,13 @@ fn shard_of(
         position: change.position.to_string(),
     };
     let v = plan.shard.eval(row, ctx).map_err(|e| fail(e.to_string()))?;
-    let idx = match v {
-        Value::Int(i) if i >= 0 => i as u64,
-        Value::UInt(u) => u,
-        other => {
+    let idx = match v.as_integer() {
+        Some(i) if i >= 0 => i,
+        _ => {
             return Err(fail(format!(
-                "the shard expression gave {other:?}, expected an index from 0 to {}",
-                plan.slots.len() - 1
+                "the shard expression gave {}, expected an index from 0 to {}",
+                describe(&v),
+                plan.slots.len().saturating_sub(1)
             )))
         }
     };
@@ -304,6 +304,17 @@ fn shard_of(
                 plan.slots.len()
             ))
         })
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "NULL".into(),
+        Value::Bytes(b) => format!("the string {:?}", String::from_utf8_lossy(b)),
+        Value::Decimal(d) => d.clone(),
+        Value::Int(i) => i.to_string(),
+        Value::UInt(u) => u.to_string(),
+        Value::Double(f) => f.to_string(),
+    }
 }
 
 fn bind(rule: &Rule, e: &RuleExpr, schema: &TableSchema) -> Result<Bound, RouteError> {
