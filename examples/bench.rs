@@ -212,9 +212,11 @@ async fn main() -> Res<()> {
                     sql.push_str("(?,?,?,?,?)");
                     params.extend(r.clone().unwrap());
                 }
-                dst.exec_drop(sql, Params::Positional(params)).await?;
+                dst.exec_drop(sql, Params::Positional(params))
+                    .await
+                    .map_err(|x| e(&x))?;
             }
-            Ok::<(), mysql_async::Error>(())
+            Ok::<(), String>(())
         }));
     }
     for l in loaders {

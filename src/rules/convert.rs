@@ -94,11 +94,8 @@ mod tests {
 
     fn col(ty: ColumnType, decimals: u8) -> Column {
         Column {
-            name: "c".into(),
-            ty,
-            unsigned: false,
             decimals,
-            charset: 0,
+            ..Column::new("c", ty)
         }
     }
 

@@ -162,11 +162,8 @@ mod tests {
 
     fn col(ty: ColumnType, unsigned: bool) -> Column {
         Column {
-            name: "c".into(),
-            ty,
             unsigned,
-            decimals: 0,
-            charset: 0,
+            ..Column::new("c", ty)
         }
     }
 

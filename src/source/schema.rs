@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
-use mysql_common::binlog::events::{OptionalMetaExtractor, TableMapEvent};
+use mysql_common::binlog::events::{OptionalMetaExtractor, OptionalMetadataField, TableMapEvent};
 use mysql_common::constants::ColumnType;
 
 use crate::db::DbError;
@@ -31,6 +31,29 @@ pub struct Column {
     pub decimals: u8,
     /// Collation id for character columns (63 = binary), 0 when unknown.
     pub charset: u16,
+    /// ENUM/SET labels in definition order (ENUM index 1 = `labels[0]`).
+    pub labels: Vec<Vec<u8>>,
+    /// BIT(n) width in bits.
+    pub bits: u16,
+    /// `information_schema` DATA_TYPE when known (e.g. `json` on MariaDB,
+    /// where the binlog only says LONGTEXT).
+    pub data_type: Option<String>,
+}
+
+impl Column {
+    /// A column with just a name and a type.
+    pub fn new(name: impl Into<String>, ty: ColumnType) -> Column {
+        Column {
+            name: name.into(),
+            ty,
+            unsigned: false,
+            decimals: 0,
+            charset: 0,
+            labels: Vec::new(),
+            bits: 0,
+            data_type: None,
+        }
+    }
 }
 
 /// Where a schema came from, for messages.
@@ -116,6 +139,28 @@ pub fn from_table_map(tme: &TableMapEvent<'_>) -> Result<(TableSchema, bool), Sc
         let k = k.map_err(|e| err(format!("bad primary key metadata: {e}")))?;
         pk.push(usize::try_from(k).map_err(|_| err("primary key index overflows".into()))?);
     }
+    let mut enum_labels: Vec<Vec<Vec<u8>>> = Vec::new();
+    let mut set_labels: Vec<Vec<Vec<u8>>> = Vec::new();
+    for field in tme.iter_optional_meta() {
+        match field {
+            Ok(OptionalMetadataField::EnumStrValue(v)) => {
+                for e in v.iter_values() {
+                    let e = e.map_err(|e| err(format!("bad ENUM labels: {e}")))?;
+                    enum_labels.push(e.values().iter().map(|x| x.value_raw().to_vec()).collect());
+                }
+            }
+            Ok(OptionalMetadataField::SetStrValue(v)) => {
+                for e in v.iter_values() {
+                    let e = e.map_err(|e| err(format!("bad SET labels: {e}")))?;
+                    set_labels.push(e.values().iter().map(|x| x.value_raw().to_vec()).collect());
+                }
+            }
+            Ok(_) => {}
+            Err(e) => return Err(err(format!("bad optional metadata: {e}"))),
+        }
+    }
+    let mut enum_labels = enum_labels.into_iter();
+    let mut set_labels = set_labels.into_iter();
     let mut columns = Vec::with_capacity(n);
     for i in 0..n {
         let ty = tme
@@ -138,6 +183,17 @@ pub fn from_table_map(tme: &TableMapEvent<'_>) -> Result<(TableSchema, bool), Sc
             ColumnType::MYSQL_TYPE_NEWDECIMAL => md.get(1).copied().unwrap_or(0),
             _ => 0,
         };
+        let labels = match ty {
+            ColumnType::MYSQL_TYPE_ENUM => enum_labels.next().unwrap_or_default(),
+            ColumnType::MYSQL_TYPE_SET => set_labels.next().unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        let bits = if ty == ColumnType::MYSQL_TYPE_BIT {
+            u16::from(md.get(1).copied().unwrap_or(0)) * 8
+                + u16::from(md.first().copied().unwrap_or(0))
+        } else {
+            0
+        };
         columns.push(Column {
             name: if has_names {
                 names[i].clone()
@@ -148,6 +204,9 @@ pub fn from_table_map(tme: &TableMapEvent<'_>) -> Result<(TableSchema, bool), Sc
             unsigned,
             decimals,
             charset,
+            labels,
+            bits,
+            data_type: None,
         });
     }
     if pk.iter().any(|&k| k >= n) {
@@ -169,11 +228,22 @@ pub fn from_table_map(tme: &TableMapEvent<'_>) -> Result<(TableSchema, bool), Sc
 
 /// One column as `information_schema` describes it.
 #[derive(Debug, Clone)]
-struct CatalogColumn {
-    name: String,
-    data_type: String,
-    unsigned: bool,
-    charset_binary: bool,
+pub struct CatalogColumn {
+    pub name: String,
+    /// DATA_TYPE, lower case.
+    pub data_type: String,
+    /// COLUMN_TYPE, e.g. `int(10) unsigned`, `enum('a','b')`.
+    pub column_type: String,
+    pub unsigned: bool,
+    pub charset_binary: bool,
+    pub nullable: bool,
+    /// NUMERIC_SCALE or DATETIME_PRECISION.
+    pub decimals: u8,
+    /// NUMERIC_PRECISION (BIT width).
+    pub precision: u64,
+    /// CHARACTER_OCTET_LENGTH.
+    pub octets: Option<u64>,
+    pub labels: Vec<Vec<u8>>,
 }
 
 /// Caches `information_schema` descriptions of source tables.
@@ -226,6 +296,10 @@ impl SchemaCache {
             if c.charset == 0 && cat.charset_binary {
                 c.charset = BINARY_CHARSET;
             }
+            if c.labels.is_empty() {
+                c.labels = cat.labels.clone();
+            }
+            c.data_type = Some(cat.data_type.clone());
         }
         schema.pk = pk
             .iter()
@@ -236,15 +310,17 @@ impl SchemaCache {
     }
 }
 
-async fn load_catalog(
+/// Reads a table's columns and primary key from `information_schema`.
+pub async fn load_catalog(
     conn: &mut Conn,
     db: &str,
     table: &str,
 ) -> Result<(Vec<CatalogColumn>, Vec<String>), SchemaError> {
     let full = format!("{db}.{table}");
-    let rows: Vec<(String, String, String, Option<String>)> = conn
+    let rows: Vec<mysql_async::Row> = conn
         .exec(
-            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_SET_NAME \
+            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_SET_NAME, IS_NULLABLE, \
+             COALESCE(NUMERIC_SCALE, DATETIME_PRECISION, 0), COALESCE(NUMERIC_PRECISION, 0), CHARACTER_OCTET_LENGTH \
              FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
              ORDER BY ORDINAL_POSITION",
             (db, table),
@@ -254,15 +330,42 @@ async fn load_catalog(
     if rows.is_empty() {
         return Err(SchemaError::Missing { table: full });
     }
-    let cols = rows
-        .into_iter()
-        .map(|(name, data_type, column_type, charset)| CatalogColumn {
-            name,
+    let mut cols = Vec::with_capacity(rows.len());
+    for r in rows {
+        let text = |i: usize| -> String {
+            match r.as_ref(i) {
+                Some(mysql_async::Value::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
+                _ => String::new(),
+            }
+        };
+        let num = |i: usize| -> Option<u64> {
+            match r.as_ref(i) {
+                Some(mysql_async::Value::Int(v)) => u64::try_from(*v).ok(),
+                Some(mysql_async::Value::UInt(v)) => Some(*v),
+                Some(mysql_async::Value::Bytes(b)) => std::str::from_utf8(b).ok()?.parse().ok(),
+                _ => None,
+            }
+        };
+        let column_type = text(2);
+        let data_type = text(1).to_ascii_lowercase();
+        let labels = if data_type == "enum" || data_type == "set" {
+            parse_labels(&column_type)
+        } else {
+            Vec::new()
+        };
+        cols.push(CatalogColumn {
+            name: text(0),
             unsigned: column_type.to_ascii_lowercase().contains("unsigned"),
-            data_type: data_type.to_ascii_lowercase(),
-            charset_binary: charset.is_none(),
-        })
-        .collect();
+            charset_binary: matches!(r.as_ref(3), None | Some(mysql_async::Value::NULL)),
+            nullable: text(4).eq_ignore_ascii_case("YES"),
+            decimals: num(5).unwrap_or(0).min(30) as u8,
+            precision: num(6).unwrap_or(0),
+            octets: num(7),
+            labels,
+            data_type,
+            column_type,
+        });
+    }
     let pk: Vec<String> = conn
         .exec(
             "SELECT COLUMN_NAME FROM information_schema.STATISTICS \
@@ -272,6 +375,135 @@ async fn load_catalog(
         .await
         .map_err(|e| DbError::query("source", format!("reading the primary key of {full}"), e))?;
     Ok((cols, pk))
+}
+
+/// A table's schema from `information_schema` alone (no binlog event): for
+/// dry-run and the initial copy.
+pub async fn load_table(
+    conn: &mut Conn,
+    db: &str,
+    table: &str,
+) -> Result<TableSchema, SchemaError> {
+    let (cols, pk) = load_catalog(conn, db, table).await?;
+    let columns: Vec<Column> = cols
+        .iter()
+        .map(|c| Column {
+            name: c.name.clone(),
+            ty: catalog_type(&c.data_type),
+            unsigned: c.unsigned,
+            decimals: c.decimals,
+            charset: if c.charset_binary && is_string_type(&c.data_type) {
+                BINARY_CHARSET
+            } else {
+                0
+            },
+            labels: c.labels.clone(),
+            bits: if c.data_type == "bit" {
+                c.precision.min(64) as u16
+            } else {
+                0
+            },
+            data_type: Some(c.data_type.clone()),
+        })
+        .collect();
+    let pk = pk
+        .iter()
+        .filter_map(|n| columns.iter().position(|c| c.name.eq_ignore_ascii_case(n)))
+        .collect();
+    Ok(TableSchema {
+        db: db.to_string(),
+        table: table.to_string(),
+        columns,
+        pk,
+        origin: SchemaOrigin::InformationSchema,
+    })
+}
+
+fn is_string_type(data_type: &str) -> bool {
+    matches!(
+        data_type,
+        "char"
+            | "varchar"
+            | "binary"
+            | "varbinary"
+            | "tinyblob"
+            | "blob"
+            | "mediumblob"
+            | "longblob"
+            | "tinytext"
+            | "text"
+            | "mediumtext"
+            | "longtext"
+    )
+}
+
+/// The binlog type a catalog DATA_TYPE is logged as.
+pub fn catalog_type(data_type: &str) -> ColumnType {
+    use ColumnType::*;
+    match data_type {
+        "tinyint" | "bool" | "boolean" => MYSQL_TYPE_TINY,
+        "smallint" => MYSQL_TYPE_SHORT,
+        "mediumint" => MYSQL_TYPE_INT24,
+        "int" | "integer" => MYSQL_TYPE_LONG,
+        "bigint" => MYSQL_TYPE_LONGLONG,
+        "float" => MYSQL_TYPE_FLOAT,
+        "double" | "real" => MYSQL_TYPE_DOUBLE,
+        "decimal" | "numeric" => MYSQL_TYPE_NEWDECIMAL,
+        "date" => MYSQL_TYPE_NEWDATE,
+        "datetime" => MYSQL_TYPE_DATETIME2,
+        "timestamp" => MYSQL_TYPE_TIMESTAMP2,
+        "time" => MYSQL_TYPE_TIME2,
+        "year" => MYSQL_TYPE_YEAR,
+        "bit" => MYSQL_TYPE_BIT,
+        "enum" => MYSQL_TYPE_ENUM,
+        "set" => MYSQL_TYPE_SET,
+        "json" => MYSQL_TYPE_JSON,
+        "char" | "binary" => MYSQL_TYPE_STRING,
+        "varchar" | "varbinary" => MYSQL_TYPE_VARCHAR,
+        "tinyblob" | "blob" | "mediumblob" | "longblob" | "tinytext" | "text" | "mediumtext"
+        | "longtext" => MYSQL_TYPE_BLOB,
+        _ => MYSQL_TYPE_GEOMETRY,
+    }
+}
+
+/// Labels of `enum('a','b''c')` / `set(...)`, with `''` and backslash escapes.
+pub fn parse_labels(column_type: &str) -> Vec<Vec<u8>> {
+    let Some(open) = column_type.find('(') else {
+        return Vec::new();
+    };
+    let bytes = column_type.as_bytes();
+    let mut out = Vec::new();
+    let mut i = open + 1;
+    while i < bytes.len() {
+        if bytes[i] != b'\'' {
+            i += 1;
+            continue;
+        }
+        i += 1;
+        let mut label = Vec::new();
+        while i < bytes.len() {
+            match bytes[i] {
+                b'\'' if bytes.get(i + 1) == Some(&b'\'') => {
+                    label.push(b'\'');
+                    i += 2;
+                }
+                b'\'' => {
+                    i += 1;
+                    break;
+                }
+                b'\\' if i + 1 < bytes.len() => {
+                    label.push(bytes[i + 1]);
+                    i += 2;
+                }
+                b => {
+                    label.push(b);
+                    i += 1;
+                }
+            }
+        }
+        out.push(label);
+    }
+    out
 }
 
 /// Whether a binlog type can be the catalog's `DATA_TYPE`.
@@ -344,5 +576,20 @@ mod tests {
         assert!(type_matches(ColumnType::MYSQL_TYPE_BLOB, "longtext"));
         assert!(!type_matches(ColumnType::MYSQL_TYPE_LONGLONG, "varchar"));
         assert!(!type_matches(ColumnType::MYSQL_TYPE_DATETIME2, "date"));
+    }
+
+    #[test]
+    fn enum_labels_parse_with_escapes() {
+        assert_eq!(
+            parse_labels("enum('a','b''c','d\\\\e','')"),
+            vec![
+                b"a".to_vec(),
+                b"b'c".to_vec(),
+                b"d\\e".to_vec(),
+                b"".to_vec()
+            ]
+        );
+        assert_eq!(parse_labels("set('x,y')"), vec![b"x,y".to_vec()]);
+        assert!(parse_labels("int").is_empty());
     }
 }
