@@ -197,11 +197,13 @@ async fn main() -> Res<()> {
         let src_url = source.url("bench");
         let dst_url = target.url("plain");
         loaders.push(tokio::spawn(async move {
-            let mut src = connect(&src_url).await?;
-            let mut dst = connect(&dst_url).await?;
+            let e = |x: &dyn std::fmt::Display| x.to_string();
+            let mut src = connect(&src_url).await.map_err(|x| e(&x))?;
+            let mut dst = connect(&dst_url).await.map_err(|x| e(&x))?;
             let rows: Vec<mysql_async::Row> = src
                 .exec("SELECT * FROM t WHERE id % 2 = ?", (part,))
-                .await?;
+                .await
+                .map_err(|x| e(&x))?;
             for chunk in rows.chunks(500) {
                 let mut sql = String::from("REPLACE INTO t VALUES ");
                 let mut params = Vec::with_capacity(chunk.len() * 5);

@@ -32,6 +32,25 @@ pub enum Command {
         #[arg(long, requires = "from")]
         force: bool,
     },
+    /// Validate config and rules against the real schemas, route a sample
+    /// of source rows (and optionally a binlog range) and report the
+    /// per-shard distribution, skew and every failure. Writes nothing.
+    DryRun {
+        #[arg(long)]
+        config: PathBuf,
+        /// Source rows routed per table (every row when the table has no more).
+        #[arg(long, default_value_t = 10_000, value_name = "N")]
+        sample: u64,
+        /// Also route the row events from this binlog position…
+        #[arg(long, value_name = "FILE:POS")]
+        from: Option<Position>,
+        /// …up to this one (default: the source's current head).
+        #[arg(long, value_name = "FILE:POS", requires = "from")]
+        to: Option<Position>,
+        /// Print exactly one JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create or upgrade reshard's own tables (control schema, and the
     /// per-shard tables on every target).
     Migrate {

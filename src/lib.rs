@@ -17,6 +17,8 @@
 //! * [`checkpoint`] — reshard's own tables (migrations), the checkpoint store
 //!   and the low-watermark tracker that turns per-lane progress into a
 //!   transaction-boundary checkpoint.
+//! * [`inspect`] — the *inspector*: dry-run's schema validation, sampling
+//!   and report.
 //! * [`commands`] — one module per CLI command; the only place that uses
 //!   `anyhow`.
 //!
@@ -30,6 +32,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod db;
+pub mod inspect;
 pub mod pipeline;
 pub mod position;
 pub mod rules;

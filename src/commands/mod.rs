@@ -3,6 +3,7 @@
 //!
 //! Exit codes (DESIGN §4): 0 ok, 1 findings, 2 error.
 
+pub mod dry_run;
 pub mod migrate;
 pub mod run;
 mod servers;
@@ -25,5 +26,23 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             force,
         } => run::run(&config, from, force).await,
         Command::Migrate { config } => migrate::migrate(&config).await,
+        Command::DryRun {
+            config,
+            sample,
+            from,
+            to,
+            json,
+        } => {
+            dry_run::dry_run(
+                &config,
+                dry_run::DryRunArgs {
+                    sample,
+                    from,
+                    to,
+                    json,
+                },
+            )
+            .await
+        }
     }
 }

@@ -20,9 +20,21 @@ pub struct Servers {
 impl Servers {
     /// Connects to source, control and every target, in parallel.
     pub async fn connect(cfg: &Config) -> anyhow::Result<Servers> {
+        Self::connect_with(cfg, true).await
+    }
+
+    /// Like [`Servers::connect`]; with `control_db` false the control
+    /// server is reached without selecting its database (which `migrate`
+    /// creates), for commands that must work before `migrate`.
+    pub async fn connect_with(cfg: &Config, control_db: bool) -> anyhow::Result<Servers> {
         let budget = cfg.pipeline.connect_timeout;
         let source = db::connect(&cfg.source, Session::Read, budget);
-        let control = db::connect(&cfg.control, Session::Read, budget);
+        let control_opts = db::opts(
+            &cfg.control,
+            Session::Read,
+            if control_db { None } else { Some(None) },
+        )?;
+        let control = db::connect_opts(&cfg.control, control_opts, budget);
         let targets = futures_util::future::join_all(cfg.targets.values().map(|ep| async move {
             (
                 ep.name.clone(),

@@ -51,6 +51,29 @@ struct Plan {
     /// Shard index of each rule slot.
     slots: Vec<usize>,
     target: Arc<TargetTable>,
+    rule: Arc<Rule>,
+}
+
+impl Plan {
+    /// The text of the expression named by `what` (for messages).
+    fn text(&self, what: &str) -> String {
+        match what {
+            "the shard" => self.rule.shard.text.clone(),
+            "where" => self
+                .rule
+                .where_
+                .as_ref()
+                .map(|w| w.text.clone())
+                .unwrap_or_default(),
+            col => self
+                .rule
+                .derive
+                .iter()
+                .find(|(c, _)| c == col)
+                .map(|(_, e)| e.text.clone())
+                .unwrap_or_default(),
+        }
+    }
 }
 
 /// Routes row changes of every mapped table.
@@ -111,7 +134,7 @@ impl Router {
                 .get(&key)
                 .ok_or_else(|| RouteError::Bind(format!("no rule for {}", schema.full_name())))?
                 .clone();
-            let plan = compile(&rule, schema, &self.shard_index)?;
+            let plan = compile(rule, schema, &self.shard_index)?;
             self.plans.insert(key.clone(), plan);
         } else if let Some(p) = self.plans.get_mut(&key) {
             // same schema in a new Arc: remember it to skip the compare next time
@@ -120,6 +143,15 @@ impl Router {
         self.plans
             .get(&key)
             .ok_or_else(|| RouteError::Bind(format!("no plan for {}", schema.full_name())))
+    }
+
+    /// Compiles the rule of `schema`'s table against it: the target table
+    /// it writes, or why the rule does not fit the schema.
+    pub fn target_table(
+        &mut self,
+        schema: &Arc<TableSchema>,
+    ) -> Result<Arc<TargetTable>, RouteError> {
+        Ok(self.plan(schema)?.target.clone())
     }
 
     /// The operations for one change, in the order they must be applied.
@@ -229,7 +261,7 @@ fn derive_error(
         table: plan.schema.full_name(),
         key: key_text(plan, cells),
         what: what.to_string(),
-        expr: String::new(),
+        expr: plan.text(what),
         message: message.to_string(),
         position: change.position.to_string(),
     }
@@ -248,7 +280,7 @@ fn passes(
         table: plan.schema.full_name(),
         key: String::new(),
         what: "where".into(),
-        expr: String::new(),
+        expr: plan.text("where"),
         message: e.to_string(),
         position: change.position.to_string(),
     })?;
@@ -280,7 +312,7 @@ fn shard_of(
         table: plan.schema.full_name(),
         key: key_text(plan, cells),
         what: "the shard".into(),
-        expr: String::new(),
+        expr: plan.text("the shard"),
         message,
         position: change.position.to_string(),
     };
@@ -329,20 +361,20 @@ fn bind(rule: &Rule, e: &RuleExpr, schema: &TableSchema) -> Result<Bound, RouteE
 }
 
 fn compile(
-    rule: &Rule,
+    rule: Arc<Rule>,
     schema: &Arc<TableSchema>,
     shard_index: &HashMap<String, usize>,
 ) -> Result<Plan, RouteError> {
-    let file = rule.file.display();
-    let shard = bind(rule, &rule.shard, schema)?;
+    let file = rule.file.display().to_string();
+    let shard = bind(&rule, &rule.shard, schema)?;
     let mut derive = Vec::new();
     for (_, e) in &rule.derive {
-        derive.push(bind(rule, e, schema)?);
+        derive.push(bind(&rule, e, schema)?);
     }
     let where_ = rule
         .where_
         .as_ref()
-        .map(|w| bind(rule, w, schema))
+        .map(|w| bind(&rule, w, schema))
         .transpose()?;
     for c in rule.exclude.iter().chain(rule.rename.keys()) {
         if schema.column_index(c).is_none() {
@@ -430,6 +462,7 @@ fn compile(
             columns,
             key,
         }),
+        rule: rule.clone(),
     })
 }
 

@@ -268,7 +268,7 @@ impl SchemaCache {
         let entry = match self.tables.get(&key) {
             Some(e) => e.clone(),
             None => {
-                let e = Arc::new(load_catalog(conn, &schema.db, &schema.table).await?);
+                let e = Arc::new(load_catalog(conn, "source", &schema.db, &schema.table).await?);
                 self.tables.insert(key, e.clone());
                 e
             }
@@ -313,6 +313,7 @@ impl SchemaCache {
 /// Reads a table's columns and primary key from `information_schema`.
 pub async fn load_catalog(
     conn: &mut Conn,
+    server: &str,
     db: &str,
     table: &str,
 ) -> Result<(Vec<CatalogColumn>, Vec<String>), SchemaError> {
@@ -326,7 +327,7 @@ pub async fn load_catalog(
             (db, table),
         )
         .await
-        .map_err(|e| DbError::query("source", format!("reading columns of {full}"), e))?;
+        .map_err(|e| DbError::query(server, format!("reading columns of {full}"), e))?;
     if rows.is_empty() {
         return Err(SchemaError::Missing { table: full });
     }
@@ -373,7 +374,7 @@ pub async fn load_catalog(
             (db, table),
         )
         .await
-        .map_err(|e| DbError::query("source", format!("reading the primary key of {full}"), e))?;
+        .map_err(|e| DbError::query(server, format!("reading the primary key of {full}"), e))?;
     Ok((cols, pk))
 }
 
@@ -384,7 +385,12 @@ pub async fn load_table(
     db: &str,
     table: &str,
 ) -> Result<TableSchema, SchemaError> {
-    let (cols, pk) = load_catalog(conn, db, table).await?;
+    let (cols, pk) = load_catalog(conn, "source", db, table).await?;
+    Ok(from_catalog(db, table, &cols, &pk))
+}
+
+/// Builds a schema from catalog columns and primary key names.
+pub fn from_catalog(db: &str, table: &str, cols: &[CatalogColumn], pk: &[String]) -> TableSchema {
     let columns: Vec<Column> = cols
         .iter()
         .map(|c| Column {
@@ -410,13 +416,13 @@ pub async fn load_table(
         .iter()
         .filter_map(|n| columns.iter().position(|c| c.name.eq_ignore_ascii_case(n)))
         .collect();
-    Ok(TableSchema {
+    TableSchema {
         db: db.to_string(),
         table: table.to_string(),
         columns,
         pk,
         origin: SchemaOrigin::InformationSchema,
-    })
+    }
 }
 
 fn is_string_type(data_type: &str) -> bool {
