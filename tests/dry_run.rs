@@ -346,3 +346,53 @@ async fn syntax_errors_and_unreachable_servers_exit_2() {
         "{err}"
     );
 }
+
+/// `lookup('table', key)` reads a directory table of the control database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookup_tables_route_rows_in_dry_run_and_run() {
+    let s = Scenario::create(cluster(), "drylook").unwrap();
+    migrate(&s);
+    let mut ctl = connect(&s.control_url).await.unwrap();
+    ctl.query_drop("CREATE TABLE buyer_shard (k INT PRIMARY KEY, v INT NOT NULL)")
+        .await
+        .unwrap();
+    ctl.query_drop("INSERT INTO buyer_shard VALUES (1, 3), (2, 3), (3, 0)")
+        .await
+        .unwrap();
+    let rules = s.dir.path().join("rules");
+    let orders = std::fs::read_to_string(rules.join("orders.toml")).unwrap();
+    std::fs::write(
+        rules.join("orders.toml"),
+        orders.replace(
+            "shard = \"crc32(buyer_id) % 4\"",
+            "shard = \"coalesce(lookup('buyer_shard', buyer_id), 1)\"",
+        ),
+    )
+    .unwrap();
+    let (file, pos) = s.source_head().await.unwrap();
+    let mut src = s.source().await.unwrap();
+    src.query_drop(
+        "INSERT INTO orders (id, buyer_id) VALUES (1, 1), (2, 2), (3, 3), (4, 4), (5, 5)",
+    )
+    .await
+    .unwrap();
+    let (code, json, stderr) = dry_run(&s, &[]);
+    assert_eq!(code, 0, "{json:#}\n{stderr}");
+    let per = &json["tables"]["drylook_src.orders"]["per_shard"];
+    assert_eq!(
+        (per["s0"].as_u64(), per["s1"].as_u64(), per["s3"].as_u64()),
+        (Some(1), Some(2), Some(2)),
+        "{per:#}"
+    );
+
+    let mut run = spawn_run(&s, &["--from", &format!("{file}:{pos}")]);
+    s.wait_caught_up(std::time::Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", run_log(&s)));
+    terminate(&mut run, std::time::Duration::from_secs(30));
+    for (shard, want) in [("s0", 1u64), ("s1", 2), ("s2", 0), ("s3", 2)] {
+        let mut c = connect(&s.shard_urls[shard]).await.unwrap();
+        let n: Option<u64> = c.query_first("SELECT COUNT(*) FROM orders").await.unwrap();
+        assert_eq!(n, Some(want), "{shard}\n{}", run_log(&s));
+    }
+}

@@ -19,11 +19,12 @@ use crate::inspect::sample::sample;
 use crate::inspect::validate::{check_target, fits, servers_of, TargetCatalog};
 use crate::inspect::{Finding, Report, TableReport};
 use crate::position::Position;
-use crate::rules::route::no_context;
+use crate::rules::lookup::Lookups;
 use crate::rules::{load_dir, RouteError, Router};
 use crate::source::schema::{from_catalog, load_catalog, SchemaError};
 use crate::source::{self, RowChange, SourceItem, Tailer, TailerOptions};
 use crate::version::Version;
+use mysql_async::prelude::Queryable;
 
 /// Failures listed per table (all are counted).
 const FAILURE_CAP: usize = 100;
@@ -79,6 +80,33 @@ pub async fn dry_run(path: &Path, args: DryRunArgs) -> anyhow::Result<ExitCode> 
         }
     }
     let mut router = Router::new(valid.clone(), &shard_names)?;
+    let mut lookups = Lookups::new(&valid, cfg.pipeline.lookup_ttl);
+    if !lookups.is_empty() {
+        let db = db_name(&cfg.control.url).unwrap_or_default();
+        let loaded = match servers
+            .control
+            .query_drop(format!("USE {}", crate::db::quote_ident(&db)))
+            .await
+        {
+            Ok(()) => lookups
+                .refresh(&mut servers.control)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(format!("control database {db}: {e}")),
+        };
+        if let Err(e) = loaded {
+            let tables: Vec<&String> = lookups.wanted().collect();
+            report.findings.push(Finding {
+                kind: "lookup_table",
+                table: format!("{tables:?}"),
+                shard: None,
+                message: format!("cannot load the lookup tables the rules use: {e}"),
+                fix: Some(
+                    "create them in the control database with columns k (key) and v (value)".into(),
+                ),
+            });
+        }
+    }
 
     for rule in &valid {
         let name = rule.source_name();
@@ -162,7 +190,7 @@ pub async fn dry_run(path: &Path, args: DryRunArgs) -> anyhow::Result<ExitCode> 
                 version: Version::ZERO,
                 position: Position::new("sample.000001", 4),
             };
-            routed.push(router.route(&change, no_context()));
+            routed.push(router.route(&change, &lookups));
         })
         .await?;
         table_report.rows_sampled = stats.rows;
@@ -250,6 +278,7 @@ pub async fn dry_run(path: &Path, args: DryRunArgs) -> anyhow::Result<ExitCode> 
         route_binlog(
             &cfg,
             &mut router,
+            &lookups,
             from,
             args.to.as_ref(),
             &shard_names,
@@ -276,6 +305,7 @@ pub async fn dry_run(path: &Path, args: DryRunArgs) -> anyhow::Result<ExitCode> 
 async fn route_binlog(
     cfg: &Config,
     router: &mut Router,
+    lookups: &Lookups,
     from: &Position,
     to: Option<&Position>,
     shard_names: &[String],
@@ -335,7 +365,7 @@ async fn route_binlog(
         for change in &txn.changes {
             let t = report.tables.entry(change.table.full_name()).or_default();
             let ops = t.binlog_ops_per_shard.get_or_insert_with(BTreeMap::new);
-            match router.route(change, no_context()) {
+            match router.route(change, lookups) {
                 Ok(list) => {
                     for op in list {
                         *ops.entry(shard_names[op.shard].clone()).or_default() += 1;

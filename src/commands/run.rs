@@ -31,6 +31,7 @@ use crate::config::Config;
 use crate::db;
 use crate::pipeline::{run_attempt, Attempt, Outcome, PipelineError};
 use crate::position::Position;
+use crate::rules::lookup::Lookups;
 use crate::rules::{load_dir, Router};
 use crate::source::{self, preflight};
 
@@ -38,6 +39,7 @@ pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Re
     let cfg = Config::load(path)?;
     let rules = load_dir(&cfg.pipeline.rules)?;
     let shard_names: Vec<String> = cfg.targets.keys().cloned().collect();
+    let mut lookups = Lookups::new(&rules, cfg.pipeline.lookup_ttl);
     let mut router = Router::new(rules, &shard_names)?;
 
     let mut servers = Servers::connect(&cfg).await?;
@@ -85,6 +87,7 @@ pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Re
             flavor,
             checksum,
             shutdown: stop_rx.clone(),
+            lookups: &mut lookups,
         };
         match run_attempt(attempt).await {
             Ok(Outcome::Shutdown) | Ok(Outcome::ReachedEnd) => return Ok(ExitCode::SUCCESS),

@@ -76,6 +76,7 @@ pub struct Pipeline {
     pub progress_interval: Duration,
     pub on_derive_error: OnDeriveError,
     pub heartbeat: Duration,
+    pub lookup_ttl: Duration,
 }
 
 /// A config that cannot be used. Every variant names the file.
@@ -247,6 +248,7 @@ impl Config {
                 progress_interval: Duration::from_secs(p.progress_interval_secs.max(1)),
                 on_derive_error: p.on_derive_error,
                 heartbeat: Duration::from_secs(p.heartbeat_secs.max(1)),
+                lookup_ttl: Duration::from_secs(p.lookup_ttl_secs),
             },
         })
     }

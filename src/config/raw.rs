@@ -66,6 +66,10 @@ pub struct RawPipeline {
     /// `halt` (default) or `dead-letter`.
     #[serde(default = "default_on_error")]
     pub on_derive_error: OnDeriveError,
+    /// How long a `lookup()` table is cached before it is re-read, in
+    /// seconds. Default 60.
+    #[serde(default = "default_lookup_ttl")]
+    pub lookup_ttl_secs: u64,
     /// Source heartbeat period in seconds. Default 5.
     #[serde(default = "default_heartbeat")]
     pub heartbeat_secs: u64,
@@ -94,6 +98,9 @@ fn default_progress() -> u64 {
 }
 fn default_on_error() -> OnDeriveError {
     OnDeriveError::Halt
+}
+fn default_lookup_ttl() -> u64 {
+    60
 }
 fn default_heartbeat() -> u64 {
     5

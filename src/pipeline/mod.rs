@@ -24,7 +24,7 @@ use crate::config::{Config, OnDeriveError};
 use crate::db::{self, DbError, Flavor, Session};
 use crate::position::Position;
 use crate::rules::convert::display_cells;
-use crate::rules::route::no_context;
+use crate::rules::lookup::Lookups;
 use crate::rules::{RouteError, Router};
 use crate::source::{SourceError, SourceItem, Tailer, TailerOptions};
 use crate::writer::keyenc::lane_hash;
@@ -82,6 +82,8 @@ pub struct Attempt<'a> {
     pub flavor: Flavor,
     pub checksum: bool,
     pub shutdown: watch::Receiver<bool>,
+    /// `lookup()` tables, refreshed before routing when stale.
+    pub lookups: &'a mut Lookups,
 }
 
 struct Lanes {
@@ -339,8 +341,11 @@ async fn dispatch(
     dead_letters: &mut u64,
 ) -> Result<(), PipelineError> {
     let p = &a.cfg.pipeline;
+    if !txn.changes.is_empty() && !a.lookups.is_empty() {
+        a.lookups.refresh(a.control).await?;
+    }
     for change in &txn.changes {
-        let ops = match a.router.route(change, no_context()) {
+        let ops = match a.router.route(change, &*a.lookups) {
             Ok(ops) => ops,
             Err(e @ RouteError::Derive { .. }) if p.on_derive_error == OnDeriveError::DeadLetter => {
                 dead_letter(a.control, &p.name, change, &e.to_string()).await?;
