@@ -36,6 +36,14 @@ pub enum VersionError {
     Position(#[from] PositionError),
     #[error("version must be 16 bytes, got {0}")]
     Length(usize),
+    #[error("version column value {0} does not fit the version's 56-bit column field")]
+    ColumnOverflow(String),
+    #[error("epoch {0} does not fit the 8-bit epoch of column versions (at most 255)")]
+    EpochOverflow(u16),
+    #[error("binlog file sequence {0} does not fit the 24-bit field of column versions")]
+    SeqOverflow(u32),
+    #[error("event offset {0} does not fit the 40-bit offset field of column versions")]
+    ColumnOffsetOverflow(u64),
 }
 
 const OFFSET_MAX: u64 = (1 << 48) - 1;
@@ -62,6 +70,35 @@ impl Version {
         Version::new(epoch, pos.seq()?, pos.pos, row)
     }
 
+    /// A version ordered by a source column first (`version = { column =
+    /// … }`), binlog position second:
+    ///
+    /// ```text
+    /// epoch u8 | column key u56 | file sequence u24 | event offset u40
+    /// ```
+    ///
+    /// `column` is an order-preserving key of the column value (see
+    /// [`column_key_int`], [`column_key_datetime`]).
+    pub fn with_column(epoch: u16, column: u64, pos: &Position) -> Result<Self, VersionError> {
+        let epoch8 = u8::try_from(epoch).map_err(|_| VersionError::EpochOverflow(epoch))?;
+        if column >= 1 << 56 {
+            return Err(VersionError::ColumnOverflow(column.to_string()));
+        }
+        let seq = pos.seq()?;
+        if seq >= 1 << 24 {
+            return Err(VersionError::SeqOverflow(seq));
+        }
+        if pos.pos >= 1 << 40 {
+            return Err(VersionError::ColumnOffsetOverflow(pos.pos));
+        }
+        Ok(Version(
+            (u128::from(epoch8) << 120)
+                | (u128::from(column) << 64)
+                | (u128::from(seq) << 40)
+                | u128::from(pos.pos),
+        ))
+    }
+
     pub fn epoch(self) -> u16 {
         (self.0 >> 112) as u16
     }
@@ -84,6 +121,42 @@ impl Version {
         let arr: [u8; 16] = b.try_into().map_err(|_| VersionError::Length(b.len()))?;
         Ok(Version(u128::from_be_bytes(arr)))
     }
+}
+
+const COLUMN_BIAS: i128 = 1 << 55;
+
+/// Order-preserving 56-bit key of an integer column value
+/// (−2^55 ≤ v < 2^55).
+pub fn column_key_int(v: i128) -> Result<u64, VersionError> {
+    let k = v + COLUMN_BIAS;
+    if (0..(1i128 << 56)).contains(&k) {
+        Ok(k as u64)
+    } else {
+        Err(VersionError::ColumnOverflow(v.to_string()))
+    }
+}
+
+/// Order-preserving key of a DATE/DATETIME/TIMESTAMP value: milliseconds
+/// since 0000-03-01 (the zero date `0000-00-00` is 0). Values within one
+/// millisecond tie and are ordered by binlog position.
+pub fn column_key_datetime(y: u16, m: u8, d: u8, hh: u8, mm: u8, ss: u8, micros: u32) -> u64 {
+    if m == 0 || d == 0 {
+        return 0;
+    }
+    let (y, m) = (i64::from(y), i64::from(m));
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe; // since 0000-03-01
+    let ms = days * 86_400_000
+        + i64::from(hh) * 3_600_000
+        + i64::from(mm) * 60_000
+        + i64::from(ss) * 1000
+        + i64::from(micros / 1000);
+    u64::try_from(ms.max(0) + 1).unwrap_or(0)
 }
 
 impl fmt::Display for Version {
@@ -136,6 +209,37 @@ mod tests {
         let a = Version::at(0, &"bin.000009:4294967000".parse().unwrap(), 0).unwrap();
         let b = Version::at(0, &"bin.000010:4".parse().unwrap(), 0).unwrap();
         assert!(a < b);
+    }
+
+    #[test]
+    fn column_versions_order_by_column_then_position() {
+        let p1: Position = "b.000001:100".parse().unwrap();
+        let p2: Position = "b.000002:4".parse().unwrap();
+        let k = |v| column_key_int(v).unwrap();
+        let a = Version::with_column(0, k(5), &p2).unwrap();
+        let b = Version::with_column(0, k(6), &p1).unwrap();
+        assert!(a < b, "a higher column value wins over a later position");
+        let c = Version::with_column(0, k(6), &p2).unwrap();
+        assert!(b < c, "equal values: binlog order");
+        assert!(Version::with_column(0, k(-3), &p2).unwrap() < a);
+        assert!(
+            Version::with_column(1, k(-3), &p1).unwrap() > c,
+            "a raised epoch wins"
+        );
+        assert!(column_key_int(1 << 55).is_err());
+        assert!(Version::with_column(256, 0, &p1).is_err());
+    }
+
+    #[test]
+    fn datetime_keys_are_monotonic() {
+        let a = column_key_datetime(1999, 12, 31, 23, 59, 59, 999_000);
+        let b = column_key_datetime(2000, 1, 1, 0, 0, 0, 0);
+        let c = column_key_datetime(2000, 3, 1, 0, 0, 0, 0);
+        let d = column_key_datetime(2000, 2, 29, 23, 0, 0, 0);
+        assert!(a < b && d < c && b < d);
+        assert_eq!(column_key_datetime(0, 0, 0, 0, 0, 0, 0), 0);
+        assert!(column_key_datetime(9999, 12, 31, 23, 59, 59, 999_999) < 1 << 56);
+        assert!(column_key_datetime(1000, 1, 1, 0, 0, 0, 0) > 0);
     }
 
     #[test]

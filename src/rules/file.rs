@@ -35,7 +35,6 @@ struct RawRule {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawVersion {
-    #[allow(dead_code)]
     column: String,
 }
 
@@ -69,6 +68,8 @@ pub struct Rule {
     /// source column → target column
     pub rename: BTreeMap<String, String>,
     pub key: Option<Vec<String>>,
+    /// `version = { column = "…" }`: version by this column, then position.
+    pub version_column: Option<String>,
 }
 
 impl Rule {
@@ -175,14 +176,6 @@ pub fn parse_rule(path: &Path, text: &str) -> Result<Rule, RuleError> {
                 &format!("source {:?} must be db.table", raw.source.get_ref()),
             ))
         })?;
-    if let Some(v) = &raw.version {
-        return Err(RuleError::Syntax(locate(
-            path,
-            text,
-            v.span().start,
-            "`version = { column = ... }` is not supported by this build yet; remove it to version by binlog position",
-        )));
-    }
     if raw.shards.is_empty() {
         return Err(invalid("`shards` must name at least one target".into()));
     }
@@ -217,6 +210,7 @@ pub fn parse_rule(path: &Path, text: &str) -> Result<Rule, RuleError> {
         exclude: raw.exclude,
         rename: raw.rename,
         key: raw.key,
+        version_column: raw.version.map(|v| v.into_inner().column),
     })
 }
 

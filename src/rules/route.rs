@@ -19,6 +19,7 @@ use super::convert::{cell_to_expr, display_cells, expr_to_cell};
 use super::expr::{self, Bound, EvalContext, Value};
 use super::file::{Rule, RuleExpr};
 use crate::source::{RowChange, TableSchema};
+use crate::version::{column_key_datetime, column_key_int, Version};
 use crate::writer::keyenc;
 use crate::writer::op::{OpKind, TargetTable, WriteOp};
 
@@ -52,6 +53,8 @@ struct Plan {
     slots: Vec<usize>,
     target: Arc<TargetTable>,
     rule: Arc<Rule>,
+    /// Source column index of `version = { column }`.
+    version_col: Option<usize>,
 }
 
 impl Plan {
@@ -188,7 +191,7 @@ impl Router {
                             }
                         }
                     }
-                    Some((shard, key, values))
+                    Some((shard, key, values, version_of(plan, after, change)?))
                 } else {
                     None
                 }
@@ -200,11 +203,11 @@ impl Router {
                 let row = to_expr_row(before, &plan.schema);
                 let shard = shard_of(plan, &row, before, change, ctx)?;
                 let key: Vec<Cell> = plan.key_src.iter().map(|&i| before[i].clone()).collect();
-                Some((shard, key))
+                Some((shard, key, version_of(plan, before, change)?))
             }
             None => None,
         };
-        let op = |shard: usize, key: Vec<Cell>, kind: OpKind| {
+        let op = |shard: usize, key: Vec<Cell>, kind: OpKind, version: Version| {
             let key_enc = keyenc::encode(&key);
             WriteOp {
                 shard,
@@ -212,25 +215,52 @@ impl Router {
                 key,
                 key_enc,
                 kind,
-                version: change.version,
+                version,
                 position: change.position.clone(),
             }
         };
         let moved = match (&old, &new) {
-            (Some((os, ok)), Some((ns, nk, _))) => os != ns || ok != nk,
+            (Some((os, ok, _)), Some((ns, nk, _, _))) => os != ns || ok != nk,
             (Some(_), None) => true,
             _ => false,
         };
         if moved {
-            if let Some((shard, key)) = old {
-                ops.push(op(shard, key, OpKind::Delete));
+            if let Some((shard, key, version)) = old {
+                ops.push(op(shard, key, OpKind::Delete, version));
             }
         }
-        if let Some((shard, key, values)) = new {
-            ops.push(op(shard, key, OpKind::Upsert(values)));
+        if let Some((shard, key, values, version)) = new {
+            ops.push(op(shard, key, OpKind::Upsert(values), version));
         }
         Ok(ops)
     }
+}
+
+/// The version of an operation built from `cells`: the change's
+/// position-derived version, or with `version = { column }` the column's
+/// value then the position (upserts use the after image, deletes the before
+/// image, so a delete always beats the row it removes).
+fn version_of(plan: &Plan, cells: &[Cell], change: &RowChange) -> Result<Version, RouteError> {
+    let Some(i) = plan.version_col else {
+        return Ok(change.version);
+    };
+    let fail = |message: String| RouteError::Derive {
+        table: plan.schema.full_name(),
+        key: key_text(plan, cells),
+        what: "the version".into(),
+        expr: plan.schema.columns[i].name.clone(),
+        message,
+        position: change.position.to_string(),
+    };
+    let key = match &cells[i] {
+        Cell::NULL => 0,
+        Cell::Int(v) => column_key_int(i128::from(*v)).map_err(|e| fail(e.to_string()))?,
+        Cell::UInt(v) => column_key_int(i128::from(*v)).map_err(|e| fail(e.to_string()))?,
+        Cell::Date(y, m, d, hh, mm, ss, us) => column_key_datetime(*y, *m, *d, *hh, *mm, *ss, *us),
+        other => return Err(fail(format!("{other:?} is not a number or a date-time"))),
+    };
+    Version::with_column(change.version.epoch(), key, &change.position)
+        .map_err(|e| fail(e.to_string()))
 }
 
 fn to_expr_row(cells: &[Cell], schema: &TableSchema) -> Vec<Value> {
@@ -384,6 +414,39 @@ fn compile(
             )));
         }
     }
+    let version_col = match &rule.version_column {
+        None => None,
+        Some(c) => {
+            let i = schema.column_index(c).ok_or_else(|| {
+                RouteError::Bind(format!(
+                    "{file}: version column {c:?} is not in {}",
+                    schema.full_name()
+                ))
+            })?;
+            use mysql_common::constants::ColumnType::*;
+            let col = &schema.columns[i];
+            if !matches!(
+                col.ty,
+                MYSQL_TYPE_TINY
+                    | MYSQL_TYPE_SHORT
+                    | MYSQL_TYPE_INT24
+                    | MYSQL_TYPE_LONG
+                    | MYSQL_TYPE_LONGLONG
+                    | MYSQL_TYPE_DATE
+                    | MYSQL_TYPE_NEWDATE
+                    | MYSQL_TYPE_DATETIME
+                    | MYSQL_TYPE_DATETIME2
+                    | MYSQL_TYPE_TIMESTAMP
+                    | MYSQL_TYPE_TIMESTAMP2
+            ) {
+                return Err(RouteError::Bind(format!(
+                    "{file}: version column {c:?} is {:?}; it must be an integer, DATE, DATETIME or TIMESTAMP column",
+                    col.ty
+                )));
+            }
+            Some(i)
+        }
+    };
     let key_src: Vec<usize> = match &rule.key {
         Some(cols) => cols
             .iter()
@@ -462,6 +525,7 @@ fn compile(
             columns,
             key,
         }),
+        version_col,
         rule: rule.clone(),
     })
 }
