@@ -123,6 +123,10 @@ async fn demo() -> Result<bool, Box<dyn std::error::Error>> {
         println!("    {shard}: {o:>6} orders {i:>6} items");
     }
 
+    println!("==> reshard dry-run (validates the plan against the live schemas and routes every row; writes nothing)");
+    let out = s.reshard(&bin, &["dry-run"]).output()?;
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+
     unsafe {
         libc::kill(run.id() as i32, libc::SIGTERM);
     }
