@@ -32,7 +32,7 @@ pub struct SampleStats {
     pub estimate: u64,
 }
 
-fn select_list(schema: &TableSchema) -> String {
+pub fn select_list(schema: &TableSchema) -> String {
     schema
         .columns
         .iter()
@@ -51,8 +51,9 @@ fn select_list(schema: &TableSchema) -> String {
         .join(", ")
 }
 
-/// Makes a fetched row look like a decoded binlog row.
-fn normalize(row: Row, schema: &TableSchema) -> Vec<Value> {
+/// Makes a fetched row look like a decoded binlog row (use with
+/// [`select_list`] and a connection in the binary character set at UTC).
+pub fn normalize(row: Row, schema: &TableSchema) -> Vec<Value> {
     row.unwrap()
         .into_iter()
         .zip(schema.columns.iter())
@@ -74,7 +75,7 @@ fn normalize(row: Row, schema: &TableSchema) -> Vec<Value> {
 
 /// Keyset condition `(k1, k2) > (?, ?)` in the expanded form both MySQL
 /// and MariaDB turn into an index range.
-fn after_key(keys: &[String]) -> String {
+pub fn after_key(keys: &[String]) -> String {
     let mut ors = Vec::new();
     for i in 0..keys.len() {
         let mut ands: Vec<String> = keys[..i].iter().map(|k| format!("{k} = ?")).collect();
@@ -84,7 +85,7 @@ fn after_key(keys: &[String]) -> String {
     ors.join(" OR ")
 }
 
-fn after_params(last: &[Value]) -> Vec<Value> {
+pub fn after_params(last: &[Value]) -> Vec<Value> {
     let mut p = Vec::new();
     for i in 0..last.len() {
         p.extend(last[..=i].iter().cloned());
