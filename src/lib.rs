@@ -12,6 +12,8 @@
 //! * [`rules`] — the *router*: rule files, the expression language
 //!   ([`rules::expr`]) and the derivation of shard, target row and derived
 //!   columns ([`rules::Router`]).
+//! * [`snapshot`] — the initial copy of existing rows at a consistent
+//!   position, without locks.
 //! * [`writer`] — the *applier*: per-shard lanes that apply versioned upserts
 //!   and tombstoning deletes in batched transactions.
 //! * [`checkpoint`] — reshard's own tables (migrations), the checkpoint store
@@ -36,6 +38,7 @@ pub mod inspect;
 pub mod pipeline;
 pub mod position;
 pub mod rules;
+pub mod snapshot;
 pub mod source;
 pub mod testkit;
 pub mod version;

@@ -272,3 +272,52 @@ async fn column_versions_order_by_the_column_then_the_binlog() {
         run_log(&s)
     );
 }
+
+/// Acceptance (initial copy): 50,000 rows exist before `run` starts and a
+/// random workload (touching copied rows too) runs throughout the copy,
+/// which is also crashed once and resumed. The targets converge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_under_live_load_with_a_crash_converges() {
+    let s = Scenario::create(cluster(), "snap").unwrap();
+    let (orders, items) = s.bulk_load(25_000).await.unwrap();
+    s.configure("snapshot_chunk_rows = 500\nsnapshot_rows_per_sec = 12000")
+        .unwrap();
+    migrate(&s);
+    let mut run = spawn_run(&s, &[]);
+    let mut conn = s.source().await.unwrap();
+    let workload = tokio::spawn(async move {
+        let mut w = Workload::new(99);
+        w.adopt(orders, items);
+        for _ in 0..12 {
+            w.run(
+                &mut conn,
+                &WorkloadOptions {
+                    operations: 250,
+                    seed: 99,
+                    rotate_every: 1000,
+                },
+            )
+            .await?;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Ok::<usize, reshard::testkit::TestkitError>(w.done)
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    crash(&mut run);
+    let log = run_log(&s);
+    assert!(log.contains("initial copy"), "{log}");
+    run = spawn_run(&s, &[]);
+    workload.await.unwrap().unwrap();
+    s.wait_caught_up(Duration::from_secs(120))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", run_log(&s)));
+    let diffs = s.compare(20).await.unwrap();
+    terminate(&mut run, Duration::from_secs(30));
+    let log = run_log(&s);
+    assert!(diffs.is_empty(), "{}\n{log}", diffs.join("\n"));
+    assert!(
+        log.contains("resuming the initial copy"),
+        "the crash happened mid-copy: {log}"
+    );
+    assert!(log.contains("initial copy done"), "{log}");
+}

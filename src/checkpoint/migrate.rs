@@ -27,11 +27,18 @@ pub enum MigrationSet {
     Shard,
 }
 
-pub const CONTROL: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_init",
-    sql: include_str!("../../migrations/control/0001_init.sql"),
-}];
+pub const CONTROL: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_init",
+        sql: include_str!("../../migrations/control/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_snapshot",
+        sql: include_str!("../../migrations/control/0002_snapshot.sql"),
+    },
+];
 
 pub const SHARD: &[Migration] = &[Migration {
     version: 1,
@@ -141,6 +148,7 @@ mod tests {
     #[test]
     fn embedded_migrations_split_into_statements() {
         assert_eq!(split_statements(CONTROL[0].sql).len(), 2);
+        assert_eq!(split_statements(CONTROL[1].sql).len(), 4);
         assert_eq!(split_statements(SHARD[0].sql).len(), 2);
         assert_eq!(split_statements("-- only a comment\n"), Vec::<&str>::new());
     }

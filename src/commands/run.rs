@@ -15,8 +15,9 @@
 //!   every change would be dropped silently. Raising `[pipeline] epoch`
 //!   continues on purpose.
 //! * `--from FILE:POS`: there, saved as the checkpoint before streaming.
-//! * neither: the source's current head, saved as the checkpoint *before*
-//!   streaming, so a crash before the first batch cannot skip events.
+//! * neither: the initial copy ([`crate::snapshot`]) at a consistent
+//!   position P saved *before* any row is copied (with the checkpoint P),
+//!   then streaming from P. A crash mid-copy resumes the copy.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -33,6 +34,7 @@ use crate::pipeline::{run_attempt, Attempt, Outcome, PipelineError};
 use crate::position::Position;
 use crate::rules::lookup::Lookups;
 use crate::rules::{load_dir, Router};
+use crate::snapshot;
 use crate::source::{self, preflight};
 
 pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Result<ExitCode> {
@@ -55,7 +57,8 @@ pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Re
         );
     }
     let identity = source::server_identity(&mut servers.source).await?;
-    let start = start_position(&cfg, &mut servers, from, force, &identity).await?;
+    let (start, mut needs_copy) =
+        start_position(&cfg, &mut servers, from, force, &identity).await?;
     tracing::info!(pipeline = %cfg.pipeline.name, start = %start, epoch = cfg.pipeline.epoch, "starting");
     let Servers {
         mut control,
@@ -74,6 +77,52 @@ pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Re
 
     let mut backoff = Duration::from_millis(500);
     loop {
+        if needs_copy {
+            let result = snapshot::copy(snapshot::Copy {
+                cfg: &cfg,
+                router: &mut router,
+                lookups: &mut lookups,
+                control: &mut control,
+                position: start.clone(),
+                shutdown: stop_rx.clone(),
+            })
+            .await;
+            match result {
+                Ok(snapshot::CopyOutcome::Done) => needs_copy = false,
+                Ok(snapshot::CopyOutcome::Interrupted) => {
+                    tracing::info!(
+                        "initial copy interrupted; it resumes at its last finished chunk"
+                    );
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Err(PipelineError::Definite(e)) => bail!(e),
+                Err(PipelineError::Transient(e)) => {
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "transient failure during the initial copy; resuming");
+                    let mut rx = stop_rx.clone();
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = rx.changed() => return Ok(ExitCode::SUCCESS),
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    if let Ok(c) = db::connect(
+                        &cfg.control,
+                        db::Session::Read,
+                        cfg.pipeline.connect_timeout,
+                    )
+                    .await
+                    {
+                        control = c;
+                        if !store::acquire_lease(&mut control, &cfg.pipeline.name)
+                            .await
+                            .unwrap_or(false)
+                        {
+                            bail!("lost the pipeline lease to another reshard while reconnecting");
+                        }
+                    }
+                    continue;
+                }
+            }
+        }
         let cp = store::load(&mut control, &cfg.pipeline.name)
             .await?
             .context("the checkpoint disappeared from the control database")?;
@@ -130,7 +179,7 @@ async fn start_position(
     from: Option<Position>,
     force: bool,
     identity: &str,
-) -> anyhow::Result<Position> {
+) -> anyhow::Result<(Position, bool)> {
     let p = &cfg.pipeline;
     let existing = store::load(&mut servers.control, &p.name).await?;
     if let Some(cp) = &existing {
@@ -149,7 +198,7 @@ async fn start_position(
             source_identity: identity.to_string(),
         };
         store::save(&mut servers.control, &p.name, &cp).await?;
-        return Ok(from);
+        return Ok((from, false));
     }
     match existing {
         Some(cp) => {
@@ -162,21 +211,25 @@ async fn start_position(
                 };
                 store::save(&mut servers.control, &p.name, &cp).await?;
             }
-            Ok(store::load(&mut servers.control, &p.name)
-                .await?
-                .map(|c| c.position)
-                .unwrap_or(cp.position))
+            let snap = snapshot::load(&mut servers.control, &p.name).await?;
+            let copying = snap.as_ref().is_some_and(|s| !s.done);
+            if copying {
+                tracing::info!(position = %cp.position, "resuming the initial copy at its last finished chunk");
+            }
+            Ok((
+                store::load(&mut servers.control, &p.name)
+                    .await?
+                    .map(|c| c.position)
+                    .unwrap_or(cp.position),
+                copying,
+            ))
         }
         None => {
-            let head = source::head(&mut servers.source).await?;
-            let cp = Checkpoint {
-                position: head.clone(),
-                epoch: p.epoch,
-                source_identity: identity.to_string(),
-            };
-            store::save(&mut servers.control, &p.name, &cp).await?;
-            tracing::info!(position = %head, "no checkpoint: starting at the source's current head (the initial copy is not part of this build)");
-            Ok(head)
+            let flavor = db::flavor(&mut servers.source, "source").await?;
+            let pos = snapshot::consistent_position(&mut servers.source, flavor).await?;
+            snapshot::begin(&mut servers.control, &p.name, &pos, p.epoch, identity).await?;
+            tracing::info!(position = %pos, "no checkpoint: copying the existing rows at a consistent snapshot position, then streaming from it");
+            Ok((pos, true))
         }
     }
 }

@@ -77,6 +77,11 @@ pub struct Pipeline {
     pub on_derive_error: OnDeriveError,
     pub heartbeat: Duration,
     pub lookup_ttl: Duration,
+    pub snapshot_chunk_rows: usize,
+    /// 0 = unlimited.
+    pub snapshot_rows_per_sec: u64,
+    pub tombstone_retention: Duration,
+    pub prune_interval: Duration,
 }
 
 /// A config that cannot be used. Every variant names the file.
@@ -218,6 +223,7 @@ impl Config {
         positive("pipeline.lanes_per_shard", p.lanes_per_shard as u64)?;
         positive("pipeline.batch_size", p.batch_size as u64)?;
         positive("pipeline.connect_timeout_secs", p.connect_timeout_secs)?;
+        positive("pipeline.snapshot_chunk_rows", p.snapshot_chunk_rows as u64)?;
         if p.batch_size > 10_000 {
             return Err(invalid(
                 "pipeline.batch_size",
@@ -249,6 +255,10 @@ impl Config {
                 on_derive_error: p.on_derive_error,
                 heartbeat: Duration::from_secs(p.heartbeat_secs.max(1)),
                 lookup_ttl: Duration::from_secs(p.lookup_ttl_secs),
+                snapshot_chunk_rows: p.snapshot_chunk_rows,
+                snapshot_rows_per_sec: p.snapshot_rows_per_sec,
+                tombstone_retention: Duration::from_secs(p.tombstone_retention_secs),
+                prune_interval: Duration::from_secs(p.prune_interval_secs.max(1)),
             },
         })
     }

@@ -70,6 +70,19 @@ pub struct RawPipeline {
     /// seconds. Default 60.
     #[serde(default = "default_lookup_ttl")]
     pub lookup_ttl_secs: u64,
+    /// Rows per chunk of the initial copy. Default 1000.
+    #[serde(default = "default_chunk")]
+    pub snapshot_chunk_rows: usize,
+    /// Throttle of the initial copy in rows/s; 0 = unlimited. Default 0.
+    #[serde(default)]
+    pub snapshot_rows_per_sec: u64,
+    /// Tombstones are kept for this much binlog time behind the checkpoint,
+    /// in seconds. Default 604800 (7 days).
+    #[serde(default = "default_retention")]
+    pub tombstone_retention_secs: u64,
+    /// Seconds between tombstone pruning passes. Default 600.
+    #[serde(default = "default_prune_interval")]
+    pub prune_interval_secs: u64,
     /// Source heartbeat period in seconds. Default 5.
     #[serde(default = "default_heartbeat")]
     pub heartbeat_secs: u64,
@@ -98,6 +111,15 @@ fn default_progress() -> u64 {
 }
 fn default_on_error() -> OnDeriveError {
     OnDeriveError::Halt
+}
+fn default_chunk() -> usize {
+    1000
+}
+fn default_retention() -> u64 {
+    7 * 24 * 3600
+}
+fn default_prune_interval() -> u64 {
+    600
 }
 fn default_lookup_ttl() -> u64 {
     60

@@ -381,7 +381,8 @@ fn lane_failure(
     }
 }
 
-async fn dead_letter(
+/// Records a row that cannot be routed in the control database.
+pub async fn dead_letter(
     control: &mut Conn,
     pipeline: &str,
     change: &crate::source::RowChange,

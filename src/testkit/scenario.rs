@@ -143,6 +143,34 @@ impl Scenario {
         connect(&self.source_url).await
     }
 
+    /// Loads `n` orders (ids 1..=n) and `n` items (order_id 1..=n, line 1)
+    /// with server-side generated values; returns their keys.
+    pub async fn bulk_load(&self, n: u64) -> Result<(Vec<u64>, Vec<(u64, i32)>), TestkitError> {
+        let mut c = self.source().await?;
+        c.query_drop(format!(
+            "INSERT INTO orders (id, buyer_id, note, latin, amount, created, qty, big) \
+             SELECT seq, CAST(seq % 997 AS SIGNED) - 400, CONCAT('bulk ', seq, ' \u{e9}'), CONVERT(CAST(CONCAT('l', seq) AS BINARY) USING latin1), seq / 7, \
+             TIMESTAMP('2024-01-01') + INTERVAL seq SECOND, IF(seq % 5 = 0, NULL, seq % 100), seq * 1000003 FROM seq_1_to_{n}"
+        ))
+        .await
+        .map_err(err)?;
+        c.query_drop(format!(
+            "INSERT INTO items (order_id, line, sku, price, flag) SELECT seq, 1, CONCAT('SKU', seq), seq / 3, seq % 256 FROM seq_1_to_{n}"
+        ))
+        .await
+        .map_err(err)?;
+        Ok(((1..=n).collect(), (1..=n).map(|i| (i, 1)).collect()))
+    }
+
+    /// Appends lines to the `[pipeline]` section of the config.
+    pub fn configure(&self, lines: &str) -> Result<(), TestkitError> {
+        let mut cfg = std::fs::read_to_string(&self.config)?;
+        cfg.push_str(lines);
+        cfg.push('\n');
+        std::fs::write(&self.config, cfg)?;
+        Ok(())
+    }
+
     /// The source's current binlog head as `FILE:POS`.
     pub async fn source_head(&self) -> Result<(String, u64), TestkitError> {
         let mut c = self.source().await?;
@@ -377,6 +405,17 @@ impl Workload {
             deleted_items: Vec::new(),
             done: 0,
         }
+    }
+
+    /// Lets the workload update and delete rows that existed before it
+    /// (e.g. rows loaded by [`Scenario::bulk_load`]).
+    pub fn adopt(
+        &mut self,
+        orders: impl IntoIterator<Item = u64>,
+        items: impl IntoIterator<Item = (u64, i32)>,
+    ) {
+        self.live_orders.extend(orders);
+        self.live_items.extend(items);
     }
 
     fn order_values(&mut self, id: u64) -> Vec<Value> {

@@ -55,6 +55,52 @@ pub fn encode(key: &[Value]) -> Vec<u8> {
     out
 }
 
+/// Inverse of [`encode`] (for resuming a copy after its last key);
+/// `None` for bytes [`encode`] cannot have produced.
+pub fn decode(mut b: &[u8]) -> Option<Vec<Value>> {
+    fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        if b.len() < n {
+            return None;
+        }
+        let (head, tail) = b.split_at(n);
+        *b = tail;
+        Some(head)
+    }
+    fn be<const N: usize>(b: &mut &[u8]) -> Option<[u8; N]> {
+        take(b, N)?.try_into().ok()
+    }
+    let mut out = Vec::new();
+    while let Some((&tag, rest)) = b.split_first() {
+        b = rest;
+        out.push(match tag {
+            0 => Value::NULL,
+            1 => Value::Int((u64::from_be_bytes(be(&mut b)?) ^ (1 << 63)) as i64),
+            2 => Value::UInt(u64::from_be_bytes(be(&mut b)?)),
+            3 => {
+                let n = u32::from_be_bytes(be(&mut b)?) as usize;
+                Value::Bytes(take(&mut b, n)?.to_vec())
+            }
+            4 => Value::Float(f32::from_bits(u32::from_be_bytes(be(&mut b)?))),
+            5 => Value::Double(f64::from_bits(u64::from_be_bytes(be(&mut b)?))),
+            6 => {
+                let y = u16::from_be_bytes(be(&mut b)?);
+                let f: [u8; 5] = be(&mut b)?;
+                let us = u32::from_be_bytes(be(&mut b)?);
+                Value::Date(y, f[0], f[1], f[2], f[3], f[4], us)
+            }
+            7 => {
+                let neg = take(&mut b, 1)?[0] != 0;
+                let d = u32::from_be_bytes(be(&mut b)?);
+                let f: [u8; 3] = be(&mut b)?;
+                let us = u32::from_be_bytes(be(&mut b)?);
+                Value::Time(neg, d, f[0], f[1], f[2], us)
+            }
+            _ => return None,
+        });
+    }
+    Some(out)
+}
+
 /// FNV-1a over the table name and the encoded key: picks a lane.
 pub fn lane_hash(table: &str, key_enc: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -79,6 +125,22 @@ mod tests {
             encode(&[Value::UInt(u64::MAX)]),
             encode(&[Value::UInt(u64::MAX)])
         );
+    }
+
+    #[test]
+    fn decode_inverts_encode() {
+        let key = vec![
+            Value::NULL,
+            Value::Int(-5),
+            Value::UInt(u64::MAX),
+            Value::Bytes(b"a\0b".to_vec()),
+            Value::Double(1.5),
+            Value::Date(2024, 2, 29, 1, 2, 3, 4),
+            Value::Time(true, 1, 2, 3, 4, 5),
+        ];
+        assert_eq!(decode(&encode(&key)).unwrap(), key);
+        assert!(decode(&[9]).is_none());
+        assert!(decode(&[3, 0, 0, 0, 9, b'x']).is_none());
     }
 
     #[test]

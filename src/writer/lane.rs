@@ -118,7 +118,7 @@ pub async fn run(
             }
             let batch = std::mem::take(&mut ops);
             let end = mark.as_ref().map(|m| m.end.clone());
-            apply_with_retry(&mut conn, &cfg, batch, end.as_ref(), &stats)
+            apply_batch(&mut conn, &cfg, batch, end.as_ref(), &stats)
                 .await
                 .map_err(|source| LaneError {
                     shard: cfg.shard.clone(),
@@ -164,7 +164,9 @@ fn take(
     }
 }
 
-async fn apply_with_retry(
+/// Applies a batch in one transaction (retrying deadlocks): what a lane
+/// does with each batch, also used by the initial copy.
+pub async fn apply_batch(
     conn: &mut Conn,
     cfg: &LaneConfig,
     ops: Vec<WriteOp>,
