@@ -51,6 +51,55 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Re-apply a binlog range from the source (never snapshots, moves the
+    /// checkpoint only forward). With --to, exit once that transaction is
+    /// applied; without, go on like `run`.
+    Replay {
+        #[arg(long)]
+        config: PathBuf,
+        /// Start here (FILE:POS, a transaction boundary).
+        #[arg(
+            long,
+            value_name = "FILE:POS",
+            required_unless_present = "from_gtid",
+            conflicts_with = "from_gtid"
+        )]
+        from: Option<Position>,
+        /// Start after this GTID set (MariaDB `d-s-n,…`, MySQL `uuid:1-5,…`).
+        #[arg(long, value_name = "SET")]
+        from_gtid: Option<String>,
+        /// Stop once the transaction ending here is applied.
+        #[arg(long, value_name = "FILE:POS")]
+        to: Option<Position>,
+        /// Also apply changes below the floor (deleted rows may reappear
+        /// until the replay passes their deletes).
+        #[arg(long)]
+        below_floor: bool,
+    },
+    /// Checkpoint, floor, source head, lag and initial-copy progress.
+    Status {
+        #[arg(long)]
+        config: PathBuf,
+        /// Print exactly one JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare the source with the routed targets: rows missing, extra,
+    /// misplaced (on the wrong shard) or different, per table and shard.
+    /// Reads only, without locks. Exit 0 equal, 1 differences, 2 error.
+    Verify {
+        #[arg(long)]
+        config: PathBuf,
+        /// Only this source table (DB.TABLE).
+        #[arg(long, value_name = "DB.TABLE")]
+        table: Option<String>,
+        /// Source rows per chunk (one short SELECT each).
+        #[arg(long, default_value_t = 1000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        chunk_rows: u64,
+        /// Print exactly one JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create or upgrade reshard's own tables (control schema, and the
     /// per-shard tables on every target).
     Migrate {

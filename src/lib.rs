@@ -21,6 +21,7 @@
 //!   transaction-boundary checkpoint.
 //! * [`inspect`] — the *inspector*: dry-run's schema validation, sampling
 //!   and report.
+//! * [`verify`] — the *verifier*: lock-free, chunked source-vs-targets comparison.
 //! * [`commands`] — one module per CLI command; the only place that uses
 //!   `anyhow`.
 //!
@@ -41,5 +42,6 @@ pub mod rules;
 pub mod snapshot;
 pub mod source;
 pub mod testkit;
+pub mod verify;
 pub mod version;
 pub mod writer;

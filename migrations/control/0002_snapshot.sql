@@ -1,7 +1,9 @@
 -- Initial copy state, replay floor, lag bookkeeping.
 ALTER TABLE reshard_checkpoint
   ADD COLUMN floor BINARY(16) NOT NULL DEFAULT '',
-  ADD COLUMN source_ts INT UNSIGNED NOT NULL DEFAULT 0;
+  ADD COLUMN source_ts INT UNSIGNED NOT NULL DEFAULT 0,
+  ADD COLUMN epoch_file VARCHAR(255) NOT NULL DEFAULT '',
+  ADD COLUMN epoch_pos BIGINT UNSIGNED NOT NULL DEFAULT 0;
 
 -- The consistent snapshot position P of a pipeline's initial copy, saved
 -- before any row is copied and reused by a resumed copy.

@@ -1,7 +1,9 @@
 //! Checkpoints: reshard's own tables ([`migrate`]), the checkpoint row
-//! ([`store`]) and the low-watermark computation ([`tracker`]).
+//! ([`store`]), the low-watermark computation ([`tracker`]) and tombstone
+//! pruning with its replay floor ([`prune`]).
 
 pub mod migrate;
+pub mod prune;
 pub mod store;
 pub mod tracker;
 

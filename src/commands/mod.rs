@@ -5,8 +5,11 @@
 
 pub mod dry_run;
 pub mod migrate;
+pub mod replay;
+pub mod status;
 pub mod run;
 mod servers;
+pub mod verify;
 
 use std::process::ExitCode;
 
@@ -26,6 +29,26 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             force,
         } => run::run(&config, from, force).await,
         Command::Migrate { config } => migrate::migrate(&config).await,
+        Command::Verify {
+            config,
+            table,
+            chunk_rows,
+            json,
+        } => {
+            verify::verify(
+                &config,
+                verify::VerifyArgs {
+                    table,
+                    chunk_rows,
+                    json,
+                },
+            )
+            .await
+        }
+        Command::Status { config, json } => status::status(&config, json).await,
+        Command::Replay { config, from, from_gtid, to, below_floor } => {
+            replay::replay(&config, replay::ReplayArgs { from, from_gtid, to, below_floor }).await
+        }
         Command::DryRun {
             config,
             sample,

@@ -35,7 +35,7 @@ use crate::position::Position;
 use crate::rules::lookup::Lookups;
 use crate::rules::{load_dir, Router};
 use crate::snapshot;
-use crate::source::{self, preflight};
+use crate::source::{self, preflight, StartAt};
 
 pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(path)?;
@@ -126,12 +126,16 @@ pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Re
         let cp = store::load(&mut control, &cfg.pipeline.name)
             .await?
             .context("the checkpoint disappeared from the control database")?;
+        let mut skipped = 0;
         let attempt = Attempt {
             cfg: &cfg,
             router: &mut router,
             control: &mut control,
-            start: cp.position,
+            start: StartAt::Position(cp.position),
             stop_at: None,
+            floor: None,
+            forward_only: None,
+            skipped: &mut skipped,
             source_identity: identity.clone(),
             flavor,
             checksum,
@@ -198,18 +202,24 @@ async fn start_position(
             source_identity: identity.to_string(),
         };
         store::save(&mut servers.control, &p.name, &cp).await?;
+        if existing.as_ref().is_some_and(|old| p.epoch > old.epoch) {
+            store::set_epoch_start(&mut servers.control, &p.name, &from).await?;
+        }
         return Ok((from, false));
     }
     match existing {
         Some(cp) => {
             check_continuity(cfg, servers, &cp, identity).await?;
             if cp.epoch != p.epoch || cp.source_identity != identity {
-                let cp = Checkpoint {
+                let new = Checkpoint {
                     epoch: p.epoch,
                     source_identity: identity.to_string(),
                     ..cp.clone()
                 };
-                store::save(&mut servers.control, &p.name, &cp).await?;
+                store::save(&mut servers.control, &p.name, &new).await?;
+                if p.epoch > cp.epoch {
+                    store::set_epoch_start(&mut servers.control, &p.name, &cp.position).await?;
+                }
             }
             let snap = snapshot::load(&mut servers.control, &p.name).await?;
             let copying = snap.as_ref().is_some_and(|s| !s.done);
@@ -285,7 +295,8 @@ async fn check_continuity(
     }
 }
 
-async fn wait_for_signal() {
+/// Resolves on SIGINT or SIGTERM.
+pub async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

@@ -19,6 +19,7 @@ use mysql_async::Conn;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+use crate::checkpoint::prune;
 use crate::checkpoint::{store, Checkpoint, LaneProgress, Tracker};
 use crate::config::{Config, OnDeriveError};
 use crate::db::{self, DbError, Flavor, Session};
@@ -26,7 +27,8 @@ use crate::position::Position;
 use crate::rules::convert::display_cells;
 use crate::rules::lookup::Lookups;
 use crate::rules::{RouteError, Router};
-use crate::source::{SourceError, SourceItem, Tailer, TailerOptions};
+use crate::source::{SourceError, SourceItem, StartAt, Tailer, TailerOptions};
+use crate::version::Version;
 use crate::writer::keyenc::lane_hash;
 use crate::writer::lane::{self, LaneConfig, LaneMsg, Stats};
 
@@ -76,8 +78,14 @@ pub struct Attempt<'a> {
     pub router: &'a mut Router,
     /// Connection holding the lease; also used for checkpoints.
     pub control: &'a mut Conn,
-    pub start: Position,
+    pub start: StartAt,
     pub stop_at: Option<Position>,
+    /// Replay: skip row changes whose (position) version is below this.
+    pub floor: Option<Version>,
+    /// Replay: never move the checkpoint to or below this position.
+    pub forward_only: Option<Position>,
+    /// Row changes skipped below the floor (added to).
+    pub skipped: &'a mut u64,
     pub source_identity: String,
     pub flavor: Flavor,
     pub checksum: bool,
@@ -153,7 +161,11 @@ pub async fn run_attempt(mut a: Attempt<'_>) -> Result<Outcome, PipelineError> {
             .collect();
         Arc::new(move |d: &str, t: &str| wanted.contains(&(d.to_string(), t.to_string())))
     };
-    let tailer = Tailer::start(
+    let start_pos = match &a.start {
+        StartAt::Position(p) => p.clone(),
+        StartAt::Gtid(_) => Position::new("", 4),
+    };
+    let tailer = Tailer::open(
         stream_conn,
         schema_conn,
         a.start.clone(),
@@ -180,14 +192,34 @@ pub async fn run_attempt(mut a: Attempt<'_>) -> Result<Outcome, PipelineError> {
         tailer.close().await;
     });
 
-    tracing::info!(position = %a.start, shards = shard_names.len(), lanes = lanes.senders.len(), "streaming");
+    match &a.start {
+        StartAt::Position(p) => {
+            tracing::info!(position = %p, shards = shard_names.len(), lanes = lanes.senders.len(), "streaming")
+        }
+        StartAt::Gtid(g) => {
+            tracing::info!(gtid = %g, shards = shard_names.len(), lanes = lanes.senders.len(), "streaming")
+        }
+    }
+    let prune = {
+        let tables: Vec<String> = a
+            .router
+            .rules()
+            .filter(|r| r.version_column.is_none())
+            .map(|r| r.target.clone())
+            .collect();
+        tokio::spawn(prune::prune_loop(cfg.clone(), tables))
+    };
 
     let mut seq: u64 = 0;
-    let mut dispatched_end = a.start.clone();
+    let mut dispatched_end = start_pos.clone();
     let mut dispatched_ts: u32 = 0;
     let mut marked_seq: u64 = 0;
     let mut saved_seq: u64 = 0;
-    let mut saved_pos = a.start.clone();
+    let mut saved_pos = start_pos.clone();
+    let mut applied_pos = start_pos.clone();
+    let mut last_poslog: Option<Instant> = None;
+    let poslog_every =
+        (p.tombstone_retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
     let mut idle = false;
     let mut tick = tokio::time::interval(
         Duration::from_millis(100).min(p.linger.max(Duration::from_millis(10))),
@@ -250,12 +282,17 @@ pub async fn run_attempt(mut a: Attempt<'_>) -> Result<Outcome, PipelineError> {
                     }
                     marked_seq = seq;
                 }
-                if let Some(w) = tracker.watermark() {
+                if let Some(w) = tracker.watermark().cloned() {
                     if w.seq > saved_seq {
-                        let cp = Checkpoint { position: w.end.clone(), epoch: p.epoch, source_identity: a.source_identity.clone() };
-                        store::save(a.control, &p.name, &cp).await?;
                         saved_seq = w.seq;
-                        saved_pos = w.end.clone();
+                        applied_pos = w.end.clone();
+                        if persist(&mut a, &w).await? {
+                            saved_pos = w.end.clone();
+                        }
+                        if w.timestamp > 0 && last_poslog.is_none_or(|t| t.elapsed() >= poslog_every) {
+                            store::log_position(a.control, &p.name, &w.end, w.timestamp).await?;
+                            last_poslog = Some(Instant::now());
+                        }
                     }
                 }
                 if last_progress.elapsed() >= p.progress_interval {
@@ -273,6 +310,7 @@ pub async fn run_attempt(mut a: Attempt<'_>) -> Result<Outcome, PipelineError> {
 
     // drain: final mark, close queues, wait for the lanes, final checkpoint
     tailer_task.abort();
+    prune.abort();
     let drain_deadline = Instant::now() + p.shutdown_timeout;
     let mut lane_error: Option<PipelineError> = None;
     if result.is_ok() {
@@ -299,15 +337,12 @@ pub async fn run_attempt(mut a: Attempt<'_>) -> Result<Outcome, PipelineError> {
         while let Ok(p) = progress_rx.try_recv() {
             tracker.update(p);
         }
-        if let Some(w) = tracker.watermark() {
+        if let Some(w) = tracker.watermark().cloned() {
             if w.seq > saved_seq {
-                let cp = Checkpoint {
-                    position: w.end.clone(),
-                    epoch: p.epoch,
-                    source_identity: a.source_identity.clone(),
-                };
-                store::save(a.control, &p.name, &cp).await?;
-                saved_pos = w.end.clone();
+                applied_pos = w.end.clone();
+                if persist(&mut a, &w).await? {
+                    saved_pos = w.end.clone();
+                }
             }
         }
         tracing::info!(checkpoint = %saved_pos, "drained");
@@ -321,9 +356,9 @@ pub async fn run_attempt(mut a: Attempt<'_>) -> Result<Outcome, PipelineError> {
         (Ok(o), None) => {
             if o == Outcome::ReachedEnd {
                 if let Some(stop) = &a.stop_at {
-                    if saved_pos < *stop {
+                    if applied_pos < *stop {
                         return Err(PipelineError::Transient(format!(
-                            "stopped before {stop}: checkpoint is {saved_pos}"
+                            "stopped before {stop}: applied up to {applied_pos}"
                         )));
                     }
                 }
@@ -331,6 +366,23 @@ pub async fn run_attempt(mut a: Attempt<'_>) -> Result<Outcome, PipelineError> {
             Ok(o)
         }
     }
+}
+
+/// Saves a watermark as the checkpoint (with its commit time), unless a
+/// replay must not move the checkpoint to it. Returns whether it saved.
+async fn persist(a: &mut Attempt<'_>, w: &LaneProgress) -> Result<bool, PipelineError> {
+    if let Some(min) = &a.forward_only {
+        if w.end <= *min {
+            return Ok(false);
+        }
+    }
+    let cp = Checkpoint {
+        position: w.end.clone(),
+        epoch: a.cfg.pipeline.epoch,
+        source_identity: a.source_identity.clone(),
+    };
+    store::save_progress(a.control, &a.cfg.pipeline.name, &cp, w.timestamp).await?;
+    Ok(true)
 }
 
 /// Routes a transaction's changes and queues the operations on their lanes.
@@ -345,6 +397,12 @@ async fn dispatch(
         a.lookups.refresh(a.control).await?;
     }
     for change in &txn.changes {
+        if let Some(floor) = a.floor {
+            if change.version < floor {
+                *a.skipped += 1;
+                continue;
+            }
+        }
         let ops = match a.router.route(change, &*a.lookups) {
             Ok(ops) => ops,
             Err(e @ RouteError::Derive { .. }) if p.on_derive_error == OnDeriveError::DeadLetter => {

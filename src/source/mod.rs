@@ -16,7 +16,7 @@ pub mod stream;
 
 pub use change::{RowChange, SourceItem, Transaction};
 pub use schema::{Column, TableSchema};
-pub use stream::{TableFilter, Tailer, TailerOptions};
+pub use stream::{StartAt, TableFilter, Tailer, TailerOptions};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;

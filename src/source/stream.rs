@@ -35,6 +35,14 @@ use crate::version::Version;
 /// Decides which source tables are decoded (`db`, `table`).
 pub type TableFilter = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
 
+/// Where a tailer starts.
+#[derive(Debug, Clone)]
+pub enum StartAt {
+    Position(Position),
+    /// A GTID set in the source's own syntax.
+    Gtid(String),
+}
+
 /// Settings of a tailer.
 pub struct TailerOptions {
     pub server_id: u32,
@@ -73,9 +81,21 @@ impl Tailer {
     /// Registers as a replica on `stream_conn` and requests the binlog from
     /// `start`. `schema_conn` serves information_schema look-ups.
     pub async fn start(
-        mut stream_conn: Conn,
+        stream_conn: Conn,
         schema_conn: Conn,
         start: Position,
+        opts: TailerOptions,
+    ) -> Result<Tailer, SourceError> {
+        Self::open(stream_conn, schema_conn, StartAt::Position(start), opts).await
+    }
+
+    /// Like [`Tailer::start`], from a position or a GTID set: MariaDB
+    /// `domain-server-seq[,…]` (resumes after those transactions) or a MySQL
+    /// GTID set `uuid:1-5[,…]` (streams what is not in the set).
+    pub async fn open(
+        mut stream_conn: Conn,
+        schema_conn: Conn,
+        at: StartAt,
         opts: TailerOptions,
     ) -> Result<Tailer, SourceError> {
         let ns = opts
@@ -94,10 +114,54 @@ impl Tailer {
                 .await
                 .map_err(|e| DbError::query("source", s.clone(), e))?;
         }
+        let (start, request) = match &at {
+            StartAt::Position(p) => (
+                p.clone(),
+                BinlogStreamRequest::new(opts.server_id)
+                    .with_filename(p.file.as_bytes())
+                    .with_pos(p.pos),
+            ),
+            StartAt::Gtid(set) if opts.flavor == Flavor::MariaDb => {
+                if !set.split(',').all(|g| {
+                    let parts: Vec<&str> = g.trim().split('-').collect();
+                    parts.len() == 3
+                        && parts
+                            .iter()
+                            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                }) {
+                    return Err(SourceError::Definite(format!(
+                        "--from-gtid {set:?}: a MariaDB GTID position is domain-server-seq[,domain-server-seq…], e.g. 0-1-100"
+                    )));
+                }
+                stream_conn
+                    .exec_drop("SET @slave_connect_state = ?", (set.as_str(),))
+                    .await
+                    .map_err(|e| DbError::query("source", "SET @slave_connect_state", e))?;
+                (
+                    Position::new("", 4),
+                    BinlogStreamRequest::new(opts.server_id).with_pos(4),
+                )
+            }
+            StartAt::Gtid(set) => {
+                let mut sids = Vec::new();
+                for part in set.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    let sid: mysql_common::packets::Sid<'static> = part.parse().map_err(|e| {
+                        SourceError::Definite(format!(
+                            "--from-gtid: {part:?} is not a MySQL GTID set element (uuid:1-5): {e}"
+                        ))
+                    })?;
+                    sids.push(sid);
+                }
+                (
+                    Position::new("", 4),
+                    BinlogStreamRequest::new(opts.server_id)
+                        .with_gtid()
+                        .with_gtid_set(sids)
+                        .with_pos(4),
+                )
+            }
+        };
         let file = start.file.clone();
-        let request = BinlogStreamRequest::new(opts.server_id)
-            .with_filename(file.as_bytes())
-            .with_pos(start.pos);
         let stream = stream_conn
             .get_binlog_stream(request)
             .await

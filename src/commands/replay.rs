@@ -1,0 +1,172 @@
+//! `reshard replay`: re-apply a binlog range from the source server.
+//!
+//! Needs no checkpoint and never snapshots. It moves the checkpoint only
+//! forward (a replay of an old range leaves a newer checkpoint where it
+//! is). Row changes below the pipeline's floor — the snapshot version or
+//! the tombstone pruning floor, whichever is higher — are skipped and
+//! counted, because their deletes may have left no tombstone: applying them
+//! could bring back a deleted row. `--below-floor` applies them anyway (for
+//! a target restored from an old backup), with a warning.
+//!
+//! With `--to`, it exits 0 once the transaction ending at `--to` is applied,
+//! even if the source is idle; without, it goes on streaming like `run`.
+//! A transient failure restarts the replay from `--from` (replaying is
+//! idempotent).
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio::sync::watch;
+
+use super::servers::Servers;
+use crate::checkpoint::store;
+use crate::config::Config;
+use crate::db;
+use crate::pipeline::{run_attempt, Attempt, Outcome, PipelineError};
+use crate::position::Position;
+use crate::rules::lookup::Lookups;
+use crate::rules::{load_dir, Router};
+use crate::source::{self, preflight, StartAt};
+
+/// Arguments of `replay`.
+pub struct ReplayArgs {
+    pub from: Option<Position>,
+    pub from_gtid: Option<String>,
+    pub to: Option<Position>,
+    pub below_floor: bool,
+}
+
+pub async fn replay(path: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(path)?;
+    let rules = load_dir(&cfg.pipeline.rules)?;
+    let shard_names: Vec<String> = cfg.targets.keys().cloned().collect();
+    let mut lookups = Lookups::new(&rules, cfg.pipeline.lookup_ttl);
+    let mut router = Router::new(rules, &shard_names)?;
+    let start = match (&args.from, &args.from_gtid) {
+        (Some(p), None) => StartAt::Position(p.clone()),
+        (None, Some(g)) => StartAt::Gtid(g.clone()),
+        _ => bail!("give exactly one of --from FILE:POS and --from-gtid SET"),
+    };
+    if let (Some(from), Some(to)) = (&args.from, &args.to) {
+        if to <= from {
+            bail!("--to {to} is not after --from {from}: nothing to replay");
+        }
+    }
+
+    let mut servers = Servers::connect(&cfg).await?;
+    servers.ensure_migrated(&cfg).await?;
+    let flavor = db::flavor(&mut servers.source, "source").await?;
+    let (checksum, _) = preflight::run_all(&mut servers.source, flavor)
+        .await
+        .context("source pre-flight check")?;
+    if !store::acquire_lease(&mut servers.control, &cfg.pipeline.name).await? {
+        bail!(
+            "pipeline {:?} is running (another reshard holds its lease); stop it before replaying",
+            cfg.pipeline.name
+        );
+    }
+    let identity = source::server_identity(&mut servers.source).await?;
+    let name = &cfg.pipeline.name;
+    let stored = store::load(&mut servers.control, name).await?;
+    if let (Some(cp), Some(from)) = (&stored, &args.from) {
+        if cp.epoch > cfg.pipeline.epoch {
+            bail!(
+                "[pipeline] epoch is {} but the checkpoint is at epoch {}",
+                cfg.pipeline.epoch,
+                cp.epoch
+            );
+        }
+        if let Some(begin) = store::epoch_start(&mut servers.control, name).await? {
+            if *from < begin && cp.epoch == cfg.pipeline.epoch {
+                bail!(
+                    "--from {from} is before the current epoch {} began at {begin}: those events belong to an earlier epoch (or another server) and would be versioned wrongly; replay from {begin} or later",
+                    cp.epoch
+                );
+            }
+        }
+    }
+    let floor = store::floor(&mut servers.control, name).await?;
+    if args.below_floor {
+        if let Some(f) = floor {
+            tracing::warn!(floor = %f, "--below-floor: changes below the floor are applied; rows deleted before the floor may reappear until the replay passes their deletes");
+        }
+    }
+    if stored.is_none() {
+        // a checkpoint row to move forward, at the replay's start
+        if let Some(from) = &args.from {
+            let cp = crate::checkpoint::Checkpoint {
+                position: from.clone(),
+                epoch: cfg.pipeline.epoch,
+                source_identity: identity.clone(),
+            };
+            store::save(&mut servers.control, name, &cp).await?;
+        }
+    }
+    let forward_only = store::load(&mut servers.control, name)
+        .await?
+        .map(|c| c.position);
+    let Servers { mut control, .. } = servers;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        super::run::wait_for_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let mut skipped = 0u64;
+        let attempt = Attempt {
+            cfg: &cfg,
+            router: &mut router,
+            control: &mut control,
+            start: start.clone(),
+            stop_at: args.to.clone(),
+            floor: if args.below_floor { None } else { floor },
+            forward_only: forward_only.clone(),
+            skipped: &mut skipped,
+            source_identity: identity.clone(),
+            flavor,
+            checksum,
+            shutdown: stop_rx.clone(),
+            lookups: &mut lookups,
+        };
+        let result = run_attempt(attempt).await;
+        if skipped > 0 {
+            tracing::warn!(skipped, floor = ?floor.map(|f| f.to_string()), "row changes below the floor were skipped (use --below-floor to apply them)");
+        }
+        match result {
+            Ok(Outcome::ReachedEnd) => {
+                let to = args.to.as_ref().map(|t| t.to_string()).unwrap_or_default();
+                println!("replayed up to {to}; {skipped} row change(s) below the floor skipped");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Ok(Outcome::Shutdown) => return Ok(ExitCode::SUCCESS),
+            Err(PipelineError::Definite(e)) => bail!(e),
+            Err(PipelineError::Transient(e)) => {
+                if *stop_rx.borrow() {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "transient failure; replaying again from the start");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                if let Ok(c) = db::connect(
+                    &cfg.control,
+                    db::Session::Read,
+                    cfg.pipeline.connect_timeout,
+                )
+                .await
+                {
+                    control = c;
+                    if !store::acquire_lease(&mut control, name)
+                        .await
+                        .unwrap_or(false)
+                    {
+                        bail!("lost the pipeline lease to another reshard while reconnecting");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! `reshard status`: checkpoint, floor, source head, lag in bytes and
+//! seconds, and the progress of the initial copy.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use mysql_async::prelude::Queryable;
+use serde::Serialize;
+
+use super::servers::Servers;
+use crate::checkpoint::store;
+use crate::config::Config;
+use crate::position::Position;
+use crate::{snapshot, source};
+
+#[derive(Debug, Serialize)]
+struct TableCopy {
+    table: String,
+    rows_copied: u64,
+    rows_estimate: u64,
+    done: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Status {
+    pipeline: String,
+    checkpoint: Option<String>,
+    epoch: Option<u16>,
+    floor: Option<String>,
+    source_head: String,
+    lag_bytes: Option<u64>,
+    lag_seconds: Option<u64>,
+    snapshot: Option<SnapshotStatus>,
+    dead_letters: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct SnapshotStatus {
+    position: String,
+    state: &'static str,
+    tables: Vec<TableCopy>,
+}
+
+/// Bytes of binlog between two positions, from `SHOW BINARY LOGS` sizes.
+fn lag_bytes(from: &Position, to: &Position, files: &[(String, u64)]) -> Option<u64> {
+    if from >= to {
+        return Some(0);
+    }
+    if from.file == to.file {
+        return Some(to.pos - from.pos);
+    }
+    let mut total = 0u64;
+    let mut inside = false;
+    for (name, size) in files {
+        if *name == from.file {
+            inside = true;
+            total += size.saturating_sub(from.pos);
+        } else if *name == to.file {
+            return inside.then_some(total + to.pos);
+        } else if inside {
+            total += size;
+        }
+    }
+    None
+}
+
+pub async fn status(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(path)?;
+    let mut servers = Servers::connect(&cfg).await?;
+    servers.ensure_migrated(&cfg).await?;
+    let name = cfg.pipeline.name.clone();
+    let cp = store::load(&mut servers.control, &name).await?;
+    let floor = store::floor(&mut servers.control, &name).await?;
+    let head = source::head(&mut servers.source).await?;
+    let files: Vec<(String, u64)> = servers
+        .source
+        .query::<mysql_async::Row, _>("SHOW BINARY LOGS")
+        .await
+        .map(|rows| {
+            rows.into_iter()
+                .filter_map(|r| Some((r.get::<String, _>(0)?, r.get::<u64, _>(1)?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let source_ts: Option<u32> = servers
+        .control
+        .exec_first(
+            "SELECT source_ts FROM reshard_checkpoint WHERE pipeline = ?",
+            (&name,),
+        )
+        .await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let lag_b = cp
+        .as_ref()
+        .and_then(|c| lag_bytes(&c.position, &head, &files));
+    let lag_s = match (&cp, source_ts) {
+        (Some(_), _) if lag_b == Some(0) => Some(0),
+        (Some(_), Some(ts)) if ts > 0 => Some(now.saturating_sub(u64::from(ts))),
+        _ => None,
+    };
+    let snap = snapshot::load(&mut servers.control, &name).await?;
+    let snapshot = match snap {
+        None => None,
+        Some(s) => {
+            let rows: Vec<(String, u64, u64, i8)> = servers
+                .control
+                .exec(
+                    "SELECT source_table, rows_copied, rows_estimate, done FROM reshard_snapshot_table WHERE pipeline = ? ORDER BY source_table",
+                    (&name,),
+                )
+                .await?;
+            Some(SnapshotStatus {
+                position: s.position.to_string(),
+                state: if s.done { "done" } else { "copying" },
+                tables: rows
+                    .into_iter()
+                    .map(|(table, rows_copied, rows_estimate, done)| TableCopy {
+                        table,
+                        rows_copied,
+                        rows_estimate,
+                        done: done != 0,
+                    })
+                    .collect(),
+            })
+        }
+    };
+    let dead_letters: Option<u64> = servers
+        .control
+        .exec_first(
+            "SELECT COUNT(*) FROM reshard_dead_letter WHERE pipeline = ?",
+            (&name,),
+        )
+        .await?;
+    let st = Status {
+        pipeline: name,
+        checkpoint: cp.as_ref().map(|c| c.position.to_string()),
+        epoch: cp.as_ref().map(|c| c.epoch),
+        floor: floor.map(|f| f.to_string()),
+        source_head: head.to_string(),
+        lag_bytes: lag_b,
+        lag_seconds: lag_s,
+        snapshot,
+        dead_letters: dead_letters.unwrap_or(0),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&st)?);
+    } else {
+        let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+        println!("pipeline     {}", st.pipeline);
+        println!("checkpoint   {}", opt(st.checkpoint.clone()));
+        println!("epoch        {}", opt(st.epoch.map(|e| e.to_string())));
+        println!("floor        {}", opt(st.floor.clone()));
+        println!("source head  {}", st.source_head);
+        println!(
+            "lag          {} bytes, {} s",
+            opt(st.lag_bytes.map(|b| b.to_string())),
+            opt(st.lag_seconds.map(|s| s.to_string()))
+        );
+        println!("dead letters {}", st.dead_letters);
+        if let Some(s) = &st.snapshot {
+            println!("snapshot     {} at {}", s.state, s.position);
+            for t in &s.tables {
+                let pct = if t.rows_estimate > 0 {
+                    100.0 * t.rows_copied as f64 / t.rows_estimate as f64
+                } else {
+                    100.0
+                };
+                println!(
+                    "  {:<40} {:>10} / ~{:<10} {:>5.1}%{}",
+                    t.table,
+                    t.rows_copied,
+                    t.rows_estimate,
+                    pct.min(100.0),
+                    if t.done { " done" } else { "" }
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_bytes_spans_files() {
+        let files = vec![
+            ("b.000001".to_string(), 1000),
+            ("b.000002".to_string(), 500),
+            ("b.000003".to_string(), 300),
+        ];
+        let p = |f: &str, n| Position::new(f, n);
+        assert_eq!(
+            lag_bytes(&p("b.000001", 900), &p("b.000001", 950), &files),
+            Some(50)
+        );
+        assert_eq!(
+            lag_bytes(&p("b.000001", 900), &p("b.000003", 10), &files),
+            Some(100 + 500 + 10)
+        );
+        assert_eq!(
+            lag_bytes(&p("b.000003", 10), &p("b.000001", 900), &files),
+            Some(0)
+        );
+        assert_eq!(
+            lag_bytes(&p("b.000000", 10), &p("b.000003", 10), &files),
+            None
+        );
+    }
+}

@@ -1,0 +1,211 @@
+//! `replay`, the floor, tombstone pruning and `status`, against real
+//! servers through the real binary.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use mysql_async::prelude::Queryable;
+use reshard::testkit::scenario::{connect, Scenario, Workload, WorkloadOptions};
+
+async fn first_position(s: &Scenario) -> String {
+    let mut c = s.source().await.unwrap();
+    let files: Vec<mysql_async::Row> = c.query("SHOW BINARY LOGS").await.unwrap();
+    let first: String = files[0].get(0).unwrap();
+    format!("{first}:4")
+}
+
+fn status_json(s: &Scenario) -> serde_json::Value {
+    let out = reshard(s, &["status", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Acceptance: `replay --from` the first binlog position after convergence
+/// leaves every target row unchanged, for a pipeline that started with a
+/// snapshot (changes before it are below the floor and skipped) and for one
+/// that started with `run --from` the first position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_from_the_first_position_changes_nothing() {
+    for (name, snapshot) in [("rpsnap", true), ("rpfrom", false)] {
+        let s = Scenario::create(cluster(), name).unwrap();
+        migrate(&s);
+        let first = first_position(&s).await;
+        let mut conn = s.source().await.unwrap();
+        let mut w = Workload::new(5);
+        let mut run = if snapshot {
+            // history before the snapshot: inserts, updates, deletes
+            w.run(
+                &mut conn,
+                &WorkloadOptions {
+                    operations: 600,
+                    seed: 5,
+                    rotate_every: 300,
+                },
+            )
+            .await
+            .unwrap();
+            spawn_run(&s, &[])
+        } else {
+            spawn_run(&s, &["--from", &first])
+        };
+        w.run(
+            &mut conn,
+            &WorkloadOptions {
+                operations: 600,
+                seed: 5,
+                rotate_every: 300,
+            },
+        )
+        .await
+        .unwrap();
+        s.wait_caught_up(Duration::from_secs(90))
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", run_log(&s)));
+        assert!(terminate(&mut run, Duration::from_secs(30)).success());
+        assert!(s.compare(10).await.unwrap().is_empty(), "{}", run_log(&s));
+        let before = s.target_fingerprint().await.unwrap();
+        let cp_before = s.checkpoint().await.unwrap();
+        let (hf, hp) = s.source_head().await.unwrap();
+        let out = reshard(
+            &s,
+            &["replay", "--from", &first, "--to", &format!("{hf}:{hp}")],
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+        assert_eq!(
+            s.target_fingerprint().await.unwrap(),
+            before,
+            "{name}: replay changed a target\n{stderr}"
+        );
+        let seq = |c: &Option<(String, u64)>| {
+            c.as_ref().map(|(f, p)| {
+                (
+                    f.rsplit('.')
+                        .next()
+                        .unwrap_or("")
+                        .parse::<u64>()
+                        .unwrap_or(0),
+                    *p,
+                )
+            })
+        };
+        let cp_after = s.checkpoint().await.unwrap();
+        assert!(
+            seq(&cp_after) >= seq(&cp_before),
+            "{name}: the checkpoint moved backwards: {cp_before:?} -> {cp_after:?}"
+        );
+        if snapshot {
+            let skipped: u64 = stdout
+                .split_whitespace()
+                .find_map(|w| w.parse().ok())
+                .unwrap_or(0);
+            assert!(
+                skipped > 0,
+                "changes before the snapshot are below the floor: {stdout}"
+            );
+            // --below-floor applies them; deleted rows may come back until
+            // the replay passes their deletes, and it converges again
+            let out = reshard(
+                &s,
+                &[
+                    "replay",
+                    "--from",
+                    &first,
+                    "--to",
+                    &format!("{hf}:{hp}"),
+                    "--below-floor",
+                ],
+            );
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(0), "{err}");
+            assert!(err.contains("--below-floor"), "warns: {err}");
+            assert!(s.compare(10).await.unwrap().is_empty());
+        }
+    }
+}
+
+/// `status` shows checkpoint, head, lag and the initial copy; tombstones
+/// older than the retention are pruned and the floor rises first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_tombstone_pruning() {
+    let s = Scenario::create(cluster(), "prune").unwrap();
+    s.configure("tombstone_retention_secs = 1\nprune_interval_secs = 1")
+        .unwrap();
+    migrate(&s);
+    let mut run = spawn_run(&s, &[]);
+    for _ in 0..100 {
+        if s.checkpoint().await.unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let st = status_json(&s);
+    let floor0 = st["floor"].as_str().unwrap_or("").to_string();
+    assert!(!floor0.is_empty(), "the snapshot sets the floor: {st:#}");
+    let mut conn = s.source().await.unwrap();
+    let mut w = Workload::new(8);
+    w.run(
+        &mut conn,
+        &WorkloadOptions {
+            operations: 800,
+            seed: 8,
+            rotate_every: 0,
+        },
+    )
+    .await
+    .unwrap();
+    s.wait_caught_up(Duration::from_secs(60)).await.unwrap();
+    let tombstones = |url: String| async move {
+        let mut c = connect(&url).await.unwrap();
+        let n: Option<u64> = c
+            .query_first("SELECT COUNT(*) FROM _reshard_tombstone")
+            .await
+            .unwrap();
+        n.unwrap_or(0)
+    };
+    let mut before = 0;
+    for url in s.shard_urls.values() {
+        before += tombstones(url.clone()).await;
+    }
+    assert!(before > 0, "deletes leave tombstones");
+    // nudge the source so newer positions get logged, then let pruning run
+    let mut after = before;
+    for _ in 0..40 {
+        conn.query_drop("INSERT INTO unmapped (id) VALUES (FLOOR(RAND() * 1e9))")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        after = 0;
+        for url in s.shard_urls.values() {
+            after += tombstones(url.clone()).await;
+        }
+        if after == 0 {
+            break;
+        }
+    }
+    assert!(
+        after < before,
+        "tombstones older than the retention are pruned: {before} -> {after}\n{}",
+        run_log(&s)
+    );
+    let st = status_json(&s);
+    assert!(
+        st["floor"].as_str().unwrap() > floor0.as_str()
+            || st["floor"].as_str().unwrap().len() > floor0.len(),
+        "the floor rose: {floor0} -> {st:#}"
+    );
+    s.wait_caught_up(Duration::from_secs(30)).await.unwrap();
+    let st = status_json(&s);
+    assert_eq!(st["snapshot"]["state"], "done");
+    assert_eq!(st["lag_bytes"], 0, "{st:#}");
+    assert!(st["source_head"].as_str().unwrap().contains("mysql-bin."));
+    terminate(&mut run, Duration::from_secs(30));
+    assert!(s.compare(10).await.unwrap().is_empty());
+}
