@@ -1,6 +1,7 @@
 //! The demo: start a MariaDB source and two target servers, create a sample
-//! `shop` schema, run `reshard run` into 4 logical shards spread over the
-//! two targets, write a random workload on the source while it runs, then
+//! `shop` schema with existing rows, run `reshard run` into 4 logical shards
+//! spread over the two targets (initial copy, then streaming), write a
+//! random workload on the source while it runs, then
 //! check that the targets match the source routed by the server's own
 //! `CRC32()`. Run it with `scripts/demo`.
 
@@ -75,7 +76,11 @@ async fn demo() -> Result<bool, Box<dyn std::error::Error>> {
         return Err("reshard migrate failed".into());
     }
 
-    println!("==> reshard run (logs below are reshard's own, on stderr)");
+    let bulk: u64 = std::env::var("DEMO_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    println!("==> loading {bulk} orders and {bulk} items on the source before reshard starts");
+    let (orders, items) = s.bulk_load(bulk).await?;
+
+    println!("==> reshard run: initial copy without locks, then streaming (logs below are reshard's own, on stderr)");
     let mut run = s.reshard(&bin, &["run"]).stdout(Stdio::null()).spawn()?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while s.checkpoint().await?.is_none() {
@@ -88,6 +93,7 @@ async fn demo() -> Result<bool, Box<dyn std::error::Error>> {
     println!("==> workload: {ops} random inserts/updates/deletes (shard-key and PK changes, re-inserts, latin1/utf8mb4, BIGINT UNSIGNED > 2^63, DECIMAL, DATETIME(6), TIMESTAMP, JSON, BLOB), binlog rotating");
     let mut conn = s.source().await?;
     let mut w = Workload::new(42);
+    w.adopt(orders, items);
     let t = Instant::now();
     w.run(
         &mut conn,

@@ -96,6 +96,12 @@ pub enum Command {
         /// Source rows per chunk (one short SELECT each).
         #[arg(long, default_value_t = 1000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
         chunk_rows: u64,
+        /// Re-checks of a differing key before it is reported.
+        #[arg(long, default_value_t = 3, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=100))]
+        rechecks: u32,
+        /// Wait before each re-check (give a running pipeline time to apply).
+        #[arg(long, default_value_t = 500, value_name = "MS", value_parser = clap::value_parser!(u64).range(0..=600_000))]
+        recheck_delay_ms: u64,
         /// Print exactly one JSON document on stdout.
         #[arg(long)]
         json: bool,

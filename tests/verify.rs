@@ -92,7 +92,10 @@ async fn converged_pipeline_verifies_clean_and_tampering_is_found() {
         assert!(rows > 50, "{t}: {json:#}");
         let per_shard = json["tables"][t]["per_shard"].as_object().unwrap();
         assert_eq!(per_shard.len(), 4, "{t}: {json:#}");
-        let found: u64 = per_shard.values().map(|c| c["found"].as_u64().unwrap()).sum();
+        let found: u64 = per_shard
+            .values()
+            .map(|c| c["found"].as_u64().unwrap())
+            .sum();
         let expected: u64 = per_shard
             .values()
             .map(|c| c["expected"].as_u64().unwrap())
@@ -135,7 +138,9 @@ async fn converged_pipeline_verifies_clean_and_tampering_is_found() {
         for t in [orders, items] {
             eprintln!(
                 "verify during the workload, {t}: {} chunks, {} differing, {} key(s) re-checked",
-                j["tables"][t]["chunks"], j["tables"][t]["chunks_differing"], j["tables"][t]["rechecked"]
+                j["tables"][t]["chunks"],
+                j["tables"][t]["chunks_differing"],
+                j["tables"][t]["rechecked"]
             );
         }
     }
@@ -145,6 +150,81 @@ async fn converged_pipeline_verifies_clean_and_tampering_is_found() {
         "verify during a workload reported differences:\n{}\n{}",
         String::from_utf8_lossy(&live.stdout),
         String::from_utf8_lossy(&live.stderr)
+    );
+    s.wait_caught_up(Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", run_log(&s)));
+    let st = terminate(&mut run, Duration::from_secs(30));
+    assert!(st.success(), "{}", run_log(&s));
+
+    // 1c. a source change the stopped pipeline has not applied is a real
+    // difference, and re-checking does not hide it…
+    let mut src = s.source().await.unwrap();
+    let (oid, line): (u64, i64) = src
+        .exec_first(
+            "SELECT order_id, line FROM items ORDER BY order_id, line LIMIT 1",
+            (),
+        )
+        .await
+        .unwrap()
+        .expect("an item");
+    src.exec_drop(
+        "UPDATE items SET sku = 'changed while verifying' WHERE order_id = ? AND line = ?",
+        (oid, line),
+    )
+    .await
+    .unwrap();
+    let changed = format!("({oid}, {line})");
+    let (code, json, stderr) = verify(&s, &["--rechecks", "1", "--recheck-delay-ms", "50"]);
+    assert_eq!(code, 1, "{json:#}\n{stderr}");
+    assert_eq!(json["differences"], 1, "{json:#}");
+    assert_eq!(keys(&json, items, "different")[0].0, changed, "{json:#}");
+    assert_eq!(
+        json["tables"][items]["different"]["keys"][0]["columns"],
+        serde_json::json!(["sku"])
+    );
+    // …but once the pipeline applies it during the re-checks, it is not
+    // reported: start verify, and the pipeline only after verify saw the
+    // difference at first sight
+    let mut live = s
+        .reshard(
+            BIN,
+            &[
+                "verify",
+                "--json",
+                "--rechecks",
+                "20",
+                "--recheck-delay-ms",
+                "500",
+            ],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(live.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+        assert!(n > 0, "verify ended before re-checking:\n{seen}");
+        seen.push_str(&line);
+        if line.contains("re-checking") {
+            break;
+        }
+    }
+    let mut run = spawn_run(&s, &[]);
+    let out = live.wait_with_output().unwrap();
+    let json: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{json:#}\n{seen}\n{}",
+        run_log(&s)
+    );
+    assert!(
+        json["tables"][items]["rechecked"].as_u64() >= Some(1),
+        "{json:#}"
     );
     s.wait_caught_up(Duration::from_secs(60))
         .await
@@ -200,11 +280,9 @@ async fn converged_pipeline_verifies_clean_and_tampering_is_found() {
     s2.query_drop("INSERT INTO orders (id, buyer_id) VALUES (0, 5)")
         .await
         .unwrap();
-    s1.query_drop(
-        "INSERT INTO items (order_id, line, sku) VALUES (18446744073709551615, 99, 'x')",
-    )
-    .await
-    .unwrap();
+    s1.query_drop("INSERT INTO items (order_id, line, sku) VALUES (18446744073709551615, 99, 'x')")
+        .await
+        .unwrap();
 
     for chunk in ["1000", "7"] {
         let (code, json, stderr) = verify(&s, &["--chunk-rows", chunk]);
@@ -239,7 +317,11 @@ async fn converged_pipeline_verifies_clean_and_tampering_is_found() {
         );
         assert_eq!(
             keys(&json, items, "extra"),
-            vec![("(18446744073709551615, 99)".into(), "s1".into(), String::new())],
+            vec![(
+                "(18446744073709551615, 99)".into(),
+                "s1".into(),
+                String::new()
+            )],
             "{ctx}"
         );
         for (t, c) in [
@@ -251,8 +333,14 @@ async fn converged_pipeline_verifies_clean_and_tampering_is_found() {
         ] {
             assert_eq!(count(&json, t, c), 0, "{t} {c}: {ctx}");
         }
-        assert_eq!(json["tables"][orders]["per_shard"]["s0"]["missing"], 1, "{ctx}");
-        assert_eq!(json["tables"][items]["per_shard"]["s3"]["misplaced"], 1, "{ctx}");
+        assert_eq!(
+            json["tables"][orders]["per_shard"]["s0"]["missing"], 1,
+            "{ctx}"
+        );
+        assert_eq!(
+            json["tables"][items]["per_shard"]["s3"]["misplaced"], 1,
+            "{ctx}"
+        );
     }
 
     // the human form names them too, and stdout carries only the result
@@ -301,7 +389,10 @@ async fn table_option_restricts_to_one_table() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(out.stdout.is_empty());
-    assert!(err.contains("vfytab_src.nope") && err.contains("vfytab_src.items"), "{err}");
+    assert!(
+        err.contains("vfytab_src.nope") && err.contains("vfytab_src.items"),
+        "{err}"
+    );
 }
 
 /// An unreachable target is an error (2) within the connect budget, naming
@@ -333,7 +424,92 @@ async fn unreachable_target_is_an_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(start.elapsed() < Duration::from_secs(20));
-    assert!(out.stdout.is_empty(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(err.contains("s3"), "{err}");
     assert!(password.len() < 4 || !err.contains(&password), "{err}");
+}
+
+/// Text keys are paged in the column's collation order (not byte order),
+/// so chunk boundaries between mixed-case keys neither skip nor repeat
+/// rows, on the source or on the targets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_keys_tile_in_collation_order() {
+    let s = Scenario::create(cluster(), "vfytxt").unwrap();
+    let table = "(name VARCHAR(20) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL PRIMARY KEY, n INT NULL)";
+    let mut src = s.source().await.unwrap();
+    src.query_drop(format!("CREATE TABLE tags {table}"))
+        .await
+        .unwrap();
+    let names: Vec<String> = (0..40)
+        .map(|i: u32| {
+            let c = char::from(b'a' + (i % 26) as u8);
+            let c = if i.is_multiple_of(2) {
+                c.to_ascii_uppercase()
+            } else {
+                c
+            };
+            format!("{c}{i}\u{e9}")
+        })
+        .collect();
+    for (i, n) in names.iter().enumerate() {
+        src.exec_drop("INSERT INTO tags VALUES (?, ?)", (n, i as i64))
+            .await
+            .unwrap();
+    }
+    std::fs::write(
+        s.dir.path().join("rules/tags.toml"),
+        "source = \"vfytxt_src.tags\"\nshard = \"crc32(name) % 4\"\nshards = [\"s0\", \"s1\", \"s2\", \"s3\"]\n",
+    )
+    .unwrap();
+    let rows: Vec<(String, i64, u64)> = src
+        .query("SELECT name, n, CRC32(name) % 4 FROM tags")
+        .await
+        .unwrap();
+    for name in s.shard_urls.keys() {
+        let mut t = shard(&s, name).await;
+        let versioned = table.replacen(
+            "n INT NULL)",
+            "n INT NULL, _reshard_version BINARY(16) NOT NULL DEFAULT '')",
+            1,
+        );
+        t.query_drop(format!("CREATE TABLE tags {versioned}"))
+            .await
+            .unwrap();
+        for (n, v, sh) in &rows {
+            if format!("s{sh}") == *name {
+                t.exec_drop("INSERT INTO tags (name, n) VALUES (?, ?)", (n, v))
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    let (code, json, stderr) = verify(&s, &["--table", "vfytxt_src.tags", "--chunk-rows", "3"]);
+    assert_eq!(code, 0, "{json:#}\n{stderr}");
+    let t = &json["tables"]["vfytxt_src.tags"];
+    assert_eq!(t["source_rows"], 40, "every row once: {json:#}");
+    let found: u64 = t["per_shard"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|c| c["found"].as_u64().unwrap())
+        .sum();
+    assert_eq!(found, 40, "every target row once: {json:#}");
+
+    // a row gone from its shard is found missing
+    let (victim, _, sh) = &rows[7];
+    let mut t = shard(&s, &format!("s{sh}")).await;
+    t.exec_drop("DELETE FROM tags WHERE name = ?", (victim,))
+        .await
+        .unwrap();
+    let (code, json, stderr) = verify(&s, &["--table", "vfytxt_src.tags", "--chunk-rows", "3"]);
+    assert_eq!(code, 1, "{json:#}\n{stderr}");
+    assert_eq!(
+        keys(&json, "vfytxt_src.tags", "missing"),
+        vec![(format!("({victim:?})"), format!("s{sh}"), String::new())],
+        "{json:#}"
+    );
 }

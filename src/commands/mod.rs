@@ -33,6 +33,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             table,
             chunk_rows,
+            rechecks,
+            recheck_delay_ms,
             json,
         } => {
             verify::verify(
@@ -40,6 +42,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 verify::VerifyArgs {
                     table,
                     chunk_rows,
+                    rechecks,
+                    recheck_delay: std::time::Duration::from_millis(recheck_delay_ms),
                     json,
                 },
             )

@@ -23,6 +23,10 @@ pub struct VerifyArgs {
     pub table: Option<String>,
     /// Source rows per chunk.
     pub chunk_rows: u64,
+    /// Re-checks of a differing key before it is reported.
+    pub rechecks: u32,
+    /// Wait before each re-check.
+    pub recheck_delay: std::time::Duration,
     pub json: bool,
 }
 
@@ -101,6 +105,8 @@ pub async fn verify(path: &Path, args: VerifyArgs) -> anyhow::Result<ExitCode> {
         targets,
         options: Options {
             chunk_rows: usize::try_from(args.chunk_rows).unwrap_or(1000).max(1),
+            rechecks: args.rechecks,
+            recheck_delay: args.recheck_delay,
             ..Options::default()
         },
     };

@@ -44,9 +44,16 @@ impl Kind {
     pub fn of(col: &Column) -> Kind {
         use ColumnType::*;
         match col.ty {
-            MYSQL_TYPE_TINY | MYSQL_TYPE_SHORT | MYSQL_TYPE_INT24 | MYSQL_TYPE_LONG
-            | MYSQL_TYPE_LONGLONG | MYSQL_TYPE_NEWDECIMAL | MYSQL_TYPE_DECIMAL
-            | MYSQL_TYPE_FLOAT | MYSQL_TYPE_DOUBLE | MYSQL_TYPE_YEAR => Kind::Number,
+            MYSQL_TYPE_TINY
+            | MYSQL_TYPE_SHORT
+            | MYSQL_TYPE_INT24
+            | MYSQL_TYPE_LONG
+            | MYSQL_TYPE_LONGLONG
+            | MYSQL_TYPE_NEWDECIMAL
+            | MYSQL_TYPE_DECIMAL
+            | MYSQL_TYPE_FLOAT
+            | MYSQL_TYPE_DOUBLE
+            | MYSQL_TYPE_YEAR => Kind::Number,
             MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE => Kind::Date,
             MYSQL_TYPE_DATETIME
             | MYSQL_TYPE_DATETIME2
@@ -133,8 +140,11 @@ pub fn plain_decimal(text: &[u8]) -> Option<String> {
     })
 }
 
+/// Canonical texts of a row or key (`None` for NULL).
+pub type Texts = Vec<Option<Vec<u8>>>;
+
 /// Canonical texts of `cells` under `kinds` (same length).
-pub fn row(cells: &[Value], kinds: &[Kind]) -> Vec<Option<Vec<u8>>> {
+pub fn row(cells: &[Value], kinds: &[Kind]) -> Texts {
     cells
         .iter()
         .zip(kinds.iter())

@@ -33,14 +33,22 @@ pub async fn key_cols(
     table: &str,
     names: &[String],
 ) -> Result<Vec<KeyCol>, DbError> {
-    let rows: Vec<(String, String, Option<String>, Option<String>, Option<u64>)> = conn
+    // name, data type, character set, collation, scale
+    type Described = (String, String, Option<String>, Option<String>, Option<u64>);
+    let rows: Vec<Described> = conn
         .exec(
             "SELECT COLUMN_NAME, DATA_TYPE, CHARACTER_SET_NAME, COLLATION_NAME, NUMERIC_SCALE \
              FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
             (db, table),
         )
         .await
-        .map_err(|e| DbError::query(server, format!("reading the key columns of {db}.{table}"), e))?;
+        .map_err(|e| {
+            DbError::query(
+                server,
+                format!("reading the key columns of {db}.{table}"),
+                e,
+            )
+        })?;
     Ok(names
         .iter()
         .map(|n| {
@@ -48,7 +56,9 @@ pub async fn key_cols(
             KeyCol {
                 name: quote_ident(n),
                 param: found
-                    .map(|(_, ty, cs, coll, scale)| param_for(ty, cs.as_deref(), coll.as_deref(), *scale))
+                    .map(|(_, ty, cs, coll, scale)| {
+                        param_for(ty, cs.as_deref(), coll.as_deref(), *scale)
+                    })
                     .unwrap_or_else(|| "?".into()),
             }
         })
@@ -201,7 +211,10 @@ mod tests {
             param_for("varchar", Some("utf8mb4"), Some("utf8mb4_general_ci"), None),
             "CONVERT(? USING utf8mb4) COLLATE utf8mb4_general_ci"
         );
-        assert_eq!(param_for("varbinary", Some("binary"), Some("binary"), None), "?");
+        assert_eq!(
+            param_for("varbinary", Some("binary"), Some("binary"), None),
+            "?"
+        );
         assert_eq!(
             param_for("decimal", None, None, Some(2)),
             "CAST(? AS DECIMAL(65,2))"

@@ -82,7 +82,10 @@ impl Plan {
 
 /// Where the rule puts a source row.
 enum Expect {
-    At { shard: usize, values: Vec<Value> },
+    At {
+        shard: usize,
+        values: Vec<Value>,
+    },
     /// The rule's `where` excludes it.
     Filtered,
     Unroutable(String),
@@ -114,7 +117,12 @@ impl Verifier {
         for s in &plan.shards {
             report.per_shard.entry(s.name.clone()).or_default();
         }
-        tracing::info!(table = %plan.name, target = %plan.target.name, shards = plan.shards.len(), "verifying");
+        tracing::info!(
+            table = %plan.name,
+            target = %plan.target.name,
+            shards = plan.shards.len(),
+            "verifying"
+        );
         let chunk = self.options.chunk_rows.max(1);
         let mut pending = Pending::default();
         let mut lo: Option<Vec<Value>> = None;
@@ -164,12 +172,12 @@ impl Verifier {
             }
 
             let mut differs = false;
-            for j in 0..plan.shards.len() {
+            for (j, want_rows) in expected.iter().enumerate() {
                 let sp = &plan.shards[j];
                 let counts = report.per_shard.entry(sp.name.clone()).or_default();
-                counts.expected += expected[j].len() as u64;
+                counts.expected += want_rows.len() as u64;
                 let mut want = Digest::default();
-                for h in expected[j].values() {
+                for h in want_rows.values() {
                     want.add(*h);
                 }
                 let conn = &mut self.targets[sp.idx].rows;
@@ -208,7 +216,7 @@ impl Verifier {
                         let key = plan.tgt_key(r);
                         let ck = plan.ckey(&key);
                         let h = canon::hash(&canon::row(r, &sp.kinds));
-                        match expected[j].get(&ck) {
+                        match want_rows.get(&ck) {
                             Some(want) => {
                                 seen.insert(ck.clone());
                                 if *want != h {
@@ -238,13 +246,9 @@ impl Verifier {
                         chunk + 1,
                     )
                     .await?;
-                    report
-                        .per_shard
-                        .entry(sp.name.clone())
-                        .or_default()
-                        .found += page.len() as u64;
+                    report.per_shard.entry(sp.name.clone()).or_default().found += page.len() as u64;
                 }
-                for ck in expected[j].keys() {
+                for ck in want_rows.keys() {
                     if !seen.contains(ck) {
                         if let Some(key) = src_keys.get(ck) {
                             pending.add(ck.clone(), key.clone(), read_at);
@@ -348,18 +352,18 @@ impl Verifier {
                 continue;
             }
             let t = &mut self.targets[idx];
-            let (tcols, tpk) = match load_catalog(&mut t.catalog, &t.name, &t.db, &target.name).await
-            {
-                Ok(x) => x,
-                Err(SchemaError::Missing { .. }) => {
-                    return Err(VerifyError::MissingTarget {
-                        shard: t.name.clone(),
-                        db: t.db.clone(),
-                        table: target.name.clone(),
-                    })
-                }
-                Err(e) => return Err(e.into()),
-            };
+            let (tcols, tpk) =
+                match load_catalog(&mut t.catalog, &t.name, &t.db, &target.name).await {
+                    Ok(x) => x,
+                    Err(SchemaError::Missing { .. }) => {
+                        return Err(VerifyError::MissingTarget {
+                            shard: t.name.clone(),
+                            db: t.db.clone(),
+                            table: target.name.clone(),
+                        })
+                    }
+                    Err(e) => return Err(e.into()),
+                };
             let full = from_catalog(&t.db, &target.name, &tcols, &tpk);
             let mut columns = Vec::with_capacity(target.columns.len());
             for c in &target.columns {
@@ -386,8 +390,8 @@ impl Verifier {
                 .iter()
                 .filter_map(|&i| read.columns.get(i).map(|c| c.name.clone()))
                 .collect();
-            let tkeys = keys::key_cols(&mut t.catalog, &t.name, &t.db, &target.name, &tkey_names)
-                .await?;
+            let tkeys =
+                keys::key_cols(&mut t.catalog, &t.name, &t.db, &target.name, &tkey_names).await?;
             shards.push(ShardPlan {
                 idx,
                 name: t.name.clone(),
@@ -468,12 +472,23 @@ impl Verifier {
         pending: &mut Pending,
         report: &mut TableReport,
     ) -> Result<(), VerifyError> {
-        let mut keys: Vec<(Vec<u8>, Vec<Value>)> = std::mem::take(&mut pending.keys).into_iter().collect();
+        let mut keys: Vec<(Vec<u8>, Vec<Value>)> =
+            std::mem::take(&mut pending.keys).into_iter().collect();
         let mut last = pending.since.take().unwrap_or_else(Instant::now);
         if keys.is_empty() {
             return Ok(());
         }
         report.rechecked += keys.len() as u64;
+        if self.options.rechecks > 0 {
+            tracing::info!(
+                table = %plan.name,
+                keys = keys.len(),
+                "{} key(s) differ at first sight; re-checking up to {} time(s), {:?} apart",
+                keys.len(),
+                self.options.rechecks,
+                self.options.recheck_delay
+            );
+        }
         let mut verdicts: HashMap<Vec<u8>, Vec<(Category, KeyEntry)>> = HashMap::new();
         for attempt in 0..self.options.rechecks.max(1) {
             if self.options.rechecks > 0 {
@@ -522,7 +537,7 @@ impl Verifier {
                 let e = self.expect(plan, row)?;
                 source.insert(ck, e);
             }
-            let mut held: Vec<HashMap<Vec<u8>, Vec<Option<Vec<u8>>>>> = Vec::new();
+            let mut held: Vec<HashMap<Vec<u8>, canon::Texts>> = Vec::new();
             for sp in &plan.shards {
                 let rows = read_keys(
                     &mut self.targets[sp.idx].rows,
