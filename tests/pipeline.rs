@@ -321,3 +321,27 @@ async fn snapshot_under_live_load_with_a_crash_converges() {
     );
     assert!(log.contains("initial copy done"), "{log}");
 }
+
+/// Regression: the rows of an XA PREPAREd transaction were dropped when the
+/// next transaction began. XA on mapped tables is refused instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xa_prepared_rows_are_refused_not_dropped() {
+    use mysql_async::prelude::Queryable;
+    let s = Scenario::create(cluster(), "xa").unwrap();
+    migrate(&s);
+    let (file, pos) = s.source_head().await.unwrap();
+    let mut src = s.source().await.unwrap();
+    for q in [
+        "XA START 'reshard-xa'",
+        "INSERT INTO orders (id, buyer_id) VALUES (1, 1)",
+        "XA END 'reshard-xa'",
+        "XA PREPARE 'reshard-xa'",
+        "XA COMMIT 'reshard-xa'",
+    ] {
+        src.query_drop(q).await.unwrap();
+    }
+    let out = reshard(&s, &["run", "--from", &format!("{file}:{pos}")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("XA PREPARE"), "{err}");
+}
