@@ -8,6 +8,8 @@
 //! * integers of unsigned columns whose signedness the TABLE_MAP did not
 //!   carry arrive as negative numbers (`BIGINT UNSIGNED` max as -1) and are
 //!   reinterpreted at the column's width;
+//! * negative signed `MEDIUMINT`s arrive as their unsigned 24-bit pattern
+//!   (mysql_common 0.37 does not sign-extend them) and are sign-extended;
 //! * TIMESTAMP arrives as seconds since the epoch and becomes a UTC
 //!   date-time (every session runs at `time_zone = '+00:00'`);
 //! * SET and BIT arrive as raw bytes and become their integer value;
@@ -79,6 +81,9 @@ fn normalize(v: BinlogValue<'static>, col: &Column) -> Result<Value, String> {
         (MYSQL_TYPE_TINY, Value::Int(i)) if col.unsigned => Value::UInt(u64::from(i as u8)),
         (MYSQL_TYPE_SHORT, Value::Int(i)) if col.unsigned => Value::UInt(u64::from(i as u16)),
         (MYSQL_TYPE_INT24, Value::Int(i)) if col.unsigned => Value::UInt((i as u64) & 0xFF_FFFF),
+        // mysql_common reads a signed 24-bit integer without extending its
+        // sign: -1 arrives as 16777215.
+        (MYSQL_TYPE_INT24, Value::Int(i)) if i >= 0x80_0000 => Value::Int(i - 0x100_0000),
         (MYSQL_TYPE_LONG, Value::Int(i)) if col.unsigned => Value::UInt(u64::from(i as u32)),
         (MYSQL_TYPE_LONGLONG, Value::Int(i)) if col.unsigned => Value::UInt(i as u64),
         (MYSQL_TYPE_TIMESTAMP, Value::Int(secs)) => timestamp(secs, 0)?,
@@ -181,6 +186,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(v, Value::UInt(255));
+    }
+
+    #[test]
+    fn signed_mediumints_are_sign_extended() {
+        let signed = col(ColumnType::MYSQL_TYPE_INT24, false);
+        let norm = |i: i64, c: &Column| normalize(BinlogValue::Value(Value::Int(i)), c).unwrap();
+        assert_eq!(norm(0xFF_FFFF, &signed), Value::Int(-1));
+        assert_eq!(norm(0x80_0000, &signed), Value::Int(-8_388_608));
+        assert_eq!(norm(0x7F_FFFF, &signed), Value::Int(8_388_607));
+        // already sign-extended (a fixed mysql_common) stays as is
+        assert_eq!(norm(-5, &signed), Value::Int(-5));
+        let unsigned = col(ColumnType::MYSQL_TYPE_INT24, true);
+        assert_eq!(norm(0xFF_FFFF, &unsigned), Value::UInt(16_777_215));
+        assert_eq!(norm(-1, &unsigned), Value::UInt(16_777_215));
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub struct Column {
     pub labels: Vec<Vec<u8>>,
     /// BIT(n) width in bits.
     pub bits: u16,
+    /// Declared byte length of a CHAR/BINARY column (`BINARY(n)`: n), 0 when
+    /// unknown. The binlog drops a BINARY value's trailing zero padding.
+    pub length: u32,
     /// `information_schema` DATA_TYPE when known (e.g. `json` on MariaDB,
     /// where the binlog only says LONGTEXT).
     pub data_type: Option<String>,
@@ -51,6 +54,7 @@ impl Column {
             charset: 0,
             labels: Vec::new(),
             bits: 0,
+            length: 0,
             data_type: None,
         }
     }
@@ -194,6 +198,11 @@ pub fn from_table_map(tme: &TableMapEvent<'_>) -> Result<(TableSchema, bool), Sc
         } else {
             0
         };
+        let length = if ty == ColumnType::MYSQL_TYPE_STRING {
+            string_length(md)
+        } else {
+            0
+        };
         columns.push(Column {
             name: if has_names {
                 names[i].clone()
@@ -206,6 +215,7 @@ pub fn from_table_map(tme: &TableMapEvent<'_>) -> Result<(TableSchema, bool), Sc
             charset,
             labels,
             bits,
+            length,
             data_type: None,
         });
     }
@@ -310,6 +320,19 @@ impl SchemaCache {
     }
 }
 
+/// The byte length of a CHAR/BINARY column from its TABLE_MAP metadata: the
+/// low byte, with two more bits folded into the type byte (MySQL bug
+/// #37426).
+fn string_length(md: &[u8]) -> u32 {
+    match md {
+        [b0, b1, ..] if (b0 & 0x30) != 0x30 => {
+            u32::from(*b1) | (u32::from((b0 & 0x30) ^ 0x30) << 4)
+        }
+        [_, b1, ..] => u32::from(*b1),
+        _ => 0,
+    }
+}
+
 /// Reads a table's columns and primary key from `information_schema`.
 pub async fn load_catalog(
     conn: &mut Conn,
@@ -406,6 +429,11 @@ pub fn from_catalog(db: &str, table: &str, cols: &[CatalogColumn], pk: &[String]
             labels: c.labels.clone(),
             bits: if c.data_type == "bit" {
                 c.precision.min(64) as u16
+            } else {
+                0
+            },
+            length: if matches!(c.data_type.as_str(), "char" | "binary") {
+                c.octets.unwrap_or(0).min(u64::from(u32::MAX)) as u32
             } else {
                 0
             },

@@ -40,8 +40,8 @@ impl Value {
     /// decimal, `Decimal` text as is, `Bytes` as is, `Double` formatted like
     /// MySQL prints a DOUBLE. `Null` gives `None`.
     ///
-    /// Doubles use the shortest digits that round-trip (what MySQL's `dtoa`
-    /// produces) laid out like MySQL's `my_gcvt()`: plain notation when the
+    /// Doubles use the shortest digits that round-trip, the even candidate
+    /// on an exact tie (what MySQL's `dtoa` produces) laid out like MySQL's `my_gcvt()`: plain notation when the
     /// decimal exponent `e` (value = `d.ddd × 10^e`) satisfies
     /// `-15 <= e <= 14` — or `e == 15` with 17 significant digits — and
     /// `d.ddde[-]N` otherwise. So `1.5 → "1.5"`, `100.0 → "100"`,
@@ -131,17 +131,9 @@ pub(crate) fn format_double(x: f64) -> String {
     if x == 0.0 {
         return format!("{sign}0");
     }
-    // `{:e}` prints the shortest round-trip digits: "1.2345e-7", "1e20".
-    let sci = format!("{:e}", x.abs());
-    let (mantissa, exponent) = match sci.split_once('e') {
-        Some(parts) => parts,
-        None => return x.to_string(),
+    let Some((digits, exponent)) = shortest_digits(x.abs()) else {
+        return x.to_string();
     };
-    let exponent: i32 = match exponent.parse() {
-        Ok(e) => e,
-        Err(_) => return x.to_string(),
-    };
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
     let len = digits.len() as i32;
     let decpt = exponent + 1;
     let fixed = decpt > -MAX_DECPT_FOR_F_FORMAT && (decpt <= MAX_DECPT_FOR_F_FORMAT || len > decpt);
@@ -172,4 +164,45 @@ pub(crate) fn format_double(x: f64) -> String {
         out.push_str(&exponent.to_string());
     }
     out
+}
+
+/// The shortest digits that read back as `x` (finite, positive), without
+/// the point, and the decimal exponent of the first one: `0.0125` →
+/// `("125", -2)`. Like MySQL's `dtoa()` mode 0 (David Gay's), when two
+/// candidates of that length are equally close to `x` the one with the
+/// even last digit wins: `758485875790979.25` → `...9792`, where Rust's
+/// `{:e}` alone gives `...9793`.
+fn shortest_digits(x: f64) -> Option<(String, i32)> {
+    fn split(sci: &str) -> Option<(String, i32)> {
+        let (mantissa, exponent) = sci.split_once('e')?;
+        let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+        Some((digits, exponent.parse().ok()?))
+    }
+    // `{:e}` prints the shortest round-trip digits, the closest to `x`
+    // among them, rounding an exact tie up: "1.2345e-7", "1e20".
+    let (digits, exponent) = split(&format!("{x:e}"))?;
+    let odd = digits
+        .bytes()
+        .last()
+        .is_some_and(|d| !(d - b'0').is_multiple_of(2));
+    if digits.len() < 2 || !odd {
+        return Some((digits, exponent));
+    }
+    // An odd last digit: if `x` lies exactly halfway between `digits` and
+    // the candidate below, and that one reads back as `x` too, take it.
+    // `x`'s exact expansion (at most 767 significant digits) tells.
+    let (exact, exact_exponent) = split(&format!("{x:.800e}"))?;
+    let (head, tail) = exact.split_at(digits.len());
+    if exact_exponent != exponent
+        || !tail.starts_with('5')
+        || tail.bytes().skip(1).any(|d| d != b'0')
+        || head >= digits.as_str()
+    {
+        return Some((digits, exponent));
+    }
+    let below = format!("{}.{}e{exponent}", &head[..1], &head[1..]);
+    if below.parse::<f64>().ok() == Some(x) {
+        return Some((head.trim_end_matches('0').to_string(), exponent));
+    }
+    Some((digits, exponent))
 }
