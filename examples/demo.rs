@@ -76,7 +76,10 @@ async fn demo() -> Result<bool, Box<dyn std::error::Error>> {
         return Err("reshard migrate failed".into());
     }
 
-    let bulk: u64 = std::env::var("DEMO_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let bulk: u64 = std::env::var("DEMO_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
     println!("==> loading {bulk} orders and {bulk} items on the source before reshard starts");
     let (orders, items) = s.bulk_load(bulk).await?;
 

@@ -6,9 +6,9 @@
 pub mod dry_run;
 pub mod migrate;
 pub mod replay;
-pub mod status;
 pub mod run;
 mod servers;
+pub mod status;
 pub mod verify;
 
 use std::process::ExitCode;
@@ -50,8 +50,23 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             .await
         }
         Command::Status { config, json } => status::status(&config, json).await,
-        Command::Replay { config, from, from_gtid, to, below_floor } => {
-            replay::replay(&config, replay::ReplayArgs { from, from_gtid, to, below_floor }).await
+        Command::Replay {
+            config,
+            from,
+            from_gtid,
+            to,
+            below_floor,
+        } => {
+            replay::replay(
+                &config,
+                replay::ReplayArgs {
+                    from,
+                    from_gtid,
+                    to,
+                    below_floor,
+                },
+            )
+            .await
         }
         Command::DryRun {
             config,
