@@ -6,6 +6,7 @@
 pub mod dry_run;
 pub mod migrate;
 pub mod replay;
+mod replicator;
 pub mod run;
 mod servers;
 pub mod status;

@@ -17,18 +17,13 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-use tokio::sync::watch;
+use anyhow::bail;
 
-use super::servers::Servers;
+use super::replicator::{pause_and_reconnect, shutdown_signal, Replicator};
 use crate::checkpoint::store;
-use crate::config::Config;
-use crate::db;
 use crate::pipeline::{run_attempt, Attempt, Outcome, PipelineError};
 use crate::position::Position;
-use crate::rules::lookup::Lookups;
-use crate::rules::{load_dir, Router};
-use crate::source::{self, preflight, StartAt};
+use crate::source::StartAt;
 
 /// Arguments of `replay`.
 pub struct ReplayArgs {
@@ -39,11 +34,6 @@ pub struct ReplayArgs {
 }
 
 pub async fn replay(path: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let cfg = Config::load(path)?;
-    let rules = load_dir(&cfg.pipeline.rules)?;
-    let shard_names: Vec<String> = cfg.targets.keys().cloned().collect();
-    let mut lookups = Lookups::new(&rules, cfg.pipeline.lookup_ttl);
-    let mut router = Router::new(rules, &shard_names)?;
     let start = match (&args.from, &args.from_gtid) {
         (Some(p), None) => StartAt::Position(p.clone()),
         (None, Some(g)) => StartAt::Gtid(g.clone()),
@@ -54,20 +44,15 @@ pub async fn replay(path: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
             bail!("--to {to} is not after --from {from}: nothing to replay");
         }
     }
-
-    let mut servers = Servers::connect(&cfg).await?;
-    servers.ensure_migrated(&cfg).await?;
-    let flavor = db::flavor(&mut servers.source, "source").await?;
-    let (checksum, _) = preflight::run_all(&mut servers.source, flavor)
-        .await
-        .context("source pre-flight check")?;
-    if !store::acquire_lease(&mut servers.control, &cfg.pipeline.name).await? {
-        bail!(
-            "pipeline {:?} is running (another reshard holds its lease); stop it before replaying",
-            cfg.pipeline.name
-        );
-    }
-    let identity = source::server_identity(&mut servers.source).await?;
+    let Replicator {
+        cfg,
+        mut router,
+        mut lookups,
+        mut servers,
+        flavor,
+        checksum,
+        identity,
+    } = Replicator::start(path).await?;
     let name = &cfg.pipeline.name;
     let stored = store::load(&mut servers.control, name).await?;
     if let (Some(cp), Some(from)) = (&stored, &args.from) {
@@ -107,13 +92,8 @@ pub async fn replay(path: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let forward_only = store::load(&mut servers.control, name)
         .await?
         .map(|c| c.position);
-    let Servers { mut control, .. } = servers;
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        super::run::wait_for_signal().await;
-        let _ = stop_tx.send(true);
-    });
+    let mut control = servers.control;
+    let stop_rx = shutdown_signal();
     let mut backoff = Duration::from_millis(500);
     loop {
         let mut skipped = 0u64;
@@ -145,26 +125,9 @@ pub async fn replay(path: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
             Ok(Outcome::Shutdown) => return Ok(ExitCode::SUCCESS),
             Err(PipelineError::Definite(e)) => bail!(e),
             Err(PipelineError::Transient(e)) => {
-                if *stop_rx.borrow() {
+                // replaying is idempotent: start the range again
+                if !pause_and_reconnect(&cfg, &mut control, &mut backoff, &stop_rx, &e).await? {
                     return Ok(ExitCode::SUCCESS);
-                }
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "transient failure; replaying again from the start");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-                if let Ok(c) = db::connect(
-                    &cfg.control,
-                    db::Session::Read,
-                    cfg.pipeline.connect_timeout,
-                )
-                .await
-                {
-                    control = c;
-                    if !store::acquire_lease(&mut control, name)
-                        .await
-                        .unwrap_or(false)
-                    {
-                        bail!("lost the pipeline lease to another reshard while reconnecting");
-                    }
                 }
             }
         }

@@ -24,56 +24,32 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use tokio::sync::watch;
 
+use super::replicator::{pause_and_reconnect, shutdown_signal, Replicator};
 use super::servers::Servers;
 use crate::checkpoint::{store, Checkpoint};
 use crate::config::Config;
 use crate::db;
 use crate::pipeline::{run_attempt, Attempt, Outcome, PipelineError};
 use crate::position::Position;
-use crate::rules::lookup::Lookups;
-use crate::rules::{load_dir, Router};
 use crate::snapshot;
-use crate::source::{self, preflight, StartAt};
+use crate::source::{self, StartAt};
 
 pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Result<ExitCode> {
-    let cfg = Config::load(path)?;
-    let rules = load_dir(&cfg.pipeline.rules)?;
-    let shard_names: Vec<String> = cfg.targets.keys().cloned().collect();
-    let mut lookups = Lookups::new(&rules, cfg.pipeline.lookup_ttl);
-    let mut router = Router::new(rules, &shard_names)?;
-
-    let mut servers = Servers::connect(&cfg).await?;
-    servers.ensure_migrated(&cfg).await?;
-    let flavor = db::flavor(&mut servers.source, "source").await?;
-    let (checksum, _) = preflight::run_all(&mut servers.source, flavor)
-        .await
-        .context("source pre-flight check")?;
-    if !store::acquire_lease(&mut servers.control, &cfg.pipeline.name).await? {
-        bail!(
-            "pipeline {:?} is already running (another reshard holds its lease in the control database)",
-            cfg.pipeline.name
-        );
-    }
-    let identity = source::server_identity(&mut servers.source).await?;
+    let Replicator {
+        cfg,
+        mut router,
+        mut lookups,
+        mut servers,
+        flavor,
+        checksum,
+        identity,
+    } = Replicator::start(path).await?;
     let (start, mut needs_copy) =
         start_position(&cfg, &mut servers, from, force, &identity).await?;
     tracing::info!(pipeline = %cfg.pipeline.name, start = %start, epoch = cfg.pipeline.epoch, "starting");
-    let Servers {
-        mut control,
-        source,
-        targets,
-    } = servers;
-    drop(source);
-    drop(targets);
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutdown requested; draining");
-        let _ = stop_tx.send(true);
-    });
+    let mut control = servers.control;
+    let stop_rx = shutdown_signal();
 
     let mut backoff = Duration::from_millis(500);
     loop {
@@ -97,27 +73,8 @@ pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Re
                 }
                 Err(PipelineError::Definite(e)) => bail!(e),
                 Err(PipelineError::Transient(e)) => {
-                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "transient failure during the initial copy; resuming");
-                    let mut rx = stop_rx.clone();
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = rx.changed() => return Ok(ExitCode::SUCCESS),
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                    if let Ok(c) = db::connect(
-                        &cfg.control,
-                        db::Session::Read,
-                        cfg.pipeline.connect_timeout,
-                    )
-                    .await
-                    {
-                        control = c;
-                        if !store::acquire_lease(&mut control, &cfg.pipeline.name)
-                            .await
-                            .unwrap_or(false)
-                        {
-                            bail!("lost the pipeline lease to another reshard while reconnecting");
-                        }
+                    if !pause_and_reconnect(&cfg, &mut control, &mut backoff, &stop_rx, &e).await? {
+                        return Ok(ExitCode::SUCCESS);
                     }
                     continue;
                 }
@@ -146,31 +103,8 @@ pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Re
             Ok(Outcome::Shutdown) | Ok(Outcome::ReachedEnd) => return Ok(ExitCode::SUCCESS),
             Err(PipelineError::Definite(e)) => bail!(e),
             Err(PipelineError::Transient(e)) => {
-                if *stop_rx.borrow() {
+                if !pause_and_reconnect(&cfg, &mut control, &mut backoff, &stop_rx, &e).await? {
                     return Ok(ExitCode::SUCCESS);
-                }
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "transient failure; resuming from the checkpoint");
-                let mut rx = stop_rx.clone();
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = rx.changed() => return Ok(ExitCode::SUCCESS),
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-                // the control connection may be the one that broke
-                if let Ok(c) = db::connect(
-                    &cfg.control,
-                    db::Session::Read,
-                    cfg.pipeline.connect_timeout,
-                )
-                .await
-                {
-                    control = c;
-                    if !store::acquire_lease(&mut control, &cfg.pipeline.name)
-                        .await
-                        .unwrap_or(false)
-                    {
-                        bail!("lost the pipeline lease to another reshard while reconnecting");
-                    }
                 }
             }
         }
@@ -269,7 +203,7 @@ async fn check_continuity(
         );
     }
     let files = source::binlog_files(&mut servers.source).await?;
-    if files.iter().any(|f| *f == cp.position.file) {
+    if files.contains(&cp.position.file) {
         return Ok(());
     }
     let cp_seq = cp.position.seq()?;
@@ -292,28 +226,5 @@ async fn check_continuity(
             cp.position.file,
             files.first().map(String::as_str).unwrap_or("none")
         ),
-    }
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

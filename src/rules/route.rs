@@ -1,5 +1,10 @@
 //! The router: row changes → versioned write operations (DESIGN §1).
 //!
+//! [`RouteError`] is large (it names table, key, expression and position
+//! for the operator); it only occurs on the halt/dead-letter path, so it is
+//! not boxed.
+#![allow(clippy::result_large_err)]
+//!
 //! * insert → upsert(after, v) at the after image's shard;
 //! * update → upsert(after, v); if the key **or the shard** changed, also
 //!   delete(before-key, v) at the old location (possibly another shard);

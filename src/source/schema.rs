@@ -205,7 +205,7 @@ pub fn from_table_map(tme: &TableMapEvent<'_>) -> Result<(TableSchema, bool), Sc
         };
         columns.push(Column {
             name: if has_names {
-                names[i].clone()
+                names.get(i).cloned().unwrap_or_default()
             } else {
                 String::new()
             },
@@ -256,10 +256,13 @@ pub struct CatalogColumn {
     pub labels: Vec<Vec<u8>>,
 }
 
+/// A table's catalog columns and primary-key column names.
+type Catalog = (Vec<CatalogColumn>, Vec<String>);
+
 /// Caches `information_schema` descriptions of source tables.
 #[derive(Default)]
 pub struct SchemaCache {
-    tables: HashMap<(String, String), Arc<(Vec<CatalogColumn>, Vec<String>)>>,
+    tables: HashMap<(String, String), Arc<Catalog>>,
 }
 
 impl SchemaCache {

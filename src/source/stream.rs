@@ -272,7 +272,7 @@ impl Tailer {
             2 => {
                 let qe: QueryEvent<'_> = event.read_event().map_err(|e| self.bad(&start, ty, e))?;
                 let q = qe.query();
-                let word = q.trim_start().split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+                let word = q.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
                 advance(self);
                 let end_pos = self.end_position();
                 match word.as_str() {

@@ -545,9 +545,6 @@ impl Workload {
             for _ in 0..n {
                 self.one(&mut tx).await?;
                 self.done += 1;
-                if opts.rotate_every > 0 && self.done % opts.rotate_every == 0 {
-                    // rotation happens outside the transaction below
-                }
             }
             tx.commit().await.map_err(err)?;
             if opts.rotate_every > 0

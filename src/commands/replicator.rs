@@ -1,0 +1,142 @@
+//! What `run` and `replay` share: the start-up sequence (config, rules,
+//! servers, migrations, pre-flight checks, the pipeline lease), the
+//! shutdown signal, and the pause between attempts after a transient
+//! failure.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use mysql_async::Conn;
+use tokio::sync::watch;
+
+use super::servers::Servers;
+use crate::checkpoint::store;
+use crate::config::Config;
+use crate::db::{self, Flavor};
+use crate::rules::lookup::Lookups;
+use crate::rules::{load_dir, Router};
+use crate::source::{self, preflight};
+
+/// A replicating command after its start-up checks.
+pub struct Replicator {
+    pub cfg: Config,
+    pub router: Router,
+    pub lookups: Lookups,
+    pub servers: Servers,
+    pub flavor: Flavor,
+    pub checksum: bool,
+    /// The source server's identity (see [`source::server_identity`]).
+    pub identity: String,
+}
+
+impl Replicator {
+    /// Loads config and rules, connects every server, checks migrations and
+    /// the source settings, and takes the pipeline lease.
+    pub async fn start(path: &Path) -> anyhow::Result<Replicator> {
+        let cfg = Config::load(path)?;
+        let rules = load_dir(&cfg.pipeline.rules)?;
+        let shard_names: Vec<String> = cfg.targets.keys().cloned().collect();
+        let lookups = Lookups::new(&rules, cfg.pipeline.lookup_ttl);
+        let router = Router::new(rules, &shard_names)?;
+        let mut servers = Servers::connect(&cfg).await?;
+        servers.ensure_migrated(&cfg).await?;
+        let flavor = db::flavor(&mut servers.source, "source").await?;
+        let (checksum, _) = preflight::run_all(&mut servers.source, flavor)
+            .await
+            .context("source pre-flight check")?;
+        if !store::acquire_lease(&mut servers.control, &cfg.pipeline.name).await? {
+            bail!(
+                "pipeline {:?} is already running (another reshard holds its lease in the control database)",
+                cfg.pipeline.name
+            );
+        }
+        let identity = source::server_identity(&mut servers.source).await?;
+        Ok(Replicator {
+            cfg,
+            router,
+            lookups,
+            servers,
+            flavor,
+            checksum,
+            identity,
+        })
+    }
+}
+
+/// A receiver that turns true on SIGINT or SIGTERM.
+pub fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested; draining");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// After a transient failure: waits `backoff` (doubling it, up to 30 s)
+/// unless shutdown is requested, then reconnects the control connection
+/// (it may be the one that broke) and takes the lease again. Returns false
+/// when shutdown was requested instead.
+pub async fn pause_and_reconnect(
+    cfg: &Config,
+    control: &mut Conn,
+    backoff: &mut Duration,
+    stop: &watch::Receiver<bool>,
+    error: &str,
+) -> anyhow::Result<bool> {
+    if *stop.borrow() {
+        return Ok(false);
+    }
+    tracing::warn!(
+        error,
+        retry_in_ms = backoff.as_millis() as u64,
+        "transient failure; resuming"
+    );
+    let mut rx = stop.clone();
+    tokio::select! {
+        _ = tokio::time::sleep(*backoff) => {}
+        _ = rx.changed() => return Ok(false),
+    }
+    *backoff = (*backoff * 2).min(Duration::from_secs(30));
+    if let Ok(c) = db::connect(
+        &cfg.control,
+        db::Session::Read,
+        cfg.pipeline.connect_timeout,
+    )
+    .await
+    {
+        *control = c;
+        if !store::acquire_lease(control, &cfg.pipeline.name)
+            .await
+            .unwrap_or(false)
+        {
+            bail!("lost the pipeline lease to another reshard while reconnecting");
+        }
+    }
+    Ok(true)
+}
