@@ -11,7 +11,6 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use super::servers::Servers;
-use super::EXIT_FINDINGS;
 use crate::config::{db_name, Config};
 use crate::db::{self, Session};
 use crate::inspect::report::DeriveFailure;
@@ -288,16 +287,7 @@ pub async fn dry_run(path: &Path, args: DryRunArgs) -> anyhow::Result<ExitCode> 
     }
 
     report.ok = report.findings.is_empty();
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", report.render());
-    }
-    Ok(if report.ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_FINDINGS)
-    })
+    super::emit_report(&report, report.ok, args.json, || report.render())
 }
 
 /// Routes the row events of `[from, to)` (to the source head when `to` is

@@ -21,6 +21,26 @@ pub const EXIT_FINDINGS: u8 = 1;
 /// Exit code for errors.
 pub const EXIT_ERROR: u8 = 2;
 
+/// Prints a findings report — exactly one JSON document with `--json`, the
+/// human form otherwise — and maps it to the exit code (0 clean, 1 findings).
+fn emit_report<R: serde::Serialize>(
+    report: &R,
+    ok: bool,
+    json: bool,
+    render: impl FnOnce() -> String,
+) -> anyhow::Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print!("{}", render());
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FINDINGS)
+    })
+}
+
 /// Dispatches a parsed command line.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {

@@ -10,7 +10,6 @@ use anyhow::Context;
 use mysql_async::prelude::Queryable;
 
 use super::servers::Servers;
-use super::EXIT_FINDINGS;
 use crate::config::{db_name, Config};
 use crate::db::{self, quote_ident, Session};
 use crate::rules::lookup::Lookups;
@@ -123,14 +122,5 @@ pub async fn verify(path: &Path, args: VerifyArgs) -> anyhow::Result<ExitCode> {
         report.tables.insert(name, t);
     }
     report.finish();
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", report.render());
-    }
-    Ok(if report.ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_FINDINGS)
-    })
+    super::emit_report(&report, report.ok, args.json, || report.render())
 }
