@@ -68,6 +68,9 @@ pub struct Stats {
     pub ops_applied: AtomicU64,
     pub batches: AtomicU64,
     pub ops_skipped_tombstone: AtomicU64,
+    /// (shard, table) → whether the target table has a secondary UNIQUE
+    /// key, learned once per attempt.
+    pub secondary_unique: std::sync::Mutex<HashMap<(String, String), bool>>,
 }
 
 /// A lane that failed.
@@ -328,6 +331,33 @@ async fn apply(
         if !live.is_empty() {
             let width = table.columns.len() + 1;
             let per = (MAX_PARAMS / width).clamp(1, 500);
+            let cache_key = (cfg.shard.clone(), table.name.clone());
+            let known = stats
+                .secondary_unique
+                .lock()
+                .ok()
+                .and_then(|m| m.get(&cache_key).copied());
+            let check = match known {
+                Some(b) => b,
+                None => {
+                    let n: Option<u64> = tx
+                        .exec_first(sql::SECONDARY_UNIQUE, (tname,))
+                        .await
+                        .map_err(|e| {
+                            DbError::query(server, format!("reading the keys of {tname}"), e)
+                        })?;
+                    let b = n.unwrap_or(0) > 0;
+                    if let Ok(mut m) = stats.secondary_unique.lock() {
+                        m.insert(cache_key, b);
+                    }
+                    b
+                }
+            };
+            let key_cols: Vec<&str> = table
+                .key
+                .iter()
+                .map(|&i| table.columns[i].as_str())
+                .collect();
             for chunk in live.chunks(per) {
                 let mut params = Vec::with_capacity(chunk.len() * width);
                 for o in chunk {
@@ -342,6 +372,39 @@ async fn apply(
                 )
                 .await
                 .map_err(|e| DbError::query(server, format!("upserting into {tname}"), e))?;
+                if check {
+                    // a secondary UNIQUE collision makes ON DUPLICATE KEY
+                    // UPDATE modify another row: every row must be on its
+                    // own key, at least at our version, or we roll back
+                    let mut params = Vec::with_capacity(chunk.len() * (key_cols.len() + 1));
+                    for o in chunk {
+                        params.extend(o.key.iter().cloned());
+                        params.push(Value::Bytes(o.version.to_bytes().to_vec()));
+                    }
+                    let n: Option<u64> = tx
+                        .exec_first(
+                            sql::landed(tname, &key_cols, chunk.len()),
+                            Params::Positional(params),
+                        )
+                        .await
+                        .map_err(|e| {
+                            DbError::query(server, format!("checking the upsert into {tname}"), e)
+                        })?;
+                    let n = n.unwrap_or(0);
+                    if n != chunk.len() as u64 {
+                        let _ = tx.rollback().await;
+                        return Err(DbError::Query {
+                            server: server.to_string(),
+                            context: format!("upserting into {tname}"),
+                            message: format!(
+                                "expected {} row(s) on their own keys, found {n}: a secondary UNIQUE key of {tname} made an upsert update another row. The batch was rolled back and the pipeline stopped; drop the secondary UNIQUE key on the targets (dry-run flags it) and run again",
+                                chunk.len()
+                            ),
+                            transient: false,
+                            code: None,
+                        });
+                    }
+                }
             }
             applied += live.len() as u64;
         }

@@ -83,6 +83,27 @@ pub fn delete(table: &str, key_columns: &[&str], rows: usize) -> String {
     sql
 }
 
+/// Counts how many of `rows` keys hold at least the given version: after an
+/// upsert into a table with a secondary UNIQUE key, every row must have
+/// landed on its own key (a collision updates another row instead).
+pub fn landed(table: &str, key_columns: &[&str], rows: usize) -> String {
+    let v = quote_ident(VERSION_COLUMN);
+    let one = {
+        let mut parts: Vec<String> = key_columns
+            .iter()
+            .map(|c| format!("{} = ?", quote_ident(c)))
+            .collect();
+        parts.push(format!("{v} >= ?"));
+        format!("({})", parts.join(" AND "))
+    };
+    let conds = vec![one; rows].join(" OR ");
+    format!("SELECT COUNT(*) FROM {} WHERE {conds}", quote_ident(table))
+}
+
+/// Whether a target table has a UNIQUE key besides its primary key.
+pub const SECONDARY_UNIQUE: &str = "SELECT COUNT(*) FROM information_schema.STATISTICS \
+     WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND NON_UNIQUE = 0 AND INDEX_NAME <> 'PRIMARY'";
+
 /// Raises tombstones to at least the given versions (`GREATEST`, never a
 /// plain overwrite).
 pub fn tombstone_upsert(rows: usize) -> String {
@@ -150,6 +171,14 @@ mod tests {
         assert_eq!(
             delete("t", &["a", "b"], 2),
             "DELETE FROM `t` WHERE (`a` = ? AND `b` = ? AND `_reshard_version` < ?) OR (`a` = ? AND `b` = ? AND `_reshard_version` < ?)"
+        );
+    }
+
+    #[test]
+    fn landed_counts_keys_at_their_version() {
+        assert_eq!(
+            landed("t", &["id"], 2),
+            "SELECT COUNT(*) FROM `t` WHERE (`id` = ? AND `_reshard_version` >= ?) OR (`id` = ? AND `_reshard_version` >= ?)"
         );
     }
 
