@@ -54,6 +54,12 @@ pub async fn replay(path: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
         identity,
     } = Replicator::start(path).await?;
     let name = &cfg.pipeline.name;
+    if let Some(to) = &args.to {
+        let head = crate::source::head(&mut servers.source).await?;
+        if *to > head {
+            bail!("--to {to} is beyond the source's current head {head}");
+        }
+    }
     let stored = store::load(&mut servers.control, name).await?;
     if let (Some(cp), Some(from)) = (&stored, &args.from) {
         if cp.epoch > cfg.pipeline.epoch {
