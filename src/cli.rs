@@ -20,10 +20,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Long-lived replicator: resume from the checkpoint, or start at the
-    /// source's head (or at --from), then stream until SIGINT/SIGTERM.
+    /// Long-lived replicator: resume from the checkpoint; with none, copy the
+    /// existing rows at a consistent position (or start at --from), then
+    /// stream until SIGINT/SIGTERM.
     Run {
-        #[arg(long)]
+        /// The config file (reshard.toml).
+        #[arg(long, value_name = "FILE")]
         config: PathBuf,
         /// Start at this position (FILE:POS) when there is no checkpoint.
         #[arg(long, value_name = "FILE:POS")]
@@ -36,7 +38,8 @@ pub enum Command {
     /// of source rows (and optionally a binlog range) and report the
     /// per-shard distribution, skew and every failure. Writes nothing.
     DryRun {
-        #[arg(long)]
+        /// The config file (reshard.toml).
+        #[arg(long, value_name = "FILE")]
         config: PathBuf,
         /// Source rows routed per table (every row when the table has no more).
         #[arg(long, default_value_t = 10_000, value_name = "N")]
@@ -55,7 +58,8 @@ pub enum Command {
     /// checkpoint only forward). With --to, exit once that transaction is
     /// applied; without, go on like `run`.
     Replay {
-        #[arg(long)]
+        /// The config file (reshard.toml).
+        #[arg(long, value_name = "FILE")]
         config: PathBuf,
         /// Start here (FILE:POS, a transaction boundary).
         #[arg(
@@ -78,7 +82,8 @@ pub enum Command {
     },
     /// Checkpoint, floor, source head, lag and initial-copy progress.
     Status {
-        #[arg(long)]
+        /// The config file (reshard.toml).
+        #[arg(long, value_name = "FILE")]
         config: PathBuf,
         /// Print exactly one JSON document on stdout.
         #[arg(long)]
@@ -88,7 +93,8 @@ pub enum Command {
     /// misplaced (on the wrong shard) or different, per table and shard.
     /// Reads only, without locks. Exit 0 equal, 1 differences, 2 error.
     Verify {
-        #[arg(long)]
+        /// The config file (reshard.toml).
+        #[arg(long, value_name = "FILE")]
         config: PathBuf,
         /// Only this source table (DB.TABLE).
         #[arg(long, value_name = "DB.TABLE")]
@@ -109,7 +115,8 @@ pub enum Command {
     /// Create or upgrade reshard's own tables (control schema, and the
     /// per-shard tables on every target).
     Migrate {
-        #[arg(long)]
+        /// The config file (reshard.toml).
+        #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
 }

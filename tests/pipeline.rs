@@ -321,7 +321,12 @@ async fn snapshot_under_live_load_with_a_crash_converges() {
     );
     assert!(log.contains("initial copy done"), "{log}");
     let out = reshard(&s, &["verify"]);
-    assert_eq!(out.status.code(), Some(0), "verify: {}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "verify: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 /// Regression: the rows of an XA PREPAREd transaction were dropped when the
