@@ -46,7 +46,7 @@ use crate::rules::{RouteError, Router};
 use crate::source::schema::load_table;
 use crate::source::RowChange;
 use crate::version::Version;
-use crate::writer::lane::{apply_batch, LaneConfig, Stats};
+use crate::writer::lane::{apply_batch, LaneConfig, Stats, TombstoneHints};
 use crate::writer::{keyenc, WriteOp};
 
 /// The snapshot row of a pipeline.
@@ -227,7 +227,7 @@ pub async fn copy(c: Copy<'_>) -> Result<CopyOutcome, PipelineError> {
     let p = &cfg.pipeline;
     let budget = p.connect_timeout;
     let mut reader = db::connect(&cfg.source, Session::Write, budget).await?;
-    let mut writers: Vec<(LaneConfig, Conn)> = Vec::new();
+    let mut writers: Vec<(LaneConfig, Conn, TombstoneHints)> = Vec::new();
     for ep in cfg.targets.values() {
         let conn = db::connect(ep, Session::Write, budget).await?;
         writers.push((
@@ -240,6 +240,7 @@ pub async fn copy(c: Copy<'_>) -> Result<CopyOutcome, PipelineError> {
                 linger: p.linger,
             },
             conn,
+            TombstoneHints::default(),
         ));
     }
     let stats = Stats::default();
@@ -374,10 +375,10 @@ pub async fn copy(c: Copy<'_>) -> Result<CopyOutcome, PipelineError> {
             }
             // apply the chunk on every shard at once
             let mut futures = Vec::new();
-            for (i, (lc, conn)) in writers.iter_mut().enumerate() {
+            for (i, (lc, conn, hints)) in writers.iter_mut().enumerate() {
                 if let Some(ops) = per_shard.remove(&i) {
                     let stats = &stats;
-                    futures.push(async move { apply_batch(conn, lc, ops, None, stats).await });
+                    futures.push(async move { apply_batch(conn, lc, ops, None, stats, hints).await });
                 }
             }
             for r in futures_util::future::join_all(futures).await {
@@ -427,7 +428,7 @@ pub async fn copy(c: Copy<'_>) -> Result<CopyOutcome, PipelineError> {
         )
         .await
         .map_err(|e| DbError::query("control", "finishing the snapshot", e))?;
-    for (_, conn) in writers {
+    for (_, conn, _) in writers {
         let _ = conn.disconnect().await;
     }
     tracing::info!(position = %c.position, "initial copy done; streaming from its position");

@@ -89,6 +89,41 @@ impl LaneError {
     }
 }
 
+/// Per writer, per target table: may tombstones exist for this writer's
+/// keys? A table with no tombstone at all when the writer starts can only
+/// get tombstones for this writer's keys from this writer (one key is
+/// always applied by one lane; a replay cannot run beside it, the lease
+/// forbids it), so until the writer deletes something there the tombstone
+/// read of an insert-only batch can be skipped.
+#[derive(Debug, Default)]
+pub struct TombstoneHints {
+    may_exist: HashMap<String, bool>,
+}
+
+impl TombstoneHints {
+    async fn may_exist(
+        &mut self,
+        tx: &mut mysql_async::Transaction<'_>,
+        server: &str,
+        table: &str,
+    ) -> Result<bool, DbError> {
+        if let Some(b) = self.may_exist.get(table) {
+            return Ok(*b);
+        }
+        let any: Option<i64> = tx
+            .exec_first(sql::TOMBSTONE_ANY, (table,))
+            .await
+            .map_err(|e| DbError::query(server, format!("looking for tombstones of {table}"), e))?;
+        let b = any.unwrap_or(1) != 0;
+        self.may_exist.insert(table.to_string(), b);
+        Ok(b)
+    }
+
+    fn written(&mut self, table: &str) {
+        self.may_exist.insert(table.to_string(), true);
+    }
+}
+
 const MAX_PARAMS: usize = 30_000;
 const RETRIES: u32 = 5;
 
@@ -102,6 +137,7 @@ pub async fn run(
 ) -> Result<(), LaneError> {
     let mut ops: Vec<WriteOp> = Vec::new();
     let mut mark: Option<LaneProgress> = None;
+    let mut hints = TombstoneHints::default();
     let mut closed = false;
     while !closed {
         // wait for work
@@ -121,7 +157,7 @@ pub async fn run(
             }
             let batch = std::mem::take(&mut ops);
             let end = mark.as_ref().map(|m| m.end.clone());
-            apply_batch(&mut conn, &cfg, batch, end.as_ref(), &stats)
+            apply_batch(&mut conn, &cfg, batch, end.as_ref(), &stats, &mut hints)
                 .await
                 .map_err(|source| LaneError {
                     shard: cfg.shard.clone(),
@@ -175,12 +211,13 @@ pub async fn apply_batch(
     ops: Vec<WriteOp>,
     end: Option<&Position>,
     stats: &Stats,
+    hints: &mut TombstoneHints,
 ) -> Result<(), DbError> {
     let batch = dedup(ops);
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match apply(conn, cfg, &batch, end, stats).await {
+        match apply(conn, cfg, &batch, end, stats, hints).await {
             Ok(()) => return Ok(()),
             // deadlocks and lock waits: the transaction was rolled back, try again
             Err(e) if matches!(e.code(), Some(1213 | 1205)) && attempt < RETRIES => {
@@ -237,6 +274,7 @@ async fn apply(
     batch: &[(Arc<TargetTable>, Vec<BatchOp>)],
     end: Option<&Position>,
     stats: &Stats,
+    hints: &mut TombstoneHints,
 ) -> Result<(), DbError> {
     let server = cfg.shard.as_str();
     let mut tx = conn
@@ -254,7 +292,8 @@ async fn apply(
             .filter(|o| matches!(o.kind, OpKind::Upsert(_)))
             .collect();
         let mut tombs: HashMap<Vec<u8>, Version> = HashMap::new();
-        for chunk in upsert_keys.chunks(500) {
+        let lookup = !upsert_keys.is_empty() && hints.may_exist(&mut tx, server, tname).await?;
+        for chunk in upsert_keys.chunks(500).filter(|_| lookup) {
             let mut params: Vec<Value> = Vec::with_capacity(chunk.len() + 1);
             params.push(Value::Bytes(tname.as_bytes().to_vec()));
             params.extend(chunk.iter().map(|o| Value::Bytes(o.key_enc.clone())));
@@ -302,6 +341,9 @@ async fn apply(
                 .map_err(|e| DbError::query(server, format!("deleting from {tname}"), e))?;
             }
             applied += deletes.len() as u64;
+        }
+        if !tombstones.is_empty() {
+            hints.written(tname);
         }
         for chunk in tombstones.chunks(500) {
             let mut params = Vec::with_capacity(chunk.len() * 3);

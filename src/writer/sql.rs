@@ -121,6 +121,9 @@ pub fn tombstone_upsert(rows: usize) -> String {
     sql
 }
 
+/// Whether a table has any tombstone at all.
+pub const TOMBSTONE_ANY: &str = "SELECT EXISTS(SELECT 1 FROM `_reshard_tombstone` WHERE tbl = ?)";
+
 /// Reads the tombstones of `rows` keys of one table.
 pub fn tombstone_lookup(rows: usize) -> String {
     let mut sql = format!(
