@@ -47,10 +47,12 @@ async fn source_counts(s: &Scenario, sql: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
-/// Checksums of every table of every database the scenario uses, and the
-/// source's binlog head: dry-run must change none of them.
+/// Checksums of every table of every database the scenario uses: dry-run
+/// must change none of them.
 async fn fingerprint(s: &Scenario) -> Vec<String> {
-    let mut out = vec![format!("{:?}", s.source_head().await.unwrap())];
+    // (not the source's binlog head: other tests of this binary write to
+    // the same source server concurrently)
+    let mut out = Vec::new();
     let mut urls = vec![s.source_url.clone(), s.control_url.clone()];
     urls.extend(s.shard_urls.values().cloned());
     for url in urls {

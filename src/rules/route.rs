@@ -60,6 +60,8 @@ struct Plan {
     rule: Arc<Rule>,
     /// Source column index of `version = { column }`.
     version_col: Option<usize>,
+    /// Source columns any expression of the rule reads.
+    used: Vec<usize>,
 }
 
 impl Plan {
@@ -172,7 +174,7 @@ impl Router {
         let mut ops = Vec::with_capacity(2);
         let new = match &change.after {
             Some(after) => {
-                let row = to_expr_row(after, &plan.schema);
+                let row = to_expr_row(after, plan);
                 if passes(plan, &row, change, ctx)? {
                     let shard = shard_of(plan, &row, after, change, ctx)?;
                     let key: Vec<Cell> = plan.key_src.iter().map(|&i| after[i].clone()).collect();
@@ -205,7 +207,7 @@ impl Router {
         };
         let old = match &change.before {
             Some(before) => {
-                let row = to_expr_row(before, &plan.schema);
+                let row = to_expr_row(before, plan);
                 let shard = shard_of(plan, &row, before, change, ctx)?;
                 let key: Vec<Cell> = plan.key_src.iter().map(|&i| before[i].clone()).collect();
                 Some((shard, key, version_of(plan, before, change)?))
@@ -268,12 +270,16 @@ fn version_of(plan: &Plan, cells: &[Cell], change: &RowChange) -> Result<Version
         .map_err(|e| fail(e.to_string()))
 }
 
-fn to_expr_row(cells: &[Cell], schema: &TableSchema) -> Vec<Value> {
-    cells
-        .iter()
-        .zip(schema.columns.iter())
-        .map(|(c, col)| cell_to_expr(c, col))
-        .collect()
+/// The row as expression values; only the columns some expression of the
+/// rule reads are converted (the others stay NULL and are never read).
+fn to_expr_row(cells: &[Cell], plan: &Plan) -> Vec<Value> {
+    let mut row = vec![Value::Null; cells.len()];
+    for &i in &plan.used {
+        if let (Some(c), Some(col)) = (cells.get(i), plan.schema.columns.get(i)) {
+            row[i] = cell_to_expr(c, col);
+        }
+    }
+    row
 }
 
 fn key_text(plan: &Plan, cells: &[Cell]) -> String {
@@ -531,6 +537,22 @@ fn compile(
             key,
         }),
         version_col,
+        used: {
+            let mut names = rule.shard.expr.columns();
+            for (_, d) in &rule.derive {
+                names.extend(d.expr.columns());
+            }
+            if let Some(w) = &rule.where_ {
+                names.extend(w.expr.columns());
+            }
+            let mut used: Vec<usize> = names
+                .iter()
+                .filter_map(|n| schema.column_index(n))
+                .collect();
+            used.sort_unstable();
+            used.dedup();
+            used
+        },
         rule: rule.clone(),
     })
 }
