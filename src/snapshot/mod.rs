@@ -378,7 +378,8 @@ pub async fn copy(c: Copy<'_>) -> Result<CopyOutcome, PipelineError> {
             for (i, (lc, conn, hints)) in writers.iter_mut().enumerate() {
                 if let Some(ops) = per_shard.remove(&i) {
                     let stats = &stats;
-                    futures.push(async move { apply_batch(conn, lc, ops, None, stats, hints).await });
+                    futures
+                        .push(async move { apply_batch(conn, lc, ops, None, stats, hints).await });
                 }
             }
             for r in futures_util::future::join_all(futures).await {

@@ -65,6 +65,9 @@ impl Column {
 pub enum SchemaOrigin {
     BinlogMetadata,
     InformationSchema,
+    /// Offline, without FULL metadata or a server to ask: columns are
+    /// named by position (`@1`, `@2`…) and the primary key is unknown.
+    Positional,
 }
 
 /// The schema of one source table.

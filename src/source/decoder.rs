@@ -1,0 +1,555 @@
+//! The binlog event state machine shared by the live tailer
+//! ([`super::stream`]) and the offline file reader ([`super::file`]): it
+//! turns parsed events into committed transactions of decoded row changes.
+//!
+//! # Why the positions it reports are safe to resume from
+//!
+//! A transaction's `end` is the position right after its commit event
+//! (XID, or a `COMMIT` query for non-transactional tables), which is the
+//! start of the next event and never inside a transaction. Rows are only
+//! handed out when their transaction commits; a transaction that ends in
+//! `ROLLBACK` is dropped whole. DDL and rotations are boundaries of their
+//! own. So a checkpoint taken at any `end` resumes at a transaction
+//! boundary, which is the only place the server accepts (ER 1236 or orphan
+//! rows events otherwise).
+//!
+//! Versions come from the position of the rows event (or of the compressed
+//! payload that holds it) and the row's index in it, so replaying the same
+//! range yields the same versions (see [`crate::version`]).
+//!
+//! # Where positions come from
+//!
+//! Streamed events ([`EventAt::Stream`]) are placed by their header's
+//! `log_pos` (the end of the event in the source's binlog), and ROTATE
+//! events switch the file. Events read from a file ([`EventAt::File`]) are
+//! placed by their byte offset in that file, which stays the position's
+//! file: `log_pos` of a relay log names the upstream binlog, not the file on
+//! disk, and inner events of a compressed payload have none.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use mysql_async::Conn;
+use mysql_common::binlog::consts::RowsEventFlags;
+use mysql_common::binlog::events::{
+    Event, EventData, QueryEvent, RotateEvent, TableMapEvent, XidEvent,
+};
+
+use super::change::{RowChange, SourceItem, Transaction};
+use super::decode::{decode_row, DecodeError};
+use super::schema::{from_table_map, SchemaCache, SchemaOrigin, TableSchema};
+use super::{checksum, SourceError};
+use crate::position::Position;
+use crate::version::Version;
+
+/// Decides which source tables are decoded (`db`, `table`).
+pub type TableFilter = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
+
+/// What a [`Decoder`] needs to know.
+#[derive(Clone)]
+pub struct DecoderOptions {
+    /// Version epoch (see [`crate::version`]).
+    pub epoch: u16,
+    /// Whether the source writes CRC32 event checksums (the first streamed
+    /// ROTATE still carries them before any format description).
+    pub checksum: bool,
+    pub filter: TableFilter,
+}
+
+/// Where an event handed to [`Decoder::handle`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventAt {
+    /// From a replication stream: positioned by the header's `log_pos`;
+    /// checksums are verified here.
+    Stream,
+    /// From a binlog file, starting at byte `offset` of the current file
+    /// (for events inside a TRANSACTION_PAYLOAD, `inner` is true and
+    /// `offset` is the payload's). The reader verifies checksums itself.
+    File { offset: u64, inner: bool },
+}
+
+/// A compressed transaction payload whose inner events are being handled.
+struct Payload {
+    start: Position,
+    end: u64,
+    rows: u64,
+}
+
+/// Assembles committed transactions from binlog events.
+pub struct Decoder {
+    cache: SchemaCache,
+    opts: DecoderOptions,
+    file: String,
+    /// Start of the next event (what a checkpoint may hold).
+    pos: Position,
+    fde_seen: bool,
+    /// Decoded schemas by table id (`None`: filtered out).
+    tables: HashMap<u64, Option<Arc<TableSchema>>>,
+    /// The TABLE_MAP events themselves, which the row parser needs.
+    tmes: HashMap<u64, TableMapEvent<'static>>,
+    ignored_logged: HashSet<String>,
+    txn: Option<Vec<RowChange>>,
+    /// The open transaction was begun by a rows event, not BEGIN or a GTID.
+    implicit: bool,
+    payload: Option<Payload>,
+}
+
+const FL_STANDALONE: u8 = 1;
+/// `LOG_EVENT_IGNORABLE_F`: a reader that does not know the event may skip it.
+const FL_IGNORABLE: u16 = 0x80;
+
+impl Decoder {
+    /// A decoder whose next event starts at `start`.
+    pub fn new(start: Position, opts: DecoderOptions) -> Decoder {
+        Decoder {
+            cache: SchemaCache::default(),
+            opts,
+            file: start.file.clone(),
+            pos: start,
+            fde_seen: false,
+            tables: HashMap::new(),
+            tmes: HashMap::new(),
+            ignored_logged: HashSet::new(),
+            txn: None,
+            implicit: false,
+            payload: None,
+        }
+    }
+
+    /// The start of the next event.
+    pub fn position(&self) -> &Position {
+        &self.pos
+    }
+
+    /// Row changes seen since the last commit, if a transaction is open.
+    pub fn open_rows(&self) -> Option<usize> {
+        self.txn.as_ref().map(Vec::len)
+    }
+
+    /// Handles one event. `conn` serves information_schema look-ups for
+    /// TABLE_MAPs without column names; without one, columns are named by
+    /// position (`@1`, `@2`…, origin [`SchemaOrigin::Positional`]).
+    pub async fn handle(
+        &mut self,
+        event: &Event,
+        at: EventAt,
+        conn: Option<&mut Conn>,
+    ) -> Result<Option<SourceItem>, SourceError> {
+        let h = event.header();
+        let ty = h.event_type_raw();
+        let size = u64::from(h.event_size());
+        // From a file, the offset stands in for log_pos: inner events of a
+        // payload get 0, as they do not advance the file position.
+        let log_pos = match at {
+            EventAt::Stream => u64::from(h.log_pos()),
+            EventAt::File { inner: true, .. } => 0,
+            EventAt::File { offset, .. } => offset.saturating_add(size),
+        };
+
+        // Inner events of a compressed transaction payload carry no usable
+        // position of their own: they are versioned by the payload's start.
+        let inner = match &self.payload {
+            Some(p) => log_pos == 0 || log_pos <= p.end,
+            None => false,
+        };
+        if !inner {
+            self.payload = None;
+        }
+        let start = match at {
+            _ if inner => self.pos.clone(),
+            EventAt::File { offset, .. } => Position::new(self.file.clone(), offset),
+            EventAt::Stream if log_pos == 0 => self.pos.clone(),
+            EventAt::Stream => Position::new(self.file.clone(), log_pos.saturating_sub(size)),
+        };
+
+        // Inner events of a payload carry no checksum of their own (WL#3549):
+        // the payload event's covers them.
+        if at == EventAt::Stream && !inner {
+            if let Some((expected, actual)) = checksum::mismatch(event) {
+                return Err(SourceError::Checksum {
+                    position: start,
+                    event_type: ty,
+                    expected,
+                    actual,
+                });
+            }
+        }
+        let advance = |this: &mut Self| {
+            if !inner && log_pos > 0 {
+                this.pos = Position::new(this.file.clone(), log_pos);
+            }
+        };
+
+        match ty {
+            // ROTATE
+            4 => {
+                let re: RotateEvent<'_> = event.read_event().map_err(|e| bad(&start, ty, e))?;
+                if let EventAt::File { .. } = at {
+                    // A file keeps its own name and offsets; a real rotation
+                    // (log_pos ≠ 0; relay logs also hold the upstream's
+                    // artificial ones) ends it and restarts table ids.
+                    advance(self);
+                    if h.log_pos() != 0 {
+                        self.tables.clear();
+                        self.tmes.clear();
+                        if self.txn.is_none() {
+                            return Ok(Some(self.boundary(h.timestamp())));
+                        }
+                    }
+                    return Ok(None);
+                }
+                let mut name = re.name_raw().to_vec();
+                if log_pos == 0 && !self.fde_seen && self.opts.checksum && name.len() > 4 {
+                    // the artificial first ROTATE arrives before the format
+                    // description, so its body still holds the checksum
+                    name.truncate(name.len() - 4);
+                }
+                let name = String::from_utf8(name).map_err(|_| {
+                    SourceError::Definite(format!(
+                        "ROTATE at {start} names a file that is not UTF-8"
+                    ))
+                })?;
+                self.file = name;
+                self.pos = Position::new(self.file.clone(), re.position().max(4));
+                if log_pos != 0 {
+                    // a real rotation closes the file; tables ids restart
+                    self.tables.clear();
+                    self.tmes.clear();
+                    if self.txn.is_none() {
+                        return Ok(Some(self.boundary(h.timestamp())));
+                    }
+                }
+                Ok(None)
+            }
+            // FORMAT_DESCRIPTION
+            15 => {
+                self.fde_seen = true;
+                advance(self);
+                Ok(self.idle_boundary(log_pos, h.timestamp()))
+            }
+            // QUERY
+            2 => {
+                let qe: QueryEvent<'_> = event.read_event().map_err(|e| bad(&start, ty, e))?;
+                let q = qe.query();
+                let word = q
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_ascii_uppercase();
+                advance(self);
+                let end_pos = self.end_position();
+                match word.as_str() {
+                    "BEGIN" => {
+                        self.begin(&start)?;
+                        Ok(None)
+                    }
+                    "COMMIT" => Ok(Some(self.commit(end_pos, h.timestamp()))),
+                    "ROLLBACK" if !q.to_ascii_uppercase().contains(" TO ") => {
+                        if let Some(rows) = self.txn.take() {
+                            if !rows.is_empty() {
+                                tracing::warn!(position = %start, rows = rows.len(), "transaction ended in ROLLBACK; its rows are not applied");
+                            }
+                        }
+                        Ok(Some(self.boundary(h.timestamp())))
+                    }
+                    _ if self.txn.is_some() => Ok(None), // SAVEPOINT and friends
+                    _ => {
+                        // DDL: schemas may have changed
+                        tracing::info!(position = %start, query = %truncate(&q, 200), "DDL on the source; schema cache dropped");
+                        self.cache.invalidate();
+                        self.tables.clear();
+                        self.tmes.clear();
+                        Ok(Some(self.boundary(h.timestamp())))
+                    }
+                }
+            }
+            // XID
+            16 => {
+                let _: XidEvent = event.read_event().map_err(|e| bad(&start, ty, e))?;
+                advance(self);
+                let end_pos = self.end_position();
+                Ok(Some(self.commit(end_pos, h.timestamp())))
+            }
+            // TABLE_MAP
+            19 => {
+                let tme: TableMapEvent<'_> = event.read_event().map_err(|e| bad(&start, ty, e))?;
+                let db = tme.database_name().into_owned();
+                let table = tme.table_name().into_owned();
+                let schema = if (self.opts.filter)(&db, &table) {
+                    let (mut schema, has_names) =
+                        from_table_map(&tme).map_err(SourceError::Schema)?;
+                    if !has_names {
+                        match conn {
+                            Some(conn) => {
+                                schema = self
+                                    .cache
+                                    .complete(conn, schema)
+                                    .await
+                                    .map_err(SourceError::Schema)?;
+                            }
+                            None => positional_names(&mut schema),
+                        }
+                    }
+                    Some(Arc::new(schema))
+                } else {
+                    let full = format!("{db}.{table}");
+                    if self.ignored_logged.insert(full.clone()) {
+                        tracing::info!(table = %full, "no shard rule for this table; its changes are ignored");
+                    }
+                    None
+                };
+                let id = tme.table_id();
+                if schema.is_some() {
+                    self.tmes.insert(id, tme.into_owned());
+                } else {
+                    self.tmes.remove(&id);
+                }
+                self.tables.insert(id, schema);
+                advance(self);
+                Ok(None)
+            }
+            // WRITE/UPDATE/DELETE rows v1 and v2
+            23 | 24 | 25 | 30 | 31 | 32 => {
+                if self.txn.is_none() {
+                    self.implicit = true;
+                }
+                let stmt_end = self.rows(event, start, inner)?;
+                advance(self);
+                if stmt_end && self.implicit && self.txn.is_some() && !inner {
+                    // rows outside BEGIN…COMMIT (non-transactional tables
+                    // on MySQL 5.1): the end of the statement commits them
+                    self.implicit = false;
+                    let end_pos = self.end_position();
+                    return Ok(Some(self.commit(end_pos, h.timestamp())));
+                }
+                Ok(None)
+            }
+            // TRANSACTION_PAYLOAD (MySQL binlog_transaction_compression)
+            40 => {
+                self.payload = Some(Payload {
+                    start: start.clone(),
+                    end: log_pos,
+                    rows: 0,
+                });
+                Ok(None)
+            }
+            // MariaDB GTID: begins a transaction unless standalone (DDL)
+            162 => {
+                let flags = event.data().get(12).copied().unwrap_or(0);
+                if flags & FL_STANDALONE == 0 {
+                    self.begin(&start)?;
+                }
+                advance(self);
+                Ok(None)
+            }
+            // HEARTBEAT (v1, v2): the source is idle at its current position
+            27 | 41 => Ok(Some(SourceItem::Heartbeat(
+                self.txn.is_none().then(|| self.pos.clone()),
+            ))),
+            20..=22 => Err(SourceError::Definite(format!(
+                "pre-GA rows event (type {ty}) at {start}: binlogs of MySQL 5.1.15 and older are not supported"
+            ))),
+            39 => Err(SourceError::Definite(format!(
+                "partial JSON update event at {start}: set binlog_row_value_options='' on the source"
+            ))),
+            165..=171 => Err(SourceError::Definite(format!(
+                "MariaDB compressed binlog event (type {ty}) at {start}: set log_bin_compress=OFF on the source; reshard cannot decode compressed events"
+            ))),
+            // INCIDENT: the source says its binlog misses changes here (a
+            // replica stops too)
+            26 => Err(SourceError::Definite(format!(
+                "INCIDENT event at {start}: the source recorded that changes may be missing from its binlog here; re-seed the targets from a snapshot taken after it"
+            ))),
+            // XA PREPARE: the transaction's rows are in the binlog now, but
+            // it commits (or rolls back) later with an `XA COMMIT` query.
+            // Applying them now could apply a rollback; dropping them would
+            // lose a commit. Refuse rather than guess.
+            38 => {
+                if self.txn.as_ref().is_some_and(|t| !t.is_empty()) {
+                    return Err(SourceError::Definite(format!(
+                        "XA PREPARE at {start} holds rows of mapped tables; XA transactions are not supported yet (their commit comes later as `XA COMMIT`). Avoid XA on mapped tables"
+                    )));
+                }
+                self.txn = None;
+                advance(self);
+                Ok(self.idle_boundary(log_pos, h.timestamp()))
+            }
+            // events without rows: INTVAR, RAND, USER_VAR, STOP, IGNORABLE,
+            // ROWS_QUERY, GTIDs, PREVIOUS_GTIDS, TRANSACTION_CONTEXT,
+            // VIEW_CHANGE, MariaDB ANNOTATE_ROWS
+            1 | 3 | 5 | 13 | 14 | 28 | 29 | 33 | 34 | 36 | 37 | 42 | 160 => {
+                advance(self);
+                Ok(None)
+            }
+            // statement-based LOAD DATA (APPEND_BLOCK, BEGIN_LOAD_QUERY,
+            // EXECUTE_LOAD_QUERY): like other statements, not replicated;
+            // with binlog_format=ROW the server logs rows instead.
+            9 | 17 | 18 => {
+                tracing::warn!(position = %start, event_type = ty, "statement-based LOAD DATA event; its changes are not replicated (use binlog_format=ROW)");
+                advance(self);
+                Ok(None)
+            }
+            // file-level events between transactions: their end is a
+            // boundary, so an idle source's checkpoint reaches the head
+            35 | 161 | 163 | 164 => {
+                advance(self);
+                Ok(self.idle_boundary(log_pos, h.timestamp()))
+            }
+            // an event this reader does not know but the server marked as
+            // safe to skip (e.g. Amazon Aurora's padding, type 100)
+            _ if h.flags_raw() & FL_IGNORABLE != 0 => {
+                advance(self);
+                Ok(None)
+            }
+            _ => Err(SourceError::Definite(format!(
+                "unknown binlog event type {ty} at {start}; refusing to skip it since it may carry rows"
+            ))),
+        }
+    }
+
+    /// Decodes a rows event into the open transaction; true if it ends its
+    /// statement.
+    fn rows(&mut self, event: &Event, start: Position, inner: bool) -> Result<bool, SourceError> {
+        let data = event
+            .read_data()
+            .map_err(|e| bad(&start, event.header().event_type_raw(), e))?;
+        let Some(EventData::RowsEvent(rows)) = data else {
+            return Err(SourceError::Definite(format!(
+                "rows event at {start} did not decode as rows"
+            )));
+        };
+        let table_id = rows.table_id();
+        let stmt_end = rows.flags().contains(RowsEventFlags::STMT_END);
+        let schema = match self.tables.get(&table_id) {
+            Some(Some(s)) => s.clone(),
+            Some(None) => return Ok(stmt_end),
+            None => {
+                return Err(SourceError::Definite(format!(
+                    "rows event at {start} refers to table id {table_id} without a preceding TABLE_MAP (stream resumed inside a transaction?)"
+                )))
+            }
+        };
+        let tme = self.tmes.get(&table_id).ok_or_else(|| {
+            SourceError::Definite(format!(
+                "rows event at {start}: table map {table_id} was not kept by the decoder"
+            ))
+        })?;
+        let (base, mut index) = match (&self.payload, inner) {
+            (Some(p), true) => (p.start.clone(), p.rows),
+            _ => (start.clone(), 0),
+        };
+        let txn = self.txn.get_or_insert_with(Vec::new);
+        for row in rows.rows(tme) {
+            let (before, after) = row.map_err(|e| SourceError::Decode {
+                position: start.clone(),
+                message: format!("{}: {e}", schema.full_name()),
+            })?;
+            let decode =
+                |r: Option<mysql_common::binlog::row::BinlogRow>| -> Result<_, DecodeError> {
+                    r.map(|r| decode_row(r, &schema)).transpose()
+                };
+            let before = decode(before).map_err(|e| SourceError::Decode {
+                position: start.clone(),
+                message: e.to_string(),
+            })?;
+            let after = decode(after).map_err(|e| SourceError::Decode {
+                position: start.clone(),
+                message: e.to_string(),
+            })?;
+            let version = Version::at(self.opts.epoch, &base, index).map_err(|e| {
+                SourceError::Definite(format!(
+                    "cannot version the row at {base} (row {index}): {e}"
+                ))
+            })?;
+            index += 1;
+            txn.push(RowChange {
+                table: schema.clone(),
+                before,
+                after,
+                version,
+                position: base.clone(),
+            });
+        }
+        if let (Some(p), true) = (self.payload.as_mut(), inner) {
+            p.rows = index;
+        }
+        Ok(stmt_end)
+    }
+
+    /// Starts a transaction. A transaction still open with rows means its
+    /// commit event never came: refuse rather than drop its rows.
+    fn begin(&mut self, at: &Position) -> Result<(), SourceError> {
+        if let Some(open) = &self.txn {
+            if !open.is_empty() {
+                return Err(SourceError::Definite(format!(
+                    "a new transaction begins at {at} while {} row change(s) of the previous one never saw a commit event",
+                    open.len()
+                )));
+            }
+        }
+        self.txn = Some(Vec::new());
+        self.implicit = false;
+        Ok(())
+    }
+
+    /// Where a transaction committed now ends: after the payload when the
+    /// commit came from inside one.
+    fn end_position(&self) -> Position {
+        match &self.payload {
+            Some(p) => Position::new(self.file.clone(), p.end),
+            None => self.pos.clone(),
+        }
+    }
+
+    fn commit(&mut self, end: Position, timestamp: u32) -> SourceItem {
+        self.pos = end.clone();
+        SourceItem::Transaction(Transaction {
+            changes: self.txn.take().unwrap_or_default(),
+            end,
+            timestamp,
+        })
+    }
+
+    /// A boundary at the current position, when outside a transaction and
+    /// the event had a real position.
+    fn idle_boundary(&mut self, log_pos: u64, timestamp: u32) -> Option<SourceItem> {
+        (self.txn.is_none() && self.payload.is_none() && log_pos > 0)
+            .then(|| self.boundary(timestamp))
+    }
+
+    fn boundary(&mut self, timestamp: u32) -> SourceItem {
+        SourceItem::Transaction(Transaction {
+            changes: Vec::new(),
+            end: self.pos.clone(),
+            timestamp,
+        })
+    }
+}
+
+/// Without FULL row metadata and without a connection to ask, columns can
+/// only be named by position.
+fn positional_names(schema: &mut TableSchema) {
+    for (i, c) in schema.columns.iter_mut().enumerate() {
+        c.name = format!("@{}", i + 1);
+    }
+    schema.origin = SchemaOrigin::Positional;
+}
+
+fn bad(at: &Position, ty: u8, e: std::io::Error) -> SourceError {
+    SourceError::Decode {
+        position: at.clone(),
+        message: format!("event type {ty}: {e}"),
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.len() <= n {
+        s.to_string()
+    } else {
+        let mut end = n;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &s[..end])
+    }
+}
