@@ -246,7 +246,8 @@ impl BinlogFile {
     /// The next committed transaction (or boundary); `None` at the end of
     /// the file. Rows of a transaction the file ends inside are not
     /// returned (see [`BinlogFile::open_rows`]). After an error, every call
-    /// fails.
+    /// fails. (Not an `Iterator`: errors are terminal and typed.)
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<SourceItem>, FileError> {
         if self.failed {
             return Err(FileError::Halted {
