@@ -62,42 +62,34 @@ pub fn upsert(table: &str, columns: &[String], key: &[usize], rows: usize) -> St
     sql
 }
 
+/// `(k1 = ? AND k2 = ? AND _reshard_version <op> ?) OR …` for `rows` keys.
+fn keys_with_version(key_columns: &[&str], version_op: &str, rows: usize) -> String {
+    let mut parts: Vec<String> = key_columns
+        .iter()
+        .map(|c| format!("{} = ?", quote_ident(c)))
+        .collect();
+    parts.push(format!("{} {version_op} ?", quote_ident(VERSION_COLUMN)));
+    vec![format!("({})", parts.join(" AND ")); rows].join(" OR ")
+}
+
 /// `DELETE` of `rows` keys, each only where the row's version is older.
 pub fn delete(table: &str, key_columns: &[&str], rows: usize) -> String {
-    let v = quote_ident(VERSION_COLUMN);
-    let one = {
-        let mut parts: Vec<String> = key_columns
-            .iter()
-            .map(|c| format!("{} = ?", quote_ident(c)))
-            .collect();
-        parts.push(format!("{v} < ?"));
-        format!("({})", parts.join(" AND "))
-    };
-    let mut sql = format!("DELETE FROM {} WHERE ", quote_ident(table));
-    for i in 0..rows {
-        if i > 0 {
-            sql.push_str(" OR ");
-        }
-        sql.push_str(&one);
-    }
-    sql
+    format!(
+        "DELETE FROM {} WHERE {}",
+        quote_ident(table),
+        keys_with_version(key_columns, "<", rows)
+    )
 }
 
 /// Counts how many of `rows` keys hold at least the given version: after an
 /// upsert into a table with a secondary UNIQUE key, every row must have
 /// landed on its own key (a collision updates another row instead).
 pub fn landed(table: &str, key_columns: &[&str], rows: usize) -> String {
-    let v = quote_ident(VERSION_COLUMN);
-    let one = {
-        let mut parts: Vec<String> = key_columns
-            .iter()
-            .map(|c| format!("{} = ?", quote_ident(c)))
-            .collect();
-        parts.push(format!("{v} >= ?"));
-        format!("({})", parts.join(" AND "))
-    };
-    let conds = vec![one; rows].join(" OR ");
-    format!("SELECT COUNT(*) FROM {} WHERE {conds}", quote_ident(table))
+    format!(
+        "SELECT COUNT(*) FROM {} WHERE {}",
+        quote_ident(table),
+        keys_with_version(key_columns, ">=", rows)
+    )
 }
 
 /// Whether a target table has a UNIQUE key besides its primary key.
