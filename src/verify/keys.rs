@@ -10,6 +10,7 @@
 //! DECIMAL (a string compared with a DECIMAL would otherwise compare as a
 //! double), a plain `?` otherwise.
 
+pub use crate::inspect::sample::after_params;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use mysql_common::value::Value;
@@ -96,41 +97,31 @@ pub fn order_by(keys: &[KeyCol]) -> String {
         .join(", ")
 }
 
+/// `(k1 <op> ?) OR (k1 = ? AND k2 <op> ?) …`: the lexicographic prefix
+/// comparisons shared by [`after`] and [`at_most`].
+fn prefix_compare(keys: &[KeyCol], op: &str) -> Vec<String> {
+    (0..keys.len())
+        .map(|i| {
+            let mut ands: Vec<String> = keys[..i]
+                .iter()
+                .map(|k| format!("{} = {}", k.name, k.param))
+                .collect();
+            ands.push(format!("{} {op} {}", keys[i].name, keys[i].param));
+            format!("({})", ands.join(" AND "))
+        })
+        .collect()
+}
+
 /// `key > (bound)`, expanded so both MySQL and MariaDB use an index range:
 /// `(k1 > ?) OR (k1 = ? AND k2 > ?)`. Parameters: [`after_params`].
 pub fn after(keys: &[KeyCol]) -> String {
-    let mut ors = Vec::new();
-    for i in 0..keys.len() {
-        let mut ands: Vec<String> = keys[..i]
-            .iter()
-            .map(|k| format!("{} = {}", k.name, k.param))
-            .collect();
-        ands.push(format!("{} > {}", keys[i].name, keys[i].param));
-        ors.push(format!("({})", ands.join(" AND ")));
-    }
-    ors.join(" OR ")
-}
-
-pub fn after_params(bound: &[Value]) -> Vec<Value> {
-    let mut p = Vec::new();
-    for i in 0..bound.len() {
-        p.extend(bound[..=i].iter().cloned());
-    }
-    p
+    prefix_compare(keys, ">").join(" OR ")
 }
 
 /// `key <= (bound)`: `(k1 < ?) OR (k1 = ? AND k2 < ?) OR (k1 = ? AND k2 = ?)`.
 /// Parameters: [`at_most_params`].
 pub fn at_most(keys: &[KeyCol]) -> String {
-    let mut ors = Vec::new();
-    for i in 0..keys.len() {
-        let mut ands: Vec<String> = keys[..i]
-            .iter()
-            .map(|k| format!("{} = {}", k.name, k.param))
-            .collect();
-        ands.push(format!("{} < {}", keys[i].name, keys[i].param));
-        ors.push(format!("({})", ands.join(" AND ")));
-    }
+    let mut ors = prefix_compare(keys, "<");
     ors.push(format!("({})", equals(keys)));
     ors.join(" OR ")
 }
