@@ -31,7 +31,7 @@ use reshard::inspect::sample::{normalize, select_list};
 use reshard::position::Position;
 use reshard::rules::convert::cell_to_expr;
 use reshard::rules::expr::{parse, NoContext, Value};
-use reshard::source::decode::civil_from_unix;
+use reshard::source::row_image::civil_from_unix;
 use reshard::source::schema::load_table;
 use reshard::source::{SourceItem, TableSchema, Tailer, TailerOptions};
 use reshard::testkit::scenario::connect;

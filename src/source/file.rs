@@ -32,7 +32,7 @@ use mysql_common::binlog::events::{
 };
 
 use super::change::SourceItem;
-use super::decoder::{Decoder, DecoderOptions, EventAt, TableFilter};
+use super::events::{Decoder, DecoderOptions, EventAt, TableFilter};
 use super::SourceError;
 use crate::position::Position;
 

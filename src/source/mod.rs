@@ -2,27 +2,27 @@
 //!
 //! * [`preflight`] — `ensure_*` checks of the source's settings;
 //! * [`stream`] — the tailer (replica connection, checksum verification),
-//!   feeding a [`decoder::Decoder`];
-//! * [`decoder`] — the event state machine shared by the tailer and the
-//!   offline reader: transaction assembly, positions, compressed payloads,
-//!   table maps, schema completion;
+//!   feeding an [`events::Decoder`];
+//! * [`events`] — the binlog event state machine shared by the tailer and
+//!   the offline reader: transaction assembly, positions, compressed
+//!   payloads, table maps, schema completion;
 //! * [`file`] — the offline reader of binlog files (framing, CRC32,
 //!   TRANSACTION_PAYLOAD decompression) over the same decoder;
 //! * [`schema`] — table schemas from TABLE_MAP metadata or information_schema;
-//! * [`decode`] — row images → bindable values;
+//! * [`row_image`] — binlog row images → bindable values;
 //! * [`change`] — the types handed to the router.
 
 pub mod change;
 pub mod checksum;
-pub mod decode;
-pub mod decoder;
+pub mod events;
 pub mod file;
 pub mod preflight;
+pub mod row_image;
 pub mod schema;
 pub mod stream;
 
 pub use change::{RowChange, SourceItem, Transaction};
-pub use decoder::{Decoder, DecoderOptions, EventAt};
+pub use events::{Decoder, DecoderOptions, EventAt};
 pub use file::{BinlogFile, FileError, FileSummary};
 pub use schema::{Column, TableSchema};
 pub use stream::{StartAt, TableFilter, Tailer, TailerOptions};

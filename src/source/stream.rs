@@ -1,6 +1,6 @@
 //! The tailer: one replica connection streaming the source's binlog into
 //! a [`Decoder`], which assembles the transactions (see
-//! [`super::decoder`] for why the positions it reports are safe to resume
+//! [`super::events`] for why the positions it reports are safe to resume
 //! from).
 
 use std::time::Duration;
@@ -10,8 +10,8 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn};
 
 use super::change::SourceItem;
-pub use super::decoder::TableFilter;
-use super::decoder::{Decoder, DecoderOptions, EventAt};
+pub use super::events::TableFilter;
+use super::events::{Decoder, DecoderOptions, EventAt};
 use super::schema::SchemaError;
 use super::SourceError;
 use crate::db::{DbError, Flavor};

@@ -36,7 +36,7 @@ use mysql_common::binlog::events::{
 };
 
 use super::change::{RowChange, SourceItem, Transaction};
-use super::decode::{decode_row, DecodeError};
+use super::row_image::{decode_row, DecodeError};
 use super::schema::{from_table_map, SchemaCache, SchemaOrigin, TableSchema};
 use super::{checksum, SourceError};
 use crate::position::Position;
