@@ -30,7 +30,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use mysql_async::Conn;
-use mysql_common::binlog::consts::RowsEventFlags;
+use mysql_common::binlog::consts::{EventType, RowsEventFlags, UnknownEventType};
 use mysql_common::binlog::events::{
     Event, EventData, QueryEvent, RotateEvent, TableMapEvent, XidEvent,
 };
@@ -94,6 +94,36 @@ pub struct Decoder {
     payload: Option<Payload>,
 }
 
+/// An event as [`Decoder::place`] placed it.
+struct Placed {
+    at: EventAt,
+    /// Raw event type, for messages.
+    ty: u8,
+    flags: u16,
+    /// The header's own `log_pos` (0 for artificial events).
+    header_log_pos: u32,
+    timestamp: u32,
+    /// Where the event starts.
+    start: Position,
+    /// The position after it (0: none, e.g. inside a payload).
+    log_pos: u64,
+    /// Inside a compressed transaction payload.
+    inner: bool,
+}
+
+/// Event types mysql_common does not list: MySQL's HEARTBEAT_V2 and
+/// MariaDB's own.
+const HEARTBEAT_V2: u8 = 41;
+const MARIADB_ANNOTATE_ROWS: u8 = 160;
+const MARIADB_BINLOG_CHECKPOINT: u8 = 161;
+const MARIADB_GTID: u8 = 162;
+const MARIADB_GTID_LIST: u8 = 163;
+const MARIADB_START_ENCRYPTION: u8 = 164;
+/// MariaDB's compressed QUERY and rows events (`log_bin_compress`).
+const MARIADB_COMPRESSED_FIRST: u8 = 165;
+const MARIADB_COMPRESSED_LAST: u8 = 171;
+
+/// MariaDB GTID flag: a statement outside a transaction (DDL).
 const FL_STANDALONE: u8 = 1;
 /// `LOG_EVENT_IGNORABLE_F`: a reader that does not know the event may skip it.
 const FL_IGNORABLE: u16 = 0x80;
@@ -129,12 +159,68 @@ impl Decoder {
     /// Handles one event. `conn` serves information_schema look-ups for
     /// TABLE_MAPs without column names; without one, columns are named by
     /// position (`@1`, `@2`…, origin [`SchemaOrigin::Positional`]).
+    ///
+    /// Dispatches on mysql_common's [`EventType`]; the types it does not
+    /// know (MariaDB's, MySQL's HEARTBEAT_V2) go by their raw number
+    /// ([`Decoder::on_unlisted`]).
     pub async fn handle(
         &mut self,
         event: &Event,
         at: EventAt,
         conn: Option<&mut Conn>,
     ) -> Result<Option<SourceItem>, SourceError> {
+        let ev = self.place(event, at)?;
+        use EventType::*;
+        let ty = match event.header().event_type() {
+            Ok(ty) => ty,
+            Err(UnknownEventType(raw)) => return self.on_unlisted(raw, event, &ev),
+        };
+        match ty {
+            ROTATE_EVENT => self.on_rotate(event, &ev),
+            FORMAT_DESCRIPTION_EVENT => self.on_format_description(&ev),
+            QUERY_EVENT => self.on_query(event, &ev),
+            XID_EVENT => self.on_xid(event, &ev),
+            TABLE_MAP_EVENT => self.on_table_map(event, &ev, conn).await,
+            WRITE_ROWS_EVENT_V1 | UPDATE_ROWS_EVENT_V1 | DELETE_ROWS_EVENT_V1 | WRITE_ROWS_EVENT
+            | UPDATE_ROWS_EVENT | DELETE_ROWS_EVENT => self.on_rows(event, &ev),
+            TRANSACTION_PAYLOAD_EVENT => self.on_payload(&ev),
+            HEARTBEAT_EVENT => Ok(Some(self.heartbeat())),
+            XA_PREPARE_LOG_EVENT => self.on_xa_prepare(&ev),
+            PRE_GA_WRITE_ROWS_EVENT | PRE_GA_UPDATE_ROWS_EVENT | PRE_GA_DELETE_ROWS_EVENT => {
+                Err(SourceError::Definite(format!(
+                    "pre-GA rows event (type {}) at {}: binlogs of MySQL 5.1.15 and older are not supported",
+                    ev.ty, ev.start
+                )))
+            }
+            PARTIAL_UPDATE_ROWS_EVENT => Err(SourceError::Definite(format!(
+                "partial JSON update event at {}: set binlog_row_value_options='' on the source",
+                ev.start
+            ))),
+            // the source says its binlog misses changes here (a replica
+            // stops too)
+            INCIDENT_EVENT => Err(SourceError::Definite(format!(
+                "INCIDENT event at {}: the source recorded that changes may be missing from its binlog here; re-seed the targets from a snapshot taken after it",
+                ev.start
+            ))),
+            // events without rows
+            START_EVENT_V3 | STOP_EVENT | INTVAR_EVENT | RAND_EVENT | USER_VAR_EVENT
+            | IGNORABLE_EVENT | ROWS_QUERY_EVENT | GTID_EVENT | ANONYMOUS_GTID_EVENT
+            | TRANSACTION_CONTEXT_EVENT | VIEW_CHANGE_EVENT | GTID_TAGGED_LOG_EVENT => {
+                Ok(self.skip(&ev))
+            }
+            APPEND_BLOCK_EVENT | BEGIN_LOAD_QUERY_EVENT | EXECUTE_LOAD_QUERY_EVENT => {
+                Ok(self.on_statement_load(&ev))
+            }
+            PREVIOUS_GTIDS_EVENT => Ok(self.on_file_level(&ev)),
+            UNKNOWN_EVENT | LOAD_EVENT | SLAVE_EVENT | CREATE_FILE_EVENT | EXEC_LOAD_EVENT
+            | DELETE_FILE_EVENT | NEW_LOAD_EVENT | ENUM_END_EVENT => self.on_unknown(&ev),
+        }
+    }
+
+    /// Places an event: where it starts, the position after it, whether it
+    /// is inside a compressed payload; and verifies a streamed event's
+    /// checksum.
+    fn place(&mut self, event: &Event, at: EventAt) -> Result<Placed, SourceError> {
         let h = event.header();
         let ty = h.event_type_raw();
         let size = u64::from(h.event_size());
@@ -174,237 +260,283 @@ impl Decoder {
                 });
             }
         }
-        let advance = |this: &mut Self| {
-            if !inner && log_pos > 0 {
-                this.pos = Position::new(this.file.clone(), log_pos);
-            }
-        };
+        Ok(Placed {
+            at,
+            ty,
+            flags: h.flags_raw(),
+            header_log_pos: h.log_pos(),
+            timestamp: h.timestamp(),
+            start,
+            log_pos,
+            inner,
+        })
+    }
 
-        match ty {
-            // ROTATE
-            4 => {
-                let re: RotateEvent<'_> = event.read_event().map_err(|e| bad(&start, ty, e))?;
-                if let EventAt::File { .. } = at {
-                    // A file keeps its own name and offsets; a real rotation
-                    // (log_pos ≠ 0; relay logs also hold the upstream's
-                    // artificial ones) ends it and restarts table ids.
-                    advance(self);
-                    if h.log_pos() != 0 {
-                        self.tables.clear();
-                        self.tmes.clear();
-                        if self.txn.is_none() {
-                            return Ok(Some(self.boundary(h.timestamp())));
-                        }
-                    }
-                    return Ok(None);
-                }
-                let mut name = re.name_raw().to_vec();
-                if log_pos == 0 && !self.fde_seen && self.opts.checksum && name.len() > 4 {
-                    // the artificial first ROTATE arrives before the format
-                    // description, so its body still holds the checksum
-                    name.truncate(name.len() - 4);
-                }
-                let name = String::from_utf8(name).map_err(|_| {
-                    SourceError::Definite(format!(
-                        "ROTATE at {start} names a file that is not UTF-8"
-                    ))
-                })?;
-                self.file = name;
-                self.pos = Position::new(self.file.clone(), re.position().max(4));
-                if log_pos != 0 {
-                    // a real rotation closes the file; tables ids restart
-                    self.tables.clear();
-                    self.tmes.clear();
-                    if self.txn.is_none() {
-                        return Ok(Some(self.boundary(h.timestamp())));
-                    }
-                }
-                Ok(None)
-            }
-            // FORMAT_DESCRIPTION
-            15 => {
-                self.fde_seen = true;
-                advance(self);
-                Ok(self.idle_boundary(log_pos, h.timestamp()))
-            }
-            // QUERY
-            2 => {
-                let qe: QueryEvent<'_> = event.read_event().map_err(|e| bad(&start, ty, e))?;
-                let q = qe.query();
-                let word = q
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or("")
-                    .to_ascii_uppercase();
-                advance(self);
-                let end_pos = self.end_position();
-                match word.as_str() {
-                    "BEGIN" => {
-                        self.begin(&start)?;
-                        Ok(None)
-                    }
-                    "COMMIT" => Ok(Some(self.commit(end_pos, h.timestamp()))),
-                    "ROLLBACK" if !q.to_ascii_uppercase().contains(" TO ") => {
-                        if let Some(rows) = self.txn.take() {
-                            if !rows.is_empty() {
-                                tracing::warn!(position = %start, rows = rows.len(), "transaction ended in ROLLBACK; its rows are not applied");
-                            }
-                        }
-                        Ok(Some(self.boundary(h.timestamp())))
-                    }
-                    _ if self.txn.is_some() => Ok(None), // SAVEPOINT and friends
-                    _ => {
-                        // DDL: schemas may have changed
-                        tracing::info!(position = %start, query = %truncate(&q, 200), "DDL on the source; schema cache dropped");
-                        self.cache.invalidate();
-                        self.tables.clear();
-                        self.tmes.clear();
-                        Ok(Some(self.boundary(h.timestamp())))
-                    }
-                }
-            }
-            // XID
-            16 => {
-                let _: XidEvent = event.read_event().map_err(|e| bad(&start, ty, e))?;
-                advance(self);
-                let end_pos = self.end_position();
-                Ok(Some(self.commit(end_pos, h.timestamp())))
-            }
-            // TABLE_MAP
-            19 => {
-                let tme: TableMapEvent<'_> = event.read_event().map_err(|e| bad(&start, ty, e))?;
-                let db = tme.database_name().into_owned();
-                let table = tme.table_name().into_owned();
-                let schema = if (self.opts.filter)(&db, &table) {
-                    let (mut schema, has_names) =
-                        from_table_map(&tme).map_err(SourceError::Schema)?;
-                    if !has_names {
-                        match conn {
-                            Some(conn) => {
-                                schema = self
-                                    .cache
-                                    .complete(conn, schema)
-                                    .await
-                                    .map_err(SourceError::Schema)?;
-                            }
-                            None => positional_names(&mut schema),
-                        }
-                    }
-                    Some(Arc::new(schema))
-                } else {
-                    let full = format!("{db}.{table}");
-                    if self.ignored_logged.insert(full.clone()) {
-                        tracing::info!(table = %full, "no shard rule for this table; its changes are ignored");
-                    }
-                    None
-                };
-                let id = tme.table_id();
-                if schema.is_some() {
-                    self.tmes.insert(id, tme.into_owned());
-                } else {
-                    self.tmes.remove(&id);
-                }
-                self.tables.insert(id, schema);
-                advance(self);
-                Ok(None)
-            }
-            // WRITE/UPDATE/DELETE rows v1 and v2
-            23 | 24 | 25 | 30 | 31 | 32 => {
-                if self.txn.is_none() {
-                    self.implicit = true;
-                }
-                let stmt_end = self.rows(event, start, inner)?;
-                advance(self);
-                if stmt_end && self.implicit && self.txn.is_some() && !inner {
-                    // rows outside BEGIN…COMMIT (non-transactional tables
-                    // on MySQL 5.1): the end of the statement commits them
-                    self.implicit = false;
-                    let end_pos = self.end_position();
-                    return Ok(Some(self.commit(end_pos, h.timestamp())));
-                }
-                Ok(None)
-            }
-            // TRANSACTION_PAYLOAD (MySQL binlog_transaction_compression)
-            40 => {
-                self.payload = Some(Payload {
-                    start: start.clone(),
-                    end: log_pos,
-                    rows: 0,
-                });
-                Ok(None)
-            }
-            // MariaDB GTID: begins a transaction unless standalone (DDL)
-            162 => {
-                let flags = event.data().get(12).copied().unwrap_or(0);
-                if flags & FL_STANDALONE == 0 {
-                    self.begin(&start)?;
-                }
-                advance(self);
-                Ok(None)
-            }
-            // HEARTBEAT (v1, v2): the source is idle at its current position
-            27 | 41 => Ok(Some(SourceItem::Heartbeat(
-                self.txn.is_none().then(|| self.pos.clone()),
-            ))),
-            20..=22 => Err(SourceError::Definite(format!(
-                "pre-GA rows event (type {ty}) at {start}: binlogs of MySQL 5.1.15 and older are not supported"
-            ))),
-            39 => Err(SourceError::Definite(format!(
-                "partial JSON update event at {start}: set binlog_row_value_options='' on the source"
-            ))),
-            165..=171 => Err(SourceError::Definite(format!(
-                "MariaDB compressed binlog event (type {ty}) at {start}: set log_bin_compress=OFF on the source; reshard cannot decode compressed events"
-            ))),
-            // INCIDENT: the source says its binlog misses changes here (a
-            // replica stops too)
-            26 => Err(SourceError::Definite(format!(
-                "INCIDENT event at {start}: the source recorded that changes may be missing from its binlog here; re-seed the targets from a snapshot taken after it"
-            ))),
-            // XA PREPARE: the transaction's rows are in the binlog now, but
-            // it commits (or rolls back) later with an `XA COMMIT` query.
-            // Applying them now could apply a rollback; dropping them would
-            // lose a commit. Refuse rather than guess.
-            38 => {
-                if self.txn.as_ref().is_some_and(|t| !t.is_empty()) {
-                    return Err(SourceError::Definite(format!(
-                        "XA PREPARE at {start} holds rows of mapped tables; XA transactions are not supported yet (their commit comes later as `XA COMMIT`). Avoid XA on mapped tables"
-                    )));
-                }
-                self.txn = None;
-                advance(self);
-                Ok(self.idle_boundary(log_pos, h.timestamp()))
-            }
-            // events without rows: INTVAR, RAND, USER_VAR, STOP, IGNORABLE,
-            // ROWS_QUERY, GTIDs, PREVIOUS_GTIDS, TRANSACTION_CONTEXT,
-            // VIEW_CHANGE, MariaDB ANNOTATE_ROWS
-            1 | 3 | 5 | 13 | 14 | 28 | 29 | 33 | 34 | 36 | 37 | 42 | 160 => {
-                advance(self);
-                Ok(None)
-            }
-            // statement-based LOAD DATA (APPEND_BLOCK, BEGIN_LOAD_QUERY,
-            // EXECUTE_LOAD_QUERY): like other statements, not replicated;
-            // with binlog_format=ROW the server logs rows instead.
-            9 | 17 | 18 => {
-                tracing::warn!(position = %start, event_type = ty, "statement-based LOAD DATA event; its changes are not replicated (use binlog_format=ROW)");
-                advance(self);
-                Ok(None)
-            }
-            // file-level events between transactions: their end is a
-            // boundary, so an idle source's checkpoint reaches the head
-            35 | 161 | 163 | 164 => {
-                advance(self);
-                Ok(self.idle_boundary(log_pos, h.timestamp()))
-            }
-            // an event this reader does not know but the server marked as
-            // safe to skip (e.g. Amazon Aurora's padding, type 100)
-            _ if h.flags_raw() & FL_IGNORABLE != 0 => {
-                advance(self);
-                Ok(None)
-            }
-            _ => Err(SourceError::Definite(format!(
-                "unknown binlog event type {ty} at {start}; refusing to skip it since it may carry rows"
-            ))),
+    /// Moves the position past an event that has a real one.
+    fn advance(&mut self, ev: &Placed) {
+        if !ev.inner && ev.log_pos > 0 {
+            self.pos = Position::new(self.file.clone(), ev.log_pos);
         }
+    }
+
+    /// The event types mysql_common does not list, by raw number.
+    fn on_unlisted(
+        &mut self,
+        raw: u8,
+        event: &Event,
+        ev: &Placed,
+    ) -> Result<Option<SourceItem>, SourceError> {
+        match raw {
+            HEARTBEAT_V2 => Ok(Some(self.heartbeat())),
+            MARIADB_ANNOTATE_ROWS => Ok(self.skip(ev)),
+            MARIADB_BINLOG_CHECKPOINT | MARIADB_GTID_LIST | MARIADB_START_ENCRYPTION => {
+                Ok(self.on_file_level(ev))
+            }
+            MARIADB_GTID => self.on_mariadb_gtid(event, ev),
+            MARIADB_COMPRESSED_FIRST..=MARIADB_COMPRESSED_LAST => Err(SourceError::Definite(format!(
+                "MariaDB compressed binlog event (type {raw}) at {}: set log_bin_compress=OFF on the source; reshard cannot decode compressed events",
+                ev.start
+            ))),
+            _ => self.on_unknown(ev),
+        }
+    }
+
+    /// An event this reader does not know: skipped when the server marked
+    /// it as safe to skip (e.g. Amazon Aurora's padding, type 100), refused
+    /// otherwise.
+    fn on_unknown(&mut self, ev: &Placed) -> Result<Option<SourceItem>, SourceError> {
+        if ev.flags & FL_IGNORABLE != 0 {
+            return Ok(self.skip(ev));
+        }
+        Err(SourceError::Definite(format!(
+            "unknown binlog event type {} at {}; refusing to skip it since it may carry rows",
+            ev.ty, ev.start
+        )))
+    }
+
+    /// ROTATE: a streamed one names the next file; in a file, a real one
+    /// ends it.
+    fn on_rotate(&mut self, event: &Event, ev: &Placed) -> Result<Option<SourceItem>, SourceError> {
+        let re: RotateEvent<'_> = event.read_event().map_err(|e| bad(&ev.start, ev.ty, e))?;
+        if let EventAt::File { .. } = ev.at {
+            // A file keeps its own name and offsets; a real rotation
+            // (log_pos ≠ 0; relay logs also hold the upstream's
+            // artificial ones) ends it and restarts table ids.
+            self.advance(ev);
+            if ev.header_log_pos != 0 {
+                return Ok(self.close_file(ev.timestamp));
+            }
+            return Ok(None);
+        }
+        let mut name = re.name_raw().to_vec();
+        if ev.log_pos == 0 && !self.fde_seen && self.opts.checksum && name.len() > 4 {
+            // the artificial first ROTATE arrives before the format
+            // description, so its body still holds the checksum
+            name.truncate(name.len() - 4);
+        }
+        let name = String::from_utf8(name).map_err(|_| {
+            SourceError::Definite(format!(
+                "ROTATE at {} names a file that is not UTF-8",
+                ev.start
+            ))
+        })?;
+        self.file = name;
+        self.pos = Position::new(self.file.clone(), re.position().max(4));
+        if ev.log_pos != 0 {
+            return Ok(self.close_file(ev.timestamp));
+        }
+        Ok(None)
+    }
+
+    /// A real rotation closes the file: table ids restart, and outside a
+    /// transaction it is a boundary.
+    fn close_file(&mut self, timestamp: u32) -> Option<SourceItem> {
+        self.tables.clear();
+        self.tmes.clear();
+        self.txn.is_none().then(|| self.boundary(timestamp))
+    }
+
+    fn on_format_description(&mut self, ev: &Placed) -> Result<Option<SourceItem>, SourceError> {
+        self.fde_seen = true;
+        self.advance(ev);
+        Ok(self.idle_boundary(ev.log_pos, ev.timestamp))
+    }
+
+    /// QUERY: BEGIN, COMMIT, ROLLBACK, savepoints inside a transaction, and
+    /// DDL outside one.
+    fn on_query(&mut self, event: &Event, ev: &Placed) -> Result<Option<SourceItem>, SourceError> {
+        let qe: QueryEvent<'_> = event.read_event().map_err(|e| bad(&ev.start, ev.ty, e))?;
+        let q = qe.query();
+        let word = q
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        self.advance(ev);
+        let end_pos = self.end_position();
+        match word.as_str() {
+            "BEGIN" => {
+                self.begin(&ev.start)?;
+                Ok(None)
+            }
+            "COMMIT" => Ok(Some(self.commit(end_pos, ev.timestamp))),
+            "ROLLBACK" if !q.to_ascii_uppercase().contains(" TO ") => {
+                if let Some(rows) = self.txn.take() {
+                    if !rows.is_empty() {
+                        tracing::warn!(position = %ev.start, rows = rows.len(), "transaction ended in ROLLBACK; its rows are not applied");
+                    }
+                }
+                Ok(Some(self.boundary(ev.timestamp)))
+            }
+            _ if self.txn.is_some() => Ok(None), // SAVEPOINT and friends
+            _ => {
+                // DDL: schemas may have changed
+                tracing::info!(position = %ev.start, query = %truncate(&q, 200), "DDL on the source; schema cache dropped");
+                self.cache.invalidate();
+                self.tables.clear();
+                self.tmes.clear();
+                Ok(Some(self.boundary(ev.timestamp)))
+            }
+        }
+    }
+
+    fn on_xid(&mut self, event: &Event, ev: &Placed) -> Result<Option<SourceItem>, SourceError> {
+        let _: XidEvent = event.read_event().map_err(|e| bad(&ev.start, ev.ty, e))?;
+        self.advance(ev);
+        let end_pos = self.end_position();
+        Ok(Some(self.commit(end_pos, ev.timestamp)))
+    }
+
+    /// TABLE_MAP: the schema of a mapped table (completed from
+    /// information_schema when the event has no column names), or a note
+    /// that the table is filtered out.
+    async fn on_table_map(
+        &mut self,
+        event: &Event,
+        ev: &Placed,
+        conn: Option<&mut Conn>,
+    ) -> Result<Option<SourceItem>, SourceError> {
+        let tme: TableMapEvent<'_> = event.read_event().map_err(|e| bad(&ev.start, ev.ty, e))?;
+        let db = tme.database_name().into_owned();
+        let table = tme.table_name().into_owned();
+        let schema = if (self.opts.filter)(&db, &table) {
+            let (mut schema, has_names) = from_table_map(&tme).map_err(SourceError::Schema)?;
+            if !has_names {
+                match conn {
+                    Some(conn) => {
+                        schema = self
+                            .cache
+                            .complete(conn, schema)
+                            .await
+                            .map_err(SourceError::Schema)?;
+                    }
+                    None => positional_names(&mut schema),
+                }
+            }
+            Some(Arc::new(schema))
+        } else {
+            let full = format!("{db}.{table}");
+            if self.ignored_logged.insert(full.clone()) {
+                tracing::info!(table = %full, "no shard rule for this table; its changes are ignored");
+            }
+            None
+        };
+        let id = tme.table_id();
+        if schema.is_some() {
+            self.tmes.insert(id, tme.into_owned());
+        } else {
+            self.tmes.remove(&id);
+        }
+        self.tables.insert(id, schema);
+        self.advance(ev);
+        Ok(None)
+    }
+
+    /// WRITE/UPDATE/DELETE rows (v1 and v2).
+    fn on_rows(&mut self, event: &Event, ev: &Placed) -> Result<Option<SourceItem>, SourceError> {
+        if self.txn.is_none() {
+            self.implicit = true;
+        }
+        let stmt_end = self.rows(event, ev.start.clone(), ev.inner)?;
+        self.advance(ev);
+        if stmt_end && self.implicit && self.txn.is_some() && !ev.inner {
+            // rows outside BEGIN…COMMIT (non-transactional tables on MySQL
+            // 5.1): the end of the statement commits them
+            self.implicit = false;
+            let end_pos = self.end_position();
+            return Ok(Some(self.commit(end_pos, ev.timestamp)));
+        }
+        Ok(None)
+    }
+
+    /// TRANSACTION_PAYLOAD (MySQL binlog_transaction_compression): its
+    /// inner events follow.
+    fn on_payload(&mut self, ev: &Placed) -> Result<Option<SourceItem>, SourceError> {
+        self.payload = Some(Payload {
+            start: ev.start.clone(),
+            end: ev.log_pos,
+            rows: 0,
+        });
+        Ok(None)
+    }
+
+    /// HEARTBEAT (v1, v2): the source is idle at its current position.
+    fn heartbeat(&self) -> SourceItem {
+        SourceItem::Heartbeat(self.txn.is_none().then(|| self.pos.clone()))
+    }
+
+    /// XA PREPARE: the transaction's rows are in the binlog now, but it
+    /// commits (or rolls back) later with an `XA COMMIT` query. Applying
+    /// them now could apply a rollback; dropping them would lose a commit.
+    /// Refuse rather than guess.
+    fn on_xa_prepare(&mut self, ev: &Placed) -> Result<Option<SourceItem>, SourceError> {
+        if self.txn.as_ref().is_some_and(|t| !t.is_empty()) {
+            return Err(SourceError::Definite(format!(
+                "XA PREPARE at {} holds rows of mapped tables; XA transactions are not supported yet (their commit comes later as `XA COMMIT`). Avoid XA on mapped tables",
+                ev.start
+            )));
+        }
+        self.txn = None;
+        self.advance(ev);
+        Ok(self.idle_boundary(ev.log_pos, ev.timestamp))
+    }
+
+    /// MariaDB GTID: begins a transaction unless standalone (DDL).
+    fn on_mariadb_gtid(
+        &mut self,
+        event: &Event,
+        ev: &Placed,
+    ) -> Result<Option<SourceItem>, SourceError> {
+        let flags = event.data().get(12).copied().unwrap_or(0);
+        if flags & FL_STANDALONE == 0 {
+            self.begin(&ev.start)?;
+        }
+        self.advance(ev);
+        Ok(None)
+    }
+
+    /// Events without rows: INTVAR, RAND, USER_VAR, STOP, IGNORABLE,
+    /// ROWS_QUERY, GTIDs, TRANSACTION_CONTEXT, VIEW_CHANGE, MariaDB
+    /// ANNOTATE_ROWS, and unknown ones marked ignorable.
+    fn skip(&mut self, ev: &Placed) -> Option<SourceItem> {
+        self.advance(ev);
+        None
+    }
+
+    /// Statement-based LOAD DATA (APPEND_BLOCK, BEGIN_LOAD_QUERY,
+    /// EXECUTE_LOAD_QUERY): like other statements, not replicated; with
+    /// binlog_format=ROW the server logs rows instead.
+    fn on_statement_load(&mut self, ev: &Placed) -> Option<SourceItem> {
+        tracing::warn!(position = %ev.start, event_type = ev.ty, "statement-based LOAD DATA event; its changes are not replicated (use binlog_format=ROW)");
+        self.skip(ev)
+    }
+
+    /// File-level events between transactions (PREVIOUS_GTIDS, MariaDB's
+    /// BINLOG_CHECKPOINT, GTID_LIST, START_ENCRYPTION): their end is a
+    /// boundary, so an idle source's checkpoint reaches the head.
+    fn on_file_level(&mut self, ev: &Placed) -> Option<SourceItem> {
+        self.advance(ev);
+        self.idle_boundary(ev.log_pos, ev.timestamp)
     }
 
     /// Decodes a rows event into the open transaction; true if it ends its
