@@ -222,17 +222,21 @@ pub async fn dry_run(path: &Path, args: DryRunArgs) -> anyhow::Result<ExitCode> 
                 }
                 Err(RouteError::Derive {
                     key,
-                    what,
+                    stage,
                     expr,
-                    message,
+                    cause,
                     ..
                 }) => {
                     table_report.failures_total += 1;
                     if table_report.failures.len() < FAILURE_CAP {
                         table_report.failures.push(DeriveFailure {
                             key,
-                            expression: if expr.is_empty() { what } else { expr },
-                            error: message,
+                            expression: if expr.is_empty() {
+                                stage.to_string()
+                            } else {
+                                expr
+                            },
+                            error: cause.to_string(),
                         });
                     }
                 }
@@ -363,9 +367,9 @@ async fn route_binlog(
                 }
                 Err(RouteError::Derive {
                     key,
-                    what,
+                    stage,
                     expr,
-                    message,
+                    cause,
                     position,
                     ..
                 }) => {
@@ -373,8 +377,12 @@ async fn route_binlog(
                     if t.failures.len() < FAILURE_CAP {
                         t.failures.push(DeriveFailure {
                             key: format!("{key} at {position}"),
-                            expression: if expr.is_empty() { what } else { expr },
-                            error: message.clone(),
+                            expression: if expr.is_empty() {
+                                stage.to_string()
+                            } else {
+                                expr
+                            },
+                            error: cause.to_string(),
                         });
                     }
                     *binlog_failures.entry(change.table.full_name()).or_insert(0) += 1;

@@ -21,10 +21,10 @@ use std::sync::Arc;
 use mysql_common::value::Value as Cell;
 
 use super::convert::{cell_to_expr, display_cells, expr_to_cell};
-use super::expr::{self, Bound, EvalContext, Value};
+use super::expr::{self, Bound, EvalContext, EvalError, Value};
 use super::file::{Rule, RuleExpr};
 use crate::source::{RowChange, TableSchema};
-use crate::version::{column_key_datetime, column_key_int, Version};
+use crate::version::{column_key_datetime, column_key_int, Version, VersionError};
 use crate::writer::keyenc;
 use crate::writer::op::{OpKind, TargetTable, WriteOp};
 
@@ -33,15 +33,59 @@ use crate::writer::op::{OpKind, TargetTable, WriteOp};
 pub enum RouteError {
     #[error("{0}")]
     Bind(String),
-    #[error("cannot derive {what} for {table} key {key} at {position}: `{expr}`: {message}")]
+    /// The row's own fault: the rule cannot compute `stage` for it. The
+    /// pipeline and the copy may dead-letter such a row and go on.
+    #[error("cannot derive {stage} for {table} key {key} at {position}: `{expr}`: {cause}")]
     Derive {
         table: String,
         key: String,
-        what: String,
+        stage: DeriveStage,
+        /// The text of the expression (the column name for
+        /// [`DeriveStage::Version`]).
         expr: String,
-        message: String,
         position: String,
+        #[source]
+        cause: DeriveCause,
     },
+}
+
+/// What the router could not compute for a row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeriveStage {
+    /// The rule's `where` filter.
+    Where,
+    /// The shard expression.
+    Shard,
+    /// The derived column of this name.
+    Column(String),
+    /// The version, from `version = { column }`.
+    Version,
+}
+
+impl std::fmt::Display for DeriveStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeriveStage::Where => f.write_str("where"),
+            DeriveStage::Shard => f.write_str("the shard"),
+            DeriveStage::Column(c) => f.write_str(c),
+            DeriveStage::Version => f.write_str("the version"),
+        }
+    }
+}
+
+/// Why a derivation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeriveCause {
+    /// The expression failed on this row.
+    #[error(transparent)]
+    Eval(#[from] EvalError),
+    /// The version column's value does not fit a version.
+    #[error(transparent)]
+    Version(#[from] VersionError),
+    /// The expression's value cannot be used (no shard index, a version
+    /// column that is neither a number nor a date-time).
+    #[error("{0}")]
+    Value(String),
 }
 
 /// A rule compiled against one schema of its source table.
@@ -65,23 +109,47 @@ struct Plan {
 }
 
 impl Plan {
-    /// The text of the expression named by `what` (for messages).
-    fn text(&self, what: &str) -> String {
-        match what {
-            "the shard" => self.rule.shard.text.clone(),
-            "where" => self
+    /// The text of the expression computing `stage` (for messages).
+    fn text(&self, stage: &DeriveStage) -> String {
+        match stage {
+            DeriveStage::Shard => self.rule.shard.text.clone(),
+            DeriveStage::Where => self
                 .rule
                 .where_
                 .as_ref()
                 .map(|w| w.text.clone())
                 .unwrap_or_default(),
-            col => self
+            DeriveStage::Column(col) => self
                 .rule
                 .derive
                 .iter()
                 .find(|(c, _)| c == col)
                 .map(|(_, e)| e.text.clone())
                 .unwrap_or_default(),
+            DeriveStage::Version => self
+                .version_col
+                .and_then(|i| self.schema.columns.get(i))
+                .map(|c| c.name.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The error for a row (`cells`, `None` when the key is not shown)
+    /// whose `stage` cannot be computed.
+    fn derive_error(
+        &self,
+        cells: Option<&[Cell]>,
+        change: &RowChange,
+        stage: DeriveStage,
+        cause: impl Into<DeriveCause>,
+    ) -> RouteError {
+        RouteError::Derive {
+            table: self.schema.full_name(),
+            key: cells.map(|c| key_text(self, c)).unwrap_or_default(),
+            expr: self.text(&stage),
+            stage,
+            position: change.position.to_string(),
+            cause: cause.into(),
         }
     }
 }
@@ -185,12 +253,12 @@ impl Router {
                             Some(i) => values.push(after[*i].clone()),
                             None => {
                                 let v = plan.derive[d].eval(&row, ctx).map_err(|e| {
-                                    derive_error(
-                                        plan,
-                                        after,
+                                    let column = plan.target.columns[values.len()].clone();
+                                    plan.derive_error(
+                                        Some(after),
                                         change,
-                                        &plan.target.columns[values.len()],
-                                        &e.to_string(),
+                                        DeriveStage::Column(column),
+                                        e,
                                     )
                                 })?;
                                 d += 1;
@@ -251,23 +319,20 @@ fn version_of(plan: &Plan, cells: &[Cell], change: &RowChange) -> Result<Version
     let Some(i) = plan.version_col else {
         return Ok(change.version);
     };
-    let fail = |message: String| RouteError::Derive {
-        table: plan.schema.full_name(),
-        key: key_text(plan, cells),
-        what: "the version".into(),
-        expr: plan.schema.columns[i].name.clone(),
-        message,
-        position: change.position.to_string(),
-    };
+    let fail =
+        |cause: DeriveCause| plan.derive_error(Some(cells), change, DeriveStage::Version, cause);
     let key = match &cells[i] {
         Cell::NULL => 0,
-        Cell::Int(v) => column_key_int(i128::from(*v)).map_err(|e| fail(e.to_string()))?,
-        Cell::UInt(v) => column_key_int(i128::from(*v)).map_err(|e| fail(e.to_string()))?,
+        Cell::Int(v) => column_key_int(i128::from(*v)).map_err(|e| fail(e.into()))?,
+        Cell::UInt(v) => column_key_int(i128::from(*v)).map_err(|e| fail(e.into()))?,
         Cell::Date(y, m, d, hh, mm, ss, us) => column_key_datetime(*y, *m, *d, *hh, *mm, *ss, *us),
-        other => return Err(fail(format!("{other:?} is not a number or a date-time"))),
+        other => {
+            return Err(fail(DeriveCause::Value(format!(
+                "{other:?} is not a number or a date-time"
+            ))))
+        }
     };
-    Version::with_column(change.version.epoch(), key, &change.position)
-        .map_err(|e| fail(e.to_string()))
+    Version::with_column(change.version.epoch(), key, &change.position).map_err(|e| fail(e.into()))
 }
 
 /// The row as expression values; only the columns some expression of the
@@ -291,23 +356,6 @@ fn key_text(plan: &Plan, cells: &[Cell]) -> String {
     display_cells(&key)
 }
 
-fn derive_error(
-    plan: &Plan,
-    cells: &[Cell],
-    change: &RowChange,
-    what: &str,
-    message: &str,
-) -> RouteError {
-    RouteError::Derive {
-        table: plan.schema.full_name(),
-        key: key_text(plan, cells),
-        what: what.to_string(),
-        expr: plan.text(what),
-        message: message.to_string(),
-        position: change.position.to_string(),
-    }
-}
-
 fn passes(
     plan: &Plan,
     row: &[Value],
@@ -317,14 +365,9 @@ fn passes(
     let Some(w) = &plan.where_ else {
         return Ok(true);
     };
-    let v = w.eval(row, ctx).map_err(|e| RouteError::Derive {
-        table: plan.schema.full_name(),
-        key: String::new(),
-        what: "where".into(),
-        expr: plan.text("where"),
-        message: e.to_string(),
-        position: change.position.to_string(),
-    })?;
+    let v = w
+        .eval(row, ctx)
+        .map_err(|e| plan.derive_error(None, change, DeriveStage::Where, e))?;
     Ok(match v {
         Value::Null => false,
         Value::Int(i) => i != 0,
@@ -349,33 +392,27 @@ fn shard_of(
     change: &RowChange,
     ctx: &dyn EvalContext,
 ) -> Result<usize, RouteError> {
-    let fail = |message: String| RouteError::Derive {
-        table: plan.schema.full_name(),
-        key: key_text(plan, cells),
-        what: "the shard".into(),
-        expr: plan.text("the shard"),
-        message,
-        position: change.position.to_string(),
-    };
-    let v = plan.shard.eval(row, ctx).map_err(|e| fail(e.to_string()))?;
+    let fail =
+        |cause: DeriveCause| plan.derive_error(Some(cells), change, DeriveStage::Shard, cause);
+    let v = plan.shard.eval(row, ctx).map_err(|e| fail(e.into()))?;
     let idx = match v.as_integer() {
         Some(i) if i >= 0 => i,
         _ => {
-            return Err(fail(format!(
+            return Err(fail(DeriveCause::Value(format!(
                 "the shard expression gave {}, expected an index from 0 to {}",
                 describe(&v),
                 plan.slots.len().saturating_sub(1)
-            )))
+            ))))
         }
     };
     usize::try_from(idx)
         .ok()
         .and_then(|i| plan.slots.get(i).copied())
         .ok_or_else(|| {
-            fail(format!(
+            fail(DeriveCause::Value(format!(
                 "shard index {idx} is out of range: `shards` has {} entries",
                 plan.slots.len()
-            ))
+            )))
         })
 }
 

@@ -448,14 +448,11 @@ impl Verifier {
                 })
                 .unwrap_or(Expect::Filtered)),
             Err(RouteError::Derive {
-                what,
-                expr,
-                message,
-                ..
+                stage, expr, cause, ..
             }) => Ok(Expect::Unroutable(if expr.is_empty() {
-                format!("{what}: {message}")
+                format!("{stage}: {cause}")
             } else {
-                format!("{what} `{expr}`: {message}")
+                format!("{stage} `{expr}`: {cause}")
             })),
             Err(e) => Err(VerifyError::Rule {
                 table: plan.name.clone(),
