@@ -27,11 +27,11 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reshard::config::Endpoint;
 use reshard::db::{self, Flavor, Session};
-use reshard::inspect::sample::{normalize, select_list};
 use reshard::position::Position;
 use reshard::rules::convert::cell_to_expr;
 use reshard::rules::expr::{parse, NoContext, Value};
 use reshard::source::row_image::civil_from_unix;
+use reshard::source::rows::{normalize, select_list};
 use reshard::source::schema::load_table;
 use reshard::source::{SourceItem, TableSchema, Tailer, TailerOptions};
 use reshard::testkit::scenario::connect;
@@ -723,7 +723,7 @@ async fn binlog_rows(
 }
 
 /// Reads `db.t` the way the initial copy does: schema from
-/// information_schema, rows through `inspect::sample`'s select list on a
+/// information_schema, rows through `source::rows`' select list on a
 /// writer session (binary character set, UTC), normalized like binlog rows.
 async fn snapshot_rows(db: &str) -> BTreeMap<i64, (Vec<Cell>, Arc<TableSchema>)> {
     let ep = Endpoint {

@@ -176,19 +176,15 @@ pub async fn dry_run(path: &Path, args: DryRunArgs) -> anyhow::Result<ExitCode> 
             }
         }
         // sample rows through the router
-        let key: Vec<usize> = match &rule.key {
-            Some(k) => k.iter().filter_map(|c| schema.column_index(c)).collect(),
-            None => schema.pk.clone(),
-        };
+        let key = router.row_identity(&schema)?;
         let mut routed: Vec<Result<Vec<crate::writer::WriteOp>, RouteError>> = Vec::new();
         let stats = sample(&mut sampler, &schema, &key, args.sample, |row| {
-            let change = RowChange {
-                table: schema.clone(),
-                before: None,
-                after: Some(row),
-                version: Version::ZERO,
-                position: Position::new("sample.000001", 4),
-            };
+            let change = RowChange::selected(
+                schema.clone(),
+                row,
+                Version::ZERO,
+                Position::new("sample.000001", 4),
+            );
             routed.push(router.route(&change, &lookups));
         })
         .await?;

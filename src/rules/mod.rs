@@ -14,4 +14,4 @@ pub mod lookup;
 pub mod route;
 
 pub use file::{load_dir, Rule, RuleError};
-pub use route::{DeriveCause, DeriveStage, RouteError, Router};
+pub use route::{DeriveCause, DeriveStage, RouteError, Routed, Router};

@@ -23,6 +23,7 @@ use mysql_common::value::Value as Cell;
 use super::convert::{cell_to_expr, display_cells, expr_to_cell};
 use super::expr::{self, Bound, EvalContext, EvalError, Value};
 use super::file::{Rule, RuleExpr};
+use crate::source::rows::row_identity;
 use crate::source::{RowChange, TableSchema};
 use crate::version::{column_key_datetime, column_key_int, Version, VersionError};
 use crate::writer::keyenc;
@@ -47,6 +48,18 @@ pub enum RouteError {
         #[source]
         cause: DeriveCause,
     },
+}
+
+/// What the rule makes of one change ([`Router::route_row`]).
+#[derive(Debug)]
+pub enum Routed {
+    /// The operations, in the order they must be applied.
+    Ops(Vec<WriteOp>),
+    /// The rule cannot derive something for this row (always a
+    /// [`RouteError::Derive`]): the row's fault, not the rule's. The copy
+    /// dead-letters it or stops (`on_derive_error`); dry-run and verify
+    /// report it.
+    Unroutable(RouteError),
 }
 
 /// What the router could not compute for a row.
@@ -230,6 +243,27 @@ impl Router {
         schema: &Arc<TableSchema>,
     ) -> Result<Arc<TargetTable>, RouteError> {
         Ok(self.plan(schema)?.target.clone())
+    }
+
+    /// The row identity of `schema`'s table under its rule: the source
+    /// column indices of the rule's `key`, else of the primary key
+    /// ([`row_identity`]).
+    pub fn row_identity(&mut self, schema: &Arc<TableSchema>) -> Result<Vec<usize>, RouteError> {
+        Ok(self.plan(schema)?.key_src.clone())
+    }
+
+    /// Routes one change, telling a row the rule cannot route
+    /// ([`Routed::Unroutable`]) from a rule that does not fit (`Err`).
+    pub fn route_row(
+        &mut self,
+        change: &RowChange,
+        ctx: &dyn EvalContext,
+    ) -> Result<Routed, RouteError> {
+        match self.route(change, ctx) {
+            Ok(ops) => Ok(Routed::Ops(ops)),
+            Err(e @ RouteError::Derive { .. }) => Ok(Routed::Unroutable(e)),
+            Err(e) => Err(e),
+        }
     }
 
     /// The operations for one change, in the order they must be applied.
@@ -495,26 +529,8 @@ fn compile(
             Some(i)
         }
     };
-    let key_src: Vec<usize> = match &rule.key {
-        Some(cols) => cols
-            .iter()
-            .map(|c| {
-                schema.column_index(c).ok_or_else(|| {
-                    RouteError::Bind(format!(
-                        "{file}: key column {c:?} is not in {}",
-                        schema.full_name()
-                    ))
-                })
-            })
-            .collect::<Result<_, _>>()?,
-        None => schema.pk.clone(),
-    };
-    if key_src.is_empty() {
-        return Err(RouteError::Bind(format!(
-            "{file}: {} has no primary key; declare the row identity with key = [\"col\", ...] (a unique NOT NULL key)",
-            schema.full_name()
-        )));
-    }
+    let key_src = row_identity(schema, rule.key.as_deref())
+        .map_err(|e| RouteError::Bind(format!("{file}: {e}")))?;
     let mut columns = Vec::new();
     let mut sources = Vec::new();
     for (i, c) in schema.columns.iter().enumerate() {

@@ -33,18 +33,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Params, Row};
+use mysql_async::Conn;
+use mysql_common::value::Value;
 use tokio::sync::watch;
 
 use crate::config::{Config, OnDeriveError};
-use crate::db::{self, quote_ident, DbError, Flavor, Session};
-use crate::inspect::sample::{after_key, after_params, normalize, select_list};
+use crate::db::{self, DbError, Flavor, Session};
 use crate::pipeline::{dead_letter, PipelineError};
 use crate::position::Position;
 use crate::rules::lookup::Lookups;
-use crate::rules::{RouteError, Router};
+use crate::rules::{RouteError, Routed, Router};
+use crate::source::rows::TableReader;
 use crate::source::schema::load_table;
-use crate::source::RowChange;
+use crate::source::{RowChange, TableSchema};
 use crate::version::Version;
 use crate::writer::lane::{apply_batch, LaneConfig, Stats, TombstoneHints};
 use crate::writer::{keyenc, WriteOp};
@@ -189,7 +190,7 @@ pub enum CopyOutcome {
 }
 
 struct TableProgress {
-    last_key: Option<Vec<mysql_common::value::Value>>,
+    last_key: Option<Vec<Value>>,
     rows: u64,
     done: bool,
 }
@@ -220,30 +221,39 @@ async fn progress(
         .collect())
 }
 
+/// Saves the progress of one table after a finished chunk.
+async fn save_progress(
+    control: &mut Conn,
+    pipeline: &str,
+    t: &TableCopy,
+    finished: bool,
+) -> Result<(), DbError> {
+    control
+        .exec_drop(
+            "REPLACE INTO reshard_snapshot_table (pipeline, source_table, last_key, rows_copied, rows_estimate, done) VALUES (?, ?, ?, ?, ?, ?)",
+            (pipeline, &t.full, t.cursor.as_ref().map(|k| keyenc::encode(k)), t.rows, t.estimate.max(t.rows), finished),
+        )
+        .await
+        .map_err(|e| DbError::query("control", "saving the copy progress", e))
+}
+
+/// Marks the snapshot done: streaming may start at its position.
+async fn mark_done(control: &mut Conn, pipeline: &str) -> Result<(), DbError> {
+    control
+        .exec_drop(
+            "UPDATE reshard_snapshot SET state = 'done', finished_at = CURRENT_TIMESTAMP(6) WHERE pipeline = ?",
+            (pipeline,),
+        )
+        .await
+        .map_err(|e| DbError::query("control", "finishing the snapshot", e))
+}
+
 /// Copies every mapped table (resuming after the last finished chunk),
 /// then marks the snapshot done.
-pub async fn copy(c: Copy<'_>) -> Result<CopyOutcome, PipelineError> {
-    let cfg = c.cfg;
-    let p = &cfg.pipeline;
-    let budget = p.connect_timeout;
-    let mut reader = db::connect(&cfg.source, Session::Write, budget).await?;
-    let mut writers: Vec<(LaneConfig, Conn, TombstoneHints)> = Vec::new();
-    for ep in cfg.targets.values() {
-        let conn = db::connect(ep, Session::Write, budget).await?;
-        writers.push((
-            LaneConfig {
-                pipeline: p.name.clone(),
-                shard: ep.name.clone(),
-                lane: 0,
-                lane_in_shard: 0,
-                batch_size: p.batch_size,
-                linger: p.linger,
-            },
-            conn,
-            TombstoneHints::default(),
-        ));
-    }
-    let stats = Stats::default();
+pub async fn copy(mut c: Copy<'_>) -> Result<CopyOutcome, PipelineError> {
+    let p = &c.cfg.pipeline;
+    let mut source = db::connect(&c.cfg.source, Session::Write, p.connect_timeout).await?;
+    let mut writers = Writers::connect(c.cfg).await?;
     let version =
         Version::at(p.epoch, &c.position, 0).map_err(|e| PipelineError::Definite(e.to_string()))?;
     let mut done = progress(c.control, &p.name).await?;
@@ -253,185 +263,248 @@ pub async fn copy(c: Copy<'_>) -> Result<CopyOutcome, PipelineError> {
         .map(|r| (r.source_db.clone(), r.source_table.clone()))
         .collect();
     tables.sort();
-    let tty = std::io::stderr().is_terminal();
     tracing::info!(position = %c.position, tables = tables.len(), "initial copy");
 
     for (db_name, table) in tables {
-        let full = format!("{db_name}.{table}");
-        let state = done.remove(&full).unwrap_or(TableProgress {
-            last_key: None,
-            rows: 0,
-            done: false,
-        });
+        let state = done
+            .remove(&format!("{db_name}.{table}"))
+            .unwrap_or(TableProgress {
+                last_key: None,
+                rows: 0,
+                done: false,
+            });
         if state.done {
             continue;
         }
+        let mut t = TableCopy::open(&mut c, &mut source, &db_name, &table, state).await?;
+        if copy_table(&mut c, &mut source, &mut writers, &mut t, version).await?
+            == CopyOutcome::Interrupted
+        {
+            return Ok(CopyOutcome::Interrupted);
+        }
+    }
+    mark_done(c.control, &c.cfg.pipeline.name).await?;
+    writers.disconnect().await;
+    tracing::info!(position = %c.position, "initial copy done; streaming from its position");
+    Ok(CopyOutcome::Done)
+}
+
+/// One writer connection per target shard, in the router's shard order.
+struct Writers {
+    shards: Vec<(LaneConfig, Conn, TombstoneHints)>,
+    stats: Stats,
+}
+
+impl Writers {
+    async fn connect(cfg: &Config) -> Result<Writers, PipelineError> {
+        let p = &cfg.pipeline;
+        let mut shards = Vec::new();
+        for ep in cfg.targets.values() {
+            let conn = db::connect(ep, Session::Write, p.connect_timeout).await?;
+            let lane = LaneConfig {
+                pipeline: p.name.clone(),
+                shard: ep.name.clone(),
+                lane: 0,
+                lane_in_shard: 0,
+                batch_size: p.batch_size,
+                linger: p.linger,
+            };
+            shards.push((lane, conn, TombstoneHints::default()));
+        }
+        Ok(Writers {
+            shards,
+            stats: Stats::default(),
+        })
+    }
+
+    /// Applies a chunk's operations on every shard at once.
+    async fn apply(&mut self, mut per_shard: BTreeMap<usize, Vec<WriteOp>>) -> Result<(), DbError> {
+        let stats = &self.stats;
+        let mut futures = Vec::new();
+        for (i, (lc, conn, hints)) in self.shards.iter_mut().enumerate() {
+            if let Some(ops) = per_shard.remove(&i) {
+                futures.push(async move { apply_batch(conn, lc, ops, None, stats, hints).await });
+            }
+        }
+        for r in futures_util::future::join_all(futures).await {
+            r?;
+        }
+        Ok(())
+    }
+
+    async fn disconnect(self) {
+        for (_, conn, _) in self.shards {
+            let _ = conn.disconnect().await;
+        }
+    }
+}
+
+/// The copy of one table in progress.
+struct TableCopy {
+    reader: TableReader,
+    full: String,
+    estimate: u64,
+    /// The last key copied (the keyset cursor).
+    cursor: Option<Vec<Value>>,
+    /// Rows copied so far (with those of earlier runs).
+    rows: u64,
+    /// Rows copied before this run.
+    base_rows: u64,
+    started: Instant,
+    last_log: Instant,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl TableCopy {
+    /// Resolves the table's schema and row identity and resumes its
+    /// progress.
+    async fn open(
+        c: &mut Copy<'_>,
+        source: &mut Conn,
+        db_name: &str,
+        table: &str,
+        state: TableProgress,
+    ) -> Result<TableCopy, PipelineError> {
+        let full = format!("{db_name}.{table}");
         let schema = Arc::new(
-            load_table(&mut reader, &db_name, &table)
+            load_table(source, db_name, table)
                 .await
                 .map_err(|e| PipelineError::Definite(e.to_string()))?,
         );
-        let rule_key = c
+        let key = c
             .router
-            .rules()
-            .find(|r| r.source_db == db_name && r.source_table == table)
-            .and_then(|r| r.key.clone());
-        let key: Vec<usize> = match rule_key {
-            Some(k) => k.iter().filter_map(|n| schema.column_index(n)).collect(),
-            None => schema.pk.clone(),
-        };
-        if key.is_empty() {
-            return Err(PipelineError::Definite(format!(
-                "{full} has no primary key and its rule declares no `key`"
-            )));
-        }
-        let estimate: Option<Option<u64>> = reader
-            .exec_first(
-                "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-                (&db_name, &table),
-            )
-            .await
-            .map_err(|e| DbError::query("source", format!("estimating {full}"), e))?;
-        let estimate = estimate.flatten().unwrap_or(0).max(state.rows);
-        let bar = tty.then(|| {
-            let b = indicatif::ProgressBar::new(estimate);
-            b.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{msg} [{bar:30}] {pos}/~{len} rows {per_sec} eta {eta}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            b.set_message(full.clone());
-            b.set_position(state.rows);
-            b
-        });
-        let cols = select_list(&schema);
-        let qt = format!("{}.{}", quote_ident(&db_name), quote_ident(&table));
-        let keys: Vec<String> = key
-            .iter()
-            .map(|&i| quote_ident(&schema.columns[i].name))
-            .collect();
-        let order = keys.join(", ");
-        let chunk = p.snapshot_chunk_rows;
-        let mut last = state.last_key;
-        let mut rows_done = state.rows;
-        let started = Instant::now();
-        let mut last_log = Instant::now();
-        let base_rows = rows_done;
-        loop {
-            if *c.shutdown.borrow() {
-                if let Some(b) = &bar {
-                    b.abandon();
-                }
-                return Ok(CopyOutcome::Interrupted);
-            }
-            let (sql, params) = match &last {
-                None => (
-                    format!("SELECT {cols} FROM {qt} ORDER BY {order} LIMIT {chunk}"),
-                    Vec::new(),
-                ),
-                Some(l) => (
-                    format!(
-                        "SELECT {cols} FROM {qt} WHERE {} ORDER BY {order} LIMIT {chunk}",
-                        after_key(&keys)
-                    ),
-                    after_params(l),
-                ),
-            };
-            let page: Vec<Row> = reader
-                .exec(sql, Params::from(params))
-                .await
-                .map_err(|e| DbError::query("source", format!("copying {full}"), e))?;
-            let n = page.len();
-            let mut per_shard: BTreeMap<usize, Vec<WriteOp>> = BTreeMap::new();
-            if !c.lookups.is_empty() {
-                c.lookups.refresh(c.control).await?;
-            }
-            for r in page {
-                let row = normalize(r, &schema);
-                last = Some(key.iter().map(|&i| row[i].clone()).collect());
-                let change = RowChange {
-                    table: schema.clone(),
-                    before: None,
-                    after: Some(row),
-                    version,
-                    position: c.position.clone(),
-                };
-                match c.router.route(&change, &*c.lookups) {
-                    Ok(ops) => {
-                        for op in ops {
-                            per_shard.entry(op.shard).or_default().push(op);
-                        }
-                    }
-                    Err(e @ RouteError::Derive { .. }) if p.on_derive_error == OnDeriveError::DeadLetter => {
-                        dead_letter(c.control, &p.name, &change, &e.to_string()).await?;
-                    }
-                    Err(e) => {
-                        return Err(PipelineError::Definite(format!(
-                            "{e}\nThe initial copy stopped so that no row is dropped; fix the rule (or set on_derive_error = \"dead-letter\") and run again: the copy resumes at its last finished chunk."
-                        )))
-                    }
-                }
-            }
-            // apply the chunk on every shard at once
-            let mut futures = Vec::new();
-            for (i, (lc, conn, hints)) in writers.iter_mut().enumerate() {
-                if let Some(ops) = per_shard.remove(&i) {
-                    let stats = &stats;
-                    futures
-                        .push(async move { apply_batch(conn, lc, ops, None, stats, hints).await });
-                }
-            }
-            for r in futures_util::future::join_all(futures).await {
-                r?;
-            }
-            rows_done += n as u64;
-            let finished = n < chunk;
-            c.control
-                .exec_drop(
-                    "REPLACE INTO reshard_snapshot_table (pipeline, source_table, last_key, rows_copied, rows_estimate, done) VALUES (?, ?, ?, ?, ?, ?)",
-                    (&p.name, &full, last.as_ref().map(|k| keyenc::encode(k)), rows_done, estimate.max(rows_done), finished),
-                )
-                .await
-                .map_err(|e| DbError::query("control", "saving the copy progress", e))?;
-            if let Some(b) = &bar {
-                if rows_done > b.length().unwrap_or(0) {
-                    b.set_length(rows_done);
-                }
-                b.set_position(rows_done);
-            } else if last_log.elapsed() >= p.progress_interval {
-                let rate =
-                    (rows_done - base_rows) as f64 / started.elapsed().as_secs_f64().max(0.001);
-                tracing::info!(table = %full, rows = rows_done, estimate, rows_per_s = rate.round(), "copying");
-                last_log = Instant::now();
-            }
-            if finished {
-                break;
-            }
-            if p.snapshot_rows_per_sec > 0 {
-                let due = Duration::from_secs_f64(
-                    (rows_done - base_rows) as f64 / p.snapshot_rows_per_sec as f64,
-                );
-                if let Some(wait) = due.checked_sub(started.elapsed()) {
-                    tokio::time::sleep(wait).await;
-                }
-            }
-        }
-        if let Some(b) = &bar {
-            b.finish();
-        }
-        tracing::info!(table = %full, rows = rows_done, secs = started.elapsed().as_secs_f64(), "table copied");
+            .row_identity(&schema)
+            .map_err(|e| PipelineError::Definite(e.to_string()))?;
+        let reader = TableReader::open(source, "source", schema, key).await?;
+        let estimate = reader.estimate(source).await?.max(state.rows);
+        Ok(TableCopy {
+            bar: std::io::stderr()
+                .is_terminal()
+                .then(|| progress_bar(&full, estimate, state.rows)),
+            reader,
+            full,
+            estimate,
+            cursor: state.last_key,
+            rows: state.rows,
+            base_rows: state.rows,
+            started: Instant::now(),
+            last_log: Instant::now(),
+        })
     }
-    c.control
-        .exec_drop(
-            "UPDATE reshard_snapshot SET state = 'done', finished_at = CURRENT_TIMESTAMP(6) WHERE pipeline = ?",
-            (&p.name,),
+
+    /// Shows the rows copied so far: on the bar, else in a log line every
+    /// `interval`.
+    fn report(&mut self, interval: Duration) {
+        if let Some(b) = &self.bar {
+            if self.rows > b.length().unwrap_or(0) {
+                b.set_length(self.rows);
+            }
+            b.set_position(self.rows);
+        } else if self.last_log.elapsed() >= interval {
+            let rate = (self.rows - self.base_rows) as f64
+                / self.started.elapsed().as_secs_f64().max(0.001);
+            tracing::info!(table = %self.full, rows = self.rows, estimate = self.estimate, rows_per_s = rate.round(), "copying");
+            self.last_log = Instant::now();
+        }
+    }
+
+    /// Waits as long as `rows_per_sec` (0: no limit) asks.
+    async fn throttle(&self, rows_per_sec: u64) {
+        if rows_per_sec == 0 {
+            return;
+        }
+        let due =
+            Duration::from_secs_f64((self.rows - self.base_rows) as f64 / rows_per_sec as f64);
+        if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+fn progress_bar(full: &str, estimate: u64, rows: u64) -> indicatif::ProgressBar {
+    let b = indicatif::ProgressBar::new(estimate);
+    b.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {pos}/~{len} rows {per_sec} eta {eta}",
         )
-        .await
-        .map_err(|e| DbError::query("control", "finishing the snapshot", e))?;
-    for (_, conn, _) in writers {
-        let _ = conn.disconnect().await;
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    b.set_message(full.to_string());
+    b.set_position(rows);
+    b
+}
+
+/// Copies one table chunk by chunk from its cursor, saving the progress
+/// after each chunk is applied on every shard.
+async fn copy_table(
+    c: &mut Copy<'_>,
+    source: &mut Conn,
+    writers: &mut Writers,
+    t: &mut TableCopy,
+    version: Version,
+) -> Result<CopyOutcome, PipelineError> {
+    let p = &c.cfg.pipeline;
+    let chunk = p.snapshot_chunk_rows;
+    loop {
+        if *c.shutdown.borrow() {
+            if let Some(b) = &t.bar {
+                b.abandon();
+            }
+            return Ok(CopyOutcome::Interrupted);
+        }
+        let page = t.reader.next_page(source, &mut t.cursor, chunk).await?;
+        let n = page.len();
+        if !c.lookups.is_empty() {
+            c.lookups.refresh(c.control).await?;
+        }
+        let per_shard = route_chunk(c, t.reader.schema(), page, version).await?;
+        writers.apply(per_shard).await?;
+        t.rows += n as u64;
+        let finished = n < chunk;
+        save_progress(c.control, &p.name, t, finished).await?;
+        t.report(p.progress_interval);
+        if finished {
+            break;
+        }
+        t.throttle(p.snapshot_rows_per_sec).await;
     }
-    tracing::info!(position = %c.position, "initial copy done; streaming from its position");
+    if let Some(b) = &t.bar {
+        b.finish();
+    }
+    tracing::info!(table = %t.full, rows = t.rows, secs = t.started.elapsed().as_secs_f64(), "table copied");
     Ok(CopyOutcome::Done)
+}
+
+/// Routes a chunk of copied rows as inserts at the copy's version, per
+/// shard. A row the rule cannot route is dead-lettered when
+/// `on_derive_error = "dead-letter"`; otherwise the copy stops, before the
+/// chunk is applied, so that no row is dropped.
+async fn route_chunk(
+    c: &mut Copy<'_>,
+    schema: &Arc<TableSchema>,
+    rows: Vec<Vec<Value>>,
+    version: Version,
+) -> Result<BTreeMap<usize, Vec<WriteOp>>, PipelineError> {
+    let p = &c.cfg.pipeline;
+    let stop = |e: RouteError| {
+        PipelineError::Definite(format!(
+            "{e}\nThe initial copy stopped so that no row is dropped; fix the rule (or set on_derive_error = \"dead-letter\") and run again: the copy resumes at its last finished chunk."
+        ))
+    };
+    let mut per_shard: BTreeMap<usize, Vec<WriteOp>> = BTreeMap::new();
+    for row in rows {
+        let change = RowChange::selected(schema.clone(), row, version, c.position.clone());
+        match c.router.route_row(&change, &*c.lookups).map_err(stop)? {
+            Routed::Ops(ops) => {
+                for op in ops {
+                    per_shard.entry(op.shard).or_default().push(op);
+                }
+            }
+            Routed::Unroutable(e) if p.on_derive_error == OnDeriveError::DeadLetter => {
+                dead_letter(c.control, &p.name, &change, &e.to_string()).await?;
+            }
+            Routed::Unroutable(e) => return Err(stop(e)),
+        }
+    }
+    Ok(per_shard)
 }

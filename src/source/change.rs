@@ -24,6 +24,23 @@ pub struct RowChange {
 }
 
 impl RowChange {
+    /// A row read by `SELECT` ([`super::rows`]), as the insert the copy
+    /// applies (dry-run and verify route it the same way).
+    pub fn selected(
+        table: Arc<TableSchema>,
+        row: Vec<Value>,
+        version: Version,
+        position: Position,
+    ) -> RowChange {
+        RowChange {
+            table,
+            before: None,
+            after: Some(row),
+            version,
+            position,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match (&self.before, &self.after) {
             (None, Some(_)) => "insert",

@@ -10,6 +10,8 @@
 //!   TRANSACTION_PAYLOAD decompression) over the same decoder;
 //! * [`schema`] — table schemas from TABLE_MAP metadata or information_schema;
 //! * [`row_image`] — binlog row images → bindable values;
+//! * [`rows`] — table rows read by `SELECT` in the same form, by key
+//!   ranges (the initial copy, dry-run sampling, verify);
 //! * [`change`] — the types handed to the router.
 
 pub mod change;
@@ -18,6 +20,7 @@ pub mod events;
 pub mod file;
 pub mod preflight;
 pub mod row_image;
+pub mod rows;
 pub mod schema;
 pub mod stream;
 

@@ -32,7 +32,8 @@
 //! space**: they are disjoint and every possible key lies in exactly one of
 //! them. Each target is read over exactly the same ranges, with the same
 //! comparison the server uses to order its index (key parameters are bound
-//! in the column's own character set and collation, [`keys`]). Hence every
+//! in the column's own character set and collation, see
+//! [`crate::source::rows`]). Hence every
 //! source row is compared once, and every target row is read once —
 //! including target rows whose keys lie below the source's first key, above
 //! its last, or between two source keys: those are exactly the extra rows,
@@ -77,7 +78,6 @@
 //! written as `'2024-1-2'`) shows as different.
 
 pub mod canon;
-pub mod keys;
 pub mod report;
 mod walk;
 

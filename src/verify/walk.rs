@@ -6,20 +6,16 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Params, Row};
 use mysql_common::value::Value;
 
 use super::canon::{self, Digest, Kind};
-use super::keys::{self, KeyCol};
 use super::report::{Category, KeyEntry, TableReport};
 use super::{Verifier, VerifyError};
-use crate::db::{quote_ident, DbError};
-use crate::inspect::sample::{normalize, select_list};
 use crate::position::Position;
 use crate::rules::convert::display_cells;
 use crate::rules::file::Rule;
-use crate::rules::RouteError;
+use crate::rules::{RouteError, Routed};
+use crate::source::rows::TableReader;
 use crate::source::schema::{from_catalog, load_catalog, SchemaError, SchemaOrigin};
 use crate::source::{RowChange, TableSchema};
 use crate::version::Version;
@@ -30,24 +26,18 @@ struct ShardPlan {
     /// Index into [`Verifier::targets`] (= the router's shard index).
     idx: usize,
     name: String,
-    /// `` `db`.`table` ``
-    table: String,
-    /// The target columns the rule writes, in [`TargetTable::columns`] order.
-    read: TableSchema,
-    select: String,
+    /// The target columns the rule writes, in [`TargetTable::columns`]
+    /// order, keyed by the target key.
+    reader: TableReader,
     kinds: Vec<Kind>,
-    keys: Vec<KeyCol>,
 }
 
 /// One table being verified.
 struct Plan {
     name: String,
-    schema: Arc<TableSchema>,
-    table: String,
-    select: String,
-    keys: Vec<KeyCol>,
-    /// Source column indices of the row identity (= target key order).
-    key_src: Vec<usize>,
+    /// The source table, keyed by the rule's row identity (= target key
+    /// order).
+    source: TableReader,
     /// Canonical kinds of the key columns (from the first shard's table).
     key_kinds: Vec<Kind>,
     target: Arc<TargetTable>,
@@ -62,21 +52,6 @@ impl Plan {
     /// Canonical identity of a key (cells in key order).
     fn ckey(&self, key: &[Value]) -> Vec<u8> {
         canon::encode(&canon::row(key, &self.key_kinds))
-    }
-
-    fn src_key(&self, row: &[Value]) -> Vec<Value> {
-        self.key_src
-            .iter()
-            .filter_map(|&i| row.get(i).cloned())
-            .collect()
-    }
-
-    fn tgt_key(&self, row: &[Value]) -> Vec<Value> {
-        self.target
-            .key
-            .iter()
-            .filter_map(|&i| row.get(i).cloned())
-            .collect()
     }
 }
 
@@ -106,6 +81,19 @@ impl Pending {
     }
 }
 
+/// One chunk of the source: the key range `(lo, hi]` and what the rule
+/// expects of it.
+struct Chunk {
+    lo: Option<Vec<Value>>,
+    /// `None`: the last chunk, open above.
+    hi: Option<Vec<Value>>,
+    read_at: Instant,
+    /// Per shard of the plan: canonical key → hash of the expected row.
+    expected: Vec<HashMap<Vec<u8>, u128>>,
+    /// Canonical key → key of every source row of the chunk.
+    src_keys: HashMap<Vec<u8>, Vec<Value>>,
+}
+
 impl Verifier {
     /// Compares one mapped source table with its targets.
     pub async fn verify_table(&mut self, rule: &Rule) -> Result<TableReport, VerifyError> {
@@ -123,138 +111,18 @@ impl Verifier {
             shards = plan.shards.len(),
             "verifying"
         );
-        let chunk = self.options.chunk_rows.max(1);
         let mut pending = Pending::default();
         let mut lo: Option<Vec<Value>> = None;
         let mut last_progress = Instant::now();
         loop {
-            if let (false, Some(control)) = (self.lookups.is_empty(), self.control.as_mut()) {
-                self.lookups.refresh(control).await?;
-            }
-            let read_at = Instant::now();
-            let rows = read_range(
-                &mut self.source,
-                "source",
-                &plan.schema,
-                &plan.select,
-                &plan.table,
-                &plan.keys,
-                lo.as_deref(),
-                None,
-                chunk,
-            )
-            .await?;
-            let hi: Option<Vec<Value>> = if rows.len() < chunk {
-                None
-            } else {
-                rows.last().map(|r| plan.src_key(r))
-            };
-            report.source_rows += rows.len() as u64;
-            report.chunks += 1;
-
-            // what the rule expects, per shard: canonical key → row hash
-            let mut expected: Vec<HashMap<Vec<u8>, u128>> = vec![HashMap::new(); plan.shards.len()];
-            let mut src_keys: HashMap<Vec<u8>, Vec<Value>> = HashMap::with_capacity(rows.len());
-            for row in rows {
-                let key = plan.src_key(&row);
-                let ck = plan.ckey(&key);
-                match self.expect(&plan, row)? {
-                    Expect::At { shard, values } => {
-                        if let Some(j) = plan.shard_pos(shard) {
-                            let h = canon::hash(&canon::row(&values, &plan.shards[j].kinds));
-                            expected[j].insert(ck.clone(), h);
-                        }
-                    }
-                    Expect::Filtered => {}
-                    Expect::Unroutable(_) => pending.add(ck.clone(), key.clone(), read_at),
-                }
-                src_keys.insert(ck, key);
-            }
-
-            let mut differs = false;
-            for (j, want_rows) in expected.iter().enumerate() {
-                let sp = &plan.shards[j];
-                let counts = report.per_shard.entry(sp.name.clone()).or_default();
-                counts.expected += want_rows.len() as u64;
-                let mut want = Digest::default();
-                for h in want_rows.values() {
-                    want.add(*h);
-                }
-                let conn = &mut self.targets[sp.idx].rows;
-                let page = read_range(
-                    conn,
-                    &sp.name,
-                    &sp.read,
-                    &sp.select,
-                    &sp.table,
-                    &sp.keys,
-                    lo.as_deref(),
-                    hi.as_deref(),
-                    chunk + 1,
-                )
+            let chunk = self
+                .read_chunk(&plan, lo, &mut pending, &mut report)
                 .await?;
-                counts.found += page.len() as u64;
-                let complete = page.len() <= chunk;
-                if complete {
-                    let mut got = Digest::default();
-                    for r in &page {
-                        got.add(canon::hash(&canon::row(r, &sp.kinds)));
-                    }
-                    if got == want {
-                        continue;
-                    }
-                }
-                // row by row, streaming the rest of the range page by page
-                differs = true;
-                let mut seen: HashSet<Vec<u8>> = HashSet::new();
-                let mut page = page;
-                let mut page_read_at = read_at;
-                loop {
-                    let more = page.len() > chunk;
-                    let cursor = page.last().map(|r| plan.tgt_key(r));
-                    for r in &page {
-                        let key = plan.tgt_key(r);
-                        let ck = plan.ckey(&key);
-                        let h = canon::hash(&canon::row(r, &sp.kinds));
-                        match want_rows.get(&ck) {
-                            Some(want) => {
-                                seen.insert(ck.clone());
-                                if *want != h {
-                                    pending.add(ck, key, page_read_at);
-                                }
-                            }
-                            None => pending.add(ck, key, page_read_at),
-                        }
-                    }
-                    if pending.keys.len() >= self.options.pending_max {
-                        self.flush(&plan, &mut pending, &mut report).await?;
-                    }
-                    if !more {
-                        break;
-                    }
-                    page_read_at = Instant::now();
-                    let sp = &plan.shards[j];
-                    page = read_range(
-                        &mut self.targets[sp.idx].rows,
-                        &sp.name,
-                        &sp.read,
-                        &sp.select,
-                        &sp.table,
-                        &sp.keys,
-                        cursor.as_deref(),
-                        hi.as_deref(),
-                        chunk + 1,
-                    )
+            let mut differs = false;
+            for j in 0..plan.shards.len() {
+                differs |= self
+                    .compare_shard(&plan, &chunk, j, &mut pending, &mut report)
                     .await?;
-                    report.per_shard.entry(sp.name.clone()).or_default().found += page.len() as u64;
-                }
-                for ck in want_rows.keys() {
-                    if !seen.contains(ck) {
-                        if let Some(key) = src_keys.get(ck) {
-                            pending.add(ck.clone(), key.clone(), read_at);
-                        }
-                    }
-                }
             }
             if differs {
                 report.chunks_differing += 1;
@@ -272,7 +140,7 @@ impl Verifier {
                     "verify progress"
                 );
             }
-            match hi {
+            match chunk.hi {
                 Some(h) => lo = Some(h),
                 None => break,
             }
@@ -285,6 +153,164 @@ impl Verifier {
             "verified"
         );
         Ok(report)
+    }
+
+    /// Reads the source chunk after `lo` and routes its rows: what each
+    /// shard should hold. Unroutable rows become candidates.
+    async fn read_chunk(
+        &mut self,
+        plan: &Plan,
+        lo: Option<Vec<Value>>,
+        pending: &mut Pending,
+        report: &mut TableReport,
+    ) -> Result<Chunk, VerifyError> {
+        if let (false, Some(control)) = (self.lookups.is_empty(), self.control.as_mut()) {
+            self.lookups.refresh(control).await?;
+        }
+        let limit = self.options.chunk_rows.max(1);
+        let read_at = Instant::now();
+        let rows = plan
+            .source
+            .page(&mut self.source, lo.as_deref(), None, limit)
+            .await?;
+        let hi: Option<Vec<Value>> = if rows.len() < limit {
+            None
+        } else {
+            rows.last().map(|r| plan.source.key_of(r))
+        };
+        report.source_rows += rows.len() as u64;
+        report.chunks += 1;
+
+        let mut expected: Vec<HashMap<Vec<u8>, u128>> = vec![HashMap::new(); plan.shards.len()];
+        let mut src_keys: HashMap<Vec<u8>, Vec<Value>> = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let key = plan.source.key_of(&row);
+            let ck = plan.ckey(&key);
+            match self.expect(plan, row)? {
+                Expect::At { shard, values } => {
+                    if let Some(j) = plan.shard_pos(shard) {
+                        let h = canon::hash(&canon::row(&values, &plan.shards[j].kinds));
+                        expected[j].insert(ck.clone(), h);
+                    }
+                }
+                Expect::Filtered => {}
+                Expect::Unroutable(_) => pending.add(ck.clone(), key.clone(), read_at),
+            }
+            src_keys.insert(ck, key);
+        }
+        Ok(Chunk {
+            lo,
+            hi,
+            read_at,
+            expected,
+            src_keys,
+        })
+    }
+
+    /// Compares the chunk's range on shard `j` of the plan: by digest, and
+    /// row by row when the digests differ (true then). Differing keys
+    /// become candidates.
+    async fn compare_shard(
+        &mut self,
+        plan: &Plan,
+        chunk: &Chunk,
+        j: usize,
+        pending: &mut Pending,
+        report: &mut TableReport,
+    ) -> Result<bool, VerifyError> {
+        let limit = self.options.chunk_rows.max(1);
+        let sp = &plan.shards[j];
+        let want_rows = &chunk.expected[j];
+        let counts = report.per_shard.entry(sp.name.clone()).or_default();
+        counts.expected += want_rows.len() as u64;
+        let mut want = Digest::default();
+        for h in want_rows.values() {
+            want.add(*h);
+        }
+        let page = sp
+            .reader
+            .page(
+                &mut self.targets[sp.idx].rows,
+                chunk.lo.as_deref(),
+                chunk.hi.as_deref(),
+                limit + 1,
+            )
+            .await?;
+        counts.found += page.len() as u64;
+        if page.len() <= limit {
+            let mut got = Digest::default();
+            for r in &page {
+                got.add(canon::hash(&canon::row(r, &sp.kinds)));
+            }
+            if got == want {
+                return Ok(false);
+            }
+        }
+        let seen = self
+            .compare_rows(plan, chunk, j, page, pending, report)
+            .await?;
+        for ck in want_rows.keys() {
+            if !seen.contains(ck) {
+                if let Some(key) = chunk.src_keys.get(ck) {
+                    pending.add(ck.clone(), key.clone(), chunk.read_at);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Compares shard `j`'s rows of the chunk's range with the expected
+    /// ones row by row, starting with `page` and streaming the rest of the
+    /// range page by page. Returns the expected keys found.
+    async fn compare_rows(
+        &mut self,
+        plan: &Plan,
+        chunk: &Chunk,
+        j: usize,
+        mut page: Vec<Vec<Value>>,
+        pending: &mut Pending,
+        report: &mut TableReport,
+    ) -> Result<HashSet<Vec<u8>>, VerifyError> {
+        let limit = self.options.chunk_rows.max(1);
+        let sp = &plan.shards[j];
+        let want_rows = &chunk.expected[j];
+        let mut seen: HashSet<Vec<u8>> = HashSet::new();
+        let mut page_read_at = chunk.read_at;
+        loop {
+            let more = page.len() > limit;
+            let cursor = page.last().map(|r| sp.reader.key_of(r));
+            for r in &page {
+                let key = sp.reader.key_of(r);
+                let ck = plan.ckey(&key);
+                let h = canon::hash(&canon::row(r, &sp.kinds));
+                match want_rows.get(&ck) {
+                    Some(want) => {
+                        seen.insert(ck.clone());
+                        if *want != h {
+                            pending.add(ck, key, page_read_at);
+                        }
+                    }
+                    None => pending.add(ck, key, page_read_at),
+                }
+            }
+            if pending.keys.len() >= self.options.pending_max {
+                self.flush(plan, pending, report).await?;
+            }
+            if !more {
+                return Ok(seen);
+            }
+            page_read_at = Instant::now();
+            page = sp
+                .reader
+                .page(
+                    &mut self.targets[sp.idx].rows,
+                    cursor.as_deref(),
+                    chunk.hi.as_deref(),
+                    limit + 1,
+                )
+                .await?;
+            report.per_shard.entry(sp.name.clone()).or_default().found += page.len() as u64;
+        }
     }
 
     /// Resolves schemas, key columns and target tables of a rule.
@@ -308,39 +334,11 @@ impl Verifier {
             message: e.to_string(),
         };
         let target = self.router.target_table(&schema).map_err(bind)?;
-        let key_src: Vec<usize> = match &rule.key {
-            Some(k) => k
-                .iter()
-                .map(|c| {
-                    schema.column_index(c).ok_or_else(|| VerifyError::Rule {
-                        table: name.clone(),
-                        message: format!("key column {c:?} is not in {name}"),
-                    })
-                })
-                .collect::<Result<_, _>>()?,
-            None => schema.pk.clone(),
-        };
-        if key_src.is_empty() || key_src.len() != target.key.len() {
-            return Err(VerifyError::Rule {
-                table: name.clone(),
-                message: format!("{name} has no row identity (primary key or `key`)"),
-            });
-        }
-        let key_names: Vec<String> = key_src
-            .iter()
-            .map(|&i| schema.columns[i].name.clone())
-            .collect();
-        let src_keys = keys::key_cols(
-            &mut self.source_catalog,
-            "source",
-            &rule.source_db,
-            &rule.source_table,
-            &key_names,
-        )
-        .await?;
+        let key = self.router.row_identity(&schema).map_err(bind)?;
+        let source = TableReader::open(&mut self.source_catalog, "source", schema, key).await?;
 
         // the rule's shards, each once, in rule order
-        let mut shards = Vec::new();
+        let mut shards: Vec<ShardPlan> = Vec::new();
         for shard in &rule.shards {
             let Some(idx) = self.targets.iter().position(|t| &t.name == shard) else {
                 return Err(VerifyError::UnknownShard {
@@ -348,59 +346,9 @@ impl Verifier {
                     shard: shard.clone(),
                 });
             };
-            if shards.iter().any(|s: &ShardPlan| s.idx == idx) {
-                continue;
+            if !shards.iter().any(|s| s.idx == idx) {
+                shards.push(self.shard_plan(idx, &name, &target).await?);
             }
-            let t = &mut self.targets[idx];
-            let (tcols, tpk) =
-                match load_catalog(&mut t.catalog, &t.name, &t.db, &target.name).await {
-                    Ok(x) => x,
-                    Err(SchemaError::Missing { .. }) => {
-                        return Err(VerifyError::MissingTarget {
-                            shard: t.name.clone(),
-                            db: t.db.clone(),
-                            table: target.name.clone(),
-                        })
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-            let full = from_catalog(&t.db, &target.name, &tcols, &tpk);
-            let mut columns = Vec::with_capacity(target.columns.len());
-            for c in &target.columns {
-                let Some(i) = full.column_index(c) else {
-                    return Err(VerifyError::MissingColumn {
-                        shard: t.name.clone(),
-                        db: t.db.clone(),
-                        table: target.name.clone(),
-                        column: c.clone(),
-                        source_table: name.clone(),
-                    });
-                };
-                columns.push(full.columns[i].clone());
-            }
-            let read = TableSchema {
-                db: t.db.clone(),
-                table: target.name.clone(),
-                columns,
-                pk: target.key.clone(),
-                origin: SchemaOrigin::InformationSchema,
-            };
-            let tkey_names: Vec<String> = target
-                .key
-                .iter()
-                .filter_map(|&i| read.columns.get(i).map(|c| c.name.clone()))
-                .collect();
-            let tkeys =
-                keys::key_cols(&mut t.catalog, &t.name, &t.db, &target.name, &tkey_names).await?;
-            shards.push(ShardPlan {
-                idx,
-                name: t.name.clone(),
-                table: format!("{}.{}", quote_ident(&t.db), quote_ident(&target.name)),
-                select: select_list(&read),
-                kinds: read.columns.iter().map(Kind::of).collect(),
-                keys: tkeys,
-                read,
-            });
         }
         let key_kinds = match shards.first() {
             Some(s) => target
@@ -408,36 +356,86 @@ impl Verifier {
                 .iter()
                 .map(|&i| s.kinds.get(i).copied().unwrap_or(Kind::Other))
                 .collect(),
-            None => vec![Kind::Other; key_src.len()],
+            None => vec![Kind::Other; target.key.len()],
         };
         Ok(Plan {
-            table: format!(
-                "{}.{}",
-                quote_ident(&rule.source_db),
-                quote_ident(&rule.source_table)
-            ),
-            select: select_list(&schema),
-            keys: src_keys,
-            key_src,
+            name,
+            source,
             key_kinds,
             target,
             shards,
-            schema,
-            name,
+        })
+    }
+
+    /// Reads the target table of target `idx`: the columns the rule for
+    /// `source_table` writes, which must all be there.
+    async fn shard_plan(
+        &mut self,
+        idx: usize,
+        source_table: &str,
+        target: &TargetTable,
+    ) -> Result<ShardPlan, VerifyError> {
+        let t = &mut self.targets[idx];
+        let (tcols, tpk) = match load_catalog(&mut t.catalog, &t.name, &t.db, &target.name).await {
+            Ok(x) => x,
+            Err(SchemaError::Missing { .. }) => {
+                return Err(VerifyError::MissingTarget {
+                    shard: t.name.clone(),
+                    db: t.db.clone(),
+                    table: target.name.clone(),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let full = from_catalog(&t.db, &target.name, &tcols, &tpk);
+        let mut columns = Vec::with_capacity(target.columns.len());
+        for c in &target.columns {
+            let Some(i) = full.column_index(c) else {
+                return Err(VerifyError::MissingColumn {
+                    shard: t.name.clone(),
+                    db: t.db.clone(),
+                    table: target.name.clone(),
+                    column: c.clone(),
+                    source_table: source_table.to_string(),
+                });
+            };
+            columns.push(full.columns[i].clone());
+        }
+        let read = TableSchema {
+            db: t.db.clone(),
+            table: target.name.clone(),
+            columns,
+            pk: target.key.clone(),
+            origin: SchemaOrigin::InformationSchema,
+        };
+        let kinds = read.columns.iter().map(Kind::of).collect();
+        let reader =
+            TableReader::open(&mut t.catalog, &t.name, Arc::new(read), target.key.clone()).await?;
+        Ok(ShardPlan {
+            idx,
+            name: t.name.clone(),
+            reader,
+            kinds,
         })
     }
 
     /// Routes a source row as the pipeline would insert it.
     fn expect(&mut self, plan: &Plan, row: Vec<Value>) -> Result<Expect, VerifyError> {
-        let change = RowChange {
-            table: plan.schema.clone(),
-            before: None,
-            after: Some(row),
-            version: Version::ZERO,
-            position: Position::new("verify.000001", 4),
-        };
-        match self.router.route(&change, &self.lookups) {
-            Ok(ops) => Ok(ops
+        let change = RowChange::selected(
+            plan.source.schema().clone(),
+            row,
+            Version::ZERO,
+            Position::new("verify.000001", 4),
+        );
+        let routed =
+            self.router
+                .route_row(&change, &self.lookups)
+                .map_err(|e| VerifyError::Rule {
+                    table: plan.name.clone(),
+                    message: e.to_string(),
+                })?;
+        Ok(match routed {
+            Routed::Ops(ops) => ops
                 .into_iter()
                 .find_map(|op| match op.kind {
                     OpKind::Upsert(values) => Some(Expect::At {
@@ -446,19 +444,16 @@ impl Verifier {
                     }),
                     OpKind::Delete => None,
                 })
-                .unwrap_or(Expect::Filtered)),
-            Err(RouteError::Derive {
+                .unwrap_or(Expect::Filtered),
+            Routed::Unroutable(RouteError::Derive {
                 stage, expr, cause, ..
-            }) => Ok(Expect::Unroutable(if expr.is_empty() {
+            }) => Expect::Unroutable(if expr.is_empty() {
                 format!("{stage}: {cause}")
             } else {
                 format!("{stage} `{expr}`: {cause}")
-            })),
-            Err(e) => Err(VerifyError::Rule {
-                table: plan.name.clone(),
-                message: e.to_string(),
             }),
-        }
+            Routed::Unroutable(e) => Expect::Unroutable(e.to_string()),
+        })
     }
 
     /// Re-checks the pending candidates and records those that still
@@ -518,162 +513,110 @@ impl Verifier {
         let mut out = HashMap::with_capacity(keys.len());
         for batch in keys.chunks(self.options.lookup_batch.max(1)) {
             let cells: Vec<&[Value]> = batch.iter().map(|(_, k)| k.as_slice()).collect();
-            let rows = read_keys(
-                &mut self.source,
-                "source",
-                &plan.schema,
-                &plan.select,
-                &plan.table,
-                &plan.keys,
-                &cells,
-            )
-            .await?;
+            let rows = plan.source.with_keys(&mut self.source, &cells).await?;
             let mut source: HashMap<Vec<u8>, Expect> = HashMap::new();
             for row in rows {
-                let ck = plan.ckey(&plan.src_key(&row));
+                let ck = plan.ckey(&plan.source.key_of(&row));
                 let e = self.expect(plan, row)?;
                 source.insert(ck, e);
             }
             let mut held: Vec<HashMap<Vec<u8>, canon::Texts>> = Vec::new();
             for sp in &plan.shards {
-                let rows = read_keys(
-                    &mut self.targets[sp.idx].rows,
-                    &sp.name,
-                    &sp.read,
-                    &sp.select,
-                    &sp.table,
-                    &sp.keys,
-                    &cells,
-                )
-                .await?;
+                let rows = sp
+                    .reader
+                    .with_keys(&mut self.targets[sp.idx].rows, &cells)
+                    .await?;
                 held.push(
                     rows.into_iter()
-                        .map(|r| (plan.ckey(&plan.tgt_key(&r)), canon::row(&r, &sp.kinds)))
+                        .map(|r| (plan.ckey(&sp.reader.key_of(&r)), canon::row(&r, &sp.kinds)))
                         .collect(),
                 );
             }
             for (ck, key) in batch {
-                let entry = |shard: Option<&str>| KeyEntry {
-                    key: display_cells(key),
-                    shard: shard.map(str::to_string),
-                    expected_shard: None,
-                    columns: Vec::new(),
-                    error: None,
-                };
-                let mut found = Vec::new();
-                match source.get(ck) {
-                    Some(Expect::At { shard, values }) => {
-                        let Some(s) = plan.shard_pos(*shard) else {
-                            continue;
-                        };
-                        let home = &plan.shards[s];
-                        for (j, sp) in plan.shards.iter().enumerate() {
-                            if j != s && held[j].contains_key(ck) {
-                                found.push((
-                                    Category::Misplaced,
-                                    KeyEntry {
-                                        expected_shard: Some(home.name.clone()),
-                                        ..entry(Some(&sp.name))
-                                    },
-                                ));
-                            }
-                        }
-                        match held[s].get(ck) {
-                            Some(got) => {
-                                let want = canon::row(values, &home.kinds);
-                                let columns: Vec<String> = want
-                                    .iter()
-                                    .zip(got.iter())
-                                    .zip(plan.target.columns.iter())
-                                    .filter(|((w, g), _)| w != g)
-                                    .map(|(_, c)| c.clone())
-                                    .collect();
-                                if !columns.is_empty() {
-                                    found.push((
-                                        Category::Different,
-                                        KeyEntry {
-                                            columns,
-                                            ..entry(Some(&home.name))
-                                        },
-                                    ));
-                                }
-                            }
-                            None if found.is_empty() => {
-                                found.push((Category::Missing, entry(Some(&home.name))));
-                            }
-                            None => {}
-                        }
-                    }
-                    Some(Expect::Filtered) | None => {
-                        for (j, sp) in plan.shards.iter().enumerate() {
-                            if held[j].contains_key(ck) {
-                                found.push((Category::Extra, entry(Some(&sp.name))));
-                            }
-                        }
-                    }
-                    Some(Expect::Unroutable(why)) => {
-                        found.push((
-                            Category::Unroutable,
-                            KeyEntry {
-                                error: Some(why.clone()),
-                                ..entry(None)
-                            },
-                        ));
-                    }
+                if let Some(found) = verdict(plan, ck, key, source.get(ck), &held) {
+                    out.insert(ck.clone(), found);
                 }
-                out.insert(ck.clone(), found);
             }
         }
         Ok(out)
     }
 }
 
-/// One keyset page: rows with keys in `(lo, hi]` in key order, at most
-/// `limit`, normalized like decoded binlog rows.
-#[allow(clippy::too_many_arguments)]
-async fn read_range(
-    conn: &mut Conn,
-    server: &str,
-    schema: &TableSchema,
-    select: &str,
-    table: &str,
-    keys: &[KeyCol],
-    lo: Option<&[Value]>,
-    hi: Option<&[Value]>,
-    limit: usize,
-) -> Result<Vec<Vec<Value>>, DbError> {
-    let (cond, params) = keys::range(keys, lo, hi);
-    let sql = format!(
-        "SELECT {select} FROM {table} {cond} ORDER BY {} LIMIT {limit}",
-        keys::order_by(keys)
-    );
-    let rows: Vec<Row> = conn
-        .exec(sql, Params::from(params))
-        .await
-        .map_err(|e| DbError::query(server, format!("reading {table}"), e))?;
-    Ok(rows.into_iter().map(|r| normalize(r, schema)).collect())
-}
-
-/// The rows of `table` with these keys.
-async fn read_keys(
-    conn: &mut Conn,
-    server: &str,
-    schema: &TableSchema,
-    select: &str,
-    table: &str,
-    keys: &[KeyCol],
-    wanted: &[&[Value]],
-) -> Result<Vec<Vec<Value>>, DbError> {
-    if wanted.is_empty() {
-        return Ok(Vec::new());
+/// What is wrong with one key, given what the source row expects
+/// (`None`: no source row) and what each shard holds; `None` when the
+/// routed shard is not one of the plan's.
+fn verdict(
+    plan: &Plan,
+    ck: &[u8],
+    key: &[Value],
+    source: Option<&Expect>,
+    held: &[HashMap<Vec<u8>, canon::Texts>],
+) -> Option<Vec<(Category, KeyEntry)>> {
+    let entry = |shard: Option<&str>| KeyEntry {
+        key: display_cells(key),
+        shard: shard.map(str::to_string),
+        expected_shard: None,
+        columns: Vec::new(),
+        error: None,
+    };
+    let mut found = Vec::new();
+    match source {
+        Some(Expect::At { shard, values }) => {
+            let s = plan.shard_pos(*shard)?;
+            let home = &plan.shards[s];
+            for (j, sp) in plan.shards.iter().enumerate() {
+                if j != s && held[j].contains_key(ck) {
+                    found.push((
+                        Category::Misplaced,
+                        KeyEntry {
+                            expected_shard: Some(home.name.clone()),
+                            ..entry(Some(&sp.name))
+                        },
+                    ));
+                }
+            }
+            match held[s].get(ck) {
+                Some(got) => {
+                    let want = canon::row(values, &home.kinds);
+                    let columns: Vec<String> = want
+                        .iter()
+                        .zip(got.iter())
+                        .zip(plan.target.columns.iter())
+                        .filter(|((w, g), _)| w != g)
+                        .map(|(_, c)| c.clone())
+                        .collect();
+                    if !columns.is_empty() {
+                        found.push((
+                            Category::Different,
+                            KeyEntry {
+                                columns,
+                                ..entry(Some(&home.name))
+                            },
+                        ));
+                    }
+                }
+                None if found.is_empty() => {
+                    found.push((Category::Missing, entry(Some(&home.name))));
+                }
+                None => {}
+            }
+        }
+        Some(Expect::Filtered) | None => {
+            for (j, sp) in plan.shards.iter().enumerate() {
+                if held[j].contains_key(ck) {
+                    found.push((Category::Extra, entry(Some(&sp.name))));
+                }
+            }
+        }
+        Some(Expect::Unroutable(why)) => {
+            found.push((
+                Category::Unroutable,
+                KeyEntry {
+                    error: Some(why.clone()),
+                    ..entry(None)
+                },
+            ));
+        }
     }
-    let one = format!("({})", keys::equals(keys));
-    let cond = vec![one; wanted.len()].join(" OR ");
-    let params: Vec<Value> = wanted.iter().flat_map(|k| k.iter().cloned()).collect();
-    let sql = format!("SELECT {select} FROM {table} WHERE {cond}");
-    let rows: Vec<Row> = conn
-        .exec(sql, Params::from(params))
-        .await
-        .map_err(|e| DbError::query(server, format!("re-reading keys of {table}"), e))?;
-    Ok(rows.into_iter().map(|r| normalize(r, schema)).collect())
+    Some(found)
 }
