@@ -3,8 +3,9 @@
 //!
 //! * [`validate`] — rules against the real source and target schemas, with
 //!   the SQL that fixes what is missing;
-//! * [`sample`] — source rows read by primary-key ranges (never the whole
-//!   table into memory) and routed through the real router;
+//! * [`sample`] — source rows read by key ranges through the shared row
+//!   reader ([`crate::source::rows`], never the whole table into memory)
+//!   and routed through the real router;
 //! * [`report`] — the findings and counts, for humans and as JSON.
 //!
 //! Only `SELECT`s run on the servers, plus a replica registration when a

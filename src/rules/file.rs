@@ -1,4 +1,5 @@
-//! Rule files (`shard-rules/*.toml`, one source table each; DESIGN §6).
+//! Rule files (`shard-rules/*.toml`, one source table each; the README
+//! describes them under "Rule files").
 //!
 //! A file is parsed with `deny_unknown_fields`, and every expression in it
 //! is parsed right away, so a syntax error is reported with the file, the

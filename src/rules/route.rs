@@ -1,4 +1,5 @@
-//! The router: row changes → versioned write operations (DESIGN §1).
+//! The router: row changes → versioned write operations (see "Stages and
+//! types" in `docs/architecture.md`).
 //!
 //! [`RouteError`] is large (it names table, key, expression and position
 //! for the operator); it only occurs on the halt/dead-letter path, so it is
@@ -472,6 +473,9 @@ fn bind(rule: &Rule, e: &RuleExpr, schema: &TableSchema) -> Result<Bound, RouteE
         })
 }
 
+/// Compiles `rule` against one schema of its source table: binds its
+/// expressions and resolves the target table it writes, or says why the
+/// rule does not fit the schema.
 fn compile(
     rule: Arc<Rule>,
     schema: &Arc<TableSchema>,
@@ -496,41 +500,91 @@ fn compile(
             )));
         }
     }
-    let version_col = match &rule.version_column {
-        None => None,
-        Some(c) => {
-            let i = schema.column_index(c).ok_or_else(|| {
-                RouteError::Bind(format!(
-                    "{file}: version column {c:?} is not in {}",
-                    schema.full_name()
-                ))
-            })?;
-            use mysql_common::constants::ColumnType::*;
-            let col = &schema.columns[i];
-            if !matches!(
-                col.ty,
-                MYSQL_TYPE_TINY
-                    | MYSQL_TYPE_SHORT
-                    | MYSQL_TYPE_INT24
-                    | MYSQL_TYPE_LONG
-                    | MYSQL_TYPE_LONGLONG
-                    | MYSQL_TYPE_DATE
-                    | MYSQL_TYPE_NEWDATE
-                    | MYSQL_TYPE_DATETIME
-                    | MYSQL_TYPE_DATETIME2
-                    | MYSQL_TYPE_TIMESTAMP
-                    | MYSQL_TYPE_TIMESTAMP2
-            ) {
-                return Err(RouteError::Bind(format!(
-                    "{file}: version column {c:?} is {:?}; it must be an integer, DATE, DATETIME or TIMESTAMP column",
-                    col.ty
-                )));
-            }
-            Some(i)
-        }
-    };
+    let version_col = version_column(&rule, schema, &file)?;
     let key_src = row_identity(schema, rule.key.as_deref())
         .map_err(|e| RouteError::Bind(format!("{file}: {e}")))?;
+    let (columns, sources) = target_columns(&rule, schema, &key_src, &file)?;
+    let key: Vec<usize> = key_src
+        .iter()
+        .map(|k| sources.iter().position(|s| *s == Some(*k)).unwrap_or(0))
+        .collect();
+    let slots = rule
+        .shards
+        .iter()
+        .map(|s| {
+            shard_index
+                .get(s)
+                .copied()
+                .ok_or_else(|| RouteError::Bind(format!("{file}: unknown shard {s:?}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Plan {
+        schema: schema.clone(),
+        shard,
+        derive,
+        where_,
+        sources,
+        key_src,
+        slots,
+        target: Arc::new(TargetTable {
+            name: rule.target.clone(),
+            columns,
+            key,
+        }),
+        version_col,
+        used: used_columns(&rule, schema),
+        rule,
+    })
+}
+
+/// The source column of `version = { column }`, which must be an integer
+/// or a date-time.
+fn version_column(
+    rule: &Rule,
+    schema: &TableSchema,
+    file: &str,
+) -> Result<Option<usize>, RouteError> {
+    let Some(c) = &rule.version_column else {
+        return Ok(None);
+    };
+    let i = schema.column_index(c).ok_or_else(|| {
+        RouteError::Bind(format!(
+            "{file}: version column {c:?} is not in {}",
+            schema.full_name()
+        ))
+    })?;
+    use mysql_common::constants::ColumnType::*;
+    let col = &schema.columns[i];
+    if !matches!(
+        col.ty,
+        MYSQL_TYPE_TINY
+            | MYSQL_TYPE_SHORT
+            | MYSQL_TYPE_INT24
+            | MYSQL_TYPE_LONG
+            | MYSQL_TYPE_LONGLONG
+            | MYSQL_TYPE_DATE
+            | MYSQL_TYPE_NEWDATE
+            | MYSQL_TYPE_DATETIME
+            | MYSQL_TYPE_DATETIME2
+            | MYSQL_TYPE_TIMESTAMP
+            | MYSQL_TYPE_TIMESTAMP2
+    ) {
+        return Err(RouteError::Bind(format!(
+            "{file}: version column {c:?} is {:?}; it must be an integer, DATE, DATETIME or TIMESTAMP column",
+            col.ty
+        )));
+    }
+    Ok(Some(i))
+}
+
+/// The target table's columns (source columns not excluded, renamed, then
+/// the derived ones) and the source column of each (`None`: derived).
+fn target_columns(
+    rule: &Rule,
+    schema: &TableSchema,
+    key_src: &[usize],
+    file: &str,
+) -> Result<(Vec<String>, Vec<Option<usize>>), RouteError> {
     let mut columns = Vec::new();
     let mut sources = Vec::new();
     for (i, c) in schema.columns.iter().enumerate() {
@@ -562,52 +616,25 @@ fn compile(
         columns.push(name.clone());
         sources.push(None);
     }
-    let key: Vec<usize> = key_src
+    Ok((columns, sources))
+}
+
+/// Source columns any expression of the rule reads, sorted.
+fn used_columns(rule: &Rule, schema: &TableSchema) -> Vec<usize> {
+    let mut names = rule.shard.expr.columns();
+    for (_, d) in &rule.derive {
+        names.extend(d.expr.columns());
+    }
+    if let Some(w) = &rule.where_ {
+        names.extend(w.expr.columns());
+    }
+    let mut used: Vec<usize> = names
         .iter()
-        .map(|k| sources.iter().position(|s| *s == Some(*k)).unwrap_or(0))
+        .filter_map(|n| schema.column_index(n))
         .collect();
-    let slots = rule
-        .shards
-        .iter()
-        .map(|s| {
-            shard_index
-                .get(s)
-                .copied()
-                .ok_or_else(|| RouteError::Bind(format!("{file}: unknown shard {s:?}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Plan {
-        schema: schema.clone(),
-        shard,
-        derive,
-        where_,
-        sources,
-        key_src,
-        slots,
-        target: Arc::new(TargetTable {
-            name: rule.target.clone(),
-            columns,
-            key,
-        }),
-        version_col,
-        used: {
-            let mut names = rule.shard.expr.columns();
-            for (_, d) in &rule.derive {
-                names.extend(d.expr.columns());
-            }
-            if let Some(w) = &rule.where_ {
-                names.extend(w.expr.columns());
-            }
-            let mut used: Vec<usize> = names
-                .iter()
-                .filter_map(|n| schema.column_index(n))
-                .collect();
-            used.sort_unstable();
-            used.dedup();
-            used
-        },
-        rule: rule.clone(),
-    })
+    used.sort_unstable();
+    used.dedup();
+    used
 }
 
 /// Evaluation context without lookup tables.

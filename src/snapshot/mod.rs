@@ -1,6 +1,8 @@
 //! The initial copy: existing rows of every mapped table, without locks.
 //!
-//! # Why the copy needs no table locks (DESIGN §3)
+//! # Why the copy needs no table locks
+//!
+//! (The argument in full: "Copy and stream" in `docs/architecture.md`.)
 //!
 //! 1. We obtain a source position P that is consistent with what readers
 //!    see: `START TRANSACTION WITH CONSISTENT SNAPSHOT` plus the

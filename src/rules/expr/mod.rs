@@ -1,5 +1,6 @@
-//! The shard-rule expression language (DESIGN.md §6): parsing, binding to a
-//! table's columns, and evaluation on decoded rows. Pure code, no I/O.
+//! The shard-rule expression language (README, "Expression language"):
+//! parsing, binding to a table's columns, and evaluation on decoded rows.
+//! Pure code, no I/O.
 //!
 //! ```
 //! use reshard::rules::expr::{parse, NoContext, Value};
