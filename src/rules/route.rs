@@ -24,7 +24,7 @@ use mysql_common::value::Value as Cell;
 use super::convert::{cell_to_expr, display_cells, expr_to_cell};
 use super::expr::{self, Bound, EvalContext, EvalError, Value};
 use super::file::{Rule, RuleExpr};
-use crate::source::rows::row_identity;
+use crate::source::rows::{row_identity, IdentityError};
 use crate::source::{RowChange, TableSchema};
 use crate::version::{column_key_datetime, column_key_int, Version, VersionError};
 use crate::writer::keyenc;
@@ -35,6 +35,11 @@ use crate::writer::op::{OpKind, TargetTable, WriteOp};
 pub enum RouteError {
     #[error("{0}")]
     Bind(String),
+    /// The rule gives the table no row identity. (Its message includes
+    /// `why`, so `why` is not also the error's source: a chain printed in
+    /// full would say it twice.)
+    #[error("{file}: {why}")]
+    Identity { file: String, why: IdentityError },
     /// The row's own fault: the rule cannot compute `stage` for it. The
     /// pipeline and the copy may dead-letter such a row and go on.
     #[error("cannot derive {stage} for {table} key {key} at {position}: `{expr}`: {cause}")]
@@ -501,8 +506,11 @@ fn compile(
         }
     }
     let version_col = version_column(&rule, schema, &file)?;
-    let key_src = row_identity(schema, rule.key.as_deref())
-        .map_err(|e| RouteError::Bind(format!("{file}: {e}")))?;
+    let key_src =
+        row_identity(schema, rule.key.as_deref()).map_err(|why| RouteError::Identity {
+            file: file.clone(),
+            why,
+        })?;
     let (columns, sources) = target_columns(&rule, schema, &key_src, &file)?;
     let key: Vec<usize> = key_src
         .iter()

@@ -12,7 +12,7 @@
 //! set: text arrives as bytes in the column's own character set; time zone
 //! UTC: TIMESTAMP arrives as the binlog's UTC date-time), the select list
 //! ([`select_list`]) reads ENUM, SET and BIT as numbers, and [`normalize`]
-//! fixes what the text protocol still returns differently from
+//! fixes what the server still returns differently from
 //! [`super::row_image`] (unsigned integers, SET and BIT as unsigned, YEAR
 //! as a number).
 //!

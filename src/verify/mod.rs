@@ -87,7 +87,7 @@ use mysql_async::Conn;
 
 use crate::db::DbError;
 use crate::rules::lookup::Lookups;
-use crate::rules::Router;
+use crate::rules::{RouteError, Router};
 use crate::source::schema::SchemaError;
 
 pub use report::{Category, KeyEntry, Report, TableReport};
@@ -99,8 +99,14 @@ pub enum VerifyError {
     Db(#[from] DbError),
     #[error(transparent)]
     Schema(#[from] SchemaError),
-    #[error("the rule for {table} does not fit its source table: {message}")]
-    Rule { table: String, message: String },
+    /// (The message leaves out the source's: a chain printed in full, as
+    /// `reshard verify` prints it, says it once.)
+    #[error("the rule for {table} does not fit its source table")]
+    Rule {
+        table: String,
+        #[source]
+        source: Box<RouteError>,
+    },
     #[error("the rule for {table} routes rows to shard {shard:?}, which is not in [targets]")]
     UnknownShard { table: String, shard: String },
     #[error("target {shard}: table {db}.{table} does not exist (`reshard dry-run` prints what is missing)")]

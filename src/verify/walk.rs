@@ -329,9 +329,9 @@ impl Verifier {
             &cols,
             &pk,
         ));
-        let bind = |e: RouteError| VerifyError::Rule {
+        let bind = |source: RouteError| VerifyError::Rule {
             table: name.clone(),
-            message: e.to_string(),
+            source: Box::new(source),
         };
         let target = self.router.target_table(&schema).map_err(bind)?;
         let key = self.router.row_identity(&schema).map_err(bind)?;
@@ -427,13 +427,13 @@ impl Verifier {
             Version::ZERO,
             Position::new("verify.000001", 4),
         );
-        let routed =
-            self.router
-                .route_row(&change, &self.lookups)
-                .map_err(|e| VerifyError::Rule {
-                    table: plan.name.clone(),
-                    message: e.to_string(),
-                })?;
+        let routed = self
+            .router
+            .route_row(&change, &self.lookups)
+            .map_err(|source| VerifyError::Rule {
+                table: plan.name.clone(),
+                source: Box::new(source),
+            })?;
         Ok(match routed {
             Routed::Ops(ops) => ops
                 .into_iter()
