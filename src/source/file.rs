@@ -26,7 +26,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use mysql_common::binlog::consts::{BinlogChecksumAlg, BinlogVersion};
+use mysql_common::binlog::consts::{BinlogChecksumAlg, BinlogVersion, EventType};
 use mysql_common::binlog::events::{
     BinlogEventFooter, Event, FormatDescriptionEvent, TransactionPayloadEvent,
 };
@@ -40,9 +40,9 @@ use crate::position::Position;
 pub const MAGIC: [u8; 4] = [0xfe, b'b', b'i', b'n'];
 const HEADER_LEN: u64 = 19;
 const CRC_LEN: u64 = 4;
-const FORMAT_DESCRIPTION: u8 = 15;
-const START_V3: u8 = 1;
-const TRANSACTION_PAYLOAD: u8 = 40;
+const FORMAT_DESCRIPTION: u8 = EventType::FORMAT_DESCRIPTION_EVENT as u8;
+const START_V3: u8 = EventType::START_EVENT_V3 as u8;
+const TRANSACTION_PAYLOAD: u8 = EventType::TRANSACTION_PAYLOAD_EVENT as u8;
 /// Low byte of the header's flags, and `LOG_EVENT_BINLOG_IN_USE_F`.
 const FLAGS_OFFSET: usize = 17;
 const FL_BINLOG_IN_USE: u8 = 0x01;
