@@ -8,8 +8,8 @@
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use reshard::testkit::scenario::{Scenario, Workload, WorkloadOptions};
-use reshard::testkit::Cluster;
+use reshard_testkit::scenario::{Scenario, Workload, WorkloadOptions};
+use reshard_testkit::Cluster;
 
 fn reshard_bin() -> std::path::PathBuf {
     if let Ok(p) = std::env::var("RESHARD_BIN") {
@@ -62,7 +62,7 @@ async fn demo() -> Result<bool, Box<dyn std::error::Error>> {
     println!(
         "{}",
         std::fs::read_to_string(&s.config)?
-            .replace(reshard::testkit::MariaDb::ROOT_PASSWORD, "***")
+            .replace(reshard_testkit::MariaDb::ROOT_PASSWORD, "***")
     );
     println!("==> rule file shard-rules/orders.toml:");
     println!(
@@ -123,7 +123,7 @@ async fn demo() -> Result<bool, Box<dyn std::error::Error>> {
     println!("==> comparing every shard with the source routed by SQL CRC32()");
     let diffs = s.compare(20).await?;
     for (shard, url) in &s.shard_urls {
-        let mut c = reshard::testkit::scenario::connect(url).await?;
+        let mut c = reshard_testkit::scenario::connect(url).await?;
         use mysql_async::prelude::Queryable;
         let n: Option<(u64, u64)> = c
             .query_first("SELECT (SELECT COUNT(*) FROM orders), (SELECT COUNT(*) FROM items)")
