@@ -361,6 +361,17 @@ rules = "shard-rules"
     }
 
     #[test]
+    fn the_example_config_parses() {
+        // the file a user copies (tests/examples.rs dry-runs it with its rules)
+        let text = include_str!("../../reshard.example.toml");
+        let env = |_: &str| Some("pw".to_string());
+        let c = Config::parse(Path::new("/srv/reshard/reshard.toml"), text, &env).unwrap();
+        assert_eq!(c.pipeline.rules, Path::new("/srv/reshard/shard-rules"));
+        assert_eq!(c.targets.len(), 4);
+        assert_eq!(c.pipeline.name, "shop");
+    }
+
+    #[test]
     fn unknown_key_is_named_with_line_and_column() {
         let text = GOOD.replace("server_id = 4001", "server_id = 4001\nserverid = 1");
         let e = Config::parse(Path::new("r.toml"), &text, &env).unwrap_err();
