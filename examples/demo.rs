@@ -73,12 +73,17 @@ async fn demo() -> Result<bool, Box<dyn std::error::Error>> {
     println!("==> config: {}", s.config.display());
     println!(
         "{}",
-        std::fs::read_to_string(&s.config)?
-            .replace(reshard_testkit::MariaDb::ROOT_PASSWORD, "***")
+        std::fs::read_to_string(&s.config)?.replace(reshard_testkit::MariaDb::ROOT_PASSWORD, "***")
     );
     for file in DEMO_RULES {
-        println!("==> rule file {} (from shard-rules/):", s.dir.path().join("rules").join(file).display());
-        println!("{}", std::fs::read_to_string(s.dir.path().join("rules").join(file))?);
+        println!(
+            "==> rule file {} (from shard-rules/):",
+            s.dir.path().join("rules").join(file).display()
+        );
+        println!(
+            "{}",
+            std::fs::read_to_string(s.dir.path().join("rules").join(file))?
+        );
     }
 
     println!("==> reshard migrate");

@@ -111,12 +111,25 @@ fn config_from_example() -> String {
         targets.insert(name.clone(), server.url(&db).into());
     }
     let set = |cfg: &mut toml::Table, section: &str, key: &str, value: toml::Value| {
-        cfg[section].as_table_mut().unwrap().insert(key.into(), value);
+        cfg[section]
+            .as_table_mut()
+            .unwrap()
+            .insert(key.into(), value);
     };
     set(&mut cfg, "source", "url", c.source.url("").into());
-    set(&mut cfg, "control", "url", c.targets[0].url("reshard_meta").into());
+    set(
+        &mut cfg,
+        "control",
+        "url",
+        c.targets[0].url("reshard_meta").into(),
+    );
     let rules = repo().join("shard-rules");
-    set(&mut cfg, "pipeline", "rules", rules.to_string_lossy().into_owned().into());
+    set(
+        &mut cfg,
+        "pipeline",
+        "rules",
+        rules.to_string_lossy().into_owned().into(),
+    );
     cfg.insert("targets".into(), targets.into());
     toml::to_string(&cfg).unwrap()
 }
@@ -125,7 +138,9 @@ fn config_from_example() -> String {
 async fn counts(sql: &str) -> BTreeMap<String, u64> {
     let mut c = connect(&cluster().source.url("shop")).await.unwrap();
     let rows: Vec<(u64, u64)> = c.query(sql).await.unwrap();
-    rows.into_iter().map(|(s, n)| (format!("s{s}"), n)).collect()
+    rows.into_iter()
+        .map(|(s, n)| (format!("s{s}"), n))
+        .collect()
 }
 
 /// What the examples should route where, computed by the source server.

@@ -17,8 +17,8 @@ use common::*;
 use mysql_async::prelude::Queryable;
 use mysql_async::Value;
 use rand::{Rng, SeedableRng};
-use reshard_testkit::scenario::{connect, Scenario, Workload, WorkloadOptions};
 use reshard::writer::keyenc;
+use reshard_testkit::scenario::{connect, Scenario, Workload, WorkloadOptions};
 
 const BULK: u64 = 12_000;
 
