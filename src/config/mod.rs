@@ -1,4 +1,5 @@
-//! The validated configuration object (`reshard.toml`, DESIGN §5).
+//! The validated configuration object (`reshard.toml`; every key is shown
+//! in `reshard.example.toml` at the top of the repository).
 //!
 //! Loading is two passes, as in Vector: [`raw`] deserializes the TOML with
 //! `deny_unknown_fields` (an unknown key is an error that names the key,
@@ -399,6 +400,23 @@ rules = "shard-rules"
         assert_eq!(c.pipeline.rules, Path::new("/srv/reshard/shard-rules"));
         assert_eq!(c.targets.len(), 4);
         assert_eq!(c.pipeline.name, "shop");
+        // the options shown commented out are real keys with valid values
+        let enabled: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(opt)
+                    if opt.split_once(" = ").is_some_and(|(k, _)| {
+                        !k.is_empty() && k.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_')
+                    }) =>
+                {
+                    opt
+                }
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(enabled.contains("\nepoch = 0"), "{enabled}");
+        Config::parse(Path::new("/srv/reshard/reshard.toml"), &enabled, &env).unwrap();
     }
 
     #[test]
