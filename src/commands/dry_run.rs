@@ -149,9 +149,8 @@ async fn load_lookups(
 }
 
 /// A derivation error as the failure the report lists (the key with the
-/// binlog position when `at_position`); any other routing error is
-/// returned.
-fn derive_failure(e: RouteError, at_position: bool) -> Result<DeriveFailure, RouteError> {
+/// binlog position when `at_position`); None for any other routing error.
+fn derive_failure(e: &RouteError, at_position: bool) -> Option<DeriveFailure> {
     match e {
         RouteError::Derive {
             key,
@@ -160,16 +159,16 @@ fn derive_failure(e: RouteError, at_position: bool) -> Result<DeriveFailure, Rou
             message,
             position,
             ..
-        } => Ok(DeriveFailure {
+        } => Some(DeriveFailure {
             key: if at_position {
                 format!("{key} at {position}")
             } else {
-                key
+                key.clone()
             },
-            expression: if expr.is_empty() { what } else { expr },
-            error: message,
+            expression: if expr.is_empty() { what } else { expr }.clone(),
+            error: message.clone(),
         }),
-        other => Err(other),
+        _ => None,
     }
 }
 
@@ -351,10 +350,13 @@ impl Inspection<'_> {
         for r in routed {
             let ops = match r {
                 Ok(ops) => ops,
-                Err(e) => {
-                    table_report.record_failure(derive_failure(e, false)?, FAILURE_CAP);
-                    continue;
-                }
+                Err(e) => match derive_failure(&e, false) {
+                    Some(failure) => {
+                        table_report.record_failure(failure, FAILURE_CAP);
+                        continue;
+                    }
+                    None => return Err(e.into()),
+                },
             };
             for op in ops {
                 let shard = &self.shard_names[op.shard];
@@ -503,12 +505,12 @@ impl Inspection<'_> {
                 }
                 true
             }
-            Err(e) => match derive_failure(e, true) {
-                Ok(failure) => {
+            Err(e) => match derive_failure(&e, true) {
+                Some(failure) => {
                     t.record_failure(failure, FAILURE_CAP);
                     false
                 }
-                Err(e) => {
+                None => {
                     self.report.findings.push(Finding::table(
                         "rule_does_not_fit",
                         &change.table.full_name(),

@@ -384,6 +384,23 @@ fn random_id(rng: &mut StdRng) -> u64 {
     }
 }
 
+/// NULL with probability `null`, else a date-time with microseconds in
+/// `years`.
+fn datetime(rng: &mut StdRng, null: f64, years: std::ops::Range<u16>) -> Value {
+    if rng.gen_bool(null) {
+        return Value::NULL;
+    }
+    Value::Date(
+        rng.gen_range(years),
+        rng.gen_range(1..13),
+        rng.gen_range(1..29),
+        rng.gen_range(0..24),
+        rng.gen_range(0..60),
+        rng.gen_range(0..60),
+        rng.gen_range(0..1_000_000),
+    )
+}
+
 fn text(rng: &mut StdRng, latin: bool) -> Value {
     if rng.gen_bool(0.15) {
         return Value::NULL;
@@ -464,32 +481,8 @@ impl Workload {
                     .into_bytes(),
                 )
             },
-            if rng.gen_bool(0.1) {
-                Value::NULL
-            } else {
-                Value::Date(
-                    rng.gen_range(1000..9999),
-                    rng.gen_range(1..13),
-                    rng.gen_range(1..29),
-                    rng.gen_range(0..24),
-                    rng.gen_range(0..60),
-                    rng.gen_range(0..60),
-                    rng.gen_range(0..1_000_000),
-                )
-            },
-            if rng.gen_bool(0.2) {
-                Value::NULL
-            } else {
-                Value::Date(
-                    rng.gen_range(1971..2037),
-                    rng.gen_range(1..13),
-                    rng.gen_range(1..29),
-                    rng.gen_range(0..24),
-                    rng.gen_range(0..60),
-                    rng.gen_range(0..60),
-                    rng.gen_range(0..1_000_000),
-                )
-            },
+            datetime(rng, 0.1, 1000..9999),
+            datetime(rng, 0.2, 1971..2037),
             if rng.gen_bool(0.2) {
                 Value::NULL
             } else {
