@@ -28,8 +28,6 @@
 //! Shared vocabulary lives at the top: [`position`] (binlog file:pos),
 //! [`version`] (the 128-bit row version), [`config`] (the validated config
 //! object), [`db`] (connections, session setup, redaction of secrets).
-//! The throw-away MariaDB servers of the tests, the demo and the benchmark
-//! live in the `reshard-testkit` crate (`testkit/`), a dev-dependency only.
 
 pub mod checkpoint;
 pub mod cli;

@@ -3,7 +3,7 @@
 //!
 //! Loading is two passes, as in Vector: [`raw`] deserializes the TOML with
 //! `deny_unknown_fields` (an unknown key is an error that names the key,
-//! with file, line and column), then [`Config::from_raw`] expands
+//! with file, line and column), then `Config::from_raw` expands
 //! `${VAR}` references, parses URLs, resolves paths relative to the config
 //! file (never the working directory) and checks cross-field rules.
 //! Commands only ever see a [`Config`].
