@@ -1,7 +1,9 @@
 //! Checkpoints: reshard's own tables ([`migrate`]), the checkpoint row
-//! ([`store`]), the low-watermark computation ([`tracker`]) and tombstone
+//! ([`store`]), the low-watermark computation ([`tracker`]), the
+//! coordinator's bookkeeping of what to save ([`bookkeeping`]) and tombstone
 //! pruning with its replay floor ([`prune`]).
 
+pub mod bookkeeping;
 pub mod migrate;
 pub mod prune;
 pub mod store;
