@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::bail;
 
 use super::replicator::{pause_and_reconnect, shutdown_signal, Replicator};
-use crate::checkpoint::store;
+use crate::control::checkpoint;
 use crate::pipeline::{run_attempt, Attempt, Outcome, PipelineError};
 use crate::position::Position;
 use crate::source::StartAt;
@@ -60,7 +60,7 @@ pub async fn replay(path: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
             bail!("--to {to} is beyond the source's current head {head}");
         }
     }
-    let stored = store::load(&mut servers.control, name).await?;
+    let stored = checkpoint::load(&mut servers.control, name).await?;
     if let (Some(cp), Some(from)) = (&stored, &args.from) {
         if cp.epoch > cfg.pipeline.epoch {
             bail!(
@@ -69,7 +69,7 @@ pub async fn replay(path: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 cp.epoch
             );
         }
-        if let Some(begin) = store::epoch_start(&mut servers.control, name).await? {
+        if let Some(begin) = checkpoint::epoch_start(&mut servers.control, name).await? {
             if *from < begin && cp.epoch == cfg.pipeline.epoch {
                 bail!(
                     "--from {from} is before the current epoch {} began at {begin}: those events belong to an earlier epoch (or another server) and would be versioned wrongly; replay from {begin} or later",
@@ -78,7 +78,7 @@ pub async fn replay(path: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let floor = store::floor(&mut servers.control, name).await?;
+    let floor = checkpoint::floor(&mut servers.control, name).await?;
     if args.below_floor {
         if let Some(f) = floor {
             tracing::warn!(floor = %f, "--below-floor: changes below the floor are applied; rows deleted before the floor may reappear until the replay passes their deletes");
@@ -92,10 +92,10 @@ pub async fn replay(path: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 epoch: cfg.pipeline.epoch,
                 source_identity: identity.clone(),
             };
-            store::save(&mut servers.control, name, &cp).await?;
+            checkpoint::save(&mut servers.control, name, &cp).await?;
         }
     }
-    let forward_only = store::load(&mut servers.control, name)
+    let forward_only = checkpoint::load(&mut servers.control, name)
         .await?
         .map(|c| c.position);
     let mut control = servers.control;

@@ -11,8 +11,8 @@ use mysql_async::Conn;
 use tokio::sync::watch;
 
 use super::servers::Servers;
-use crate::checkpoint::store;
 use crate::config::Config;
+use crate::control::lease;
 use crate::db::{self, Flavor};
 use crate::rules::lookup::Lookups;
 use crate::rules::{load_dir, Router};
@@ -45,7 +45,7 @@ impl Replicator {
         let (checksum, _) = preflight::run_all(&mut servers.source, flavor)
             .await
             .context("source pre-flight check")?;
-        if !store::acquire_lease(&mut servers.control, &cfg.pipeline.name).await? {
+        if !lease::acquire(&mut servers.control, &cfg.pipeline.name).await? {
             bail!(
                 "pipeline {:?} is already running (another reshard holds its lease in the control database)",
                 cfg.pipeline.name
@@ -131,7 +131,7 @@ pub async fn pause_and_reconnect(
     .await
     {
         *control = c;
-        if !store::acquire_lease(control, &cfg.pipeline.name)
+        if !lease::acquire(control, &cfg.pipeline.name)
             .await
             .unwrap_or(false)
         {

@@ -27,8 +27,10 @@ use anyhow::{bail, Context};
 
 use super::replicator::{pause_and_reconnect, shutdown_signal, Replicator};
 use super::servers::Servers;
-use crate::checkpoint::{store, Checkpoint};
+use crate::checkpoint::Checkpoint;
 use crate::config::Config;
+use crate::control;
+use crate::control::checkpoint;
 use crate::db;
 use crate::pipeline::{run_attempt, Attempt, Outcome, PipelineError};
 use crate::position::Position;
@@ -80,7 +82,7 @@ pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Re
                 }
             }
         }
-        let cp = store::load(&mut control, &cfg.pipeline.name)
+        let cp = checkpoint::load(&mut control, &cfg.pipeline.name)
             .await?
             .context("the checkpoint disappeared from the control database")?;
         let mut skipped = 0;
@@ -119,7 +121,7 @@ async fn start_position(
     identity: &str,
 ) -> anyhow::Result<(Position, bool)> {
     let p = &cfg.pipeline;
-    let existing = store::load(&mut servers.control, &p.name).await?;
+    let existing = checkpoint::load(&mut servers.control, &p.name).await?;
     if let Some(cp) = &existing {
         if from.is_some() && !force {
             bail!(
@@ -135,9 +137,9 @@ async fn start_position(
             epoch: p.epoch,
             source_identity: identity.to_string(),
         };
-        store::save(&mut servers.control, &p.name, &cp).await?;
+        checkpoint::save(&mut servers.control, &p.name, &cp).await?;
         if existing.as_ref().is_some_and(|old| p.epoch > old.epoch) {
-            store::set_epoch_start(&mut servers.control, &p.name, &from).await?;
+            checkpoint::set_epoch_start(&mut servers.control, &p.name, &from).await?;
         }
         return Ok((from, false));
     }
@@ -150,18 +152,19 @@ async fn start_position(
                     source_identity: identity.to_string(),
                     ..cp.clone()
                 };
-                store::save(&mut servers.control, &p.name, &new).await?;
+                checkpoint::save(&mut servers.control, &p.name, &new).await?;
                 if p.epoch > cp.epoch {
-                    store::set_epoch_start(&mut servers.control, &p.name, &cp.position).await?;
+                    checkpoint::set_epoch_start(&mut servers.control, &p.name, &cp.position)
+                        .await?;
                 }
             }
-            let snap = snapshot::load(&mut servers.control, &p.name).await?;
+            let snap = control::snapshot::load(&mut servers.control, &p.name).await?;
             let copying = snap.as_ref().is_some_and(|s| !s.done);
             if copying {
                 tracing::info!(position = %cp.position, "resuming the initial copy at its last finished chunk");
             }
             Ok((
-                store::load(&mut servers.control, &p.name)
+                checkpoint::load(&mut servers.control, &p.name)
                     .await?
                     .map(|c| c.position)
                     .unwrap_or(cp.position),

@@ -21,10 +21,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::{dead_letter, Attempt, Outcome, PipelineError};
+use super::{Attempt, Outcome, PipelineError};
 use crate::checkpoint::bookkeeping::{Advance, Bookkeeping};
-use crate::checkpoint::{store, Checkpoint, LaneProgress, Tracker};
+use crate::checkpoint::{Checkpoint, LaneProgress, Tracker};
 use crate::config::OnDeriveError;
+use crate::control;
 use crate::position::Position;
 use crate::rules::RouteError;
 use crate::source::{SourceError, SourceItem, Transaction};
@@ -173,7 +174,7 @@ impl<'a> Coordinator<'a> {
                 Err(e @ RouteError::Derive { .. })
                     if p.on_derive_error == OnDeriveError::DeadLetter =>
                 {
-                    dead_letter(a.control, &p.name, change, &e.to_string()).await?;
+                    control::dead_letter::record(a.control, &p.name, change, &e.to_string()).await?;
                     self.dead_letters += 1;
                     continue;
                 }
@@ -229,11 +230,11 @@ impl<'a> Coordinator<'a> {
                 epoch: self.a.cfg.pipeline.epoch,
                 source_identity: self.a.source_identity.clone(),
             };
-            store::save_progress(self.a.control, name, &cp, adv.timestamp).await?;
+            control::checkpoint::save_progress(self.a.control, name, &cp, adv.timestamp).await?;
             self.book.saved(pos.clone());
         }
         if log && adv.log_position {
-            store::log_position(self.a.control, name, &w.end, w.timestamp).await?;
+            control::position_log::record(self.a.control, name, &w.end, w.timestamp).await?;
             self.book.logged(Instant::now());
         }
         Ok(())

@@ -16,7 +16,6 @@ mod coordinator;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -25,7 +24,6 @@ use crate::checkpoint::prune;
 use crate::config::Config;
 use crate::db::{self, DbError, Flavor, Session};
 use crate::position::Position;
-use crate::rules::convert::display_cells;
 use crate::rules::lookup::Lookups;
 use crate::rules::Router;
 use crate::source::{SourceError, SourceItem, StartAt, Tailer, TailerOptions};
@@ -172,41 +170,4 @@ fn start_pruning(cfg: &Config, router: &Router) -> JoinHandle<()> {
         .map(|r| r.target.clone())
         .collect();
     tokio::spawn(prune::prune_loop(cfg.clone(), tables))
-}
-
-/// Records a row that cannot be routed in the control database.
-pub async fn dead_letter(
-    control: &mut Conn,
-    pipeline: &str,
-    change: &crate::source::RowChange,
-    error: &str,
-) -> Result<(), PipelineError> {
-    let image = change.after.as_ref().or(change.before.as_ref());
-    let key: Vec<mysql_common::value::Value> = image
-        .map(|row| {
-            change
-                .table
-                .pk
-                .iter()
-                .filter_map(|&i| row.get(i).cloned())
-                .collect()
-        })
-        .unwrap_or_default();
-    let row_text = image.map(|r| display_cells(r)).unwrap_or_default();
-    tracing::warn!(table = %change.table.full_name(), position = %change.position, error, "row dead-lettered");
-    control
-        .exec_drop(
-            "INSERT INTO reshard_dead_letter (pipeline, binlog_file, binlog_pos, source_table, row_key, error, row_image) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                pipeline,
-                &change.position.file,
-                change.position.pos,
-                change.table.full_name(),
-                display_cells(&key),
-                error,
-                row_text,
-            ),
-        )
-        .await
-        .map_err(|e| DbError::query("control", "writing a dead letter", e).into())
 }

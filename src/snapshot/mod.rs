@@ -36,10 +36,12 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Row};
 use tokio::sync::watch;
 
+use crate::checkpoint::Checkpoint;
 use crate::config::{Config, OnDeriveError};
+use crate::control;
 use crate::db::{self, quote_ident, DbError, Flavor, Session};
 use crate::inspect::sample::{after_key, after_params, normalize, select_list};
-use crate::pipeline::{dead_letter, PipelineError};
+use crate::pipeline::PipelineError;
 use crate::position::Position;
 use crate::rules::lookup::Lookups;
 use crate::rules::{RouteError, Router};
@@ -48,13 +50,6 @@ use crate::source::RowChange;
 use crate::version::Version;
 use crate::writer::lane::{apply_batch, LaneConfig, Stats, TombstoneHints};
 use crate::writer::{keyenc, WriteOp};
-
-/// The snapshot row of a pipeline.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Snapshot {
-    pub position: Position,
-    pub done: bool,
-}
 
 /// Obtains a position consistent with what a reader sees (see the module
 /// docs), holding the snapshot transaction only for the status query.
@@ -113,21 +108,6 @@ pub async fn consistent_position(conn: &mut Conn, flavor: Flavor) -> Result<Posi
     })
 }
 
-/// Reads the pipeline's snapshot row.
-pub async fn load(control: &mut Conn, pipeline: &str) -> Result<Option<Snapshot>, DbError> {
-    let row: Option<(String, u64, String)> = control
-        .exec_first(
-            "SELECT binlog_file, binlog_pos, state FROM reshard_snapshot WHERE pipeline = ?",
-            (pipeline,),
-        )
-        .await
-        .map_err(|e| DbError::query("control", "reading the snapshot state", e))?;
-    Ok(row.map(|(f, p, s)| Snapshot {
-        position: Position::new(f, p),
-        done: s == "done",
-    }))
-}
-
 /// Saves P, the checkpoint P and the floor v(P) in one transaction, before
 /// any row is copied.
 pub async fn begin(
@@ -144,30 +124,12 @@ pub async fn begin(
         transient: false,
         code: None,
     })?;
-    let q = |e| DbError::query("control", "saving the snapshot position", e);
-    let mut tx = control
-        .start_transaction(Default::default())
-        .await
-        .map_err(q)?;
-    tx.exec_drop(
-        "DELETE FROM reshard_snapshot_table WHERE pipeline = ?",
-        (pipeline,),
-    )
-    .await
-    .map_err(q)?;
-    tx.exec_drop(
-        "REPLACE INTO reshard_snapshot (pipeline, binlog_file, binlog_pos, state) VALUES (?, ?, ?, 'copying')",
-        (pipeline, &p.file, p.pos),
-    )
-    .await
-    .map_err(q)?;
-    tx.exec_drop(
-        "REPLACE INTO reshard_checkpoint (pipeline, binlog_file, binlog_pos, epoch, source_identity, floor) VALUES (?, ?, ?, ?, ?, ?)",
-        (pipeline, &p.file, p.pos, epoch, identity, floor.to_bytes().to_vec()),
-    )
-    .await
-    .map_err(q)?;
-    tx.commit().await.map_err(q)
+    let cp = Checkpoint {
+        position: p.clone(),
+        epoch,
+        source_identity: identity.to_string(),
+    };
+    control::snapshot::begin(control, pipeline, &cp, floor).await
 }
 
 /// What the copy needs.
@@ -198,22 +160,16 @@ async fn progress(
     control: &mut Conn,
     pipeline: &str,
 ) -> Result<BTreeMap<String, TableProgress>, DbError> {
-    let rows: Vec<(String, Option<Vec<u8>>, u64, i8)> = control
-        .exec(
-            "SELECT source_table, last_key, rows_copied, done FROM reshard_snapshot_table WHERE pipeline = ?",
-            (pipeline,),
-        )
-        .await
-        .map_err(|e| DbError::query("control", "reading the copy progress", e))?;
+    let rows = control::snapshot::tables(control, pipeline).await?;
     Ok(rows
         .into_iter()
-        .map(|(t, k, rows, done)| {
+        .map(|t| {
             (
-                t,
+                t.table,
                 TableProgress {
-                    last_key: k.and_then(|k| keyenc::decode(&k)),
-                    rows,
-                    done: done != 0,
+                    last_key: t.last_key.and_then(|k| keyenc::decode(&k)),
+                    rows: t.rows_copied,
+                    done: t.done,
                 },
             )
         })
@@ -364,7 +320,7 @@ pub async fn copy(c: Copy<'_>) -> Result<CopyOutcome, PipelineError> {
                         }
                     }
                     Err(e @ RouteError::Derive { .. }) if p.on_derive_error == OnDeriveError::DeadLetter => {
-                        dead_letter(c.control, &p.name, &change, &e.to_string()).await?;
+                        control::dead_letter::record(c.control, &p.name, &change, &e.to_string()).await?;
                     }
                     Err(e) => {
                         return Err(PipelineError::Definite(format!(
@@ -387,13 +343,14 @@ pub async fn copy(c: Copy<'_>) -> Result<CopyOutcome, PipelineError> {
             }
             rows_done += n as u64;
             let finished = n < chunk;
-            c.control
-                .exec_drop(
-                    "REPLACE INTO reshard_snapshot_table (pipeline, source_table, last_key, rows_copied, rows_estimate, done) VALUES (?, ?, ?, ?, ?, ?)",
-                    (&p.name, &full, last.as_ref().map(|k| keyenc::encode(k)), rows_done, estimate.max(rows_done), finished),
-                )
-                .await
-                .map_err(|e| DbError::query("control", "saving the copy progress", e))?;
+            let saved = control::snapshot::TableCopy {
+                table: full.clone(),
+                last_key: last.as_ref().map(|k| keyenc::encode(k)),
+                rows_copied: rows_done,
+                rows_estimate: estimate.max(rows_done),
+                done: finished,
+            };
+            control::snapshot::save_table(c.control, &p.name, &saved).await?;
             if let Some(b) = &bar {
                 if rows_done > b.length().unwrap_or(0) {
                     b.set_length(rows_done);
@@ -422,13 +379,7 @@ pub async fn copy(c: Copy<'_>) -> Result<CopyOutcome, PipelineError> {
         }
         tracing::info!(table = %full, rows = rows_done, secs = started.elapsed().as_secs_f64(), "table copied");
     }
-    c.control
-        .exec_drop(
-            "UPDATE reshard_snapshot SET state = 'done', finished_at = CURRENT_TIMESTAMP(6) WHERE pipeline = ?",
-            (&p.name,),
-        )
-        .await
-        .map_err(|e| DbError::query("control", "finishing the snapshot", e))?;
+    control::snapshot::finish(c.control, &p.name).await?;
     for (_, conn, _) in writers {
         let _ = conn.disconnect().await;
     }

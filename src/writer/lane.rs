@@ -33,6 +33,7 @@ use tokio::sync::mpsc;
 use super::op::{OpKind, TargetTable, WriteOp};
 use super::sql;
 use crate::checkpoint::LaneProgress;
+use crate::control::shard;
 use crate::db::DbError;
 use crate::position::Position;
 use crate::version::Version;
@@ -110,11 +111,7 @@ impl TombstoneHints {
         if let Some(b) = self.may_exist.get(table) {
             return Ok(*b);
         }
-        let any: Option<i64> = tx
-            .exec_first(sql::TOMBSTONE_ANY, (table,))
-            .await
-            .map_err(|e| DbError::query(server, format!("looking for tombstones of {table}"), e))?;
-        let b = any.unwrap_or(1) != 0;
+        let b = shard::any_tombstone(tx, server, table).await?;
         self.may_exist.insert(table.to_string(), b);
         Ok(b)
     }
@@ -375,28 +372,11 @@ async fn read_tombstones(
     upserts: &[&WriteOp],
     hints: &mut TombstoneHints,
 ) -> Result<HashMap<Vec<u8>, Version>, DbError> {
-    let mut tombs: HashMap<Vec<u8>, Version> = HashMap::new();
     if upserts.is_empty() || !hints.may_exist(tx, server, tname).await? {
-        return Ok(tombs);
+        return Ok(HashMap::new());
     }
-    for chunk in upserts.chunks(500) {
-        let mut params: Vec<Value> = Vec::with_capacity(chunk.len() + 1);
-        params.push(Value::Bytes(tname.as_bytes().to_vec()));
-        params.extend(chunk.iter().map(|o| Value::Bytes(o.key_enc.clone())));
-        let rows: Vec<(Vec<u8>, Vec<u8>)> = tx
-            .exec(
-                sql::tombstone_lookup(chunk.len()),
-                Params::Positional(params),
-            )
-            .await
-            .map_err(|e| DbError::query(server, format!("reading tombstones of {tname}"), e))?;
-        for (k, v) in rows {
-            if let Ok(v) = Version::from_bytes(&v) {
-                tombs.insert(k, v);
-            }
-        }
-    }
-    Ok(tombs)
+    let keys: Vec<&[u8]> = upserts.iter().map(|o| o.key_enc.as_slice()).collect();
+    shard::read_tombstones(tx, server, tname, &keys).await
 }
 
 /// The names of a table's key columns.
@@ -465,21 +445,7 @@ async fn raise_tombstones(
     if !tombstones.is_empty() {
         hints.written(tname);
     }
-    for chunk in tombstones.chunks(500) {
-        let mut params = Vec::with_capacity(chunk.len() * 3);
-        for (k, v) in chunk {
-            params.push(Value::Bytes(tname.as_bytes().to_vec()));
-            params.push(Value::Bytes(k.to_vec()));
-            params.push(Value::Bytes(v.to_bytes().to_vec()));
-        }
-        tx.exec_drop(
-            sql::tombstone_upsert(chunk.len()),
-            Params::Positional(params),
-        )
-        .await
-        .map_err(|e| DbError::query(server, format!("writing tombstones of {tname}"), e))?;
-    }
-    Ok(())
+    shard::raise_tombstones(tx, server, tname, &tombstones).await
 }
 
 /// Step 3: upserts the rows newer than their tombstone (each column
@@ -588,18 +554,12 @@ async fn record_applied(
     cfg: &LaneConfig,
     end: &Position,
 ) -> Result<(), DbError> {
-    tx.exec_drop(
-        sql::APPLIED_UPSERT,
-        (
-            &cfg.pipeline,
-            &cfg.shard,
-            cfg.lane_in_shard as u32,
-            &end.file,
-            end.pos,
-        ),
-    )
-    .await
-    .map_err(|e| DbError::query(&cfg.shard, "recording the applied position", e))
+    let lane = shard::LaneId {
+        pipeline: &cfg.pipeline,
+        shard: &cfg.shard,
+        lane_in_shard: cfg.lane_in_shard as u32,
+    };
+    shard::record_applied(tx, lane, end).await
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //!
 //! * [`op`] — write operations and target tables;
 //! * [`keyenc`] — canonical key bytes (tombstone key, lane choice);
-//! * [`sql`] — the SQL text of versioned upserts, deletes and tombstones;
+//! * [`sql`] — the SQL text of versioned upserts and deletes (tombstones
+//!   and applied positions: [`crate::control::shard`]);
 //! * [`lane`] — one connection applying batches in order;
 //! * [`pool`] — the lanes of an attempt, and which lane a key goes to.
 
