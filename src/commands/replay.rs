@@ -21,7 +21,8 @@ use anyhow::bail;
 
 use super::replicator::{pause_and_reconnect, shutdown_signal, Replicator};
 use crate::control::checkpoint;
-use crate::pipeline::{run_attempt, Attempt, Outcome, PipelineError};
+use crate::db::Retry;
+use crate::pipeline::{run_attempt, Attempt, Outcome};
 use crate::position::Position;
 use crate::source::StartAt;
 
@@ -129,8 +130,8 @@ pub async fn replay(path: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             Ok(Outcome::Shutdown) => return Ok(ExitCode::SUCCESS),
-            Err(PipelineError::Definite(e)) => bail!(e),
-            Err(PipelineError::Transient(e)) => {
+            Err(e) if e.retry() == Retry::Definite => return Err(e.into()),
+            Err(e) => {
                 // replaying is idempotent: start the range again
                 if !pause_and_reconnect(&cfg, &mut control, &mut backoff, &stop_rx, &e).await? {
                     return Ok(ExitCode::SUCCESS);

@@ -11,7 +11,7 @@ use mysql_async::Conn;
 use tokio::sync::watch;
 
 use super::servers::Servers;
-use crate::config::Config;
+use crate::config::{redact_url, Config};
 use crate::control::lease;
 use crate::db::{self, Flavor};
 use crate::rules::lookup::Lookups;
@@ -107,11 +107,17 @@ pub async fn pause_and_reconnect(
     control: &mut Conn,
     backoff: &mut Duration,
     stop: &watch::Receiver<bool>,
-    error: &str,
+    error: &(dyn std::error::Error + 'static),
 ) -> anyhow::Result<bool> {
     if *stop.borrow() {
         return Ok(false);
     }
+    let error = redact_url(
+        &anyhow::Chain::new(error)
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join(": "),
+    );
     tracing::warn!(
         error,
         retry_in_ms = backoff.as_millis() as u64,

@@ -29,10 +29,9 @@ use super::replicator::{pause_and_reconnect, shutdown_signal, Replicator};
 use super::servers::Servers;
 use crate::checkpoint::Checkpoint;
 use crate::config::Config;
-use crate::control;
-use crate::control::checkpoint;
-use crate::db;
-use crate::pipeline::{run_attempt, Attempt, Outcome, PipelineError};
+use crate::control::{self, checkpoint};
+use crate::db::{self, Retry};
+use crate::pipeline::{run_attempt, Attempt, Outcome};
 use crate::position::Position;
 use crate::snapshot;
 use crate::source::{self, StartAt};
@@ -73,8 +72,8 @@ pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Re
                     );
                     return Ok(ExitCode::SUCCESS);
                 }
-                Err(PipelineError::Definite(e)) => bail!(e),
-                Err(PipelineError::Transient(e)) => {
+                Err(e) if e.retry() == Retry::Definite => return Err(e.into()),
+                Err(e) => {
                     if !pause_and_reconnect(&cfg, &mut control, &mut backoff, &stop_rx, &e).await? {
                         return Ok(ExitCode::SUCCESS);
                     }
@@ -103,8 +102,8 @@ pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Re
         };
         match run_attempt(attempt).await {
             Ok(Outcome::Shutdown) | Ok(Outcome::ReachedEnd) => return Ok(ExitCode::SUCCESS),
-            Err(PipelineError::Definite(e)) => bail!(e),
-            Err(PipelineError::Transient(e)) => {
+            Err(e) if e.retry() == Retry::Definite => return Err(e.into()),
+            Err(e) => {
                 if !pause_and_reconnect(&cfg, &mut control, &mut backoff, &stop_rx, &e).await? {
                     return Ok(ExitCode::SUCCESS);
                 }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::{Attempt, Outcome, PipelineError};
+use super::{Attempt, Outcome, PipelineError, Stage};
 use crate::checkpoint::bookkeeping::{Advance, Bookkeeping};
 use crate::checkpoint::{Checkpoint, LaneProgress, Tracker};
 use crate::config::OnDeriveError;
@@ -127,9 +127,7 @@ impl<'a> Coordinator<'a> {
 
     async fn source_item(&mut self, item: Option<Result<SourceItem, SourceError>>) -> Flow {
         match item {
-            None => ControlFlow::Break(Err(PipelineError::Transient(
-                "the binlog reader stopped".into(),
-            ))),
+            None => ControlFlow::Break(Err(PipelineError::ReaderStopped)),
             Some(Err(e)) => ControlFlow::Break(Err(e.into())),
             Some(Ok(SourceItem::Heartbeat(pos))) => self.heartbeat(pos),
             Some(Ok(SourceItem::Transaction(txn))) => self.transaction(txn).await,
@@ -174,14 +172,16 @@ impl<'a> Coordinator<'a> {
                 Err(e @ RouteError::Derive { .. })
                     if p.on_derive_error == OnDeriveError::DeadLetter =>
                 {
-                    control::dead_letter::record(a.control, &p.name, change, &e.to_string()).await?;
+                    control::dead_letter::record(a.control, &p.name, change, &e.to_string())
+                        .await?;
                     self.dead_letters += 1;
                     continue;
                 }
-                Err(e) => {
-                    return Err(PipelineError::Definite(format!(
-                        "{e}\nThe pipeline stopped so that no row is dropped; fix the rule (or set [pipeline] on_derive_error = \"dead-letter\") and run again: it resumes from the checkpoint."
-                    )))
+                Err(error) => {
+                    return Err(PipelineError::Route {
+                        error,
+                        stage: Stage::Stream,
+                    })
                 }
             };
             for op in ops {
@@ -301,9 +301,10 @@ impl<'a> Coordinator<'a> {
             if let Some(stop) = &self.a.stop_at {
                 let applied = self.book.applied();
                 if applied < stop {
-                    return Err(PipelineError::Transient(format!(
-                        "stopped before {stop}: applied up to {applied}"
-                    )));
+                    return Err(PipelineError::StoppedShort {
+                        stop: stop.clone(),
+                        applied: applied.clone(),
+                    });
                 }
             }
         }
@@ -337,9 +338,8 @@ impl<'a> Coordinator<'a> {
 
 fn lane_failure(exit: LaneExit) -> PipelineError {
     match exit {
-        Ok(Ok(())) => PipelineError::Transient("a writer lane stopped unexpectedly".into()),
-        Ok(Err(e)) if e.is_transient() => PipelineError::Transient(e.to_string()),
-        Ok(Err(e)) => PipelineError::Definite(e.to_string()),
-        Err(e) => PipelineError::Definite(format!("a writer lane crashed: {e}")),
+        Ok(Ok(())) => PipelineError::LaneStopped,
+        Ok(Err(e)) => PipelineError::Lane(e),
+        Err(e) => PipelineError::LaneCrashed(e),
     }
 }

@@ -12,6 +12,7 @@
 //! and re-applying what lies after it is harmless (versions).
 
 mod coordinator;
+mod error;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use tokio::task::JoinHandle;
 
 use crate::checkpoint::prune;
 use crate::config::Config;
-use crate::db::{self, DbError, Flavor, Session};
+use crate::db::{self, Flavor, Session};
 use crate::position::Position;
 use crate::rules::lookup::Lookups;
 use crate::rules::Router;
@@ -31,37 +32,7 @@ use crate::version::Version;
 use crate::writer::pool::LanePool;
 use crate::writer::Stats;
 use coordinator::{Coordinator, SourceRx};
-
-/// Why an attempt failed.
-#[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
-    /// Retry from the checkpoint.
-    #[error("{0}")]
-    Transient(String),
-    /// Stop.
-    #[error("{0}")]
-    Definite(String),
-}
-
-impl From<SourceError> for PipelineError {
-    fn from(e: SourceError) -> Self {
-        if e.is_transient() {
-            PipelineError::Transient(e.to_string())
-        } else {
-            PipelineError::Definite(e.to_string())
-        }
-    }
-}
-
-impl From<DbError> for PipelineError {
-    fn from(e: DbError) -> Self {
-        if e.is_transient() {
-            PipelineError::Transient(e.to_string())
-        } else {
-            PipelineError::Definite(e.to_string())
-        }
-    }
-}
+pub use error::{PipelineError, Stage};
 
 /// How an attempt ended without error.
 #[derive(Debug, Clone, PartialEq, Eq)]

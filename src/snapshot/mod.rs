@@ -99,13 +99,11 @@ pub async fn consistent_position(conn: &mut Conn, flavor: Flavor) -> Result<Posi
             }
         }
     }
-    Err(DbError::Query {
-        server: "source".into(),
-        context: "taking a consistent snapshot position".into(),
-        message: "the server reports neither binlog_snapshot_file/position (MariaDB, Percona) nor performance_schema.log_status (MySQL 8.0+)".into(),
-        transient: false,
-        code: None,
-    })
+    Err(DbError::unexpected(
+        "source",
+        "taking a consistent snapshot position",
+        "the server reports neither binlog_snapshot_file/position (MariaDB, Percona) nor performance_schema.log_status (MySQL 8.0+)",
+    ))
 }
 
 /// Saves P, the checkpoint P and the floor v(P) in one transaction, before
@@ -117,12 +115,12 @@ pub async fn begin(
     epoch: u16,
     identity: &str,
 ) -> Result<(), DbError> {
-    let floor = Version::at(epoch, p, 0).map_err(|e| DbError::Query {
-        server: "source".into(),
-        context: format!("versioning the snapshot position {p}"),
-        message: e.to_string(),
-        transient: false,
-        code: None,
+    let floor = Version::at(epoch, p, 0).map_err(|e| {
+        DbError::unexpected(
+            "source",
+            format!("versioning the snapshot position {p}"),
+            e.to_string(),
+        )
     })?;
     let cp = Checkpoint {
         position: p.clone(),

@@ -34,7 +34,7 @@ use super::op::{OpKind, TargetTable, WriteOp};
 use super::sql;
 use crate::checkpoint::LaneProgress;
 use crate::control::shard;
-use crate::db::DbError;
+use crate::db::{DbError, Retry};
 use crate::position::Position;
 use crate::version::Version;
 
@@ -74,9 +74,9 @@ pub struct Stats {
     pub secondary_unique: std::sync::Mutex<HashMap<(String, String), bool>>,
 }
 
-/// A lane that failed.
+/// A lane that failed, and why (its `source()`).
 #[derive(Debug, thiserror::Error)]
-#[error("writer lane {lane} of shard {shard}: {source}")]
+#[error("writer lane {lane} of shard {shard}")]
 pub struct LaneError {
     pub shard: String,
     pub lane: usize,
@@ -85,8 +85,9 @@ pub struct LaneError {
 }
 
 impl LaneError {
-    pub fn is_transient(&self) -> bool {
-        self.source.is_transient()
+    /// As the database failure says.
+    pub fn retry(&self) -> Retry {
+        self.source.retry()
     }
 }
 
@@ -217,7 +218,7 @@ pub async fn apply_batch(
         match apply(conn, cfg, &batch, end, stats, hints).await {
             Ok(()) => return Ok(()),
             // deadlocks and lock waits: the transaction was rolled back, try again
-            Err(e) if matches!(e.code(), Some(1213 | 1205)) && attempt < RETRIES => {
+            Err(e) if e.is_lock_conflict() && attempt < RETRIES => {
                 tracing::warn!(shard = %cfg.shard, lane = cfg.lane, attempt, error = %e, "batch rolled back, retrying");
                 tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
             }
@@ -536,16 +537,14 @@ async fn check_landed(
     if n == chunk.len() as u64 {
         return Ok(());
     }
-    Err(TableError::Collision(DbError::Query {
-        server: server.to_string(),
-        context: format!("upserting into {tname}"),
-        message: format!(
+    Err(TableError::Collision(DbError::unexpected(
+        server,
+        format!("upserting into {tname}"),
+        format!(
             "expected {} row(s) on their own keys, found {n}: a secondary UNIQUE key of {tname} made an upsert update another row. The batch was rolled back and the pipeline stopped; drop the secondary UNIQUE key on the targets (dry-run flags it) and run again",
             chunk.len()
         ),
-        transient: false,
-        code: None,
-    }))
+    )))
 }
 
 /// Step 4: the lane's applied position, in the batch's transaction.
