@@ -2,7 +2,7 @@
 //!
 //! # Why a batch is safe to apply, and to apply again
 //!
-//! One key always goes to one lane (the coordinator hashes table and key),
+//! One key always goes to one lane ([`super::pool`] hashes table and key),
 //! and a lane applies its queue in order, so no two writers race on a key.
 //! Within a batch only the newest operation per key matters — versions
 //! grow along the binlog, so the last operation dominates every earlier
@@ -38,7 +38,7 @@ use crate::db::{DbError, Retry};
 use crate::position::Position;
 use crate::version::Version;
 
-/// What the coordinator sends a lane.
+/// What a lane receives (through [`super::pool::LanePool`]).
 #[derive(Debug)]
 pub enum LaneMsg {
     Op(WriteOp),
