@@ -15,8 +15,8 @@ use reshard::config::Endpoint;
 use reshard::db::{self, Flavor, Session};
 use reshard::position::Position;
 use reshard::source::{SourceItem, Tailer, TailerOptions};
-use reshard::testkit::scenario::connect;
-use reshard::testkit::{MariaDb, ServerOptions};
+use reshard_testkit::scenario::connect;
+use reshard_testkit::{MariaDb, ServerOptions};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 

@@ -4,12 +4,20 @@
 //! random workload on the source while it runs, then
 //! check that the targets match the source routed by the server's own
 //! `CRC32()`. Run it with `scripts/demo`.
+//!
+//! The rules are the repository's own examples, `shard-rules/orders.toml`
+//! and `shard-rules/items.toml`, copied unchanged: the demo's source
+//! database is `shop`, as they name it.
 
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use reshard::testkit::scenario::{Scenario, Workload, WorkloadOptions};
-use reshard::testkit::Cluster;
+use reshard_testkit::scenario::{Scenario, Workload, WorkloadOptions};
+use reshard_testkit::Cluster;
+
+/// The example rule files the demo runs with (the tables its workload
+/// writes; their routing is the one [`Scenario::compare`] checks).
+const DEMO_RULES: [&str; 2] = ["orders.toml", "items.toml"];
 
 fn reshard_bin() -> std::path::PathBuf {
     if let Ok(p) = std::env::var("RESHARD_BIN") {
@@ -57,18 +65,26 @@ async fn demo() -> Result<bool, Box<dyn std::error::Error>> {
         t.elapsed().as_secs_f64()
     );
 
-    let s = Scenario::create(&cluster, "demo")?;
+    let s = Scenario::create_in(&cluster, "demo", "shop")?;
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shard-rules");
+    for file in DEMO_RULES {
+        s.use_rule_file(&examples.join(file))?;
+    }
     println!("==> config: {}", s.config.display());
     println!(
         "{}",
-        std::fs::read_to_string(&s.config)?
-            .replace(reshard::testkit::MariaDb::ROOT_PASSWORD, "***")
+        std::fs::read_to_string(&s.config)?.replace(reshard_testkit::MariaDb::ROOT_PASSWORD, "***")
     );
-    println!("==> rule file shard-rules/orders.toml:");
-    println!(
-        "{}",
-        std::fs::read_to_string(s.dir.path().join("rules/orders.toml"))?
-    );
+    for file in DEMO_RULES {
+        println!(
+            "==> rule file {} (from shard-rules/):",
+            s.dir.path().join("rules").join(file).display()
+        );
+        println!(
+            "{}",
+            std::fs::read_to_string(s.dir.path().join("rules").join(file))?
+        );
+    }
 
     println!("==> reshard migrate");
     let st = s.reshard(&bin, &["migrate"]).status()?;
@@ -123,7 +139,7 @@ async fn demo() -> Result<bool, Box<dyn std::error::Error>> {
     println!("==> comparing every shard with the source routed by SQL CRC32()");
     let diffs = s.compare(20).await?;
     for (shard, url) in &s.shard_urls {
-        let mut c = reshard::testkit::scenario::connect(url).await?;
+        let mut c = reshard_testkit::scenario::connect(url).await?;
         use mysql_async::prelude::Queryable;
         let n: Option<(u64, u64)> = c
             .query_first("SELECT (SELECT COUNT(*) FROM orders), (SELECT COUNT(*) FROM items)")

@@ -3,7 +3,8 @@
 #
 # If it is missing, install Debian's mariadb-server non-interactively, without
 # starting or enabling the system service (the tests start their own
-# throw-away servers, see src/testkit). Idempotent; instant when installed.
+# throw-away servers, see the reshard-testkit crate in testkit/). Idempotent;
+# instant when installed.
 set -euo pipefail
 
 export PATH="$PATH:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -29,7 +29,6 @@
 //! Shared vocabulary lives at the top: [`position`] (binlog file:pos),
 //! [`version`] (the 128-bit row version), [`config`] (the validated config
 //! object), [`db`] (connections, session setup, redaction of secrets).
-//! [`testkit`] starts throw-away MariaDB servers for the tests and the demo.
 
 pub mod checkpoint;
 pub mod cli;
@@ -43,7 +42,6 @@ pub mod position;
 pub mod rules;
 pub mod snapshot;
 pub mod source;
-pub mod testkit;
 pub mod verify;
 pub mod version;
 pub mod writer;

@@ -8,7 +8,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 
 use common::*;
 use mysql_async::prelude::Queryable;
-use reshard::testkit::scenario::Scenario;
+use reshard_testkit::scenario::Scenario;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flipped_byte_in_a_rows_event_is_a_checksum_error_with_position() {

@@ -34,7 +34,7 @@ use reshard::rules::expr::{parse, NoContext, Value};
 use reshard::source::decode::civil_from_unix;
 use reshard::source::schema::load_table;
 use reshard::source::{SourceItem, TableSchema, Tailer, TailerOptions};
-use reshard::testkit::scenario::connect;
+use reshard_testkit::scenario::connect;
 
 /// Moduli checked for every column besides plain `crc32(col)`.
 const MODULI: [u64; 5] = [2, 3, 7, 16, 1000];

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use common::*;
 use mysql_async::prelude::Queryable;
-use reshard::testkit::scenario::{connect, Scenario, Workload, WorkloadOptions};
+use reshard_testkit::scenario::{connect, Scenario, Workload, WorkloadOptions};
 
 async fn loaded(name: &str, ops: usize) -> Scenario {
     let s = Scenario::create(cluster(), name).unwrap();
@@ -344,7 +344,7 @@ async fn syntax_errors_and_unreachable_servers_exit_2() {
         "{err}"
     );
     assert!(
-        !err.contains(reshard::testkit::MariaDb::ROOT_PASSWORD),
+        !err.contains(reshard_testkit::MariaDb::ROOT_PASSWORD),
         "{err}"
     );
 }

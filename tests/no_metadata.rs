@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use mysql_async::prelude::Queryable;
-use reshard::testkit::scenario::{Scenario, Workload, WorkloadOptions};
+use reshard_testkit::scenario::{Scenario, Workload, WorkloadOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn converges_with_names_and_signedness_from_information_schema() {

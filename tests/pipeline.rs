@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use reshard::testkit::scenario::{Scenario, Workload, WorkloadOptions};
+use reshard_testkit::scenario::{Scenario, Workload, WorkloadOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smoke_small_workload_converges() {
@@ -75,7 +75,7 @@ async fn workload_with_crashes_converges_and_replaying_the_range_changes_nothing
             .await?;
             tokio::time::sleep(Duration::from_millis(40)).await;
         }
-        Ok::<usize, reshard::testkit::TestkitError>(w.done)
+        Ok::<usize, reshard_testkit::TestkitError>(w.done)
     });
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut stops = 0;
@@ -185,7 +185,7 @@ async fn underivable_rows_halt_or_go_to_dead_letters_never_dropped() {
                 .await
                 .unwrap_or_else(|e| panic!("{e}\n{}", run_log(&s)));
             terminate(&mut run, Duration::from_secs(30));
-            let mut ctl = reshard::testkit::scenario::connect(&s.control_url)
+            let mut ctl = reshard_testkit::scenario::connect(&s.control_url)
                 .await
                 .unwrap();
             let dl: Vec<(String, String)> = ctl
@@ -196,7 +196,7 @@ async fn underivable_rows_halt_or_go_to_dead_letters_never_dropped() {
             assert_eq!(dl[0].0, "(2)");
             let mut total = 0u64;
             for url in s.shard_urls.values() {
-                let mut c = reshard::testkit::scenario::connect(url).await.unwrap();
+                let mut c = reshard_testkit::scenario::connect(url).await.unwrap();
                 let n: Option<u64> = c.query_first("SELECT COUNT(*) FROM orders").await.unwrap();
                 total += n.unwrap_or(0);
             }
@@ -257,7 +257,7 @@ async fn column_versions_order_by_the_column_then_the_binlog() {
     terminate(&mut run, Duration::from_secs(30));
     let mut rows: Vec<(u64, Option<i32>, Option<String>)> = Vec::new();
     for url in s.shard_urls.values() {
-        let mut c = reshard::testkit::scenario::connect(url).await.unwrap();
+        let mut c = reshard_testkit::scenario::connect(url).await.unwrap();
         rows.extend(
             c.query::<(u64, Option<i32>, Option<String>), _>("SELECT id, qty, note FROM orders")
                 .await
@@ -300,7 +300,7 @@ async fn snapshot_under_live_load_with_a_crash_converges() {
             .await?;
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        Ok::<usize, reshard::testkit::TestkitError>(w.done)
+        Ok::<usize, reshard_testkit::TestkitError>(w.done)
     });
     tokio::time::sleep(Duration::from_millis(1500)).await;
     crash(&mut run);
@@ -383,7 +383,7 @@ async fn secondary_unique_collision_stops_instead_of_corrupting() {
     assert!(err.contains("secondary UNIQUE key"), "{err}");
     let mut rows: Vec<(u64, String)> = Vec::new();
     for url in s.shard_urls.values() {
-        let mut t = reshard::testkit::scenario::connect(url).await.unwrap();
+        let mut t = reshard_testkit::scenario::connect(url).await.unwrap();
         rows.extend(
             t.query::<(u64, String), _>("SELECT id, note FROM orders")
                 .await

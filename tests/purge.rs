@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use mysql_async::prelude::Queryable;
-use reshard::testkit::scenario::Scenario;
+use reshard_testkit::scenario::Scenario;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_from_a_purged_binlog_exits_2_naming_the_file() {

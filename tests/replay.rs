@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use mysql_async::prelude::Queryable;
-use reshard::testkit::scenario::{connect, Scenario, Workload, WorkloadOptions};
+use reshard_testkit::scenario::{connect, Scenario, Workload, WorkloadOptions};
 
 async fn first_position(s: &Scenario) -> String {
     let mut c = s.source().await.unwrap();

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use mysql_async::prelude::Queryable;
 use reshard::position::Position;
-use reshard::testkit::scenario::{connect, Scenario};
+use reshard_testkit::scenario::{connect, Scenario};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn show_master_status_can_be_ahead_of_what_readers_see_but_the_snapshot_position_is_not() {

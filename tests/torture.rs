@@ -17,8 +17,8 @@ use common::*;
 use mysql_async::prelude::Queryable;
 use mysql_async::Value;
 use rand::{Rng, SeedableRng};
-use reshard::testkit::scenario::{connect, Scenario, Workload, WorkloadOptions};
 use reshard::writer::keyenc;
+use reshard_testkit::scenario::{connect, Scenario, Workload, WorkloadOptions};
 
 const BULK: u64 = 12_000;
 
@@ -138,7 +138,7 @@ async fn crashes_restarts_and_replays_converge_and_never_go_backwards() {
             .await?;
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
-        Ok::<usize, reshard::testkit::TestkitError>(w.done)
+        Ok::<usize, reshard_testkit::TestkitError>(w.done)
     });
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Row, Value};
-use reshard::testkit::scenario::{connect, Scenario, Workload, WorkloadOptions};
+use reshard_testkit::scenario::{connect, Scenario, Workload, WorkloadOptions};
 use serde_json::Value as Json;
 
 fn verify(s: &Scenario, extra: &[&str]) -> (i32, Json, String) {

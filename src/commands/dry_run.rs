@@ -10,6 +10,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+use mysql_common::value::Value as Cell;
+
 use super::servers::Servers;
 use crate::config::{db_name, Config};
 use crate::db::{self, Session};
@@ -19,11 +23,11 @@ use crate::inspect::validate::{check_target, fits, servers_of, TargetCatalog};
 use crate::inspect::{Finding, Report, TableReport};
 use crate::position::Position;
 use crate::rules::lookup::Lookups;
-use crate::rules::{load_dir, RouteError, Router};
-use crate::source::schema::{from_catalog, load_catalog, SchemaError};
-use crate::source::{self, RowChange, SourceItem, Tailer, TailerOptions};
+use crate::rules::{load_dir, RouteError, Router, Rule};
+use crate::source::schema::{from_catalog, load_catalog, CatalogColumn, SchemaError};
+use crate::source::{self, RowChange, SourceItem, TableSchema, Tailer, TailerOptions};
 use crate::version::Version;
-use mysql_async::prelude::Queryable;
+use crate::writer::{OpKind, TargetTable, WriteOp};
 
 /// Failures listed per table (all are counted).
 const FAILURE_CAP: usize = 100;
@@ -40,17 +44,45 @@ pub async fn dry_run(path: &Path, args: DryRunArgs) -> anyhow::Result<ExitCode> 
     let cfg = Config::load(path)?;
     let rules = load_dir(&cfg.pipeline.rules)?;
     let mut servers = Servers::connect_with(&cfg, false).await?;
-    let mut sampler = db::connect(&cfg.source, Session::Write, cfg.pipeline.connect_timeout)
+    let sampler = db::connect(&cfg.source, Session::Write, cfg.pipeline.connect_timeout)
         .await
         .context("source server")?;
     let shard_names: Vec<String> = cfg.targets.keys().cloned().collect();
-    let server_of = servers_of(&cfg.targets);
     let mut report = Report {
         config: cfg.path.display().to_string(),
         ..Report::default()
     };
 
     // rules whose shards are all configured go on to the schema checks
+    let valid = configured_rules(&cfg, rules, &mut report.findings);
+    let router = Router::new(valid.clone(), &shard_names)?;
+    let lookups = load_lookups(&cfg, &mut servers.control, &valid, &mut report.findings).await;
+    let mut inspection = Inspection {
+        cfg: &cfg,
+        server_of: servers_of(&cfg.targets),
+        shard_names,
+        servers,
+        sampler,
+        router,
+        lookups,
+        report,
+    };
+    for rule in &valid {
+        inspection.table(rule, args.sample).await?;
+    }
+    if let Some(from) = &args.from {
+        inspection.route_binlog(from, args.to.as_ref()).await?;
+    }
+
+    let mut report = inspection.report;
+    report.ok = report.findings.is_empty();
+    super::emit_report(&report, report.ok, args.json, || report.render())
+}
+
+/// The rules whose shards are all in `[targets]`; an `unknown_shard`
+/// finding for each other one.
+fn configured_rules(cfg: &Config, rules: Vec<Rule>, findings: &mut Vec<Finding>) -> Vec<Rule> {
+    let shard_names: Vec<String> = cfg.targets.keys().cloned().collect();
     let mut valid = Vec::new();
     for rule in rules {
         let unknown: Vec<&String> = rule
@@ -61,7 +93,7 @@ pub async fn dry_run(path: &Path, args: DryRunArgs) -> anyhow::Result<ExitCode> 
         if unknown.is_empty() {
             valid.push(rule);
         } else {
-            report.findings.push(Finding {
+            findings.push(Finding {
                 kind: "unknown_shard",
                 table: rule.source_name(),
                 shard: None,
@@ -78,46 +110,143 @@ pub async fn dry_run(path: &Path, args: DryRunArgs) -> anyhow::Result<ExitCode> 
             });
         }
     }
-    let mut router = Router::new(valid.clone(), &shard_names)?;
-    let mut lookups = Lookups::new(&valid, cfg.pipeline.lookup_ttl);
-    if !lookups.is_empty() {
-        let db = db_name(&cfg.control.url).unwrap_or_default();
-        let loaded = match servers
-            .control
-            .query_drop(format!("USE {}", crate::db::quote_ident(&db)))
-            .await
-        {
-            Ok(()) => lookups
-                .refresh(&mut servers.control)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(format!("control database {db}: {e}")),
-        };
-        if let Err(e) = loaded {
-            let tables: Vec<&String> = lookups.wanted().collect();
-            report.findings.push(Finding {
-                kind: "lookup_table",
-                table: format!("{tables:?}"),
-                shard: None,
-                message: format!("cannot load the lookup tables the rules use: {e}"),
-                fix: Some(
-                    "create them in the control database with columns k (key) and v (value)".into(),
-                ),
-            });
+    valid
+}
+
+/// The lookup tables the rules use, read from the control database; a
+/// `lookup_table` finding when they cannot be.
+async fn load_lookups(
+    cfg: &Config,
+    control: &mut Conn,
+    rules: &[Rule],
+    findings: &mut Vec<Finding>,
+) -> Lookups {
+    let mut lookups = Lookups::new(rules, cfg.pipeline.lookup_ttl);
+    if lookups.is_empty() {
+        return lookups;
+    }
+    let db = db_name(&cfg.control.url).unwrap_or_default();
+    let loaded = match control
+        .query_drop(format!("USE {}", crate::db::quote_ident(&db)))
+        .await
+    {
+        Ok(()) => lookups.refresh(control).await.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("control database {db}: {e}")),
+    };
+    if let Err(e) = loaded {
+        let tables: Vec<&String> = lookups.wanted().collect();
+        findings.push(Finding {
+            kind: "lookup_table",
+            table: format!("{tables:?}"),
+            shard: None,
+            message: format!("cannot load the lookup tables the rules use: {e}"),
+            fix: Some(
+                "create them in the control database with columns k (key) and v (value)".into(),
+            ),
+        });
+    }
+    lookups
+}
+
+/// A derivation error as the failure the report lists (the key with the
+/// binlog position when `at_position`); None for any other routing error.
+fn derive_failure(e: &RouteError, at_position: bool) -> Option<DeriveFailure> {
+    match e {
+        RouteError::Derive {
+            key,
+            what,
+            expr,
+            message,
+            position,
+            ..
+        } => Some(DeriveFailure {
+            key: if at_position {
+                format!("{key} at {position}")
+            } else {
+                key.clone()
+            },
+            expression: if expr.is_empty() { what } else { expr }.clone(),
+            error: message.clone(),
+        }),
+        _ => None,
+    }
+}
+
+/// Records in `misfits` (column → why) the first value of each derived
+/// column that does not fit its target column.
+fn note_misfits(
+    rule: &Rule,
+    target: &TargetTable,
+    catalog: &TargetCatalog,
+    values: &[Cell],
+    misfits: &mut BTreeMap<String, String>,
+) {
+    for (col, v) in target.columns.iter().zip(values) {
+        if !rule.derive.iter().any(|(d, _)| d == col) || misfits.contains_key(col) {
+            continue;
+        }
+        if let Some(why) = catalog.column(col).and_then(|c| fits(v, c)) {
+            misfits.insert(col.clone(), why);
         }
     }
+}
 
-    for rule in &valid {
+/// One dry run: the connections, the router and the report it fills.
+struct Inspection<'a> {
+    cfg: &'a Config,
+    /// Shard index → name.
+    shard_names: Vec<String>,
+    /// Shard name → `host:port`.
+    server_of: BTreeMap<String, String>,
+    servers: Servers,
+    /// The source connection rows are sampled on.
+    sampler: Conn,
+    router: Router,
+    lookups: Lookups,
+    report: Report,
+}
+
+impl Inspection<'_> {
+    /// Checks one rule against the source and its target tables and routes
+    /// a sample of its rows.
+    async fn table(&mut self, rule: &Rule, sample_rows: u64) -> anyhow::Result<()> {
         let name = rule.source_name();
-        let finding = |kind: &'static str, message: String| Finding {
-            kind,
-            table: name.clone(),
-            shard: None,
-            message,
-            fix: None,
+        let Some((cols, schema)) = self.source_table(rule).await? else {
+            return Ok(());
         };
+        let target = match self.router.target_table(&schema) {
+            Ok(t) => t,
+            Err(e) => {
+                let finding = Finding::table("rule_does_not_fit", &name, e.to_string());
+                self.report.findings.push(finding);
+                return Ok(());
+            }
+        };
+        let mut table_report = TableReport {
+            target: target.name.clone(),
+            ..TableReport::default()
+        };
+        let catalog = self
+            .check_targets(rule, &target, &cols, &mut table_report)
+            .await?;
+        let routed = self
+            .sample(rule, &schema, sample_rows, &mut table_report)
+            .await?;
+        let misfits = self.tally(rule, &target, catalog.as_ref(), routed, &mut table_report)?;
+        self.sample_findings(&name, misfits, &table_report);
+        table_report.compute_skew();
+        self.report.tables.insert(name, table_report);
+        Ok(())
+    }
+
+    /// The source table's columns and schema; None, with a finding, when
+    /// the table does not exist.
+    async fn source_table(
+        &mut self,
+        rule: &Rule,
+    ) -> anyhow::Result<Option<(Vec<CatalogColumn>, Arc<TableSchema>)>> {
         let (cols, pk) = match load_catalog(
-            &mut servers.source,
+            &mut self.servers.source,
             "source",
             &rule.source_db,
             &rule.source_table,
@@ -126,62 +255,70 @@ pub async fn dry_run(path: &Path, args: DryRunArgs) -> anyhow::Result<ExitCode> 
         {
             Ok(x) => x,
             Err(SchemaError::Missing { table }) => {
-                report.findings.push(finding(
+                self.report.findings.push(Finding::table(
                     "missing_source_table",
+                    &rule.source_name(),
                     format!(
                         "{}: source table {table} does not exist on the source",
                         rule.file.display()
                     ),
                 ));
-                continue;
+                return Ok(None);
             }
             Err(e) => return Err(e.into()),
         };
-        let schema = Arc::new(from_catalog(
-            &rule.source_db,
-            &rule.source_table,
-            &cols,
-            &pk,
-        ));
-        let target = match router.target_table(&schema) {
-            Ok(t) => t,
-            Err(e) => {
-                report
-                    .findings
-                    .push(finding("rule_does_not_fit", e.to_string()));
-                continue;
-            }
-        };
-        let mut table_report = TableReport {
-            target: target.name.clone(),
-            ..TableReport::default()
-        };
-        // target tables on every shard of the rule
+        let schema = from_catalog(&rule.source_db, &rule.source_table, &cols, &pk);
+        Ok(Some((cols, Arc::new(schema))))
+    }
+
+    /// Checks the target table on every shard of the rule (each shard gets
+    /// a row count, zero so far); the catalog of the first one found.
+    async fn check_targets(
+        &mut self,
+        rule: &Rule,
+        target: &TargetTable,
+        cols: &[CatalogColumn],
+        table_report: &mut TableReport,
+    ) -> anyhow::Result<Option<TargetCatalog>> {
         let mut catalog: Option<TargetCatalog> = None;
         let shards: BTreeSet<&String> = rule.shards.iter().collect();
         for shard in shards {
             table_report.per_shard.insert(shard.clone(), 0);
-            let Some((_, conn)) = servers.targets.iter_mut().find(|(n, _)| n == shard) else {
+            let Some((_, conn)) = self.servers.targets.iter_mut().find(|(n, _)| n == shard) else {
                 continue;
             };
-            let db = cfg
+            let db = self
+                .cfg
                 .targets
                 .get(shard)
                 .and_then(|ep| db_name(&ep.url))
                 .unwrap_or_default();
-            let cat =
-                check_target(conn, shard, &db, rule, &target, &cols, &mut report.findings).await?;
+            let findings = &mut self.report.findings;
+            let cat = check_target(conn, shard, &db, rule, target, cols, findings).await?;
             if catalog.is_none() {
                 catalog = cat;
             }
         }
-        // sample rows through the router
+        Ok(catalog)
+    }
+
+    /// Routes a sample of the table's rows (all of them when there are at
+    /// most `n`) and notes how many were read.
+    async fn sample(
+        &mut self,
+        rule: &Rule,
+        schema: &Arc<TableSchema>,
+        n: u64,
+        table_report: &mut TableReport,
+    ) -> anyhow::Result<Vec<Result<Vec<WriteOp>, RouteError>>> {
         let key: Vec<usize> = match &rule.key {
             Some(k) => k.iter().filter_map(|c| schema.column_index(c)).collect(),
             None => schema.pk.clone(),
         };
-        let mut routed: Vec<Result<Vec<crate::writer::WriteOp>, RouteError>> = Vec::new();
-        let stats = sample(&mut sampler, &schema, &key, args.sample, |row| {
+        let mut routed = Vec::new();
+        let router = &mut self.router;
+        let lookups = &self.lookups;
+        let stats = sample(&mut self.sampler, schema, &key, n, |row| {
             let change = RowChange {
                 table: schema.clone(),
                 before: None,
@@ -189,60 +326,63 @@ pub async fn dry_run(path: &Path, args: DryRunArgs) -> anyhow::Result<ExitCode> 
                 version: Version::ZERO,
                 position: Position::new("sample.000001", 4),
             };
-            routed.push(router.route(&change, &lookups));
+            routed.push(router.route(&change, lookups));
         })
         .await?;
         table_report.rows_sampled = stats.rows;
         table_report.exact = stats.exact;
         table_report.rows_in_table = stats.estimate;
+        Ok(routed)
+    }
+
+    /// Counts the routed sample per shard and per server and records the
+    /// rows that cannot be routed; returns the derived columns whose values
+    /// do not fit the target (column → why).
+    fn tally(
+        &self,
+        rule: &Rule,
+        target: &TargetTable,
+        catalog: Option<&TargetCatalog>,
+        routed: Vec<Result<Vec<WriteOp>, RouteError>>,
+        table_report: &mut TableReport,
+    ) -> anyhow::Result<BTreeMap<String, String>> {
         let mut misfits: BTreeMap<String, String> = BTreeMap::new();
         for r in routed {
-            match r {
-                Ok(ops) => {
-                    for op in ops {
-                        let shard = &shard_names[op.shard];
-                        *table_report.per_shard.entry(shard.clone()).or_default() += 1;
-                        let server = server_of.get(shard).cloned().unwrap_or_default();
-                        *table_report.per_server.entry(server).or_default() += 1;
-                        if let (Some(cat), crate::writer::OpKind::Upsert(values)) =
-                            (&catalog, &op.kind)
-                        {
-                            for ((col, v), _) in target.columns.iter().zip(values).zip(0..) {
-                                if !rule.derive.iter().any(|(d, _)| d == col)
-                                    || misfits.contains_key(col)
-                                {
-                                    continue;
-                                }
-                                if let Some(why) = cat.column(col).and_then(|c| fits(v, c)) {
-                                    misfits.insert(col.clone(), why);
-                                }
-                            }
-                        }
+            let ops = match r {
+                Ok(ops) => ops,
+                Err(e) => match derive_failure(&e, false) {
+                    Some(failure) => {
+                        table_report.record_failure(failure, FAILURE_CAP);
+                        continue;
                     }
+                    None => return Err(e.into()),
+                },
+            };
+            for op in ops {
+                let shard = &self.shard_names[op.shard];
+                *table_report.per_shard.entry(shard.clone()).or_default() += 1;
+                let server = self.server_of.get(shard).cloned().unwrap_or_default();
+                *table_report.per_server.entry(server).or_default() += 1;
+                if let (Some(cat), OpKind::Upsert(values)) = (catalog, &op.kind) {
+                    note_misfits(rule, target, cat, values, &mut misfits);
                 }
-                Err(RouteError::Derive {
-                    key,
-                    what,
-                    expr,
-                    message,
-                    ..
-                }) => {
-                    table_report.failures_total += 1;
-                    if table_report.failures.len() < FAILURE_CAP {
-                        table_report.failures.push(DeriveFailure {
-                            key,
-                            expression: if expr.is_empty() { what } else { expr },
-                            error: message,
-                        });
-                    }
-                }
-                Err(e) => return Err(e.into()),
             }
         }
+        Ok(misfits)
+    }
+
+    /// The findings of one table's sample: derived values that do not fit
+    /// their column, and rows that cannot be routed.
+    fn sample_findings(
+        &mut self,
+        name: &str,
+        misfits: BTreeMap<String, String>,
+        table_report: &TableReport,
+    ) {
         for (col, why) in misfits {
-            report.findings.push(Finding {
+            self.report.findings.push(Finding {
                 kind: "derived_type",
-                table: name.clone(),
+                table: name.to_string(),
                 shard: None,
                 message: format!("derived column {col}: {why}"),
                 fix: Some(format!(
@@ -251,155 +391,134 @@ pub async fn dry_run(path: &Path, args: DryRunArgs) -> anyhow::Result<ExitCode> 
             });
         }
         if table_report.failures_total > 0 {
-            report.findings.push(finding(
+            let first = table_report.failures.first();
+            self.report.findings.push(Finding::table(
                 "derivation_failures",
+                name,
                 format!(
                     "{} sampled row(s) cannot be routed (first: key {}: {})",
                     table_report.failures_total,
-                    table_report
-                        .failures
-                        .first()
-                        .map(|f| f.key.as_str())
-                        .unwrap_or(""),
-                    table_report
-                        .failures
-                        .first()
-                        .map(|f| f.error.as_str())
-                        .unwrap_or("")
+                    first.map(|f| f.key.as_str()).unwrap_or(""),
+                    first.map(|f| f.error.as_str()).unwrap_or("")
                 ),
             ));
         }
-        table_report.compute_skew();
-        report.tables.insert(name.clone(), table_report);
     }
 
-    if let Some(from) = &args.from {
-        route_binlog(
-            &cfg,
-            &mut router,
-            &lookups,
-            from,
-            args.to.as_ref(),
-            &shard_names,
-            &mut report,
-        )
-        .await?;
-    }
-
-    report.ok = report.findings.is_empty();
-    super::emit_report(&report, report.ok, args.json, || report.render())
-}
-
-/// Routes the row events of `[from, to)` (to the source head when `to` is
-/// not given) and adds per-shard operation counts and failures.
-async fn route_binlog(
-    cfg: &Config,
-    router: &mut Router,
-    lookups: &Lookups,
-    from: &Position,
-    to: Option<&Position>,
-    shard_names: &[String],
-    report: &mut Report,
-) -> anyhow::Result<()> {
-    let budget = cfg.pipeline.connect_timeout;
-    let mut stream = db::connect(&cfg.source, Session::Read, budget)
-        .await
-        .context("source server")?;
-    let flavor = db::flavor(&mut stream, "source").await?;
-    let checksum = source::preflight::ensure_checksum(&mut stream).await?;
-    let end = match to {
-        Some(t) => t.clone(),
-        None => source::head(&mut stream).await?,
-    };
-    let schema_conn = db::connect(&cfg.source, Session::Read, budget).await?;
-    let wanted: BTreeSet<(String, String)> = router
-        .rules()
-        .map(|r| (r.source_db.clone(), r.source_table.clone()))
-        .collect();
-    let mut tailer = Tailer::start(
-        stream,
-        schema_conn,
-        from.clone(),
-        TailerOptions {
-            // a different id than `run`'s, so a running pipeline is not kicked off
-            server_id: cfg.server_id | 0x4000_0000,
-            epoch: cfg.pipeline.epoch,
-            heartbeat: cfg.pipeline.heartbeat,
-            flavor,
-            checksum,
-            filter: Arc::new(move |d: &str, t: &str| {
-                wanted.contains(&(d.to_string(), t.to_string()))
-            }),
-        },
-    )
-    .await?;
-    let mut position = from.clone();
-    let mut binlog_failures: BTreeMap<String, u64> = BTreeMap::new();
-    while position < end {
-        let item = tokio::time::timeout(cfg.pipeline.heartbeat * 3, tailer.next())
-            .await
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "the source sent nothing for a while at {position}, before reaching {end}"
-                )
-            })??;
-        let txn = match item {
-            SourceItem::Transaction(t) => t,
-            SourceItem::Heartbeat(Some(p)) => {
-                position = p;
-                continue;
-            }
-            SourceItem::Heartbeat(None) => continue,
-        };
-        position = txn.end.clone();
-        for change in &txn.changes {
-            let t = report.tables.entry(change.table.full_name()).or_default();
-            let ops = t.binlog_ops_per_shard.get_or_insert_with(BTreeMap::new);
-            match router.route(change, lookups) {
-                Ok(list) => {
-                    for op in list {
-                        *ops.entry(shard_names[op.shard].clone()).or_default() += 1;
-                    }
+    /// Routes the row events of `[from, to)` (to the source head when `to`
+    /// is not given) and adds per-shard operation counts and failures.
+    async fn route_binlog(&mut self, from: &Position, to: Option<&Position>) -> anyhow::Result<()> {
+        let (mut tailer, end) = self.binlog_tailer(from, to).await?;
+        let mut position = from.clone();
+        let mut binlog_failures: BTreeMap<String, u64> = BTreeMap::new();
+        while position < end {
+            let item = tokio::time::timeout(self.cfg.pipeline.heartbeat * 3, tailer.next())
+                .await
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "the source sent nothing for a while at {position}, before reaching {end}"
+                    )
+                })??;
+            let txn = match item {
+                SourceItem::Transaction(t) => t,
+                SourceItem::Heartbeat(Some(p)) => {
+                    position = p;
+                    continue;
                 }
-                Err(RouteError::Derive {
-                    key,
-                    what,
-                    expr,
-                    message,
-                    position,
-                    ..
-                }) => {
-                    t.failures_total += 1;
-                    if t.failures.len() < FAILURE_CAP {
-                        t.failures.push(DeriveFailure {
-                            key: format!("{key} at {position}"),
-                            expression: if expr.is_empty() { what } else { expr },
-                            error: message.clone(),
-                        });
-                    }
+                SourceItem::Heartbeat(None) => continue,
+            };
+            position = txn.end.clone();
+            for change in &txn.changes {
+                if !self.route_change(change) {
                     *binlog_failures.entry(change.table.full_name()).or_insert(0) += 1;
                 }
-                Err(e) => report.findings.push(Finding {
-                    kind: "rule_does_not_fit",
-                    table: change.table.full_name(),
-                    shard: None,
-                    message: e.to_string(),
-                    fix: None,
-                }),
             }
         }
+        tailer.close().await;
+        for (table, n) in binlog_failures {
+            self.report.findings.push(Finding::table(
+                "derivation_failures",
+                &table,
+                format!("{n} row change(s) in the binlog range {from} .. {end} cannot be routed"),
+            ));
+        }
+        Ok(())
     }
-    tailer.close().await;
-    for (table, n) in binlog_failures {
-        report.findings.push(Finding {
-            kind: "derivation_failures",
-            table,
-            shard: None,
-            message: format!(
-                "{n} row change(s) in the binlog range {from} .. {end} cannot be routed"
-            ),
-            fix: None,
-        });
+
+    /// A tailer from `from` that decodes only the rules' tables, and where
+    /// to stop: `to`, or the source's head now.
+    async fn binlog_tailer(
+        &self,
+        from: &Position,
+        to: Option<&Position>,
+    ) -> anyhow::Result<(Tailer, Position)> {
+        let cfg = self.cfg;
+        let budget = cfg.pipeline.connect_timeout;
+        let mut stream = db::connect(&cfg.source, Session::Read, budget)
+            .await
+            .context("source server")?;
+        let flavor = db::flavor(&mut stream, "source").await?;
+        let checksum = source::preflight::ensure_checksum(&mut stream).await?;
+        let end = match to {
+            Some(t) => t.clone(),
+            None => source::head(&mut stream).await?,
+        };
+        let schema_conn = db::connect(&cfg.source, Session::Read, budget).await?;
+        let wanted: BTreeSet<(String, String)> = self
+            .router
+            .rules()
+            .map(|r| (r.source_db.clone(), r.source_table.clone()))
+            .collect();
+        let tailer = Tailer::start(
+            stream,
+            schema_conn,
+            from.clone(),
+            TailerOptions {
+                // a different id than `run`'s, so a running pipeline is not kicked off
+                server_id: cfg.server_id | 0x4000_0000,
+                epoch: cfg.pipeline.epoch,
+                heartbeat: cfg.pipeline.heartbeat,
+                flavor,
+                checksum,
+                filter: Arc::new(move |d: &str, t: &str| {
+                    wanted.contains(&(d.to_string(), t.to_string()))
+                }),
+            },
+        )
+        .await?;
+        Ok((tailer, end))
     }
-    Ok(())
+
+    /// Routes one change of the binlog range into its table's operation
+    /// counts; false when its shard or a derived column cannot be derived.
+    fn route_change(&mut self, change: &RowChange) -> bool {
+        let t = self
+            .report
+            .tables
+            .entry(change.table.full_name())
+            .or_default();
+        let ops = t.binlog_ops_per_shard.get_or_insert_with(BTreeMap::new);
+        match self.router.route(change, &self.lookups) {
+            Ok(list) => {
+                for op in list {
+                    *ops.entry(self.shard_names[op.shard].clone()).or_default() += 1;
+                }
+                true
+            }
+            Err(e) => match derive_failure(&e, true) {
+                Some(failure) => {
+                    t.record_failure(failure, FAILURE_CAP);
+                    false
+                }
+                None => {
+                    self.report.findings.push(Finding::table(
+                        "rule_does_not_fit",
+                        &change.table.full_name(),
+                        e.to_string(),
+                    ));
+                    true
+                }
+            },
+        }
+    }
 }

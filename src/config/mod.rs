@@ -1,8 +1,9 @@
-//! The validated configuration object (`reshard.toml`, DESIGN §5).
+//! The validated configuration object (`reshard.toml`; every key is shown
+//! in `reshard.example.toml` at the top of the repository).
 //!
 //! Loading is two passes, as in Vector: [`raw`] deserializes the TOML with
 //! `deny_unknown_fields` (an unknown key is an error that names the key,
-//! with file, line and column), then [`Config::from_raw`] expands
+//! with file, line and column), then `Config::from_raw` expands
 //! `${VAR}` references, parses URLs, resolves paths relative to the config
 //! file (never the working directory) and checks cross-field rules.
 //! Commands only ever see a [`Config`].
@@ -146,42 +147,79 @@ impl Config {
         raw: raw::RawConfig,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let invalid = |key: &str, message: String| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            key: key.to_string(),
-            message,
-        };
-        let endpoint = |key: &str, name: &str, url: &str| -> Result<Endpoint, ConfigError> {
-            let url = expand_env(url, env).map_err(|var| ConfigError::MissingVar {
-                path: path.to_path_buf(),
-                key: key.to_string(),
-                var,
-            })?;
-            if let Err(e) = mysql_async::Opts::from_url(&url) {
-                return Err(invalid(
-                    key,
-                    format!(
-                        "{} is not a valid mysql:// URL: {}",
-                        redact_url(&url),
-                        redact_url(&e.to_string())
-                    ),
-                ));
-            }
-            Ok(Endpoint {
-                name: name.to_string(),
-                url,
-            })
-        };
-        let source = endpoint("source.url", "source", &raw.source.url)?;
+        let check = Check { path, env };
+        let source = check.endpoint("source.url", "source", &raw.source.url)?;
         if raw.source.server_id == 0 {
-            return Err(invalid(
+            return Err(check.invalid(
                 "source.server_id",
                 "must be a non-zero replica server id, unique among the source's replicas".into(),
             ));
         }
-        let control = endpoint("control.url", "control", &raw.control.url)?;
+        let control = check.control(&raw.control.url)?;
+        let targets = check.targets(&raw.targets)?;
+        let pipeline = check.pipeline(raw.pipeline)?;
+        Ok(Config {
+            path: path.to_path_buf(),
+            source,
+            server_id: raw.source.server_id,
+            control,
+            targets,
+            pipeline,
+        })
+    }
+
+    /// Every endpoint a command needs: source, control, then the targets.
+    pub fn endpoints(&self) -> Vec<&Endpoint> {
+        let mut v = vec![&self.source, &self.control];
+        v.extend(self.targets.values());
+        v
+    }
+}
+
+/// The second pass of loading: the file's path (for messages and relative
+/// paths) and how `${VAR}` is resolved.
+struct Check<'a> {
+    path: &'a Path,
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Check<'_> {
+    fn invalid(&self, key: &str, message: String) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            key: key.to_string(),
+            message,
+        }
+    }
+
+    /// A server URL with `${VAR}`s expanded, which must parse.
+    fn endpoint(&self, key: &str, name: &str, url: &str) -> Result<Endpoint, ConfigError> {
+        let url = expand_env(url, self.env).map_err(|var| ConfigError::MissingVar {
+            path: self.path.to_path_buf(),
+            key: key.to_string(),
+            var,
+        })?;
+        if let Err(e) = mysql_async::Opts::from_url(&url) {
+            return Err(self.invalid(
+                key,
+                format!(
+                    "{} is not a valid mysql:// URL: {}",
+                    redact_url(&url),
+                    redact_url(&e.to_string())
+                ),
+            ));
+        }
+        Ok(Endpoint {
+            name: name.to_string(),
+            url,
+        })
+    }
+
+    /// `[control] url`, which must name the control database.
+    fn control(&self, url: &str) -> Result<Endpoint, ConfigError> {
+        let control = self.endpoint("control.url", "control", url)?;
         if db_name(&control.url).is_none() {
-            return Err(invalid(
+            return Err(self.invalid(
                 "control.url",
                 format!(
                     "{} names no database (expected e.g. mysql://user@host:3306/reshard_meta)",
@@ -189,18 +227,23 @@ impl Config {
                 ),
             ));
         }
-        if raw.targets.is_empty() {
-            return Err(invalid(
-                "targets",
-                "at least one target shard is required".into(),
-            ));
+        Ok(control)
+    }
+
+    /// `[targets]`: at least one, each URL naming its database.
+    fn targets(
+        &self,
+        raw: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, Endpoint>, ConfigError> {
+        if raw.is_empty() {
+            return Err(self.invalid("targets", "at least one target shard is required".into()));
         }
         let mut targets = BTreeMap::new();
-        for (name, url) in &raw.targets {
+        for (name, url) in raw {
             let key = format!("targets.{name}");
-            let ep = endpoint(&key, name, url)?;
+            let ep = self.endpoint(&key, name, url)?;
             if db_name(&ep.url).is_none() {
-                return Err(invalid(
+                return Err(self.invalid(
                     &key,
                     format!(
                         "{} names no database (expected mysql://user@host:port/DB)",
@@ -210,12 +253,17 @@ impl Config {
             }
             targets.insert(name.clone(), ep);
         }
-        let p = raw.pipeline;
-        let base = path.parent().unwrap_or(Path::new("."));
+        Ok(targets)
+    }
+
+    /// `[pipeline]`: limits checked, the rules directory made absolute
+    /// against the config file's directory, durations typed.
+    fn pipeline(&self, p: raw::RawPipeline) -> Result<Pipeline, ConfigError> {
+        let base = self.path.parent().unwrap_or(Path::new("."));
         let rules = base.join(&p.rules);
         let positive = |key: &str, v: u64| -> Result<(), ConfigError> {
             if v == 0 {
-                Err(invalid(key, "must be greater than 0".into()))
+                Err(self.invalid(key, "must be greater than 0".into()))
             } else {
                 Ok(())
             }
@@ -225,49 +273,32 @@ impl Config {
         positive("pipeline.connect_timeout_secs", p.connect_timeout_secs)?;
         positive("pipeline.snapshot_chunk_rows", p.snapshot_chunk_rows as u64)?;
         if p.batch_size > 10_000 {
-            return Err(invalid(
+            return Err(self.invalid(
                 "pipeline.batch_size",
                 format!("{} is above the maximum of 10000", p.batch_size),
             ));
         }
         if p.name.is_empty() || p.name.len() > 64 {
-            return Err(invalid(
-                "pipeline.name",
-                "must be 1 to 64 characters".into(),
-            ));
+            return Err(self.invalid("pipeline.name", "must be 1 to 64 characters".into()));
         }
-        Ok(Config {
-            path: path.to_path_buf(),
-            source,
-            server_id: raw.source.server_id,
-            control,
-            targets,
-            pipeline: Pipeline {
-                name: p.name,
-                rules,
-                epoch: p.epoch,
-                lanes_per_shard: p.lanes_per_shard,
-                batch_size: p.batch_size,
-                linger: Duration::from_millis(p.linger_ms),
-                shutdown_timeout: Duration::from_secs(p.shutdown_timeout_secs),
-                connect_timeout: Duration::from_secs(p.connect_timeout_secs),
-                progress_interval: Duration::from_secs(p.progress_interval_secs.max(1)),
-                on_derive_error: p.on_derive_error,
-                heartbeat: Duration::from_secs(p.heartbeat_secs.max(1)),
-                lookup_ttl: Duration::from_secs(p.lookup_ttl_secs),
-                snapshot_chunk_rows: p.snapshot_chunk_rows,
-                snapshot_rows_per_sec: p.snapshot_rows_per_sec,
-                tombstone_retention: Duration::from_secs(p.tombstone_retention_secs),
-                prune_interval: Duration::from_secs(p.prune_interval_secs.max(1)),
-            },
+        Ok(Pipeline {
+            name: p.name,
+            rules,
+            epoch: p.epoch,
+            lanes_per_shard: p.lanes_per_shard,
+            batch_size: p.batch_size,
+            linger: Duration::from_millis(p.linger_ms),
+            shutdown_timeout: Duration::from_secs(p.shutdown_timeout_secs),
+            connect_timeout: Duration::from_secs(p.connect_timeout_secs),
+            progress_interval: Duration::from_secs(p.progress_interval_secs.max(1)),
+            on_derive_error: p.on_derive_error,
+            heartbeat: Duration::from_secs(p.heartbeat_secs.max(1)),
+            lookup_ttl: Duration::from_secs(p.lookup_ttl_secs),
+            snapshot_chunk_rows: p.snapshot_chunk_rows,
+            snapshot_rows_per_sec: p.snapshot_rows_per_sec,
+            tombstone_retention: Duration::from_secs(p.tombstone_retention_secs),
+            prune_interval: Duration::from_secs(p.prune_interval_secs.max(1)),
         })
-    }
-
-    /// Every endpoint a command needs: source, control, then the targets.
-    pub fn endpoints(&self) -> Vec<&Endpoint> {
-        let mut v = vec![&self.source, &self.control];
-        v.extend(self.targets.values());
-        v
     }
 }
 
@@ -358,6 +389,34 @@ rules = "shard-rules"
         assert!(c.pipeline.linger <= Duration::from_millis(100));
         assert_eq!(c.pipeline.shutdown_timeout, Duration::from_secs(30));
         assert!(!format!("{:?}", c).contains("s3cret"));
+    }
+
+    #[test]
+    fn the_example_config_parses() {
+        // the file a user copies (tests/examples.rs dry-runs it with its rules)
+        let text = include_str!("../../reshard.example.toml");
+        let env = |_: &str| Some("pw".to_string());
+        let c = Config::parse(Path::new("/srv/reshard/reshard.toml"), text, &env).unwrap();
+        assert_eq!(c.pipeline.rules, Path::new("/srv/reshard/shard-rules"));
+        assert_eq!(c.targets.len(), 4);
+        assert_eq!(c.pipeline.name, "shop");
+        // the options shown commented out are real keys with valid values
+        let enabled: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(opt)
+                    if opt.split_once(" = ").is_some_and(|(k, _)| {
+                        !k.is_empty() && k.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_')
+                    }) =>
+                {
+                    opt
+                }
+                _ => l,
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(enabled.contains("\nepoch = 0"), "{enabled}");
+        Config::parse(Path::new("/srv/reshard/reshard.toml"), &enabled, &env).unwrap();
     }
 
     #[test]

@@ -22,6 +22,19 @@ pub struct Finding {
     pub fix: Option<String>,
 }
 
+impl Finding {
+    /// A finding about a whole source table, with no shard and no fix.
+    pub fn table(kind: &'static str, table: &str, message: String) -> Finding {
+        Finding {
+            kind,
+            table: table.to_string(),
+            shard: None,
+            message,
+            fix: None,
+        }
+    }
+}
+
 /// A row that could not be routed.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeriveFailure {
@@ -56,6 +69,15 @@ pub struct TableReport {
 }
 
 impl TableReport {
+    /// Counts a row that could not be routed and lists it if fewer than
+    /// `cap` are listed.
+    pub fn record_failure(&mut self, failure: DeriveFailure, cap: usize) {
+        self.failures_total += 1;
+        if self.failures.len() < cap {
+            self.failures.push(failure);
+        }
+    }
+
     /// Fills `skew` from `per_shard`.
     pub fn compute_skew(&mut self) {
         let n = self.per_shard.len().max(1) as f64;

@@ -57,76 +57,127 @@ pub async fn check_target(
     source_cols: &[CatalogColumn],
     findings: &mut Vec<Finding>,
 ) -> Result<Option<TargetCatalog>, DbError> {
-    let table = rule.source_name();
-    let finding = |kind: &'static str, message: String, fix: Option<String>| Finding {
-        kind,
-        table: table.clone(),
-        shard: Some(shard.to_string()),
-        message,
-        fix,
+    let check = TargetCheck {
+        table: rule.source_name(),
+        shard,
+        db,
+        rule,
+        target,
+        source_cols,
+        tq: qualified(db, &target.name),
     };
-    // source column definition of a target column (None for derived ones)
-    let source_def = |target_col: &str| -> Option<&CatalogColumn> {
-        let src_name = rule
+    let (cols, pk) = match load_catalog(conn, shard, db, &target.name).await {
+        Ok(x) => x,
+        Err(SchemaError::Missing { .. }) => {
+            findings.push(check.missing_table());
+            return Ok(None);
+        }
+        Err(SchemaError::Db(e)) => return Err(e),
+        Err(other) => {
+            findings.push(check.finding("target_schema", other.to_string(), None));
+            return Ok(None);
+        }
+    };
+    let cat = TargetCatalog { columns: cols, pk };
+    check.columns(&cat, findings);
+    findings.extend(check.version_column(&cat));
+    findings.extend(check.key(&cat));
+    check.unique_keys(conn, findings).await?;
+    Ok(Some(cat))
+}
+
+/// One rule's target table on one shard, and the findings about it.
+struct TargetCheck<'a> {
+    /// The rule's source table, `db.table`.
+    table: String,
+    shard: &'a str,
+    db: &'a str,
+    rule: &'a Rule,
+    target: &'a TargetTable,
+    source_cols: &'a [CatalogColumn],
+    /// `db`.`table` of the target table.
+    tq: String,
+}
+
+impl TargetCheck<'_> {
+    fn finding(&self, kind: &'static str, message: String, fix: Option<String>) -> Finding {
+        Finding {
+            kind,
+            table: self.table.clone(),
+            shard: Some(self.shard.to_string()),
+            message,
+            fix,
+        }
+    }
+
+    /// The source column definition of a target column (None for derived
+    /// ones).
+    fn source_def(&self, target_col: &str) -> Option<&CatalogColumn> {
+        let src_name = self
+            .rule
             .rename
             .iter()
             .find(|(_, to)| to.eq_ignore_ascii_case(target_col))
             .map(|(from, _)| from.as_str())
             .unwrap_or(target_col);
-        source_cols
+        self.source_cols
             .iter()
             .find(|c| c.name.eq_ignore_ascii_case(src_name))
-    };
-    let key_names: Vec<&str> = target
-        .key
-        .iter()
-        .map(|&i| target.columns[i].as_str())
-        .collect();
-    let (cols, pk) = match load_catalog(conn, shard, db, &target.name).await {
-        Ok(x) => x,
-        Err(SchemaError::Missing { .. }) => {
-            let mut defs: Vec<String> = target
-                .columns
-                .iter()
-                .map(|c| {
-                    let def = source_def(c).map(column_def).unwrap_or_else(|| {
-                        "BIGINT NULL /* derived: adjust to the expression */".into()
-                    });
-                    format!("  {} {def}", quote_ident(c))
-                })
-                .collect();
-            defs.push(format!("  {} {VERSION_DEF}", quote_ident(VERSION_COLUMN)));
-            let keys: Vec<String> = key_names.iter().map(|k| quote_ident(k)).collect();
-            defs.push(format!("  PRIMARY KEY ({})", keys.join(", ")));
-            findings.push(finding(
-                "missing_target_table",
-                format!(
-                    "target table {} does not exist",
-                    qualified(db, &target.name)
-                ),
-                Some(format!(
-                    "CREATE TABLE {} (\n{}\n);",
-                    qualified(db, &target.name),
-                    defs.join(",\n")
-                )),
-            ));
-            return Ok(None);
-        }
-        Err(SchemaError::Db(e)) => return Err(e),
-        Err(other) => {
-            findings.push(finding("target_schema", other.to_string(), None));
-            return Ok(None);
-        }
-    };
-    let cat = TargetCatalog { columns: cols, pk };
-    let tq = qualified(db, &target.name);
-    for c in &target.columns {
-        if cat.column(c).is_none() {
-            let def = source_def(c).map(column_def).unwrap_or_else(|| {
+    }
+
+    /// The names of the row identity's columns.
+    fn key_names(&self) -> Vec<&str> {
+        self.target
+            .key
+            .iter()
+            .map(|&i| self.target.columns[i].as_str())
+            .collect()
+    }
+
+    /// `missing_target_table`, with the `CREATE TABLE` that fixes it.
+    fn missing_table(&self) -> Finding {
+        let mut defs: Vec<String> = self
+            .target
+            .columns
+            .iter()
+            .map(|c| {
+                let def = self.source_def(c).map(column_def).unwrap_or_else(|| {
+                    "BIGINT NULL /* derived: adjust to the expression */".into()
+                });
+                format!("  {} {def}", quote_ident(c))
+            })
+            .collect();
+        defs.push(format!("  {} {VERSION_DEF}", quote_ident(VERSION_COLUMN)));
+        let keys: Vec<String> = self.key_names().iter().map(|k| quote_ident(k)).collect();
+        defs.push(format!("  PRIMARY KEY ({})", keys.join(", ")));
+        self.finding(
+            "missing_target_table",
+            format!("target table {} does not exist", self.tq),
+            Some(format!(
+                "CREATE TABLE {} (\n{}\n);",
+                self.tq,
+                defs.join(",\n")
+            )),
+        )
+    }
+
+    /// `missing_target_column` for each column the rule writes that the
+    /// target table lacks.
+    fn columns(&self, cat: &TargetCatalog, findings: &mut Vec<Finding>) {
+        let tq = &self.tq;
+        for c in &self.target.columns {
+            if cat.column(c).is_some() {
+                continue;
+            }
+            let def = self.source_def(c).map(column_def).unwrap_or_else(|| {
                 "BIGINT NULL /* derived: adjust to the expression's type */".into()
             });
-            let derived = rule.derive.iter().any(|(d, _)| d.eq_ignore_ascii_case(c));
-            findings.push(finding(
+            let derived = self
+                .rule
+                .derive
+                .iter()
+                .any(|(d, _)| d.eq_ignore_ascii_case(c));
+            findings.push(self.finding(
                 "missing_target_column",
                 format!(
                     "{tq} has no column {}{}",
@@ -140,37 +191,50 @@ pub async fn check_target(
             ));
         }
     }
-    match cat.column(VERSION_COLUMN) {
-        None => findings.push(finding(
-            "missing_version_column",
-            format!("{tq} has no version column {VERSION_COLUMN}"),
-            Some(format!(
-                "ALTER TABLE {tq} ADD COLUMN {} {VERSION_DEF};",
-                quote_ident(VERSION_COLUMN)
-            )),
-        )),
-        Some(v) if !v.column_type.eq_ignore_ascii_case("binary(16)") || v.nullable => findings
-            .push(finding(
-                "bad_version_column",
-                format!(
-                    "{tq}.{VERSION_COLUMN} is {}{}, expected BINARY(16) NOT NULL",
-                    v.column_type,
-                    if v.nullable { " NULL" } else { "" }
-                ),
+
+    /// The version column: present, `BINARY(16) NOT NULL`.
+    fn version_column(&self, cat: &TargetCatalog) -> Option<Finding> {
+        let tq = &self.tq;
+        match cat.column(VERSION_COLUMN) {
+            None => Some(self.finding(
+                "missing_version_column",
+                format!("{tq} has no version column {VERSION_COLUMN}"),
                 Some(format!(
-                    "ALTER TABLE {tq} MODIFY COLUMN {} {VERSION_DEF};",
+                    "ALTER TABLE {tq} ADD COLUMN {} {VERSION_DEF};",
                     quote_ident(VERSION_COLUMN)
                 )),
             )),
-        Some(_) => {}
+            Some(v) if !v.column_type.eq_ignore_ascii_case("binary(16)") || v.nullable => {
+                Some(self.finding(
+                    "bad_version_column",
+                    format!(
+                        "{tq}.{VERSION_COLUMN} is {}{}, expected BINARY(16) NOT NULL",
+                        v.column_type,
+                        if v.nullable { " NULL" } else { "" }
+                    ),
+                    Some(format!(
+                        "ALTER TABLE {tq} MODIFY COLUMN {} {VERSION_DEF};",
+                        quote_ident(VERSION_COLUMN)
+                    )),
+                ))
+            }
+            Some(_) => None,
+        }
     }
-    let same_key = cat.pk.len() == key_names.len()
-        && key_names
-            .iter()
-            .all(|k| cat.pk.iter().any(|p| p.eq_ignore_ascii_case(k)));
-    if !same_key {
+
+    /// The target's primary key is the row identity.
+    fn key(&self, cat: &TargetCatalog) -> Option<Finding> {
+        let tq = &self.tq;
+        let key_names = self.key_names();
+        let same_key = cat.pk.len() == key_names.len()
+            && key_names
+                .iter()
+                .all(|k| cat.pk.iter().any(|p| p.eq_ignore_ascii_case(k)));
+        if same_key {
+            return None;
+        }
         let keys: Vec<String> = key_names.iter().map(|k| quote_ident(k)).collect();
-        findings.push(finding(
+        Some(self.finding(
             "key_mismatch",
             format!(
                 "the primary key of {tq} is ({}) but the row identity is ({}); versioned upserts need the identity as primary key",
@@ -182,28 +246,36 @@ pub async fn check_target(
                 if cat.pk.is_empty() { "" } else { "DROP PRIMARY KEY, " },
                 keys.join(", ")
             )),
-        ));
+        ))
     }
-    // secondary UNIQUE keys
-    let uniques: Vec<(String, String)> = conn
-        .exec(
-            "SELECT INDEX_NAME, GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX) FROM information_schema.STATISTICS \
-             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 AND INDEX_NAME <> 'PRIMARY' GROUP BY INDEX_NAME",
-            (db, &target.name),
-        )
-        .await
-        .map_err(|e| DbError::query(shard, format!("reading the keys of {tq}"), e))?;
-    for (name, cols) in uniques {
-        findings.push(finding(
-            "secondary_unique_key",
-            format!(
-                "{tq} has a secondary UNIQUE key {} ({cols}): an upsert that collides on it would update or replace another row. Drop it on the targets or make sure the source enforces the same key",
-                quote_ident(&name)
-            ),
-            Some(format!("ALTER TABLE {tq} DROP INDEX {};", quote_ident(&name))),
-        ));
+
+    /// `secondary_unique_key` for each UNIQUE key besides the primary key.
+    async fn unique_keys(
+        &self,
+        conn: &mut Conn,
+        findings: &mut Vec<Finding>,
+    ) -> Result<(), DbError> {
+        let tq = &self.tq;
+        let uniques: Vec<(String, String)> = conn
+            .exec(
+                "SELECT INDEX_NAME, GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX) FROM information_schema.STATISTICS \
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 AND INDEX_NAME <> 'PRIMARY' GROUP BY INDEX_NAME",
+                (self.db, &self.target.name),
+            )
+            .await
+            .map_err(|e| DbError::query(self.shard, format!("reading the keys of {tq}"), e))?;
+        for (name, cols) in uniques {
+            findings.push(self.finding(
+                "secondary_unique_key",
+                format!(
+                    "{tq} has a secondary UNIQUE key {} ({cols}): an upsert that collides on it would update or replace another row. Drop it on the targets or make sure the source enforces the same key",
+                    quote_ident(&name)
+                ),
+                Some(format!("ALTER TABLE {tq} DROP INDEX {};", quote_ident(&name))),
+            ));
+        }
+        Ok(())
     }
-    Ok(Some(cat))
 }
 
 /// Whether a derived value fits its target column; `Some(reason)` if not.

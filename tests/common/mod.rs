@@ -7,8 +7,8 @@ use std::process::{Child, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use reshard::testkit::scenario::Scenario;
-use reshard::testkit::Cluster;
+use reshard_testkit::scenario::Scenario;
+use reshard_testkit::Cluster;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_reshard");
 

@@ -1,4 +1,9 @@
-//! Throw-away MariaDB servers for the tests and the demo (DESIGN.md §8).
+//! Throw-away MariaDB servers for reshard's tests, the demo and the
+//! benchmark.
+//!
+//! This is a crate of its own, used only as a dev-dependency, so the
+//! `reshard` library and binary carry no server-spawning code, no root
+//! password and none of the dependencies below (`tempfile`, `rand`, `libc`).
 //!
 //! No Docker here: each [`MariaDb`] is a real `mariadbd` started from the
 //! installed binaries, with a fresh data dir (`mariadb-install-db`) in a
@@ -20,7 +25,7 @@
 //!
 //! ```no_run
 //! use std::sync::OnceLock;
-//! use reshard::testkit::{Cluster, MariaDb, ServerOptions, TestkitError};
+//! use reshard_testkit::{Cluster, MariaDb, ServerOptions, TestkitError};
 //!
 //! // One set of servers per test binary, shared by its tests; each test
 //! // works in databases of its own.

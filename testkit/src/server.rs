@@ -665,7 +665,7 @@ mod tests {
 
     #[test]
     fn missing_binary_message_points_at_the_install_script() {
-        assert!(super::super::binaries::find(&["reshard-no-such-program"]).is_none());
+        assert!(crate::binaries::find(&["reshard-no-such-program"]).is_none());
         let err = TestkitError::BinaryMissing {
             what: "server",
             names: "mariadbd or mysqld".into(),

@@ -67,7 +67,18 @@ impl Scenario {
     /// Creates the databases and tables and writes config and rules.
     /// `name` must be unique per cluster (it prefixes every database).
     pub fn create(cluster: &Cluster, name: &str) -> Result<Scenario, TestkitError> {
-        let source_db = format!("{name}_src");
+        Self::create_in(cluster, name, &format!("{name}_src"))
+    }
+
+    /// [`Scenario::create`] with the source tables in the database
+    /// `source_db` (e.g. `shop`, as the repository's `shard-rules/`
+    /// examples name it) instead of `{name}_src`.
+    pub fn create_in(
+        cluster: &Cluster,
+        name: &str,
+        source_db: &str,
+    ) -> Result<Scenario, TestkitError> {
+        let source_db = source_db.to_string();
         cluster.source.sql(&format!(
             "CREATE DATABASE {source_db}; CREATE TABLE {source_db}.orders {ORDERS} ENGINE=InnoDB; CREATE TABLE {source_db}.items {ITEMS} ENGINE=InnoDB; CREATE TABLE {source_db}.unmapped (id INT PRIMARY KEY) ENGINE=InnoDB;"
         ))?;
@@ -126,6 +137,17 @@ impl Scenario {
             shard_urls,
             source_db,
         })
+    }
+
+    /// Replaces the scenario's rule file of the same name with a copy of
+    /// `file` (e.g. one of the repository's `shard-rules/` examples, whose
+    /// routing must then be the scenario's: see [`Scenario::compare`]).
+    pub fn use_rule_file(&self, file: &std::path::Path) -> Result<(), TestkitError> {
+        let name = file
+            .file_name()
+            .ok_or_else(|| err(format!("{} is not a file", file.display())))?;
+        std::fs::copy(file, self.dir.path().join("rules").join(name))?;
+        Ok(())
     }
 
     /// A `reshard` command with `--config` set, run from the scenario's
@@ -362,6 +384,23 @@ fn random_id(rng: &mut StdRng) -> u64 {
     }
 }
 
+/// NULL with probability `null`, else a date-time with microseconds in
+/// `years`.
+fn datetime(rng: &mut StdRng, null: f64, years: std::ops::Range<u16>) -> Value {
+    if rng.gen_bool(null) {
+        return Value::NULL;
+    }
+    Value::Date(
+        rng.gen_range(years),
+        rng.gen_range(1..13),
+        rng.gen_range(1..29),
+        rng.gen_range(0..24),
+        rng.gen_range(0..60),
+        rng.gen_range(0..60),
+        rng.gen_range(0..1_000_000),
+    )
+}
+
 fn text(rng: &mut StdRng, latin: bool) -> Value {
     if rng.gen_bool(0.15) {
         return Value::NULL;
@@ -442,32 +481,8 @@ impl Workload {
                     .into_bytes(),
                 )
             },
-            if rng.gen_bool(0.1) {
-                Value::NULL
-            } else {
-                Value::Date(
-                    rng.gen_range(1000..9999),
-                    rng.gen_range(1..13),
-                    rng.gen_range(1..29),
-                    rng.gen_range(0..24),
-                    rng.gen_range(0..60),
-                    rng.gen_range(0..60),
-                    rng.gen_range(0..1_000_000),
-                )
-            },
-            if rng.gen_bool(0.2) {
-                Value::NULL
-            } else {
-                Value::Date(
-                    rng.gen_range(1971..2037),
-                    rng.gen_range(1..13),
-                    rng.gen_range(1..29),
-                    rng.gen_range(0..24),
-                    rng.gen_range(0..60),
-                    rng.gen_range(0..60),
-                    rng.gen_range(0..1_000_000),
-                )
-            },
+            datetime(rng, 0.1, 1000..9999),
+            datetime(rng, 0.2, 1971..2037),
             if rng.gen_bool(0.2) {
                 Value::NULL
             } else {
