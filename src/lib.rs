@@ -16,9 +16,10 @@
 //!   position, without locks.
 //! * [`writer`] — the *applier*: per-shard lanes that apply versioned upserts
 //!   and tombstoning deletes in batched transactions.
-//! * [`checkpoint`] — reshard's own tables (migrations), the checkpoint store
-//!   and the low-watermark tracker that turns per-lane progress into a
-//!   transaction-boundary checkpoint.
+//! * [`checkpoint`] — the low-watermark tracker that turns per-lane progress
+//!   into a transaction-boundary checkpoint, and tombstone pruning.
+//! * [`control`] — reshard's own tables (checkpoint, copy progress, dead
+//!   letters, lease, position log, migrations; tombstones on the shards).
 //! * [`inspect`] — the *inspector*: dry-run's schema validation, sampling
 //!   and report.
 //! * [`verify`] — the *verifier*: lock-free, chunked source-vs-targets comparison.
@@ -33,6 +34,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod control;
 pub mod db;
 pub mod inspect;
 pub mod pipeline;

@@ -1,11 +1,28 @@
-//! Checkpoints: reshard's own tables ([`migrate`]), the checkpoint row
-//! ([`store`]), the low-watermark computation ([`tracker`]) and tombstone
-//! pruning with its replay floor ([`prune`]).
+//! Checkpoints: the checkpoint value ([`Checkpoint`]), the low-watermark
+//! computation ([`tracker`]), the coordinator's bookkeeping of what to save
+//! ([`bookkeeping`]) and tombstone pruning with its replay floor
+//! ([`prune`]). The tables they are stored in are [`crate::control`]'s.
 
-pub mod migrate;
+pub mod bookkeeping;
 pub mod prune;
-pub mod store;
 pub mod tracker;
 
-pub use store::Checkpoint;
+pub use bookkeeping::Bookkeeping;
 pub use tracker::{LaneProgress, Tracker};
+
+use crate::position::Position;
+
+/// A stored checkpoint.
+///
+/// The position of the last source transaction whose operations are
+/// durably applied on every shard — always a transaction boundary — plus
+/// the epoch and the identity of the source server it was taken on, so a
+/// restart can tell when the source's numbering went backwards (`RESET
+/// MASTER`, another server) and refuse to write versions that would
+/// silently lose against what the targets hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub position: Position,
+    pub epoch: u16,
+    pub source_identity: String,
+}

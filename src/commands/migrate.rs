@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use mysql_async::prelude::Queryable;
 
-use crate::checkpoint::migrate::{apply, MigrationSet};
 use crate::config::{db_name, Config};
+use crate::control::migrations::{apply, MigrationSet};
 use crate::db::{self, quote_ident, Session};
 
 pub async fn migrate(path: &Path) -> anyhow::Result<ExitCode> {

@@ -1,7 +1,8 @@
 //! One module per CLI command. This is the only layer that uses `anyhow`:
 //! library errors are typed, and get their `.context()` here.
 //!
-//! Exit codes (DESIGN §4): 0 ok, 1 findings, 2 error.
+//! Exit codes: 0 ok, 1 findings, 2 error (see `docs/architecture.md`,
+//! "Errors, retries and ownership").
 
 pub mod dry_run;
 pub mod migrate;

@@ -18,10 +18,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::bail;
+use mysql_async::Conn;
 
 use super::replicator::{pause_and_reconnect, shutdown_signal, Replicator};
-use crate::checkpoint::store;
-use crate::pipeline::{run_attempt, Attempt, Outcome, PipelineError};
+use crate::checkpoint::Checkpoint;
+use crate::config::Config;
+use crate::control::checkpoint;
+use crate::db::Retry;
+use crate::pipeline::{run_attempt, Attempt, Outcome};
 use crate::position::Position;
 use crate::source::StartAt;
 
@@ -60,25 +64,11 @@ pub async fn replay(path: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
             bail!("--to {to} is beyond the source's current head {head}");
         }
     }
-    let stored = store::load(&mut servers.control, name).await?;
+    let stored = checkpoint::load(&mut servers.control, name).await?;
     if let (Some(cp), Some(from)) = (&stored, &args.from) {
-        if cp.epoch > cfg.pipeline.epoch {
-            bail!(
-                "[pipeline] epoch is {} but the checkpoint is at epoch {}",
-                cfg.pipeline.epoch,
-                cp.epoch
-            );
-        }
-        if let Some(begin) = store::epoch_start(&mut servers.control, name).await? {
-            if *from < begin && cp.epoch == cfg.pipeline.epoch {
-                bail!(
-                    "--from {from} is before the current epoch {} began at {begin}: those events belong to an earlier epoch (or another server) and would be versioned wrongly; replay from {begin} or later",
-                    cp.epoch
-                );
-            }
-        }
+        check_epoch(&cfg, &mut servers.control, cp, from).await?;
     }
-    let floor = store::floor(&mut servers.control, name).await?;
+    let floor = checkpoint::floor(&mut servers.control, name).await?;
     if args.below_floor {
         if let Some(f) = floor {
             tracing::warn!(floor = %f, "--below-floor: changes below the floor are applied; rows deleted before the floor may reappear until the replay passes their deletes");
@@ -87,15 +77,15 @@ pub async fn replay(path: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
     if stored.is_none() {
         // a checkpoint row to move forward, at the replay's start
         if let Some(from) = &args.from {
-            let cp = crate::checkpoint::Checkpoint {
+            let cp = Checkpoint {
                 position: from.clone(),
                 epoch: cfg.pipeline.epoch,
                 source_identity: identity.clone(),
             };
-            store::save(&mut servers.control, name, &cp).await?;
+            checkpoint::save(&mut servers.control, name, &cp).await?;
         }
     }
-    let forward_only = store::load(&mut servers.control, name)
+    let forward_only = checkpoint::load(&mut servers.control, name)
         .await?
         .map(|c| c.position);
     let mut control = servers.control;
@@ -129,8 +119,8 @@ pub async fn replay(path: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             Ok(Outcome::Shutdown) => return Ok(ExitCode::SUCCESS),
-            Err(PipelineError::Definite(e)) => bail!(e),
-            Err(PipelineError::Transient(e)) => {
+            Err(e) if e.retry() == Retry::Definite => return Err(e.into()),
+            Err(e) => {
                 // replaying is idempotent: start the range again
                 if !pause_and_reconnect(&cfg, &mut control, &mut backoff, &stop_rx, &e).await? {
                     return Ok(ExitCode::SUCCESS);
@@ -138,4 +128,31 @@ pub async fn replay(path: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
+}
+
+/// Refuses a replay whose versions would be wrong: a config epoch below the
+/// checkpoint's, or a `--from` before the current epoch began (those events
+/// were versioned under an earlier epoch, maybe on another server).
+async fn check_epoch(
+    cfg: &Config,
+    control: &mut Conn,
+    cp: &Checkpoint,
+    from: &Position,
+) -> anyhow::Result<()> {
+    let epoch = cfg.pipeline.epoch;
+    if cp.epoch > epoch {
+        bail!(
+            "[pipeline] epoch is {epoch} but the checkpoint is at epoch {}",
+            cp.epoch
+        );
+    }
+    if let Some(begin) = checkpoint::epoch_start(control, &cfg.pipeline.name).await? {
+        if *from < begin && cp.epoch == epoch {
+            bail!(
+                "--from {from} is before the current epoch {} began at {begin}: those events belong to an earlier epoch (or another server) and would be versioned wrongly; replay from {begin} or later",
+                cp.epoch
+            );
+        }
+    }
+    Ok(())
 }

@@ -11,8 +11,8 @@ use mysql_async::Conn;
 use tokio::sync::watch;
 
 use super::servers::Servers;
-use crate::checkpoint::store;
-use crate::config::Config;
+use crate::config::{redact_url, Config};
+use crate::control::lease;
 use crate::db::{self, Flavor};
 use crate::rules::lookup::Lookups;
 use crate::rules::{load_dir, Router};
@@ -45,7 +45,7 @@ impl Replicator {
         let (checksum, _) = preflight::run_all(&mut servers.source, flavor)
             .await
             .context("source pre-flight check")?;
-        if !store::acquire_lease(&mut servers.control, &cfg.pipeline.name).await? {
+        if !lease::acquire(&mut servers.control, &cfg.pipeline.name).await? {
             bail!(
                 "pipeline {:?} is already running (another reshard holds its lease in the control database)",
                 cfg.pipeline.name
@@ -107,11 +107,17 @@ pub async fn pause_and_reconnect(
     control: &mut Conn,
     backoff: &mut Duration,
     stop: &watch::Receiver<bool>,
-    error: &str,
+    error: &(dyn std::error::Error + 'static),
 ) -> anyhow::Result<bool> {
     if *stop.borrow() {
         return Ok(false);
     }
+    let error = redact_url(
+        &anyhow::Chain::new(error)
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join(": "),
+    );
     tracing::warn!(
         error,
         retry_in_ms = backoff.as_millis() as u64,
@@ -131,7 +137,7 @@ pub async fn pause_and_reconnect(
     .await
     {
         *control = c;
-        if !store::acquire_lease(control, &cfg.pipeline.name)
+        if !lease::acquire(control, &cfg.pipeline.name)
             .await
             .unwrap_or(false)
         {

@@ -27,10 +27,11 @@ use anyhow::{bail, Context};
 
 use super::replicator::{pause_and_reconnect, shutdown_signal, Replicator};
 use super::servers::Servers;
-use crate::checkpoint::{store, Checkpoint};
+use crate::checkpoint::Checkpoint;
 use crate::config::Config;
-use crate::db;
-use crate::pipeline::{run_attempt, Attempt, Outcome, PipelineError};
+use crate::control::{self, checkpoint};
+use crate::db::{self, Retry};
+use crate::pipeline::{run_attempt, Attempt, Outcome};
 use crate::position::Position;
 use crate::snapshot;
 use crate::source::{self, StartAt};
@@ -71,8 +72,8 @@ pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Re
                     );
                     return Ok(ExitCode::SUCCESS);
                 }
-                Err(PipelineError::Definite(e)) => bail!(e),
-                Err(PipelineError::Transient(e)) => {
+                Err(e) if e.retry() == Retry::Definite => return Err(e.into()),
+                Err(e) => {
                     if !pause_and_reconnect(&cfg, &mut control, &mut backoff, &stop_rx, &e).await? {
                         return Ok(ExitCode::SUCCESS);
                     }
@@ -80,7 +81,7 @@ pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Re
                 }
             }
         }
-        let cp = store::load(&mut control, &cfg.pipeline.name)
+        let cp = checkpoint::load(&mut control, &cfg.pipeline.name)
             .await?
             .context("the checkpoint disappeared from the control database")?;
         let mut skipped = 0;
@@ -101,8 +102,8 @@ pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Re
         };
         match run_attempt(attempt).await {
             Ok(Outcome::Shutdown) | Ok(Outcome::ReachedEnd) => return Ok(ExitCode::SUCCESS),
-            Err(PipelineError::Definite(e)) => bail!(e),
-            Err(PipelineError::Transient(e)) => {
+            Err(e) if e.retry() == Retry::Definite => return Err(e.into()),
+            Err(e) => {
                 if !pause_and_reconnect(&cfg, &mut control, &mut backoff, &stop_rx, &e).await? {
                     return Ok(ExitCode::SUCCESS);
                 }
@@ -119,7 +120,7 @@ async fn start_position(
     identity: &str,
 ) -> anyhow::Result<(Position, bool)> {
     let p = &cfg.pipeline;
-    let existing = store::load(&mut servers.control, &p.name).await?;
+    let existing = checkpoint::load(&mut servers.control, &p.name).await?;
     if let Some(cp) = &existing {
         if from.is_some() && !force {
             bail!(
@@ -135,9 +136,9 @@ async fn start_position(
             epoch: p.epoch,
             source_identity: identity.to_string(),
         };
-        store::save(&mut servers.control, &p.name, &cp).await?;
+        checkpoint::save(&mut servers.control, &p.name, &cp).await?;
         if existing.as_ref().is_some_and(|old| p.epoch > old.epoch) {
-            store::set_epoch_start(&mut servers.control, &p.name, &from).await?;
+            checkpoint::set_epoch_start(&mut servers.control, &p.name, &from).await?;
         }
         return Ok((from, false));
     }
@@ -150,18 +151,19 @@ async fn start_position(
                     source_identity: identity.to_string(),
                     ..cp.clone()
                 };
-                store::save(&mut servers.control, &p.name, &new).await?;
+                checkpoint::save(&mut servers.control, &p.name, &new).await?;
                 if p.epoch > cp.epoch {
-                    store::set_epoch_start(&mut servers.control, &p.name, &cp.position).await?;
+                    checkpoint::set_epoch_start(&mut servers.control, &p.name, &cp.position)
+                        .await?;
                 }
             }
-            let snap = snapshot::load(&mut servers.control, &p.name).await?;
+            let snap = control::snapshot::load(&mut servers.control, &p.name).await?;
             let copying = snap.as_ref().is_some_and(|s| !s.done);
             if copying {
                 tracing::info!(position = %cp.position, "resuming the initial copy at its last finished chunk");
             }
             Ok((
-                store::load(&mut servers.control, &p.name)
+                checkpoint::load(&mut servers.control, &p.name)
                     .await?
                     .map(|c| c.position)
                     .unwrap_or(cp.position),

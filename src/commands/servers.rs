@@ -6,8 +6,8 @@
 use anyhow::Context;
 use mysql_async::Conn;
 
-use crate::checkpoint::migrate::{self, MigrationSet};
 use crate::config::Config;
+use crate::control::migrations::{self as migrate, MigrationSet};
 use crate::db::{self, Session};
 
 /// Connections to every configured server.

@@ -4,14 +4,14 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
 use serde::Serialize;
 
 use super::servers::Servers;
-use crate::checkpoint::store;
 use crate::config::Config;
+use crate::control::{self, checkpoint};
 use crate::position::Position;
-use crate::{snapshot, source};
+use crate::source;
 
 #[derive(Debug, Serialize)]
 struct TableCopy {
@@ -68,27 +68,22 @@ pub async fn status(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(path)?;
     let mut servers = Servers::connect(&cfg).await?;
     servers.ensure_migrated(&cfg).await?;
-    let name = cfg.pipeline.name.clone();
-    let cp = store::load(&mut servers.control, &name).await?;
-    let floor = store::floor(&mut servers.control, &name).await?;
+    let st = collect(&mut servers, cfg.pipeline.name.clone()).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&st)?);
+    } else {
+        print!("{}", render(&st));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads everything `status` shows.
+async fn collect(servers: &mut Servers, name: String) -> anyhow::Result<Status> {
+    let cp = checkpoint::load(&mut servers.control, &name).await?;
+    let floor = checkpoint::floor(&mut servers.control, &name).await?;
     let head = source::head(&mut servers.source).await?;
-    let files: Vec<(String, u64)> = servers
-        .source
-        .query::<mysql_async::Row, _>("SHOW BINARY LOGS")
-        .await
-        .map(|rows| {
-            rows.into_iter()
-                .filter_map(|r| Some((r.get::<String, _>(0)?, r.get::<u64, _>(1)?)))
-                .collect()
-        })
-        .unwrap_or_default();
-    let source_ts: Option<u32> = servers
-        .control
-        .exec_first(
-            "SELECT source_ts FROM reshard_checkpoint WHERE pipeline = ?",
-            (&name,),
-        )
-        .await?;
+    let files = binlog_sizes(&mut servers.source).await;
+    let source_ts = checkpoint::source_ts(&mut servers.control, &name).await?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -101,40 +96,9 @@ pub async fn status(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
         (Some(_), Some(ts)) if ts > 0 => Some(now.saturating_sub(u64::from(ts))),
         _ => None,
     };
-    let snap = snapshot::load(&mut servers.control, &name).await?;
-    let snapshot = match snap {
-        None => None,
-        Some(s) => {
-            let rows: Vec<(String, u64, u64, i8)> = servers
-                .control
-                .exec(
-                    "SELECT source_table, rows_copied, rows_estimate, done FROM reshard_snapshot_table WHERE pipeline = ? ORDER BY source_table",
-                    (&name,),
-                )
-                .await?;
-            Some(SnapshotStatus {
-                position: s.position.to_string(),
-                state: if s.done { "done" } else { "copying" },
-                tables: rows
-                    .into_iter()
-                    .map(|(table, rows_copied, rows_estimate, done)| TableCopy {
-                        table,
-                        rows_copied,
-                        rows_estimate,
-                        done: done != 0,
-                    })
-                    .collect(),
-            })
-        }
-    };
-    let dead_letters: Option<u64> = servers
-        .control
-        .exec_first(
-            "SELECT COUNT(*) FROM reshard_dead_letter WHERE pipeline = ?",
-            (&name,),
-        )
-        .await?;
-    let st = Status {
+    let snapshot = snapshot_status(&mut servers.control, &name).await?;
+    let dead_letters = control::dead_letter::count(&mut servers.control, &name).await?;
+    Ok(Status {
         pipeline: name,
         checkpoint: cp.as_ref().map(|c| c.position.to_string()),
         epoch: cp.as_ref().map(|c| c.epoch),
@@ -143,43 +107,82 @@ pub async fn status(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
         lag_bytes: lag_b,
         lag_seconds: lag_s,
         snapshot,
-        dead_letters: dead_letters.unwrap_or(0),
+        dead_letters,
+    })
+}
+
+/// `SHOW BINARY LOGS` as (file, size); empty when the source refuses.
+async fn binlog_sizes(source: &mut Conn) -> Vec<(String, u64)> {
+    use mysql_async::prelude::Queryable;
+    source
+        .query::<mysql_async::Row, _>("SHOW BINARY LOGS")
+        .await
+        .map(|rows| {
+            rows.into_iter()
+                .filter_map(|r| Some((r.get::<String, _>(0)?, r.get::<u64, _>(1)?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The initial copy's state and per-table progress, if there was a copy.
+async fn snapshot_status(control: &mut Conn, name: &str) -> anyhow::Result<Option<SnapshotStatus>> {
+    let Some(s) = control::snapshot::load(control, name).await? else {
+        return Ok(None);
     };
-    if json {
-        println!("{}", serde_json::to_string_pretty(&st)?);
-    } else {
-        let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-        println!("pipeline     {}", st.pipeline);
-        println!("checkpoint   {}", opt(st.checkpoint.clone()));
-        println!("epoch        {}", opt(st.epoch.map(|e| e.to_string())));
-        println!("floor        {}", opt(st.floor.clone()));
-        println!("source head  {}", st.source_head);
-        println!(
-            "lag          {} bytes, {} s",
-            opt(st.lag_bytes.map(|b| b.to_string())),
-            opt(st.lag_seconds.map(|s| s.to_string()))
-        );
-        println!("dead letters {}", st.dead_letters);
-        if let Some(s) = &st.snapshot {
-            println!("snapshot     {} at {}", s.state, s.position);
-            for t in &s.tables {
-                let pct = if t.rows_estimate > 0 {
-                    100.0 * t.rows_copied as f64 / t.rows_estimate as f64
-                } else {
-                    100.0
-                };
-                println!(
-                    "  {:<40} {:>10} / ~{:<10} {:>5.1}%{}",
-                    t.table,
-                    t.rows_copied,
-                    t.rows_estimate,
-                    pct.min(100.0),
-                    if t.done { " done" } else { "" }
-                );
-            }
+    let tables = control::snapshot::tables(control, name).await?;
+    Ok(Some(SnapshotStatus {
+        position: s.position.to_string(),
+        state: if s.done { "done" } else { "copying" },
+        tables: tables
+            .into_iter()
+            .map(|t| TableCopy {
+                table: t.table,
+                rows_copied: t.rows_copied,
+                rows_estimate: t.rows_estimate,
+                done: t.done,
+            })
+            .collect(),
+    }))
+}
+
+/// The human form of the status.
+fn render(st: &Status) -> String {
+    use std::fmt::Write;
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let mut out = String::new();
+    let _ = writeln!(out, "pipeline     {}", st.pipeline);
+    let _ = writeln!(out, "checkpoint   {}", opt(st.checkpoint.clone()));
+    let _ = writeln!(out, "epoch        {}", opt(st.epoch.map(|e| e.to_string())));
+    let _ = writeln!(out, "floor        {}", opt(st.floor.clone()));
+    let _ = writeln!(out, "source head  {}", st.source_head);
+    let _ = writeln!(
+        out,
+        "lag          {} bytes, {} s",
+        opt(st.lag_bytes.map(|b| b.to_string())),
+        opt(st.lag_seconds.map(|s| s.to_string()))
+    );
+    let _ = writeln!(out, "dead letters {}", st.dead_letters);
+    if let Some(s) = &st.snapshot {
+        let _ = writeln!(out, "snapshot     {} at {}", s.state, s.position);
+        for t in &s.tables {
+            let pct = if t.rows_estimate > 0 {
+                100.0 * t.rows_copied as f64 / t.rows_estimate as f64
+            } else {
+                100.0
+            };
+            let _ = writeln!(
+                out,
+                "  {:<40} {:>10} / ~{:<10} {:>5.1}%{}",
+                t.table,
+                t.rows_copied,
+                t.rows_estimate,
+                pct.min(100.0),
+                if t.done { " done" } else { "" }
+            );
         }
     }
-    Ok(ExitCode::SUCCESS)
+    out
 }
 
 #[cfg(test)]

@@ -1,15 +1,17 @@
 //! Connections to the servers reshard talks to.
 //!
-//! * [`connect`] opens one connection with a **bounded** retry (DESIGN §4:
-//!   an unreachable server or refused credentials is an error well under a
-//!   minute, never an endless loop), naming the server and never its password.
+//! * [`connect`] opens one connection with a **bounded** retry (an
+//!   unreachable server or refused credentials is an error well under a
+//!   minute, never an endless loop; see `docs/architecture.md`, "Errors,
+//!   retries and ownership"), naming the server and never its password.
 //! * [`Session`] fixes what every session must agree on: `time_zone =
 //!   '+00:00'` so TIMESTAMP values never shift, and for writers the `binary`
 //!   connection character set so text keeps its column's own character set
 //!   end to end (the bytes of a latin1 column are bound as-is and stored
 //!   as-is; the server does not convert a binary string).
 //! * [`classify`] splits driver errors into transient (retry from the
-//!   checkpoint with backoff) and definite ones.
+//!   checkpoint with backoff) and definite ones ([`Retry`]); every error
+//!   type above passes that decision on instead of making its own.
 
 use std::time::{Duration, Instant};
 
@@ -27,7 +29,28 @@ pub enum Session {
     Write,
 }
 
+/// Whether running the attempt again can help. Decided once per failure,
+/// where it happens ([`classify`] for driver errors); wrapping errors only
+/// pass it on. See `docs/architecture.md`, "Errors, retries and ownership".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// A lost connection, a restart, a deadlock: retry from the checkpoint
+    /// with backoff (safe: replays converge).
+    Transient,
+    /// Retrying will fail the same way: stop and say why.
+    Definite,
+}
+
+/// Deadlock found when trying to get lock.
+pub const ER_LOCK_DEADLOCK: u16 = 1213;
+/// Lock wait timeout exceeded.
+pub const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
+
 /// A database failure, with the server it concerns.
+///
+/// The message is the driver's text with any URL password redacted; the
+/// driver error itself is kept ([`DbError::driver`]) but not returned by
+/// `source()`, because its unredacted text may echo a connection URL.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error(
@@ -40,62 +63,109 @@ pub enum DbError {
         secs: f64,
         message: String,
     },
+    /// A statement failed: the server refused it or the connection broke.
     #[error("{server}: {context}: {message}")]
     Query {
         server: String,
         context: String,
         message: String,
-        transient: bool,
+        retry: Retry,
         /// MySQL error code, when the server sent one.
         code: Option<u16>,
+        driver: Box<mysql_async::Error>,
+    },
+    /// The server answered, but not what reshard needs (a missing status
+    /// row, an unexpected result shape, a collision it must not accept).
+    #[error("{server}: {context}: {message}")]
+    Unexpected {
+        server: String,
+        context: String,
+        message: String,
     },
 }
 
 impl DbError {
-    pub fn is_transient(&self) -> bool {
+    /// Connection failures are transient (the connect itself already gave
+    /// up on refused credentials); statements as [`classify`] says.
+    pub fn retry(&self) -> Retry {
         match self {
-            DbError::Connect { .. } => true,
-            DbError::Query { transient, .. } => *transient,
+            DbError::Connect { .. } => Retry::Transient,
+            DbError::Query { retry, .. } => *retry,
+            DbError::Unexpected { .. } => Retry::Definite,
         }
     }
 
     pub fn code(&self) -> Option<u16> {
         match self {
             DbError::Query { code, .. } => *code,
-            DbError::Connect { .. } => None,
+            DbError::Connect { .. } | DbError::Unexpected { .. } => None,
         }
+    }
+
+    /// The driver error of a failed statement.
+    pub fn driver(&self) -> Option<&mysql_async::Error> {
+        match self {
+            DbError::Query { driver, .. } => Some(driver),
+            DbError::Connect { .. } | DbError::Unexpected { .. } => None,
+        }
+    }
+
+    /// A deadlock or lock wait timeout: the server rolled the transaction
+    /// (or statement) back, and running it again may well succeed.
+    pub fn is_lock_conflict(&self) -> bool {
+        matches!(self.code(), Some(ER_LOCK_DEADLOCK | ER_LOCK_WAIT_TIMEOUT))
     }
 
     /// Wraps a driver error with the server name and what was being done.
     pub fn query(server: &str, context: impl Into<String>, e: mysql_async::Error) -> DbError {
-        let (transient, code) = classify(&e);
+        let code = match &e {
+            mysql_async::Error::Server(s) => Some(s.code),
+            _ => None,
+        };
         DbError::Query {
             server: server.to_string(),
             context: context.into(),
             message: redact_url(&e.to_string()),
-            transient,
+            retry: classify(&e),
             code,
+            driver: Box::new(e),
+        }
+    }
+
+    /// A result reshard cannot use (definite).
+    pub fn unexpected(
+        server: &str,
+        context: impl Into<String>,
+        message: impl Into<String>,
+    ) -> DbError {
+        DbError::Unexpected {
+            server: server.to_string(),
+            context: context.into(),
+            message: message.into(),
         }
     }
 }
 
-/// Transient or definite, and the server error code if any.
-pub fn classify(e: &mysql_async::Error) -> (bool, Option<u16>) {
+/// Whether a driver error is worth retrying: the one place that decides.
+pub fn classify(e: &mysql_async::Error) -> Retry {
     match e {
-        mysql_async::Error::Io(_) => (true, None),
-        mysql_async::Error::Driver(mysql_async::DriverError::ConnectionClosed) => (true, None),
-        mysql_async::Error::Driver(_) => (false, None),
-        mysql_async::Error::Server(s) => {
-            let transient = matches!(
+        mysql_async::Error::Io(_) => Retry::Transient,
+        mysql_async::Error::Driver(mysql_async::DriverError::ConnectionClosed) => Retry::Transient,
+        mysql_async::Error::Server(s)
+            if matches!(
                 s.code,
                 // lock wait timeout, deadlock, too many connections, server
-                // shutdown in progress, connection killed, gone away, lost
-                1205 | 1213 | 1040 | 1053 | 1927 | 2006 | 2013 | 1317
-            );
-            (transient, Some(s.code))
+                // shutdown in progress, connection killed, gone away, lost,
+                // query interrupted
+                ER_LOCK_WAIT_TIMEOUT | ER_LOCK_DEADLOCK | 1040 | 1053 | 1927 | 2006 | 2013 | 1317
+            ) =>
+        {
+            Retry::Transient
         }
-        mysql_async::Error::Url(_) => (false, None),
-        mysql_async::Error::Other(_) => (false, None),
+        mysql_async::Error::Driver(_)
+        | mysql_async::Error::Server(_)
+        | mysql_async::Error::Url(_)
+        | mysql_async::Error::Other(_) => Retry::Definite,
     }
 }
 

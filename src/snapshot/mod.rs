@@ -39,9 +39,11 @@ use mysql_async::Conn;
 use mysql_common::value::Value;
 use tokio::sync::watch;
 
+use crate::checkpoint::Checkpoint;
 use crate::config::{Config, OnDeriveError};
+use crate::control;
 use crate::db::{self, DbError, Flavor, Session};
-use crate::pipeline::{dead_letter, PipelineError};
+use crate::pipeline::PipelineError;
 use crate::position::Position;
 use crate::rules::lookup::Lookups;
 use crate::rules::{RouteError, Routed, Router};
@@ -51,13 +53,6 @@ use crate::source::{RowChange, TableSchema};
 use crate::version::Version;
 use crate::writer::lane::{apply_batch, LaneConfig, Stats, TombstoneHints};
 use crate::writer::{keyenc, WriteOp};
-
-/// The snapshot row of a pipeline.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Snapshot {
-    pub position: Position,
-    pub done: bool,
-}
 
 /// Obtains a position consistent with what a reader sees (see the module
 /// docs), holding the snapshot transaction only for the status query.
@@ -107,28 +102,11 @@ pub async fn consistent_position(conn: &mut Conn, flavor: Flavor) -> Result<Posi
             }
         }
     }
-    Err(DbError::Query {
-        server: "source".into(),
-        context: "taking a consistent snapshot position".into(),
-        message: "the server reports neither binlog_snapshot_file/position (MariaDB, Percona) nor performance_schema.log_status (MySQL 8.0+)".into(),
-        transient: false,
-        code: None,
-    })
-}
-
-/// Reads the pipeline's snapshot row.
-pub async fn load(control: &mut Conn, pipeline: &str) -> Result<Option<Snapshot>, DbError> {
-    let row: Option<(String, u64, String)> = control
-        .exec_first(
-            "SELECT binlog_file, binlog_pos, state FROM reshard_snapshot WHERE pipeline = ?",
-            (pipeline,),
-        )
-        .await
-        .map_err(|e| DbError::query("control", "reading the snapshot state", e))?;
-    Ok(row.map(|(f, p, s)| Snapshot {
-        position: Position::new(f, p),
-        done: s == "done",
-    }))
+    Err(DbError::unexpected(
+        "source",
+        "taking a consistent snapshot position",
+        "the server reports neither binlog_snapshot_file/position (MariaDB, Percona) nor performance_schema.log_status (MySQL 8.0+)",
+    ))
 }
 
 /// Saves P, the checkpoint P and the floor v(P) in one transaction, before
@@ -140,37 +118,19 @@ pub async fn begin(
     epoch: u16,
     identity: &str,
 ) -> Result<(), DbError> {
-    let floor = Version::at(epoch, p, 0).map_err(|e| DbError::Query {
-        server: "source".into(),
-        context: format!("versioning the snapshot position {p}"),
-        message: e.to_string(),
-        transient: false,
-        code: None,
+    let floor = Version::at(epoch, p, 0).map_err(|e| {
+        DbError::unexpected(
+            "source",
+            format!("versioning the snapshot position {p}"),
+            e.to_string(),
+        )
     })?;
-    let q = |e| DbError::query("control", "saving the snapshot position", e);
-    let mut tx = control
-        .start_transaction(Default::default())
-        .await
-        .map_err(q)?;
-    tx.exec_drop(
-        "DELETE FROM reshard_snapshot_table WHERE pipeline = ?",
-        (pipeline,),
-    )
-    .await
-    .map_err(q)?;
-    tx.exec_drop(
-        "REPLACE INTO reshard_snapshot (pipeline, binlog_file, binlog_pos, state) VALUES (?, ?, ?, 'copying')",
-        (pipeline, &p.file, p.pos),
-    )
-    .await
-    .map_err(q)?;
-    tx.exec_drop(
-        "REPLACE INTO reshard_checkpoint (pipeline, binlog_file, binlog_pos, epoch, source_identity, floor) VALUES (?, ?, ?, ?, ?, ?)",
-        (pipeline, &p.file, p.pos, epoch, identity, floor.to_bytes().to_vec()),
-    )
-    .await
-    .map_err(q)?;
-    tx.commit().await.map_err(q)
+    let cp = Checkpoint {
+        position: p.clone(),
+        epoch,
+        source_identity: identity.to_string(),
+    };
+    control::snapshot::begin(control, pipeline, &cp, floor).await
 }
 
 /// What the copy needs.
@@ -201,22 +161,16 @@ async fn progress(
     control: &mut Conn,
     pipeline: &str,
 ) -> Result<BTreeMap<String, TableProgress>, DbError> {
-    let rows: Vec<(String, Option<Vec<u8>>, u64, i8)> = control
-        .exec(
-            "SELECT source_table, last_key, rows_copied, done FROM reshard_snapshot_table WHERE pipeline = ?",
-            (pipeline,),
-        )
-        .await
-        .map_err(|e| DbError::query("control", "reading the copy progress", e))?;
+    let rows = control::snapshot::tables(control, pipeline).await?;
     Ok(rows
         .into_iter()
-        .map(|(t, k, rows, done)| {
+        .map(|t| {
             (
-                t,
+                t.table,
                 TableProgress {
-                    last_key: k.and_then(|k| keyenc::decode(&k)),
-                    rows,
-                    done: done != 0,
+                    last_key: t.last_key.and_then(|k| keyenc::decode(&k)),
+                    rows: t.rows_copied,
+                    done: t.done,
                 },
             )
         })
@@ -230,24 +184,14 @@ async fn save_progress(
     t: &TableCopy,
     finished: bool,
 ) -> Result<(), DbError> {
-    control
-        .exec_drop(
-            "REPLACE INTO reshard_snapshot_table (pipeline, source_table, last_key, rows_copied, rows_estimate, done) VALUES (?, ?, ?, ?, ?, ?)",
-            (pipeline, &t.full, t.cursor.as_ref().map(|k| keyenc::encode(k)), t.rows, t.estimate.max(t.rows), finished),
-        )
-        .await
-        .map_err(|e| DbError::query("control", "saving the copy progress", e))
-}
-
-/// Marks the snapshot done: streaming may start at its position.
-async fn mark_done(control: &mut Conn, pipeline: &str) -> Result<(), DbError> {
-    control
-        .exec_drop(
-            "UPDATE reshard_snapshot SET state = 'done', finished_at = CURRENT_TIMESTAMP(6) WHERE pipeline = ?",
-            (pipeline,),
-        )
-        .await
-        .map_err(|e| DbError::query("control", "finishing the snapshot", e))
+    let saved = control::snapshot::TableCopy {
+        table: t.full.clone(),
+        last_key: t.cursor.as_ref().map(|k| keyenc::encode(k)),
+        rows_copied: t.rows,
+        rows_estimate: t.estimate.max(t.rows),
+        done: finished,
+    };
+    control::snapshot::save_table(control, pipeline, &saved).await
 }
 
 /// Copies every mapped table (resuming after the last finished chunk),
@@ -285,7 +229,7 @@ pub async fn copy(mut c: Copy<'_>) -> Result<CopyOutcome, PipelineError> {
             return Ok(CopyOutcome::Interrupted);
         }
     }
-    mark_done(c.control, &c.cfg.pipeline.name).await?;
+    control::snapshot::finish(c.control, &c.cfg.pipeline.name).await?;
     writers.disconnect().await;
     tracing::info!(position = %c.position, "initial copy done; streaming from its position");
     Ok(CopyOutcome::Done)
@@ -503,7 +447,7 @@ async fn route_chunk(
                 }
             }
             Routed::Unroutable(e) if p.on_derive_error == OnDeriveError::DeadLetter => {
-                dead_letter(c.control, &p.name, &change, &e.to_string()).await?;
+                control::dead_letter::record(c.control, &p.name, &change, &e.to_string()).await?;
             }
             Routed::Unroutable(e) => return Err(stop(e)),
         }

@@ -33,16 +33,22 @@ pub use stream::{StartAt, TableFilter, Tailer, TailerOptions};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
-use crate::db::DbError;
+use crate::db::{DbError, Retry};
 use crate::position::Position;
 
-/// A failure while reading the source, split as the run loop needs it.
+/// A failure while reading the source. [`SourceError::retry`] says whether
+/// reading again can help; a database failure keeps its own decision.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    /// Connection trouble: retry from the checkpoint with backoff.
+    /// A database failure while reading (stream, schema queries).
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The stream ended without an error of its own: retry from the
+    /// checkpoint with backoff. (The message is all there is.)
     #[error("{0}")]
     Transient(String),
-    /// Anything else that reading again will not fix.
+    /// Something reshard refuses in what it read, which reading again will
+    /// not fix. (The message is all there is.)
     #[error("{0}")]
     Definite(String),
     #[error("binlog checksum mismatch in event type {event_type} at {position}: stored {expected:#010x}, computed {actual:#010x}; the binlog or the network corrupted it")]
@@ -66,12 +72,15 @@ pub enum SourceError {
 }
 
 impl SourceError {
-    pub fn is_transient(&self) -> bool {
+    /// Transient for a lost stream and as the database says for database
+    /// failures; everything else is definite.
+    pub fn retry(&self) -> Retry {
         match self {
-            SourceError::Transient(_) => true,
-            SourceError::Schema(schema::SchemaError::Db(e)) => e.is_transient(),
-            SourceError::Preflight(preflight::PreflightError::Db(e)) => e.is_transient(),
-            _ => false,
+            SourceError::Transient(_) => Retry::Transient,
+            SourceError::Db(e)
+            | SourceError::Schema(schema::SchemaError::Db(e))
+            | SourceError::Preflight(preflight::PreflightError::Db(e)) => e.retry(),
+            _ => Retry::Definite,
         }
     }
 }
@@ -86,24 +95,22 @@ pub async fn head(conn: &mut Conn) -> Result<Position, DbError> {
             .await
             .map_err(|e| DbError::query("source", "SHOW BINARY LOG STATUS", e))?,
     };
-    let row = row.ok_or_else(|| DbError::Query {
-        server: "source".into(),
-        context: "SHOW MASTER STATUS".into(),
-        message: "returned nothing: the binary log is off".into(),
-        transient: false,
-        code: None,
+    let row = row.ok_or_else(|| {
+        DbError::unexpected(
+            "source",
+            "SHOW MASTER STATUS",
+            "returned nothing: the binary log is off",
+        )
     })?;
     let file: Option<String> = row.get(0);
     let pos: Option<u64> = row.get(1);
     match (file, pos) {
         (Some(file), Some(pos)) => Ok(Position::new(file, pos)),
-        _ => Err(DbError::Query {
-            server: "source".into(),
-            context: "SHOW MASTER STATUS".into(),
-            message: "unexpected result shape".into(),
-            transient: false,
-            code: None,
-        }),
+        _ => Err(DbError::unexpected(
+            "source",
+            "SHOW MASTER STATUS",
+            "unexpected result shape",
+        )),
     }
 }
 
@@ -131,14 +138,4 @@ pub async fn server_identity(conn: &mut Conn) -> Result<String, DbError> {
         .await
         .map_err(|e| DbError::query("source", "SELECT @@server_id", e))?;
     Ok(format!("server_id={}", id.unwrap_or(0)))
-}
-
-impl From<DbError> for SourceError {
-    fn from(e: DbError) -> Self {
-        if e.is_transient() {
-            SourceError::Transient(e.to_string())
-        } else {
-            SourceError::Definite(e.to_string())
-        }
-    }
 }

@@ -191,12 +191,7 @@ fn stream_error(e: mysql_async::Error, at: &Position) -> SourceError {
             };
         }
     }
-    let err = DbError::query("source", format!("reading the binlog at {at}"), e);
-    if err.is_transient() {
-        SourceError::Transient(err.to_string())
-    } else {
-        SourceError::Definite(err.to_string())
-    }
+    DbError::query("source", format!("reading the binlog at {at}"), e).into()
 }
 
 impl From<SchemaError> for SourceError {

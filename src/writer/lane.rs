@@ -2,7 +2,7 @@
 //!
 //! # Why a batch is safe to apply, and to apply again
 //!
-//! One key always goes to one lane (the coordinator hashes table and key),
+//! One key always goes to one lane ([`super::pool`] hashes table and key),
 //! and a lane applies its queue in order, so no two writers race on a key.
 //! Within a batch only the newest operation per key matters — versions
 //! grow along the binlog, so the last operation dominates every earlier
@@ -26,18 +26,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Params, TxOpts};
+use mysql_async::{Conn, Params, Transaction, TxOpts};
 use mysql_common::value::Value;
 use tokio::sync::mpsc;
 
 use super::op::{OpKind, TargetTable, WriteOp};
 use super::sql;
 use crate::checkpoint::LaneProgress;
-use crate::db::DbError;
+use crate::control::shard;
+use crate::db::{DbError, Retry};
 use crate::position::Position;
 use crate::version::Version;
 
-/// What the coordinator sends a lane.
+/// What a lane receives (through [`super::pool::LanePool`]).
 #[derive(Debug)]
 pub enum LaneMsg {
     Op(WriteOp),
@@ -73,9 +74,9 @@ pub struct Stats {
     pub secondary_unique: std::sync::Mutex<HashMap<(String, String), bool>>,
 }
 
-/// A lane that failed.
+/// A lane that failed, and why (its `source()`).
 #[derive(Debug, thiserror::Error)]
-#[error("writer lane {lane} of shard {shard}: {source}")]
+#[error("writer lane {lane} of shard {shard}")]
 pub struct LaneError {
     pub shard: String,
     pub lane: usize,
@@ -84,8 +85,9 @@ pub struct LaneError {
 }
 
 impl LaneError {
-    pub fn is_transient(&self) -> bool {
-        self.source.is_transient()
+    /// As the database failure says.
+    pub fn retry(&self) -> Retry {
+        self.source.retry()
     }
 }
 
@@ -103,18 +105,14 @@ pub struct TombstoneHints {
 impl TombstoneHints {
     async fn may_exist(
         &mut self,
-        tx: &mut mysql_async::Transaction<'_>,
+        tx: &mut Transaction<'_>,
         server: &str,
         table: &str,
     ) -> Result<bool, DbError> {
         if let Some(b) = self.may_exist.get(table) {
             return Ok(*b);
         }
-        let any: Option<i64> = tx
-            .exec_first(sql::TOMBSTONE_ANY, (table,))
-            .await
-            .map_err(|e| DbError::query(server, format!("looking for tombstones of {table}"), e))?;
-        let b = any.unwrap_or(1) != 0;
+        let b = shard::any_tombstone(tx, server, table).await?;
         self.may_exist.insert(table.to_string(), b);
         Ok(b)
     }
@@ -220,7 +218,7 @@ pub async fn apply_batch(
         match apply(conn, cfg, &batch, end, stats, hints).await {
             Ok(()) => return Ok(()),
             // deadlocks and lock waits: the transaction was rolled back, try again
-            Err(e) if matches!(e.code(), Some(1213 | 1205)) && attempt < RETRIES => {
+            Err(e) if e.is_lock_conflict() && attempt < RETRIES => {
                 tracing::warn!(shard = %cfg.shard, lane = cfg.lane, attempt, error = %e, "batch rolled back, retrying");
                 tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
             }
@@ -268,6 +266,29 @@ pub fn dedup(ops: Vec<WriteOp>) -> Vec<(Arc<TargetTable>, Vec<BatchOp>)> {
     groups
 }
 
+/// Why one table's part of a batch failed.
+enum TableError {
+    Db(DbError),
+    /// An upsert updated another row (a secondary UNIQUE key collision):
+    /// the batch is rolled back before the error is returned.
+    Collision(DbError),
+}
+
+impl From<DbError> for TableError {
+    fn from(e: DbError) -> Self {
+        TableError::Db(e)
+    }
+}
+
+/// Operations applied and upserts skipped under a tombstone, per batch.
+#[derive(Default)]
+struct Counts {
+    applied: u64,
+    skipped: u64,
+}
+
+/// One batch in one transaction: each table's part (steps 1–3 of the
+/// module docs), then the lane's applied position (step 4), then COMMIT.
 async fn apply(
     conn: &mut Conn,
     cfg: &LaneConfig,
@@ -281,200 +302,263 @@ async fn apply(
         .start_transaction(TxOpts::default())
         .await
         .map_err(|e| DbError::query(server, "BEGIN", e))?;
-    let mut applied = 0u64;
-    let mut skipped = 0u64;
+    let mut counts = Counts::default();
     for (table, ops) in batch {
-        let tname = table.name.as_str();
-        // 1. tombstones of the keys to upsert
-        let upsert_keys: Vec<&WriteOp> = ops
-            .iter()
-            .map(|b| &b.op)
-            .filter(|o| matches!(o.kind, OpKind::Upsert(_)))
-            .collect();
-        let mut tombs: HashMap<Vec<u8>, Version> = HashMap::new();
-        let lookup = !upsert_keys.is_empty() && hints.may_exist(&mut tx, server, tname).await?;
-        for chunk in upsert_keys.chunks(500).filter(|_| lookup) {
-            let mut params: Vec<Value> = Vec::with_capacity(chunk.len() + 1);
-            params.push(Value::Bytes(tname.as_bytes().to_vec()));
-            params.extend(chunk.iter().map(|o| Value::Bytes(o.key_enc.clone())));
-            let rows: Vec<(Vec<u8>, Vec<u8>)> = tx
-                .exec(
-                    sql::tombstone_lookup(chunk.len()),
-                    Params::Positional(params),
-                )
-                .await
-                .map_err(|e| DbError::query(server, format!("reading tombstones of {tname}"), e))?;
-            for (k, v) in rows {
-                if let Ok(v) = Version::from_bytes(&v) {
-                    tombs.insert(k, v);
-                }
+        match apply_table(&mut tx, cfg, table, ops, stats, hints, &mut counts).await {
+            Ok(()) => {}
+            Err(TableError::Db(e)) => return Err(e),
+            Err(TableError::Collision(e)) => {
+                let _ = tx.rollback().await;
+                return Err(e);
             }
-        }
-        // 2. deletes and their tombstones
-        let deletes: Vec<&WriteOp> = ops
-            .iter()
-            .map(|b| &b.op)
-            .filter(|o| o.kind == OpKind::Delete)
-            .collect();
-        let tombstones: Vec<(&[u8], Version)> = ops
-            .iter()
-            .filter_map(|b| b.tombstone.map(|v| (b.op.key_enc.as_slice(), v)))
-            .collect();
-        if !deletes.is_empty() {
-            let key_cols: Vec<&str> = table
-                .key
-                .iter()
-                .map(|&i| table.columns[i].as_str())
-                .collect();
-            let per = (MAX_PARAMS / (key_cols.len() + 1)).clamp(1, 200);
-            for chunk in deletes.chunks(per) {
-                let mut params = Vec::with_capacity(chunk.len() * (key_cols.len() + 1));
-                for o in chunk {
-                    params.extend(o.key.iter().cloned());
-                    params.push(Value::Bytes(o.version.to_bytes().to_vec()));
-                }
-                tx.exec_drop(
-                    sql::delete(tname, &key_cols, chunk.len()),
-                    Params::Positional(params),
-                )
-                .await
-                .map_err(|e| DbError::query(server, format!("deleting from {tname}"), e))?;
-            }
-            applied += deletes.len() as u64;
-        }
-        if !tombstones.is_empty() {
-            hints.written(tname);
-        }
-        for chunk in tombstones.chunks(500) {
-            let mut params = Vec::with_capacity(chunk.len() * 3);
-            for (k, v) in chunk {
-                params.push(Value::Bytes(tname.as_bytes().to_vec()));
-                params.push(Value::Bytes(k.to_vec()));
-                params.push(Value::Bytes(v.to_bytes().to_vec()));
-            }
-            tx.exec_drop(
-                sql::tombstone_upsert(chunk.len()),
-                Params::Positional(params),
-            )
-            .await
-            .map_err(|e| DbError::query(server, format!("writing tombstones of {tname}"), e))?;
-        }
-        // 3. upserts newer than their tombstone
-        let live: Vec<&WriteOp> = upsert_keys
-            .into_iter()
-            .filter(|o| match tombs.get(&o.key_enc) {
-                Some(t) if *t >= o.version => {
-                    skipped += 1;
-                    false
-                }
-                _ => true,
-            })
-            .collect();
-        if !live.is_empty() {
-            let width = table.columns.len() + 1;
-            let per = (MAX_PARAMS / width).clamp(1, 500);
-            let cache_key = (cfg.shard.clone(), table.name.clone());
-            let known = stats
-                .secondary_unique
-                .lock()
-                .ok()
-                .and_then(|m| m.get(&cache_key).copied());
-            let check = match known {
-                Some(b) => b,
-                None => {
-                    let n: Option<u64> = tx
-                        .exec_first(sql::SECONDARY_UNIQUE, (tname,))
-                        .await
-                        .map_err(|e| {
-                            DbError::query(server, format!("reading the keys of {tname}"), e)
-                        })?;
-                    let b = n.unwrap_or(0) > 0;
-                    if let Ok(mut m) = stats.secondary_unique.lock() {
-                        m.insert(cache_key, b);
-                    }
-                    b
-                }
-            };
-            let key_cols: Vec<&str> = table
-                .key
-                .iter()
-                .map(|&i| table.columns[i].as_str())
-                .collect();
-            for chunk in live.chunks(per) {
-                let mut params = Vec::with_capacity(chunk.len() * width);
-                for o in chunk {
-                    if let OpKind::Upsert(values) = &o.kind {
-                        params.extend(values.iter().cloned());
-                        params.push(Value::Bytes(o.version.to_bytes().to_vec()));
-                    }
-                }
-                tx.exec_drop(
-                    sql::upsert(tname, &table.columns, &table.key, chunk.len()),
-                    Params::Positional(params),
-                )
-                .await
-                .map_err(|e| DbError::query(server, format!("upserting into {tname}"), e))?;
-                if check {
-                    // a secondary UNIQUE collision makes ON DUPLICATE KEY
-                    // UPDATE modify another row: every row must be on its
-                    // own key, at least at our version, or we roll back
-                    let mut params = Vec::with_capacity(chunk.len() * (key_cols.len() + 1));
-                    for o in chunk {
-                        params.extend(o.key.iter().cloned());
-                        params.push(Value::Bytes(o.version.to_bytes().to_vec()));
-                    }
-                    let n: Option<u64> = tx
-                        .exec_first(
-                            sql::landed(tname, &key_cols, chunk.len()),
-                            Params::Positional(params),
-                        )
-                        .await
-                        .map_err(|e| {
-                            DbError::query(server, format!("checking the upsert into {tname}"), e)
-                        })?;
-                    let n = n.unwrap_or(0);
-                    if n != chunk.len() as u64 {
-                        let _ = tx.rollback().await;
-                        return Err(DbError::Query {
-                            server: server.to_string(),
-                            context: format!("upserting into {tname}"),
-                            message: format!(
-                                "expected {} row(s) on their own keys, found {n}: a secondary UNIQUE key of {tname} made an upsert update another row. The batch was rolled back and the pipeline stopped; drop the secondary UNIQUE key on the targets (dry-run flags it) and run again",
-                                chunk.len()
-                            ),
-                            transient: false,
-                            code: None,
-                        });
-                    }
-                }
-            }
-            applied += live.len() as u64;
         }
     }
-    // 4. the lane's applied position, in the same transaction
     if let Some(end) = end {
-        tx.exec_drop(
-            sql::APPLIED_UPSERT,
-            (
-                &cfg.pipeline,
-                &cfg.shard,
-                cfg.lane_in_shard as u32,
-                &end.file,
-                end.pos,
-            ),
-        )
-        .await
-        .map_err(|e| DbError::query(server, "recording the applied position", e))?;
+        record_applied(&mut tx, cfg, end).await?;
     }
     tx.commit()
         .await
         .map_err(|e| DbError::query(server, "COMMIT", e))?;
-    stats.ops_applied.fetch_add(applied, Ordering::Relaxed);
+    stats
+        .ops_applied
+        .fetch_add(counts.applied, Ordering::Relaxed);
     stats
         .ops_skipped_tombstone
-        .fetch_add(skipped, Ordering::Relaxed);
+        .fetch_add(counts.skipped, Ordering::Relaxed);
     stats.batches.fetch_add(1, Ordering::Relaxed);
     Ok(())
+}
+
+/// One table's operations of a batch: read the tombstones of the keys to
+/// upsert, delete older rows and raise their tombstones, upsert what is
+/// newer than its tombstone.
+async fn apply_table(
+    tx: &mut Transaction<'_>,
+    cfg: &LaneConfig,
+    table: &TargetTable,
+    ops: &[BatchOp],
+    stats: &Stats,
+    hints: &mut TombstoneHints,
+    counts: &mut Counts,
+) -> Result<(), TableError> {
+    let server = cfg.shard.as_str();
+    let upserts: Vec<&WriteOp> = ops
+        .iter()
+        .map(|b| &b.op)
+        .filter(|o| matches!(o.kind, OpKind::Upsert(_)))
+        .collect();
+    let tombs = read_tombstones(tx, server, &table.name, &upserts, hints).await?;
+    counts.applied += delete_older(tx, server, table, ops).await?;
+    raise_tombstones(tx, server, &table.name, ops, hints).await?;
+    let live: Vec<&WriteOp> = upserts
+        .into_iter()
+        .filter(|o| match tombs.get(&o.key_enc) {
+            Some(t) if *t >= o.version => {
+                counts.skipped += 1;
+                false
+            }
+            _ => true,
+        })
+        .collect();
+    counts.applied += upsert_newer(tx, cfg, table, &live, stats).await?;
+    Ok(())
+}
+
+/// Step 1: the tombstones of the keys to upsert (none read when the table
+/// cannot have any, see [`TombstoneHints`]).
+async fn read_tombstones(
+    tx: &mut Transaction<'_>,
+    server: &str,
+    tname: &str,
+    upserts: &[&WriteOp],
+    hints: &mut TombstoneHints,
+) -> Result<HashMap<Vec<u8>, Version>, DbError> {
+    if upserts.is_empty() || !hints.may_exist(tx, server, tname).await? {
+        return Ok(HashMap::new());
+    }
+    let keys: Vec<&[u8]> = upserts.iter().map(|o| o.key_enc.as_slice()).collect();
+    shard::read_tombstones(tx, server, tname, &keys).await
+}
+
+/// The names of a table's key columns.
+fn key_columns(table: &TargetTable) -> Vec<&str> {
+    table
+        .key
+        .iter()
+        .map(|&i| table.columns[i].as_str())
+        .collect()
+}
+
+/// `key values…, version` of each operation, the parameters of
+/// [`sql::delete`] and [`sql::landed`].
+fn key_version_params(ops: &[&WriteOp], key_len: usize) -> Vec<Value> {
+    let mut params = Vec::with_capacity(ops.len() * (key_len + 1));
+    for o in ops {
+        params.extend(o.key.iter().cloned());
+        params.push(Value::Bytes(o.version.to_bytes().to_vec()));
+    }
+    params
+}
+
+/// Step 2a: deletes each key whose row is older than the delete; returns
+/// how many deletes were applied.
+async fn delete_older(
+    tx: &mut Transaction<'_>,
+    server: &str,
+    table: &TargetTable,
+    ops: &[BatchOp],
+) -> Result<u64, DbError> {
+    let tname = table.name.as_str();
+    let deletes: Vec<&WriteOp> = ops
+        .iter()
+        .map(|b| &b.op)
+        .filter(|o| o.kind == OpKind::Delete)
+        .collect();
+    if deletes.is_empty() {
+        return Ok(0);
+    }
+    let key_cols = key_columns(table);
+    let per = (MAX_PARAMS / (key_cols.len() + 1)).clamp(1, 200);
+    for chunk in deletes.chunks(per) {
+        tx.exec_drop(
+            sql::delete(tname, &key_cols, chunk.len()),
+            Params::Positional(key_version_params(chunk, key_cols.len())),
+        )
+        .await
+        .map_err(|e| DbError::query(server, format!("deleting from {tname}"), e))?;
+    }
+    Ok(deletes.len() as u64)
+}
+
+/// Step 2b: raises the tombstone of every deleted key, including deletes
+/// collapsed under a later upsert of the same key (see [`BatchOp`]).
+async fn raise_tombstones(
+    tx: &mut Transaction<'_>,
+    server: &str,
+    tname: &str,
+    ops: &[BatchOp],
+    hints: &mut TombstoneHints,
+) -> Result<(), DbError> {
+    let tombstones: Vec<(&[u8], Version)> = ops
+        .iter()
+        .filter_map(|b| b.tombstone.map(|v| (b.op.key_enc.as_slice(), v)))
+        .collect();
+    if !tombstones.is_empty() {
+        hints.written(tname);
+    }
+    shard::raise_tombstones(tx, server, tname, &tombstones).await
+}
+
+/// Step 3: upserts the rows newer than their tombstone (each column
+/// guarded by the version); returns how many were applied.
+async fn upsert_newer(
+    tx: &mut Transaction<'_>,
+    cfg: &LaneConfig,
+    table: &TargetTable,
+    live: &[&WriteOp],
+    stats: &Stats,
+) -> Result<u64, TableError> {
+    if live.is_empty() {
+        return Ok(0);
+    }
+    let server = cfg.shard.as_str();
+    let tname = table.name.as_str();
+    let width = table.columns.len() + 1;
+    let per = (MAX_PARAMS / width).clamp(1, 500);
+    let check = has_secondary_unique(tx, cfg, tname, stats).await?;
+    let key_cols = key_columns(table);
+    for chunk in live.chunks(per) {
+        let mut params = Vec::with_capacity(chunk.len() * width);
+        for o in chunk {
+            if let OpKind::Upsert(values) = &o.kind {
+                params.extend(values.iter().cloned());
+                params.push(Value::Bytes(o.version.to_bytes().to_vec()));
+            }
+        }
+        tx.exec_drop(
+            sql::upsert(tname, &table.columns, &table.key, chunk.len()),
+            Params::Positional(params),
+        )
+        .await
+        .map_err(|e| DbError::query(server, format!("upserting into {tname}"), e))?;
+        if check {
+            check_landed(tx, server, tname, &key_cols, chunk).await?;
+        }
+    }
+    Ok(live.len() as u64)
+}
+
+/// Whether the target table has a secondary UNIQUE key, learned once per
+/// (shard, table) and attempt.
+async fn has_secondary_unique(
+    tx: &mut Transaction<'_>,
+    cfg: &LaneConfig,
+    tname: &str,
+    stats: &Stats,
+) -> Result<bool, DbError> {
+    let cache_key = (cfg.shard.clone(), tname.to_string());
+    let known = stats
+        .secondary_unique
+        .lock()
+        .ok()
+        .and_then(|m| m.get(&cache_key).copied());
+    if let Some(b) = known {
+        return Ok(b);
+    }
+    let n: Option<u64> = tx
+        .exec_first(sql::SECONDARY_UNIQUE, (tname,))
+        .await
+        .map_err(|e| DbError::query(&cfg.shard, format!("reading the keys of {tname}"), e))?;
+    let b = n.unwrap_or(0) > 0;
+    if let Ok(mut m) = stats.secondary_unique.lock() {
+        m.insert(cache_key, b);
+    }
+    Ok(b)
+}
+
+/// A secondary UNIQUE collision makes ON DUPLICATE KEY UPDATE modify
+/// another row: every upserted row must be on its own key, at least at our
+/// version, or the batch is rolled back.
+async fn check_landed(
+    tx: &mut Transaction<'_>,
+    server: &str,
+    tname: &str,
+    key_cols: &[&str],
+    chunk: &[&WriteOp],
+) -> Result<(), TableError> {
+    let n: Option<u64> = tx
+        .exec_first(
+            sql::landed(tname, key_cols, chunk.len()),
+            Params::Positional(key_version_params(chunk, key_cols.len())),
+        )
+        .await
+        .map_err(|e| DbError::query(server, format!("checking the upsert into {tname}"), e))?;
+    let n = n.unwrap_or(0);
+    if n == chunk.len() as u64 {
+        return Ok(());
+    }
+    Err(TableError::Collision(DbError::unexpected(
+        server,
+        format!("upserting into {tname}"),
+        format!(
+            "expected {} row(s) on their own keys, found {n}: a secondary UNIQUE key of {tname} made an upsert update another row. The batch was rolled back and the pipeline stopped; drop the secondary UNIQUE key on the targets (dry-run flags it) and run again",
+            chunk.len()
+        ),
+    )))
+}
+
+/// Step 4: the lane's applied position, in the batch's transaction.
+async fn record_applied(
+    tx: &mut Transaction<'_>,
+    cfg: &LaneConfig,
+    end: &Position,
+) -> Result<(), DbError> {
+    let lane = shard::LaneId {
+        pipeline: &cfg.pipeline,
+        shard: &cfg.shard,
+        lane_in_shard: cfg.lane_in_shard as u32,
+    };
+    shard::record_applied(tx, lane, end).await
 }
 
 #[cfg(test)]

@@ -2,13 +2,17 @@
 //!
 //! * [`op`] — write operations and target tables;
 //! * [`keyenc`] — canonical key bytes (tombstone key, lane choice);
-//! * [`sql`] — the SQL text of versioned upserts, deletes and tombstones;
-//! * [`lane`] — one connection applying batches in order.
+//! * [`sql`] — the SQL text of versioned upserts and deletes (tombstones
+//!   and applied positions: [`crate::control::shard`]);
+//! * [`lane`] — one connection applying batches in order;
+//! * [`pool`] — the lanes of an attempt, and which lane a key goes to.
 
 pub mod keyenc;
 pub mod lane;
 pub mod op;
+pub mod pool;
 pub mod sql;
 
 pub use lane::{LaneConfig, LaneError, LaneMsg, Stats};
 pub use op::{OpKind, TargetTable, WriteOp};
+pub use pool::LanePool;

@@ -1,4 +1,5 @@
-//! SQL text for versioned writes. Values are always bound as parameters;
+//! SQL text for versioned writes to the target tables (reshard's own
+//! tables are in [`crate::control`]). Values are always bound as parameters;
 //! identifiers are always quoted.
 //!
 //! The upsert assigns every column through
@@ -12,9 +13,6 @@ use crate::db::quote_ident;
 
 /// The version column on every target table.
 pub const VERSION_COLUMN: &str = "_reshard_version";
-/// The per-shard tombstone table.
-pub const TOMBSTONE_TABLE: &str = "_reshard_tombstone";
-
 fn placeholders(n: usize) -> String {
     let mut s = String::with_capacity(n * 3 + 2);
     s.push('(');
@@ -96,46 +94,6 @@ pub fn landed(table: &str, key_columns: &[&str], rows: usize) -> String {
 pub const SECONDARY_UNIQUE: &str = "SELECT COUNT(*) FROM information_schema.STATISTICS \
      WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND NON_UNIQUE = 0 AND INDEX_NAME <> 'PRIMARY'";
 
-/// Raises tombstones to at least the given versions (`GREATEST`, never a
-/// plain overwrite).
-pub fn tombstone_upsert(rows: usize) -> String {
-    let mut sql = format!(
-        "INSERT INTO {} (tbl, k, version) VALUES ",
-        quote_ident(TOMBSTONE_TABLE)
-    );
-    for i in 0..rows {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str("(?, ?, ?)");
-    }
-    sql.push_str(" ON DUPLICATE KEY UPDATE version = GREATEST(version, VALUES(version))");
-    sql
-}
-
-/// Whether a table has any tombstone at all.
-pub const TOMBSTONE_ANY: &str = "SELECT EXISTS(SELECT 1 FROM `_reshard_tombstone` WHERE tbl = ?)";
-
-/// Reads the tombstones of `rows` keys of one table.
-pub fn tombstone_lookup(rows: usize) -> String {
-    let mut sql = format!(
-        "SELECT k, version FROM {} WHERE tbl = ? AND k IN (",
-        quote_ident(TOMBSTONE_TABLE)
-    );
-    for i in 0..rows {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('?');
-    }
-    sql.push(')');
-    sql
-}
-
-/// Records a lane's applied position in its batch's transaction.
-pub const APPLIED_UPSERT: &str = "INSERT INTO `_reshard_applied` (pipeline, shard, lane, binlog_file, binlog_pos) \
-     VALUES (?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE binlog_file = VALUES(binlog_file), binlog_pos = VALUES(binlog_pos)";
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,16 +132,6 @@ mod tests {
         assert_eq!(
             landed("t", &["id"], 2),
             "SELECT COUNT(*) FROM `t` WHERE (`id` = ? AND `_reshard_version` >= ?) OR (`id` = ? AND `_reshard_version` >= ?)"
-        );
-    }
-
-    #[test]
-    fn tombstones_only_rise() {
-        let sql = tombstone_upsert(1);
-        assert!(sql.contains("GREATEST(version, VALUES(version))"), "{sql}");
-        assert_eq!(
-            tombstone_lookup(2),
-            "SELECT k, version FROM `_reshard_tombstone` WHERE tbl = ? AND k IN (?, ?)"
         );
     }
 }

@@ -1,26 +1,17 @@
-//! The checkpoint row in the control database.
+//! The checkpoint row (`reshard_checkpoint`), one per pipeline.
 //!
-//! The checkpoint is the position of the last source transaction whose
-//! operations are durably applied on every shard — always a transaction
-//! boundary — plus the epoch and the identity of the source server it was
-//! taken on, so a restart can tell when the source's numbering went
-//! backwards (`RESET MASTER`, another server) and refuse to write versions
-//! that would silently lose against what the targets hold.
+//! Besides the [`Checkpoint`] itself it holds the replay floor (only ever
+//! raised), the commit time of the checkpointed transaction (for lag) and
+//! the position where the current epoch began (for `replay`).
 
 use mysql_async::prelude::Queryable;
-use mysql_async::Conn;
+use mysql_async::{Conn, Transaction};
 
+use super::err;
+use crate::checkpoint::Checkpoint;
 use crate::db::DbError;
 use crate::position::Position;
 use crate::version::Version;
-
-/// A stored checkpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Checkpoint {
-    pub position: Position,
-    pub epoch: u16,
-    pub source_identity: String,
-}
 
 /// Reads the pipeline's checkpoint, if any.
 pub async fn load(conn: &mut Conn, pipeline: &str) -> Result<Option<Checkpoint>, DbError> {
@@ -30,7 +21,7 @@ pub async fn load(conn: &mut Conn, pipeline: &str) -> Result<Option<Checkpoint>,
             (pipeline,),
         )
         .await
-        .map_err(|e| DbError::query("control", "reading the checkpoint", e))?;
+        .map_err(err("reading the checkpoint"))?;
     Ok(row.map(|(file, pos, epoch, source_identity)| Checkpoint {
         position: Position::new(file, pos),
         epoch,
@@ -53,11 +44,11 @@ pub async fn save(conn: &mut Conn, pipeline: &str, cp: &Checkpoint) -> Result<()
         ),
     )
     .await
-    .map_err(|e| DbError::query("control", format!("saving the checkpoint {}", cp.position), e))
+    .map_err(err(format!("saving the checkpoint {}", cp.position)))
 }
 
 /// Writes the checkpoint reached by streaming, with the commit time of its
-/// transaction (for lag).
+/// transaction (for lag; a zero time keeps the stored one).
 pub async fn save_progress(
     conn: &mut Conn,
     pipeline: &str,
@@ -72,26 +63,44 @@ pub async fn save_progress(
         (pipeline, &cp.position.file, cp.position.pos, cp.epoch, &cp.source_identity, source_ts),
     )
     .await
-    .map_err(|e| DbError::query("control", format!("saving the checkpoint {}", cp.position), e))
+    .map_err(err(format!("saving the checkpoint {}", cp.position)))
 }
 
-/// Remembers when a checkpointed position was committed on the source, for
-/// tombstone pruning by binlog age.
-pub async fn log_position(
-    conn: &mut Conn,
+/// Replaces the checkpoint row with `cp` and the floor `floor`, inside the
+/// initial copy's transaction ([`super::snapshot::begin`]): the copy
+/// restarts the pipeline's history, so the old floor, epoch start and
+/// commit time go too.
+pub(super) async fn reset(
+    tx: &mut Transaction<'_>,
     pipeline: &str,
-    pos: &Position,
-    commit_ts: u32,
-) -> Result<(), DbError> {
-    conn.exec_drop(
-        "INSERT IGNORE INTO reshard_position_log (pipeline, commit_ts, binlog_file, binlog_pos) VALUES (?, ?, ?, ?)",
-        (pipeline, commit_ts, &pos.file, pos.pos),
+    cp: &Checkpoint,
+    floor: Version,
+) -> Result<(), mysql_async::Error> {
+    tx.exec_drop(
+        "REPLACE INTO reshard_checkpoint (pipeline, binlog_file, binlog_pos, epoch, source_identity, floor) VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            pipeline,
+            &cp.position.file,
+            cp.position.pos,
+            cp.epoch,
+            &cp.source_identity,
+            floor.to_bytes().to_vec(),
+        ),
     )
     .await
-    .map_err(|e| DbError::query("control", "logging the checkpoint position", e))
 }
 
-/// The replay floor (16 zero bytes when none).
+/// The commit time (Unix seconds) of the checkpointed transaction, if known.
+pub async fn source_ts(conn: &mut Conn, pipeline: &str) -> Result<Option<u32>, DbError> {
+    conn.exec_first(
+        "SELECT source_ts FROM reshard_checkpoint WHERE pipeline = ?",
+        (pipeline,),
+    )
+    .await
+    .map_err(err("reading the checkpoint's commit time"))
+}
+
+/// The replay floor (`None` when there is none: 16 zero bytes or no row).
 pub async fn floor(conn: &mut Conn, pipeline: &str) -> Result<Option<Version>, DbError> {
     let v: Option<Vec<u8>> = conn
         .exec_first(
@@ -99,7 +108,7 @@ pub async fn floor(conn: &mut Conn, pipeline: &str) -> Result<Option<Version>, D
             (pipeline,),
         )
         .await
-        .map_err(|e| DbError::query("control", "reading the replay floor", e))?;
+        .map_err(err("reading the replay floor"))?;
     Ok(v.and_then(|b| Version::from_bytes(&b).ok())
         .filter(|v| *v > Version::ZERO))
 }
@@ -111,7 +120,7 @@ pub async fn raise_floor(conn: &mut Conn, pipeline: &str, floor: Version) -> Res
         (floor.to_bytes().to_vec(), pipeline),
     )
     .await
-    .map_err(|e| DbError::query("control", "raising the replay floor", e))
+    .map_err(err("raising the replay floor"))
 }
 
 /// Where the current epoch began (set when the epoch is raised).
@@ -122,7 +131,7 @@ pub async fn epoch_start(conn: &mut Conn, pipeline: &str) -> Result<Option<Posit
             (pipeline,),
         )
         .await
-        .map_err(|e| DbError::query("control", "reading the epoch start", e))?;
+        .map_err(err("reading the epoch start"))?;
     Ok(r.filter(|(f, _)| !f.is_empty())
         .map(|(f, p)| Position::new(f, p)))
 }
@@ -138,25 +147,5 @@ pub async fn set_epoch_start(
         (&pos.file, pos.pos, pipeline),
     )
     .await
-    .map_err(|e| DbError::query("control", "recording the epoch start", e))
-}
-
-/// Removes the pipeline's checkpoint (`run --from --force`).
-pub async fn clear(conn: &mut Conn, pipeline: &str) -> Result<(), DbError> {
-    conn.exec_drop(
-        "DELETE FROM reshard_checkpoint WHERE pipeline = ?",
-        (pipeline,),
-    )
-    .await
-    .map_err(|e| DbError::query("control", "clearing the checkpoint", e))
-}
-
-/// Takes the pipeline's lease: a named lock held as long as `conn` lives,
-/// so two `run`s of one pipeline cannot interleave their checkpoints.
-pub async fn acquire_lease(conn: &mut Conn, pipeline: &str) -> Result<bool, DbError> {
-    let got: Option<Option<i64>> = conn
-        .exec_first("SELECT GET_LOCK(?, 0)", (format!("reshard:{pipeline}"),))
-        .await
-        .map_err(|e| DbError::query("control", "taking the pipeline lease", e))?;
-    Ok(got.flatten() == Some(1))
+    .map_err(err("recording the epoch start"))
 }

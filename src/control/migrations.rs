@@ -1,4 +1,4 @@
-//! reshard's own tables, as numbered SQL files embedded in the binary
+//! reshard's own tables, created by numbered SQL files embedded in the binary
 //! (`migrations/control/*.sql`, `migrations/shard/*.sql`), so the installed
 //! binary works from any directory.
 //!

@@ -1,0 +1,289 @@
+//! The coordinator's checkpoint bookkeeping: which transaction was
+//! dispatched, marked, applied and saved, and what to persist when the
+//! watermark moves. Pure state, no I/O, so the rules are unit-tested here.
+//!
+//! # Why what is saved is safe
+//!
+//! * Transactions (and heartbeats that move past the last dispatched end)
+//!   are numbered `1, 2, …` in binlog order; a mark `n` is only queued
+//!   after every operation of transaction `n` was queued, so the
+//!   [`super::Tracker`] watermark names a transaction whose operations are
+//!   all durable (see `docs/architecture.md`, "Checkpoint watermark").
+//! * A watermark is handled once (`seq` above the last handled one), so the
+//!   saved checkpoint only moves forward along the binlog.
+//! * A replay passes `forward_only`: the checkpoint it found at start. A
+//!   watermark at or below it is not saved, so replaying an old range never
+//!   moves a newer checkpoint back.
+//! * The position log (commit time → position, for tombstone pruning) gets
+//!   at most one row per cadence, and only for a watermark with a commit
+//!   time (heartbeats carry none).
+
+use std::time::{Duration, Instant};
+
+use super::tracker::LaneProgress;
+use crate::position::Position;
+
+/// A mark to queue on every lane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mark {
+    pub seq: u64,
+    pub end: Position,
+    pub timestamp: u32,
+}
+
+/// What to persist for a new watermark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advance {
+    /// Save this position as the checkpoint (`None`: a replay must not
+    /// move the checkpoint there).
+    pub save: Option<Position>,
+    /// The watermark's commit time, for the checkpoint row.
+    pub timestamp: u32,
+    /// Also record (commit time, position) in the position log.
+    pub log_position: bool,
+}
+
+/// Checkpoint bookkeeping of one attempt.
+#[derive(Debug)]
+pub struct Bookkeeping {
+    /// Number of the last dispatched transaction (or heartbeat advance).
+    seq: u64,
+    /// Last mark queued on the lanes.
+    marked: u64,
+    /// Last watermark handled.
+    handled: u64,
+    /// End position and commit time of what was dispatched last.
+    dispatched_end: Position,
+    dispatched_ts: u32,
+    /// End of the last watermark: applied on every shard.
+    applied: Position,
+    /// Last position saved as the checkpoint.
+    saved: Position,
+    forward_only: Option<Position>,
+    last_logged: Option<Instant>,
+    log_every: Duration,
+    /// The source sent a heartbeat after the last transaction.
+    idle: bool,
+}
+
+impl Bookkeeping {
+    /// Starts at `start` (the checkpoint or replay start). The position log
+    /// gets a row about ten times per tombstone retention, between once a
+    /// second and once a minute.
+    pub fn new(
+        start: Position,
+        forward_only: Option<Position>,
+        tombstone_retention: Duration,
+    ) -> Self {
+        Bookkeeping {
+            seq: 0,
+            marked: 0,
+            handled: 0,
+            dispatched_end: start.clone(),
+            dispatched_ts: 0,
+            applied: start.clone(),
+            saved: start,
+            forward_only,
+            last_logged: None,
+            log_every: (tombstone_retention / 10)
+                .clamp(Duration::from_secs(1), Duration::from_secs(60)),
+            idle: false,
+        }
+    }
+
+    /// A transaction arrives: returns its number (assigned before its
+    /// operations are queued).
+    pub fn begin_transaction(&mut self) -> u64 {
+        self.idle = false;
+        self.seq += 1;
+        self.seq
+    }
+
+    /// Every operation of the current transaction is queued.
+    pub fn dispatched(&mut self, end: Position, timestamp: u32) {
+        self.dispatched_end = end;
+        self.dispatched_ts = timestamp;
+    }
+
+    /// A heartbeat: the source is idle; a position past the last dispatched
+    /// end counts as an empty transaction, so an idle source still gets an
+    /// up-to-date checkpoint.
+    pub fn heartbeat(&mut self, pos: Option<Position>) {
+        self.idle = true;
+        if let Some(pos) = pos {
+            if pos > self.dispatched_end {
+                self.seq += 1;
+                self.dispatched_end = pos;
+            }
+        }
+    }
+
+    /// The mark to queue, when something was dispatched since the last one.
+    pub fn mark_due(&self) -> Option<Mark> {
+        (self.seq > self.marked).then(|| Mark {
+            seq: self.seq,
+            end: self.dispatched_end.clone(),
+            timestamp: self.dispatched_ts,
+        })
+    }
+
+    /// Mark `seq` is queued on every lane.
+    pub fn marked(&mut self, seq: u64) {
+        self.marked = seq;
+    }
+
+    /// A watermark: what to persist, when it is new.
+    pub fn advance(&mut self, w: &LaneProgress, now: Instant) -> Option<Advance> {
+        if w.seq <= self.handled {
+            return None;
+        }
+        self.handled = w.seq;
+        self.applied = w.end.clone();
+        let blocked = self.forward_only.as_ref().is_some_and(|min| w.end <= *min);
+        let log_position = w.timestamp > 0
+            && self
+                .last_logged
+                .is_none_or(|t| now.saturating_duration_since(t) >= self.log_every);
+        Some(Advance {
+            save: (!blocked).then(|| w.end.clone()),
+            timestamp: w.timestamp,
+            log_position,
+        })
+    }
+
+    /// The checkpoint `pos` was saved.
+    pub fn saved(&mut self, pos: Position) {
+        self.saved = pos;
+    }
+
+    /// A position-log row was written at `now`.
+    pub fn logged(&mut self, now: Instant) {
+        self.last_logged = Some(now);
+    }
+
+    /// End of what was dispatched last.
+    pub fn dispatched_end(&self) -> &Position {
+        &self.dispatched_end
+    }
+
+    /// End of the last watermark.
+    pub fn applied(&self) -> &Position {
+        &self.applied
+    }
+
+    /// The last saved checkpoint.
+    pub fn checkpoint(&self) -> &Position {
+        &self.saved
+    }
+
+    /// Seconds the applied state is behind the source at `now_secs` (Unix
+    /// time): zero when the source is idle and everything dispatched was
+    /// handled, else the age of the last dispatched commit.
+    pub fn lag_secs(&self, now_secs: u64) -> u64 {
+        if self.idle && self.handled == self.seq {
+            0
+        } else {
+            now_secs.saturating_sub(u64::from(self.dispatched_ts))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pos(n: u64) -> Position {
+        Position::new("b.000001", n)
+    }
+
+    fn w(seq: u64, end: u64, timestamp: u32) -> LaneProgress {
+        LaneProgress {
+            lane: 0,
+            seq,
+            end: pos(end),
+            timestamp,
+        }
+    }
+
+    #[test]
+    fn marks_only_what_was_dispatched_since_the_last_mark() {
+        let mut b = Bookkeeping::new(pos(4), None, Duration::from_secs(600));
+        assert_eq!(b.mark_due(), None);
+        assert_eq!(b.begin_transaction(), 1);
+        b.dispatched(pos(100), 7);
+        assert_eq!(b.begin_transaction(), 2);
+        b.dispatched(pos(200), 8);
+        let m = b.mark_due().unwrap();
+        assert_eq!(
+            m,
+            Mark {
+                seq: 2,
+                end: pos(200),
+                timestamp: 8
+            }
+        );
+        b.marked(m.seq);
+        assert_eq!(b.mark_due(), None);
+    }
+
+    #[test]
+    fn heartbeats_count_only_when_they_move_forward() {
+        let mut b = Bookkeeping::new(pos(100), None, Duration::from_secs(600));
+        b.heartbeat(Some(pos(50)));
+        b.heartbeat(None);
+        assert_eq!(b.mark_due(), None);
+        b.heartbeat(Some(pos(150)));
+        let m = b.mark_due().unwrap();
+        assert_eq!((m.seq, m.end, m.timestamp), (1, pos(150), 0));
+        assert_eq!(b.dispatched_end(), &pos(150));
+    }
+
+    #[test]
+    fn a_watermark_is_handled_once_and_saved_forward_only() {
+        let now = Instant::now();
+        let mut b = Bookkeeping::new(pos(4), Some(pos(300)), Duration::from_secs(600));
+        let a = b.advance(&w(1, 200, 5), now).unwrap();
+        assert_eq!(a.save, None, "at or below the replay's start: not saved");
+        assert_eq!(b.applied(), &pos(200));
+        assert_eq!(b.advance(&w(1, 200, 5), now), None, "handled already");
+        let a = b.advance(&w(2, 300, 6), now).unwrap();
+        assert_eq!(a.save, None);
+        let a = b.advance(&w(3, 400, 7), now).unwrap();
+        assert_eq!(a.save, Some(pos(400)));
+        b.saved(pos(400));
+        assert_eq!(b.checkpoint(), &pos(400));
+    }
+
+    #[test]
+    fn the_position_log_has_a_cadence_and_needs_a_commit_time() {
+        let t0 = Instant::now();
+        // retention 20 s: one row every 2 s at most
+        let mut b = Bookkeeping::new(pos(4), None, Duration::from_secs(20));
+        let a = b.advance(&w(1, 100, 0), t0).unwrap();
+        assert!(!a.log_position, "a heartbeat watermark has no commit time");
+        let a = b.advance(&w(2, 200, 9), t0).unwrap();
+        assert!(a.log_position);
+        b.logged(t0);
+        let a = b
+            .advance(&w(3, 300, 9), t0 + Duration::from_secs(1))
+            .unwrap();
+        assert!(!a.log_position);
+        let a = b
+            .advance(&w(4, 400, 9), t0 + Duration::from_secs(2))
+            .unwrap();
+        assert!(a.log_position);
+    }
+
+    #[test]
+    fn lag_is_zero_only_when_idle_and_caught_up() {
+        let now = Instant::now();
+        let mut b = Bookkeeping::new(pos(4), None, Duration::from_secs(600));
+        b.begin_transaction();
+        b.dispatched(pos(100), 1_000);
+        assert_eq!(b.lag_secs(1_010), 10);
+        b.heartbeat(None);
+        assert_eq!(b.lag_secs(1_010), 10, "idle but not applied yet");
+        b.advance(&w(1, 100, 1_000), now);
+        assert_eq!(b.lag_secs(1_010), 0);
+    }
+}

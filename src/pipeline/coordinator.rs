@@ -1,0 +1,345 @@
+//! The coordinator of one streaming attempt: one method per event.
+//!
+//! The event loop ([`Coordinator::run`]) waits, in priority order (a
+//! `biased` select), for: shutdown, a lane that ended, lane progress, the
+//! next source item (transaction or heartbeat), and the tick. Each event
+//! is handled by its own method; the state they share is the
+//! [`Bookkeeping`] (what was dispatched, marked, applied and saved), the
+//! [`Tracker`] (the watermark over the lanes) and the [`LanePool`] (where
+//! operations go). When the loop ends, [`Coordinator::drain`] closes the
+//! lanes and saves the last watermark.
+//!
+//! Why the saved checkpoint is safe is argued in `docs/architecture.md`,
+//! "Checkpoint watermark", and in [`crate::checkpoint::bookkeeping`]: the
+//! coordinator only saves watermarks, and a mark is queued only after
+//! every operation of its transaction was queued.
+
+use std::ops::ControlFlow;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::{Attempt, Outcome, PipelineError, Stage};
+use crate::checkpoint::bookkeeping::{Advance, Bookkeeping};
+use crate::checkpoint::{Checkpoint, LaneProgress, Tracker};
+use crate::config::OnDeriveError;
+use crate::control;
+use crate::position::Position;
+use crate::rules::RouteError;
+use crate::source::{SourceError, SourceItem, Transaction};
+use crate::writer::pool::{LaneExit, LanePool};
+use crate::writer::Stats;
+
+/// What an event handler tells the loop: go on, or end the attempt.
+type Flow = ControlFlow<Result<Outcome, PipelineError>>;
+
+/// Source items as the tailer task forwards them.
+pub(super) type SourceRx = mpsc::Receiver<Result<SourceItem, SourceError>>;
+
+/// Throughput between two progress lines.
+struct Report {
+    at: Instant,
+    ops: u64,
+}
+
+/// The state of one attempt between its start and its drain.
+pub(super) struct Coordinator<'a> {
+    a: Attempt<'a>,
+    lanes: LanePool,
+    progress: mpsc::UnboundedReceiver<LaneProgress>,
+    tracker: Tracker,
+    book: Bookkeeping,
+    stats: Arc<Stats>,
+    report: Report,
+    dead_letters: u64,
+}
+
+impl<'a> Coordinator<'a> {
+    pub(super) fn new(
+        a: Attempt<'a>,
+        lanes: LanePool,
+        progress: mpsc::UnboundedReceiver<LaneProgress>,
+        stats: Arc<Stats>,
+        start: Position,
+    ) -> Self {
+        let book = Bookkeeping::new(
+            start,
+            a.forward_only.clone(),
+            a.cfg.pipeline.tombstone_retention,
+        );
+        Coordinator {
+            tracker: Tracker::new(lanes.len()),
+            a,
+            lanes,
+            progress,
+            book,
+            stats,
+            report: Report {
+                at: Instant::now(),
+                ops: 0,
+            },
+            dead_letters: 0,
+        }
+    }
+
+    /// The event loop, until shutdown, `stop_at`, or an error.
+    ///
+    /// The order of the arms is a priority (`biased`): shutdown first, then
+    /// lane failures, lane progress, source items, and the tick last.
+    pub(super) async fn run(&mut self, mut source: SourceRx) -> Result<Outcome, PipelineError> {
+        let mut shutdown = self.a.shutdown.clone();
+        let linger = self.a.cfg.pipeline.linger;
+        let mut tick = tokio::time::interval(
+            Duration::from_millis(100).min(linger.max(Duration::from_millis(10))),
+        );
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let flow = tokio::select! {
+                biased;
+                _ = shutdown.changed() => self.shutdown(*shutdown.borrow()),
+                Some(exit) = self.lanes.join_next() => ControlFlow::Break(Err(lane_failure(exit))),
+                Some(p) = self.progress.recv() => self.lane_progress(p),
+                item = source.recv() => self.source_item(item).await,
+                _ = tick.tick() => self.tick().await,
+            };
+            if let ControlFlow::Break(result) = flow {
+                return result;
+            }
+        }
+    }
+
+    /// The shutdown signal changed: end the attempt when it is set.
+    fn shutdown(&mut self, requested: bool) -> Flow {
+        if requested {
+            ControlFlow::Break(Ok(Outcome::Shutdown))
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+
+    /// A lane reported that it applied everything before a mark.
+    fn lane_progress(&mut self, p: LaneProgress) -> Flow {
+        self.tracker.update(p);
+        ControlFlow::Continue(())
+    }
+
+    async fn source_item(&mut self, item: Option<Result<SourceItem, SourceError>>) -> Flow {
+        match item {
+            None => ControlFlow::Break(Err(PipelineError::ReaderStopped)),
+            Some(Err(e)) => ControlFlow::Break(Err(e.into())),
+            Some(Ok(SourceItem::Heartbeat(pos))) => self.heartbeat(pos),
+            Some(Ok(SourceItem::Transaction(txn))) => self.transaction(txn).await,
+        }
+    }
+
+    /// The source is idle (see [`Bookkeeping::heartbeat`]).
+    fn heartbeat(&mut self, pos: Option<Position>) -> Flow {
+        self.book.heartbeat(pos);
+        ControlFlow::Continue(())
+    }
+
+    /// A committed source transaction: route it and queue its operations;
+    /// ends the attempt once the transaction ending at `stop_at` is queued.
+    async fn transaction(&mut self, txn: Transaction) -> Flow {
+        self.book.begin_transaction();
+        if let Err(e) = self.dispatch(&txn).await {
+            return ControlFlow::Break(Err(e));
+        }
+        self.book.dispatched(txn.end.clone(), txn.timestamp);
+        match &self.a.stop_at {
+            Some(stop) if txn.end >= *stop => ControlFlow::Break(Ok(Outcome::ReachedEnd)),
+            _ => ControlFlow::Continue(()),
+        }
+    }
+
+    /// Routes a transaction's changes and queues the operations on their
+    /// lanes.
+    async fn dispatch(&mut self, txn: &Transaction) -> Result<(), PipelineError> {
+        let a = &mut self.a;
+        let p = &a.cfg.pipeline;
+        if !txn.changes.is_empty() && !a.lookups.is_empty() {
+            a.lookups.refresh(a.control).await?;
+        }
+        for change in &txn.changes {
+            if a.floor.is_some_and(|floor| change.version < floor) {
+                *a.skipped += 1;
+                continue;
+            }
+            let ops = match a.router.route(change, &*a.lookups) {
+                Ok(ops) => ops,
+                Err(e @ RouteError::Derive { .. })
+                    if p.on_derive_error == OnDeriveError::DeadLetter =>
+                {
+                    control::dead_letter::record(a.control, &p.name, change, &e.to_string())
+                        .await?;
+                    self.dead_letters += 1;
+                    continue;
+                }
+                Err(error) => {
+                    return Err(PipelineError::Route {
+                        error,
+                        stage: Stage::Stream,
+                    })
+                }
+            };
+            for op in ops {
+                if self.lanes.send(op).await.is_err() {
+                    // the lane died; its error surfaces from join_next
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The tick: queue a mark for what was dispatched, save a new
+    /// watermark, and log progress.
+    async fn tick(&mut self) -> Flow {
+        if let Some(m) = self.book.mark_due() {
+            if self.lanes.mark(m.seq, &m.end, m.timestamp).await.is_err() {
+                // a lane is gone; its error surfaces from join_next
+                return ControlFlow::Continue(());
+            }
+            self.book.marked(m.seq);
+        }
+        if let Some(w) = self.tracker.watermark().cloned() {
+            if let Some(adv) = self.book.advance(&w, Instant::now()) {
+                if let Err(e) = self.persist(&w, &adv, true).await {
+                    return ControlFlow::Break(Err(e));
+                }
+            }
+        }
+        self.report_progress();
+        ControlFlow::Continue(())
+    }
+
+    /// Saves a new watermark as the checkpoint (when allowed) and, when due
+    /// and `log` is set, records its commit time in the position log.
+    async fn persist(
+        &mut self,
+        w: &LaneProgress,
+        adv: &Advance,
+        log: bool,
+    ) -> Result<(), PipelineError> {
+        let name = &self.a.cfg.pipeline.name;
+        if let Some(pos) = &adv.save {
+            let cp = Checkpoint {
+                position: pos.clone(),
+                epoch: self.a.cfg.pipeline.epoch,
+                source_identity: self.a.source_identity.clone(),
+            };
+            control::checkpoint::save_progress(self.a.control, name, &cp, adv.timestamp).await?;
+            self.book.saved(pos.clone());
+        }
+        if log && adv.log_position {
+            control::position_log::record(self.a.control, name, &w.end, w.timestamp).await?;
+            self.book.logged(Instant::now());
+        }
+        Ok(())
+    }
+
+    fn report_progress(&mut self) {
+        let p = &self.a.cfg.pipeline;
+        if self.report.at.elapsed() < p.progress_interval {
+            return;
+        }
+        let ops = self.stats.ops_applied.load(Ordering::Relaxed);
+        let secs = self.report.at.elapsed().as_secs_f64();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        tracing::info!(
+            position = %self.book.dispatched_end(),
+            checkpoint = %self.book.checkpoint(),
+            lag_s = self.book.lag_secs(now),
+            rows_per_s = ((ops - self.report.ops) as f64 / secs).round(),
+            dead_letters = self.dead_letters,
+            "progress"
+        );
+        self.report = Report {
+            at: Instant::now(),
+            ops,
+        };
+    }
+
+    /// Ends the attempt. After an error the lanes are stopped at once;
+    /// otherwise the last mark is queued, the lanes apply what they hold
+    /// (up to `shutdown_timeout`) and the last watermark is saved.
+    pub(super) async fn drain(
+        mut self,
+        result: Result<Outcome, PipelineError>,
+    ) -> Result<Outcome, PipelineError> {
+        let outcome = match result {
+            Ok(o) => o,
+            Err(e) => {
+                self.lanes.close();
+                self.lanes.abort();
+                return Err(e);
+            }
+        };
+        if let Some(m) = self.book.mark_due() {
+            let _ = self.lanes.mark(m.seq, &m.end, m.timestamp).await;
+        }
+        self.lanes.close();
+        let lane_error = self.wait_for_lanes().await;
+        while let Ok(p) = self.progress.try_recv() {
+            self.tracker.update(p);
+        }
+        if let Some(w) = self.tracker.watermark().cloned() {
+            if let Some(adv) = self.book.advance(&w, Instant::now()) {
+                self.persist(&w, &adv, false).await?;
+            }
+        }
+        tracing::info!(checkpoint = %self.book.checkpoint(), "drained");
+        if let Some(e) = lane_error {
+            return Err(e);
+        }
+        if outcome == Outcome::ReachedEnd {
+            if let Some(stop) = &self.a.stop_at {
+                let applied = self.book.applied();
+                if applied < stop {
+                    return Err(PipelineError::StoppedShort {
+                        stop: stop.clone(),
+                        applied: applied.clone(),
+                    });
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Waits for the closed lanes to finish, collecting their progress;
+    /// returns the last lane failure.
+    async fn wait_for_lanes(&mut self) -> Option<PipelineError> {
+        let deadline = Instant::now() + self.a.cfg.pipeline.shutdown_timeout;
+        let mut lane_error = None;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            tokio::select! {
+                exit = self.lanes.join_next() => match exit {
+                    None => break,
+                    Some(Ok(Ok(()))) => {}
+                    Some(other) => lane_error = Some(lane_failure(other)),
+                },
+                Some(p) = self.progress.recv() => self.tracker.update(p),
+                _ = tokio::time::sleep(left) => {
+                    tracing::warn!("drain timed out; unapplied batches will be re-applied from the checkpoint");
+                    self.lanes.abort();
+                    break;
+                }
+            }
+        }
+        lane_error
+    }
+}
+
+fn lane_failure(exit: LaneExit) -> PipelineError {
+    match exit {
+        Ok(Ok(())) => PipelineError::LaneStopped,
+        Ok(Err(e)) => PipelineError::Lane(e),
+        Err(e) => PipelineError::LaneCrashed(e),
+    }
+}

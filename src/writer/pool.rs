@@ -1,0 +1,130 @@
+//! The lanes of one attempt: `lanes_per_shard` connections to every shard,
+//! each running [`super::lane::run`] on its own queue.
+//!
+//! # One key, one lane
+//!
+//! [`LanePool::send`] picks the lane of an operation from its shard and
+//! [`lane_hash`] of (table, key), so every operation on one key of one
+//! table goes to the same lane, in the order it was sent. A lane applies
+//! its queue in order, so no two connections ever race on a key and a
+//! key's operations reach the target in binlog order (the module docs of
+//! [`super::lane`] argue why each batch is then safe). The coordinator only
+//! decides *what* to send; *where* an operation goes is decided here.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::task::{JoinError, JoinSet};
+
+use super::keyenc::lane_hash;
+use super::lane::{self, LaneConfig, LaneError, LaneMsg, Stats};
+use super::op::WriteOp;
+use crate::checkpoint::LaneProgress;
+use crate::config::Config;
+use crate::db::{self, DbError, Session};
+use crate::position::Position;
+
+/// A lane's queue is gone: the lane stopped, and its error (if any) comes
+/// from [`LanePool::join_next`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaneGone;
+
+/// How a lane task ended.
+pub type LaneExit = Result<Result<(), LaneError>, JoinError>;
+
+/// The writer lanes of one attempt.
+pub struct LanePool {
+    senders: Vec<mpsc::Sender<LaneMsg>>,
+    tasks: JoinSet<Result<(), LaneError>>,
+    per_shard: usize,
+}
+
+impl LanePool {
+    /// Connects every lane (a target that cannot be reached fails here,
+    /// before anything is read) and starts it. Lanes report their progress
+    /// on the returned receiver.
+    pub async fn start(
+        cfg: &Config,
+        stats: Arc<Stats>,
+    ) -> Result<(LanePool, mpsc::UnboundedReceiver<LaneProgress>), DbError> {
+        let p = &cfg.pipeline;
+        let mut pool = LanePool {
+            senders: Vec::new(),
+            tasks: JoinSet::new(),
+            per_shard: p.lanes_per_shard,
+        };
+        let (progress_tx, progress_rx) = mpsc::unbounded_channel::<LaneProgress>();
+        for (s, ep) in cfg.targets.values().enumerate() {
+            for l in 0..p.lanes_per_shard {
+                let conn = db::connect(ep, Session::Write, p.connect_timeout).await?;
+                let (tx, rx) = mpsc::channel(p.batch_size * 4);
+                pool.senders.push(tx);
+                let lc = LaneConfig {
+                    pipeline: p.name.clone(),
+                    shard: ep.name.clone(),
+                    lane: s * p.lanes_per_shard + l,
+                    lane_in_shard: l,
+                    batch_size: p.batch_size,
+                    linger: p.linger,
+                };
+                pool.tasks
+                    .spawn(lane::run(conn, lc, rx, progress_tx.clone(), stats.clone()));
+            }
+        }
+        Ok((pool, progress_rx))
+    }
+
+    /// How many lanes there are (over all shards).
+    pub fn len(&self) -> usize {
+        self.senders.len()
+    }
+
+    /// Whether the pool has no lane (no target).
+    pub fn is_empty(&self) -> bool {
+        self.senders.is_empty()
+    }
+
+    /// The lane of an operation: its shard's lanes, chosen by key.
+    fn lane_of(&self, op: &WriteOp) -> usize {
+        op.shard * self.per_shard
+            + (lane_hash(&op.table.name, &op.key_enc) % self.per_shard as u64) as usize
+    }
+
+    /// Queues an operation on its key's lane (waiting while the queue is full).
+    pub async fn send(&self, op: WriteOp) -> Result<(), LaneGone> {
+        let l = self.lane_of(&op);
+        let tx = self.senders.get(l).ok_or(LaneGone)?;
+        tx.send(LaneMsg::Op(op)).await.map_err(|_| LaneGone)
+    }
+
+    /// Queues mark `seq` on every lane: every operation of transactions up
+    /// to `seq` has been sent.
+    pub async fn mark(&self, seq: u64, end: &Position, timestamp: u32) -> Result<(), LaneGone> {
+        for s in &self.senders {
+            s.send(LaneMsg::Mark {
+                seq,
+                end: end.clone(),
+                timestamp,
+            })
+            .await
+            .map_err(|_| LaneGone)?;
+        }
+        Ok(())
+    }
+
+    /// The next lane that ended, or `None` when no lane is left.
+    pub async fn join_next(&mut self) -> Option<LaneExit> {
+        self.tasks.join_next().await
+    }
+
+    /// Closes every queue: lanes apply what they hold and end.
+    pub fn close(&mut self) {
+        self.senders.clear();
+    }
+
+    /// Stops every lane now; unapplied batches are re-applied from the
+    /// checkpoint by the next attempt.
+    pub fn abort(&mut self) {
+        self.tasks.abort_all();
+    }
+}
