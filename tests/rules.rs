@@ -1,5 +1,6 @@
 //! Rules against real servers: `where` on both row images (copy, dry-run,
-//! stream and replay).
+//! stream and replay), and column versions that keep binlog order for
+//! changes of one key with equal column values.
 
 mod common;
 
@@ -36,20 +37,25 @@ async fn add_table(s: &Scenario, table: &str, columns: &str, rule: &str) {
     .unwrap();
 }
 
-/// The differences between the targets' `table` and the source's rows
-/// that pass `filter`, routed by the SQL expression `shard` (empty when
-/// they are equal). `row` renders a row as text, the same on both sides.
-async fn differences(
-    s: &Scenario,
-    table: &str,
-    row: &str,
-    shard: &str,
-    filter: &str,
-) -> Vec<String> {
+/// A test table as the targets must hold it.
+struct Table {
+    name: &'static str,
+    /// SQL rendering a row as text, the same on source and targets.
+    row: &'static str,
+    /// SQL computing a source row's shard index.
+    shard: &'static str,
+    /// SQL condition of the source rows that belong on the targets.
+    filter: &'static str,
+}
+
+/// The differences between the targets and the source's rows that pass
+/// the table's filter, routed by its shard (empty when they are equal).
+async fn differences(s: &Scenario, t: &Table) -> Vec<String> {
     let mut src = s.source().await.unwrap();
     let rows: Vec<(u64, String)> = src
         .query(format!(
-            "SELECT {shard}, {row} FROM `{table}` WHERE {filter}"
+            "SELECT {}, {} FROM `{}` WHERE {}",
+            t.shard, t.row, t.name, t.filter
         ))
         .await
         .unwrap();
@@ -59,22 +65,32 @@ async fn differences(
     }
     let mut diffs = Vec::new();
     for (name, url) in &s.shard_urls {
-        let mut t = connect(url).await.unwrap();
-        let got: BTreeSet<String> = t
-            .query(format!("SELECT {row} FROM `{table}`"))
+        let mut c = connect(url).await.unwrap();
+        let got: BTreeSet<String> = c
+            .query(format!("SELECT {} FROM `{}`", t.row, t.name))
             .await
             .unwrap()
             .into_iter()
             .collect();
         let want = want.remove(name).unwrap_or_default();
         for r in want.difference(&got) {
-            diffs.push(format!("{table}@{name}: missing or different: {r}"));
+            diffs.push(format!("{}@{name}: missing or different: {r}", t.name));
         }
         for r in got.difference(&want) {
-            diffs.push(format!("{table}@{name}: extra or different: {r}"));
+            diffs.push(format!("{}@{name}: extra or different: {r}", t.name));
         }
     }
     diffs
+}
+
+/// Stops `run` (which must exit cleanly) and asserts that the targets
+/// equal the routed source and that nothing was dead-lettered.
+async fn stop_and_compare(s: &Scenario, run: &mut Child, t: &Table) {
+    let diffs = differences(s, t).await;
+    let st = terminate(run, Duration::from_secs(30));
+    assert!(st.success(), "{}", run_log(s));
+    assert!(diffs.is_empty(), "{}\n{}", diffs.join("\n"), run_log(s));
+    assert_eq!(dead_letters(s).await, vec![]);
 }
 
 /// Waits until the checkpoint reaches the source head; fails at once,
@@ -123,24 +139,30 @@ async fn wipe_targets(s: &Scenario, table: &str) {
     }
 }
 
-/// `reshard replay` of `from` up to the source head, asserting exit 0.
-async fn replay_to_head(s: &Scenario, from: &str) {
+/// `reshard replay` of `from` up to the source head, asserting exit 0,
+/// targets equal to the routed source and no dead letter.
+async fn replay_and_compare(s: &Scenario, from: &str, t: &Table) {
     let (f, p) = s.source_head().await.unwrap();
     let out = reshard(s, &["replay", "--from", from, "--to", &format!("{f}:{p}")]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "replay: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "replay: {stderr}");
+    let diffs = differences(s, t).await;
+    assert!(
+        diffs.is_empty(),
+        "replayed:\n{}\n{stderr}",
+        diffs.join("\n")
     );
+    assert_eq!(dead_letters(s).await, vec![]);
 }
 
 const ACCT: &str = "id INT NOT NULL PRIMARY KEY, tenant_id INT NULL, note VARCHAR(20) NULL";
 const ACCT_RULE: &str = "where = \"tenant_id IS NOT NULL\"\nshard = \"crc32(tenant_id) % 4\"";
-const ACCT_ROW: &str = "CONCAT_WS('|', id, IFNULL(tenant_id, 'NULL'), IFNULL(note, 'NULL'))";
-const ACCT_SHARD: &str = "CRC32(tenant_id) % 4";
-const ACCT_WHERE: &str = "tenant_id IS NOT NULL";
+const ACCT_TABLE: Table = Table {
+    name: "acct",
+    row: "CONCAT_WS('|', id, IFNULL(tenant_id, 'NULL'), IFNULL(note, 'NULL'))",
+    shard: "CRC32(tenant_id) % 4",
+    filter: "tenant_id IS NOT NULL",
+};
 
 /// Every transition of a row through `where`: never matching (update,
 /// key change, delete), starting, stopping (also with a key change) and
@@ -189,22 +211,12 @@ async fn where_is_evaluated_on_the_before_image_streamed_and_replayed() {
         src.query_drop(*q).await.unwrap();
     }
     caught_up_while_running(&s, &mut run).await;
-    let diffs = differences(&s, "acct", ACCT_ROW, ACCT_SHARD, ACCT_WHERE).await;
-    assert!(
-        terminate(&mut run, Duration::from_secs(30)).success(),
-        "{}",
-        run_log(&s)
-    );
-    assert!(diffs.is_empty(), "{}\n{}", diffs.join("\n"), run_log(&s));
-    assert_eq!(dead_letters(&s).await, vec![]);
+    stop_and_compare(&s, &mut run, &ACCT_TABLE).await;
     assert!(!run_log(&s).contains("cannot derive"), "{}", run_log(&s));
 
     // the same range again, on empty targets
     wipe_targets(&s, "acct").await;
-    replay_to_head(&s, &from).await;
-    let diffs = differences(&s, "acct", ACCT_ROW, ACCT_SHARD, ACCT_WHERE).await;
-    assert!(diffs.is_empty(), "after the replay:\n{}", diffs.join("\n"));
-    assert_eq!(dead_letters(&s).await, vec![]);
+    replay_and_compare(&s, &from, &ACCT_TABLE).await;
 }
 
 /// Issue 8, item 5: the initial copy and dry-run (its sample and its
@@ -246,7 +258,8 @@ async fn where_applies_to_the_copy_and_to_dry_run() {
     assert_eq!(acct["failures_total"], 0, "{acct:#}");
     let counts: Vec<(u64, u64)> = src
         .query(format!(
-            "SELECT {ACCT_SHARD}, COUNT(*) FROM acct WHERE {ACCT_WHERE} GROUP BY 1"
+            "SELECT {}, COUNT(*) FROM acct WHERE {} GROUP BY 1",
+            ACCT_TABLE.shard, ACCT_TABLE.filter
         ))
         .await
         .unwrap();
@@ -275,12 +288,87 @@ async fn where_applies_to_the_copy_and_to_dry_run() {
         .await
         .unwrap();
     caught_up_while_running(&s, &mut run).await;
-    let diffs = differences(&s, "acct", ACCT_ROW, ACCT_SHARD, ACCT_WHERE).await;
-    assert!(
-        terminate(&mut run, Duration::from_secs(30)).success(),
-        "{}",
-        run_log(&s)
+    stop_and_compare(&s, &mut run, &ACCT_TABLE).await;
+}
+
+const PROD: &str =
+    "id INT NOT NULL PRIMARY KEY, note VARCHAR(20) NULL, updated_at DATETIME NOT NULL";
+const PROD_TABLE: Table = Table {
+    name: "prod",
+    row: "CONCAT_WS('|', id, IFNULL(note, 'NULL'), updated_at)",
+    shard: "CRC32(id) % 4",
+    filter: "TRUE",
+};
+
+/// Issue 8, item 6: with `version = { column = "updated_at" }` at second
+/// precision, changes of one key in one rows event got equal versions, so
+/// a key deleted and re-inserted by one statement stayed deleted and the
+/// second of two updates was ignored. Every change below happens in the
+/// same second, in transactions of several statements and in single rows
+/// events; applied one operation per batch (so batching cannot hide a
+/// tie), live and replayed, the targets hold the final source rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn column_version_ties_keep_binlog_order() {
+    let s = Scenario::create(cluster(), "rcolver").unwrap();
+    add_table(
+        &s,
+        "prod",
+        PROD,
+        "shard = \"crc32(id) % 4\"\nversion = { column = \"updated_at\" }",
+    )
+    .await;
+    s.configure("batch_size = 1").unwrap();
+    migrate(&s);
+    let (file, pos) = s.source_head().await.unwrap();
+    let from = format!("{file}:{pos}");
+    let mut run = spawn_run(&s, &["--from", &from]);
+    let ts = "'2024-05-01 10:00:00'";
+    let mut src = s.source().await.unwrap();
+    let txns: Vec<Vec<String>> = vec![
+        vec![format!(
+            "INSERT INTO prod VALUES (1, 'a', {ts}), (2, 'a', {ts}), (10, 'k10', {ts}), (11, 'k11', {ts}), (12, 'k12', {ts}), (20, 'a', {ts}), (30, 'a', {ts}), (31, 'a', {ts})"
+        )],
+        vec![
+            // delete + re-insert, two updates: statements of one transaction
+            "DELETE FROM prod WHERE id = 1".into(),
+            format!("INSERT INTO prod VALUES (1, 're', {ts})"),
+            "UPDATE prod SET note = 'u1' WHERE id = 2".into(),
+            "UPDATE prod SET note = 'u2' WHERE id = 2".into(),
+            // one rows event: keys 12 and 11 are deleted then re-inserted
+            "UPDATE prod SET id = id + 1 WHERE id BETWEEN 10 AND 12 ORDER BY id DESC".into(),
+            // one rows event: two updates of key 20
+            format!("INSERT INTO prod VALUES (20, 'b', {ts}), (20, 'c', {ts}) ON DUPLICATE KEY UPDATE note = VALUES(note)"),
+            // one rows event: 30 and 31 swap their notes through key 32
+            "UPDATE prod SET id = CASE id WHEN 30 THEN 32 WHEN 31 THEN 30 END WHERE id IN (30, 31) ORDER BY id".into(),
+            "UPDATE prod SET id = 31 WHERE id = 32".into(),
+        ],
+        vec![
+            "UPDATE prod SET note = 'v' WHERE id IN (1, 2)".into(),
+            "DELETE FROM prod WHERE id = 1".into(),
+            format!("INSERT INTO prod VALUES (1, 'back', {ts})"),
+        ],
+    ];
+    for txn in &txns {
+        src.query_drop("BEGIN").await.unwrap();
+        for q in txn {
+            src.query_drop(q).await.unwrap();
+        }
+        src.query_drop("COMMIT").await.unwrap();
+    }
+    let updated: Vec<String> = src
+        .query("SELECT DISTINCT CAST(updated_at AS CHAR) FROM prod")
+        .await
+        .unwrap();
+    assert_eq!(
+        updated,
+        vec!["2024-05-01 10:00:00".to_string()],
+        "one second"
     );
-    assert!(diffs.is_empty(), "{}\n{}", diffs.join("\n"), run_log(&s));
-    assert_eq!(dead_letters(&s).await, vec![]);
+    caught_up_while_running(&s, &mut run).await;
+    stop_and_compare(&s, &mut run, &PROD_TABLE).await;
+
+    wipe_targets(&s, "prod").await;
+    replay_and_compare(&s, &from, &PROD_TABLE).await;
+    // a second replay over the converged targets changes nothing
+    replay_and_compare(&s, &from, &PROD_TABLE).await;
 }

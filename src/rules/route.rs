@@ -390,8 +390,9 @@ fn upsert_of(
 
 /// The version of an operation built from `cells`: the change's
 /// position-derived version, or with `version = { column }` the column's
-/// value then the position (upserts use the after image, deletes the before
-/// image, so a delete always beats the row it removes).
+/// value then the position and row index of the change, so that changes of
+/// one key with equal values never tie (upserts use the after image,
+/// deletes the before image, so a delete always beats the row it removes).
 fn version_of(plan: &Plan, cells: &[Cell], change: &RowChange) -> Result<Version, RouteError> {
     let Some(i) = plan.version_col else {
         return Ok(change.version);
@@ -409,7 +410,15 @@ fn version_of(plan: &Plan, cells: &[Cell], change: &RowChange) -> Result<Version
             ))))
         }
     };
-    Version::with_column(change.version.epoch(), key, &change.position).map_err(|e| fail(e.into()))
+    let row = u64::from(change.version.row());
+    Version::with_column(
+        change.version.epoch(),
+        key,
+        &change.position,
+        row,
+        change.span,
+    )
+    .map_err(|e| fail(e.into()))
 }
 
 /// The row as expression values; only the columns some expression of the
