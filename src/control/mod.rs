@@ -10,6 +10,9 @@
 //! * [`lease`] — the named lock that gives a pipeline one owner;
 //! * [`position_log`] — (commit time, position) pairs that turn binlog age
 //!   into a tombstone pruning threshold;
+//! * [`schema_history`] — the columns of each mapped source table from the
+//!   position they became valid at, and the scratch table DDLs are
+//!   replayed on;
 //! * [`migrations`] — the embedded migrations and their record.
 //!
 //! On **every target** ([`shard`]): tombstones and the lanes' applied
@@ -27,6 +30,7 @@ pub mod dead_letter;
 pub mod lease;
 pub mod migrations;
 pub mod position_log;
+pub mod schema_history;
 pub mod shard;
 pub mod snapshot;
 

@@ -365,6 +365,7 @@ mod tests {
             precision: 0,
             octets,
             labels: Vec::new(),
+            collation: None,
         }
     }
 

@@ -27,6 +27,7 @@ use crate::db::{self, Flavor, Session};
 use crate::position::Position;
 use crate::rules::lookup::Lookups;
 use crate::rules::Router;
+use crate::source::history::SchemaHistory;
 use crate::source::{SourceError, SourceItem, StartAt, Tailer, TailerOptions};
 use crate::version::Version;
 use crate::writer::pool::LanePool;
@@ -118,6 +119,11 @@ async fn open_source(a: &Attempt<'_>) -> Result<(SourceRx, JoinHandle<()>), Pipe
         },
     )
     .await?;
+    let at = match &a.start {
+        StartAt::Position(p) => Some(p),
+        StartAt::Gtid(_) => None,
+    };
+    tailer.set_history(open_history(cfg, a.router, at).await?);
     let (tx, rx) = mpsc::channel::<Result<SourceItem, SourceError>>(64);
     let task = tokio::spawn(async move {
         loop {
@@ -130,6 +136,34 @@ async fn open_source(a: &Attempt<'_>) -> Result<(SourceRx, JoinHandle<()>), Pipe
         tailer.close().await;
     });
     Ok((rx, task))
+}
+
+/// The schema history of the router's tables (see
+/// [`crate::source::history`]), with every table's columns recorded as
+/// valid at `at` when given: where streaming starts, or the initial copy's
+/// position. (A GTID start has no position to record at.)
+pub async fn open_history(
+    cfg: &Config,
+    router: &Router,
+    at: Option<&Position>,
+) -> Result<SchemaHistory, PipelineError> {
+    let budget = cfg.pipeline.connect_timeout;
+    let control = db::connect(&cfg.control, Session::Read, budget).await?;
+    let mapped = router
+        .rules()
+        .map(|r| (r.source_db.clone(), r.source_table.clone()))
+        .collect();
+    let p = &cfg.pipeline;
+    let mut history = SchemaHistory::load(control, &p.name, p.epoch, mapped)
+        .await
+        .map_err(SourceError::Schema)?;
+    if let Some(at) = at {
+        let mut source = db::connect(&cfg.source, Session::Read, budget).await?;
+        let prepared = history.prepare(&mut source, at).await;
+        let _ = source.disconnect().await;
+        prepared.map_err(SourceError::Schema)?;
+    }
+    Ok(history)
 }
 
 /// Starts tombstone pruning for the tables versioned by position (see

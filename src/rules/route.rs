@@ -582,6 +582,7 @@ fn compile(
         slots,
         target: Arc::new(TargetTable {
             name: rule.target.clone(),
+            source: schema.full_name(),
             columns,
             key,
         }),

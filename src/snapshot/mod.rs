@@ -210,6 +210,11 @@ pub async fn copy(mut c: Copy<'_>) -> Result<CopyOutcome, PipelineError> {
         .collect();
     tables.sort();
     tracing::info!(position = %c.position, tables = tables.len(), "initial copy");
+    // the tables' columns at P, for streaming from P without FULL metadata
+    crate::pipeline::open_history(c.cfg, c.router, Some(&c.position))
+        .await?
+        .close()
+        .await;
 
     for (db_name, table) in tables {
         let state = done

@@ -36,8 +36,9 @@ use mysql_common::binlog::events::{
 };
 
 use super::change::{RowChange, SourceItem, Transaction};
+use super::history::SchemaHistory;
 use super::row_image::{decode_row, DecodeError};
-use super::schema::{from_table_map, SchemaCache, SchemaOrigin, TableSchema};
+use super::schema::{complete_with, from_table_map, SchemaCache, SchemaOrigin, TableSchema};
 use super::{checksum, SourceError};
 use crate::position::Position;
 use crate::version::Version;
@@ -78,6 +79,9 @@ struct Payload {
 /// Assembles committed transactions from binlog events.
 pub struct Decoder {
     cache: SchemaCache,
+    /// The schema history: when set, TABLE_MAPs without column names are
+    /// decoded with the columns of their position, and DDL is recorded.
+    history: Option<SchemaHistory>,
     opts: DecoderOptions,
     file: String,
     /// Start of the next event (what a checkpoint may hold).
@@ -133,6 +137,7 @@ impl Decoder {
     pub fn new(start: Position, opts: DecoderOptions) -> Decoder {
         Decoder {
             cache: SchemaCache::default(),
+            history: None,
             opts,
             file: start.file.clone(),
             pos: start,
@@ -149,6 +154,18 @@ impl Decoder {
     /// The start of the next event.
     pub fn position(&self) -> &Position {
         &self.pos
+    }
+
+    /// Follows the schema history (see [`super::history`]): TABLE_MAPs
+    /// without column names are decoded with the columns of their
+    /// position instead of information_schema's current ones.
+    pub fn set_history(&mut self, history: SchemaHistory) {
+        self.history = Some(history);
+    }
+
+    /// Hands the schema history back (to close its connection).
+    pub fn take_history(&mut self) -> Option<SchemaHistory> {
+        self.history.take()
     }
 
     /// Row changes seen since the last commit, if a transaction is open.
@@ -178,7 +195,7 @@ impl Decoder {
         match ty {
             ROTATE_EVENT => self.on_rotate(event, &ev),
             FORMAT_DESCRIPTION_EVENT => self.on_format_description(&ev),
-            QUERY_EVENT => self.on_query(event, &ev),
+            QUERY_EVENT => self.on_query(event, &ev).await,
             XID_EVENT => self.on_xid(event, &ev),
             TABLE_MAP_EVENT => self.on_table_map(event, &ev, conn).await,
             WRITE_ROWS_EVENT_V1 | UPDATE_ROWS_EVENT_V1 | DELETE_ROWS_EVENT_V1 | WRITE_ROWS_EVENT
@@ -364,7 +381,11 @@ impl Decoder {
 
     /// QUERY: BEGIN, COMMIT, ROLLBACK, savepoints inside a transaction, and
     /// DDL outside one.
-    fn on_query(&mut self, event: &Event, ev: &Placed) -> Result<Option<SourceItem>, SourceError> {
+    async fn on_query(
+        &mut self,
+        event: &Event,
+        ev: &Placed,
+    ) -> Result<Option<SourceItem>, SourceError> {
         let qe: QueryEvent<'_> = event.read_event().map_err(|e| bad(&ev.start, ev.ty, e))?;
         let q = qe.query();
         let word = q
@@ -392,6 +413,12 @@ impl Decoder {
             _ => {
                 // DDL: schemas may have changed
                 tracing::info!(position = %ev.start, query = %truncate(&q, 200), "DDL on the source; schema cache dropped");
+                if let Some(h) = self.history.as_mut() {
+                    // recorded before the boundary after it is handed out
+                    h.on_ddl(&qe.schema(), &q, &ev.start, &self.pos)
+                        .await
+                        .map_err(SourceError::Schema)?;
+                }
                 self.cache.invalidate();
                 self.tables.clear();
                 self.tmes.clear();
@@ -422,16 +449,7 @@ impl Decoder {
         let schema = if (self.opts.filter)(&db, &table) {
             let (mut schema, has_names) = from_table_map(&tme).map_err(SourceError::Schema)?;
             if !has_names {
-                match conn {
-                    Some(conn) => {
-                        schema = self
-                            .cache
-                            .complete(conn, schema)
-                            .await
-                            .map_err(SourceError::Schema)?;
-                    }
-                    None => positional_names(&mut schema),
-                }
+                schema = self.name_columns(schema, &ev.start, conn).await?;
             }
             Some(Arc::new(schema))
         } else {
@@ -450,6 +468,31 @@ impl Decoder {
         self.tables.insert(id, schema);
         self.advance(ev);
         Ok(None)
+    }
+
+    /// Names the columns of a TABLE_MAP without names: from the schema
+    /// history at the event's position when there is one, else from
+    /// information_schema now (`conn`), else by position.
+    async fn name_columns(
+        &mut self,
+        mut schema: TableSchema,
+        at: &Position,
+        conn: Option<&mut Conn>,
+    ) -> Result<TableSchema, SourceError> {
+        if let Some(h) = &self.history {
+            let (catalog, valid_from) = h.catalog_at(&schema.db, &schema.table, at)?;
+            let table = (schema.db.clone(), schema.table.clone());
+            return complete_with(schema, catalog).map_err(|e| {
+                SourceError::Schema(h.mismatch(e, (&table.0, &table.1), at, valid_from))
+            });
+        }
+        match conn {
+            Some(conn) => Ok(self.cache.complete(conn, schema).await?),
+            None => {
+                positional_names(&mut schema);
+                Ok(schema)
+            }
+        }
     }
 
     /// WRITE/UPDATE/DELETE rows (v1 and v2).
@@ -675,7 +718,8 @@ fn bad(at: &Position, ty: u8, e: std::io::Error) -> SourceError {
     }
 }
 
-fn truncate(s: &str, n: usize) -> String {
+/// `s` cut to at most `n` bytes (at a character boundary), for messages.
+pub(super) fn truncate(s: &str, n: usize) -> String {
     if s.len() <= n {
         s.to_string()
     } else {

@@ -9,6 +9,9 @@
 //! * [`file`] — the offline reader of binlog files (framing, CRC32,
 //!   TRANSACTION_PAYLOAD decompression) over the same decoder;
 //! * [`schema`] — table schemas from TABLE_MAP metadata or information_schema;
+//! * [`history`] — the schema history: each mapped table's columns by
+//!   position, for TABLE_MAPs without names (see its docs); [`ddl`] reads
+//!   the head of a DDL statement for it;
 //! * [`row_image`] — binlog row images → bindable values;
 //! * [`rows`] — table rows read by `SELECT` in the same form, by key
 //!   ranges (the initial copy, dry-run sampling, verify);
@@ -16,8 +19,10 @@
 
 pub mod change;
 pub mod checksum;
+pub mod ddl;
 pub mod events;
 pub mod file;
+pub mod history;
 pub mod preflight;
 pub mod row_image;
 pub mod rows;

@@ -13,6 +13,8 @@ use crate::version::Version;
 pub struct TargetTable {
     /// Table name on every target (in the shard's database).
     pub name: String,
+    /// The source table (`db.table`) whose rule writes it, for messages.
+    pub source: String,
     /// Column names, in the order of [`OpKind::Upsert`] values; the version
     /// column is not among them.
     pub columns: Vec<String>,

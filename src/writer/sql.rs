@@ -90,6 +90,10 @@ pub fn landed(table: &str, key_columns: &[&str], rows: usize) -> String {
     )
 }
 
+/// The column names of a target table.
+pub const TARGET_COLUMNS: &str = "SELECT COLUMN_NAME FROM information_schema.COLUMNS \
+     WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?";
+
 /// Whether a target table has a UNIQUE key besides its primary key.
 pub const SECONDARY_UNIQUE: &str = "SELECT COUNT(*) FROM information_schema.STATISTICS \
      WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND NON_UNIQUE = 0 AND INDEX_NAME <> 'PRIMARY'";
