@@ -1,0 +1,268 @@
+//! Rows 2 and 3: the ceiling and end to end.
+//!
+//! * Ceiling: the main workload's row changes (decoded from its binlog and
+//!   routed by the same rule, so the very same rows) written by a plain
+//!   multi-row `REPLACE` loader into the same shard tables, with as many
+//!   connections as reshard has lanes: half on each target server, each
+//!   owning the keys that hash to it, in binlog order, one autocommit
+//!   statement of `batch_size` rows at a time. No versions, no tombstones,
+//!   no checkpoint. Statements are built before the clock starts. Median of
+//!   `BENCH_RUNS` runs.
+//! * End to end: `reshard run --from <workload start>` into emptied shard
+//!   tables and a fresh control database, timed from the process start
+//!   until the checkpoint reaches the workload's end; peak RSS (`VmHWM`)
+//!   of the process; the targets are then checked against the source.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Params, Value};
+use reshard::config::Endpoint;
+use reshard::db::{self, quote_ident, Session};
+use reshard::rules::route::no_context;
+use reshard::rules::{load_dir, Router};
+use reshard::source::{BinlogFile, SourceItem};
+use reshard::writer::OpKind;
+
+use crate::env::{median, Bench, Settings, SHARDS};
+use crate::report::Report;
+use crate::workload::Workload;
+use crate::Res;
+
+/// A routed upsert: shard, key hash, column names and values.
+struct Row {
+    shard: usize,
+    hash: u64,
+    values: Vec<Value>,
+}
+
+pub async fn run(
+    b: &Bench,
+    s: &Settings,
+    w: &Workload,
+    report: &mut Report,
+    ceiling: bool,
+    e2e: bool,
+) -> Res<()> {
+    let cfg = b.configure("main", &["t"], s)?;
+    let mut ceiling_rate = None;
+    if ceiling {
+        let (columns, rows) = routed(&cfg, &w.file)?;
+        let conns = s.connections();
+        let mut secs = Vec::new();
+        for run in 0..s.runs {
+            b.reset("t")?;
+            let x = replace_load(b, &columns, &rows, conns, s.batch_size()).await?;
+            eprintln!(
+                "bench: ceiling run {}: {:.0} row changes/s ({conns} connections)",
+                run + 1,
+                w.changes as f64 / x
+            );
+            secs.push(x);
+        }
+        let secs = median(secs);
+        let rate = w.changes as f64 / secs;
+        ceiling_rate = Some(rate);
+        report.add(
+            "ceiling",
+            &format!("plain multi-row REPLACE loader ({conns} connections, 2 servers)"),
+            rate,
+            "rows/s",
+            None,
+            serde_json::json!({"secs": secs, "row_changes": w.changes, "connections": conns, "batch": s.batch_size()}),
+        );
+    }
+    if e2e {
+        let mut results = Vec::new();
+        for run in 0..s.e2e_runs {
+            b.reset("t")?;
+            b.migrate(&cfg)?;
+            let mut r = b.run_reshard(&cfg, Some(&w.start))?;
+            let secs = r.wait_checkpoint(b, &w.end).await?;
+            let rss = r.peak_rss();
+            r.stop()?;
+            converged(b, "t")?;
+            eprintln!(
+                "bench: e2e run {}: {:.0} row changes/s, peak RSS {} MiB",
+                run + 1,
+                w.changes as f64 / secs,
+                rss >> 20
+            );
+            results.push((secs, rss));
+        }
+        let secs = median(results.iter().map(|r| r.0).collect());
+        let rss = results.iter().map(|r| r.1).max().unwrap_or(0);
+        let rate = w.changes as f64 / secs;
+        report.add(
+            "e2e",
+            &format!(
+                "reshard run: {} inserts + one {}-row UPDATE ({} lanes)",
+                s.rows,
+                s.rows,
+                s.connections()
+            ),
+            rate,
+            "rows/s",
+            ceiling_rate.map(|c| ("ceiling".to_string(), rate / c)),
+            serde_json::json!({"secs": secs, "row_changes": w.changes, "peak_rss_mib": rss as f64 / 1048576.0}),
+        );
+        report.add(
+            "e2e",
+            "reshard peak RSS (VmHWM)",
+            rss as f64 / 1048576.0,
+            "MiB",
+            None,
+            serde_json::json!({}),
+        );
+    }
+    Ok(())
+}
+
+/// The workload's upserts as the rule routes them (the target columns and
+/// one row per change, in binlog order).
+fn routed(cfg: &Path, file: &Path) -> Res<(Vec<String>, Vec<Row>)> {
+    let shards: Vec<String> = (0..SHARDS).map(|s| format!("s{s}")).collect();
+    let rules = load_dir(&cfg.with_file_name("rules"))?;
+    let mut router = Router::new(rules, &shards)?;
+    let mut f = BinlogFile::open(file)?;
+    let mut columns = Vec::new();
+    let mut rows = Vec::new();
+    while let Some(item) = f.next()? {
+        let SourceItem::Transaction(txn) = item else {
+            continue;
+        };
+        for change in &txn.changes {
+            for op in router.route(change, no_context())? {
+                let OpKind::Upsert(values) = op.kind else {
+                    return Err("the workload has no deletes".into());
+                };
+                columns.clone_from(&op.table.columns);
+                let mut h = DefaultHasher::new();
+                op.key_enc.hash(&mut h);
+                rows.push(Row {
+                    shard: op.shard,
+                    hash: h.finish(),
+                    values,
+                });
+            }
+        }
+    }
+    Ok((columns, rows))
+}
+
+/// One statement: SQL and its parameters.
+type Statement = (String, Vec<Value>);
+
+/// Loads `rows` with `conns` connections; returns the seconds it took.
+async fn replace_load(
+    b: &Bench,
+    columns: &[String],
+    rows: &[Row],
+    conns: usize,
+    batch: usize,
+) -> Res<f64> {
+    let servers = b.targets.len();
+    let per_server = (conns / servers).max(1);
+    // each connection's rows, per shard, in order
+    let mut queues: Vec<Vec<Vec<&Row>>> = vec![vec![Vec::new(); SHARDS]; servers * per_server];
+    for r in rows {
+        let c = (r.shard % servers) * per_server + (r.hash % per_server as u64) as usize;
+        queues[c][r.shard].push(r);
+    }
+    let cols: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+    let row_sql = format!("({})", vec!["?"; cols.len()].join(", "));
+    let mut work: Vec<(usize, Vec<Statement>)> = Vec::new();
+    for (c, per_shard) in queues.into_iter().enumerate() {
+        let mut stmts = Vec::new();
+        let mut chunks: Vec<std::slice::Chunks<&Row>> =
+            per_shard.iter().map(|q| q.chunks(batch)).collect();
+        // interleave the shards' chunks, as a mixed stream would
+        loop {
+            let mut any = false;
+            for (sh, it) in chunks.iter_mut().enumerate() {
+                if let Some(chunk) = it.next() {
+                    any = true;
+                    let sql = format!(
+                        "REPLACE INTO `s{sh}`.`t` ({}) VALUES {}",
+                        cols.join(", "),
+                        vec![row_sql.as_str(); chunk.len()].join(", ")
+                    );
+                    let params = chunk
+                        .iter()
+                        .flat_map(|r| r.values.iter().cloned())
+                        .collect();
+                    stmts.push((sql, params));
+                }
+            }
+            if !any {
+                break;
+            }
+        }
+        work.push((c / per_server, stmts));
+    }
+    let mut conns_open = Vec::new();
+    for (server, stmts) in work {
+        let ep = Endpoint {
+            name: format!("target{server}"),
+            url: b.targets[server].url(""),
+        };
+        let conn = db::connect(&ep, Session::Write, Duration::from_secs(10)).await?;
+        conns_open.push((conn, stmts));
+    }
+    let t = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (mut conn, stmts) in conns_open {
+        tasks.spawn(async move {
+            for (sql, params) in stmts {
+                conn.exec_drop(sql, Params::Positional(params)).await?;
+            }
+            conn.disconnect().await?;
+            Ok::<(), mysql_async::Error>(())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// Checks the shards against the source: row count, and an order-free
+/// checksum of every row.
+pub fn converged(b: &Bench, table: &str) -> Res<()> {
+    let agg = "COUNT(*), COALESCE(SUM(CRC32(CONCAT_WS('|', id, buyer, name, amount, created))), 0)";
+    let parse = |out: String| -> Res<(u64, u64)> {
+        let mut it = out.split_whitespace().map(str::parse::<u64>);
+        match (it.next(), it.next()) {
+            (Some(Ok(a)), Some(Ok(b))) => Ok((a, b)),
+            _ => Err(format!("unexpected checksum output {out:?}").into()),
+        }
+    };
+    let want = parse(b.source.sql(&format!("SELECT {agg} FROM bench.{table}"))?)?;
+    let mut got = (0, 0);
+    for sh in 0..SHARDS {
+        let (n, sum) = parse(
+            b.target_of(sh)
+                .sql(&format!("SELECT {agg} FROM s{sh}.{table}"))?,
+        )?;
+        got = (got.0 + n, got.1 + sum);
+    }
+    if got != want {
+        return Err(format!(
+            "the shards of {table} do not match the source: (rows, checksum) {got:?} against {want:?}"
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Checks that the shards of `table` hold `rows` rows.
+pub fn converged_count(b: &Bench, table: &str, rows: u64) -> Res<()> {
+    let got = b.target_rows(table)?;
+    if got != rows {
+        return Err(format!("the shards of {table} hold {got} rows, expected {rows}").into());
+    }
+    Ok(())
+}
