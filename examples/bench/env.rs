@@ -223,9 +223,10 @@ impl Bench {
         std::fs::write(
             &cfg,
             format!(
-                "[source]\nurl = \"{}\"\nserver_id = 78\n[control]\nurl = \"{}\"\n[targets]\n{targets}[pipeline]\nrules = \"rules\"\nprogress_interval_secs = 5\n{}\n",
+                "[source]\nurl = \"{}\"\nserver_id = 78\n[control]\nurl = \"{}\"\n[targets]\n{targets}[pipeline]\nrules = \"rules\"\n{}{}\n",
                 self.source.url(""),
                 self.targets[0].url("meta"),
+                if s.pipeline.contains("progress_interval_secs") { "" } else { "progress_interval_secs = 5\n" },
                 s.pipeline
             ),
         )?;
@@ -264,10 +265,27 @@ impl Bench {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()?;
+        let started = Instant::now();
+        // BENCH_PERF=<dir>: sample the process with `perf record -g`
+        let perf = match std::env::var("BENCH_PERF") {
+            Ok(dir) => Some(
+                Command::new("perf")
+                    .args(["record", "-F", "499", "-g", "-p", &child.id().to_string(), "-o"])
+                    .arg(Path::new(&dir).join(format!(
+                        "perf-{}.data",
+                        cfg.parent().and_then(|d| d.file_name()).map_or("run".into(), |n| n.to_string_lossy())
+                    )))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()?,
+            ),
+            Err(_) => None,
+        };
         Ok(Reshard {
             child,
             log,
-            started: Instant::now(),
+            started,
+            perf,
         })
     }
 
@@ -312,9 +330,15 @@ pub struct Reshard {
     child: Child,
     pub log: PathBuf,
     pub started: Instant,
+    /// `perf record` attached to it (`BENCH_PERF=<dir>`).
+    perf: Option<Child>,
 }
 
 impl Reshard {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Peak resident set size so far (`VmHWM`), in bytes.
     pub fn peak_rss(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
@@ -364,13 +388,25 @@ impl Reshard {
         }
     }
 
-    /// SIGTERM, and wait for the exit.
+    /// SIGTERM, and wait for the exit. With `BENCH_LOGS=<dir>`, the log is
+    /// kept there.
     pub fn stop(mut self) -> Res<()> {
+        if let Some(mut perf) = self.perf.take() {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe {
+                libc::kill(perf.id() as i32, libc::SIGINT);
+            }
+            perf.wait()?;
+        }
         // SAFETY: kill(2) on our own child's pid.
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
         }
         self.child.wait()?;
+        if let Ok(dir) = std::env::var("BENCH_LOGS") {
+            let name = self.log.parent().and_then(|d| d.file_name()).map_or("run".into(), |n| n.to_string_lossy().into_owned());
+            let _ = std::fs::copy(&self.log, Path::new(&dir).join(format!("{name}.log")));
+        }
         Ok(())
     }
 }

@@ -27,6 +27,7 @@ use reshard::rules::{load_dir, Router};
 use reshard::source::{BinlogFile, SourceItem};
 use reshard::writer::OpKind;
 
+use crate::cpu::{counters, counters_since, Cpu};
 use crate::env::{median, Bench, Settings, SHARDS};
 use crate::report::Report;
 use crate::workload::Workload;
@@ -53,15 +54,17 @@ pub async fn run(
         let (columns, rows) = routed(&cfg, &w.file)?;
         let conns = s.connections();
         let mut secs = Vec::new();
+        let mut ceiling_cpu = None;
         for run in 0..s.runs {
             b.reset("t")?;
-            let x = replace_load(b, &columns, &rows, conns, s.batch_size()).await?;
+            let (x, cpu) = replace_load(b, &columns, &rows, conns, s.batch_size()).await?;
             eprintln!(
-                "bench: ceiling run {}: {:.0} row changes/s ({conns} connections)",
+                "bench: ceiling run {}: {:.0} row changes/s ({conns} connections), CPU s {cpu}",
                 run + 1,
                 w.changes as f64 / x
             );
             secs.push(x);
+            ceiling_cpu = Some(cpu);
         }
         let secs = median(secs);
         let rate = w.changes as f64 / secs;
@@ -72,7 +75,7 @@ pub async fn run(
             rate,
             "rows/s",
             None,
-            serde_json::json!({"secs": secs, "row_changes": w.changes, "connections": conns, "batch": s.batch_size()}),
+            serde_json::json!({"secs": secs, "row_changes": w.changes, "connections": conns, "batch": s.batch_size(), "cpu_secs_last_run": ceiling_cpu}),
         );
     }
     if e2e {
@@ -81,20 +84,29 @@ pub async fn run(
             b.reset("t")?;
             b.migrate(&cfg)?;
             let mut r = b.run_reshard(&cfg, Some(&w.start))?;
+            let cpu0 = Cpu::take(b, Some(r.pid()));
+            let stmts0 = counters(b);
+            let mid = r.wait_checkpoint(b, &w.mid).await?;
             let secs = r.wait_checkpoint(b, &w.end).await?;
+            let cpu = Cpu::take(b, Some(r.pid())).since(&cpu0);
+            let stmts = counters_since(b, &stmts0);
             let rss = r.peak_rss();
             r.stop()?;
             converged(b, "t")?;
+            let half = w.changes as f64 / 2.0;
             eprintln!(
-                "bench: e2e run {}: {:.0} row changes/s, peak RSS {} MiB",
+                "bench: e2e run {}: {:.0} row changes/s (inserts {:.0}/s, the UPDATE {:.0}/s), peak RSS {} MiB, CPU s {cpu}, targets {stmts}",
                 run + 1,
                 w.changes as f64 / secs,
+                half / mid,
+                half / (secs - mid),
                 rss >> 20
             );
-            results.push((secs, rss));
+            results.push((secs, rss, mid, cpu));
         }
         let secs = median(results.iter().map(|r| r.0).collect());
         let rss = results.iter().map(|r| r.1).max().unwrap_or(0);
+        let mid = median(results.iter().map(|r| r.2).collect());
         let rate = w.changes as f64 / secs;
         report.add(
             "e2e",
@@ -107,7 +119,11 @@ pub async fn run(
             rate,
             "rows/s",
             ceiling_rate.map(|c| ("ceiling".to_string(), rate / c)),
-            serde_json::json!({"secs": secs, "row_changes": w.changes, "peak_rss_mib": rss as f64 / 1048576.0}),
+            serde_json::json!({
+                "secs": secs, "row_changes": w.changes, "peak_rss_mib": rss as f64 / 1048576.0,
+                "insert_phase_secs": mid, "update_phase_secs": secs - mid,
+                "cpu_secs": results.last().map(|r| r.3.clone()),
+            }),
         );
         report.add(
             "e2e",
@@ -163,7 +179,7 @@ async fn replace_load(
     rows: &[Row],
     conns: usize,
     batch: usize,
-) -> Res<f64> {
+) -> Res<(f64, serde_json::Value)> {
     let servers = b.targets.len();
     let per_server = (conns / servers).max(1);
     // each connection's rows, per shard, in order
@@ -212,6 +228,7 @@ async fn replace_load(
         let conn = db::connect(&ep, Session::Write, Duration::from_secs(10)).await?;
         conns_open.push((conn, stmts));
     }
+    let cpu = Cpu::take(b, None);
     let t = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for (mut conn, stmts) in conns_open {
@@ -226,7 +243,7 @@ async fn replace_load(
     while let Some(r) = tasks.join_next().await {
         r??;
     }
-    Ok(t.elapsed().as_secs_f64())
+    Ok((t.elapsed().as_secs_f64(), Cpu::take(b, None).since(&cpu)))
 }
 
 /// Checks the shards against the source: row count, and an order-free

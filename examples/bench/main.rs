@@ -18,6 +18,7 @@
 //! Sizes come from environment variables (see [`Settings`]), so a quick
 //! run is possible; the defaults are issue 10's sizes.
 
+mod cpu;
 mod decode;
 mod env;
 mod lag;

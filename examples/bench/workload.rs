@@ -27,6 +27,8 @@ pub fn insert_seq(table: &str, lo: u64, hi: u64) -> String {
 /// The main workload's binlog.
 pub struct Workload {
     pub start: Position,
+    /// After the inserts, before the `UPDATE`.
+    pub mid: Position,
     pub end: Position,
     /// The binlog file holding it (a copy, so the source may go on).
     pub file: PathBuf,
@@ -47,6 +49,7 @@ pub async fn main_workload(b: &Bench, s: &Settings) -> Res<Workload> {
         c.query_drop(insert_seq("t", lo, hi)).await?;
         lo = hi + 1;
     }
+    let mid = b.head().await?;
     c.query_drop("UPDATE t SET amount = amount + 1, name = CONCAT(name, '+')")
         .await?;
     c.disconnect().await?;
@@ -61,6 +64,7 @@ pub async fn main_workload(b: &Bench, s: &Settings) -> Res<Workload> {
         changes: 2 * n,
         bytes: end.pos - start.pos,
         start,
+        mid,
         end,
         file: copy,
     })

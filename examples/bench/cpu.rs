@@ -1,0 +1,84 @@
+//! CPU seconds spent by each process of a step (`/proc/PID/stat` user +
+//! system time): the servers, reshard or the loader (this process). On a
+//! shared machine this says where a step's time went better than wall
+//! time alone.
+
+use std::collections::BTreeMap;
+
+use crate::env::Bench;
+
+/// CPU seconds per process name at one instant.
+#[derive(Debug, Clone, Default)]
+pub struct Cpu(BTreeMap<String, f64>);
+
+fn seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // the fields after the command name, which is in parentheses
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some(ticks / hz)
+}
+
+impl Cpu {
+    /// The servers, this process, and `reshard` when given.
+    pub fn take(b: &Bench, reshard: Option<u32>) -> Cpu {
+        let mut m = BTreeMap::new();
+        let mut server = |name: &str, dir: &std::path::Path| {
+            if let Ok(pid) = std::fs::read_to_string(dir.join("mariadbd.pid")) {
+                if let Some(s) = seconds(pid.trim()) {
+                    m.insert(name.to_string(), s);
+                }
+            }
+        };
+        server("source", b.source.datadir());
+        for (i, t) in b.targets.iter().enumerate() {
+            server(&format!("target{i}"), t.datadir());
+        }
+        if let Some(s) = seconds("self") {
+            m.insert("bench".into(), s);
+        }
+        if let Some(s) = reshard.and_then(|p| seconds(&p.to_string())) {
+            m.insert("reshard".into(), s);
+        }
+        Cpu(m)
+    }
+
+    /// CPU seconds since `earlier`, as JSON.
+    pub fn since(&self, earlier: &Cpu) -> serde_json::Value {
+        let mut out = serde_json::Map::new();
+        for (k, v) in &self.0 {
+            let d = v - earlier.0.get(k).copied().unwrap_or(0.0);
+            out.insert(k.clone(), serde_json::json!((d * 100.0).round() / 100.0));
+        }
+        serde_json::Value::Object(out)
+    }
+}
+
+/// Statement counters of the target servers (`SHOW GLOBAL STATUS`), summed.
+pub fn counters(b: &Bench) -> BTreeMap<String, f64> {
+    let mut m = BTreeMap::new();
+    for t in &b.targets {
+        let out = t
+            .sql("SHOW GLOBAL STATUS WHERE Variable_name IN ('Com_stmt_prepare', 'Com_stmt_execute', 'Com_commit', 'Questions', 'Com_select', 'Bytes_received')")
+            .unwrap_or_default();
+        for line in out.lines() {
+            if let Some((k, v)) = line.split_once('\t') {
+                *m.entry(k.to_string()).or_insert(0.0) += v.trim().parse::<f64>().unwrap_or(0.0);
+            }
+        }
+    }
+    m
+}
+
+/// Counter increments since `earlier`, as JSON.
+pub fn counters_since(b: &Bench, earlier: &BTreeMap<String, f64>) -> serde_json::Value {
+    let now = counters(b);
+    let mut out = serde_json::Map::new();
+    for (k, v) in now {
+        out.insert(k.clone(), serde_json::json!(v - earlier.get(&k).copied().unwrap_or(0.0)));
+    }
+    serde_json::Value::Object(out)
+}
