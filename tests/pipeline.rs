@@ -401,3 +401,38 @@ async fn secondary_unique_collision_stops_instead_of_corrupting() {
         "only the first row to land is there: {rows:?}"
     );
 }
+
+/// Rows wider than a statement may carry: the target allows 1 MiB packets
+/// and one transaction inserts 300 rows of 60 KB (18 MB, one batch). The
+/// writer splits the batch into statements within half the target's
+/// `max_allowed_packet` (one statement of 300 rows used to be refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wide_rows_are_split_to_fit_max_allowed_packet() {
+    use mysql_async::prelude::Queryable;
+    use reshard_testkit::{Cluster, MariaDb, ServerOptions};
+    let small = ServerOptions {
+        extra_args: vec!["--max-allowed-packet=1M".into()],
+        ..ServerOptions::plain(2)
+    };
+    let cluster = Cluster {
+        source: MariaDb::start(ServerOptions::source(1)).unwrap(),
+        targets: vec![MariaDb::start(small).unwrap()],
+    };
+    let s = Scenario::create(&cluster, "packet").unwrap();
+    migrate(&s);
+    let (file, pos) = s.source_head().await.unwrap();
+    let mut run = spawn_run(&s, &["--from", &format!("{file}:{pos}")]);
+    let mut c = s.source().await.unwrap();
+    c.query_drop(
+        "INSERT INTO orders (id, buyer_id, data) SELECT seq, seq % 7, REPEAT('x', 60000) FROM seq_1_to_300",
+    )
+    .await
+    .unwrap();
+    s.wait_caught_up(Duration::from_secs(120))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", run_log(&s)));
+    let diffs = s.compare(20).await.unwrap();
+    let st = terminate(&mut run, Duration::from_secs(30));
+    assert!(diffs.is_empty(), "{}\n{}", diffs.join("\n"), run_log(&s));
+    assert!(st.success(), "{}", run_log(&s));
+}

@@ -78,7 +78,10 @@ pub fn counters_since(b: &Bench, earlier: &BTreeMap<String, f64>) -> serde_json:
     let now = counters(b);
     let mut out = serde_json::Map::new();
     for (k, v) in now {
-        out.insert(k.clone(), serde_json::json!(v - earlier.get(&k).copied().unwrap_or(0.0)));
+        out.insert(
+            k.clone(),
+            serde_json::json!(v - earlier.get(&k).copied().unwrap_or(0.0)),
+        );
     }
     serde_json::Value::Object(out)
 }

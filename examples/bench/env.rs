@@ -270,11 +270,23 @@ impl Bench {
         let perf = match std::env::var("BENCH_PERF") {
             Ok(dir) => Some(
                 Command::new("perf")
-                    .args(["record", "-F", "499", "-g", "-p", &child.id().to_string(), "-o"])
-                    .arg(Path::new(&dir).join(format!(
-                        "perf-{}.data",
-                        cfg.parent().and_then(|d| d.file_name()).map_or("run".into(), |n| n.to_string_lossy())
-                    )))
+                    .args([
+                        "record",
+                        "-F",
+                        "499",
+                        "-g",
+                        "-p",
+                        &child.id().to_string(),
+                        "-o",
+                    ])
+                    .arg(
+                        Path::new(&dir).join(format!(
+                            "perf-{}.data",
+                            cfg.parent()
+                                .and_then(|d| d.file_name())
+                                .map_or("run".into(), |n| n.to_string_lossy())
+                        )),
+                    )
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .spawn()?,
@@ -404,7 +416,11 @@ impl Reshard {
         }
         self.child.wait()?;
         if let Ok(dir) = std::env::var("BENCH_LOGS") {
-            let name = self.log.parent().and_then(|d| d.file_name()).map_or("run".into(), |n| n.to_string_lossy().into_owned());
+            let name = self
+                .log
+                .parent()
+                .and_then(|d| d.file_name())
+                .map_or("run".into(), |n| n.to_string_lossy().into_owned());
             let _ = std::fs::copy(&self.log, Path::new(&dir).join(format!("{name}.log")));
         }
         Ok(())

@@ -62,7 +62,10 @@ pub async fn run(b: &Bench, s: &Settings, report: &mut Report) -> Res<()> {
     let mut seen = 0i64;
     let mut written_all: Option<(i64, Instant)> = None;
     loop {
-        let now_seq = reader.seq().await.map_err(|e| format!("heartbeat reader: {e}"))?;
+        let now_seq = reader
+            .seq()
+            .await
+            .map_err(|e| format!("heartbeat reader: {e}"))?;
         let now = Instant::now();
         while seen < now_seq {
             seen += 1;
@@ -84,7 +87,9 @@ pub async fn run(b: &Bench, s: &Settings, report: &mut Report) -> Res<()> {
         r.check_alive()?;
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let (changes, load_secs) = generator.await?.map_err(|e| format!("load generator: {e}"))?;
+    let (changes, load_secs) = generator
+        .await?
+        .map_err(|e| format!("load generator: {e}"))?;
     beats.await?.map_err(|e| format!("heartbeat writer: {e}"))?;
     let total = written_all.map_or(0, |w| w.0);
     let rss = r.peak_rss();

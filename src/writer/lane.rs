@@ -72,6 +72,9 @@ pub struct Stats {
     /// (shard, table) → whether the target table has a secondary UNIQUE
     /// key, learned once per attempt.
     pub secondary_unique: std::sync::Mutex<HashMap<(String, String), bool>>,
+    /// shard → the byte budget of one statement ([`sql::statement_budget`]
+    /// of its `max_allowed_packet`), learned once per attempt.
+    pub statement_budget: std::sync::Mutex<HashMap<String, usize>>,
 }
 
 /// A lane that failed, and why (its `source()`).
@@ -122,7 +125,7 @@ impl TombstoneHints {
     }
 }
 
-const MAX_PARAMS: usize = 30_000;
+use sql::MAX_PARAMS;
 const RETRIES: u32 = 5;
 
 /// Runs a lane until its queue closes; the pending batch is applied first.
@@ -473,10 +476,17 @@ async fn upsert_newer(
     let server = cfg.shard.as_str();
     let tname = table.name.as_str();
     let width = table.columns.len() + 1;
-    let per = (MAX_PARAMS / width).clamp(1, 500);
     let check = has_secondary_unique(tx, cfg, tname, stats).await?;
     let key_cols = key_columns(table);
-    for chunk in live.chunks(per) {
+    let sizes = live.iter().map(|o| match &o.kind {
+        OpKind::Upsert(values) => 27 + values.iter().map(sql::param_bytes).sum::<usize>(),
+        OpKind::Delete => 0,
+    });
+    let budget = statement_budget(tx, server, stats).await?;
+    let mut rest = live;
+    for n in sql::runs(sizes, MAX_PARAMS / width, budget) {
+        let (chunk, tail) = rest.split_at(n.min(rest.len()));
+        rest = tail;
         let mut params = Vec::with_capacity(chunk.len() * width);
         for o in chunk {
             if let OpKind::Upsert(values) = &o.kind {
@@ -546,6 +556,34 @@ async fn missing_columns(
             names.join(", "),
         ),
     )
+}
+
+/// The byte budget of one statement on a shard (half its
+/// `max_allowed_packet`), learned once per shard and attempt: a batch of
+/// wide rows (BLOBs) is split so that no statement exceeds it.
+async fn statement_budget(
+    tx: &mut Transaction<'_>,
+    server: &str,
+    stats: &Stats,
+) -> Result<usize, DbError> {
+    let known = stats
+        .statement_budget
+        .lock()
+        .ok()
+        .and_then(|m| m.get(server).copied());
+    if let Some(b) = known {
+        return Ok(b);
+    }
+    let packet: Option<u64> = tx
+        .query_first(sql::MAX_ALLOWED_PACKET)
+        .await
+        .map_err(|e| DbError::query(server, "reading max_allowed_packet", e))?;
+    // the server's minimum is 1 KiB; 4 MiB is MySQL's default
+    let b = sql::statement_budget(packet.unwrap_or(4 << 20));
+    if let Ok(mut m) = stats.statement_budget.lock() {
+        m.insert(server.to_string(), b);
+    }
+    Ok(b)
 }
 
 /// Whether the target table has a secondary UNIQUE key, learned once per

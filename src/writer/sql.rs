@@ -9,7 +9,60 @@
 //! version and keep the old values. `VALUES()` works on MariaDB and on
 //! MySQL (deprecated since 8.0.20, still accepted).
 
+use mysql_common::value::Value;
+
 use crate::db::quote_ident;
+
+/// Most placeholders one statement binds (the protocol allows 65,535).
+pub const MAX_PARAMS: usize = 30_000;
+
+/// The share of the server's `max_allowed_packet` one statement may use:
+/// half, so that an estimate off by the packet's framing, or a server
+/// whose limit was lowered a little since it was read, still fits.
+pub fn statement_budget(max_allowed_packet: u64) -> usize {
+    usize::try_from(max_allowed_packet / 2)
+        .unwrap_or(usize::MAX)
+        .max(1024)
+}
+
+/// An upper bound of the bytes a bound value takes in a `COM_STMT_EXECUTE`
+/// packet: its type (2), and its length-encoded or fixed-size value.
+pub fn param_bytes(v: &Value) -> usize {
+    2 + match v {
+        Value::NULL => 0,
+        Value::Bytes(b) => 9 + b.len(),
+        Value::Int(_) | Value::UInt(_) | Value::Double(_) => 8,
+        Value::Float(_) => 4,
+        Value::Date(..) => 12,
+        Value::Time(..) => 13,
+    }
+}
+
+/// Splits rows of the given sizes (bytes) into runs of at most `max_rows`
+/// rows and `max_bytes` bytes, in order; returns the length of each run.
+/// A row larger than `max_bytes` makes a run of its own (the server
+/// decides whether it fits).
+pub fn runs(
+    sizes: impl IntoIterator<Item = usize>,
+    max_rows: usize,
+    max_bytes: usize,
+) -> Vec<usize> {
+    let mut out = Vec::new();
+    let (mut rows, mut bytes) = (0usize, 0usize);
+    for size in sizes {
+        if rows > 0 && (rows >= max_rows.max(1) || bytes.saturating_add(size) > max_bytes) {
+            out.push(rows);
+            rows = 0;
+            bytes = 0;
+        }
+        rows += 1;
+        bytes = bytes.saturating_add(size);
+    }
+    if rows > 0 {
+        out.push(rows);
+    }
+    out
+}
 
 /// The version column on every target table.
 pub const VERSION_COLUMN: &str = "_reshard_version";
@@ -98,9 +151,24 @@ pub const TARGET_COLUMNS: &str = "SELECT COLUMN_NAME FROM information_schema.COL
 pub const SECONDARY_UNIQUE: &str = "SELECT COUNT(*) FROM information_schema.STATISTICS \
      WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND NON_UNIQUE = 0 AND INDEX_NAME <> 'PRIMARY'";
 
+/// The server's `max_allowed_packet` (session value).
+pub const MAX_ALLOWED_PACKET: &str = "SELECT @@max_allowed_packet";
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runs_respect_the_row_and_byte_budgets() {
+        assert_eq!(runs([10; 7], 3, 1000), vec![3, 3, 1]);
+        assert_eq!(runs([10, 10, 10, 10], 100, 25), vec![2, 2]);
+        // a row over the budget goes alone; the next run starts after it
+        assert_eq!(runs([10, 100, 10, 10], 100, 25), vec![1, 1, 2]);
+        assert_eq!(runs([100, 100], 100, 25), vec![1, 1]);
+        assert!(runs(Vec::<usize>::new(), 10, 10).is_empty());
+        assert_eq!(statement_budget(16 << 20), 8 << 20);
+        assert_eq!(param_bytes(&Value::Bytes(vec![0; 100])), 111);
+    }
 
     #[test]
     fn upsert_assigns_version_last_and_skips_key_columns() {
