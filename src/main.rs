@@ -9,6 +9,13 @@ use reshard::cli::Cli;
 use reshard::commands::{self, EXIT_ERROR};
 use reshard::config::redact_url;
 
+/// mimalloc instead of glibc's malloc: the generic binlog decode and the
+/// router allocate per value, and glibc spent over half of reshard's CPU
+/// in `malloc`/`free` and their coalescing (BENCHMARKS.md, "Where the
+/// end-to-end time goes").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,

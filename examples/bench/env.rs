@@ -326,7 +326,11 @@ impl Bench {
     }
 }
 
+/// `BENCH_RESHARD`, else the `reshard` built beside this example.
 fn reshard_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("BENCH_RESHARD") {
+        return p.into();
+    }
     std::env::current_exe()
         .ok()
         .and_then(|p| {
