@@ -176,17 +176,23 @@ async fn binary16_keys_ending_in_zero_are_copied_moved_rekeyed_and_deleted() {
             .start_transaction(mysql_async::TxOpts::default())
             .await
             .unwrap();
-        tx.exec_drop("DELETE FROM uuids WHERE id = ?", (Value::Bytes(id.clone()),))
-            .await
-            .unwrap();
+        tx.exec_drop(
+            "DELETE FROM uuids WHERE id = ?",
+            (Value::Bytes(id.clone()),),
+        )
+        .await
+        .unwrap();
         insert_uuid_tx(&mut tx, id).await;
         tx.commit().await.unwrap();
     }
     // deleted, half of what is left
     for id in live.iter().step_by(2) {
-        c.exec_drop("DELETE FROM uuids WHERE id = ?", (Value::Bytes(id.clone()),))
-            .await
-            .unwrap();
+        c.exec_drop(
+            "DELETE FROM uuids WHERE id = ?",
+            (Value::Bytes(id.clone()),),
+        )
+        .await
+        .unwrap();
     }
     let left: u64 = c
         .query_first("SELECT COUNT(*) FROM uuids WHERE RIGHT(id, 1) = 0x00")
@@ -205,4 +211,355 @@ async fn insert_uuid_tx(tx: &mut mysql_async::Transaction<'_>, id: &[u8]) {
     )
     .await
     .unwrap();
+}
+
+// ---------------------------------------------------------------------
+// 2. Keys equal under the column's collation
+
+const CI_UTF8: Table = Table {
+    name: "ci_utf8",
+    columns: "k VARCHAR(40) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL, tenant INT NOT NULL, n INT NULL",
+    key: "PRIMARY KEY (k)",
+    shard: "crc32(tenant) % 4",
+    shard_sql: "CRC32(tenant) % 4",
+};
+
+const CI_LATIN1: Table = Table {
+    name: "ci_latin1",
+    columns: "k VARCHAR(40) CHARACTER SET latin1 COLLATE latin1_swedish_ci NOT NULL, tenant INT NOT NULL, n INT NULL",
+    key: "PRIMARY KEY (k)",
+    shard: "crc32(tenant) % 4",
+    shard_sql: "CRC32(tenant) % 4",
+};
+
+/// Pairs of keys equal under both collations (case, accents, trailing
+/// spaces under PAD SPACE), the first spelling inserted, the second the
+/// one a key is changed to.
+fn equal_pairs(i: usize) -> [(String, String); 4] {
+    [
+        (format!("case-{i}-abc"), format!("CASE-{i}-Abc")),
+        (format!("cafe-{i}"), format!("caf\u{e9}-{i}")),
+        (format!("pad-{i}"), format!("pad-{i}  ")),
+        (
+            format!("Mixed-{i}-\u{c9}t\u{e9}"),
+            format!("mIXED-{i}-\u{e9}T\u{c9} "),
+        ),
+    ]
+}
+
+async fn exec(c: &mut Conn, sql: String, params: Vec<Value>) {
+    c.exec_drop(sql, params).await.unwrap();
+}
+
+/// The changes of one table: key spellings changed to collation-equal
+/// ones (alone, with other columns, and back), a key deleted and its
+/// other spelling inserted (in one transaction and in two), non-key
+/// updates in between.
+async fn collation_workload(c: &mut Conn, table: &str, keys: usize) {
+    for i in 0..keys {
+        for (j, (a, b)) in equal_pairs(i).into_iter().enumerate() {
+            let t = format!("UPDATE {table} SET k = ? WHERE k = ?");
+            match (i + j) % 4 {
+                0 => exec(c, t, vec![b.into(), a.into()]).await,
+                1 => {
+                    exec(c, t.clone(), vec![b.clone().into(), a.clone().into()]).await;
+                    exec(
+                        c,
+                        format!("UPDATE {table} SET n = n + 1 WHERE k = ?"),
+                        vec![b.clone().into()],
+                    )
+                    .await;
+                    exec(c, t, vec![a.into(), b.into()]).await;
+                }
+                2 => {
+                    let mut tx = c
+                        .start_transaction(mysql_async::TxOpts::default())
+                        .await
+                        .unwrap();
+                    tx.exec_drop(format!("DELETE FROM {table} WHERE k = ?"), (a.clone(),))
+                        .await
+                        .unwrap();
+                    tx.exec_drop(
+                        format!("INSERT INTO {table} (k, tenant, n) VALUES (?, ?, 100)"),
+                        (b, i as i64),
+                    )
+                    .await
+                    .unwrap();
+                    tx.commit().await.unwrap();
+                }
+                _ => {
+                    exec(
+                        c,
+                        format!("DELETE FROM {table} WHERE k = ?"),
+                        vec![a.into()],
+                    )
+                    .await;
+                    exec(
+                        c,
+                        format!("INSERT INTO {table} (k, tenant, n) VALUES (?, ?, 200)"),
+                        vec![b.into(), (i as i64).into()],
+                    )
+                    .await;
+                }
+            }
+        }
+    }
+}
+
+/// Issue 8, item 2: under `utf8mb4_general_ci` and `latin1_swedish_ci`
+/// 'a' = 'A', 'e' = 'é' and trailing spaces are ignored. Keys changed to a
+/// collation-equal spelling must end with the source's current bytes on
+/// the target, while streaming (several lanes per shard) and after a
+/// replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_equal_under_the_collation_keep_the_sources_bytes() {
+    let s = Scenario::create(cluster(), "kcoll").unwrap();
+    only_own_rules(&s);
+    s.configure("lanes_per_shard = 4\nbatch_size = 50").unwrap();
+    let tables = [&CI_UTF8, &CI_LATIN1];
+    for t in tables {
+        add_table(&s, t).await;
+    }
+    migrate(&s);
+    let keys = 40;
+    let mut c = s.source().await.unwrap();
+    for t in tables {
+        for i in 0..keys {
+            for (a, _) in equal_pairs(i) {
+                exec(
+                    &mut c,
+                    format!("INSERT INTO {} (k, tenant, n) VALUES (?, ?, 0)", t.name),
+                    vec![a.into(), (i as i64).into()],
+                )
+                .await;
+            }
+        }
+    }
+    let mut run = spawn_run(&s, &[]);
+    wait_for_log(&s, "initial copy done", Duration::from_secs(60));
+    let streamed_from = head(&s).await;
+    for t in tables {
+        collation_workload(&mut c, t.name, keys).await;
+    }
+    converge(&s, &mut run, &tables).await;
+    replay_and_compare(&s, &streamed_from, &tables).await;
+}
+
+/// The collations reshard learns agree with the server: for every pair
+/// of a few hundred strings (case, accents, expansions, trailing spaces
+/// and tabs, emoji, CJK, combining marks), canonical keys are equal
+/// exactly when the server finds the strings equal. Collations reshard
+/// cannot compare exactly are refused with the table, column and
+/// collation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learned_collations_agree_with_the_server() {
+    use reshard::source::collation::CollationLoader;
+    use reshard::source::schema::load_table;
+    use reshard::writer::keyenc;
+    let c = cluster();
+    let db = "kcmp";
+    c.source.sql(&format!("CREATE DATABASE {db}")).unwrap();
+    let mut conn = reshard_testkit::scenario::connect(&c.source.url(db))
+        .await
+        .unwrap();
+    let pieces = [
+        "a",
+        "A",
+        "b",
+        "B",
+        "e",
+        "E",
+        "\u{e9}",
+        "\u{c9}",
+        "\u{df}",
+        "ss",
+        "SS",
+        "\u{fc}",
+        "y",
+        "\u{e6}",
+        "ae",
+        "o",
+        "\u{f6}",
+        " ",
+        "\t",
+        "-",
+        "0",
+        "\u{1f600}",
+        "\u{1f601}",
+        "\u{4e2d}",
+        "\u{301}",
+        "\u{130}",
+        "\u{131}",
+        "i",
+        "I",
+    ];
+    let mut rng = StdRng::seed_from_u64(8);
+    let mut strings: Vec<String> = (0..400)
+        .map(|_| {
+            let n = rng.gen_range(0..4);
+            let mut s: String = (0..n)
+                .map(|_| pieces[rng.gen_range(0..pieces.len())])
+                .collect();
+            if rng.gen_bool(0.3) {
+                s.push_str(&" ".repeat(rng.gen_range(1..3)));
+            }
+            s
+        })
+        .collect();
+    strings.sort();
+    strings.dedup();
+    let collations = [
+        ("utf8mb4", "utf8mb4_general_ci"),
+        ("utf8mb4", "utf8mb4_general_nopad_ci"),
+        ("utf8mb4", "utf8mb4_unicode_ci"),
+        ("utf8mb4", "utf8mb4_unicode_520_ci"),
+        ("utf8mb4", "utf8mb4_bin"),
+        ("utf8mb4", "utf8mb4_nopad_bin"),
+        ("utf8mb3", "utf8mb3_general_ci"),
+        ("latin1", "latin1_swedish_ci"),
+        ("latin1", "latin1_german2_ci"),
+        ("latin1", "latin1_bin"),
+    ];
+    for (i, (cs, coll)) in collations.iter().enumerate() {
+        let t = format!("t{i}");
+        conn.query_drop(format!(
+            "CREATE TABLE {t} (id INT PRIMARY KEY, k VARCHAR(40) CHARACTER SET {cs} COLLATE {coll} NOT NULL, UNIQUE KEY (id, k))"
+        ))
+        .await
+        .unwrap();
+        let mut id = 0;
+        for s in &strings {
+            let fits: Option<i64> = conn
+                .exec_first(format!("SELECT CONVERT(CONVERT(? USING {cs}) USING utf8mb4) = ? COLLATE utf8mb4_bin"), (s, s))
+                .await
+                .unwrap();
+            if fits == Some(1) {
+                conn.exec_drop(format!("INSERT INTO {t} VALUES (?, ?)"), (id, s))
+                    .await
+                    .unwrap();
+                id += 1;
+            }
+        }
+        let mut loader = CollationLoader::default();
+        let key = vec!["k".to_string()];
+        loader
+            .learn_table(&mut conn, db, &t, Some(&key))
+            .await
+            .unwrap();
+        let learned = loader.finish();
+        let schema = load_table(&mut conn, db, &t).await.unwrap();
+        let part = learned.part(&schema, 1).unwrap();
+        let rows: Vec<(i64, Vec<u8>)> = conn
+            .query(format!("SELECT id, CAST(k AS BINARY) FROM {t}"))
+            .await
+            .unwrap();
+        let canon: std::collections::HashMap<i64, Vec<u8>> = rows
+            .into_iter()
+            .map(|(id, b)| {
+                (
+                    id,
+                    keyenc::canonical(&[Value::Bytes(b)], std::slice::from_ref(&part)),
+                )
+            })
+            .collect();
+        let pairs: Vec<(i64, i64, i64)> = conn
+            .query(format!("SELECT a.id, b.id, a.k = b.k FROM {t} a, {t} b"))
+            .await
+            .unwrap();
+        let mut equal = 0;
+        for (a, b, eq) in &pairs {
+            assert_eq!(
+                canon[a] == canon[b],
+                *eq == 1,
+                "{coll}: ids {a} and {b}: server says equal = {eq}"
+            );
+            equal += usize::from(*eq == 1 && a != b);
+        }
+        eprintln!("{coll}: {} strings, {equal} equal pairs", canon.len());
+    }
+    // refused, naming table, column and collation
+    for (cs, coll) in [
+        ("utf8mb4", "utf8mb4_czech_ci"),
+        ("latin2", "latin2_czech_cs"),
+        ("utf8mb4", "utf8mb4_spanish2_ci"),
+        ("ucs2", "ucs2_general_ci"),
+    ] {
+        let t = format!("r_{coll}");
+        conn.query_drop(format!(
+            "CREATE TABLE {t} (k VARCHAR(10) CHARACTER SET {cs} COLLATE {coll} PRIMARY KEY)"
+        ))
+        .await
+        .unwrap();
+        let mut loader = CollationLoader::default();
+        let e = loader
+            .learn_table(&mut conn, db, &t, None)
+            .await
+            .expect_err(coll)
+            .to_string();
+        assert!(
+            e.contains(&format!("{db}.{t}")) && e.contains(coll) && e.contains("column k"),
+            "{e}"
+        );
+    }
+}
+
+/// A key collation reshard cannot compare exactly is refused by `run` at
+/// start-up, naming table, column and collation, and is a `dry-run`
+/// finding; so is a target key column whose collation is not the
+/// source's (with the fix).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsupported_and_mismatched_key_collations_are_refused_and_reported() {
+    let s = Scenario::create(cluster(), "kref").unwrap();
+    only_own_rules(&s);
+    let czech = Table {
+        name: "czech",
+        columns: "k VARCHAR(20) CHARACTER SET utf8mb4 COLLATE utf8mb4_czech_ci NOT NULL, tenant INT NOT NULL",
+        ..CI_UTF8
+    };
+    add_table(&s, &czech).await;
+    add_table(&s, &CI_UTF8).await;
+    // the targets' key column compares byte-wise, the source's does not
+    for url in s.shard_urls.values() {
+        let mut c = reshard_testkit::scenario::connect(url).await.unwrap();
+        c.query_drop("ALTER TABLE ci_utf8 MODIFY k VARCHAR(40) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL")
+            .await
+            .unwrap();
+    }
+    migrate(&s);
+    let out = reshard(&s, &["dry-run", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(out.status.code(), Some(1), "{json:#}");
+    let findings: Vec<&serde_json::Value> = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "key_collation")
+        .collect();
+    let unsupported = findings
+        .iter()
+        .find(|f| f["table"] == "kref_src.czech")
+        .unwrap_or_else(|| panic!("{json:#}"));
+    let msg = unsupported["message"].as_str().unwrap();
+    assert!(
+        msg.contains("utf8mb4_czech_ci") && msg.contains("column k"),
+        "{msg}"
+    );
+    let mismatched: Vec<_> = findings
+        .iter()
+        .filter(|f| f["table"] == "kref_src.ci_utf8")
+        .collect();
+    assert_eq!(mismatched.len(), 4, "one per shard: {json:#}");
+    let fix = mismatched[0]["fix"].as_str().unwrap();
+    assert!(fix.contains("COLLATE utf8mb4_general_ci"), "{fix}");
+
+    let out = reshard(&s, &["run"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("kref_src.czech")
+            && stderr.contains("column k")
+            && stderr.contains("utf8mb4_czech_ci"),
+        "{stderr}"
+    );
 }

@@ -4,6 +4,7 @@
 //! failure.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -15,7 +16,8 @@ use crate::config::{redact_url, Config};
 use crate::control::lease;
 use crate::db::{self, Flavor};
 use crate::rules::lookup::Lookups;
-use crate::rules::{load_dir, Router};
+use crate::rules::{load_dir, Router, Rule};
+use crate::source::collation::{CollationLoader, KeyCollations};
 use crate::source::{self, preflight};
 
 /// A replicating command after its start-up checks.
@@ -45,6 +47,8 @@ impl Replicator {
         let (checksum, _) = preflight::run_all(&mut servers.source, flavor)
             .await
             .context("source pre-flight check")?;
+        let collations = key_collations(&mut servers.source, router.rules()).await?;
+        let router = router.with_key_collations(Arc::new(collations));
         if !lease::acquire(&mut servers.control, &cfg.pipeline.name).await? {
             bail!(
                 "pipeline {:?} is already running (another reshard holds its lease in the control database)",
@@ -62,6 +66,23 @@ impl Replicator {
             identity,
         })
     }
+}
+
+/// Learns the collations of every mapped table's key columns from the
+/// source, refusing a column reshard cannot compare exactly (see
+/// [`crate::source::collation`]).
+pub async fn key_collations<'a>(
+    source: &mut Conn,
+    rules: impl Iterator<Item = &'a Arc<Rule>>,
+) -> anyhow::Result<KeyCollations> {
+    let mut loader = CollationLoader::default();
+    for r in rules {
+        loader
+            .learn_table(source, &r.source_db, &r.source_table, r.key.as_deref())
+            .await
+            .with_context(|| format!("{}: the key of {}", r.file.display(), r.source_name()))?;
+    }
+    Ok(loader.finish())
 }
 
 /// A receiver that turns true on SIGINT or SIGTERM.

@@ -11,6 +11,13 @@
 //!   delete(before-key, v) at the old location (possibly another shard);
 //! * delete → delete(key, v).
 //!
+//! "The key changed" compares canonical keys ([`keyenc::canonical`]): an
+//! update from 'abc' to 'ABC' under a case-insensitive collation is the
+//! same target row, so it is an upsert alone (which rewrites the key's
+//! bytes, see [`crate::writer::sql::upsert`]). A delete of the old
+//! spelling would share the upsert's tombstone and version, and the upsert
+//! at that version would then lose against it: the row would be lost.
+//!
 //! A `where` filter makes a row that stops matching a delete at the target
 //! (and a row that never matched produce nothing). The before image's
 //! location is computed without the filter: a delete of a key the target
@@ -24,10 +31,11 @@ use mysql_common::value::Value as Cell;
 use super::convert::{cell_to_expr, display_cells, expr_to_cell};
 use super::expr::{self, Bound, EvalContext, EvalError, Value};
 use super::file::{Rule, RuleExpr};
+use crate::source::collation::KeyCollations;
 use crate::source::rows::{row_identity, IdentityError};
 use crate::source::{RowChange, TableSchema};
 use crate::version::{column_key_datetime, column_key_int, Version, VersionError};
-use crate::writer::keyenc;
+use crate::writer::keyenc::{self, KeyPart};
 use crate::writer::op::{OpKind, TargetTable, WriteOp};
 
 /// A rule that does not fit the source schema, or a row it cannot route.
@@ -117,6 +125,8 @@ struct Plan {
     sources: Vec<Option<usize>>,
     /// Source column indices of the row identity.
     key_src: Vec<usize>,
+    /// How each key column takes part in the canonical key.
+    key_parts: Vec<KeyPart>,
     /// Shard index of each rule slot.
     slots: Vec<usize>,
     target: Arc<TargetTable>,
@@ -178,6 +188,7 @@ pub struct Router {
     rules: HashMap<(String, String), Arc<Rule>>,
     shard_index: HashMap<String, usize>,
     plans: HashMap<(String, String), Plan>,
+    collations: Arc<KeyCollations>,
 }
 
 impl Router {
@@ -205,7 +216,17 @@ impl Router {
             rules: map,
             shard_index,
             plans: HashMap::new(),
+            collations: Arc::new(KeyCollations::default()),
         })
+    }
+
+    /// Compares text keys under the collations learned from the source
+    /// ([`crate::source::collation`]); without, every key column compares
+    /// byte-wise, which only commands that write nothing may do.
+    pub fn with_key_collations(mut self, collations: Arc<KeyCollations>) -> Router {
+        self.collations = collations;
+        self.plans.clear();
+        self
     }
 
     /// Whether `db.table` has a rule.
@@ -231,7 +252,7 @@ impl Router {
                 .get(&key)
                 .ok_or_else(|| RouteError::Bind(format!("no rule for {}", schema.full_name())))?
                 .clone();
-            let plan = compile(rule, schema, &self.shard_index)?;
+            let plan = compile(rule, schema, &self.shard_index, &self.collations)?;
             self.plans.insert(key.clone(), plan);
         } else if let Some(p) = self.plans.get_mut(&key) {
             // same schema in a new Arc: remember it to skip the compare next time
@@ -279,66 +300,37 @@ impl Router {
         ctx: &dyn EvalContext,
     ) -> Result<Vec<WriteOp>, RouteError> {
         let plan = self.plan(&change.table)?;
-        let mut ops = Vec::with_capacity(2);
         let new = match &change.after {
-            Some(after) => {
-                let row = to_expr_row(after, plan);
-                if passes(plan, &row, change, ctx)? {
-                    let shard = shard_of(plan, &row, after, change, ctx)?;
-                    let key: Vec<Cell> = plan.key_src.iter().map(|&i| after[i].clone()).collect();
-                    let mut values = Vec::with_capacity(plan.sources.len());
-                    let mut d = 0;
-                    for src in &plan.sources {
-                        match src {
-                            Some(i) => values.push(after[*i].clone()),
-                            None => {
-                                let v = plan.derive[d].eval(&row, ctx).map_err(|e| {
-                                    let column = plan.target.columns[values.len()].clone();
-                                    plan.derive_error(
-                                        Some(after),
-                                        change,
-                                        DeriveStage::Column(column),
-                                        e,
-                                    )
-                                })?;
-                                d += 1;
-                                values.push(expr_to_cell(v));
-                            }
-                        }
-                    }
-                    Some((shard, key, values, version_of(plan, after, change)?))
-                } else {
-                    None
-                }
-            }
+            Some(after) => new_location(plan, after, change, ctx)?,
             None => None,
         };
         let old = match &change.before {
             Some(before) => {
                 let row = to_expr_row(before, plan);
                 let shard = shard_of(plan, &row, before, change, ctx)?;
-                let key: Vec<Cell> = plan.key_src.iter().map(|&i| before[i].clone()).collect();
-                Some((shard, key, version_of(plan, before, change)?))
+                Some((
+                    shard,
+                    Key::of(plan, before),
+                    version_of(plan, before, change)?,
+                ))
             }
             None => None,
         };
-        let op = |shard: usize, key: Vec<Cell>, kind: OpKind, version: Version| {
-            let key_enc = keyenc::encode(&key);
-            WriteOp {
-                shard,
-                table: plan.target.clone(),
-                key,
-                key_enc,
-                kind,
-                version,
-                position: change.position.clone(),
-            }
+        let op = |shard: usize, key: Key, kind: OpKind, version: Version| WriteOp {
+            shard,
+            table: plan.target.clone(),
+            key: key.cells,
+            key_enc: key.canonical,
+            kind,
+            version,
+            position: change.position.clone(),
         };
         let moved = match (&old, &new) {
-            (Some((os, ok, _)), Some((ns, nk, _, _))) => os != ns || ok != nk,
+            (Some((os, ok, _)), Some((ns, nk, _, _))) => os != ns || ok.canonical != nk.canonical,
             (Some(_), None) => true,
             _ => false,
         };
+        let mut ops = Vec::with_capacity(2);
         if moved {
             if let Some((shard, key, version)) = old {
                 ops.push(op(shard, key, OpKind::Delete, version));
@@ -349,6 +341,58 @@ impl Router {
         }
         Ok(ops)
     }
+}
+
+/// A row's key: its cells and its canonical bytes.
+struct Key {
+    cells: Vec<Cell>,
+    canonical: Vec<u8>,
+}
+
+impl Key {
+    fn of(plan: &Plan, row: &[Cell]) -> Key {
+        let cells: Vec<Cell> = plan.key_src.iter().map(|&i| row[i].clone()).collect();
+        let canonical = keyenc::canonical(&cells, &plan.key_parts);
+        Key { cells, canonical }
+    }
+}
+
+/// Where an image goes: shard, key, target row (after images) and version.
+type Location = (usize, Key, Vec<Cell>, Version);
+
+/// Where the after image goes (`None` when `where` filters it out).
+fn new_location(
+    plan: &Plan,
+    after: &[Cell],
+    change: &RowChange,
+    ctx: &dyn EvalContext,
+) -> Result<Option<Location>, RouteError> {
+    let row = to_expr_row(after, plan);
+    if !passes(plan, &row, change, ctx)? {
+        return Ok(None);
+    }
+    let shard = shard_of(plan, &row, after, change, ctx)?;
+    let mut values = Vec::with_capacity(plan.sources.len());
+    let mut d = 0;
+    for src in &plan.sources {
+        match src {
+            Some(i) => values.push(after[*i].clone()),
+            None => {
+                let v = plan.derive[d].eval(&row, ctx).map_err(|e| {
+                    let column = plan.target.columns[values.len()].clone();
+                    plan.derive_error(Some(after), change, DeriveStage::Column(column), e)
+                })?;
+                d += 1;
+                values.push(expr_to_cell(v));
+            }
+        }
+    }
+    Ok(Some((
+        shard,
+        Key::of(plan, after),
+        values,
+        version_of(plan, after, change)?,
+    )))
 }
 
 /// The version of an operation built from `cells`: the change's
@@ -485,6 +529,7 @@ fn compile(
     rule: Arc<Rule>,
     schema: &Arc<TableSchema>,
     shard_index: &HashMap<String, usize>,
+    collations: &KeyCollations,
 ) -> Result<Plan, RouteError> {
     let file = rule.file.display().to_string();
     let shard = bind(&rule, &rule.shard, schema)?;
@@ -511,6 +556,11 @@ fn compile(
             file: file.clone(),
             why,
         })?;
+    let key_parts = key_src
+        .iter()
+        .map(|&i| collations.part(schema, i))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| RouteError::Bind(format!("{file}: {e}")))?;
     let (columns, sources) = target_columns(&rule, schema, &key_src, &file)?;
     let key: Vec<usize> = key_src
         .iter()
@@ -533,6 +583,7 @@ fn compile(
         where_,
         sources,
         key_src,
+        key_parts,
         slots,
         target: Arc::new(TargetTable {
             name: rule.target.clone(),

@@ -9,6 +9,7 @@
 //! * [`file`] — the offline reader of binlog files (framing, CRC32,
 //!   TRANSACTION_PAYLOAD decompression) over the same decoder;
 //! * [`schema`] — table schemas from TABLE_MAP metadata or information_schema;
+//! * [`collation`] — the collations of key columns, learned at start-up;
 //! * [`row_image`] — binlog row images → bindable values;
 //! * [`rows`] — table rows read by `SELECT` in the same form, by key
 //!   ranges (the initial copy, dry-run sampling, verify);
@@ -16,6 +17,7 @@
 
 pub mod change;
 pub mod checksum;
+pub mod collation;
 pub mod events;
 pub mod file;
 pub mod preflight;

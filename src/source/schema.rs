@@ -249,6 +249,9 @@ pub struct CatalogColumn {
     pub column_type: String,
     pub unsigned: bool,
     pub charset_binary: bool,
+    /// COLLATION_NAME (`None` for columns without one: numbers, binary
+    /// strings).
+    pub collation: Option<String>,
     pub nullable: bool,
     /// NUMERIC_SCALE or DATETIME_PRECISION.
     pub decimals: u8,
@@ -350,7 +353,8 @@ pub async fn load_catalog(
     let rows: Vec<mysql_async::Row> = conn
         .exec(
             "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_SET_NAME, IS_NULLABLE, \
-             COALESCE(NUMERIC_SCALE, DATETIME_PRECISION, 0), COALESCE(NUMERIC_PRECISION, 0), CHARACTER_OCTET_LENGTH \
+             COALESCE(NUMERIC_SCALE, DATETIME_PRECISION, 0), COALESCE(NUMERIC_PRECISION, 0), CHARACTER_OCTET_LENGTH, \
+             COLLATION_NAME \
              FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
              ORDER BY ORDINAL_POSITION",
             (db, table),
@@ -391,6 +395,7 @@ pub async fn load_catalog(
             decimals: num(5).unwrap_or(0).min(30) as u8,
             precision: num(6).unwrap_or(0),
             octets: num(7),
+            collation: Some(text(8)).filter(|c| !c.is_empty()),
             labels,
             data_type,
             column_type,
