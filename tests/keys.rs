@@ -15,13 +15,20 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reshard_testkit::scenario::Scenario;
 
-/// Waits until the run log contains `text`.
-fn wait_for_log(s: &Scenario, text: &str, timeout: Duration) {
+/// Waits until the initial copy of `run` is done.
+fn wait_for_copy(s: &Scenario, run: &mut std::process::Child) {
+    let timeout = Duration::from_secs(120);
     let deadline = Instant::now() + timeout;
-    while !run_log(s).contains(text) {
+    while !run_log(s).contains("initial copy done") {
+        if let Ok(Some(st)) = run.try_wait() {
+            panic!(
+                "reshard run exited ({st}) before the copy was done:\n{}",
+                run_log(s)
+            );
+        }
         assert!(
             Instant::now() < deadline,
-            "no {text:?} in the run log within {timeout:?}:\n{}",
+            "the copy was not done within {timeout:?}:\n{}",
             run_log(s)
         );
         std::thread::sleep(Duration::from_millis(100));
@@ -135,7 +142,7 @@ async fn binary16_keys_ending_in_zero_are_copied_moved_rekeyed_and_deleted() {
     live.push(vec![0u8; 16]);
 
     let mut run = spawn_run(&s, &[]);
-    wait_for_log(&s, "initial copy done", Duration::from_secs(60));
+    wait_for_copy(&s, &mut run);
     let streamed_from = head(&s).await;
     for i in 200..400 {
         let id = uuid(&mut rng, i);
@@ -336,7 +343,7 @@ async fn keys_equal_under_the_collation_keep_the_sources_bytes() {
         }
     }
     let mut run = spawn_run(&s, &[]);
-    wait_for_log(&s, "initial copy done", Duration::from_secs(60));
+    wait_for_copy(&s, &mut run);
     let streamed_from = head(&s).await;
     for t in tables {
         collation_workload(&mut c, t.name, keys).await;
@@ -625,7 +632,7 @@ async fn copy_pages_text_keys_in_collation_order_every_row_exactly_once() {
     fill_text_keys(&mut c, CI_UTF8.name, 6000, true, 1).await;
     fill_text_keys(&mut c, CI_LATIN1.name, 6000, false, 2).await;
     let mut run = spawn_run(&s, &[]);
-    wait_for_log(&s, "initial copy done", Duration::from_secs(120));
+    wait_for_copy(&s, &mut run);
     let mut control = reshard_testkit::scenario::connect(&s.control_url)
         .await
         .unwrap();
@@ -645,4 +652,116 @@ async fn copy_pages_text_keys_in_collation_order_every_row_exactly_once() {
         "rows read by the copy's pages"
     );
     converge(&s, &mut run, &tables).await;
+}
+
+// ---------------------------------------------------------------------
+// 4. Long keys
+
+const LONG_BIN: Table = Table {
+    name: "long_bin",
+    columns: "k VARBINARY(3072) NOT NULL, tenant INT NOT NULL, n INT NULL",
+    key: "PRIMARY KEY (k)",
+    shard: "crc32(tenant) % 4",
+    shard_sql: "CRC32(tenant) % 4",
+};
+
+const LONG_TEXT: Table = Table {
+    name: "long_text",
+    columns: "k VARCHAR(768) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci NOT NULL, tenant INT NOT NULL, n INT NULL",
+    key: "PRIMARY KEY (k)",
+    shard: "crc32(tenant) % 4",
+    shard_sql: "CRC32(tenant) % 4",
+};
+
+/// The longest key of each table, told apart by its last character only:
+/// 3,072 bytes, or 768 characters of which 767 CJK (3 bytes of text, 4 of
+/// `unicode_ci` weights each).
+fn long_key(table: &str, i: usize) -> String {
+    let last = ["a", "b", "c", "d", "e", "f", "g", "h", "x", "y"][i % 10];
+    let last = format!("{last}{}", i / 10);
+    if table == LONG_BIN.name {
+        format!("{}{last}", "k".repeat(3072 - last.len()))
+    } else {
+        format!("{}{last}", "\u{4e2d}".repeat(768 - last.chars().count()))
+    }
+}
+
+/// Issue 8, item 4: MySQL allows 3,072-byte keys, longer than the
+/// tombstone key column (and than the copy's saved cursor was). Such keys
+/// are copied (the cursor saved between pages), updated, deleted (the
+/// tombstone holds a digest of the key, never a truncated key),
+/// re-inserted and replayed like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn longest_keys_are_copied_deleted_and_replayed_never_truncated() {
+    let s = Scenario::create(cluster(), "klong").unwrap();
+    only_own_rules(&s);
+    s.configure("snapshot_chunk_rows = 7").unwrap();
+    let tables = [&LONG_BIN, &LONG_TEXT];
+    for t in tables {
+        add_table(&s, t).await;
+    }
+    migrate(&s);
+    let mut c = s.source().await.unwrap();
+    let insert = |t: &str| format!("INSERT INTO {t} (k, tenant, n) VALUES (?, ?, 0)");
+    for t in tables {
+        for i in 0..30 {
+            exec(
+                &mut c,
+                insert(t.name),
+                vec![long_key(t.name, i).into(), (i as i64).into()],
+            )
+            .await;
+        }
+    }
+    let mut run = spawn_run(&s, &[]);
+    wait_for_copy(&s, &mut run);
+    let streamed_from = head(&s).await;
+    for t in tables {
+        let name = t.name;
+        for i in 30..60 {
+            exec(
+                &mut c,
+                insert(name),
+                vec![long_key(name, i).into(), (i as i64).into()],
+            )
+            .await;
+        }
+        for i in (0..60).step_by(3) {
+            let sql = format!("UPDATE {name} SET n = n + 1, tenant = tenant + 1 WHERE k = ?");
+            exec(&mut c, sql, vec![long_key(name, i).into()]).await;
+        }
+        for i in (0..60).step_by(2) {
+            exec(
+                &mut c,
+                format!("DELETE FROM {name} WHERE k = ?"),
+                vec![long_key(name, i).into()],
+            )
+            .await;
+        }
+        // deleted keys come back, on another shard
+        for i in (0..60).step_by(8) {
+            exec(
+                &mut c,
+                insert(name),
+                vec![long_key(name, i).into(), (i as i64 + 100).into()],
+            )
+            .await;
+        }
+    }
+    // the long text keys change spelling: the last letter's case
+    let sql =
+        "UPDATE long_text SET k = CONCAT(LEFT(k, 767), UPPER(RIGHT(k, 1))) WHERE k LIKE '%x_'";
+    c.query_drop(sql).await.unwrap();
+    converge(&s, &mut run, &tables).await;
+    for url in s.shard_urls.values() {
+        let mut t = reshard_testkit::scenario::connect(url).await.unwrap();
+        let lengths: Vec<(Vec<u8>, u64)> = t
+            .query("SELECT tbl, MAX(LENGTH(k)) FROM _reshard_tombstone GROUP BY tbl")
+            .await
+            .unwrap();
+        for (tbl, len) in lengths {
+            assert_eq!(len, 33, "{}: a digested key", String::from_utf8_lossy(&tbl));
+        }
+    }
+    replay_and_compare(&s, &streamed_from, &tables).await;
 }

@@ -38,6 +38,11 @@ pub const CONTROL: &[Migration] = &[
         name: "0002_snapshot",
         sql: include_str!("../../migrations/control/0002_snapshot.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_long_keys",
+        sql: include_str!("../../migrations/control/0003_long_keys.sql"),
+    },
 ];
 
 pub const SHARD: &[Migration] = &[Migration {
