@@ -50,8 +50,8 @@ async fn converge(s: &Scenario, run: &mut std::process::Child, tables: &[&Table<
 }
 
 /// `replay --from … --to <head>`, then the targets must still equal the
-/// source.
-async fn replay_and_compare(s: &Scenario, from: &str, tables: &[&Table<'_>]) {
+/// source. Returns the replay's log.
+async fn replay_and_compare(s: &Scenario, from: &str, tables: &[&Table<'_>]) -> String {
     let to = head(s).await;
     let out = reshard(s, &["replay", "--from", from, "--to", &to]);
     assert_eq!(
@@ -64,12 +64,13 @@ async fn replay_and_compare(s: &Scenario, from: &str, tables: &[&Table<'_>]) {
     for t in tables {
         diffs.extend(compare_table(s, t, 20).await);
     }
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         diffs.is_empty(),
-        "after the replay:\n{}\n{}",
-        diffs.join("\n"),
-        String::from_utf8_lossy(&out.stderr)
+        "after the replay:\n{}\n{log}",
+        diffs.join("\n")
     );
+    log
 }
 
 // ---------------------------------------------------------------------
@@ -349,7 +350,12 @@ async fn keys_equal_under_the_collation_keep_the_sources_bytes() {
         collation_workload(&mut c, t.name, keys).await;
     }
     converge(&s, &mut run, &tables).await;
-    replay_and_compare(&s, &streamed_from, &tables).await;
+    assert!(run_log(&s).contains("learned the weights of a key collation"));
+    let replayed = replay_and_compare(&s, &streamed_from, &tables).await;
+    assert!(
+        replayed.contains("INFO") && !replayed.contains("learned the weights"),
+        "a restart reuses the weights kept in the control database:\n{replayed}"
+    );
 }
 
 /// The collations reshard learns agree with the server: for every pair

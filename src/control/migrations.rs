@@ -40,8 +40,8 @@ pub const CONTROL: &[Migration] = &[
     },
     Migration {
         version: 3,
-        name: "0003_long_keys",
-        sql: include_str!("../../migrations/control/0003_long_keys.sql"),
+        name: "0003_keys",
+        sql: include_str!("../../migrations/control/0003_keys.sql"),
     },
 ];
 

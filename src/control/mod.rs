@@ -10,7 +10,9 @@
 //! * [`lease`] — the named lock that gives a pipeline one owner;
 //! * [`position_log`] — (commit time, position) pairs that turn binlog age
 //!   into a tombstone pruning threshold;
-//! * [`migrations`] — the embedded migrations and their record.
+//! * [`migrations`] — the embedded migrations and their record;
+//! * [`collations`] — key collation weights learned from the source, per
+//!   source build (not per pipeline).
 //!
 //! On **every target** ([`shard`]): tombstones and the lanes' applied
 //! positions.
@@ -23,6 +25,7 @@
 //! "Tombstones and the floor". The schemas are in `migrations/`.
 
 pub mod checkpoint;
+pub mod collations;
 pub mod dead_letter;
 pub mod lease;
 pub mod migrations;

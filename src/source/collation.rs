@@ -37,6 +37,11 @@
 //!
 //! PAD SPACE is asked of the server too (`'a' = 'a '`), not derived from
 //! the name.
+//!
+//! Learning a full Unicode collation takes the source about half a second;
+//! `run` and `replay` keep what they learned in the control database
+//! ([`crate::control::collations`], per source build) and reuse it on the
+//! next start.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -155,10 +160,29 @@ impl KeyCollations {
 #[derive(Default)]
 pub struct CollationLoader {
     cache: HashMap<String, Arc<Collation>>,
+    /// Names of the collations learned from the server (not given).
+    fresh: Vec<String>,
     learned: KeyCollations,
 }
 
 impl CollationLoader {
+    /// A loader that takes the collations of `known` as learned (kept
+    /// from an earlier start, see [`crate::control::collations`]).
+    pub fn with_known(known: HashMap<String, Arc<Collation>>) -> CollationLoader {
+        CollationLoader {
+            cache: known,
+            ..CollationLoader::default()
+        }
+    }
+
+    /// The collations this loader learned from the server.
+    pub fn learned_now(&self) -> Vec<Arc<Collation>> {
+        self.fresh
+            .iter()
+            .filter_map(|n| self.cache.get(n).cloned())
+            .collect()
+    }
+
     /// Learns the key columns of `db.table` (`key`: a rule's `key`, else
     /// the primary key).
     pub async fn learn_table(
@@ -225,6 +249,7 @@ impl CollationLoader {
             "learned the weights of a key collation"
         );
         self.cache.insert(name.to_string(), c.clone());
+        self.fresh.push(name.to_string());
         Ok(KeyPart::Collated(c))
     }
 }

@@ -72,14 +72,48 @@ impl WeightTable {
         self.pool.get(start as usize..end as usize)
     }
 
-    /// The longest weight of any one character, in bytes.
-    pub fn max_weight(&self) -> usize {
-        self.offsets
-            .windows(2)
-            .filter(|w| w[1] & ABSENT == 0)
-            .map(|w| (w[1] - (w[0] & OFFSET)) as usize)
-            .max()
-            .unwrap_or(0)
+    /// Characters in the table.
+    fn len(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    /// `count u32 | (len u8 | weight)…` with len 0xFF for an absent
+    /// character; `None` when a weight is 255 bytes or longer.
+    fn to_bytes(&self, out: &mut Vec<u8>) -> Option<()> {
+        out.extend_from_slice(&u32::try_from(self.len()).ok()?.to_be_bytes());
+        for c in 0..self.len() {
+            match self.get(c as u32) {
+                Some(w) => {
+                    out.push(u8::try_from(w.len()).ok().filter(|l| *l != 0xFF)?);
+                    out.extend_from_slice(w);
+                }
+                None => out.push(0xFF),
+            }
+        }
+        Some(())
+    }
+
+    /// The inverse of [`WeightTable::to_bytes`]; `None` for bytes it cannot
+    /// have written.
+    fn from_bytes(b: &[u8]) -> Option<WeightTable> {
+        let (n, mut rest) = b.split_first_chunk::<4>()?;
+        let n = u32::from_be_bytes(*n) as usize;
+        let mut weights = Vec::with_capacity(n.min(rest.len()));
+        for _ in 0..n {
+            let (&len, tail) = rest.split_first()?;
+            if len == 0xFF {
+                weights.push(None);
+                rest = tail;
+            } else {
+                let (w, tail) = tail.split_at_checked(usize::from(len))?;
+                weights.push(Some(w));
+                rest = tail;
+            }
+        }
+        if !rest.is_empty() {
+            return None;
+        }
+        WeightTable::from_sequence(weights)
     }
 }
 
@@ -131,14 +165,35 @@ impl Collation {
         }
     }
 
-    /// The longest output of one byte of input (for size estimates).
-    pub fn max_weight_per_byte(&self) -> usize {
+    /// The weight tables as bytes, to keep them (see
+    /// [`crate::control::collations`]); `None` when they cannot be kept.
+    pub fn weights_to_bytes(&self) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
         match &self.weights {
-            Weights::Bytes => 1,
-            Weights::SingleByte(t) => t.max_weight(),
-            // a 1-byte character may weigh as much as any other
-            Weights::Utf8(t) => t.max_weight().max(INVALID.len() + 4),
+            Weights::Bytes => out.push(0),
+            Weights::SingleByte(t) => {
+                out.push(1);
+                t.to_bytes(&mut out)?;
+            }
+            Weights::Utf8(t) => {
+                out.push(2);
+                t.to_bytes(&mut out)?;
+            }
         }
+        Some(out)
+    }
+
+    /// A collation from [`Collation::weights_to_bytes`]; `None` for bytes
+    /// it cannot have written.
+    pub fn from_weight_bytes(name: &str, id: u16, pad_space: bool, b: &[u8]) -> Option<Collation> {
+        let (&kind, rest) = b.split_first()?;
+        let weights = match kind {
+            0 if rest.is_empty() => Weights::Bytes,
+            1 => Weights::SingleByte(WeightTable::from_bytes(rest)?),
+            2 => Weights::Utf8(WeightTable::from_bytes(rest)?),
+            _ => return None,
+        };
+        Some(Collation::new(name, id, pad_space, weights))
     }
 
     /// Whether weight `w` is what PAD SPACE pads with: nothing, or spaces.
@@ -298,7 +353,6 @@ mod tests {
             weigh(&c, "\u{4e2e}".as_bytes())
         );
         assert_ne!(weigh(&c, &[0xC3]), weigh(&c, &[0xC4]));
-        assert_eq!(c.max_weight_per_byte(), 7);
     }
 
     #[test]
@@ -312,6 +366,35 @@ mod tests {
     }
 
     #[test]
+    fn weights_round_trip_through_bytes() {
+        for c in [
+            ascii_ci(true),
+            Collation::new("utf8mb4_bin", 46, true, Weights::Bytes),
+        ] {
+            let b = c.weights_to_bytes().unwrap();
+            let back = Collation::from_weight_bytes(&c.name, c.id, c.pad_space, &b).unwrap();
+            assert_eq!(back, c);
+            assert!(
+                Collation::from_weight_bytes("x", 0, true, &b[..b.len() - 1]).is_none()
+                    || b.len() == 1
+            );
+        }
+        let w: [Option<&[u8]>; 3] = [Some(&[1, 2]), None, Some(&[])];
+        let c = Collation::new(
+            "t",
+            1,
+            false,
+            Weights::Utf8(WeightTable::from_sequence(w).unwrap()),
+        );
+        let b = c.weights_to_bytes().unwrap();
+        assert_eq!(Collation::from_weight_bytes("t", 1, false, &b).unwrap(), c);
+        assert!(Collation::from_weight_bytes("t", 1, false, &[9]).is_none());
+        let mut extra = b.clone();
+        extra.push(0);
+        assert!(Collation::from_weight_bytes("t", 1, false, &extra).is_none());
+    }
+
+    #[test]
     fn weight_tables_find_each_characters_weight() {
         let w: [Option<&[u8]>; 5] = [Some(&[1]), Some(&[]), None, Some(&[3, 3, 3]), None];
         let t = WeightTable::from_sequence(w).unwrap();
@@ -321,6 +404,5 @@ mod tests {
         assert_eq!(t.get(3), Some(&[3u8, 3, 3][..]));
         assert_eq!(t.get(4), None);
         assert_eq!(t.get(5), None);
-        assert_eq!(t.max_weight(), 3);
     }
 }
