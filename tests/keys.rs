@@ -15,6 +15,21 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reshard_testkit::scenario::Scenario;
 
+/// A scenario with only `tables` mapped, `config` lines added to its
+/// `[pipeline]`, migrated.
+async fn scenario(name: &str, tables: &[&Table<'_>], config: &str) -> Scenario {
+    let s = Scenario::create(cluster(), name).unwrap();
+    only_own_rules(&s);
+    if !config.is_empty() {
+        s.configure(config).unwrap();
+    }
+    for t in tables {
+        add_table(&s, t).await;
+    }
+    migrate(&s);
+    s
+}
+
 /// Waits until the initial copy of `run` is done.
 fn wait_for_copy(s: &Scenario, run: &mut std::process::Child) {
     let timeout = Duration::from_secs(120);
@@ -126,10 +141,7 @@ async fn insert_uuid(c: &mut Conn, id: &[u8], tenant: i32, note: &str) {
 /// re-keyed and deleted like any other, while streaming and in a replay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary16_keys_ending_in_zero_are_copied_moved_rekeyed_and_deleted() {
-    let s = Scenario::create(cluster(), "kbin").unwrap();
-    only_own_rules(&s);
-    add_table(&s, &UUIDS).await;
-    migrate(&s);
+    let s = scenario("kbin", &[&UUIDS], "").await;
     let mut rng = StdRng::seed_from_u64(16);
     let mut c = s.source().await.unwrap();
     let mut live: Vec<Vec<u8>> = Vec::new();
@@ -321,14 +333,8 @@ async fn collation_workload(c: &mut Conn, table: &str, keys: usize) {
 /// replay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_equal_under_the_collation_keep_the_sources_bytes() {
-    let s = Scenario::create(cluster(), "kcoll").unwrap();
-    only_own_rules(&s);
-    s.configure("lanes_per_shard = 4\nbatch_size = 50").unwrap();
     let tables = [&CI_UTF8, &CI_LATIN1];
-    for t in tables {
-        add_table(&s, t).await;
-    }
-    migrate(&s);
+    let s = scenario("kcoll", &tables, "lanes_per_shard = 4\nbatch_size = 50").await;
     let keys = 40;
     let mut c = s.source().await.unwrap();
     for t in tables {
@@ -522,15 +528,12 @@ async fn learned_collations_agree_with_the_server() {
 /// source's (with the fix).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsupported_and_mismatched_key_collations_are_refused_and_reported() {
-    let s = Scenario::create(cluster(), "kref").unwrap();
-    only_own_rules(&s);
     let czech = Table {
         name: "czech",
         columns: "k VARCHAR(20) CHARACTER SET utf8mb4 COLLATE utf8mb4_czech_ci NOT NULL, tenant INT NOT NULL",
         ..CI_UTF8
     };
-    add_table(&s, &czech).await;
-    add_table(&s, &CI_UTF8).await;
+    let s = scenario("kref", &[&czech, &CI_UTF8], "").await;
     // the targets' key column compares byte-wise, the source's does not
     for url in s.shard_urls.values() {
         let mut c = reshard_testkit::scenario::connect(url).await.unwrap();
@@ -538,7 +541,6 @@ async fn unsupported_and_mismatched_key_collations_are_refused_and_reported() {
             .await
             .unwrap();
     }
-    migrate(&s);
     let out = reshard(&s, &["dry-run", "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
@@ -626,14 +628,8 @@ async fn fill_text_keys(c: &mut Conn, table: &str, n: u64, utf8: bool, seed: u64
 /// pages of 100: every row arrives exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copy_pages_text_keys_in_collation_order_every_row_exactly_once() {
-    let s = Scenario::create(cluster(), "kpage").unwrap();
-    only_own_rules(&s);
-    s.configure("snapshot_chunk_rows = 100").unwrap();
     let tables = [&CI_UTF8, &CI_LATIN1];
-    for t in tables {
-        add_table(&s, t).await;
-    }
-    migrate(&s);
+    let s = scenario("kpage", &tables, "snapshot_chunk_rows = 100").await;
     let mut c = s.source().await.unwrap();
     fill_text_keys(&mut c, CI_UTF8.name, 6000, true, 1).await;
     fill_text_keys(&mut c, CI_LATIN1.name, 6000, false, 2).await;
@@ -699,14 +695,8 @@ fn long_key(table: &str, i: usize) -> String {
 /// re-inserted and replayed like any other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn longest_keys_are_copied_deleted_and_replayed_never_truncated() {
-    let s = Scenario::create(cluster(), "klong").unwrap();
-    only_own_rules(&s);
-    s.configure("snapshot_chunk_rows = 7").unwrap();
     let tables = [&LONG_BIN, &LONG_TEXT];
-    for t in tables {
-        add_table(&s, t).await;
-    }
-    migrate(&s);
+    let s = scenario("klong", &tables, "snapshot_chunk_rows = 7").await;
     let mut c = s.source().await.unwrap();
     let insert = |t: &str| format!("INSERT INTO {t} (k, tenant, n) VALUES (?, ?, 0)");
     for t in tables {
