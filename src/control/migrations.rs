@@ -43,6 +43,11 @@ pub const CONTROL: &[Migration] = &[
         name: "0003_schema_history",
         sql: include_str!("../../migrations/control/0003_schema_history.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_keys",
+        sql: include_str!("../../migrations/control/0004_keys.sql"),
+    },
 ];
 
 pub const SHARD: &[Migration] = &[Migration {

@@ -12,6 +12,7 @@
 //! * [`history`] — the schema history: each mapped table's columns by
 //!   position, for TABLE_MAPs without names (see its docs); [`ddl`] reads
 //!   the head of a DDL statement for it;
+//! * [`collation`] — the collations of key columns, learned at start-up;
 //! * [`row_image`] — binlog row images → bindable values;
 //! * [`rows`] — table rows read by `SELECT` in the same form, by key
 //!   ranges (the initial copy, dry-run sampling, verify);
@@ -19,6 +20,7 @@
 
 pub mod change;
 pub mod checksum;
+pub mod collation;
 pub mod ddl;
 pub mod events;
 pub mod file;
