@@ -16,6 +16,8 @@
 //!   position, without locks.
 //! * [`writer`] — the *applier*: per-shard lanes that apply versioned upserts
 //!   and tombstoning deletes in batched transactions.
+//! * [`pipeline`] — the *coordinator* of one streaming attempt: tailer →
+//!   router → lane pool, marks, the checkpoint, shutdown and drain.
 //! * [`checkpoint`] — the low-watermark tracker that turns per-lane progress
 //!   into a transaction-boundary checkpoint, and tombstone pruning.
 //! * [`control`] — reshard's own tables (checkpoint, copy progress, dead
@@ -24,11 +26,17 @@
 //!   and report.
 //! * [`verify`] — the *verifier*: lock-free, chunked source-vs-targets comparison.
 //! * [`commands`] — one module per CLI command; the only place that uses
-//!   `anyhow`.
+//!   `anyhow`. [`cli`] is the clap definition of the command line that
+//!   `main` parses and hands to them.
 //!
 //! Shared vocabulary lives at the top: [`position`] (binlog file:pos),
 //! [`version`] (the 128-bit row version), [`config`] (the validated config
 //! object), [`db`] (connections, session setup, redaction of secrets).
+//!
+//! Why the pipeline converges — versions, the checkpoint watermark, the
+//! copy/stream interleaving, tombstones and the floor, and what reshard
+//! refuses — is argued in `docs/architecture.md` in this repository; module
+//! docs cite its sections.
 
 pub mod checkpoint;
 pub mod cli;

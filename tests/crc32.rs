@@ -1,5 +1,5 @@
 //! `crc32(col)` in a rule file equals the server's `CRC32(col)` for every
-//! supported column type (DESIGN.md §6), and so does the routing
+//! supported column type (README, "Expression language"), and so does the routing
 //! `crc32(col) % n`.
 //!
 //! Each batch creates its own database with a table holding one column per

@@ -1,5 +1,5 @@
 //! Bad input gets exit code 2 and a clear message, quickly, and never
-//! prints a password (DESIGN §4).
+//! prints a password (README, "Configuration").
 
 mod common;
 

@@ -11,10 +11,16 @@
 //!   delete(before-key, v) at the old location (possibly another shard);
 //! * delete → delete(key, v).
 //!
-//! A `where` filter makes a row that stops matching a delete at the target
-//! (and a row that never matched produce nothing). The before image's
-//! location is computed without the filter: a delete of a key the target
-//! never held only leaves a harmless tombstone.
+//! A `where` filter is evaluated on **both** images, and an image that
+//! does not match is never routed: a row that never matched produces
+//! nothing (its shard may not even be derivable, e.g. the NULL shard key
+//! the filter is there to exclude); one that stops matching becomes a
+//! delete where it was (the before image's shard and key); one that starts
+//! matching becomes an upsert. The targets hold exactly the matching rows,
+//! because every image that matched was applied where its shard expression
+//! put it, and the change that makes it stop matching deletes it there.
+//! `where` reads the rule's lookups as they are when the change is routed,
+//! like the shard expression.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -273,88 +279,120 @@ impl Router {
     }
 
     /// The operations for one change, in the order they must be applied.
+    ///
+    /// `where` is evaluated on both images, so the four transitions of an
+    /// update are: neither image matches → nothing; only the before image
+    /// → a delete where the row was; only the after image → an upsert;
+    /// both → the ordinary update. A non-matching image is never routed
+    /// (its shard may not be derivable, e.g. a NULL shard key the filter
+    /// exists to exclude).
     pub fn route(
         &mut self,
         change: &RowChange,
         ctx: &dyn EvalContext,
     ) -> Result<Vec<WriteOp>, RouteError> {
         let plan = self.plan(&change.table)?;
-        let mut ops = Vec::with_capacity(2);
         let new = match &change.after {
-            Some(after) => {
-                let row = to_expr_row(after, plan);
-                if passes(plan, &row, change, ctx)? {
-                    let shard = shard_of(plan, &row, after, change, ctx)?;
-                    let key: Vec<Cell> = plan.key_src.iter().map(|&i| after[i].clone()).collect();
-                    let mut values = Vec::with_capacity(plan.sources.len());
-                    let mut d = 0;
-                    for src in &plan.sources {
-                        match src {
-                            Some(i) => values.push(after[*i].clone()),
-                            None => {
-                                let v = plan.derive[d].eval(&row, ctx).map_err(|e| {
-                                    let column = plan.target.columns[values.len()].clone();
-                                    plan.derive_error(
-                                        Some(after),
-                                        change,
-                                        DeriveStage::Column(column),
-                                        e,
-                                    )
-                                })?;
-                                d += 1;
-                                values.push(expr_to_cell(v));
-                            }
-                        }
-                    }
-                    Some((shard, key, values, version_of(plan, after, change)?))
-                } else {
-                    None
-                }
-            }
+            Some(after) => upsert_of(plan, after, change, ctx)?,
             None => None,
         };
         let old = match &change.before {
-            Some(before) => {
-                let row = to_expr_row(before, plan);
-                let shard = shard_of(plan, &row, before, change, ctx)?;
-                let key: Vec<Cell> = plan.key_src.iter().map(|&i| before[i].clone()).collect();
-                Some((shard, key, version_of(plan, before, change)?))
-            }
+            Some(before) => location_of(plan, before, &to_expr_row(before, plan), change, ctx)?,
             None => None,
         };
-        let op = |shard: usize, key: Vec<Cell>, kind: OpKind, version: Version| {
-            let key_enc = keyenc::encode(&key);
+        let op = |at: Located, kind: OpKind| {
+            let key_enc = keyenc::encode(&at.key);
             WriteOp {
-                shard,
+                shard: at.shard,
                 table: plan.target.clone(),
-                key,
+                key: at.key,
                 key_enc,
                 kind,
-                version,
+                version: at.version,
                 position: change.position.clone(),
             }
         };
-        let moved = match (&old, &new) {
-            (Some((os, ok, _)), Some((ns, nk, _, _))) => os != ns || ok != nk,
-            (Some(_), None) => true,
-            _ => false,
-        };
-        if moved {
-            if let Some((shard, key, version)) = old {
-                ops.push(op(shard, key, OpKind::Delete, version));
+        let mut ops = Vec::with_capacity(2);
+        match (old, new) {
+            (Some(old), Some((new, values))) => {
+                if old.shard != new.shard || old.key != new.key {
+                    ops.push(op(old, OpKind::Delete));
+                }
+                ops.push(op(new, OpKind::Upsert(values)));
             }
-        }
-        if let Some((shard, key, values, version)) = new {
-            ops.push(op(shard, key, OpKind::Upsert(values), version));
+            (Some(old), None) => ops.push(op(old, OpKind::Delete)),
+            (None, Some((new, values))) => ops.push(op(new, OpKind::Upsert(values))),
+            (None, None) => {}
         }
         Ok(ops)
     }
 }
 
+/// Where a row image that passes `where` lives on the targets, and the
+/// version of an operation built from it.
+struct Located {
+    shard: usize,
+    key: Vec<Cell>,
+    version: Version,
+}
+
+/// The location of `cells` (whose expression values are `row`) if it
+/// passes the rule's `where`, else `None`.
+fn location_of(
+    plan: &Plan,
+    cells: &[Cell],
+    row: &[Value],
+    change: &RowChange,
+    ctx: &dyn EvalContext,
+) -> Result<Option<Located>, RouteError> {
+    if !passes(plan, row, change, ctx)? {
+        return Ok(None);
+    }
+    Ok(Some(Located {
+        shard: shard_of(plan, row, cells, change, ctx)?,
+        key: plan.key_src.iter().map(|&i| cells[i].clone()).collect(),
+        version: version_of(plan, cells, change)?,
+    }))
+}
+
+/// The location and target row of an after image that passes `where`.
+fn upsert_of(
+    plan: &Plan,
+    after: &[Cell],
+    change: &RowChange,
+    ctx: &dyn EvalContext,
+) -> Result<Option<(Located, Vec<Cell>)>, RouteError> {
+    let row = to_expr_row(after, plan);
+    let Some(at) = location_of(plan, after, &row, change, ctx)? else {
+        return Ok(None);
+    };
+    let mut values = Vec::with_capacity(plan.sources.len());
+    let mut derived = plan.derive.iter();
+    for src in &plan.sources {
+        if let Some(i) = src {
+            values.push(after[*i].clone());
+            continue;
+        }
+        let column = || plan.target.columns[values.len()].clone();
+        let Some(e) = derived.next() else {
+            return Err(RouteError::Bind(format!(
+                "no expression for the derived column {}",
+                column()
+            )));
+        };
+        let v = e.eval(&row, ctx).map_err(|e| {
+            plan.derive_error(Some(after), change, DeriveStage::Column(column()), e)
+        })?;
+        values.push(expr_to_cell(v));
+    }
+    Ok(Some((at, values)))
+}
+
 /// The version of an operation built from `cells`: the change's
 /// position-derived version, or with `version = { column }` the column's
-/// value then the position (upserts use the after image, deletes the before
-/// image, so a delete always beats the row it removes).
+/// value then the position and row index of the change, so that changes of
+/// one key with equal values never tie (upserts use the after image,
+/// deletes the before image, so a delete always beats the row it removes).
 fn version_of(plan: &Plan, cells: &[Cell], change: &RowChange) -> Result<Version, RouteError> {
     let Some(i) = plan.version_col else {
         return Ok(change.version);
@@ -372,7 +410,15 @@ fn version_of(plan: &Plan, cells: &[Cell], change: &RowChange) -> Result<Version
             ))))
         }
     };
-    Version::with_column(change.version.epoch(), key, &change.position).map_err(|e| fail(e.into()))
+    let row = u64::from(change.version.row());
+    Version::with_column(
+        change.version.epoch(),
+        key,
+        &change.position,
+        row,
+        change.span,
+    )
+    .map_err(|e| fail(e.into()))
 }
 
 /// The row as expression values; only the columns some expression of the

@@ -21,6 +21,10 @@ pub struct RowChange {
     pub version: Version,
     /// Start of the rows event (or of the compressed payload) it came from.
     pub position: Position,
+    /// Length in bytes of that event or payload (0 for a row read by
+    /// `SELECT`): column versions need it to order the row images of one
+    /// event ([`crate::version::Version::with_column`]).
+    pub span: u64,
 }
 
 impl RowChange {
@@ -38,6 +42,7 @@ impl RowChange {
             after: Some(row),
             version,
             position,
+            span: 0,
         }
     }
 

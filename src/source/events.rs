@@ -775,9 +775,9 @@ impl Decoder {
                 "rows event at {start}: table map {table_id} was not kept by the decoder"
             ))
         })?;
-        let (base, mut index) = match (&self.payload, inner) {
-            (Some(p), true) => (p.start.clone(), p.rows),
-            _ => (start.clone(), 0),
+        let (base, mut index, span) = match (&self.payload, inner) {
+            (Some(p), true) => (p.start.clone(), p.rows, p.end.saturating_sub(p.start.pos)),
+            _ => (start.clone(), 0, u64::from(event.header().event_size())),
         };
         let txn = self.txn.get_or_insert_with(Vec::new);
         for row in rows.rows(tme) {
@@ -809,6 +809,7 @@ impl Decoder {
                 after,
                 version,
                 position: base.clone(),
+                span,
             });
         }
         if let (Some(p), true) = (self.payload.as_mut(), inner) {
