@@ -11,7 +11,10 @@
 //!    binlog is visible to that snapshot, and no transaction after P is.
 //!    (`SHOW MASTER STATUS` is not enough: a transaction can be in the
 //!    binlog before its position but not yet visible in InnoDB; a copy
-//!    would miss it and the stream, starting after it, too.)
+//!    would miss it and the stream, starting after it, too.) Likewise an
+//!    XA transaction prepared before P and committed after it: P is taken
+//!    again while `XA RECOVER` lists prepared transactions
+//!    ([`consistent_position`]).
 //! 2. P is saved (with the checkpoint = P) **before** any row is copied,
 //!    and a resumed copy reuses it.
 //! 3. Each chunk is its own short statement that starts after P was taken,
