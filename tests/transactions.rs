@@ -25,9 +25,14 @@ async fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().await
 }
 
-/// A migrated scenario streaming from the source's head.
-async fn streaming(name: &str) -> (Scenario, Child) {
+/// A migrated scenario streaming from the source's head; with `aria`, its
+/// source `items` table is an Aria table (non-transactional).
+async fn streaming(name: &str, aria: bool) -> (Scenario, Child) {
     let s = Scenario::create(cluster(), name).unwrap();
+    if aria {
+        let alter = format!("ALTER TABLE {}.items ENGINE=Aria", s.source_db);
+        cluster().source.sql(&alter).unwrap();
+    }
     migrate(&s);
     let (file, pos) = s.source_head().await.unwrap();
     let run = spawn_run(&s, &["--from", &format!("{file}:{pos}")]);
@@ -51,6 +56,16 @@ async fn converges(s: &Scenario, mut run: Child) {
     let st = terminate(&mut run, Duration::from_secs(30));
     assert!(diffs.is_empty(), "{}\n{}", diffs.join("\n"), run_log(s));
     assert!(st.success(), "{}", run_log(s));
+}
+
+/// Runs `statements` in one session on a source whose `items` table is
+/// Aria, while streaming; returns once the targets equal the source.
+async fn aria_session(name: &str, statements: &[&str]) -> Scenario {
+    let (s, run) = streaming(name, true).await;
+    let mut c = s.source().await.unwrap();
+    sql(&mut c, statements).await;
+    converges(&s, run).await;
+    s
 }
 
 /// How many target rows of `orders` have `id` (over every shard).
@@ -107,7 +122,7 @@ async fn exits(s: &Scenario, run: &mut Child, timeout: Duration) -> std::process
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xa_commit_rollback_and_one_phase_apply_exactly_the_committed_work() {
     let _one = serial().await;
-    let (s, run) = streaming("xa_mix").await;
+    let (s, run) = streaming("xa_mix", false).await;
     let mut a = s.source().await.unwrap();
     let mut b = s.source().await.unwrap();
     let mut c = s.source().await.unwrap();
@@ -188,7 +203,7 @@ async fn xa_commit_rollback_and_one_phase_apply_exactly_the_committed_work() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xa_prepared_rows_survive_a_kill_between_prepare_and_commit() {
     let _one = serial().await;
-    let (s, mut run) = streaming("xa_kill").await;
+    let (s, mut run) = streaming("xa_kill", false).await;
     let mut x = s.source().await.unwrap();
     let mut n = s.source().await.unwrap();
     sql(
@@ -329,17 +344,8 @@ async fn initial_copy_waits_for_prepared_xa_transactions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_rolled_back_to_a_savepoint_next_to_an_aria_table_are_not_applied() {
     let _one = serial().await;
-    let s = Scenario::create(cluster(), "sp_aria").unwrap();
-    cluster()
-        .source
-        .sql("ALTER TABLE sp_aria_src.items ENGINE=Aria")
-        .unwrap();
-    migrate(&s);
-    let (file, pos) = s.source_head().await.unwrap();
-    let run = spawn_run(&s, &["--from", &format!("{file}:{pos}")]);
-    let mut c = s.source().await.unwrap();
-    sql(
-        &mut c,
+    let s = aria_session(
+        "sp_aria",
         &[
             "INSERT INTO orders (id, buyer_id, qty) VALUES (1, 1, 1)",
             "BEGIN",
@@ -361,7 +367,6 @@ async fn rows_rolled_back_to_a_savepoint_next_to_an_aria_table_are_not_applied()
         ],
     )
     .await;
-    converges(&s, run).await;
     assert_eq!(target_orders(&s, 3).await, 0, "rolled-back row applied");
 }
 
@@ -372,17 +377,8 @@ async fn rows_rolled_back_to_a_savepoint_next_to_an_aria_table_are_not_applied()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aria_rows_of_a_rolled_back_transaction_are_applied() {
     let _one = serial().await;
-    let s = Scenario::create(cluster(), "rb_aria").unwrap();
-    cluster()
-        .source
-        .sql("ALTER TABLE rb_aria_src.items ENGINE=Aria")
-        .unwrap();
-    migrate(&s);
-    let (file, pos) = s.source_head().await.unwrap();
-    let run = spawn_run(&s, &["--from", &format!("{file}:{pos}")]);
-    let mut c = s.source().await.unwrap();
-    sql(
-        &mut c,
+    let s = aria_session(
+        "rb_aria",
         &[
             "INSERT INTO orders (id, buyer_id, qty) VALUES (1, 1, 1)",
             "BEGIN",
@@ -399,7 +395,6 @@ async fn aria_rows_of_a_rolled_back_transaction_are_applied() {
         ],
     )
     .await;
-    converges(&s, run).await;
     assert_eq!(target_orders(&s, 2).await, 0, "rolled-back row applied");
     assert_eq!(target_orders(&s, 3).await, 0, "rolled-back row applied");
 }
