@@ -273,6 +273,75 @@ async fn xa_prepared_rows_survive_a_kill_between_prepare_and_commit() {
     assert_eq!(target_orders(&s, 100).await, 1);
 }
 
+/// Two XA transactions whose PREPARE–COMMIT spans overlap: A prepared, B
+/// prepared, A committed, kill -9, B committed. The checkpoint must not
+/// sit between A's PREPARE and its COMMIT (a restart there would read a
+/// COMMIT without its PREPARE and rightly stop), nor pass B's PREPARE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_xa_transactions_survive_a_kill() {
+    let _one = serial().await;
+    let (s, mut run) = streaming("xa_overlap", false).await;
+    let mut a = s.source().await.unwrap();
+    let mut b = s.source().await.unwrap();
+    let mut n = s.source().await.unwrap();
+    sql(&mut n, &["INSERT INTO orders (id, buyer_id) VALUES (1, 1)"]).await;
+    let (file, pos) = s.source_head().await.unwrap();
+    let xa = |x: &str, id: u32| {
+        [
+            format!("XA START '{x}'"),
+            format!("INSERT INTO orders (id, buyer_id) VALUES ({id}, {id})"),
+            format!("XA END '{x}'"),
+            format!("XA PREPARE '{x}'"),
+        ]
+    };
+    let first = xa("overlap_a", 200);
+    sql(
+        &mut a,
+        &first.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await;
+    let second = xa("overlap_b", 201);
+    sql(
+        &mut b,
+        &second.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await;
+    sql(&mut a, &["XA COMMIT 'overlap_a'"]).await;
+    sql(
+        &mut n,
+        &["INSERT INTO orders (id, buyer_id) VALUES (202, 202)"],
+    )
+    .await;
+    wait_until(
+        &s,
+        "rows 200 and 202 on the targets",
+        Duration::from_secs(60),
+        || {
+            let s = &s;
+            async move { target_orders(s, 200).await == 1 && target_orders(s, 202).await == 1 }
+        },
+    )
+    .await;
+    let prepare = (file.clone(), pos);
+    wait_until(
+        &s,
+        "the checkpoint at A's PREPARE",
+        Duration::from_secs(60),
+        || {
+            let s = &s;
+            let prepare = prepare.clone();
+            async move { s.checkpoint().await.unwrap() == Some(prepare) }
+        },
+    )
+    .await;
+    crash(&mut run);
+    assert_eq!(s.checkpoint().await.unwrap(), Some((file, pos)));
+    sql(&mut b, &["XA COMMIT 'overlap_b'"]).await;
+    let run = spawn_run(&s, &[]);
+    converges(&s, run).await;
+    assert_eq!(target_orders(&s, 201).await, 1);
+}
+
 /// A stream that starts after an XA PREPARE never sees its rows; when the
 /// COMMIT comes, reshard stops and says so rather than lose them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,8 +17,9 @@
 //! XA transactions commit in two steps: the rows of a PREPARE group are
 //! held until its `XA COMMIT` (then handed out, ending there) or `XA
 //! ROLLBACK` (then dropped); see [`super::xa`]. While one is held, a
-//! checkpoint must not pass the start of its PREPARE group, so every
-//! transaction also carries `resume`: its `end`, or that start if earlier
+//! checkpoint must not pass the start of its PREPARE group (nor sit
+//! between a PREPARE and its COMMIT), so every transaction also carries
+//! `resume`: its `end`, or such a start if earlier
 //! ([`Decoder::resume_position`]). The start of a group is the `end` of
 //! the last transaction or boundary handed out before it, so `resume` is a
 //! boundary too.
@@ -194,10 +195,11 @@ impl Decoder {
     }
 
     /// Where a checkpoint may resume now: the end of the last transaction
-    /// handed out, or the start of the oldest XA PREPARE group still
-    /// pending, whichever is earlier (see [`super::xa`]).
+    /// handed out, unless that is after an XA PREPARE still pending or
+    /// between the PREPARE and the COMMIT of a committed one; then the
+    /// start of that PREPARE group (see [`super::xa`]).
     pub fn resume_position(&self) -> Position {
-        self.prepared.resume(&self.last_end)
+        self.prepared.peek(&self.last_end)
     }
 
     /// Handles one event. `conn` serves information_schema look-ups for
@@ -555,7 +557,7 @@ impl Decoder {
                 if rest.starts_with("ONE") {
                     return Ok(Some(self.finish(open, end_pos, ev.timestamp)));
                 }
-                match self.prepared.resolve(&x) {
+                match self.prepared.commit(&x, &end_pos) {
                     Some(mut held) => {
                         held.changes.extend(open);
                         Ok(Some(self.finish(held.changes, end_pos, ev.timestamp)))
@@ -568,7 +570,7 @@ impl Decoder {
             }
             "ROLLBACK" => {
                 let (x, _) = xid()?;
-                if let Some(held) = self.prepared.resolve(&x) {
+                if let Some(held) = self.prepared.rollback(&x) {
                     tracing::info!(position = %ev.start, xid = %x, rows = held.changes.len(), "XA ROLLBACK: the prepared rows are not applied");
                 }
                 self.txn = None;

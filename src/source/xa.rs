@@ -34,8 +34,15 @@
 //!
 //! While a transaction is prepared, a checkpoint must not move past the
 //! start of its PREPARE group, or a restart would never read its rows
-//! again: [`Prepared::resume`] is the position a checkpoint may hold (see
-//! "Checkpoint watermark").
+//! again. Nor may it sit between the PREPARE and the COMMIT of a committed
+//! one: a restart there would read a COMMIT without its PREPARE, which
+//! the decoder refuses because it cannot tell whether the rows were
+//! applied. [`Prepared::resume`] is the latest position at or before a
+//! transaction's end that is inside no such span: the position a
+//! checkpoint may hold (see `docs/architecture.md`, "Checkpoint
+//! watermark"). With that rule, a stream that resumes from a checkpoint
+//! meets an unknown `XA COMMIT` only when the pipeline started (`--from`,
+//! the initial copy) after its PREPARE.
 //!
 //! Held rows live in memory; a prepared transaction that stays open for
 //! long holds its rows (and the checkpoint) for as long.
@@ -239,10 +246,13 @@ pub struct Held {
     pub changes: Vec<RowChange>,
 }
 
-/// The prepared XA transactions whose outcome has not been read yet.
+/// The prepared XA transactions whose outcome has not been read yet, and
+/// the spans (PREPARE group start, end of the COMMIT) of committed ones
+/// that a checkpoint could still fall into.
 #[derive(Debug, Default)]
 pub struct Prepared {
     held: BTreeMap<Xid, Held>,
+    committed: Vec<(Position, Position)>,
 }
 
 /// A second PREPARE of an xid that is still prepared.
@@ -268,8 +278,17 @@ impl Prepared {
         Ok(())
     }
 
-    /// The outcome of `xid` was read: its held rows, if it was prepared.
-    pub fn resolve(&mut self, xid: &Xid) -> Option<Held> {
+    /// `XA COMMIT xid`, ending at `end`: its held rows, if it was
+    /// prepared.
+    pub fn commit(&mut self, xid: &Xid, end: &Position) -> Option<Held> {
+        let held = self.held.remove(xid)?;
+        self.committed.push((held.start.clone(), end.clone()));
+        Some(held)
+    }
+
+    /// `XA ROLLBACK xid`: its held rows, if it was prepared. (A restart
+    /// that reads the ROLLBACK without the PREPARE loses nothing.)
+    pub fn rollback(&mut self, xid: &Xid) -> Option<Held> {
         self.held.remove(xid)
     }
 
@@ -284,16 +303,37 @@ impl Prepared {
     }
 
     /// Where a checkpoint taken after a transaction ending at `end` may
-    /// resume: `end`, or the start of the oldest PREPARE group still
-    /// pending, whichever is earlier. Both are transaction boundaries.
-    pub fn resume(&self, end: &Position) -> Position {
-        self.held
-            .values()
-            .map(|h| &h.start)
-            .chain(std::iter::once(end))
-            .min()
-            .cloned()
-            .unwrap_or_else(|| end.clone())
+    /// resume: the latest of `end` and the PREPARE group starts that lies
+    /// after no pending PREPARE's start and strictly inside no committed
+    /// span. All candidates are transaction boundaries.
+    ///
+    /// Lowering `r` to the start `s` of a span that contains it is forced:
+    /// every position between `s` and `r` is inside the span too. So the
+    /// result is the latest allowed position, and it never decreases from
+    /// one transaction to the next (a new span starts after the previous
+    /// `end`, and a pending span only shrinks when it is committed), so
+    /// spans that end at or before it are forgotten.
+    pub fn resume(&mut self, end: &Position) -> Position {
+        let r = self.peek(end);
+        self.committed.retain(|(_, e)| *e > r);
+        r
+    }
+
+    /// [`Prepared::resume`] without forgetting anything.
+    pub fn peek(&self, end: &Position) -> Position {
+        let mut r = end.clone();
+        loop {
+            let pending = self.held.values().map(|h| &h.start).filter(|s| **s < r);
+            let inside = self
+                .committed
+                .iter()
+                .filter(|(s, e)| *s < r && r < *e)
+                .map(|(s, _)| s);
+            match pending.chain(inside).min() {
+                Some(s) => r = s.clone(),
+                None => return r,
+            }
+        }
     }
 }
 
@@ -390,11 +430,38 @@ mod tests {
             p.prepare(xid("a", "", 1), held(350)).is_err(),
             "a second PREPARE of a pending xid"
         );
-        assert!(p.resolve(&xid("c", "", 1)).is_none());
-        assert_eq!(p.resolve(&xid("a", "", 1)).unwrap().start, pos(200));
+        assert!(p.commit(&xid("c", "", 1), &pos(400)).is_none());
+        assert_eq!(p.rollback(&xid("a", "", 1)).unwrap().start, pos(200));
         assert_eq!(p.resume(&pos(400)), pos(300));
-        assert!(p.resolve(&xid("b", "", 1)).is_some());
+        assert!(p.commit(&xid("b", "", 1), &pos(450)).is_some());
         assert!(p.is_empty());
         assert_eq!(p.resume(&pos(500)), pos(500));
+    }
+
+    #[test]
+    fn the_resume_position_never_splits_a_prepare_from_its_commit() {
+        let mut p = Prepared::default();
+        // a: PREPARE group at 100, b: at 200, a commits ending at 300
+        p.prepare(xid("a", "", 1), held(100)).unwrap();
+        p.prepare(xid("b", "", 1), held(200)).unwrap();
+        p.commit(&xid("a", "", 1), &pos(300)).unwrap();
+        // 200 would re-read a's COMMIT without its PREPARE
+        assert_eq!(p.resume(&pos(300)), pos(100));
+        // c prepared at 350 and committed at 400, inside b's span
+        p.prepare(xid("c", "", 1), held(350)).unwrap();
+        p.commit(&xid("c", "", 1), &pos(400)).unwrap();
+        assert_eq!(p.resume(&pos(400)), pos(100));
+        // b commits at 500: every span is closed
+        p.commit(&xid("b", "", 1), &pos(500)).unwrap();
+        assert_eq!(p.peek(&pos(450)), pos(100), "450 is inside b's span");
+        assert_eq!(p.resume(&pos(500)), pos(500));
+        assert!(
+            p.committed.is_empty(),
+            "spans behind the resume are forgotten"
+        );
+        // a span that ends exactly at the candidate does not hold it back
+        p.prepare(xid("d", "", 1), held(600)).unwrap();
+        p.commit(&xid("d", "", 1), &pos(700)).unwrap();
+        assert_eq!(p.resume(&pos(700)), pos(700));
     }
 }
