@@ -16,6 +16,10 @@
 //! * [`row_image`] — binlog row images → bindable values;
 //! * [`rows`] — table rows read by `SELECT` in the same form, by key
 //!   ranges (the initial copy, dry-run sampling, verify);
+//! * [`xa`] — XA ids and the rows of prepared XA transactions, held until
+//!   their outcome;
+//! * [`rollback`] — savepoints, rolled-back rows and which of them
+//!   persisted (non-transactional tables);
 //! * [`change`] — the types handed to the router.
 
 pub mod change;
@@ -26,10 +30,12 @@ pub mod events;
 pub mod file;
 pub mod history;
 pub mod preflight;
+pub mod rollback;
 pub mod row_image;
 pub mod rows;
 pub mod schema;
 pub mod stream;
+pub mod xa;
 
 pub use change::{RowChange, SourceItem, Transaction};
 pub use events::{Decoder, DecoderOptions, EventAt};
