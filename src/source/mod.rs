@@ -6,8 +6,10 @@
 //! * [`events`] — the binlog event state machine shared by the tailer and
 //!   the offline reader: transaction assembly, positions, compressed
 //!   payloads, table maps, schema completion;
-//! * [`file`] — the offline reader of binlog files (framing, CRC32,
-//!   TRANSACTION_PAYLOAD decompression) over the same decoder;
+//! * [`framing`] — the event iterator over binlog files (framing, CRC32,
+//!   TRANSACTION_PAYLOAD decompression), shared by [`file`] and `inspect`;
+//! * [`file`] — the offline reader of binlog files over the same decoder;
+//! * [`json_binary`] — MySQL's binary JSON → the text MySQL prints;
 //! * [`schema`] — table schemas from TABLE_MAP metadata or information_schema;
 //! * [`row_image`] — binlog row images → bindable values;
 //! * [`rows`] — table rows read by `SELECT` in the same form, by key
@@ -18,6 +20,8 @@ pub mod change;
 pub mod checksum;
 pub mod events;
 pub mod file;
+pub mod framing;
+pub mod json_binary;
 pub mod preflight;
 pub mod row_image;
 pub mod rows;
