@@ -112,6 +112,23 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the events of binlog files, one line (or with --json one JSON
+    /// object) per event, like mysqlbinlog. Connects to nothing. Exit 2 when
+    /// a file is truncated or corrupt (the error names the file and offset).
+    Inspect {
+        /// Binlog files, read in the order given.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Show events starting at this byte offset (an event start).
+        #[arg(long, value_name = "N")]
+        start_position: Option<u64>,
+        /// Stop before the first event starting at or after this offset.
+        #[arg(long, value_name = "N")]
+        stop_position: Option<u64>,
+        /// One JSON object per event (JSON Lines); see the README.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create or upgrade reshard's own tables (control schema, and the
     /// per-shard tables on every target).
     Migrate {

@@ -4,59 +4,19 @@
 //! broken ones, and those holding what reshard refuses by design — fails
 //! with an error naming the file and a byte offset. Nothing panics.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use common::fixtures::{self, binlogs, path, BROKEN};
+
 use mysql_common::value::Value;
-use reshard::source::file::{FileError, FileSummary, MAGIC};
+use reshard::source::file::{FileError, FileSummary};
 use reshard::source::{BinlogFile, SourceItem, Transaction};
 
 fn fixtures() -> Option<PathBuf> {
-    // `../shared` next to the repository; a git worktree one level deeper
-    // (`wt/NAME`) finds it at `../../shared`; RESHARD_FIXTURES overrides.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let candidates = [
-        std::env::var_os("RESHARD_FIXTURES").map(PathBuf::from),
-        Some(root.join("../shared/fixtures/binlogs")),
-        Some(root.join("../../shared/fixtures/binlogs")),
-    ];
-    if let Some(dir) = candidates.into_iter().flatten().find(|d| d.is_dir()) {
-        Some(dir)
-    } else {
-        let dir = root.join("../shared/fixtures/binlogs");
-        println!(
-            "skipped: {} is absent (the third-party binlog fixtures live outside the repo)",
-            dir.display()
-        );
-        None
-    }
-}
-
-/// Every file under `dir` that starts with the binlog magic, by path
-/// relative to `dir`.
-fn binlogs(dir: &Path) -> BTreeMap<String, PathBuf> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let bytes = std::fs::read(&path).unwrap();
-            if bytes.starts_with(&MAGIC) {
-                let rel = path
-                    .strip_prefix(dir)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
-                out.insert(rel, path);
-            }
-        }
-    }
-    out
+    fixtures::dir()
 }
 
 fn decode(path: &Path) -> Result<FileSummary, FileError> {
@@ -76,14 +36,6 @@ fn transactions(path: &Path) -> Vec<Transaction> {
     }
     out
 }
-
-/// Deliberately broken upstream (see the fixtures README).
-const BROKEN: &[&str] = &[
-    "rust_mysql_common/binlog_truncated_event.000001",
-    "rust_mysql_common/binlog_truncated_prev_gtid_event.000001",
-    "rust_mysql_common/corrupt-relay-bin.000624",
-    "rust_mysql_common/ver_5_1-wl2325_r.001",
-];
 
 /// Valid binlogs holding what reshard refuses rather than guess at (it
 /// would lose or misplace rows), with the reason the error must give.
@@ -219,11 +171,6 @@ fn every_fixture_decodes_or_fails_cleanly() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
-fn path(rel: &str) -> Option<PathBuf> {
-    let p = fixtures()?.join(rel);
-    p.is_file().then_some(p)
 }
 
 fn bytes(s: &str) -> Value {

@@ -5,6 +5,7 @@
 //! "Errors, retries and ownership").
 
 pub mod dry_run;
+pub mod inspect;
 pub mod migrate;
 pub mod replay;
 mod replicator;
@@ -51,6 +52,17 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             force,
         } => run::run(&config, from, force).await,
         Command::Migrate { config } => migrate::migrate(&config).await,
+        Command::Inspect {
+            files,
+            start_position,
+            stop_position,
+            json,
+        } => inspect::inspect(inspect::InspectArgs {
+            files,
+            start_position,
+            stop_position,
+            json,
+        }),
         Command::Verify {
             config,
             table,

@@ -23,10 +23,12 @@ pub mod file;
 pub mod framing;
 pub mod json_binary;
 pub mod preflight;
+pub mod rebuild;
 pub mod row_image;
 pub mod rows;
 pub mod schema;
 pub mod stream;
+pub mod view;
 
 pub use change::{RowChange, SourceItem, Transaction};
 pub use events::{Decoder, DecoderOptions, EventAt};
