@@ -54,9 +54,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Re-apply a binlog range from the source (never snapshots, moves the
-    /// checkpoint only forward). With --to, exit once that transaction is
-    /// applied; without, go on like `run`.
+    /// Re-apply a binlog range from the source, or from archived binlog
+    /// files with --binlog-dir (never snapshots, moves the checkpoint only
+    /// forward). With --to, exit once that transaction is applied; without,
+    /// go on like `run` (from files: up to their end).
     Replay {
         /// The config file (reshard.toml).
         #[arg(long, value_name = "FILE")]
@@ -79,6 +80,11 @@ pub enum Command {
         /// until the replay passes their deletes).
         #[arg(long)]
         below_floor: bool,
+        /// Read archived binlog files from this directory instead of the
+        /// source server (in the index file's order, else by sequence);
+        /// ends at the archive's end without --to.
+        #[arg(long, value_name = "DIR", conflicts_with = "from_gtid")]
+        binlog_dir: Option<PathBuf>,
     },
     /// Checkpoint, floor, source head, lag and initial-copy progress.
     Status {

@@ -8,6 +8,7 @@ pub mod dry_run;
 pub mod inspect;
 pub mod migrate;
 pub mod replay;
+mod replay_archive;
 mod replicator;
 pub mod run;
 mod servers;
@@ -90,6 +91,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             from_gtid,
             to,
             below_floor,
+            binlog_dir,
         } => {
             replay::replay(
                 &config,
@@ -98,6 +100,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     from_gtid,
                     to,
                     below_floor,
+                    binlog_dir,
                 },
             )
             .await

@@ -293,11 +293,31 @@ impl Decoder {
                 Ok(self.on_file_level(ev))
             }
             MARIADB_GTID => self.on_mariadb_gtid(event, ev),
-            MARIADB_COMPRESSED_FIRST..=MARIADB_COMPRESSED_LAST => Err(SourceError::Definite(format!(
-                "MariaDB compressed binlog event (type {raw}) at {}: set log_bin_compress=OFF on the source; reshard cannot decode compressed events",
-                ev.start
-            ))),
+            MARIADB_COMPRESSED_FIRST..=MARIADB_COMPRESSED_LAST => {
+                self.on_compressed(raw, event, ev)
+            }
             _ => self.on_unknown(ev),
+        }
+    }
+
+    /// MariaDB's compressed QUERY and rows events (`log_bin_compress=ON`):
+    /// handled as the plain events they compress
+    /// ([`super::rebuild::inflate_mariadb`]), placed where they are.
+    fn on_compressed(
+        &mut self,
+        raw: u8,
+        event: &Event,
+        ev: &Placed,
+    ) -> Result<Option<SourceItem>, SourceError> {
+        let plain =
+            super::rebuild::inflate_mariadb(event).map_err(|message| SourceError::Decode {
+                position: ev.start.clone(),
+                message: format!("MariaDB compressed event (type {raw}): {message}"),
+            })?;
+        if raw == MARIADB_COMPRESSED_FIRST {
+            self.on_query(&plain, ev)
+        } else {
+            self.on_rows(&plain, ev)
         }
     }
 

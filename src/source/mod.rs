@@ -16,6 +16,7 @@
 //!   ranges (the initial copy, dry-run sampling, verify);
 //! * [`change`] — the types handed to the router.
 
+pub mod archive;
 pub mod change;
 pub mod checksum;
 pub mod events;

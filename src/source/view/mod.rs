@@ -195,7 +195,8 @@ impl EventView {
     /// Fills in what the event says; tells how it relates to the
     /// transaction around it.
     fn describe(&mut self, event: &Event, rec: &mut EventRecord) -> Result<Txn, String> {
-        let ty = rec.type_code;
+        // the event's own type: a re-made event comes back here
+        let ty = event.header().event_type_raw();
         if super::rebuild::is_mariadb_compressed(ty) {
             let plain = super::rebuild::inflate_mariadb(event)?;
             return self.describe(&plain, rec);
@@ -204,7 +205,7 @@ impl EventView {
             let v1 = super::rebuild::pre_ga_as_v1(event)?;
             return self.rows(&v1, rec).map(|()| Txn::Inside);
         }
-        match event.header().event_type_raw() {
+        match ty {
             23..=25 | 30..=32 | 39 => self.rows(event, rec).map(|()| Txn::Inside),
             19 => self.table_map(event, rec).map(|()| Txn::Inside),
             2 => self.query(event, rec),

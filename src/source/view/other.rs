@@ -19,7 +19,7 @@ pub(super) fn describe(
     rec: &mut EventRecord,
     in_txn: &mut bool,
 ) -> Result<Txn, String> {
-    let ty = rec.type_code;
+    let ty = event.header().event_type_raw();
     if (160..=164).contains(&ty) {
         return mariadb(event.data(), rec, in_txn);
     }
