@@ -42,6 +42,8 @@ fn kind(v: &Value, col: &Column) -> Kind {
             MYSQL_TYPE_NEWDECIMAL | MYSQL_TYPE_DECIMAL => {
                 Kind::Number(String::from_utf8_lossy(b).into_owned())
             }
+            // binary whatever the charset metadata says
+            MYSQL_TYPE_VECTOR | MYSQL_TYPE_GEOMETRY | MYSQL_TYPE_BIT => Kind::Binary(b.clone()),
             _ if col.charset == BINARY_CHARSET => Kind::Binary(b.clone()),
             _ => match std::str::from_utf8(b) {
                 Ok(s) => Kind::Text(s.to_string()),
