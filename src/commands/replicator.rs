@@ -38,7 +38,7 @@ impl Replicator {
         let mut servers = Servers::connect(&cfg).await?;
         servers.ensure_migrated(&cfg).await?;
         let flavor = db::flavor(&mut servers.source, "source").await?;
-        let (checksum, _) = preflight::run_all(&mut servers.source, flavor)
+        let (checksum, _) = preflight::run_all(&mut servers.source)
             .await
             .context("source pre-flight check")?;
         take_lease(&cfg, &mut servers.control).await?;
