@@ -71,16 +71,8 @@ pub async fn replay(path: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
             bail!("--to {to} is beyond the source's current head {head}");
         }
     }
-    let replay = Replay {
-        cfg,
-        router,
-        lookups,
-        control: servers.control,
-        identity,
-        flavor,
-        checksum,
-        archive: None,
-    };
+    let read = Read::Server { flavor, checksum };
+    let replay = Replay::new(cfg, router, lookups, servers.control, identity, read);
     run_replay(replay, start, args.to.clone(), &args).await
 }
 
@@ -91,9 +83,35 @@ pub(super) struct Replay {
     pub lookups: Lookups,
     pub control: Conn,
     pub identity: String,
-    pub flavor: Flavor,
-    pub checksum: bool,
-    pub archive: Option<ArchiveSource>,
+    pub read: Read,
+}
+
+impl Replay {
+    pub(super) fn new(
+        cfg: Config,
+        router: Router,
+        lookups: Lookups,
+        control: Conn,
+        identity: String,
+        read: Read,
+    ) -> Replay {
+        Replay {
+            cfg,
+            router,
+            lookups,
+            control,
+            identity,
+            read,
+        }
+    }
+}
+
+/// Where a replay reads the binlog.
+pub(super) enum Read {
+    /// From the source server's stream.
+    Server { flavor: Flavor, checksum: bool },
+    /// From archived files (`--binlog-dir`).
+    Archive(ArchiveSource),
 }
 
 /// Replays from `start` to `to` (without, on like `run`): checks the
@@ -111,10 +129,13 @@ pub(super) async fn run_replay(
         mut lookups,
         mut control,
         identity,
-        flavor,
-        checksum,
-        archive,
+        read,
     } = r;
+    let (flavor, checksum, archive) = match read {
+        Read::Server { flavor, checksum } => (flavor, checksum, None),
+        // flavour and checksums are the stream's: not used for files
+        Read::Archive(a) => (Flavor::MariaDb, false, Some(a)),
+    };
     let name = &cfg.pipeline.name;
     let stored = checkpoint::load(&mut control, name).await?;
     if let (Some(cp), Some(from)) = (&stored, &args.from) {

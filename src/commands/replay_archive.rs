@@ -16,10 +16,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 
-use super::replay::{run_replay, Replay, ReplayArgs};
+use super::replay::{run_replay, Read, Replay, ReplayArgs};
 use super::replicator::ArchiveReplicator;
 use crate::control::checkpoint;
-use crate::db::{self, Flavor};
 use crate::position::Position;
 use crate::source::archive::{Archive, ArchiveError, ArchiveSource};
 use crate::source::framing::EventReader;
@@ -55,25 +54,12 @@ pub async fn replay_archive(
         mut servers,
     } = ArchiveReplicator::start(path).await?;
     let identity = identity(&cfg, &mut servers, &archive).await?;
-    let flavor = match servers.source.as_mut() {
-        Some(c) => db::flavor(c, "source").await?,
-        // not used: the archive is read, not streamed
-        None => Flavor::MariaDb,
-    };
     tracing::info!(dir = %dir.display(), from = %from, to = %to, files = archive.files.len(), source = servers.source.is_some(), "replaying archived binlog files");
-    let replay = Replay {
-        cfg,
-        router,
-        lookups,
-        control: servers.control,
-        identity,
-        flavor,
-        checksum: false,
-        archive: Some(ArchiveSource {
-            archive,
-            schemas_from_source: servers.source.is_some(),
-        }),
-    };
+    let read = Read::Archive(ArchiveSource {
+        archive,
+        schemas_from_source: servers.source.is_some(),
+    });
+    let replay = Replay::new(cfg, router, lookups, servers.control, identity, read);
     run_replay(replay, StartAt::Position(from.clone()), Some(to), args).await
 }
 

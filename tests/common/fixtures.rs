@@ -58,6 +58,21 @@ pub fn binlogs(dir: &Path) -> BTreeMap<String, PathBuf> {
     out
 }
 
+/// `rust_mysql_common/json-opaque.binlog`'s eight documents as MySQL's
+/// `JSON_EXTRACT` prints them. (PROVENANCE lists mysql_common's own
+/// rendering, which quotes DECIMALs and packs the text; MySQL prints a bare
+/// number and a space after `:` and `,`.)
+pub const JSON_OPAQUE: [&str; 8] = [
+    r#"{"a": "base64:type15:VQ=="}"#,
+    r#"{"b": "2012-03-18"}"#,
+    r#"{"c": "2012-03-18 11:30:45.000000"}"#,
+    r#"{"c": "87:31:46.654321"}"#,
+    r#"{"d": 123.456}"#,
+    r#"{"e": 9.00}"#,
+    r#"{"e": [0, 1, true, false]}"#,
+    r#"{"e": null}"#,
+];
+
 /// Deliberately broken upstream (the fixtures README lists them).
 pub const BROKEN: &[&str] = &[
     "rust_mysql_common/binlog_truncated_event.000001",
