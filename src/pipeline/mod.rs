@@ -27,8 +27,10 @@ use crate::db::{self, Flavor, Session};
 use crate::position::Position;
 use crate::rules::lookup::Lookups;
 use crate::rules::Router;
+use crate::source::archive::{ArchiveReader, ArchiveSource};
+use crate::source::events::TableFilter;
 use crate::source::history::SchemaHistory;
-use crate::source::{SourceError, SourceItem, StartAt, Tailer, TailerOptions};
+use crate::source::{DecoderOptions, SourceError, SourceItem, StartAt, Tailer, TailerOptions};
 use crate::version::Version;
 use crate::writer::pool::LanePool;
 use crate::writer::Stats;
@@ -64,6 +66,9 @@ pub struct Attempt<'a> {
     pub shutdown: watch::Receiver<bool>,
     /// `lookup()` tables, refreshed before routing when stale.
     pub lookups: &'a mut Lookups,
+    /// Read archived binlog files instead of the server's stream
+    /// (`replay --binlog-dir`).
+    pub archive: Option<ArchiveSource>,
 }
 
 /// Runs one attempt: connects the lanes and the source, runs the
@@ -97,14 +102,17 @@ pub async fn run_attempt(a: Attempt<'_>) -> Result<Outcome, PipelineError> {
 async fn open_source(a: &Attempt<'_>) -> Result<(SourceRx, JoinHandle<()>), PipelineError> {
     let cfg = a.cfg;
     let budget = cfg.pipeline.connect_timeout;
-    let stream_conn = db::connect(&cfg.source, Session::Read, budget).await?;
-    let schema_conn = db::connect(&cfg.source, Session::Read, budget).await?;
     let wanted: HashSet<(String, String)> = a
         .router
         .rules()
         .map(|r| (r.source_db.clone(), r.source_table.clone()))
         .collect();
     let filter = Arc::new(move |d: &str, t: &str| wanted.contains(&(d.to_string(), t.to_string())));
+    if let Some(archive) = &a.archive {
+        return open_archive(a, archive, filter).await;
+    }
+    let stream_conn = db::connect(&cfg.source, Session::Read, budget).await?;
+    let schema_conn = db::connect(&cfg.source, Session::Read, budget).await?;
     let mut tailer = Tailer::open(
         stream_conn,
         schema_conn,
@@ -164,6 +172,51 @@ pub async fn open_history(
         prepared.map_err(SourceError::Schema)?;
     }
     Ok(history)
+}
+
+/// Reads archived binlog files from a task of its own, like the tailer
+/// ([`crate::source::archive`]); a read past the last file is an error
+/// unless `stop_at` ended the attempt first.
+async fn open_archive(
+    a: &Attempt<'_>,
+    archive: &ArchiveSource,
+    filter: TableFilter,
+) -> Result<(SourceRx, JoinHandle<()>), PipelineError> {
+    let cfg = a.cfg;
+    let StartAt::Position(start) = &a.start else {
+        return Err(SourceError::Definite(
+            "archived binlogs are read from a position (--from FILE:POS), not a GTID set".into(),
+        )
+        .into());
+    };
+    let schema_conn = if archive.schemas_from_source {
+        Some(db::connect(&cfg.source, Session::Read, cfg.pipeline.connect_timeout).await?)
+    } else {
+        None
+    };
+    let opts = DecoderOptions {
+        epoch: cfg.pipeline.epoch,
+        checksum: false,
+        filter,
+    };
+    let mut reader = ArchiveReader::new(archive.archive.clone(), start.clone(), opts, schema_conn);
+    let (tx, rx) = mpsc::channel::<Result<SourceItem, SourceError>>(64);
+    let task = tokio::spawn(async move {
+        loop {
+            let item = match reader.next().await {
+                Ok(Some(item)) => Ok(item),
+                Ok(None) => Err(SourceError::Definite(
+                    "the archived binlog files end before the replay's end position".into(),
+                )),
+                Err(e) => Err(e),
+            };
+            let stop = item.is_err();
+            if tx.send(item).await.is_err() || stop {
+                break;
+            }
+        }
+    });
+    Ok((rx, task))
 }
 
 /// Starts tombstone pruning for the tables versioned by position (see
