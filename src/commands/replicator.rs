@@ -119,17 +119,6 @@ impl ArchiveReplicator {
         let (cfg, router, lookups) = load(path)?;
         let mut servers = Servers::connect_source_optional(&cfg).await?;
         servers.ensure_migrated(&cfg).await?;
-        let router = match servers.source.as_mut() {
-            Some(source) => {
-                let collations =
-                    key_collations(source, &mut servers.control, router.rules()).await?;
-                router.with_key_collations(Arc::new(collations))
-            }
-            None => {
-                tracing::warn!("no source server: key collations cannot be learned, so text keys compare byte-wise; keys that differ only in case or trailing spaces under a case-insensitive collation would be treated as different keys");
-                router
-            }
-        };
         take_lease(&cfg, &mut servers.control).await?;
         Ok(ArchiveReplicator {
             cfg,
