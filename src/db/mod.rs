@@ -11,7 +11,9 @@
 //!   as-is; the server does not convert a binary string).
 //! * [`classify`] splits driver errors into transient (retry from the
 //!   checkpoint with backoff) and definite ones ([`Retry`]); every error
-//!   type above passes that decision on instead of making its own.
+//!   type above passes that decision on instead of making its own. The
+//!   list of transient causes, and the [`Backoff`] between tries, are in
+//!   [`retry`].
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +21,10 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder};
 
 use crate::config::{redact_url, Endpoint};
+
+pub mod retry;
+
+pub use retry::{Backoff, Transient, ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT};
 
 /// Session flavours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,11 +46,6 @@ pub enum Retry {
     /// Retrying will fail the same way: stop and say why.
     Definite,
 }
-
-/// Deadlock found when trying to get lock.
-pub const ER_LOCK_DEADLOCK: u16 = 1213;
-/// Lock wait timeout exceeded.
-pub const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
 
 /// A database failure, with the server it concerns.
 ///
@@ -92,6 +93,20 @@ impl DbError {
             DbError::Connect { .. } => Retry::Transient,
             DbError::Query { retry, .. } => *retry,
             DbError::Unexpected { .. } => Retry::Definite,
+        }
+    }
+
+    /// Why the failure is transient (`None` when it is definite), for the
+    /// log line of the retry.
+    pub fn transient(&self) -> Option<Transient> {
+        match self {
+            DbError::Connect { .. } => Some(Transient::CannotConnect),
+            DbError::Query {
+                retry: Retry::Transient,
+                driver,
+                ..
+            } => Some(retry::transient(driver).unwrap_or(Transient::ConnectionLost)),
+            DbError::Query { .. } | DbError::Unexpected { .. } => None,
         }
     }
 
@@ -146,26 +161,12 @@ impl DbError {
     }
 }
 
-/// Whether a driver error is worth retrying: the one place that decides.
+/// Whether a driver error is worth retrying (see [`retry::transient`],
+/// the one place that decides).
 pub fn classify(e: &mysql_async::Error) -> Retry {
-    match e {
-        mysql_async::Error::Io(_) => Retry::Transient,
-        mysql_async::Error::Driver(mysql_async::DriverError::ConnectionClosed) => Retry::Transient,
-        mysql_async::Error::Server(s)
-            if matches!(
-                s.code,
-                // lock wait timeout, deadlock, too many connections, server
-                // shutdown in progress, connection killed, gone away, lost,
-                // query interrupted
-                ER_LOCK_WAIT_TIMEOUT | ER_LOCK_DEADLOCK | 1040 | 1053 | 1927 | 2006 | 2013 | 1317
-            ) =>
-        {
-            Retry::Transient
-        }
-        mysql_async::Error::Driver(_)
-        | mysql_async::Error::Server(_)
-        | mysql_async::Error::Url(_)
-        | mysql_async::Error::Other(_) => Retry::Definite,
+    match retry::transient(e) {
+        Some(_) => Retry::Transient,
+        None => Retry::Definite,
     }
 }
 
