@@ -15,12 +15,11 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::bail;
 use mysql_async::Conn;
 
-use super::replicator::{pause_and_reconnect, shutdown_signal, Replicator};
+use super::replicator::{attempt_backoff, pause_and_reconnect, shutdown_signal, Replicator};
 use crate::checkpoint::Checkpoint;
 use crate::config::Config;
 use crate::control::checkpoint;
@@ -90,7 +89,7 @@ pub async fn replay(path: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
         .map(|c| c.position);
     let mut control = servers.control;
     let stop_rx = shutdown_signal();
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = attempt_backoff();
     loop {
         let mut skipped = 0u64;
         let attempt = Attempt {

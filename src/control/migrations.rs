@@ -38,6 +38,11 @@ pub const CONTROL: &[Migration] = &[
         name: "0002_snapshot",
         sql: include_str!("../../migrations/control/0002_snapshot.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_lease",
+        sql: include_str!("../../migrations/control/0005_lease.sql"),
+    },
 ];
 
 pub const SHARD: &[Migration] = &[Migration {
