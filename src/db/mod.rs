@@ -147,6 +147,21 @@ impl DbError {
         }
     }
 
+    /// A statement that got no answer within `after`: the connection is
+    /// presumed dead (half-open: the peer vanished without closing it),
+    /// which is transient like any lost connection.
+    pub fn no_answer(server: &str, context: impl Into<String>, after: Duration) -> DbError {
+        let io = std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {:.0}s", after.as_secs_f64()),
+        );
+        DbError::query(
+            server,
+            context,
+            mysql_async::Error::Io(mysql_async::IoError::Io(io)),
+        )
+    }
+
     /// A result reshard cannot use (definite).
     pub fn unexpected(
         server: &str,
@@ -252,6 +267,29 @@ pub async fn connect_opts(ep: &Endpoint, opts: Opts, budget: Duration) -> Result
     }
 }
 
+/// How often an idle connection must be used so that the server does not
+/// close it: a third of the session's `wait_timeout`, between half a
+/// second and five minutes.
+pub async fn keepalive_interval(conn: &mut Conn) -> Duration {
+    let secs: Option<u64> = conn
+        .query_first("SELECT @@SESSION.wait_timeout")
+        .await
+        .ok()
+        .flatten();
+    Duration::from_millis(secs.unwrap_or(28_800).saturating_mul(1000) / 3)
+        .clamp(Duration::from_millis(500), Duration::from_secs(300))
+}
+
+/// `COM_PING`, bounded by `within`: keeps an idle connection alive and
+/// proves it is.
+pub async fn ping(conn: &mut Conn, server: &str, within: Duration) -> Result<(), DbError> {
+    match tokio::time::timeout(within, conn.ping()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(DbError::query(server, "keep-alive ping", e)),
+        Err(_) => Err(DbError::no_answer(server, "keep-alive ping", within)),
+    }
+}
+
 /// Quotes an identifier with backticks.
 pub fn quote_ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
@@ -285,6 +323,14 @@ pub async fn flavor(conn: &mut Conn, server: &str) -> Result<Flavor, DbError> {
 #[cfg(test)]
 mod tests {
     use super::quote_ident;
+
+    #[test]
+    fn no_answer_is_a_transient_lost_connection() {
+        let e = super::DbError::no_answer("s1", "COMMIT", std::time::Duration::from_secs(5));
+        assert_eq!(e.retry(), super::Retry::Transient);
+        assert_eq!(e.transient(), Some(super::Transient::ConnectionLost));
+        assert!(e.to_string().contains("no answer within 5s"), "{e}");
+    }
 
     #[test]
     fn quotes_backticks() {
