@@ -209,20 +209,6 @@ pub(super) struct Pending<'a> {
     pub hints: &'a mut TombstoneHints,
 }
 
-impl Pending<'_> {
-    /// Applies the batch on the link's connection (opened first, within
-    /// `quick` when given); a failed connection is the caller's to drop.
-    pub(super) async fn apply_on(
-        &mut self,
-        link: &mut Link,
-        cfg: &LaneConfig,
-        quick: Option<Duration>,
-    ) -> Result<(), DbError> {
-        let conn = link.conn(quick).await?;
-        apply_deduped(conn, cfg, self.batch, self.end, self.stats, self.hints).await
-    }
-}
-
 fn take(
     msg: LaneMsg,
     cfg: &LaneConfig,
@@ -263,41 +249,55 @@ pub async fn apply_batch(
     stats: &Stats,
     hints: &mut TombstoneHints,
 ) -> Result<(), DbError> {
-    apply_deduped(conn, cfg, &dedup(ops), end, stats, hints).await
+    let batch = dedup(ops);
+    let mut pending = Pending {
+        batch: &batch,
+        end,
+        stats,
+        hints,
+    };
+    pending.apply(conn, cfg).await
 }
 
-/// [`apply_batch`] after [`dedup`]. Each try is bounded by
-/// [`BATCH_TIMEOUT`]: a connection that stops answering (half-open) is a
-/// lost connection, not a lane stuck for the kernel's retransmission
-/// timeout.
-async fn apply_deduped(
-    conn: &mut Conn,
-    cfg: &LaneConfig,
-    batch: &[(Arc<TargetTable>, Vec<BatchOp>)],
-    end: Option<&Position>,
-    stats: &Stats,
-    hints: &mut TombstoneHints,
-) -> Result<(), DbError> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let tried = tokio::time::timeout(BATCH_TIMEOUT, apply(conn, cfg, batch, end, stats, hints))
-            .await
-            .unwrap_or_else(|_| {
-                Err(DbError::no_answer(
-                    &cfg.shard,
-                    "applying a batch",
-                    BATCH_TIMEOUT,
-                ))
-            });
-        match tried {
-            Ok(()) => return Ok(()),
-            // deadlocks and lock waits: the transaction was rolled back, try again
-            Err(e) if e.is_lock_conflict() && attempt < RETRIES => {
-                tracing::warn!(shard = %cfg.shard, lane = cfg.lane, attempt, error = %e, "batch rolled back, retrying");
-                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+impl Pending<'_> {
+    /// Applies the batch on the link's connection (opened first, within
+    /// `quick` when given); a failed connection is the caller's to drop.
+    pub(super) async fn apply_on(
+        &mut self,
+        link: &mut Link,
+        cfg: &LaneConfig,
+        quick: Option<Duration>,
+    ) -> Result<(), DbError> {
+        let conn = link.conn(quick).await?;
+        self.apply(conn, cfg).await
+    }
+
+    /// [`apply_batch`] after [`dedup`]. Each try is bounded by
+    /// [`BATCH_TIMEOUT`]: a connection that stops answering (half-open) is
+    /// a lost connection, not a lane stuck for the kernel's retransmission
+    /// timeout.
+    async fn apply(&mut self, conn: &mut Conn, cfg: &LaneConfig) -> Result<(), DbError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let tried = tokio::time::timeout(BATCH_TIMEOUT, apply(conn, cfg, self))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(DbError::no_answer(
+                        &cfg.shard,
+                        "applying a batch",
+                        BATCH_TIMEOUT,
+                    ))
+                });
+            match tried {
+                Ok(()) => return Ok(()),
+                // deadlocks and lock waits: the transaction was rolled back, try again
+                Err(e) if e.is_lock_conflict() && attempt < RETRIES => {
+                    tracing::warn!(shard = %cfg.shard, lane = cfg.lane, attempt, error = %e, "batch rolled back, retrying");
+                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
         }
     }
 }
@@ -367,11 +367,10 @@ struct Counts {
 async fn apply(
     conn: &mut Conn,
     cfg: &LaneConfig,
-    batch: &[(Arc<TargetTable>, Vec<BatchOp>)],
-    end: Option<&Position>,
-    stats: &Stats,
-    hints: &mut TombstoneHints,
+    pending: &mut Pending<'_>,
 ) -> Result<(), DbError> {
+    let (batch, end, stats) = (pending.batch, pending.end, pending.stats);
+    let hints = &mut *pending.hints;
     let server = cfg.shard.as_str();
     let mut tx = conn
         .start_transaction(TxOpts::default())
