@@ -6,19 +6,23 @@
 //! retries and ownership").
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use tokio::sync::watch;
 
 use super::servers::Servers;
 use crate::config::{redact_url, Config};
+use crate::control;
 use crate::control::lease::{self, Acquire, Owner};
 use crate::db::{self, Backoff, Flavor};
 use crate::pipeline::PipelineError;
 use crate::rules::lookup::Lookups;
-use crate::rules::{load_dir, Router};
+use crate::rules::{load_dir, Router, Rule};
+use crate::source::collation::{CollationLoader, KeyCollations};
 use crate::source::{self, preflight};
 
 /// A replicating command after its start-up checks.
@@ -37,27 +41,17 @@ impl Replicator {
     /// Loads config and rules, connects every server, checks migrations and
     /// the source settings, and takes the pipeline lease.
     pub async fn start(path: &Path) -> anyhow::Result<Replicator> {
-        let cfg = Config::load(path)?;
-        let rules = load_dir(&cfg.pipeline.rules)?;
-        let shard_names: Vec<String> = cfg.targets.keys().cloned().collect();
-        let lookups = Lookups::new(&rules, cfg.pipeline.lookup_ttl);
-        let router = Router::new(rules, &shard_names)?;
+        let (cfg, router, lookups) = load(path)?;
         let mut servers = Servers::connect(&cfg).await?;
         servers.ensure_migrated(&cfg).await?;
         let flavor = db::flavor(&mut servers.source, "source").await?;
-        let (checksum, _) = preflight::run_all(&mut servers.source, flavor)
+        let (checksum, _) = preflight::run_all(&mut servers.source)
             .await
             .context("source pre-flight check")?;
-        let me = Owner::this_process();
-        let name = &cfg.pipeline.name;
-        if let Acquire::HeldBy(holder) =
-            lease::acquire(&mut servers.control, name, me, Duration::ZERO).await?
-        {
-            match holder {
-                Some(h) => bail!("pipeline {name:?} is already running: another reshard holds its lease in the control database ({h})"),
-                None => bail!("pipeline {name:?} is already running (another reshard holds its lease in the control database)"),
-            }
-        }
+        let collations =
+            key_collations(&mut servers.source, &mut servers.control, router.rules()).await?;
+        let router = router.with_key_collations(Arc::new(collations));
+        take_lease(&cfg, &mut servers.control).await?;
         let identity = source::server_identity(&mut servers.source).await?;
         Ok(Replicator {
             cfg,
@@ -68,6 +62,106 @@ impl Replicator {
             checksum,
             identity,
         })
+    }
+}
+
+/// Learns the collations of every mapped table's key columns from the
+/// source (or takes them from the control database, where they are kept
+/// per source build), refusing a column reshard cannot compare exactly
+/// (see [`crate::source::collation`]).
+pub async fn key_collations<'a>(
+    source: &mut Conn,
+    control: &mut Conn,
+    rules: impl Iterator<Item = &'a Arc<Rule>>,
+) -> anyhow::Result<KeyCollations> {
+    let version: Option<String> = source
+        .query_first("SELECT @@version")
+        .await
+        .context("reading the source's version")?;
+    let version = version.unwrap_or_default();
+    let started = std::time::Instant::now();
+    let known = control::collations::load(control, &version).await?;
+    let kept = known.len();
+    let mut loader = CollationLoader::with_known(known);
+    let mut stored = 0;
+    for r in rules {
+        loader
+            .learn_table(source, &r.source_db, &r.source_table, r.key.as_deref())
+            .await
+            .with_context(|| format!("{}: the key of {}", r.file.display(), r.source_name()))?;
+        // kept at once: a start that dies later need not learn it again
+        for c in loader.learned_now().iter().skip(stored) {
+            control::collations::store(control, &version, c).await?;
+            stored += 1;
+        }
+    }
+    tracing::info!(
+        kept,
+        learned = stored,
+        ms = started.elapsed().as_millis() as u64,
+        "key collations ready"
+    );
+    Ok(loader.finish())
+}
+
+/// `replay --binlog-dir` after its start-up checks: like [`Replicator`],
+/// but the source server is optional (the binlog comes from files; the
+/// source only answers for column names the files lack) and its settings
+/// are not checked (the files' events are).
+pub struct ArchiveReplicator {
+    pub cfg: Config,
+    pub router: Router,
+    pub lookups: Lookups,
+    pub servers: Servers<Option<Conn>>,
+}
+
+impl ArchiveReplicator {
+    /// Loads config and rules, connects the control server and the targets
+    /// (and the source when reachable), checks migrations and takes the
+    /// pipeline lease.
+    pub async fn start(path: &Path) -> anyhow::Result<ArchiveReplicator> {
+        let (cfg, router, lookups) = load(path)?;
+        let mut servers = Servers::connect_source_optional(&cfg).await?;
+        servers.ensure_migrated(&cfg).await?;
+        let router = match servers.source.as_mut() {
+            Some(source) => {
+                let collations =
+                    key_collations(source, &mut servers.control, router.rules()).await?;
+                router.with_key_collations(Arc::new(collations))
+            }
+            None => {
+                tracing::warn!("no source server: key collations cannot be learned, so text keys compare byte-wise; keys that differ only in case or trailing spaces under a case-insensitive collation would be treated as different keys");
+                router
+            }
+        };
+        take_lease(&cfg, &mut servers.control).await?;
+        Ok(ArchiveReplicator {
+            cfg,
+            router,
+            lookups,
+            servers,
+        })
+    }
+}
+
+/// The config, the router over its rules and the `lookup()` cache.
+fn load(path: &Path) -> anyhow::Result<(Config, Router, Lookups)> {
+    let cfg = Config::load(path)?;
+    let rules = load_dir(&cfg.pipeline.rules)?;
+    let shard_names: Vec<String> = cfg.targets.keys().cloned().collect();
+    let lookups = Lookups::new(&rules, cfg.pipeline.lookup_ttl);
+    let router = Router::new(rules, &shard_names)?;
+    Ok((cfg, router, lookups))
+}
+
+/// Takes the pipeline lease, or says who holds it.
+async fn take_lease(cfg: &Config, control: &mut Conn) -> anyhow::Result<()> {
+    let me = Owner::this_process();
+    let name = &cfg.pipeline.name;
+    match lease::acquire(control, name, me, Duration::ZERO).await? {
+        Acquire::Acquired => Ok(()),
+        Acquire::HeldBy(Some(h)) => bail!("pipeline {name:?} is already running: another reshard holds its lease in the control database ({h})"),
+        Acquire::HeldBy(None) => bail!("pipeline {name:?} is already running (another reshard holds its lease in the control database)"),
     }
 }
 

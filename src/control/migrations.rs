@@ -39,6 +39,16 @@ pub const CONTROL: &[Migration] = &[
         sql: include_str!("../../migrations/control/0002_snapshot.sql"),
     },
     Migration {
+        version: 3,
+        name: "0003_schema_history",
+        sql: include_str!("../../migrations/control/0003_schema_history.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "0004_keys",
+        sql: include_str!("../../migrations/control/0004_keys.sql"),
+    },
+    Migration {
         version: 5,
         name: "0005_lease",
         sql: include_str!("../../migrations/control/0005_lease.sql"),
@@ -154,6 +164,7 @@ mod tests {
     fn embedded_migrations_split_into_statements() {
         assert_eq!(split_statements(CONTROL[0].sql).len(), 2);
         assert_eq!(split_statements(CONTROL[1].sql).len(), 4);
+        assert_eq!(split_statements(CONTROL[2].sql).len(), 1);
         assert_eq!(split_statements(SHARD[0].sql).len(), 2);
         assert_eq!(split_statements("-- only a comment\n"), Vec::<&str>::new());
     }

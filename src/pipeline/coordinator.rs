@@ -150,7 +150,8 @@ impl<'a> Coordinator<'a> {
         if let Err(e) = self.dispatch(&txn).await {
             return ControlFlow::Break(Err(e));
         }
-        self.book.dispatched(txn.end.clone(), txn.timestamp);
+        self.book
+            .dispatched(txn.end.clone(), txn.resume.clone(), txn.timestamp);
         match &self.a.stop_at {
             Some(stop) if txn.end >= *stop => ControlFlow::Break(Ok(Outcome::ReachedEnd)),
             _ => ControlFlow::Continue(()),
@@ -201,11 +202,16 @@ impl<'a> Coordinator<'a> {
     /// watermark, and log progress.
     async fn tick(&mut self) -> Flow {
         if let Some(m) = self.book.mark_due() {
-            if self.lanes.mark(m.seq, &m.end, m.timestamp).await.is_err() {
+            if self
+                .lanes
+                .mark(m.seq, &m.resume, m.timestamp)
+                .await
+                .is_err()
+            {
                 // a lane is gone; its error surfaces from join_next
                 return ControlFlow::Continue(());
             }
-            self.book.marked(m.seq);
+            self.book.marked(&m);
         }
         if let Some(w) = self.tracker.watermark().cloned() {
             if let Some(adv) = self.book.advance(&w, Instant::now()) {
@@ -324,7 +330,9 @@ impl<'a> Coordinator<'a> {
             }
         };
         if let Some(m) = self.book.mark_due() {
-            let _ = self.lanes.mark(m.seq, &m.end, m.timestamp).await;
+            if self.lanes.mark(m.seq, &m.resume, m.timestamp).await.is_ok() {
+                self.book.marked(&m);
+            }
         }
         self.lanes.close();
         let lane_error = self.wait_for_lanes().await;

@@ -27,7 +27,10 @@ use crate::db::{self, Flavor, Session};
 use crate::position::Position;
 use crate::rules::lookup::Lookups;
 use crate::rules::Router;
-use crate::source::{SourceError, SourceItem, StartAt, Tailer, TailerOptions};
+use crate::source::archive::{ArchiveReader, ArchiveSource};
+use crate::source::events::TableFilter;
+use crate::source::history::SchemaHistory;
+use crate::source::{DecoderOptions, SourceError, SourceItem, StartAt, Tailer, TailerOptions};
 use crate::version::Version;
 use crate::writer::pool::LanePool;
 use crate::writer::Stats;
@@ -63,6 +66,9 @@ pub struct Attempt<'a> {
     pub shutdown: watch::Receiver<bool>,
     /// `lookup()` tables, refreshed before routing when stale.
     pub lookups: &'a mut Lookups,
+    /// Read archived binlog files instead of the server's stream
+    /// (`replay --binlog-dir`).
+    pub archive: Option<ArchiveSource>,
 }
 
 /// Runs one attempt: connects the lanes and the source, runs the
@@ -96,14 +102,17 @@ pub async fn run_attempt(a: Attempt<'_>) -> Result<Outcome, PipelineError> {
 async fn open_source(a: &Attempt<'_>) -> Result<(SourceRx, JoinHandle<()>), PipelineError> {
     let cfg = a.cfg;
     let budget = cfg.pipeline.connect_timeout;
-    let stream_conn = db::connect(&cfg.source, Session::Read, budget).await?;
-    let schema_conn = db::connect(&cfg.source, Session::Read, budget).await?;
     let wanted: HashSet<(String, String)> = a
         .router
         .rules()
         .map(|r| (r.source_db.clone(), r.source_table.clone()))
         .collect();
     let filter = Arc::new(move |d: &str, t: &str| wanted.contains(&(d.to_string(), t.to_string())));
+    if let Some(archive) = &a.archive {
+        return open_archive(a, archive, filter).await;
+    }
+    let stream_conn = db::connect(&cfg.source, Session::Read, budget).await?;
+    let schema_conn = db::connect(&cfg.source, Session::Read, budget).await?;
     let mut tailer = Tailer::open(
         stream_conn,
         schema_conn,
@@ -118,6 +127,11 @@ async fn open_source(a: &Attempt<'_>) -> Result<(SourceRx, JoinHandle<()>), Pipe
         },
     )
     .await?;
+    let at = match &a.start {
+        StartAt::Position(p) => Some(p),
+        StartAt::Gtid(_) => None,
+    };
+    tailer.set_history(open_history(cfg, a.router, at).await?);
     let (tx, rx) = mpsc::channel::<Result<SourceItem, SourceError>>(64);
     let task = tokio::spawn(async move {
         loop {
@@ -128,6 +142,79 @@ async fn open_source(a: &Attempt<'_>) -> Result<(SourceRx, JoinHandle<()>), Pipe
             }
         }
         tailer.close().await;
+    });
+    Ok((rx, task))
+}
+
+/// The schema history of the router's tables (see
+/// [`crate::source::history`]), with every table's columns recorded as
+/// valid at `at` when given: where streaming starts, or the initial copy's
+/// position. (A GTID start has no position to record at.)
+pub async fn open_history(
+    cfg: &Config,
+    router: &Router,
+    at: Option<&Position>,
+) -> Result<SchemaHistory, PipelineError> {
+    let budget = cfg.pipeline.connect_timeout;
+    let control = db::connect(&cfg.control, Session::Read, budget).await?;
+    let mapped = router
+        .rules()
+        .map(|r| (r.source_db.clone(), r.source_table.clone()))
+        .collect();
+    let p = &cfg.pipeline;
+    let mut history = SchemaHistory::load(control, &p.name, p.epoch, mapped)
+        .await
+        .map_err(SourceError::Schema)?;
+    if let Some(at) = at {
+        let mut source = db::connect(&cfg.source, Session::Read, budget).await?;
+        let prepared = history.prepare(&mut source, at).await;
+        let _ = source.disconnect().await;
+        prepared.map_err(SourceError::Schema)?;
+    }
+    Ok(history)
+}
+
+/// Reads archived binlog files from a task of its own, like the tailer
+/// ([`crate::source::archive`]); a read past the last file is an error
+/// unless `stop_at` ended the attempt first.
+async fn open_archive(
+    a: &Attempt<'_>,
+    archive: &ArchiveSource,
+    filter: TableFilter,
+) -> Result<(SourceRx, JoinHandle<()>), PipelineError> {
+    let cfg = a.cfg;
+    let StartAt::Position(start) = &a.start else {
+        return Err(SourceError::Definite(
+            "archived binlogs are read from a position (--from FILE:POS), not a GTID set".into(),
+        )
+        .into());
+    };
+    let schema_conn = if archive.schemas_from_source {
+        Some(db::connect(&cfg.source, Session::Read, cfg.pipeline.connect_timeout).await?)
+    } else {
+        None
+    };
+    let opts = DecoderOptions {
+        epoch: cfg.pipeline.epoch,
+        checksum: false,
+        filter,
+    };
+    let mut reader = ArchiveReader::new(archive.archive.clone(), start.clone(), opts, schema_conn);
+    let (tx, rx) = mpsc::channel::<Result<SourceItem, SourceError>>(64);
+    let task = tokio::spawn(async move {
+        loop {
+            let item = match reader.next().await {
+                Ok(Some(item)) => Ok(item),
+                Ok(None) => Err(SourceError::Definite(
+                    "the archived binlog files end before the replay's end position".into(),
+                )),
+                Err(e) => Err(e),
+            };
+            let stop = item.is_err();
+            if tx.send(item).await.is_err() || stop {
+                break;
+            }
+        }
     });
     Ok((rx, task))
 }

@@ -13,7 +13,8 @@
 //! [`stall_after`] (three heartbeat periods and a margin) is declared dead
 //! with a transient error, and the attempt resumes from the checkpoint on
 //! a new connection. The schema connection, idle between table look-ups,
-//! is pinged so that the server's `wait_timeout` does not close it.
+//! and the schema history's control connection, idle between DDLs, are
+//! pinged so that the servers' `wait_timeout` does not close them.
 
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,7 @@ use mysql_async::{BinlogStream, BinlogStreamRequest, Conn};
 use super::change::SourceItem;
 pub use super::events::TableFilter;
 use super::events::{Decoder, DecoderOptions, EventAt};
+use super::history::SchemaHistory;
 use super::schema::SchemaError;
 use super::SourceError;
 use crate::db::{self, DbError, Flavor};
@@ -179,6 +181,12 @@ impl Tailer {
         self.decoder.position()
     }
 
+    /// Decodes TABLE_MAPs without column names by the schema history
+    /// (see [`super::history`]).
+    pub fn set_history(&mut self, history: SchemaHistory) {
+        self.decoder.set_history(history);
+    }
+
     /// The next committed transaction or heartbeat; an error when the
     /// stream stays silent too long (see the module docs).
     pub async fn next(&mut self) -> Result<SourceItem, SourceError> {
@@ -186,8 +194,7 @@ impl Tailer {
         loop {
             let ping = self.schema_pinged + self.keepalive;
             if Instant::now() >= ping {
-                db::ping(&mut self.schema_conn, "source", PING_TIMEOUT).await?;
-                self.schema_pinged = Instant::now();
+                self.keep_alive().await?;
                 continue;
             }
             let stalled = heard + stall_after(self.heartbeat);
@@ -222,6 +229,18 @@ impl Tailer {
         }
     }
 
+    /// Pings the idle schema connection and the schema history's.
+    async fn keep_alive(&mut self) -> Result<(), SourceError> {
+        db::ping(&mut self.schema_conn, "source", PING_TIMEOUT).await?;
+        if let Some(mut history) = self.decoder.take_history() {
+            let pinged = history.keep_alive(PING_TIMEOUT).await;
+            self.decoder.set_history(history);
+            pinged?;
+        }
+        self.schema_pinged = Instant::now();
+        Ok(())
+    }
+
     fn stalled(&self) -> SourceError {
         SourceError::Transient(format!(
             "no binlog event and no heartbeat from the source for {}s at {} (heartbeats were asked for every {}s): the connection is presumed dead",
@@ -231,8 +250,11 @@ impl Tailer {
         ))
     }
 
-    /// Closes the replica connection.
-    pub async fn close(self) {
+    /// Closes the replica connection (and the history's).
+    pub async fn close(mut self) {
+        if let Some(h) = self.decoder.take_history() {
+            h.close().await;
+        }
         let _ = self.stream.close().await;
         let _ = self.schema_conn.disconnect().await;
     }
