@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::{migrate, reshard, run_log, spawn_run, terminate};
+use common::{migrate, reshard, run_log, spawn_run, terminate, wait_until};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, TxOpts};
 use rand::rngs::StdRng;
@@ -110,7 +110,7 @@ impl Load {
     /// Waits until `n` more transactions were committed.
     async fn wait_for(&self, n: u64, what: &str, s: &Scenario) {
         let goal = self.commits() + n;
-        wait_until(Duration::from_secs(120), what, s, || async {
+        wait_until(s, what, Duration::from_secs(120), || async {
             self.commits() >= goal
         })
         .await;
@@ -177,24 +177,6 @@ async fn one_transaction(
     tx.commit().await
 }
 
-/// Polls `cond` every 100 ms until it holds; panics with the run log after
-/// `timeout`.
-async fn wait_until<F, Fut>(timeout: Duration, what: &str, s: &Scenario, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !cond().await {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}\n{}",
-            run_log(s)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// A binlog position as an ordered pair (file sequence, offset).
 fn ordered(p: &(String, u64)) -> (u64, u64) {
     let seq =
@@ -217,7 +199,7 @@ async fn head(s: &Scenario) -> (u64, u64) {
 /// pipeline streams and applies).
 async fn wait_applied_to_now(s: &Scenario, what: &str) {
     let now = head(s).await;
-    wait_until(Duration::from_secs(120), what, s, || async {
+    wait_until(s, what, Duration::from_secs(120), || async {
         checkpoint(s).await.is_some_and(|c| c >= now)
     })
     .await;
@@ -278,9 +260,9 @@ async fn start_under_load(s: &Scenario) -> (Child, Load) {
     migrate(s);
     let run = spawn_run(s, &[]);
     wait_until(
-        Duration::from_secs(60),
-        "the first checkpoint",
         s,
+        "the first checkpoint",
+        Duration::from_secs(60),
         || async { checkpoint(s).await.is_some() },
     )
     .await;
