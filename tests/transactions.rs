@@ -83,23 +83,6 @@ async fn target_orders(s: &Scenario, id: u64) -> u64 {
     n
 }
 
-/// Polls `cond` every 100 ms until it holds, or panics at the deadline.
-async fn wait_until<F, Fut>(s: &Scenario, what: &str, timeout: Duration, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !cond().await {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            run_log(s)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Waits for reshard to exit by itself.
 async fn exits(s: &Scenario, run: &mut Child, timeout: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + timeout;

@@ -15,12 +15,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::bail;
 use mysql_async::Conn;
 
-use super::replicator::{pause_and_reconnect, shutdown_signal, Replicator};
+use super::replicator::{attempt_backoff, pause_and_reconnect, shutdown_signal, Replicator};
 use crate::checkpoint::Checkpoint;
 use crate::config::Config;
 use crate::control::checkpoint;
@@ -162,7 +161,7 @@ pub(super) async fn run_replay(
         .await?
         .map(|c| c.position);
     let stop_rx = shutdown_signal();
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = attempt_backoff();
     loop {
         let mut skipped = 0u64;
         let attempt = Attempt {

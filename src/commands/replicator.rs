@@ -1,7 +1,9 @@
 //! What `run` and `replay` share: the start-up sequence (config, rules,
 //! servers, migrations, pre-flight checks, the pipeline lease), the
 //! shutdown signal, and the pause between attempts after a transient
-//! failure.
+//! failure, after which the control connection is known to hold the lease
+//! (see [`crate::control::lease`] and `docs/architecture.md`, "Errors,
+//! retries and ownership").
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,8 +16,10 @@ use tokio::sync::watch;
 
 use super::servers::Servers;
 use crate::config::{redact_url, Config};
-use crate::control::{self, lease};
-use crate::db::{self, Flavor};
+use crate::control;
+use crate::control::lease::{self, Acquire, Owner};
+use crate::db::{self, Backoff, Flavor};
+use crate::pipeline::PipelineError;
 use crate::rules::lookup::Lookups;
 use crate::rules::{load_dir, Router, Rule};
 use crate::source::collation::{CollationLoader, KeyCollations};
@@ -141,13 +145,13 @@ fn load(path: &Path) -> anyhow::Result<(Config, Router, Lookups)> {
 
 /// Takes the pipeline lease, or says who holds it.
 async fn take_lease(cfg: &Config, control: &mut Conn) -> anyhow::Result<()> {
-    if !lease::acquire(control, &cfg.pipeline.name).await? {
-        bail!(
-            "pipeline {:?} is already running (another reshard holds its lease in the control database)",
-            cfg.pipeline.name
-        );
+    let me = Owner::this_process();
+    let name = &cfg.pipeline.name;
+    match lease::acquire(control, name, me, Duration::ZERO).await? {
+        Acquire::Acquired => Ok(()),
+        Acquire::HeldBy(Some(h)) => bail!("pipeline {name:?} is already running: another reshard holds its lease in the control database ({h})"),
+        Acquire::HeldBy(None) => bail!("pipeline {name:?} is already running (another reshard holds its lease in the control database)"),
     }
-    Ok(())
 }
 
 /// A receiver that turns true on SIGINT or SIGTERM.
@@ -184,51 +188,85 @@ pub async fn wait_for_signal() {
     }
 }
 
-/// After a transient failure: waits `backoff` (doubling it, up to 30 s)
-/// unless shutdown is requested, then reconnects the control connection
-/// (it may be the one that broke) and takes the lease again. Returns false
-/// when shutdown was requested instead.
+/// The pause between attempts: capped exponential backoff with jitter
+/// (see [`db::retry`]).
+pub fn attempt_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(500), Duration::from_secs(30))
+}
+
+/// After a transient failure: logs what failed and why, waits the next
+/// backoff pause unless shutdown is requested, and makes sure `control`
+/// holds the pipeline lease — keeping a live connection that does,
+/// reconnecting and taking the lease again when not, and pausing again
+/// while the control database cannot be reached. Returns false when
+/// shutdown was requested instead; fails only when another process took
+/// the lease.
 pub async fn pause_and_reconnect(
     cfg: &Config,
     control: &mut Conn,
-    backoff: &mut Duration,
+    backoff: &mut Backoff,
     stop: &watch::Receiver<bool>,
-    error: &(dyn std::error::Error + 'static),
+    error: &PipelineError,
 ) -> anyhow::Result<bool> {
-    if *stop.borrow() {
-        return Ok(false);
-    }
-    let error = redact_url(
+    let error_text = redact_url(
         &anyhow::Chain::new(error)
             .map(|e| e.to_string())
             .collect::<Vec<_>>()
             .join(": "),
     );
-    tracing::warn!(
-        error,
-        retry_in_ms = backoff.as_millis() as u64,
-        "transient failure; resuming"
-    );
-    let mut rx = stop.clone();
-    tokio::select! {
-        _ = tokio::time::sleep(*backoff) => {}
-        _ = rx.changed() => return Ok(false),
-    }
-    *backoff = (*backoff * 2).min(Duration::from_secs(30));
-    if let Ok(c) = db::connect(
-        &cfg.control,
-        db::Session::Read,
-        cfg.pipeline.connect_timeout,
-    )
-    .await
-    {
-        *control = c;
-        if !lease::acquire(control, &cfg.pipeline.name)
-            .await
-            .unwrap_or(false)
-        {
-            bail!("lost the pipeline lease to another reshard while reconnecting");
+    let mut cause = error.transient_cause();
+    loop {
+        if *stop.borrow() {
+            return Ok(false);
+        }
+        let delay = backoff.next_delay();
+        tracing::warn!(
+            error = error_text,
+            cause,
+            retry_in_ms = delay.as_millis() as u64,
+            "transient failure; resuming from the checkpoint"
+        );
+        let mut rx = stop.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = rx.changed() => return Ok(false),
+        }
+        match keep_lease(cfg, control).await? {
+            None => return Ok(true),
+            Some(why) => cause = why,
         }
     }
-    Ok(true)
+}
+
+/// Makes sure `control` holds the lease (see [`pause_and_reconnect`]):
+/// `None` when it does, else why not yet.
+async fn keep_lease(cfg: &Config, control: &mut Conn) -> anyhow::Result<Option<&'static str>> {
+    let name = &cfg.pipeline.name;
+    // a live connection answers at once; a dead one is replaced (and its
+    // session killed) below
+    let check = tokio::time::timeout(Duration::from_secs(2), lease::holds(control, name)).await;
+    if let Ok(Ok(true)) = check {
+        return Ok(None);
+    }
+    let budget = cfg.pipeline.connect_timeout;
+    let mut fresh = match db::connect(&cfg.control, db::Session::Read, budget).await {
+        Ok(c) => c,
+        Err(_) => return Ok(Some("control database unreachable")),
+    };
+    let me = Owner::this_process();
+    match lease::acquire(&mut fresh, name, me, lease::TAKEOVER_WAIT).await {
+        Ok(Acquire::Acquired) => {
+            tracing::info!("pipeline lease taken again on a new control connection");
+            *control = fresh;
+            Ok(None)
+        }
+        Ok(Acquire::HeldBy(Some(h))) if h.owner == *me => Ok(Some(
+            "this process's lost control connection still holds the lease",
+        )),
+        Ok(Acquire::HeldBy(h)) => {
+            let holder = h.map(|h| format!(" ({h})")).unwrap_or_default();
+            bail!("lost the pipeline lease to another reshard while reconnecting{holder}")
+        }
+        Err(_) => Ok(Some("control database failed while taking the lease")),
+    }
 }

@@ -21,17 +21,16 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use super::replicator::{pause_and_reconnect, shutdown_signal, Replicator};
+use super::replicator::{attempt_backoff, pause_and_reconnect, shutdown_signal, Replicator};
 use super::servers::Servers;
 use crate::checkpoint::Checkpoint;
 use crate::config::Config;
 use crate::control::{self, checkpoint};
 use crate::db::{self, Retry};
-use crate::pipeline::{run_attempt, Attempt, Outcome};
+use crate::pipeline::{run_attempt, Attempt, Outcome, PipelineError};
 use crate::position::Position;
 use crate::snapshot;
 use crate::source::{self, StartAt};
@@ -49,10 +48,11 @@ pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Re
     let (start, mut needs_copy) =
         start_position(&cfg, &mut servers, from, force, &identity).await?;
     tracing::info!(pipeline = %cfg.pipeline.name, start = %start, epoch = cfg.pipeline.epoch, "starting");
-    let mut control = servers.control;
+    // the other start-up connections are not needed any more
+    let Servers { mut control, .. } = servers;
     let stop_rx = shutdown_signal();
 
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = attempt_backoff();
     loop {
         if needs_copy {
             let result = snapshot::copy(snapshot::Copy {
@@ -81,9 +81,17 @@ pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Re
                 }
             }
         }
-        let cp = checkpoint::load(&mut control, &cfg.pipeline.name)
-            .await?
-            .context("the checkpoint disappeared from the control database")?;
+        let cp = match checkpoint::load(&mut control, &cfg.pipeline.name).await {
+            Ok(cp) => cp.context("the checkpoint disappeared from the control database")?,
+            Err(e) if e.retry() == Retry::Definite => return Err(e.into()),
+            Err(e) => {
+                let e = PipelineError::from(e);
+                if !pause_and_reconnect(&cfg, &mut control, &mut backoff, &stop_rx, &e).await? {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                continue;
+            }
+        };
         let mut skipped = 0;
         let attempt = Attempt {
             cfg: &cfg,

@@ -48,6 +48,11 @@ pub const CONTROL: &[Migration] = &[
         name: "0004_keys",
         sql: include_str!("../../migrations/control/0004_keys.sql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_lease",
+        sql: include_str!("../../migrations/control/0005_lease.sql"),
+    },
 ];
 
 pub const SHARD: &[Migration] = &[Migration {

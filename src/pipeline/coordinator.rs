@@ -25,7 +25,7 @@ use super::{Attempt, Outcome, PipelineError, Stage};
 use crate::checkpoint::bookkeeping::{Advance, Bookkeeping};
 use crate::checkpoint::{Checkpoint, LaneProgress, Tracker};
 use crate::config::OnDeriveError;
-use crate::control;
+use crate::control::{self, lease};
 use crate::position::Position;
 use crate::rules::RouteError;
 use crate::source::{SourceError, SourceItem, Transaction};
@@ -54,6 +54,8 @@ pub(super) struct Coordinator<'a> {
     stats: Arc<Stats>,
     report: Report,
     dead_letters: u64,
+    /// When the control connection last proved it holds the lease.
+    lease_checked: Instant,
 }
 
 impl<'a> Coordinator<'a> {
@@ -81,6 +83,7 @@ impl<'a> Coordinator<'a> {
                 ops: 0,
             },
             dead_letters: 0,
+            lease_checked: Instant::now(),
         }
     }
 
@@ -217,13 +220,53 @@ impl<'a> Coordinator<'a> {
                 }
             }
         }
+        if let Err(e) = self.check_lease().await {
+            return ControlFlow::Break(Err(e));
+        }
         self.report_progress();
         ControlFlow::Continue(())
     }
 
+    /// Every [`lease::CHECK_EVERY`]: the control connection still holds
+    /// the lease (which also keeps it from idling past `wait_timeout`, and
+    /// notices a dead one; see [`crate::control::lease`]).
+    async fn check_lease(&mut self) -> Result<(), PipelineError> {
+        if self.lease_checked.elapsed() < lease::CHECK_EVERY {
+            return Ok(());
+        }
+        let name = &self.a.cfg.pipeline.name;
+        let check = lease::holds(self.a.control, name);
+        match tokio::time::timeout(lease::CHECK_TIMEOUT, check).await {
+            Ok(Ok(true)) => {
+                self.lease_checked = Instant::now();
+                Ok(())
+            }
+            Ok(Ok(false)) => Err(PipelineError::LeaseLost("not held any more")),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(PipelineError::LeaseLost(
+                "the control connection does not answer",
+            )),
+        }
+    }
+
     /// Saves a new watermark as the checkpoint (when allowed) and, when due
-    /// and `log` is set, records its commit time in the position log.
+    /// and `log` is set, records its commit time in the position log. A
+    /// control connection that does not answer within
+    /// [`lease::CHECK_TIMEOUT`] is presumed dead, with the lease it held.
     async fn persist(
+        &mut self,
+        w: &LaneProgress,
+        adv: &Advance,
+        log: bool,
+    ) -> Result<(), PipelineError> {
+        tokio::time::timeout(lease::CHECK_TIMEOUT, self.save(w, adv, log))
+            .await
+            .unwrap_or(Err(PipelineError::LeaseLost(
+                "the control connection does not answer",
+            )))
+    }
+
+    async fn save(
         &mut self,
         w: &LaneProgress,
         adv: &Advance,

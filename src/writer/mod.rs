@@ -6,12 +6,16 @@
 //! * [`sql`] — the SQL text of versioned upserts and deletes (tombstones
 //!   and applied positions: [`crate::control::shard`]);
 //! * [`lane`] — one connection applying batches in order;
+//! * [`link`] — a lane's connection, kept alive and reopened;
+//!   [`outage`] — what a lane does while its shard cannot be written;
 //! * [`pool`] — the lanes of an attempt, and which lane a key goes to.
 
 pub mod collation;
 pub mod keyenc;
 pub mod lane;
+pub mod link;
 pub mod op;
+mod outage;
 pub mod pool;
 pub mod sql;
 

@@ -82,3 +82,21 @@ pub fn crash(child: &mut Child) {
 pub fn run_log(s: &Scenario) -> String {
     std::fs::read_to_string(s.dir.path().join("run.log")).unwrap_or_default()
 }
+
+/// Polls `cond` every 100 ms until it holds, or panics at the deadline with
+/// the run log.
+pub async fn wait_until<F, Fut>(s: &Scenario, what: &str, timeout: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    while !cond().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}\n{}",
+            run_log(s)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
