@@ -1,0 +1,233 @@
+//! Long-running behaviour against real servers, through the real binary:
+//! progress under a backlog (checkpoints and progress lines while the
+//! source always has a transaction ready), shutdown during a bulk
+//! catch-up, and tombstone pruning around replays and epoch raises.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use mysql_async::prelude::Queryable;
+use reshard_testkit::scenario::{connect, Scenario};
+
+/// Rows per multi-row statement (one source transaction each).
+const CHUNK: u64 = 1000;
+
+/// Queues `2 * rows` row changes on the source: `rows` inserts into
+/// `orders` (ids `1..=rows`), then an update of every row, each statement
+/// one transaction of [`CHUNK`] rows.
+async fn queue_backlog(s: &Scenario, rows: u64) {
+    let mut c = s.source().await.unwrap();
+    for lo in (1..=rows).step_by(CHUNK as usize) {
+        let hi = (lo + CHUNK - 1).min(rows);
+        c.query_drop(format!(
+            "INSERT INTO orders (id, buyer_id, note, amount, qty) \
+             SELECT seq, CAST(seq % 997 AS SIGNED) - 400, CONCAT('backlog ', seq), seq / 7, 0 FROM seq_{lo}_to_{hi}"
+        ))
+        .await
+        .unwrap();
+    }
+    for lo in (1..=rows).step_by(CHUNK as usize) {
+        let hi = (lo + CHUNK - 1).min(rows);
+        c.query_drop(format!(
+            "UPDATE orders SET qty = 1 WHERE id BETWEEN {lo} AND {hi}"
+        ))
+        .await
+        .unwrap();
+    }
+}
+
+/// `SELECT SUM(...)` of `expr` over `orders` on every shard.
+async fn targets_sum(s: &Scenario, expr: &str) -> u64 {
+    let mut n = 0;
+    for url in s.shard_urls.values() {
+        let mut c = connect(url).await.unwrap();
+        let v: Option<Option<u64>> = c
+            .query_first(format!("SELECT CAST(SUM({expr}) AS UNSIGNED) FROM orders"))
+            .await
+            .unwrap();
+        n += v.flatten().unwrap_or(0);
+    }
+    n
+}
+
+/// Polls until `SUM(expr)` over the targets reaches `n`.
+async fn wait_applied(s: &Scenario, expr: &str, n: u64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got = targets_sum(s, expr).await;
+        if got >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {got} of {n} applied after {timeout:?}\n{}",
+            run_log(s)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `(file sequence, offset)` of a `FILE:POS` pair, comparable along the
+/// binlog.
+fn seq_pos(p: &(String, u64)) -> (u64, u64) {
+    let seq = p.0.rsplit('.').next().and_then(|s| s.parse().ok());
+    (seq.unwrap_or(0), p.1)
+}
+
+/// Lines of the run log containing `what`.
+fn log_lines(s: &Scenario, what: &str) -> usize {
+    run_log(s).lines().filter(|l| l.contains(what)).count()
+}
+
+/// Restarts `run` from the checkpoint and checks that everything
+/// converges: targets equal the source and `verify` exits 0.
+async fn restart_converges(s: &Scenario) {
+    let mut run = spawn_run(s, &[]);
+    s.wait_caught_up(Duration::from_secs(240))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", run_log(s)));
+    let st = terminate(&mut run, Duration::from_secs(60));
+    assert!(st.success(), "{}", run_log(s));
+    let diffs = s.compare(10).await.unwrap();
+    assert!(diffs.is_empty(), "{}\n{}", diffs.join("\n"), run_log(s));
+    let out = reshard(s, &["verify"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "verify: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Issue 9, progress under backlog: 300,000 row changes queued while
+/// reshard is stopped, then `run --from` before them. The source channel
+/// always has a transaction ready, and still the checkpoint advances and
+/// the progress line comes at its interval; a kill -9 half-way loses only
+/// what followed the last checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoint_and_progress_advance_during_a_backlog() {
+    let s = Scenario::create(cluster(), "backlog").unwrap();
+    // applying slower than reading: the source channel is never empty
+    s.configure("lanes_per_shard = 1\nbatch_size = 50").unwrap();
+    migrate(&s);
+    let start = s.source_head().await.unwrap();
+    const ROWS: u64 = 150_000;
+    queue_backlog(&s, ROWS).await;
+    let head = s.source_head().await.unwrap();
+    let began = Instant::now();
+    let mut run = spawn_run(&s, &["--from", &format!("{}:{}", start.0, start.1)]);
+    // half of the 300,000 changes: every insert
+    wait_applied(&s, "1", ROWS, Duration::from_secs(300)).await;
+    let elapsed = began.elapsed();
+    crash(&mut run);
+    let updated = targets_sum(&s, "qty").await;
+    let cp = s.checkpoint().await.unwrap().expect("a checkpoint");
+    let log = run_log(&s);
+    assert!(
+        updated < ROWS,
+        "the whole backlog was applied before the kill; the test proves nothing"
+    );
+    // well past the start: at least a quarter of the way to the head
+    let (a, b, c) = (seq_pos(&start), seq_pos(&head), seq_pos(&cp));
+    let quarter = if a.0 == b.0 {
+        (a.0, a.1 + (b.1 - a.1) / 4)
+    } else {
+        (a.0 + 1, 0)
+    };
+    assert!(
+        c >= quarter,
+        "after {elapsed:?} with half the backlog applied the checkpoint is {cp:?} (start {start:?}, head {head:?})\n{log}"
+    );
+    // progress_interval_secs = 2 in the scenario's config
+    let progress = log_lines(&s, " progress ");
+    eprintln!("killed after {elapsed:?}: checkpoint {cp:?} of {start:?}..{head:?}, {progress} progress line(s)");
+    let expected = (elapsed.as_secs() / 2).saturating_sub(2).max(1) as usize;
+    assert!(
+        progress >= expected,
+        "{progress} progress line(s) in {elapsed:?}, expected at least {expected}\n{log}"
+    );
+    restart_converges(&s).await;
+}
+
+/// Sets the source's global `net_write_timeout` for the sessions opened
+/// while it lives, and restores the default when dropped.
+struct NetWriteTimeout;
+
+impl NetWriteTimeout {
+    fn set(secs: u32) -> NetWriteTimeout {
+        cluster()
+            .source
+            .sql(&format!("SET GLOBAL net_write_timeout = {secs}"))
+            .unwrap();
+        NetWriteTimeout
+    }
+}
+
+impl Drop for NetWriteTimeout {
+    fn drop(&mut self) {
+        let _ = cluster().source.sql("SET GLOBAL net_write_timeout = 60");
+    }
+}
+
+/// Polls the run log until it contains one of `what`, at most `timeout`;
+/// returns the one found.
+async fn wait_for_log(s: &Scenario, what: &[&str], timeout: Duration) -> Option<String> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let log = run_log(s);
+        if let Some(w) = what.iter().find(|w| log.contains(*w)) {
+            return Some(w.to_string());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// Issue 9: a shard stalled for longer than the source's
+/// `net_write_timeout` while a backlog waits. The coordinator cannot take
+/// more from the source, so the reader stops reading; before the source
+/// gives up on the unread stream, the reader pauses it and resumes it
+/// later at the last forwarded transaction. The attempt never fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_shard_does_not_cost_the_binlog_stream() {
+    let s = Scenario::create(cluster(), "stall").unwrap();
+    s.configure("lanes_per_shard = 1\nbatch_size = 50").unwrap();
+    migrate(&s);
+    let start = s.source_head().await.unwrap();
+    queue_backlog(&s, 100_000).await;
+    let timeout = NetWriteTimeout::set(2);
+    // shard s0 stalls: its lane waits for the table lock
+    let mut lock = connect(&s.shard_urls["s0"]).await.unwrap();
+    lock.query_drop("LOCK TABLES orders WRITE").await.unwrap();
+    let mut run = spawn_run(&s, &["--from", &format!("{}:{}", start.0, start.1)]);
+    let seen = wait_for_log(
+        &s,
+        &["binlog stream paused", "transient failure"],
+        Duration::from_secs(30),
+    )
+    .await;
+    lock.query_drop("UNLOCK TABLES").await.unwrap();
+    drop(lock);
+    s.wait_caught_up(Duration::from_secs(240))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", run_log(&s)));
+    drop(timeout);
+    let st = terminate(&mut run, Duration::from_secs(60));
+    let log = run_log(&s);
+    assert!(st.success(), "{log}");
+    assert_eq!(
+        seen.as_deref(),
+        Some("binlog stream paused"),
+        "the reader pauses the stream while the shard is stalled\n{log}"
+    );
+    assert!(
+        !log.contains("transient failure"),
+        "the attempt failed while the shard was stalled\n{log}"
+    );
+    assert!(log.contains("binlog stream resumed"), "{log}");
+    let diffs = s.compare(10).await.unwrap();
+    assert!(diffs.is_empty(), "{}\n{log}", diffs.join("\n"));
+}
