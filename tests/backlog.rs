@@ -231,3 +231,212 @@ async fn a_stalled_shard_does_not_cost_the_binlog_stream() {
     let diffs = s.compare(10).await.unwrap();
     assert!(diffs.is_empty(), "{}\n{log}", diffs.join("\n"));
 }
+
+/// Sets `[pipeline] key = value` in the scenario's config, replacing an
+/// earlier setting of the key.
+fn set_option(s: &Scenario, key: &str, value: &str) {
+    let cfg = std::fs::read_to_string(&s.config).unwrap();
+    let kept: Vec<&str> = cfg
+        .lines()
+        .filter(|l| !l.trim_start().starts_with(&format!("{key} =")))
+        .collect();
+    std::fs::write(&s.config, format!("{}\n{key} = {value}\n", kept.join("\n"))).unwrap();
+}
+
+/// Tombstones on every shard.
+async fn tombstones(s: &Scenario) -> u64 {
+    let mut n = 0;
+    for url in s.shard_urls.values() {
+        let mut c = connect(url).await.unwrap();
+        let v: Option<u64> = c
+            .query_first("SELECT COUNT(*) FROM _reshard_tombstone")
+            .await
+            .unwrap();
+        n += v.unwrap_or(0);
+    }
+    n
+}
+
+/// The newest logged position and the seconds since its commit.
+async fn newest_logged(s: &Scenario) -> Option<((String, u64), i64)> {
+    let mut c = connect(&s.control_url).await.unwrap();
+    let r: Option<(String, u64, i64)> = c
+        .exec_first(
+            "SELECT binlog_file, binlog_pos, CAST(UNIX_TIMESTAMP() AS SIGNED) - commit_ts FROM reshard_position_log \
+             WHERE pipeline = ? ORDER BY commit_ts DESC, binlog_file DESC, binlog_pos DESC LIMIT 1",
+            (&s.name,),
+        )
+        .await
+        .unwrap();
+    r.map(|(f, p, age)| ((f, p), age))
+}
+
+fn status_json(s: &Scenario) -> serde_json::Value {
+    let out = reshard(s, &["status", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Issue 9, pruning during a replay: `replay --from X --to Y` over a long
+/// range, where a row inserted inside the range is deleted after `Y` and
+/// its delete is older than the retention. Had pruning run during the
+/// replay, the delete's tombstone would go while the replay is still
+/// applying the range, and the replayed insert would bring the row back
+/// (nothing after `Y` deletes it again). A replay never prunes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_never_prunes_so_no_row_comes_back() {
+    let s = Scenario::create(cluster(), "rpprune").unwrap();
+    // `run` keeps every tombstone (its first pass would be an hour away)
+    s.configure("tombstone_retention_secs = 1\nprune_interval_secs = 3600")
+        .unwrap();
+    migrate(&s);
+    let x = s.source_head().await.unwrap();
+    let mut run = spawn_run(&s, &["--from", &format!("{}:{}", x.0, x.1)]);
+    // a long range: the replay is still busy when a pruning pass would come
+    queue_backlog(&s, 60_000).await;
+    let mut c = s.source().await.unwrap();
+    c.query_drop("INSERT INTO orders (id, buyer_id, note) VALUES (900001, 7, 'deleted after Y')")
+        .await
+        .unwrap();
+    let y = s.source_head().await.unwrap();
+    c.query_drop("DELETE FROM orders WHERE id = 900001")
+        .await
+        .unwrap();
+    let deleted = s.source_head().await.unwrap();
+    // a logged position after the delete: pruning would take it as the
+    // threshold and prune the delete's tombstone
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        c.query_drop("INSERT INTO unmapped (id) VALUES (FLOOR(RAND() * 1e9))")
+            .await
+            .unwrap();
+        if newest_logged(&s)
+            .await
+            .is_some_and(|(p, _)| seq_pos(&p) >= seq_pos(&deleted))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", run_log(&s));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    s.wait_caught_up(Duration::from_secs(240))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", run_log(&s)));
+    assert!(terminate(&mut run, Duration::from_secs(60)).success());
+    assert!(s.compare(10).await.unwrap().is_empty(), "{}", run_log(&s));
+    let before = tombstones(&s).await;
+    assert!(before > 0, "the delete left a tombstone");
+    let floor = status_json(&s)["floor"].clone();
+    // the delete is older than the retention before the replay starts
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while newest_logged(&s).await.is_none_or(|(_, age)| age < 2) {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    set_option(&s, "prune_interval_secs", "1");
+    let out = reshard(
+        &s,
+        &[
+            "replay",
+            "--from",
+            &format!("{}:{}", x.0, x.1),
+            "--to",
+            &format!("{}:{}", y.0, y.1),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let diffs = s.compare(10).await.unwrap();
+    assert!(
+        diffs.is_empty(),
+        "the replay brought a deleted row back:\n{}\n{stderr}",
+        diffs.join("\n")
+    );
+    assert_eq!(tombstones(&s).await, before, "{stderr}");
+    assert_eq!(status_json(&s)["floor"], floor, "{stderr}");
+}
+
+/// Starts `run` (with `extra` arguments), waits until it has applied the
+/// source head, and stops it.
+async fn run_until_caught_up(s: &Scenario, extra: &[&str]) {
+    let mut run = spawn_run(s, extra);
+    s.wait_caught_up(Duration::from_secs(120))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", run_log(s)));
+    assert!(
+        terminate(&mut run, Duration::from_secs(60)).success(),
+        "{}",
+        run_log(s)
+    );
+}
+
+/// Issue 9, pruning after an epoch raise: the position log holds a
+/// position of epoch 0 committed two hours ago (older than the retention)
+/// and tombstones of epoch 0 from a minute ago (younger). After raising the
+/// epoch to 1, the threshold is that position *at epoch 0*: the young
+/// tombstones stay and the floor stays in epoch 0. (Built with the new
+/// epoch, the threshold would be above every epoch-0 version: every
+/// tombstone pruned at once, and the floor in epoch 1.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_epoch_raise_prunes_only_tombstones_older_than_the_retention() {
+    let s = Scenario::create(cluster(), "epprune").unwrap();
+    s.configure("tombstone_retention_secs = 600\nprune_interval_secs = 3600")
+        .unwrap();
+    migrate(&s);
+    let x = s.source_head().await.unwrap();
+    let mut c = s.source().await.unwrap();
+    // two hours ago (by the binlog's clock): rows 1-20, 1-10 deleted
+    c.query_drop("SET TIMESTAMP = UNIX_TIMESTAMP() - 7200")
+        .await
+        .unwrap();
+    c.query_drop("INSERT INTO orders (id, buyer_id) SELECT seq, seq FROM seq_1_to_20")
+        .await
+        .unwrap();
+    c.query_drop("DELETE FROM orders WHERE id <= 10")
+        .await
+        .unwrap();
+    run_until_caught_up(&s, &["--from", &format!("{}:{}", x.0, x.1)]).await;
+    let (_, age) = newest_logged(&s).await.expect("a logged position");
+    assert!(age > 3600, "the logged position is two hours old: {age}");
+    // now: rows 101-120, 101-110 deleted
+    c.query_drop("SET TIMESTAMP = DEFAULT").await.unwrap();
+    c.query_drop("INSERT INTO orders (id, buyer_id) SELECT seq, seq FROM seq_101_to_120")
+        .await
+        .unwrap();
+    c.query_drop("DELETE FROM orders WHERE id BETWEEN 101 AND 110")
+        .await
+        .unwrap();
+    run_until_caught_up(&s, &[]).await;
+    assert_eq!(tombstones(&s).await, 20);
+    // raise the epoch and prune every second
+    set_option(&s, "epoch", "1");
+    set_option(&s, "prune_interval_secs", "1");
+    let passes = log_lines(&s, "tombstones pruned");
+    let mut run = spawn_run(&s, &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while log_lines(&s, "tombstones pruned") < passes + 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no pruning pass\n{}",
+            run_log(&s)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let left = tombstones(&s).await;
+    let floor = status_json(&s)["floor"].as_str().unwrap_or("").to_string();
+    assert!(terminate(&mut run, Duration::from_secs(60)).success());
+    let log = run_log(&s);
+    assert!(
+        left >= 10,
+        "tombstones younger than the retention were pruned: {left} left of 20\n{log}"
+    );
+    assert!(
+        floor.starts_with("0/"),
+        "the floor left epoch 0: {floor}\n{log}"
+    );
+    assert!(s.compare(10).await.unwrap().is_empty(), "{log}");
+}

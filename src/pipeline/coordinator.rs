@@ -292,7 +292,8 @@ impl<'a> Coordinator<'a> {
             self.book.saved(pos.clone());
         }
         if log && adv.log_position {
-            control::position_log::record(self.a.control, name, &w.end, w.timestamp).await?;
+            let epoch = self.a.cfg.pipeline.epoch;
+            control::position_log::record(self.a.control, name, epoch, &w.end, w.timestamp).await?;
             self.book.logged(Instant::now());
         }
         Ok(())

@@ -67,8 +67,9 @@ pub struct Attempt<'a> {
 /// [`Coordinator`] until shutdown, `stop_at` or an error, then drains.
 ///
 /// The reader task ends with the attempt on every path: it is a
-/// [`crate::task::Background`] task, aborted when dropped, and so is
-/// tombstone pruning.
+/// [`crate::task::Background`] task, aborted when dropped. Tombstone
+/// pruning is not part of an attempt: only `run` prunes (see
+/// [`crate::checkpoint::prune`]), never `replay`.
 pub async fn run_attempt(a: Attempt<'_>) -> Result<Outcome, PipelineError> {
     let cfg = a.cfg;
     // connections first: a target we cannot reach fails the attempt early
@@ -85,21 +86,8 @@ pub async fn run_attempt(a: Attempt<'_>) -> Result<Outcome, PipelineError> {
             Position::new("", 4)
         }
     };
-    let prune = start_pruning(cfg, a.router);
     let mut coordinator = Coordinator::new(a, lanes, progress, stats, start_pos);
     let result = coordinator.run(source).await;
     drop(reader);
-    drop(prune);
     coordinator.drain(result).await
-}
-
-/// Starts tombstone pruning for the tables versioned by position (see
-/// [`crate::checkpoint::prune`]); it runs until the attempt drops it.
-fn start_pruning(cfg: &Config, router: &Router) -> crate::task::Background {
-    let tables: Vec<String> = router
-        .rules()
-        .filter(|r| r.version_column.is_none())
-        .map(|r| r.target.clone())
-        .collect();
-    crate::task::Background::spawn(crate::checkpoint::prune::prune_loop(cfg.clone(), tables))
 }
