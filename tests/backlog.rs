@@ -40,8 +40,16 @@ async fn queue_backlog(s: &Scenario, rows: u64) {
 
 /// `SELECT SUM(...)` of `expr` over `orders` on every shard.
 async fn targets_sum(s: &Scenario, expr: &str) -> u64 {
+    targets_sum_except(s, expr, "").await
+}
+
+/// `SELECT SUM(...)` of `expr` over `orders` on every shard but `except`.
+async fn targets_sum_except(s: &Scenario, expr: &str, except: &str) -> u64 {
     let mut n = 0;
-    for url in s.shard_urls.values() {
+    for (shard, url) in &s.shard_urls {
+        if shard == except {
+            continue;
+        }
         let mut c = connect(url).await.unwrap();
         let v: Option<Option<u64>> = c
             .query_first(format!("SELECT CAST(SUM({expr}) AS UNSIGNED) FROM orders"))
@@ -439,4 +447,119 @@ async fn an_epoch_raise_prunes_only_tombstones_older_than_the_retention() {
         "the floor left epoch 0: {floor}\n{log}"
     );
     assert!(s.compare(10).await.unwrap().is_empty(), "{log}");
+}
+
+/// Sends `sig` to the child.
+fn signal(child: &std::process::Child, sig: i32) {
+    unsafe {
+        libc::kill(child.id() as i32, sig);
+    }
+}
+
+/// Waits at most `timeout` for the child to exit; `None` if it did not.
+fn wait_exit(
+    child: &mut std::process::Child,
+    timeout: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return Some(st);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Issue 9, shutdown: SIGTERM while a 250,000-row transaction is being
+/// applied in a catch-up. The half-queued transaction is abandoned (it is
+/// never marked), the lanes drain within `shutdown_timeout_secs`, the
+/// checkpoint is saved at the transaction before it, and `run` exits 0;
+/// a restart applies the big transaction again, whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_catch_up_drains_within_the_timeout() {
+    let s = Scenario::create(cluster(), "sigterm").unwrap();
+    s.configure("lanes_per_shard = 1\nbatch_size = 50").unwrap();
+    set_option(&s, "shutdown_timeout_secs", "3");
+    migrate(&s);
+    let start = s.source_head().await.unwrap();
+    const ROWS: u64 = 250_000;
+    let mut c = s.source().await.unwrap();
+    for lo in (1..=ROWS).step_by(10_000) {
+        let hi = lo + 9_999;
+        c.query_drop(format!(
+            "INSERT INTO orders (id, buyer_id, qty) SELECT seq, seq % 997, 0 FROM seq_{lo}_to_{hi}"
+        ))
+        .await
+        .unwrap();
+    }
+    let before_update = s.source_head().await.unwrap();
+    c.query_drop("UPDATE orders SET qty = 1").await.unwrap();
+    let mut run = spawn_run(&s, &["--from", &format!("{}:{}", start.0, start.1)]);
+    // the big transaction is being applied
+    wait_applied(&s, "qty", 1, Duration::from_secs(300)).await;
+    let asked = Instant::now();
+    signal(&run, libc::SIGTERM);
+    let st = wait_exit(&mut run, Duration::from_secs(3 + 2));
+    let took = asked.elapsed();
+    let log = run_log(&s);
+    let Some(st) = st else {
+        crash(&mut run);
+        panic!("no exit {took:?} after SIGTERM (shutdown_timeout_secs = 3)\n{log}");
+    };
+    assert!(st.success(), "{st:?}\n{log}");
+    let cp = s.checkpoint().await.unwrap().expect("a checkpoint");
+    assert!(
+        seq_pos(&cp) >= seq_pos(&before_update),
+        "the checkpoint {cp:?} is before the inserts' end {before_update:?}\n{log}"
+    );
+    assert!(log.contains("drained"), "{log}");
+    restart_converges(&s).await;
+}
+
+/// Issue 9, shutdown: a second SIGTERM during a drain that cannot finish
+/// (shard s0 is locked) exits at once with status 143 (128 + SIGTERM); the
+/// checkpoint names only applied work, and a restart converges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_exits_at_once() {
+    let s = Scenario::create(cluster(), "sigterm2").unwrap();
+    s.configure("lanes_per_shard = 1\nbatch_size = 50").unwrap();
+    set_option(&s, "shutdown_timeout_secs", "120");
+    migrate(&s);
+    let start = s.source_head().await.unwrap();
+    queue_backlog(&s, 20_000).await;
+    let mut lock = connect(&s.shard_urls["s0"]).await.unwrap();
+    lock.query_drop("LOCK TABLES orders WRITE").await.unwrap();
+    let mut run = spawn_run(&s, &["--from", &format!("{}:{}", start.0, start.1)]);
+    // the other shards apply; s0 waits for its lock
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while targets_sum_except(&s, "1", "s0").await == 0 {
+        assert!(Instant::now() < deadline, "{}", run_log(&s));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    signal(&run, libc::SIGTERM);
+    let seen = wait_for_log(&s, &["shutdown requested"], Duration::from_secs(30)).await;
+    assert!(seen.is_some(), "{}", run_log(&s));
+    assert!(
+        wait_exit(&mut run, Duration::from_millis(500)).is_none(),
+        "the drain waits for the locked shard\n{}",
+        run_log(&s)
+    );
+    let asked = Instant::now();
+    signal(&run, libc::SIGTERM);
+    let st = wait_exit(&mut run, Duration::from_secs(5));
+    let log = run_log(&s);
+    let Some(st) = st else {
+        crash(&mut run);
+        panic!(
+            "no exit {:?} after the second SIGTERM\n{log}",
+            asked.elapsed()
+        );
+    };
+    assert_eq!(st.code(), Some(143), "{log}");
+    lock.query_drop("UNLOCK TABLES").await.unwrap();
+    drop(lock);
+    restart_converges(&s).await;
 }
