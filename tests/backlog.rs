@@ -279,16 +279,6 @@ async fn newest_logged(s: &Scenario) -> Option<((String, u64), i64)> {
     r.map(|(f, p, age)| ((f, p), age))
 }
 
-fn status_json(s: &Scenario) -> serde_json::Value {
-    let out = reshard(s, &["status", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// Issue 9, pruning during a replay: `replay --from X --to Y` over a long
 /// range, where a row inserted inside the range is deleted after `Y` and
 /// its delete is older than the retention. Had pruning run during the
@@ -447,30 +437,6 @@ async fn an_epoch_raise_prunes_only_tombstones_older_than_the_retention() {
         "the floor left epoch 0: {floor}\n{log}"
     );
     assert!(s.compare(10).await.unwrap().is_empty(), "{log}");
-}
-
-/// Sends `sig` to the child.
-fn signal(child: &std::process::Child, sig: i32) {
-    unsafe {
-        libc::kill(child.id() as i32, sig);
-    }
-}
-
-/// Waits at most `timeout` for the child to exit; `None` if it did not.
-fn wait_exit(
-    child: &mut std::process::Child,
-    timeout: Duration,
-) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return Some(st);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Issue 9, shutdown: SIGTERM while a 250,000-row transaction is being

@@ -150,7 +150,11 @@ impl StopSignals {
                 _ = term.recv() => StopSignal::Terminate,
             };
         }
-        let _ = tokio::signal::ctrl_c().await;
+        if tokio::signal::ctrl_c().await.is_err() {
+            // no way to listen: never report a signal that did not come
+            tracing::warn!("cannot listen to SIGINT/SIGTERM; only SIGKILL stops reshard");
+            std::future::pending::<()>().await;
+        }
         StopSignal::Interrupt
     }
 }
