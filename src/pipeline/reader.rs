@@ -9,11 +9,17 @@
 //! room. While it waits it does not read the socket, and the source, which
 //! cannot write, drops the replica connection after its
 //! `net_write_timeout` — a stalled shard or a very large transaction would
-//! end the attempt without a drain. So the reader never waits for room
-//! longer than half the stream session's `net_write_timeout`: past that it
-//! closes the stream itself, waits for room as long as it takes (nothing
-//! is open that could time out), and then opens a new stream where the
-//! last forwarded item ended.
+//! end the attempt without a drain. Two things prevent that:
+//!
+//! * The stream session asks for a `net_write_timeout` of at least ten
+//!   minutes. (A socket becomes writable again only once a good part of
+//!   its buffer was read, so a reader that keeps reading, but slowly, can
+//!   run into the timeout too.)
+//! * The reader never waits for room longer than half that timeout (at
+//!   most 30 s): past that it closes the stream itself, waits for room as
+//!   long as it takes (nothing is open that could time out), and then opens
+//!   a new stream where the last forwarded item ended. This also holds
+//!   where the server ignores the session's timeout.
 //!
 //! That is safe because every item ends at a transaction boundary (a
 //! transaction's `end`, or a heartbeat's position outside a transaction),
@@ -44,6 +50,9 @@ const CHANNEL: usize = 64;
 /// Never wait for room longer than this, whatever the source's timeout.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
+/// The least `net_write_timeout` asked of the stream session.
+const SERVER_PATIENCE: Duration = Duration::from_secs(600);
+
 /// Everything needed to open (and reopen) the stream.
 struct SourceSpec {
     endpoint: Endpoint,
@@ -62,12 +71,7 @@ impl SourceSpec {
     async fn open(&self, at: StartAt) -> Result<(Tailer, Duration), SourceError> {
         let mut stream_conn = db::connect(&self.endpoint, Session::Read, self.budget).await?;
         let schema_conn = db::connect(&self.endpoint, Session::Read, self.budget).await?;
-        let timeout: Option<u64> = stream_conn
-            .query_first("SELECT @@SESSION.net_write_timeout")
-            .await
-            .map_err(|e| DbError::query("source", "reading net_write_timeout", e))?;
-        let patience = Duration::from_secs(timeout.unwrap_or(60) / 2)
-            .clamp(Duration::from_millis(500), MAX_WAIT);
+        let patience = write_patience(&mut stream_conn).await?;
         let opts = TailerOptions {
             server_id: self.server_id,
             epoch: self.epoch,
@@ -79,6 +83,25 @@ impl SourceSpec {
         let tailer = Tailer::open(stream_conn, schema_conn, at, opts).await?;
         Ok((tailer, patience))
     }
+}
+
+/// Raises the stream session's `net_write_timeout` to at least
+/// [`SERVER_PATIENCE`] (the source then waits that long for a reader that
+/// reads slowly or not at all), and returns how long the reader may wait
+/// for room: half the session's timeout, at most [`MAX_WAIT`].
+async fn write_patience(conn: &mut mysql_async::Conn) -> Result<Duration, DbError> {
+    let raise = format!(
+        "SET SESSION net_write_timeout = GREATEST(@@SESSION.net_write_timeout, {})",
+        SERVER_PATIENCE.as_secs()
+    );
+    if let Err(e) = conn.query_drop(&raise).await {
+        tracing::debug!(error = %e, "cannot raise net_write_timeout of the binlog stream");
+    }
+    let timeout: Option<u64> = conn
+        .query_first("SELECT @@SESSION.net_write_timeout")
+        .await
+        .map_err(|e| DbError::query("source", "reading net_write_timeout", e))?;
+    Ok(Duration::from_secs(timeout.unwrap_or(60) / 2).clamp(Duration::from_millis(500), MAX_WAIT))
 }
 
 /// Opens the binlog tailer on the router's tables and starts the reader
