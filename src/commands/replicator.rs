@@ -4,18 +4,21 @@
 //! failure.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use tokio::sync::watch;
 
 use super::servers::Servers;
 use crate::config::{redact_url, Config};
-use crate::control::lease;
+use crate::control::{self, lease};
 use crate::db::{self, Flavor};
 use crate::rules::lookup::Lookups;
-use crate::rules::{load_dir, Router};
+use crate::rules::{load_dir, Router, Rule};
+use crate::source::collation::{CollationLoader, KeyCollations};
 use crate::source::{self, preflight};
 
 /// A replicating command after its start-up checks.
@@ -45,6 +48,9 @@ impl Replicator {
         let (checksum, _) = preflight::run_all(&mut servers.source, flavor)
             .await
             .context("source pre-flight check")?;
+        let collations =
+            key_collations(&mut servers.source, &mut servers.control, router.rules()).await?;
+        let router = router.with_key_collations(Arc::new(collations));
         if !lease::acquire(&mut servers.control, &cfg.pipeline.name).await? {
             bail!(
                 "pipeline {:?} is already running (another reshard holds its lease in the control database)",
@@ -62,6 +68,45 @@ impl Replicator {
             identity,
         })
     }
+}
+
+/// Learns the collations of every mapped table's key columns from the
+/// source (or takes them from the control database, where they are kept
+/// per source build), refusing a column reshard cannot compare exactly
+/// (see [`crate::source::collation`]).
+pub async fn key_collations<'a>(
+    source: &mut Conn,
+    control: &mut Conn,
+    rules: impl Iterator<Item = &'a Arc<Rule>>,
+) -> anyhow::Result<KeyCollations> {
+    let version: Option<String> = source
+        .query_first("SELECT @@version")
+        .await
+        .context("reading the source's version")?;
+    let version = version.unwrap_or_default();
+    let started = std::time::Instant::now();
+    let known = control::collations::load(control, &version).await?;
+    let kept = known.len();
+    let mut loader = CollationLoader::with_known(known);
+    let mut stored = 0;
+    for r in rules {
+        loader
+            .learn_table(source, &r.source_db, &r.source_table, r.key.as_deref())
+            .await
+            .with_context(|| format!("{}: the key of {}", r.file.display(), r.source_name()))?;
+        // kept at once: a start that dies later need not learn it again
+        for c in loader.learned_now().iter().skip(stored) {
+            control::collations::store(control, &version, c).await?;
+            stored += 1;
+        }
+    }
+    tracing::info!(
+        kept,
+        learned = stored,
+        ms = started.elapsed().as_millis() as u64,
+        "key collations ready"
+    );
+    Ok(loader.finish())
 }
 
 /// A receiver that turns true on SIGINT or SIGTERM: the command drains

@@ -180,7 +180,8 @@ impl<'a> Coordinator<'a> {
             Ok(Queued::Shutdown) => return ControlFlow::Break(Ok(Outcome::Shutdown)),
             Ok(Queued::All) => {}
         }
-        self.book.dispatched(txn.end.clone(), txn.timestamp);
+        self.book
+            .dispatched(txn.end.clone(), txn.resume.clone(), txn.timestamp);
         match &self.a.stop_at {
             Some(stop) if txn.end >= *stop => ControlFlow::Break(Ok(Outcome::ReachedEnd)),
             _ => ControlFlow::Continue(()),
@@ -258,11 +259,16 @@ impl<'a> Coordinator<'a> {
     /// queued: the mark then names the transaction before it.
     async fn tick(&mut self) -> Result<(), PipelineError> {
         if let Some(m) = self.book.mark_due() {
-            if self.lanes.mark(m.seq, &m.end, m.timestamp).await.is_err() {
+            if self
+                .lanes
+                .mark(m.seq, &m.resume, m.timestamp)
+                .await
+                .is_err()
+            {
                 // a lane is gone; its error surfaces from join_next
                 return Ok(());
             }
-            self.book.marked(m.seq);
+            self.book.marked(&m);
         }
         if let Some(w) = self.tracker.watermark().cloned() {
             if let Some(adv) = self.book.advance(&w, Instant::now()) {
@@ -344,8 +350,10 @@ impl<'a> Coordinator<'a> {
         if let Some(m) = self.book.mark_due() {
             // the queues may be full: queueing the mark counts against the
             // deadline too
-            let mark = self.lanes.mark(m.seq, &m.end, m.timestamp);
-            let _ = tokio::time::timeout_at(deadline, mark).await;
+            let mark = self.lanes.mark(m.seq, &m.resume, m.timestamp);
+            if let Ok(Ok(())) = tokio::time::timeout_at(deadline, mark).await {
+                self.book.marked(&m);
+            }
         }
         self.lanes.close();
         let lane_error = self.wait_for_lanes(deadline).await;

@@ -21,11 +21,12 @@ use mysql_async::Conn;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::db::Flavor;
+use crate::db::{self, Flavor, Session};
 use crate::position::Position;
 use crate::rules::lookup::Lookups;
 use crate::rules::Router;
-use crate::source::StartAt;
+use crate::source::history::SchemaHistory;
+use crate::source::{SourceError, StartAt};
 use crate::version::Version;
 use crate::writer::pool::LanePool;
 use crate::writer::Stats;
@@ -90,4 +91,32 @@ pub async fn run_attempt(a: Attempt<'_>) -> Result<Outcome, PipelineError> {
     let result = coordinator.run(source).await;
     drop(reader);
     coordinator.drain(result).await
+}
+
+/// The schema history of the router's tables (see
+/// [`crate::source::history`]), with every table's columns recorded as
+/// valid at `at` when given: where streaming starts, or the initial copy's
+/// position. (A GTID start has no position to record at.)
+pub async fn open_history(
+    cfg: &Config,
+    router: &Router,
+    at: Option<&Position>,
+) -> Result<SchemaHistory, PipelineError> {
+    let budget = cfg.pipeline.connect_timeout;
+    let control = db::connect(&cfg.control, Session::Read, budget).await?;
+    let mapped = router
+        .rules()
+        .map(|r| (r.source_db.clone(), r.source_table.clone()))
+        .collect();
+    let p = &cfg.pipeline;
+    let mut history = SchemaHistory::load(control, &p.name, p.epoch, mapped)
+        .await
+        .map_err(SourceError::Schema)?;
+    if let Some(at) = at {
+        let mut source = db::connect(&cfg.source, Session::Read, budget).await?;
+        let prepared = history.prepare(&mut source, at).await;
+        let _ = source.disconnect().await;
+        prepared.map_err(SourceError::Schema)?;
+    }
+    Ok(history)
 }

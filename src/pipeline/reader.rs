@@ -21,12 +21,19 @@
 //!   a new stream where the last forwarded item ended. This also holds
 //!   where the server ignores the session's timeout.
 //!
-//! That is safe because every item ends at a transaction boundary (a
-//! transaction's `end`, or a heartbeat's position outside a transaction),
-//! exactly what a checkpoint names and what the stream is resumed from
-//! after a restart (`docs/architecture.md`, "Checkpoint watermark"). The
-//! half-read transaction the old stream held is dropped and read again
-//! whole; nothing is skipped or forwarded twice.
+//! That is safe because the new stream starts where a checkpoint after the
+//! last forwarded item would resume (a transaction's `resume` position, or
+//! a heartbeat's position outside a transaction): a transaction boundary,
+//! the same place a restart resumes from (`docs/architecture.md`,
+//! "Checkpoint watermark"). That is the item's end, or, while an XA
+//! transaction is prepared, the start of its PREPARE group, read again so
+//! that the decoder holds its rows once more. Items the new stream repeats
+//! up to the end of the last forwarded one are dropped, so the coordinator
+//! sees the same sequence as without the pause: nothing skipped, nothing
+//! twice. The reopened tailer goes
+//! on with the same schema history ([`crate::source::history`]): its
+//! records are keyed by position and never change, so reading a DDL again
+//! records nothing new.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -38,6 +45,8 @@ use tokio::sync::mpsc::{self, error::SendTimeoutError};
 use super::{Attempt, PipelineError};
 use crate::config::Endpoint;
 use crate::db::{self, DbError, Flavor, Session};
+use crate::position::Position;
+use crate::source::history::SchemaHistory;
 use crate::source::{SourceError, SourceItem, StartAt, TableFilter, Tailer, TailerOptions};
 use crate::task::Background;
 
@@ -125,18 +134,25 @@ pub(super) async fn start(a: &Attempt<'_>) -> Result<(SourceRx, Background), Pip
         checksum: a.checksum,
         filter,
     };
-    let (tailer, patience) = spec.open(a.start.clone()).await?;
+    let (mut tailer, patience) = spec.open(a.start.clone()).await?;
+    let at = match &a.start {
+        StartAt::Position(p) => Some(p),
+        StartAt::Gtid(_) => None,
+    };
+    tailer.set_history(super::open_history(cfg, a.router, at).await?);
     let (tx, rx) = mpsc::channel(CHANNEL);
     let task = Background::spawn(forward(spec, tailer, patience, a.start.clone(), tx));
     Ok((rx, task))
 }
 
-/// Where the stream resumes after `item` was forwarded, when it names a
-/// boundary.
-fn boundary(item: &Result<SourceItem, SourceError>) -> Option<StartAt> {
+/// The resume position and end of an item that is a boundary: where a
+/// checkpoint after it may resume (its end, or the start of a PREPARE group
+/// still pending then, whose rows the decoder holds and a new stream must
+/// read again), and where it ends.
+fn boundary(item: &Result<SourceItem, SourceError>) -> Option<(Position, Position)> {
     match item {
-        Ok(SourceItem::Transaction(t)) => Some(StartAt::Position(t.end.clone())),
-        Ok(SourceItem::Heartbeat(Some(p))) => Some(StartAt::Position(p.clone())),
+        Ok(SourceItem::Transaction(t)) => Some((t.resume.clone(), t.end.clone())),
+        Ok(SourceItem::Heartbeat(Some(p))) => Some((p.clone(), p.clone())),
         _ => None,
     }
 }
@@ -148,39 +164,59 @@ async fn forward(
     spec: SourceSpec,
     mut tailer: Tailer,
     mut patience: Duration,
-    mut resume: StartAt,
+    start: StartAt,
     tx: mpsc::Sender<Result<SourceItem, SourceError>>,
 ) {
+    // the last forwarded boundary: where to reopen, and up to where a
+    // reopened stream repeats what was forwarded already
+    let mut last: Option<(Position, Position)> = None;
+    let mut repeats: Option<Position> = None;
     loop {
         let item = tailer.next().await;
+        let b = boundary(&item);
+        if let (Some(limit), Some((_, end))) = (&repeats, &b) {
+            if end <= limit {
+                continue;
+            }
+            repeats = None;
+        }
         let failed = item.is_err();
-        let next = boundary(&item);
-        let item = match tx.send_timeout(item, patience).await {
+        let pending = match tx.send_timeout(item, patience).await {
             Ok(()) => None,
             Err(SendTimeoutError::Closed(_)) => break,
             Err(SendTimeoutError::Timeout(item)) => Some(item),
         };
-        if let Some(item) = item {
+        if let Some(item) = pending {
             // the coordinator is busy: stop reading before the source
-            // gives up on us, and wait for room with nothing open
+            // gives up on us, and wait for room with nothing open (the
+            // schema history goes on in the reopened tailer)
+            let history = tailer.take_history();
             tailer.close().await;
             tracing::info!(
                 waited_ms = patience.as_millis() as u64,
                 "the targets are behind: binlog stream paused until the coordinator takes more"
             );
             if tx.send(item).await.is_err() || failed {
+                close_history(history).await;
                 return;
             }
-            if let Some(n) = next {
-                resume = n;
-            }
-            match spec.open(resume.clone()).await {
-                Ok((t, p)) => {
-                    tracing::info!(at = %describe(&resume), "binlog stream resumed");
+            last = b.or(last);
+            let at = match &last {
+                Some((resume, _)) => StartAt::Position(resume.clone()),
+                None => start.clone(),
+            };
+            match spec.open(at.clone()).await {
+                Ok((mut t, p)) => {
+                    tracing::info!(at = %describe(&at), "binlog stream resumed");
+                    if let Some(h) = history {
+                        t.set_history(h);
+                    }
                     tailer = t;
                     patience = p;
+                    repeats = last.as_ref().map(|(_, end)| end.clone());
                 }
                 Err(e) => {
+                    close_history(history).await;
                     let _ = tx.send(Err(e)).await;
                     return;
                 }
@@ -190,11 +226,15 @@ async fn forward(
         if failed {
             break;
         }
-        if let Some(n) = next {
-            resume = n;
-        }
+        last = b.or(last);
     }
     tailer.close().await;
+}
+
+async fn close_history(history: Option<SchemaHistory>) {
+    if let Some(h) = history {
+        h.close().await;
+    }
 }
 
 fn describe(at: &StartAt) -> String {

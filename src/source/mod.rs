@@ -9,20 +9,33 @@
 //! * [`file`] — the offline reader of binlog files (framing, CRC32,
 //!   TRANSACTION_PAYLOAD decompression) over the same decoder;
 //! * [`schema`] — table schemas from TABLE_MAP metadata or information_schema;
+//! * [`history`] — the schema history: each mapped table's columns by
+//!   position, for TABLE_MAPs without names (see its docs); [`ddl`] reads
+//!   the head of a DDL statement for it;
+//! * [`collation`] — the collations of key columns, learned at start-up;
 //! * [`row_image`] — binlog row images → bindable values;
 //! * [`rows`] — table rows read by `SELECT` in the same form, by key
 //!   ranges (the initial copy, dry-run sampling, verify);
+//! * [`xa`] — XA ids and the rows of prepared XA transactions, held until
+//!   their outcome;
+//! * [`rollback`] — savepoints, rolled-back rows and which of them
+//!   persisted (non-transactional tables);
 //! * [`change`] — the types handed to the router.
 
 pub mod change;
 pub mod checksum;
+pub mod collation;
+pub mod ddl;
 pub mod events;
 pub mod file;
+pub mod history;
 pub mod preflight;
+pub mod rollback;
 pub mod row_image;
 pub mod rows;
 pub mod schema;
 pub mod stream;
+pub mod xa;
 
 pub use change::{RowChange, SourceItem, Transaction};
 pub use events::{Decoder, DecoderOptions, EventAt};

@@ -12,6 +12,7 @@ use mysql_async::{BinlogStream, BinlogStreamRequest, Conn};
 use super::change::SourceItem;
 pub use super::events::TableFilter;
 use super::events::{Decoder, DecoderOptions, EventAt};
+use super::history::SchemaHistory;
 use super::schema::SchemaError;
 use super::SourceError;
 use crate::db::{DbError, Flavor};
@@ -150,6 +151,18 @@ impl Tailer {
         self.decoder.position()
     }
 
+    /// Decodes TABLE_MAPs without column names by the schema history
+    /// (see [`super::history`]).
+    pub fn set_history(&mut self, history: SchemaHistory) {
+        self.decoder.set_history(history);
+    }
+
+    /// Hands the schema history back, e.g. to go on with it in a tailer
+    /// reopened where this one left off.
+    pub fn take_history(&mut self) -> Option<SchemaHistory> {
+        self.decoder.take_history()
+    }
+
     /// The next committed transaction or heartbeat.
     pub async fn next(&mut self) -> Result<SourceItem, SourceError> {
         loop {
@@ -173,8 +186,11 @@ impl Tailer {
         }
     }
 
-    /// Closes the replica connection.
-    pub async fn close(self) {
+    /// Closes the replica connection (and the history's).
+    pub async fn close(mut self) {
+        if let Some(h) = self.decoder.take_history() {
+            h.close().await;
+        }
         let _ = self.stream.close().await;
         let _ = self.schema_conn.disconnect().await;
     }

@@ -237,12 +237,21 @@ pub struct BatchOp {
 }
 
 /// Keeps the newest operation per (table, key), grouped by table.
+///
+/// A group is one *column list* of a table, not one table name: after a
+/// column was added on the source, one batch can hold upserts written
+/// with the old columns and with the new ones, and each needs its own
+/// statement. The groups are applied in order in one transaction, and
+/// every step compares versions, so a key appearing in two groups ends
+/// up exactly as if both operations were in one.
 pub fn dedup(ops: Vec<WriteOp>) -> Vec<(Arc<TargetTable>, Vec<BatchOp>)> {
     let mut groups: Vec<(Arc<TargetTable>, Vec<BatchOp>)> = Vec::new();
-    let mut group_of: HashMap<String, usize> = HashMap::new();
     let mut seen: HashMap<(usize, Vec<u8>), usize> = HashMap::new();
     for op in ops {
-        let g = *group_of.entry(op.table.name.clone()).or_insert_with(|| {
+        let found = groups
+            .iter()
+            .position(|(t, _)| Arc::ptr_eq(t, &op.table) || **t == *op.table);
+        let g = found.unwrap_or_else(|| {
             groups.push((op.table.clone(), Vec::new()));
             groups.len() - 1
         });
@@ -475,17 +484,68 @@ async fn upsert_newer(
                 params.push(Value::Bytes(o.version.to_bytes().to_vec()));
             }
         }
-        tx.exec_drop(
-            sql::upsert(tname, &table.columns, &table.key, chunk.len()),
-            Params::Positional(params),
-        )
-        .await
-        .map_err(|e| DbError::query(server, format!("upserting into {tname}"), e))?;
+        let upserted = tx
+            .exec_drop(
+                sql::upsert(tname, &table.columns, &table.key, chunk.len()),
+                Params::Positional(params),
+            )
+            .await
+            .map_err(|e| DbError::query(server, format!("upserting into {tname}"), e));
+        if let Err(e) = upserted {
+            if e.code() == Some(ER_BAD_FIELD_ERROR) {
+                return Err(missing_columns(tx, server, table, e).await.into());
+            }
+            return Err(e.into());
+        }
         if check {
             check_landed(tx, server, tname, &key_cols, chunk).await?;
         }
     }
     Ok(live.len() as u64)
+}
+
+/// MySQL's "Unknown column" error.
+const ER_BAD_FIELD_ERROR: u16 = 1054;
+
+/// An upsert named a column the target table lacks — typically one added
+/// on the source, which the router now carries. Retrying cannot help, so
+/// the error names the columns and the fix (a definite error: see
+/// `docs/architecture.md`, "Schema history").
+async fn missing_columns(
+    tx: &mut Transaction<'_>,
+    server: &str,
+    table: &TargetTable,
+    error: DbError,
+) -> DbError {
+    let tname = table.name.as_str();
+    let present: Vec<String> = match tx.exec(sql::TARGET_COLUMNS, (tname,)).await {
+        Ok(cols) => cols,
+        Err(_) => return error,
+    };
+    let missing: Vec<&str> = table
+        .columns
+        .iter()
+        .filter(|c| !present.iter().any(|p| p.eq_ignore_ascii_case(c)))
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() {
+        return error;
+    }
+    let quoted: Vec<String> = missing.iter().map(|c| format!("`{c}`")).collect();
+    let names: Vec<String> = missing.iter().map(|c| format!("{c:?}")).collect();
+    DbError::unexpected(
+        server,
+        format!("upserting into {tname}"),
+        format!(
+            "target table `{tname}` has no column {} that the rule for {} writes (added on the source by a DDL, or derived by the rule). \
+             reshard does not change target tables: add the column on every target first (ALTER TABLE `{tname}` ADD COLUMN {} …, nullable or with a default), \
+             or leave it out of the rule (exclude = [{}]); then run reshard again, it resumes from the checkpoint",
+            quoted.join(", "),
+            table.source,
+            quoted.join(", "),
+            names.join(", "),
+        ),
+    )
 }
 
 /// Whether the target table has a secondary UNIQUE key, learned once per
@@ -568,6 +628,7 @@ mod tests {
     fn op(key: i64, version: u128, kind: OpKind) -> WriteOp {
         let table = Arc::new(TargetTable {
             name: "t".into(),
+            source: "db.t".into(),
             columns: vec!["id".into()],
             key: vec![0],
         });
@@ -600,6 +661,31 @@ mod tests {
         assert_eq!(list[0].tombstone, Some(Version(12)));
         assert_eq!(list[1].op.version, Version(11));
         assert_eq!(list[1].tombstone, None);
+    }
+
+    /// A column added on the source mid-batch: the upserts written with the
+    /// old and with the new column list go to statements of their own.
+    #[test]
+    fn dedup_keeps_column_lists_of_one_table_apart() {
+        let wide = Arc::new(TargetTable {
+            name: "t".into(),
+            source: "db.t".into(),
+            columns: vec!["id".into(), "c".into()],
+            key: vec![0],
+        });
+        let mut late = op(2, 11, OpKind::Upsert(vec![Value::Int(2), Value::NULL]));
+        late.table = wide.clone();
+        let ops = vec![
+            op(1, 10, OpKind::Upsert(vec![Value::Int(1)])),
+            late,
+            op(3, 9, OpKind::Delete),
+        ];
+        let groups = dedup(ops);
+        assert_eq!(groups.len(), 2);
+        assert_eq!(groups[0].0.columns, ["id"]);
+        assert_eq!(groups[0].1.len(), 2);
+        assert!(Arc::ptr_eq(&groups[1].0, &wide));
+        assert_eq!(groups[1].1.len(), 1);
     }
 
     /// Regression: a delete collapsed under a later upsert of the same key

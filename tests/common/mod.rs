@@ -3,6 +3,8 @@
 //! `reshard` binary.
 #![allow(dead_code)]
 
+pub mod tables;
+
 use std::process::{Child, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
