@@ -198,14 +198,25 @@ async fn wait_for_log(s: &Scenario, what: &[&str], timeout: Duration) -> Option<
 /// `net_write_timeout` (5 s here) while a backlog waits. The coordinator
 /// cannot take more from the source, so the reader stops reading. The
 /// stream session asks the source for more patience, and after 30 s of
-/// waiting the reader pauses the stream and resumes it later at the last
-/// forwarded transaction. The attempt never fails.
+/// waiting the reader pauses the stream and resumes it later where a
+/// checkpoint would: here at an XA transaction prepared before the backlog
+/// and committed after the stall, whose rows the new stream must read
+/// again. The attempt never fails, and the XA rows arrive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_shard_does_not_cost_the_binlog_stream() {
     let s = Scenario::create(cluster(), "stall").unwrap();
     s.configure("lanes_per_shard = 1\nbatch_size = 50").unwrap();
     migrate(&s);
     let start = s.source_head().await.unwrap();
+    let mut xa = s.source().await.unwrap();
+    for q in [
+        "XA START 'stall_xa'",
+        "INSERT INTO items (order_id, line, sku) VALUES (990001, 1, 'prepared before the stall')",
+        "XA END 'stall_xa'",
+        "XA PREPARE 'stall_xa'",
+    ] {
+        xa.query_drop(q).await.unwrap();
+    }
     queue_backlog(&s, 100_000).await;
     let timeout = NetWriteTimeout::set(5);
     // shard s0 stalls: its lane waits for the table lock
@@ -220,6 +231,7 @@ async fn a_stalled_shard_does_not_cost_the_binlog_stream() {
     .await;
     lock.query_drop("UNLOCK TABLES").await.unwrap();
     drop(lock);
+    xa.query_drop("XA COMMIT 'stall_xa'").await.unwrap();
     s.wait_caught_up(Duration::from_secs(240))
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", run_log(&s)));
