@@ -37,26 +37,17 @@ impl Replicator {
     /// Loads config and rules, connects every server, checks migrations and
     /// the source settings, and takes the pipeline lease.
     pub async fn start(path: &Path) -> anyhow::Result<Replicator> {
-        let cfg = Config::load(path)?;
-        let rules = load_dir(&cfg.pipeline.rules)?;
-        let shard_names: Vec<String> = cfg.targets.keys().cloned().collect();
-        let lookups = Lookups::new(&rules, cfg.pipeline.lookup_ttl);
-        let router = Router::new(rules, &shard_names)?;
+        let (cfg, router, lookups) = load(path)?;
         let mut servers = Servers::connect(&cfg).await?;
         servers.ensure_migrated(&cfg).await?;
         let flavor = db::flavor(&mut servers.source, "source").await?;
-        let (checksum, _) = preflight::run_all(&mut servers.source, flavor)
+        let (checksum, _) = preflight::run_all(&mut servers.source)
             .await
             .context("source pre-flight check")?;
         let collations =
             key_collations(&mut servers.source, &mut servers.control, router.rules()).await?;
         let router = router.with_key_collations(Arc::new(collations));
-        if !lease::acquire(&mut servers.control, &cfg.pipeline.name).await? {
-            bail!(
-                "pipeline {:?} is already running (another reshard holds its lease in the control database)",
-                cfg.pipeline.name
-            );
-        }
+        take_lease(&cfg, &mut servers.control).await?;
         let identity = source::server_identity(&mut servers.source).await?;
         Ok(Replicator {
             cfg,
@@ -107,6 +98,56 @@ pub async fn key_collations<'a>(
         "key collations ready"
     );
     Ok(loader.finish())
+}
+
+/// `replay --binlog-dir` after its start-up checks: like [`Replicator`],
+/// but the source server is optional (the binlog comes from files; the
+/// source only answers for column names the files lack) and its settings
+/// are not checked (the files' events are).
+pub struct ArchiveReplicator {
+    pub cfg: Config,
+    pub router: Router,
+    pub lookups: Lookups,
+    pub servers: Servers<Option<Conn>>,
+}
+
+impl ArchiveReplicator {
+    /// Loads config and rules, connects the control server and the targets
+    /// (and the source when reachable), checks migrations and takes the
+    /// pipeline lease.
+    pub async fn start(path: &Path) -> anyhow::Result<ArchiveReplicator> {
+        let (cfg, router, lookups) = load(path)?;
+        let mut servers = Servers::connect_source_optional(&cfg).await?;
+        servers.ensure_migrated(&cfg).await?;
+        take_lease(&cfg, &mut servers.control).await?;
+        Ok(ArchiveReplicator {
+            cfg,
+            router,
+            lookups,
+            servers,
+        })
+    }
+}
+
+/// The config, the router over its rules and the `lookup()` cache.
+fn load(path: &Path) -> anyhow::Result<(Config, Router, Lookups)> {
+    let cfg = Config::load(path)?;
+    let rules = load_dir(&cfg.pipeline.rules)?;
+    let shard_names: Vec<String> = cfg.targets.keys().cloned().collect();
+    let lookups = Lookups::new(&rules, cfg.pipeline.lookup_ttl);
+    let router = Router::new(rules, &shard_names)?;
+    Ok((cfg, router, lookups))
+}
+
+/// Takes the pipeline lease, or says who holds it.
+async fn take_lease(cfg: &Config, control: &mut Conn) -> anyhow::Result<()> {
+    if !lease::acquire(control, &cfg.pipeline.name).await? {
+        bail!(
+            "pipeline {:?} is already running (another reshard holds its lease in the control database)",
+            cfg.pipeline.name
+        );
+    }
+    Ok(())
 }
 
 /// A receiver that turns true on SIGINT or SIGTERM: the command drains

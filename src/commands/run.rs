@@ -104,6 +104,7 @@ pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Re
             checksum,
             shutdown: stop_rx.clone(),
             lookups: &mut lookups,
+            archive: None,
         };
         match run_attempt(attempt).await {
             Ok(Outcome::Shutdown) | Ok(Outcome::ReachedEnd) => return Ok(ExitCode::SUCCESS),

@@ -25,6 +25,7 @@ use crate::db::{self, Flavor, Session};
 use crate::position::Position;
 use crate::rules::lookup::Lookups;
 use crate::rules::Router;
+use crate::source::archive::ArchiveSource;
 use crate::source::history::SchemaHistory;
 use crate::source::{SourceError, StartAt};
 use crate::version::Version;
@@ -62,6 +63,9 @@ pub struct Attempt<'a> {
     pub shutdown: watch::Receiver<bool>,
     /// `lookup()` tables, refreshed before routing when stale.
     pub lookups: &'a mut Lookups,
+    /// Read archived binlog files instead of the server's stream
+    /// (`replay --binlog-dir`).
+    pub archive: Option<ArchiveSource>,
 }
 
 /// Runs one attempt: connects the lanes and the source, runs the

@@ -1,5 +1,6 @@
-//! The reader task: the binlog tailer of one attempt, forwarding its items
-//! to the coordinator over a bounded channel so that reading overlaps
+//! The reader task: the binlog tailer of one attempt (or, for `replay
+//! --binlog-dir`, the reader of archived files), forwarding its items to
+//! the coordinator over a bounded channel so that reading overlaps
 //! applying.
 //!
 //! # Why the stream survives a stall
@@ -46,8 +47,11 @@ use super::{Attempt, PipelineError};
 use crate::config::Endpoint;
 use crate::db::{self, DbError, Flavor, Session};
 use crate::position::Position;
+use crate::source::archive::{ArchiveReader, ArchiveSource};
 use crate::source::history::SchemaHistory;
-use crate::source::{SourceError, SourceItem, StartAt, TableFilter, Tailer, TailerOptions};
+use crate::source::{
+    DecoderOptions, SourceError, SourceItem, StartAt, TableFilter, Tailer, TailerOptions,
+};
 use crate::task::Background;
 
 /// Source items as the reader forwards them.
@@ -124,6 +128,9 @@ pub(super) async fn start(a: &Attempt<'_>) -> Result<(SourceRx, Background), Pip
         .collect();
     let filter: TableFilter =
         Arc::new(move |d: &str, t: &str| wanted.contains(&(d.to_string(), t.to_string())));
+    if let Some(archive) = &a.archive {
+        return start_archive(a, archive, filter).await;
+    }
     let spec = SourceSpec {
         endpoint: cfg.source.clone(),
         budget: cfg.pipeline.connect_timeout,
@@ -142,6 +149,52 @@ pub(super) async fn start(a: &Attempt<'_>) -> Result<(SourceRx, Background), Pip
     tailer.set_history(super::open_history(cfg, a.router, at).await?);
     let (tx, rx) = mpsc::channel(CHANNEL);
     let task = Background::spawn(forward(spec, tailer, patience, a.start.clone(), tx));
+    Ok((rx, task))
+}
+
+/// Reads archived binlog files from a task of its own, like the tailer
+/// ([`crate::source::archive`]); a read past the last file is an error
+/// unless `stop_at` ended the attempt first. (Files cannot time out: no
+/// pause is needed.)
+async fn start_archive(
+    a: &Attempt<'_>,
+    archive: &ArchiveSource,
+    filter: TableFilter,
+) -> Result<(SourceRx, Background), PipelineError> {
+    let cfg = a.cfg;
+    let StartAt::Position(start) = &a.start else {
+        return Err(SourceError::Definite(
+            "archived binlogs are read from a position (--from FILE:POS), not a GTID set".into(),
+        )
+        .into());
+    };
+    let schema_conn = if archive.schemas_from_source {
+        Some(db::connect(&cfg.source, Session::Read, cfg.pipeline.connect_timeout).await?)
+    } else {
+        None
+    };
+    let opts = DecoderOptions {
+        epoch: cfg.pipeline.epoch,
+        checksum: false,
+        filter,
+    };
+    let mut reader = ArchiveReader::new(archive.archive.clone(), start.clone(), opts, schema_conn);
+    let (tx, rx) = mpsc::channel(CHANNEL);
+    let task = Background::spawn(async move {
+        loop {
+            let item = match reader.next().await {
+                Ok(Some(item)) => Ok(item),
+                Ok(None) => Err(SourceError::Definite(
+                    "the archived binlog files end before the replay's end position".into(),
+                )),
+                Err(e) => Err(e),
+            };
+            let stop = item.is_err();
+            if tx.send(item).await.is_err() || stop {
+                break;
+            }
+        }
+    });
     Ok((rx, task))
 }
 

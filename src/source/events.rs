@@ -236,7 +236,7 @@ impl Decoder {
         use EventType::*;
         let ty = match event.header().event_type() {
             Ok(ty) => ty,
-            Err(UnknownEventType(raw)) => return self.on_unlisted(raw, event, &ev),
+            Err(UnknownEventType(raw)) => return self.on_unlisted(raw, event, &ev, conn).await,
         };
         match ty {
             ROTATE_EVENT => self.on_rotate(event, &ev),
@@ -343,11 +343,12 @@ impl Decoder {
     }
 
     /// The event types mysql_common does not list, by raw number.
-    fn on_unlisted(
+    async fn on_unlisted(
         &mut self,
         raw: u8,
         event: &Event,
         ev: &Placed,
+        conn: Option<&mut Conn>,
     ) -> Result<Option<SourceItem>, SourceError> {
         match raw {
             HEARTBEAT_V2 => Ok(Some(self.heartbeat())),
@@ -356,11 +357,32 @@ impl Decoder {
                 Ok(self.on_file_level(ev))
             }
             MARIADB_GTID => self.on_mariadb_gtid(event, ev),
-            MARIADB_COMPRESSED_FIRST..=MARIADB_COMPRESSED_LAST => Err(SourceError::Definite(format!(
-                "MariaDB compressed binlog event (type {raw}) at {}: set log_bin_compress=OFF on the source; reshard cannot decode compressed events",
-                ev.start
-            ))),
+            MARIADB_COMPRESSED_FIRST..=MARIADB_COMPRESSED_LAST => {
+                self.on_compressed(raw, event, ev, conn).await
+            }
             _ => self.on_unknown(ev),
+        }
+    }
+
+    /// MariaDB's compressed QUERY and rows events (`log_bin_compress=ON`):
+    /// handled as the plain events they compress
+    /// ([`super::rebuild::inflate_mariadb`]), placed where they are.
+    async fn on_compressed(
+        &mut self,
+        raw: u8,
+        event: &Event,
+        ev: &Placed,
+        conn: Option<&mut Conn>,
+    ) -> Result<Option<SourceItem>, SourceError> {
+        let plain =
+            super::rebuild::inflate_mariadb(event).map_err(|message| SourceError::Decode {
+                position: ev.start.clone(),
+                message: format!("MariaDB compressed event (type {raw}): {message}"),
+            })?;
+        if raw == MARIADB_COMPRESSED_FIRST {
+            self.on_query(&plain, ev, conn).await
+        } else {
+            self.on_rows(&plain, ev)
         }
     }
 

@@ -14,7 +14,6 @@
 //!   date-time (every session runs at `time_zone = '+00:00'`);
 //! * SET and BIT arrive as raw bytes and become their integer value;
 //! * YEAR arrives as text where `0000` shows as `1900`;
-//! * MySQL's binary JSON becomes JSON text;
 //! * `BINARY(n)` arrives without its trailing zero bytes (the server
 //!   strips the pad byte when it logs the value) and gets them back, so that
 //!   the value is the `n` bytes the server stores, compares and hashes:
@@ -22,6 +21,8 @@
 //!   canonical key (lane, batch, tombstone) is the same as the one the
 //!   initial copy computes from the `SELECT`ed row. This is the only place
 //!   the padding is restored; every later use sees the full value.
+//! * MySQL's binary JSON becomes the JSON text MySQL prints for it
+//!   ([`super::json_binary`]);
 //! * DECIMAL stays exact text; strings stay bytes in their column's
 //!   character set.
 
@@ -69,13 +70,15 @@ pub fn decode_row(row: BinlogRow, schema: &TableSchema) -> Result<Vec<Value>, De
     Ok(out)
 }
 
-fn normalize(v: BinlogValue<'static>, col: &Column) -> Result<Value, String> {
+/// One value of a row image, made bindable for its column (see the module
+/// docs); `inspect` uses it for partial images, column by column.
+pub(crate) fn normalize(v: BinlogValue<'static>, col: &Column) -> Result<Value, String> {
     use ColumnType::*;
     let v = match v {
         BinlogValue::Value(v) => v,
         BinlogValue::Jsonb(j) => {
-            let json = serde_json::Value::try_from(j).map_err(|e| format!("binary JSON: {e}"))?;
-            return Ok(Value::Bytes(json.to_string().into_bytes()));
+            let json = super::json_binary::to_text(&j).map_err(|e| e.to_string())?;
+            return Ok(Value::Bytes(json.into_bytes()));
         }
         BinlogValue::JsonDiff(_) => {
             return Err("partial JSON update (binlog_row_value_options=PARTIAL_JSON) is not supported; set it to ''".into())

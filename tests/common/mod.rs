@@ -3,6 +3,7 @@
 //! `reshard` binary.
 #![allow(dead_code)]
 
+pub mod fixtures;
 pub mod tables;
 
 use std::process::{Child, Output, Stdio};
