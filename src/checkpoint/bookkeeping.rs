@@ -5,8 +5,9 @@
 //! # Why what is saved is safe
 //!
 //! * Transactions (and heartbeats that move past the last dispatched end)
-//!   are numbered `1, 2, …` in binlog order; a mark `n` is only queued
-//!   after every operation of transaction `n` was queued, so the
+//!   are numbered `1, 2, …` in binlog order, a transaction only once every
+//!   one of its operations was queued; a mark `n` is only queued after
+//!   that, so the
 //!   [`super::Tracker`] watermark names a transaction whose operations are
 //!   all durable (see `docs/architecture.md`, "Checkpoint watermark").
 //! * A mark carries the transaction's *resume* position, not its end: the
@@ -107,17 +108,19 @@ impl Bookkeeping {
         }
     }
 
-    /// A transaction arrives: returns its number (assigned before its
-    /// operations are queued).
+    /// A transaction arrives: returns the number it gets once all its
+    /// operations are queued ([`Bookkeeping::dispatched`]).
     pub fn begin_transaction(&mut self) -> u64 {
         self.idle = false;
-        self.seq += 1;
-        self.seq
+        self.seq + 1
     }
 
     /// Every operation of the current transaction is queued; it ends at
-    /// `end` and a checkpoint after it may resume at `resume`.
+    /// `end` and a checkpoint after it may resume at `resume`. Only now
+    /// does it count, so a mark queued while a transaction is half queued
+    /// names the one before it.
     pub fn dispatched(&mut self, end: Position, resume: Position, timestamp: u32) {
+        self.seq += 1;
         self.dispatched_end = end;
         self.dispatched_resume = resume;
         self.dispatched_ts = timestamp;
@@ -253,6 +256,22 @@ mod tests {
         );
         b.marked(&m);
         assert_eq!(b.mark_due(), None);
+    }
+
+    #[test]
+    fn a_half_dispatched_transaction_is_not_marked() {
+        let mut b = Bookkeeping::new(pos(4), None, Duration::from_secs(600));
+        b.begin_transaction();
+        b.dispatched(pos(100), pos(100), 7);
+        assert_eq!(b.begin_transaction(), 2);
+        // transaction 2 is being queued: a tick now marks transaction 1
+        let m = b.mark_due().unwrap();
+        assert_eq!((m.seq, m.end.clone()), (1, pos(100)));
+        b.marked(&m);
+        assert_eq!(b.mark_due(), None);
+        b.dispatched(pos(200), pos(200), 8);
+        let m = b.mark_due().unwrap();
+        assert_eq!((m.seq, m.end), (2, pos(200)));
     }
 
     #[test]

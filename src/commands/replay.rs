@@ -8,6 +8,11 @@
 //! could bring back a deleted row. `--below-floor` applies them anyway (for
 //! a target restored from an old backup), with a warning.
 //!
+//! A replay never prunes tombstones (only `run` does, and the lease keeps
+//! a `run` from running beside it), so the floor read at its start holds
+//! for its whole duration: no tombstone of the range can disappear under
+//! it and let an older insert resurrect a deleted row.
+//!
 //! With `--to`, it exits 0 once the transaction ending at `--to` is applied,
 //! even if the source is idle; without, it goes on streaming like `run`.
 //! A transient failure restarts the replay from `--from` (replaying is

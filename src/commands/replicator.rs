@@ -154,37 +154,98 @@ async fn take_lease(cfg: &Config, control: &mut Conn) -> anyhow::Result<()> {
     }
 }
 
-/// A receiver that turns true on SIGINT or SIGTERM.
+/// A receiver that turns true on SIGINT or SIGTERM: the command drains
+/// (within `shutdown_timeout_secs`), saves the checkpoint and exits 0.
+///
+/// A second signal during the drain exits at once, with status 128 + the
+/// signal number (130 for SIGINT, 143 for SIGTERM, the shell's convention
+/// for death by a signal). That is always safe: the checkpoint only ever
+/// names work applied on every shard, the servers roll back the batches in
+/// flight, and a restart applies again whatever followed the checkpoint.
 pub fn shutdown_signal() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutdown requested; draining");
+        // listening once, for both signals, so none is missed in between
+        let mut signals = StopSignals::listen();
+        let first = signals.next().await;
+        tracing::info!(
+            signal = first.name(),
+            "shutdown requested; draining (a second signal exits at once)"
+        );
         let _ = tx.send(true);
+        let second = signals.next().await;
+        tracing::warn!(
+            signal = second.name(),
+            "second signal: exiting without waiting for the drain; the checkpoint names only applied work, and what followed it is applied again on restart"
+        );
+        std::process::exit(second.exit_status());
     });
     rx
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+/// A signal that asks reshard to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopSignal {
+    Interrupt,
+    Terminate,
+}
+
+impl StopSignal {
+    fn name(self) -> &'static str {
+        match self {
+            StopSignal::Interrupt => "SIGINT",
+            StopSignal::Terminate => "SIGTERM",
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// 128 + the signal number.
+    fn exit_status(self) -> i32 {
+        match self {
+            StopSignal::Interrupt => 130,
+            StopSignal::Terminate => 143,
+        }
+    }
+}
+
+/// SIGINT and SIGTERM, listened to from creation on: once listened to, a
+/// signal no longer ends the process by itself, and every later delivery
+/// arrives at [`StopSignals::next`].
+struct StopSignals {
+    #[cfg(unix)]
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl StopSignals {
+    fn listen() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let streams = signal(SignalKind::interrupt())
+                .and_then(|i| Ok((i, signal(SignalKind::terminate())?)))
+                .ok();
+            StopSignals { streams }
+        }
+        #[cfg(not(unix))]
+        {
+            StopSignals {}
+        }
+    }
+
+    /// The next SIGINT or SIGTERM.
+    async fn next(&mut self) -> StopSignal {
+        #[cfg(unix)]
+        if let Some((int, term)) = &mut self.streams {
+            return tokio::select! {
+                _ = int.recv() => StopSignal::Interrupt,
+                _ = term.recv() => StopSignal::Terminate,
+            };
+        }
+        if tokio::signal::ctrl_c().await.is_err() {
+            // no way to listen: never report a signal that did not come
+            tracing::warn!("cannot listen to SIGINT/SIGTERM; only SIGKILL stops reshard");
+            std::future::pending::<()>().await;
+        }
+        StopSignal::Interrupt
     }
 }
 

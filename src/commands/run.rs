@@ -4,7 +4,9 @@
 //! a connection to every server; reshard's tables migrated; source
 //! pre-flight checks; the pipeline lease; the start position. Then streaming
 //! attempts, each resuming from the stored checkpoint; transient failures
-//! retry with backoff, definite ones stop with exit code 2.
+//! retry with backoff, definite ones stop with exit code 2. Tombstone
+//! pruning ([`crate::checkpoint::prune`]) runs beside them, for as long as
+//! `run` does; `replay` never prunes.
 //!
 //! # Where streaming starts
 //!
@@ -26,7 +28,7 @@ use anyhow::{bail, Context};
 
 use super::replicator::{attempt_backoff, pause_and_reconnect, shutdown_signal, Replicator};
 use super::servers::Servers;
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{prune, Checkpoint};
 use crate::config::Config;
 use crate::control::{self, checkpoint};
 use crate::db::{self, Retry};
@@ -51,6 +53,9 @@ pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Re
     // the other start-up connections are not needed any more
     let Servers { mut control, .. } = servers;
     let stop_rx = shutdown_signal();
+    // pruning runs for as long as `run` does, between attempts too, and
+    // ends with it on every path (a dropped task is aborted)
+    let _pruning = prune::start(&cfg, &router);
 
     let mut backoff = attempt_backoff();
     loop {

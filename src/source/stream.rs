@@ -187,6 +187,12 @@ impl Tailer {
         self.decoder.set_history(history);
     }
 
+    /// Hands the schema history back, e.g. to go on with it in a tailer
+    /// reopened where this one left off.
+    pub fn take_history(&mut self) -> Option<SchemaHistory> {
+        self.decoder.take_history()
+    }
+
     /// The next committed transaction or heartbeat; an error when the
     /// stream stays silent too long (see the module docs).
     pub async fn next(&mut self) -> Result<SourceItem, SourceError> {

@@ -99,6 +99,21 @@ impl LanePool {
         tx.send(LaneMsg::Op(op)).await.map_err(|_| LaneGone)
     }
 
+    /// Like [`LanePool::send`], but cancel safe: the operation is taken out
+    /// of `op` only once its lane has room, so a caller may drop this
+    /// future (a `select!` arm that lost) and offer the same `op` again.
+    pub async fn send_from(&self, op: &mut Option<WriteOp>) -> Result<(), LaneGone> {
+        let Some(o) = op.as_ref() else {
+            return Ok(());
+        };
+        let tx = self.senders.get(self.lane_of(o)).ok_or(LaneGone)?;
+        let permit = tx.reserve().await.map_err(|_| LaneGone)?;
+        if let Some(o) = op.take() {
+            permit.send(LaneMsg::Op(o));
+        }
+        Ok(())
+    }
+
     /// Queues mark `seq` on every lane: every operation of transactions up
     /// to `seq` has been sent.
     pub async fn mark(&self, seq: u64, end: &Position, timestamp: u32) -> Result<(), LaneGone> {

@@ -28,6 +28,17 @@ pub fn reshard(s: &Scenario, args: &[&str]) -> Output {
     s.reshard(BIN, args).output().expect("run reshard")
 }
 
+/// `reshard status --json`, asserting success.
+pub fn status_json(s: &Scenario) -> serde_json::Value {
+    let out = reshard(s, &["status", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// `reshard migrate`, asserting success.
 pub fn migrate(s: &Scenario) {
     let out = reshard(s, &["migrate"]);
@@ -55,21 +66,36 @@ pub fn spawn_run(s: &Scenario, extra: &[&str]) -> Child {
         .expect("spawn reshard run")
 }
 
-/// SIGTERM, then wait (at most `timeout`) for a clean exit.
-pub fn terminate(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+/// Sends signal `sig` (e.g. `libc::SIGTERM`) to the child.
+pub fn signal(child: &Child, sig: i32) {
     unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
+        libc::kill(child.id() as i32, sig);
     }
+}
+
+/// Waits at most `timeout` for the child to exit; `None` if it did not.
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
     let deadline = std::time::Instant::now() + timeout;
     loop {
         if let Some(st) = child.try_wait().expect("wait") {
-            return st;
+            return Some(st);
         }
         if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// SIGTERM, then wait (at most `timeout`) for a clean exit.
+pub fn terminate(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    signal(child, libc::SIGTERM);
+    match wait_exit(child, timeout) {
+        Some(st) => st,
+        None => {
             let _ = child.kill();
             panic!("reshard did not exit within {timeout:?} of SIGTERM");
         }
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
