@@ -16,16 +16,6 @@ async fn first_position(s: &Scenario) -> String {
     format!("{first}:4")
 }
 
-fn status_json(s: &Scenario) -> serde_json::Value {
-    let out = reshard(s, &["status", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// Acceptance: `replay --from` the first binlog position after convergence
 /// leaves every target row unchanged, for a pipeline that started with a
 /// snapshot (changes before it are below the floor and skipped) and for one

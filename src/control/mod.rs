@@ -13,7 +13,9 @@
 //! * [`schema_history`] — the columns of each mapped source table from the
 //!   position they became valid at, and the scratch table DDLs are
 //!   replayed on;
-//! * [`migrations`] — the embedded migrations and their record.
+//! * [`migrations`] — the embedded migrations and their record;
+//! * [`collations`] — key collation weights learned from the source, per
+//!   source build (not per pipeline).
 //!
 //! On **every target** ([`shard`]): tombstones and the lanes' applied
 //! positions.
@@ -26,6 +28,7 @@
 //! "Tombstones and the floor". The schemas are in `migrations/`.
 
 pub mod checkpoint;
+pub mod collations;
 pub mod dead_letter;
 pub mod lease;
 pub mod migrations;

@@ -108,6 +108,12 @@ impl SchemaHistory {
         Ok(h)
     }
 
+    /// Pings the control connection, idle between DDLs, so that the
+    /// server's `wait_timeout` does not close it (see [`super::stream`]).
+    pub async fn keep_alive(&mut self, within: std::time::Duration) -> Result<(), DbError> {
+        crate::db::ping(&mut self.control, "control", within).await
+    }
+
     /// Closes the control connection.
     pub async fn close(self) {
         let _ = self.control.disconnect().await;

@@ -30,8 +30,9 @@ use mysql_async::{Conn, Params, Transaction, TxOpts};
 use mysql_common::value::Value;
 use tokio::sync::mpsc;
 
+use super::link::Link;
 use super::op::{OpKind, TargetTable, WriteOp};
-use super::sql;
+use super::{outage, sql};
 use crate::checkpoint::LaneProgress;
 use crate::control::shard;
 use crate::db::{DbError, Retry};
@@ -127,10 +128,15 @@ impl TombstoneHints {
 
 use sql::MAX_PARAMS;
 const RETRIES: u32 = 5;
+/// The longest one try of a batch may take (lock waits included) before
+/// its connection is presumed dead.
+const BATCH_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Runs a lane until its queue closes; the pending batch is applied first.
+/// The connection is kept alive while idle, and a shard that cannot be
+/// written is ridden out (see [`super::link`] and [`super::outage`]).
 pub async fn run(
-    mut conn: Conn,
+    mut link: Link,
     cfg: LaneConfig,
     mut rx: mpsc::Receiver<LaneMsg>,
     progress: mpsc::UnboundedSender<LaneProgress>,
@@ -141,8 +147,18 @@ pub async fn run(
     let mut hints = TombstoneHints::default();
     let mut closed = false;
     while !closed {
-        // wait for work
-        match rx.recv().await {
+        // wait for work, keeping an idle connection alive
+        let msg = match link.ping_due() {
+            Some(at) => match tokio::time::timeout_at(at, rx.recv()).await {
+                Ok(msg) => msg,
+                Err(_) => {
+                    link.keep_alive().await;
+                    continue;
+                }
+            },
+            None => rx.recv().await,
+        };
+        match msg {
             None => closed = true,
             Some(msg) => take(msg, &cfg, &mut ops, &mut mark, &progress),
         }
@@ -156,22 +172,44 @@ pub async fn run(
                     Ok(Some(msg)) => take(msg, &cfg, &mut ops, &mut mark, &progress),
                 }
             }
-            let batch = std::mem::take(&mut ops);
+            let batch = dedup(std::mem::take(&mut ops));
             let end = mark.as_ref().map(|m| m.end.clone());
-            apply_batch(&mut conn, &cfg, batch, end.as_ref(), &stats, &mut hints)
-                .await
-                .map_err(|source| LaneError {
-                    shard: cfg.shard.clone(),
-                    lane: cfg.lane,
-                    source,
-                })?;
+            let mut pending = Pending {
+                batch: &batch,
+                end: end.as_ref(),
+                stats: &stats,
+                hints: &mut hints,
+            };
+            if let Err(e) = pending.apply_on(&mut link, &cfg, None).await {
+                if e.retry() == Retry::Definite {
+                    return Err(LaneError {
+                        shard: cfg.shard.clone(),
+                        lane: cfg.lane,
+                        source: e,
+                    });
+                }
+                let later = outage::ride_out(&mut link, &cfg, &mut rx, &mut pending, e).await?;
+                if let Some(m) = mark.take() {
+                    let _ = progress.send(m);
+                }
+                mark = later;
+            }
         }
         if let Some(m) = mark.take() {
             let _ = progress.send(m);
         }
     }
-    let _ = conn.disconnect().await;
+    link.close().await;
     Ok(())
+}
+
+/// A lane's batch until it is applied.
+pub(super) struct Pending<'a> {
+    pub batch: &'a [(Arc<TargetTable>, Vec<BatchOp>)],
+    /// The position recorded with it (its mark's, if one came with it).
+    pub end: Option<&'a Position>,
+    pub stats: &'a Stats,
+    pub hints: &'a mut TombstoneHints,
 }
 
 fn take(
@@ -215,17 +253,54 @@ pub async fn apply_batch(
     hints: &mut TombstoneHints,
 ) -> Result<(), DbError> {
     let batch = dedup(ops);
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match apply(conn, cfg, &batch, end, stats, hints).await {
-            Ok(()) => return Ok(()),
-            // deadlocks and lock waits: the transaction was rolled back, try again
-            Err(e) if e.is_lock_conflict() && attempt < RETRIES => {
-                tracing::warn!(shard = %cfg.shard, lane = cfg.lane, attempt, error = %e, "batch rolled back, retrying");
-                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+    let mut pending = Pending {
+        batch: &batch,
+        end,
+        stats,
+        hints,
+    };
+    pending.apply(conn, cfg).await
+}
+
+impl Pending<'_> {
+    /// Applies the batch on the link's connection (opened first, within
+    /// `quick` when given); a failed connection is the caller's to drop.
+    pub(super) async fn apply_on(
+        &mut self,
+        link: &mut Link,
+        cfg: &LaneConfig,
+        quick: Option<Duration>,
+    ) -> Result<(), DbError> {
+        let conn = link.conn(quick).await?;
+        self.apply(conn, cfg).await
+    }
+
+    /// [`apply_batch`] after [`dedup`]. Each try is bounded by
+    /// [`BATCH_TIMEOUT`]: a connection that stops answering (half-open) is
+    /// a lost connection, not a lane stuck for the kernel's retransmission
+    /// timeout.
+    async fn apply(&mut self, conn: &mut Conn, cfg: &LaneConfig) -> Result<(), DbError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let tried = tokio::time::timeout(BATCH_TIMEOUT, apply(conn, cfg, self))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(DbError::no_answer(
+                        &cfg.shard,
+                        "applying a batch",
+                        BATCH_TIMEOUT,
+                    ))
+                });
+            match tried {
+                Ok(()) => return Ok(()),
+                // deadlocks and lock waits: the transaction was rolled back, try again
+                Err(e) if e.is_lock_conflict() && attempt < RETRIES => {
+                    tracing::warn!(shard = %cfg.shard, lane = cfg.lane, attempt, error = %e, "batch rolled back, retrying");
+                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
         }
     }
 }
@@ -304,11 +379,10 @@ struct Counts {
 async fn apply(
     conn: &mut Conn,
     cfg: &LaneConfig,
-    batch: &[(Arc<TargetTable>, Vec<BatchOp>)],
-    end: Option<&Position>,
-    stats: &Stats,
-    hints: &mut TombstoneHints,
+    pending: &mut Pending<'_>,
 ) -> Result<(), DbError> {
+    let (batch, end, stats) = (pending.batch, pending.end, pending.stats);
+    let hints = &mut *pending.hints;
     let server = cfg.shard.as_str();
     let mut tx = conn
         .start_transaction(TxOpts::default())

@@ -37,7 +37,9 @@ pub struct WriteOp {
     pub table: Arc<TargetTable>,
     /// Values of the key columns.
     pub key: Vec<Value>,
-    /// [`super::keyenc::encode`] of `key`: tombstone key, lane hash, dedup.
+    /// [`super::keyenc::canonical`] of `key`: the key's identity on the
+    /// target (tombstone key, lane hash, batch deduplication); equal for
+    /// spellings the key's collation finds equal.
     pub key_enc: Vec<u8>,
     pub kind: OpKind,
     pub version: Version,
