@@ -91,12 +91,13 @@ impl Settings {
         )
     }
 
-    /// Writer connections reshard opens: its lanes. The ceiling loader
-    /// opens as many.
+    /// Writer connections reshard opens: its lanes (`lanes_per_server`,
+    /// default 4, on each of the 2 servers, or `lanes_per_shard` on each
+    /// of the 4 shards). The loaders open as many.
     pub fn connections(&self) -> usize {
-        match self.pipeline_value("lanes_per_server") {
-            Some(n) => n * 2,
-            None => self.pipeline_value("lanes_per_shard").unwrap_or(2) * SHARDS,
+        match self.pipeline_value("lanes_per_shard") {
+            Some(n) => n * SHARDS,
+            None => self.pipeline_value("lanes_per_server").unwrap_or(4) * 2,
         }
     }
 

@@ -25,7 +25,7 @@ use reshard::db::{self, quote_ident, Session};
 use reshard::rules::route::no_context;
 use reshard::rules::{load_dir, Router};
 use reshard::source::{BinlogFile, SourceItem};
-use reshard::writer::OpKind;
+use reshard::writer::{sql, OpKind};
 
 use crate::cpu::{counters, counters_since, Cpu};
 use crate::env::{median, Bench, Settings, SHARDS};
@@ -33,11 +33,51 @@ use crate::report::Report;
 use crate::workload::Workload;
 use crate::Res;
 
-/// A routed upsert: shard, key hash, column names and values.
+/// A routed upsert: shard, key hash, values and version.
 struct Row {
     shard: usize,
     hash: u64,
     values: Vec<Value>,
+    version: Value,
+}
+
+/// How the loader writes its statements (the `ceiling` row uses
+/// [`Form::Replace`]; the `forms` row compares them all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// `REPLACE` of `batch` rows, prepared, autocommit: the ceiling.
+    Replace,
+    /// The same as one text statement with the values as literals.
+    ReplaceText,
+    /// reshard's versioned upsert (every column guarded by the version),
+    /// prepared, autocommit: what the guard costs the server.
+    Upsert,
+    /// The versioned upsert as a lane applied it before issue 10: `BEGIN`,
+    /// the prepared upsert, the applied-position row, `COMMIT` (four
+    /// round trips).
+    UpsertTxn,
+    /// The same transaction as one text script, one round trip.
+    UpsertScript,
+}
+
+impl Form {
+    pub const ALL: [Form; 5] = [
+        Form::Replace,
+        Form::ReplaceText,
+        Form::Upsert,
+        Form::UpsertTxn,
+        Form::UpsertScript,
+    ];
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Form::Replace => "REPLACE, prepared, autocommit",
+            Form::ReplaceText => "REPLACE, text literals, autocommit",
+            Form::Upsert => "versioned upsert, prepared, autocommit",
+            Form::UpsertTxn => "versioned upsert + applied row, prepared, BEGIN/COMMIT (4 round trips)",
+            Form::UpsertScript => "versioned upsert + applied row in one text script (1 round trip)",
+        }
+    }
 }
 
 pub async fn run(
@@ -47,9 +87,14 @@ pub async fn run(
     report: &mut Report,
     ceiling: bool,
     e2e: bool,
+    forms: bool,
 ) -> Res<()> {
     let cfg = b.configure("main", &["t"], s)?;
     let mut ceiling_rate = None;
+    if forms {
+        let (columns, rows) = routed(&cfg, &w.file)?;
+        forms_row(b, s, w, &columns, &rows, report).await?;
+    }
     if ceiling {
         let (columns, rows) = routed(&cfg, &w.file)?;
         let conns = s.connections();
@@ -57,7 +102,8 @@ pub async fn run(
         let mut ceiling_cpu = None;
         for run in 0..s.runs {
             b.reset("t")?;
-            let (x, cpu) = replace_load(b, &columns, &rows, conns, s.batch_size()).await?;
+            let (x, cpu) =
+                replace_load(b, &columns, &rows, conns, s.batch_size(), Form::Replace).await?;
             eprintln!(
                 "bench: ceiling run {}: {:.0} row changes/s ({conns} connections), CPU s {cpu}",
                 run + 1,
@@ -137,6 +183,49 @@ pub async fn run(
     Ok(())
 }
 
+/// The `forms` row: the loader in every [`Form`], each run taking the
+/// forms in turn so that they share the machine's moods; the median per
+/// form, and its ratio to [`Form::Replace`].
+async fn forms_row(
+    b: &Bench,
+    s: &Settings,
+    w: &Workload,
+    columns: &[String],
+    rows: &[Row],
+    report: &mut Report,
+) -> Res<()> {
+    let conns = s.connections();
+    let mut secs: Vec<Vec<f64>> = vec![Vec::new(); Form::ALL.len()];
+    let mut cpus: Vec<serde_json::Value> = vec![serde_json::Value::Null; Form::ALL.len()];
+    for run in 0..s.runs {
+        for (i, form) in Form::ALL.into_iter().enumerate() {
+            b.reset("t")?;
+            let (x, cpu) = replace_load(b, columns, rows, conns, s.batch_size(), form).await?;
+            eprintln!(
+                "bench: forms run {}: {:.0} row changes/s, {} , CPU s {cpu}",
+                run + 1,
+                w.changes as f64 / x,
+                form.describe()
+            );
+            secs[i].push(x);
+            cpus[i] = cpu;
+        }
+    }
+    let base = median(secs[0].clone());
+    for (i, form) in Form::ALL.into_iter().enumerate() {
+        let x = median(secs[i].clone());
+        report.add(
+            "forms",
+            form.describe(),
+            w.changes as f64 / x,
+            "rows/s",
+            Some(("REPLACE".to_string(), base / x)),
+            serde_json::json!({"secs": x, "connections": conns, "batch": s.batch_size(), "cpu_secs_last_run": cpus[i]}),
+        );
+    }
+    Ok(())
+}
+
 /// The workload's upserts as the rule routes them (the target columns and
 /// one row per change, in binlog order).
 fn routed(cfg: &Path, file: &Path) -> Res<(Vec<String>, Vec<Row>)> {
@@ -162,6 +251,7 @@ fn routed(cfg: &Path, file: &Path) -> Res<(Vec<String>, Vec<Row>)> {
                     shard: op.shard,
                     hash: h.finish(),
                     values,
+                    version: Value::Bytes(op.version.to_bytes().to_vec()),
                 });
             }
         }
@@ -169,16 +259,83 @@ fn routed(cfg: &Path, file: &Path) -> Res<(Vec<String>, Vec<Row>)> {
     Ok((columns, rows))
 }
 
-/// One statement: SQL and its parameters.
-type Statement = (String, Vec<Value>);
+/// One round trip: prepared SQL and its parameters, or a text script.
+enum Statement {
+    Prepared(String, Vec<Value>),
+    Text(Vec<u8>),
+}
 
-/// Loads `rows` with `conns` connections; returns the seconds it took.
+/// The round trips that write one chunk of a shard's rows in `form`.
+fn statements(form: Form, sh: usize, columns: &[String], chunk: &[&Row]) -> Vec<Statement> {
+    let table = sql::qualified(&format!("s{sh}"), "t");
+    let applied = format!(
+        "INSERT INTO `s{sh}`.`_reshard_applied` (pipeline, shard, lane, binlog_file, binlog_pos) \
+         VALUES ('bench', 's{sh}', 0, 'mysql-bin.000001', 4) ON DUPLICATE KEY UPDATE binlog_pos = VALUES(binlog_pos) + 1"
+    );
+    let cols: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+    let replace_head = format!("REPLACE INTO {table} ({}) VALUES ", cols.join(", "));
+    let key = [0usize];
+    let params = |versioned: bool| -> Vec<Value> {
+        chunk
+            .iter()
+            .flat_map(|r| {
+                let v = versioned.then(|| r.version.clone());
+                r.values.iter().cloned().chain(v)
+            })
+            .collect()
+    };
+    let text = |head: &str, tail: &str, versioned: bool| -> Vec<u8> {
+        let mut out = head.as_bytes().to_vec();
+        for (i, r) in chunk.iter().enumerate() {
+            out.extend_from_slice(if i == 0 { b"(" } else { b", (" });
+            for (j, v) in r.values.iter().chain(versioned.then_some(&r.version)).enumerate() {
+                if j > 0 {
+                    out.extend_from_slice(b", ");
+                }
+                crate::literal::push_literal(&mut out, v);
+            }
+            out.push(b')');
+        }
+        out.extend_from_slice(tail.as_bytes());
+        out
+    };
+    let holders = |width: usize| {
+        let one = format!("({})", vec!["?"; width].join(", "));
+        vec![one; chunk.len()].join(", ")
+    };
+    match form {
+        Form::Replace => vec![Statement::Prepared(
+            format!("{replace_head}{}", holders(cols.len())),
+            params(false),
+        )],
+        Form::ReplaceText => vec![Statement::Text(text(&replace_head, "", false))],
+        Form::Upsert => vec![Statement::Prepared(
+            sql::upsert(&table, columns, &key, chunk.len()),
+            params(true),
+        )],
+        Form::UpsertTxn => vec![
+            Statement::Text(b"BEGIN".to_vec()),
+            Statement::Prepared(sql::upsert(&table, columns, &key, chunk.len()), params(true)),
+            Statement::Prepared(applied, Vec::new()),
+            Statement::Text(b"COMMIT".to_vec()),
+        ],
+        Form::UpsertScript => {
+            let head = format!("BEGIN; {}", sql::upsert_head(&table, columns));
+            let tail = format!("{}; {applied}; COMMIT", sql::upsert_tail(columns, &key));
+            vec![Statement::Text(text(&head, &tail, true))]
+        }
+    }
+}
+
+/// Loads `rows` with `conns` connections in `form`; returns the seconds
+/// it took and the CPU seconds of each process.
 async fn replace_load(
     b: &Bench,
     columns: &[String],
     rows: &[Row],
     conns: usize,
     batch: usize,
+    form: Form,
 ) -> Res<(f64, serde_json::Value)> {
     let servers = b.targets.len();
     let per_server = (conns / servers).max(1);
@@ -188,8 +345,6 @@ async fn replace_load(
         let c = (r.shard % servers) * per_server + (r.hash % per_server as u64) as usize;
         queues[c][r.shard].push(r);
     }
-    let cols: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
-    let row_sql = format!("({})", vec!["?"; cols.len()].join(", "));
     let mut work: Vec<(usize, Vec<Statement>)> = Vec::new();
     for (c, per_shard) in queues.into_iter().enumerate() {
         let mut stmts = Vec::new();
@@ -201,16 +356,7 @@ async fn replace_load(
             for (sh, it) in chunks.iter_mut().enumerate() {
                 if let Some(chunk) = it.next() {
                     any = true;
-                    let sql = format!(
-                        "REPLACE INTO `s{sh}`.`t` ({}) VALUES {}",
-                        cols.join(", "),
-                        vec![row_sql.as_str(); chunk.len()].join(", ")
-                    );
-                    let params = chunk
-                        .iter()
-                        .flat_map(|r| r.values.iter().cloned())
-                        .collect();
-                    stmts.push((sql, params));
+                    stmts.extend(statements(form, sh, columns, chunk));
                 }
             }
             if !any {
@@ -233,8 +379,13 @@ async fn replace_load(
     let mut tasks = tokio::task::JoinSet::new();
     for (mut conn, stmts) in conns_open {
         tasks.spawn(async move {
-            for (sql, params) in stmts {
-                conn.exec_drop(sql, Params::Positional(params)).await?;
+            for st in stmts {
+                match st {
+                    Statement::Prepared(sql, params) => {
+                        conn.exec_drop(sql, Params::Positional(params)).await?
+                    }
+                    Statement::Text(script) => conn.query_drop(script).await?,
+                }
             }
             conn.disconnect().await?;
             Ok::<(), mysql_async::Error>(())

@@ -7,6 +7,9 @@
 //! * `decode`: reshard's tailer and offline file decoder against a plain
 //!   mysql_common decode loop and `mariadb-binlog -v`, over the same binlog
 //!   (`BENCH_ROWS` inserts, then one `UPDATE` of every row);
+//! * `forms`: the same loader in other statement forms (text literals,
+//!   reshard's versioned upsert, its transaction), each against `REPLACE`:
+//!   what the guard and the round trips cost the servers;
 //! * `ceiling`: a plain multi-row `REPLACE` loader writing the same row
 //!   changes into the same shards with as many connections as reshard;
 //! * `e2e`: `reshard run` applying that binlog: rows/s, ratio to the
@@ -22,6 +25,7 @@ mod cpu;
 mod decode;
 mod env;
 mod lag;
+mod literal;
 mod load;
 mod memory;
 mod report;
@@ -36,7 +40,9 @@ use report::Report;
 pub type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 /// The rows of the benchmark, in the order they run.
-pub const ROWS: [&str; 6] = ["decode", "ceiling", "e2e", "lag", "memory", "snapshot"];
+pub const ROWS: [&str; 7] = [
+    "decode", "forms", "ceiling", "e2e", "lag", "memory", "snapshot",
+];
 
 #[tokio::main]
 async fn main() -> Res<()> {
@@ -52,7 +58,7 @@ async fn main() -> Res<()> {
     eprintln!("bench: {}", settings.describe());
     let started = Instant::now();
     let bench = Bench::start(&settings).await?;
-    if wanted("decode") || wanted("ceiling") || wanted("e2e") {
+    if wanted("decode") || wanted("forms") || wanted("ceiling") || wanted("e2e") {
         let w = workload::main_workload(&bench, &settings).await?;
         eprintln!(
             "bench: workload: {} row changes, binlog {} .. {} ({:.1} MB)",
@@ -64,7 +70,7 @@ async fn main() -> Res<()> {
         if wanted("decode") {
             decode::run(&bench, &settings, &w, &mut report).await?;
         }
-        if wanted("ceiling") || wanted("e2e") {
+        if wanted("forms") || wanted("ceiling") || wanted("e2e") {
             load::run(
                 &bench,
                 &settings,
@@ -72,6 +78,7 @@ async fn main() -> Res<()> {
                 &mut report,
                 wanted("ceiling"),
                 wanted("e2e"),
+                wanted("forms"),
             )
             .await?;
         }

@@ -61,6 +61,21 @@ pub struct Config {
     pub pipeline: Pipeline,
 }
 
+/// How many writer connections (lanes) the targets get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lanes {
+    /// `lanes_per_server`: that many lanes per target server, shared by
+    /// the shards it holds (targets whose URLs differ only in the
+    /// database; see `writer::pool`).
+    PerServer(usize),
+    /// `lanes_per_shard`: that many lanes per shard, each serving its
+    /// shard alone.
+    PerShard(usize),
+}
+
+/// `lanes_per_server` when neither it nor `lanes_per_shard` is set.
+pub const DEFAULT_LANES_PER_SERVER: usize = 4;
+
 /// `[pipeline]` after validation.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
@@ -69,7 +84,7 @@ pub struct Pipeline {
     /// Directory of rule files, absolute.
     pub rules: PathBuf,
     pub epoch: u16,
-    pub lanes_per_shard: usize,
+    pub lanes: Lanes,
     pub batch_size: usize,
     pub linger: Duration,
     pub shutdown_timeout: Duration,
@@ -81,6 +96,8 @@ pub struct Pipeline {
     pub snapshot_chunk_rows: usize,
     /// 0 = unlimited.
     pub snapshot_rows_per_sec: u64,
+    /// Source connections reading the copy's chunks in parallel.
+    pub snapshot_readers: usize,
     pub tombstone_retention: Duration,
     pub prune_interval: Duration,
 }
@@ -268,10 +285,27 @@ impl Check<'_> {
                 Ok(())
             }
         };
-        positive("pipeline.lanes_per_shard", p.lanes_per_shard as u64)?;
+        let lanes = match (p.lanes_per_server, p.lanes_per_shard) {
+            (Some(_), Some(_)) => {
+                return Err(self.invalid(
+                    "pipeline.lanes_per_shard",
+                    "set lanes_per_server or lanes_per_shard, not both".into(),
+                ))
+            }
+            (Some(n), None) => {
+                positive("pipeline.lanes_per_server", n as u64)?;
+                Lanes::PerServer(n)
+            }
+            (None, Some(n)) => {
+                positive("pipeline.lanes_per_shard", n as u64)?;
+                Lanes::PerShard(n)
+            }
+            (None, None) => Lanes::PerServer(DEFAULT_LANES_PER_SERVER),
+        };
         positive("pipeline.batch_size", p.batch_size as u64)?;
         positive("pipeline.connect_timeout_secs", p.connect_timeout_secs)?;
         positive("pipeline.snapshot_chunk_rows", p.snapshot_chunk_rows as u64)?;
+        positive("pipeline.snapshot_readers", p.snapshot_readers as u64)?;
         if p.batch_size > 10_000 {
             return Err(self.invalid(
                 "pipeline.batch_size",
@@ -285,7 +319,7 @@ impl Check<'_> {
             name: p.name,
             rules,
             epoch: p.epoch,
-            lanes_per_shard: p.lanes_per_shard,
+            lanes,
             batch_size: p.batch_size,
             linger: Duration::from_millis(p.linger_ms),
             shutdown_timeout: Duration::from_secs(p.shutdown_timeout_secs),
@@ -296,6 +330,7 @@ impl Check<'_> {
             lookup_ttl: Duration::from_secs(p.lookup_ttl_secs),
             snapshot_chunk_rows: p.snapshot_chunk_rows,
             snapshot_rows_per_sec: p.snapshot_rows_per_sec,
+            snapshot_readers: p.snapshot_readers,
             tombstone_retention: Duration::from_secs(p.tombstone_retention_secs),
             prune_interval: Duration::from_secs(p.prune_interval_secs.max(1)),
         })
@@ -385,7 +420,7 @@ rules = "shard-rules"
         assert_eq!(c.server_id, 4001);
         assert_eq!(c.targets.len(), 2);
         assert_eq!(c.pipeline.rules, Path::new("/etc/reshard/shard-rules"));
-        assert_eq!(c.pipeline.lanes_per_shard, 2);
+        assert_eq!(c.pipeline.lanes, Lanes::PerServer(4));
         assert!(c.pipeline.linger <= Duration::from_millis(100));
         assert_eq!(c.pipeline.shutdown_timeout, Duration::from_secs(30));
         assert!(!format!("{:?}", c).contains("s3cret"));

@@ -45,9 +45,14 @@ pub struct RawPipeline {
     /// binlog numbering went backwards. Default 0.
     #[serde(default)]
     pub epoch: u16,
-    /// Writer connections (lanes) per target shard. Default 2.
-    #[serde(default = "default_lanes")]
-    pub lanes_per_shard: usize,
+    /// Writer connections (lanes) per target server, shared by the shards
+    /// it holds. Default 4.
+    #[serde(default)]
+    pub lanes_per_server: Option<usize>,
+    /// Writer connections per target shard, each serving that shard
+    /// alone (instead of `lanes_per_server`).
+    #[serde(default)]
+    pub lanes_per_shard: Option<usize>,
     /// Operations per batch transaction. Default 500.
     #[serde(default = "default_batch")]
     pub batch_size: usize,
@@ -76,6 +81,10 @@ pub struct RawPipeline {
     /// Throttle of the initial copy in rows/s; 0 = unlimited. Default 0.
     #[serde(default)]
     pub snapshot_rows_per_sec: u64,
+    /// Source connections reading the initial copy's chunks in parallel
+    /// (tables, and key ranges of large tables). Default 4.
+    #[serde(default = "default_snapshot_readers")]
+    pub snapshot_readers: usize,
     /// Tombstones are kept for this much binlog time behind the checkpoint,
     /// in seconds. Default 604800 (7 days).
     #[serde(default = "default_retention")]
@@ -91,8 +100,8 @@ pub struct RawPipeline {
 fn default_name() -> String {
     "default".into()
 }
-fn default_lanes() -> usize {
-    2
+fn default_snapshot_readers() -> usize {
+    4
 }
 fn default_batch() -> usize {
     500

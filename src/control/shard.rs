@@ -9,8 +9,9 @@
 //!   written in the batch's transaction; for operators and `status`, never
 //!   used to skip work.
 //!
-//! The lane functions take the batch's open transaction; pruning takes a
-//! connection of its own.
+//! The lane functions take the batch's open transaction and name each
+//! table with its shard's database (a lane may serve several shards of
+//! one server); pruning takes a connection of its own to one shard.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -35,21 +36,33 @@ fn placeholder_groups(groups: usize, width: usize) -> String {
     vec![one; groups].join(", ")
 }
 
+/// A target table of one shard: its database and its name.
+#[derive(Debug, Clone, Copy)]
+pub struct TableOf<'a> {
+    pub database: &'a str,
+    pub table: &'a str,
+}
+
+/// `` `db`.`name` `` of one of reshard's tables in a shard's database.
+fn own_table(database: &str, name: &str) -> String {
+    format!("{}.{}", quote_ident(database), quote_ident(name))
+}
+
 /// Raises tombstones to at least the given versions (`GREATEST`, never a
 /// plain overwrite).
-fn tombstone_upsert_sql(rows: usize) -> String {
+fn tombstone_upsert_sql(database: &str, rows: usize) -> String {
     format!(
         "INSERT INTO {} (tbl, k, version) VALUES {} ON DUPLICATE KEY UPDATE version = GREATEST(version, VALUES(version))",
-        quote_ident(TOMBSTONE_TABLE),
+        own_table(database, TOMBSTONE_TABLE),
         placeholder_groups(rows, 3)
     )
 }
 
 /// Reads the tombstones of `rows` keys of one table.
-fn tombstone_lookup_sql(rows: usize) -> String {
+fn tombstone_lookup_sql(database: &str, rows: usize) -> String {
     format!(
         "SELECT k, version FROM {} WHERE tbl = ? AND k IN ({})",
-        quote_ident(TOMBSTONE_TABLE),
+        own_table(database, TOMBSTONE_TABLE),
         vec!["?"; rows].join(", ")
     )
 }
@@ -67,15 +80,20 @@ fn bytes(b: &[u8]) -> Value {
     Value::Bytes(b.to_vec())
 }
 
-/// Whether a table has any tombstone at all.
+/// Whether a table (of the shard whose database is `database`) has any
+/// tombstone at all.
 pub async fn any_tombstone(
     tx: &mut Transaction<'_>,
     server: &str,
+    database: &str,
     table: &str,
 ) -> Result<bool, DbError> {
     let any: Option<i64> = tx
         .exec_first(
-            "SELECT EXISTS(SELECT 1 FROM `_reshard_tombstone` WHERE tbl = ?)",
+            format!(
+                "SELECT EXISTS(SELECT 1 FROM {} WHERE tbl = ?)",
+                own_table(database, TOMBSTONE_TABLE)
+            ),
             (table,),
         )
         .await
@@ -87,9 +105,10 @@ pub async fn any_tombstone(
 pub async fn read_tombstones(
     tx: &mut Transaction<'_>,
     server: &str,
-    table: &str,
+    of: TableOf<'_>,
     keys: &[&[u8]],
 ) -> Result<HashMap<Vec<u8>, Version>, DbError> {
+    let table = of.table;
     let mut tombs = HashMap::new();
     for chunk in keys.chunks(CHUNK) {
         let mut params: Vec<Value> = Vec::with_capacity(chunk.len() + 1);
@@ -97,7 +116,7 @@ pub async fn read_tombstones(
         params.extend(chunk.iter().map(|k| bytes(k)));
         let rows: Vec<(Vec<u8>, Vec<u8>)> = tx
             .exec(
-                tombstone_lookup_sql(chunk.len()),
+                tombstone_lookup_sql(of.database, chunk.len()),
                 Params::Positional(params),
             )
             .await
@@ -116,9 +135,10 @@ pub async fn read_tombstones(
 pub async fn raise_tombstones(
     tx: &mut Transaction<'_>,
     server: &str,
-    table: &str,
+    of: TableOf<'_>,
     tombstones: &[(&[u8], Version)],
 ) -> Result<(), DbError> {
+    let table = of.table;
     for chunk in tombstones.chunks(CHUNK) {
         let mut params = Vec::with_capacity(chunk.len() * 3);
         for (k, v) in chunk {
@@ -127,7 +147,7 @@ pub async fn raise_tombstones(
             params.push(bytes(&v.to_bytes()));
         }
         tx.exec_drop(
-            tombstone_upsert_sql(chunk.len()),
+            tombstone_upsert_sql(of.database, chunk.len()),
             Params::Positional(params),
         )
         .await
@@ -141,6 +161,8 @@ pub async fn raise_tombstones(
 pub struct LaneId<'a> {
     pub pipeline: &'a str,
     pub shard: &'a str,
+    /// The shard's database.
+    pub database: &'a str,
     pub lane_in_shard: u32,
 }
 
@@ -151,8 +173,11 @@ pub async fn record_applied(
     end: &Position,
 ) -> Result<(), DbError> {
     tx.exec_drop(
-        "INSERT INTO `_reshard_applied` (pipeline, shard, lane, binlog_file, binlog_pos) \
-         VALUES (?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE binlog_file = VALUES(binlog_file), binlog_pos = VALUES(binlog_pos)",
+        format!(
+            "INSERT INTO {} (pipeline, shard, lane, binlog_file, binlog_pos) \
+             VALUES (?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE binlog_file = VALUES(binlog_file), binlog_pos = VALUES(binlog_pos)",
+            own_table(lane.database, "_reshard_applied")
+        ),
         (lane.pipeline, lane.shard, lane.lane_in_shard, &end.file, end.pos),
     )
     .await
@@ -191,13 +216,13 @@ mod tests {
     #[test]
     fn tombstones_only_rise() {
         assert_eq!(
-            tombstone_upsert_sql(2),
-            "INSERT INTO `_reshard_tombstone` (tbl, k, version) VALUES (?, ?, ?), (?, ?, ?) \
+            tombstone_upsert_sql("s1", 2),
+            "INSERT INTO `s1`.`_reshard_tombstone` (tbl, k, version) VALUES (?, ?, ?), (?, ?, ?) \
              ON DUPLICATE KEY UPDATE version = GREATEST(version, VALUES(version))"
         );
         assert_eq!(
-            tombstone_lookup_sql(2),
-            "SELECT k, version FROM `_reshard_tombstone` WHERE tbl = ? AND k IN (?, ?)"
+            tombstone_lookup_sql("s1", 2),
+            "SELECT k, version FROM `s1`.`_reshard_tombstone` WHERE tbl = ? AND k IN (?, ?)"
         );
     }
 

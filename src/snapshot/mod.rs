@@ -54,7 +54,7 @@ use crate::source::rows::TableReader;
 use crate::source::schema::load_table;
 use crate::source::{RowChange, TableSchema};
 use crate::version::Version;
-use crate::writer::lane::{apply_batch, LaneConfig, Stats, TombstoneHints};
+use crate::writer::lane::{apply_batch, LaneConfig, LaneShard, Stats, TombstoneHints};
 use crate::writer::{keyenc, WriteOp};
 
 /// How long the copy waits for prepared XA transactions to resolve.
@@ -317,7 +317,7 @@ impl Writers {
     async fn connect(cfg: &Config) -> Result<Writers, PipelineError> {
         let p = &cfg.pipeline;
         let mut shards = Vec::new();
-        for ep in cfg.targets.values() {
+        for (index, ep) in cfg.targets.values().enumerate() {
             let conn = db::connect(ep, Session::Write, p.connect_timeout).await?;
             let lane = LaneConfig {
                 pipeline: p.name.clone(),
@@ -326,6 +326,11 @@ impl Writers {
                 lane_in_shard: 0,
                 batch_size: p.batch_size,
                 linger: p.linger,
+                shards: vec![LaneShard {
+                    index,
+                    name: ep.name.clone(),
+                    database: crate::config::db_name(&ep.url).unwrap_or_default(),
+                }],
             };
             shards.push((lane, conn, TombstoneHints::default()));
         }

@@ -55,13 +55,42 @@ pub enum LaneMsg {
 #[derive(Debug, Clone)]
 pub struct LaneConfig {
     pub pipeline: String,
+    /// The shards it serves, for messages (`s0+s2`).
     pub shard: String,
     /// Global lane number (index in the tracker).
     pub lane: usize,
-    /// Lane number within its shard.
+    /// Lane number within its group (the shards it serves).
     pub lane_in_shard: usize,
     pub batch_size: usize,
     pub linger: Duration,
+    /// The shards it serves, all on the server of its connection (see
+    /// [`super::pool`]).
+    pub shards: Vec<LaneShard>,
+}
+
+/// A shard a lane writes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaneShard {
+    /// Index of the shard (in name order of `[targets]`), as in
+    /// [`WriteOp::shard`].
+    pub index: usize,
+    pub name: String,
+    /// Its database on the server: every table is named with it.
+    pub database: String,
+}
+
+impl LaneConfig {
+    /// The served shard of index `index`; an operation for another one is
+    /// a bug of the pool (definite).
+    fn shard_of(&self, index: usize) -> Result<&LaneShard, DbError> {
+        self.shards.iter().find(|s| s.index == index).ok_or_else(|| {
+            DbError::unexpected(
+                &self.shard,
+                "applying a batch",
+                format!("lane {} got an operation for shard #{index}, which it does not serve", self.lane),
+            )
+        })
+    }
 }
 
 /// Counters shared with the progress reporter.
@@ -103,26 +132,45 @@ impl LaneError {
 /// read of an insert-only batch can be skipped.
 #[derive(Debug, Default)]
 pub struct TombstoneHints {
-    may_exist: HashMap<String, bool>,
+    /// (shard index, table) → may tombstones exist.
+    may_exist: HashMap<(usize, String), bool>,
 }
 
 impl TombstoneHints {
     async fn may_exist(
         &mut self,
         tx: &mut Transaction<'_>,
-        server: &str,
-        table: &str,
+        part: &Part<'_>,
     ) -> Result<bool, DbError> {
-        if let Some(b) = self.may_exist.get(table) {
+        let table = part.table.name.as_str();
+        if let Some(b) = self.may_exist.get(&(part.shard.index, table.to_string())) {
             return Ok(*b);
         }
-        let b = shard::any_tombstone(tx, server, table).await?;
-        self.may_exist.insert(table.to_string(), b);
+        let b = shard::any_tombstone(tx, part.server(), &part.shard.database, table).await?;
+        self.may_exist
+            .insert((part.shard.index, table.to_string()), b);
         Ok(b)
     }
 
-    fn written(&mut self, table: &str) {
-        self.may_exist.insert(table.to_string(), true);
+    fn written(&mut self, part: &Part<'_>) {
+        self.may_exist
+            .insert((part.shard.index, part.table.name.clone()), true);
+    }
+}
+
+/// One shard's operations on one table of a batch, as the statements
+/// name it.
+pub(super) struct Part<'a> {
+    pub shard: &'a LaneShard,
+    pub table: &'a TargetTable,
+    /// `` `db`.`table` `` ([`sql::qualified`]).
+    pub qualified: String,
+}
+
+impl Part<'_> {
+    /// The shard's name, for messages.
+    fn server(&self) -> &str {
+        &self.shard.name
     }
 }
 
@@ -205,7 +253,7 @@ pub async fn run(
 
 /// A lane's batch until it is applied.
 pub(super) struct Pending<'a> {
-    pub batch: &'a [(Arc<TargetTable>, Vec<BatchOp>)],
+    pub batch: &'a [Group],
     /// The position recorded with it (its mark's, if one came with it).
     pub end: Option<&'a Position>,
     pub stats: &'a Stats,
@@ -314,7 +362,16 @@ pub struct BatchOp {
     pub tombstone: Option<Version>,
 }
 
-/// Keeps the newest operation per (table, key), grouped by table.
+/// One shard's operations on one table (one column list) of a batch.
+#[derive(Debug)]
+pub struct Group {
+    pub shard: usize,
+    pub table: Arc<TargetTable>,
+    pub ops: Vec<BatchOp>,
+}
+
+/// Keeps the newest operation per (shard, table, key), grouped by shard
+/// and table (a lane may serve several shards of its server).
 ///
 /// A group is one *column list* of a table, not one table name: after a
 /// column was added on the source, one batch can hold upserts written
@@ -322,20 +379,26 @@ pub struct BatchOp {
 /// statement. The groups are applied in order in one transaction, and
 /// every step compares versions, so a key appearing in two groups ends
 /// up exactly as if both operations were in one.
-pub fn dedup(ops: Vec<WriteOp>) -> Vec<(Arc<TargetTable>, Vec<BatchOp>)> {
-    let mut groups: Vec<(Arc<TargetTable>, Vec<BatchOp>)> = Vec::new();
-    let mut seen: HashMap<(usize, Vec<u8>), usize> = HashMap::new();
+pub fn dedup(ops: Vec<WriteOp>) -> Vec<Group> {
+    let mut groups: Vec<Group> = Vec::new();
+    // per group: canonical key → index in its ops
+    let mut seen: Vec<HashMap<Vec<u8>, usize>> = Vec::new();
     for op in ops {
-        let found = groups
-            .iter()
-            .position(|(t, _)| Arc::ptr_eq(t, &op.table) || **t == *op.table);
+        let found = groups.iter().position(|g| {
+            g.shard == op.shard && (Arc::ptr_eq(&g.table, &op.table) || *g.table == *op.table)
+        });
         let g = found.unwrap_or_else(|| {
-            groups.push((op.table.clone(), Vec::new()));
+            groups.push(Group {
+                shard: op.shard,
+                table: op.table.clone(),
+                ops: Vec::new(),
+            });
+            seen.push(HashMap::new());
             groups.len() - 1
         });
-        let list = &mut groups[g].1;
+        let list = &mut groups[g].ops;
         let del = (op.kind == OpKind::Delete).then_some(op.version);
-        match seen.get(&(g, op.key_enc.clone())) {
+        match seen[g].get(op.key_enc.as_slice()) {
             Some(&i) => {
                 let slot = &mut list[i];
                 let tomb = slot.tombstone.max(del);
@@ -345,7 +408,7 @@ pub fn dedup(ops: Vec<WriteOp>) -> Vec<(Arc<TargetTable>, Vec<BatchOp>)> {
                 slot.tombstone = tomb;
             }
             None => {
-                seen.insert((g, op.key_enc.clone()), list.len());
+                seen[g].insert(op.key_enc.clone(), list.len());
                 list.push(BatchOp { op, tombstone: del });
             }
         }
@@ -374,8 +437,9 @@ struct Counts {
     skipped: u64,
 }
 
-/// One batch in one transaction: each table's part (steps 1–3 of the
-/// module docs), then the lane's applied position (step 4), then COMMIT.
+/// One batch in one transaction: each group's part (steps 1–3 of the
+/// module docs), then the lane's applied position in every shard the
+/// batch wrote (step 4), then COMMIT.
 async fn apply(
     conn: &mut Conn,
     cfg: &LaneConfig,
@@ -383,14 +447,23 @@ async fn apply(
 ) -> Result<(), DbError> {
     let (batch, end, stats) = (pending.batch, pending.end, pending.stats);
     let hints = &mut *pending.hints;
-    let server = cfg.shard.as_str();
     let mut tx = conn
         .start_transaction(TxOpts::default())
         .await
-        .map_err(|e| DbError::query(server, "BEGIN", e))?;
+        .map_err(|e| DbError::query(&cfg.shard, "BEGIN", e))?;
     let mut counts = Counts::default();
-    for (table, ops) in batch {
-        match apply_table(&mut tx, cfg, table, ops, stats, hints, &mut counts).await {
+    let mut written: Vec<&LaneShard> = Vec::new();
+    for g in batch {
+        let shard = cfg.shard_of(g.shard)?;
+        if !written.contains(&shard) {
+            written.push(shard);
+        }
+        let part = Part {
+            shard,
+            table: &g.table,
+            qualified: sql::qualified(&shard.database, &g.table.name),
+        };
+        match apply_table(&mut tx, cfg, &part, &g.ops, stats, hints, &mut counts).await {
             Ok(()) => {}
             Err(TableError::Db(e)) => return Err(e),
             Err(TableError::Collision(e)) => {
@@ -400,11 +473,13 @@ async fn apply(
         }
     }
     if let Some(end) = end {
-        record_applied(&mut tx, cfg, end).await?;
+        for shard in written {
+            record_applied(&mut tx, cfg, shard, end).await?;
+        }
     }
     tx.commit()
         .await
-        .map_err(|e| DbError::query(server, "COMMIT", e))?;
+        .map_err(|e| DbError::query(&cfg.shard, "COMMIT", e))?;
     stats
         .ops_applied
         .fetch_add(counts.applied, Ordering::Relaxed);
@@ -415,27 +490,26 @@ async fn apply(
     Ok(())
 }
 
-/// One table's operations of a batch: read the tombstones of the keys to
-/// upsert, delete older rows and raise their tombstones, upsert what is
-/// newer than its tombstone.
+/// One shard's operations on one table of a batch: read the tombstones of
+/// the keys to upsert, delete older rows and raise their tombstones,
+/// upsert what is newer than its tombstone.
 async fn apply_table(
     tx: &mut Transaction<'_>,
     cfg: &LaneConfig,
-    table: &TargetTable,
+    part: &Part<'_>,
     ops: &[BatchOp],
     stats: &Stats,
     hints: &mut TombstoneHints,
     counts: &mut Counts,
 ) -> Result<(), TableError> {
-    let server = cfg.shard.as_str();
     let upserts: Vec<&WriteOp> = ops
         .iter()
         .map(|b| &b.op)
         .filter(|o| matches!(o.kind, OpKind::Upsert(_)))
         .collect();
-    let tombs = read_tombstones(tx, server, &table.name, &upserts, hints).await?;
-    counts.applied += delete_older(tx, server, table, ops).await?;
-    raise_tombstones(tx, server, &table.name, ops, hints).await?;
+    let tombs = read_tombstones(tx, part, &upserts, hints).await?;
+    counts.applied += delete_older(tx, part, ops).await?;
+    raise_tombstones(tx, part, ops, hints).await?;
     let live: Vec<&WriteOp> = upserts
         .into_iter()
         .filter(|o| match tombs.get(&o.key_enc) {
@@ -446,7 +520,7 @@ async fn apply_table(
             _ => true,
         })
         .collect();
-    counts.applied += upsert_newer(tx, cfg, table, &live, stats).await?;
+    counts.applied += upsert_newer(tx, cfg, part, &live, stats).await?;
     Ok(())
 }
 
@@ -454,16 +528,19 @@ async fn apply_table(
 /// cannot have any, see [`TombstoneHints`]).
 async fn read_tombstones(
     tx: &mut Transaction<'_>,
-    server: &str,
-    tname: &str,
+    part: &Part<'_>,
     upserts: &[&WriteOp],
     hints: &mut TombstoneHints,
 ) -> Result<HashMap<Vec<u8>, Version>, DbError> {
-    if upserts.is_empty() || !hints.may_exist(tx, server, tname).await? {
+    if upserts.is_empty() || !hints.may_exist(tx, part).await? {
         return Ok(HashMap::new());
     }
     let keys: Vec<&[u8]> = upserts.iter().map(|o| o.key_enc.as_slice()).collect();
-    shard::read_tombstones(tx, server, tname, &keys).await
+    let table = shard::TableOf {
+        database: &part.shard.database,
+        table: &part.table.name,
+    };
+    shard::read_tombstones(tx, part.server(), table, &keys).await
 }
 
 /// The names of a table's key columns.
@@ -490,11 +567,9 @@ fn key_version_params(ops: &[&WriteOp], key_len: usize) -> Vec<Value> {
 /// how many deletes were applied.
 async fn delete_older(
     tx: &mut Transaction<'_>,
-    server: &str,
-    table: &TargetTable,
+    part: &Part<'_>,
     ops: &[BatchOp],
 ) -> Result<u64, DbError> {
-    let tname = table.name.as_str();
     let deletes: Vec<&WriteOp> = ops
         .iter()
         .map(|b| &b.op)
@@ -503,15 +578,21 @@ async fn delete_older(
     if deletes.is_empty() {
         return Ok(0);
     }
-    let key_cols = key_columns(table);
+    let key_cols = key_columns(part.table);
     let per = (MAX_PARAMS / (key_cols.len() + 1)).clamp(1, 200);
     for chunk in deletes.chunks(per) {
         tx.exec_drop(
-            sql::delete(tname, &key_cols, chunk.len()),
+            sql::delete(&part.qualified, &key_cols, chunk.len()),
             Params::Positional(key_version_params(chunk, key_cols.len())),
         )
         .await
-        .map_err(|e| DbError::query(server, format!("deleting from {tname}"), e))?;
+        .map_err(|e| {
+            DbError::query(
+                part.server(),
+                format!("deleting from {}", part.table.name),
+                e,
+            )
+        })?;
     }
     Ok(deletes.len() as u64)
 }
@@ -520,8 +601,7 @@ async fn delete_older(
 /// collapsed under a later upsert of the same key (see [`BatchOp`]).
 async fn raise_tombstones(
     tx: &mut Transaction<'_>,
-    server: &str,
-    tname: &str,
+    part: &Part<'_>,
     ops: &[BatchOp],
     hints: &mut TombstoneHints,
 ) -> Result<(), DbError> {
@@ -529,34 +609,39 @@ async fn raise_tombstones(
         .iter()
         .filter_map(|b| b.tombstone.map(|v| (b.op.key_enc.as_slice(), v)))
         .collect();
-    if !tombstones.is_empty() {
-        hints.written(tname);
+    if tombstones.is_empty() {
+        return Ok(());
     }
-    shard::raise_tombstones(tx, server, tname, &tombstones).await
+    hints.written(part);
+    let table = shard::TableOf {
+        database: &part.shard.database,
+        table: &part.table.name,
+    };
+    shard::raise_tombstones(tx, part.server(), table, &tombstones).await
 }
 
 /// Step 3: upserts the rows newer than their tombstone (each column
-/// guarded by the version); returns how many were applied.
+/// guarded by the version), in statements within the row and byte
+/// budgets; returns how many were applied.
 async fn upsert_newer(
     tx: &mut Transaction<'_>,
     cfg: &LaneConfig,
-    table: &TargetTable,
+    part: &Part<'_>,
     live: &[&WriteOp],
     stats: &Stats,
 ) -> Result<u64, TableError> {
     if live.is_empty() {
         return Ok(0);
     }
-    let server = cfg.shard.as_str();
-    let tname = table.name.as_str();
+    let table = part.table;
     let width = table.columns.len() + 1;
-    let check = has_secondary_unique(tx, cfg, tname, stats).await?;
+    let check = has_secondary_unique(tx, part, stats).await?;
     let key_cols = key_columns(table);
     let sizes = live.iter().map(|o| match &o.kind {
         OpKind::Upsert(values) => 27 + values.iter().map(sql::param_bytes).sum::<usize>(),
         OpKind::Delete => 0,
     });
-    let budget = statement_budget(tx, server, stats).await?;
+    let budget = statement_budget(tx, cfg, stats).await?;
     let mut rest = live;
     for n in sql::runs(sizes, MAX_PARAMS / width, budget) {
         let (chunk, tail) = rest.split_at(n.min(rest.len()));
@@ -570,19 +655,25 @@ async fn upsert_newer(
         }
         let upserted = tx
             .exec_drop(
-                sql::upsert(tname, &table.columns, &table.key, chunk.len()),
+                sql::upsert(&part.qualified, &table.columns, &table.key, chunk.len()),
                 Params::Positional(params),
             )
             .await
-            .map_err(|e| DbError::query(server, format!("upserting into {tname}"), e));
+            .map_err(|e| {
+                DbError::query(
+                    part.server(),
+                    format!("upserting into {}", table.name),
+                    e,
+                )
+            });
         if let Err(e) = upserted {
             if e.code() == Some(ER_BAD_FIELD_ERROR) {
-                return Err(missing_columns(tx, server, table, e).await.into());
+                return Err(missing_columns(tx, part, e).await.into());
             }
             return Err(e.into());
         }
         if check {
-            check_landed(tx, server, tname, &key_cols, chunk).await?;
+            check_landed(tx, part, &key_cols, chunk).await?;
         }
     }
     Ok(live.len() as u64)
@@ -595,14 +686,13 @@ const ER_BAD_FIELD_ERROR: u16 = 1054;
 /// on the source, which the router now carries. Retrying cannot help, so
 /// the error names the columns and the fix (a definite error: see
 /// `docs/architecture.md`, "Schema history").
-async fn missing_columns(
-    tx: &mut Transaction<'_>,
-    server: &str,
-    table: &TargetTable,
-    error: DbError,
-) -> DbError {
+async fn missing_columns(tx: &mut Transaction<'_>, part: &Part<'_>, error: DbError) -> DbError {
+    let (server, table) = (part.server(), part.table);
     let tname = table.name.as_str();
-    let present: Vec<String> = match tx.exec(sql::TARGET_COLUMNS, (tname,)).await {
+    let present: Vec<String> = match tx
+        .exec(sql::TARGET_COLUMNS, (&part.shard.database, tname))
+        .await
+    {
         Ok(cols) => cols,
         Err(_) => return error,
     };
@@ -632,14 +722,15 @@ async fn missing_columns(
     )
 }
 
-/// The byte budget of one statement on a shard (half its
-/// `max_allowed_packet`), learned once per shard and attempt: a batch of
+/// The byte budget of one statement on a lane's server (half its
+/// `max_allowed_packet`), learned once per server and attempt: a batch of
 /// wide rows (BLOBs) is split so that no statement exceeds it.
 async fn statement_budget(
     tx: &mut Transaction<'_>,
-    server: &str,
+    cfg: &LaneConfig,
     stats: &Stats,
 ) -> Result<usize, DbError> {
+    let server = cfg.shard.as_str();
     let known = stats
         .statement_budget
         .lock()
@@ -664,11 +755,11 @@ async fn statement_budget(
 /// (shard, table) and attempt.
 async fn has_secondary_unique(
     tx: &mut Transaction<'_>,
-    cfg: &LaneConfig,
-    tname: &str,
+    part: &Part<'_>,
     stats: &Stats,
 ) -> Result<bool, DbError> {
-    let cache_key = (cfg.shard.clone(), tname.to_string());
+    let tname = part.table.name.as_str();
+    let cache_key = (part.shard.name.clone(), tname.to_string());
     let known = stats
         .secondary_unique
         .lock()
@@ -678,9 +769,9 @@ async fn has_secondary_unique(
         return Ok(b);
     }
     let n: Option<u64> = tx
-        .exec_first(sql::SECONDARY_UNIQUE, (tname,))
+        .exec_first(sql::SECONDARY_UNIQUE, (&part.shard.database, tname))
         .await
-        .map_err(|e| DbError::query(&cfg.shard, format!("reading the keys of {tname}"), e))?;
+        .map_err(|e| DbError::query(part.server(), format!("reading the keys of {tname}"), e))?;
     let b = n.unwrap_or(0) > 0;
     if let Ok(mut m) = stats.secondary_unique.lock() {
         m.insert(cache_key, b);
@@ -693,14 +784,14 @@ async fn has_secondary_unique(
 /// version, or the batch is rolled back.
 async fn check_landed(
     tx: &mut Transaction<'_>,
-    server: &str,
-    tname: &str,
+    part: &Part<'_>,
     key_cols: &[&str],
     chunk: &[&WriteOp],
 ) -> Result<(), TableError> {
+    let (server, tname) = (part.server(), part.table.name.as_str());
     let n: Option<u64> = tx
         .exec_first(
-            sql::landed(tname, key_cols, chunk.len()),
+            sql::landed(&part.qualified, key_cols, chunk.len()),
             Params::Positional(key_version_params(chunk, key_cols.len())),
         )
         .await
@@ -719,15 +810,18 @@ async fn check_landed(
     )))
 }
 
-/// Step 4: the lane's applied position, in the batch's transaction.
+/// Step 4: the lane's applied position in one shard it wrote, in the
+/// batch's transaction.
 async fn record_applied(
     tx: &mut Transaction<'_>,
     cfg: &LaneConfig,
+    to: &LaneShard,
     end: &Position,
 ) -> Result<(), DbError> {
     let lane = shard::LaneId {
         pipeline: &cfg.pipeline,
-        shard: &cfg.shard,
+        shard: &to.name,
+        database: &to.database,
         lane_in_shard: cfg.lane_in_shard as u32,
     };
     shard::record_applied(tx, lane, end).await
@@ -766,7 +860,7 @@ mod tests {
         ];
         let groups = dedup(ops);
         assert_eq!(groups.len(), 1);
-        let list = &groups[0].1;
+        let list = &groups[0].ops;
         assert_eq!(list.len(), 2);
         assert_eq!(list[0].op.kind, OpKind::Delete);
         assert_eq!(list[0].op.version, Version(12));
@@ -794,10 +888,10 @@ mod tests {
         ];
         let groups = dedup(ops);
         assert_eq!(groups.len(), 2);
-        assert_eq!(groups[0].0.columns, ["id"]);
-        assert_eq!(groups[0].1.len(), 2);
-        assert!(Arc::ptr_eq(&groups[1].0, &wide));
-        assert_eq!(groups[1].1.len(), 1);
+        assert_eq!(groups[0].table.columns, ["id"]);
+        assert_eq!(groups[0].ops.len(), 2);
+        assert!(Arc::ptr_eq(&groups[1].table, &wide));
+        assert_eq!(groups[1].ops.len(), 1);
     }
 
     /// Regression: a delete collapsed under a later upsert of the same key
@@ -811,7 +905,7 @@ mod tests {
             op(1, 12, OpKind::Upsert(vec![Value::Int(1)])),
         ];
         let groups = dedup(ops);
-        let list = &groups[0].1;
+        let list = &groups[0].ops;
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].op.version, Version(12));
         assert_eq!(list[0].tombstone, Some(Version(11)));

@@ -1,11 +1,24 @@
-//! The lanes of one attempt: `lanes_per_shard` connections to every shard,
-//! each running [`super::lane::run`] on its own queue.
+//! The lanes of one attempt, each running [`super::lane::run`] on its own
+//! queue: `lanes_per_server` connections to every target *server*, shared
+//! by the shards it holds (targets whose URLs differ only in the
+//! database), or `lanes_per_shard` connections to every shard alone.
+//!
+//! # Why lanes per server
+//!
+//! With many logical shards per server, lanes per shard open shards ×
+//! lanes connections and split the server's stream into as many small
+//! batches: more commits, more statements and round trips per row. A
+//! server's lanes instead fill each batch from every shard it holds, and
+//! write each shard's part into that shard's database (every statement
+//! names its table with the database, [`super::sql::qualified`]), all in
+//! the batch's one transaction.
 //!
 //! # One key, one lane
 //!
-//! [`LanePool::send`] picks the lane of an operation from its shard and
-//! [`lane_hash`] of (table, key), so every operation on one key of one
-//! table goes to the same lane, in the order it was sent. A lane applies
+//! [`LanePool::send`] picks the lane of an operation among its shard's
+//! lanes (its server's, or its own) by [`lane_hash`] of (table, key), so
+//! every operation on one key of one table goes to the same lane, in the
+//! order it was sent. A lane applies
 //! its queue in order, so no two connections ever race on a key and a
 //! key's operations reach the target in binlog order (the module docs of
 //! [`super::lane`] argue why each batch is then safe). The coordinator only
@@ -17,12 +30,12 @@ use tokio::sync::mpsc;
 use tokio::task::{JoinError, JoinSet};
 
 use super::keyenc::lane_hash;
-use super::lane::{self, LaneConfig, LaneError, LaneMsg, Stats};
+use super::lane::{self, LaneConfig, LaneError, LaneMsg, LaneShard, Stats};
 use super::link::Link;
 use super::op::WriteOp;
 use crate::checkpoint::LaneProgress;
-use crate::config::Config;
-use crate::db::DbError;
+use crate::config::{db_name, Config, Endpoint, Lanes};
+use crate::db::{self, DbError, Session};
 use crate::position::Position;
 
 /// A lane's queue is gone: the lane stopped, and its error (if any) comes
@@ -37,7 +50,31 @@ pub type LaneExit = Result<Result<(), LaneError>, JoinError>;
 pub struct LanePool {
     senders: Vec<mpsc::Sender<LaneMsg>>,
     tasks: JoinSet<Result<(), LaneError>>,
-    per_shard: usize,
+    /// Per shard index: its group's first lane and how many lanes it has.
+    lanes_of_shard: Vec<(usize, usize)>,
+}
+
+/// The shards (indices in name order of `[targets]`) that share lanes:
+/// those of one server with `lanes_per_server` (equal connection options
+/// but for the database), else each shard alone; and the group's lanes.
+pub fn groups(cfg: &Config) -> Result<Vec<(Vec<usize>, usize)>, DbError> {
+    let mut groups: Vec<(Option<mysql_async::Opts>, Vec<usize>)> = Vec::new();
+    let (per_server, n) = match cfg.pipeline.lanes {
+        Lanes::PerServer(n) => (true, n),
+        Lanes::PerShard(n) => (false, n),
+    };
+    for (s, ep) in cfg.targets.values().enumerate() {
+        if !per_server {
+            groups.push((None, vec![s]));
+            continue;
+        }
+        let server = Some(db::opts(ep, Session::Write, Some(None))?);
+        match groups.iter_mut().find(|(o, _)| *o == server) {
+            Some((_, members)) => members.push(s),
+            None => groups.push((server, vec![s])),
+        }
+    }
+    Ok(groups.into_iter().map(|(_, m)| (m, n.max(1))).collect())
 }
 
 impl LanePool {
@@ -50,25 +87,35 @@ impl LanePool {
         stats: Arc<Stats>,
     ) -> Result<(LanePool, mpsc::UnboundedReceiver<LaneProgress>), DbError> {
         let p = &cfg.pipeline;
+        let endpoints: Vec<&Endpoint> = cfg.targets.values().collect();
         let mut pool = LanePool {
             senders: Vec::new(),
             tasks: JoinSet::new(),
-            per_shard: p.lanes_per_shard,
+            lanes_of_shard: vec![(0, 1); endpoints.len()],
         };
         let (progress_tx, progress_rx) = mpsc::unbounded_channel::<LaneProgress>();
-        for (s, ep) in cfg.targets.values().enumerate() {
-            for l in 0..p.lanes_per_shard {
-                let link = Link::new(ep.clone(), p.connect_timeout);
+        for (members, width) in groups(cfg)? {
+            let Some(&first) = members.first() else {
+                continue;
+            };
+            for &s in &members {
+                pool.lanes_of_shard[s] = (pool.senders.len(), width);
+            }
+            let shards = lane_shards(&endpoints, &members);
+            let label: Vec<&str> = members.iter().map(|&s| endpoints[s].name.as_str()).collect();
+            for l in 0..width {
+                let link = Link::new(endpoints[first].clone(), p.connect_timeout);
                 let (tx, rx) = mpsc::channel(p.batch_size * 4);
-                pool.senders.push(tx);
                 let lc = LaneConfig {
                     pipeline: p.name.clone(),
-                    shard: ep.name.clone(),
-                    lane: s * p.lanes_per_shard + l,
+                    shard: label.join("+"),
+                    lane: pool.senders.len(),
                     lane_in_shard: l,
                     batch_size: p.batch_size,
                     linger: p.linger,
+                    shards: shards.clone(),
                 };
+                pool.senders.push(tx);
                 pool.tasks
                     .spawn(lane::run(link, lc, rx, progress_tx.clone(), stats.clone()));
             }
@@ -86,10 +133,10 @@ impl LanePool {
         self.senders.is_empty()
     }
 
-    /// The lane of an operation: its shard's lanes, chosen by key.
+    /// The lane of an operation: one of its shard's group, chosen by key.
     fn lane_of(&self, op: &WriteOp) -> usize {
-        op.shard * self.per_shard
-            + (lane_hash(&op.table.name, &op.key_enc) % self.per_shard as u64) as usize
+        let (first, width) = self.lanes_of_shard.get(op.shard).copied().unwrap_or((0, 1));
+        first + (lane_hash(&op.table.name, &op.key_enc) % width.max(1) as u64) as usize
     }
 
     /// Queues an operation on its key's lane (waiting while the queue is full).
@@ -144,4 +191,16 @@ impl LanePool {
     pub fn abort(&mut self) {
         self.tasks.abort_all();
     }
+}
+
+/// The shards a lane of `members` serves, with their databases.
+fn lane_shards(endpoints: &[&Endpoint], members: &[usize]) -> Vec<LaneShard> {
+    members
+        .iter()
+        .map(|&s| LaneShard {
+            index: s,
+            name: endpoints[s].name.clone(),
+            database: db_name(&endpoints[s].url).unwrap_or_default(),
+        })
+        .collect()
 }

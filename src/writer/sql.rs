@@ -1,6 +1,11 @@
 //! SQL text for versioned writes to the target tables (reshard's own
-//! tables are in [`crate::control`]). Values are always bound as parameters;
-//! identifiers are always quoted.
+//! tables are in [`crate::control`]). Identifiers are always quoted, and
+//! a target table is always named with its shard's database
+//! ([`qualified`]): a lane may serve several shards of one server.
+//!
+//! Values are always bound as parameters of prepared statements (the
+//! connection caches them): a text form with literals measured no faster
+//! (BENCHMARKS.md, "What the versioned upsert costs").
 //!
 //! The upsert assigns every column through
 //! `IF(VALUES(_reshard_version) > _reshard_version, VALUES(c), c)` and the
@@ -75,6 +80,12 @@ pub fn runs(
 
 /// The version column on every target table.
 pub const VERSION_COLUMN: &str = "_reshard_version";
+
+/// `` `db`.`table` ``: a table of one shard's database.
+pub fn qualified(db: &str, table: &str) -> String {
+    format!("{}.{}", quote_ident(db), quote_ident(table))
+}
+
 fn placeholders(n: usize) -> String {
     let mut s = String::with_capacity(n * 3 + 2);
     s.push('(');
@@ -89,24 +100,33 @@ fn placeholders(n: usize) -> String {
 }
 
 /// `INSERT … VALUES (…), … ON DUPLICATE KEY UPDATE` guarded by the version,
-/// for `rows` rows of `columns` plus the version column.
+/// for `rows` rows of `columns` plus the version column, into `table` (a
+/// [`qualified`] name).
 pub fn upsert(table: &str, columns: &[String], key: &[usize], rows: usize) -> String {
-    let v = quote_ident(VERSION_COLUMN);
-    let mut cols: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
-    cols.push(v.clone());
-    let row = placeholders(cols.len());
-    let mut sql = format!(
-        "INSERT INTO {} ({}) VALUES ",
-        quote_ident(table),
-        cols.join(", ")
-    );
+    let row = placeholders(columns.len() + 1);
+    let mut sql = upsert_head(table, columns);
     for i in 0..rows {
         if i > 0 {
             sql.push_str(", ");
         }
         sql.push_str(&row);
     }
-    sql.push_str(" ON DUPLICATE KEY UPDATE ");
+    sql.push_str(&upsert_tail(columns, key));
+    sql
+}
+
+/// `INSERT INTO table (columns…, version) VALUES ` (before the rows).
+pub fn upsert_head(table: &str, columns: &[String]) -> String {
+    let mut cols: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+    cols.push(quote_ident(VERSION_COLUMN));
+    format!("INSERT INTO {table} ({}) VALUES ", cols.join(", "))
+}
+
+/// ` ON DUPLICATE KEY UPDATE …` (after the rows): every column guarded by
+/// the version, key columns also by `k <=> VALUES(k)`, the version last.
+pub fn upsert_tail(columns: &[String], key: &[usize]) -> String {
+    let v = quote_ident(VERSION_COLUMN);
+    let mut sql = String::from(" ON DUPLICATE KEY UPDATE ");
     let newer = format!("VALUES({v}) > {v}");
     let mut sets: Vec<String> = columns
         .iter()
@@ -143,8 +163,7 @@ fn keys_with_version(key_columns: &[&str], version_op: &str, rows: usize) -> Str
 /// `DELETE` of `rows` keys, each only where the row's version is older.
 pub fn delete(table: &str, key_columns: &[&str], rows: usize) -> String {
     format!(
-        "DELETE FROM {} WHERE {}",
-        quote_ident(table),
+        "DELETE FROM {table} WHERE {}",
         keys_with_version(key_columns, "<", rows)
     )
 }
@@ -154,19 +173,19 @@ pub fn delete(table: &str, key_columns: &[&str], rows: usize) -> String {
 /// landed on its own key (a collision updates another row instead).
 pub fn landed(table: &str, key_columns: &[&str], rows: usize) -> String {
     format!(
-        "SELECT COUNT(*) FROM {} WHERE {}",
-        quote_ident(table),
+        "SELECT COUNT(*) FROM {table} WHERE {}",
         keys_with_version(key_columns, ">=", rows)
     )
 }
 
-/// The column names of a target table.
+/// The column names of a target table (database, table).
 pub const TARGET_COLUMNS: &str = "SELECT COLUMN_NAME FROM information_schema.COLUMNS \
-     WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?";
+     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?";
 
-/// Whether a target table has a UNIQUE key besides its primary key.
+/// Whether a target table (database, table) has a UNIQUE key besides its
+/// primary key.
 pub const SECONDARY_UNIQUE: &str = "SELECT COUNT(*) FROM information_schema.STATISTICS \
-     WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND NON_UNIQUE = 0 AND INDEX_NAME <> 'PRIMARY'";
+     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 AND INDEX_NAME <> 'PRIMARY'";
 
 /// The server's `max_allowed_packet` (session value).
 pub const MAX_ALLOWED_PACKET: &str = "SELECT @@max_allowed_packet";
@@ -190,7 +209,7 @@ mod tests {
     #[test]
     fn upsert_assigns_version_last_and_key_columns_only_on_their_own_row() {
         let cols = vec!["id".to_string(), "name".to_string(), "shard_no".to_string()];
-        let sql = upsert("orders", &cols, &[0], 2);
+        let sql = upsert("`orders`", &cols, &[0], 2);
         assert_eq!(
             sql,
             "INSERT INTO `orders` (`id`, `name`, `shard_no`, `_reshard_version`) VALUES (?, ?, ?, ?), (?, ?, ?, ?) \
@@ -205,14 +224,17 @@ mod tests {
 
     #[test]
     fn identifiers_are_quoted() {
-        let sql = upsert("we`ird", &["a`b".to_string()], &[0], 1);
-        assert!(sql.starts_with("INSERT INTO `we``ird` (`a``b`, "), "{sql}");
+        let sql = upsert(&qualified("d`b", "we`ird"), &["a`b".to_string()], &[0], 1);
+        assert!(
+            sql.starts_with("INSERT INTO `d``b`.`we``ird` (`a``b`, "),
+            "{sql}"
+        );
     }
 
     #[test]
     fn delete_guards_each_key_by_version() {
         assert_eq!(
-            delete("t", &["a", "b"], 2),
+            delete("`t`", &["a", "b"], 2),
             "DELETE FROM `t` WHERE (`a` = ? AND `b` = ? AND `_reshard_version` < ?) OR (`a` = ? AND `b` = ? AND `_reshard_version` < ?)"
         );
     }
@@ -220,7 +242,7 @@ mod tests {
     #[test]
     fn landed_counts_keys_at_their_version() {
         assert_eq!(
-            landed("t", &["id"], 2),
+            landed("`t`", &["id"], 2),
             "SELECT COUNT(*) FROM `t` WHERE (`id` = ? AND `_reshard_version` >= ?) OR (`id` = ? AND `_reshard_version` >= ?)"
         );
     }
