@@ -1,6 +1,7 @@
 //! The torture test (acceptance of the initial copy / replay issue): a
 //! random workload on pre-loaded tables, at least 10 crashes at random
-//! points (during the initial copy and during streaming), restarts, and
+//! points (during the parallel initial copy — three readers, two tables
+//! in key ranges — and during streaming), restarts, and
 //! replays of random earlier ranges, while a sampler reads random target
 //! rows and tombstones the whole time. The final state equals the routed
 //! source, `verify` agrees, and the sampler never saw a key's version go
@@ -238,8 +239,21 @@ async fn crashes_restarts_and_replays_converge_and_never_go_backwards() {
     tagged_workload(s.source().await.unwrap(), seed, 0, 1500, 0)
         .await
         .unwrap();
-    s.configure("snapshot_chunk_rows = 400\nsnapshot_rows_per_sec = 6000\nbatch_size = 200")
-        .unwrap();
+    // the copy reads 3 units at once: parts of `orders` and `items` (their
+    // keys start with an integer; fresh statistics make the row estimate
+    // that decides the parts deterministic) and `tagged` whole
+    for t in ["orders", "items", "tagged"] {
+        s.source()
+            .await
+            .unwrap()
+            .query_drop(format!("ANALYZE TABLE {}.{t}", s.source_db))
+            .await
+            .unwrap();
+    }
+    s.configure(
+        "snapshot_chunk_rows = 400\nsnapshot_rows_per_sec = 10000\nsnapshot_readers = 3\nbatch_size = 200",
+    )
+    .unwrap();
     migrate(&s);
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -287,7 +301,19 @@ async fn crashes_restarts_and_replays_converge_and_never_go_backwards() {
     let mut boundaries: Vec<(String, u64)> = Vec::new();
     let mut crashes = 0;
     let mut replays = 0;
+    // runs that got through their start-up (pre-flight, lease, collations)
+    let started = |s: &Scenario| run_log(s).matches(" starting pipeline=").count();
+    let mut runs_started = 0;
     while crashes < 10 || replays < 2 || !workload.is_finished() || !tagged.is_finished() {
+        // a crash at a random point of the run's work, not of its start-up
+        // (which takes longer than the work on a loaded machine): every run
+        // copies or streams for a while
+        wait_until(&s, "the run to start", Duration::from_secs(60), || {
+            let now = started(&s);
+            async move { now > runs_started }
+        })
+        .await;
+        runs_started = started(&s);
         tokio::time::sleep(Duration::from_millis(rng.gen_range(150..600))).await;
         if let Some(cp) = s.checkpoint().await.unwrap() {
             if boundaries.last() != Some(&cp) {
@@ -338,7 +364,8 @@ async fn crashes_restarts_and_replays_converge_and_never_go_backwards() {
     eprintln!("torture: {crashes} crashes, {replays} replays, {reads} sampler reads");
     assert!(
         crashes >= 10 && replays >= 2,
-        "{crashes} crashes, {replays} replays"
+        "{crashes} crashes, {replays} replays\n{}",
+        run_log(&s)
     );
     assert!(violations.is_empty(), "{}", violations.join("\n"));
     assert!(diffs.is_empty(), "{}\n{}", diffs.join("\n"), run_log(&s));
@@ -355,6 +382,15 @@ async fn crashes_restarts_and_replays_converge_and_never_go_backwards() {
         log.contains("resuming the initial copy"),
         "at least one crash hit the initial copy"
     );
+    for t in ["orders", "items"] {
+        assert!(
+            log.contains(&format!(
+                "copying in parts (key ranges read in parallel) table={}.{t} parts=",
+                s.source_db
+            )),
+            "{t} is copied in key ranges read at once"
+        );
+    }
 }
 
 /// Transactions committed continuously while the snapshot position is

@@ -280,14 +280,12 @@ impl Bench {
                         &child.id().to_string(),
                         "-o",
                     ])
-                    .arg(
-                        Path::new(&dir).join(format!(
+                    .arg(Path::new(&dir).join(format!(
                             "perf-{}.data",
                             cfg.parent()
                                 .and_then(|d| d.file_name())
                                 .map_or("run".into(), |n| n.to_string_lossy())
-                        )),
-                    )
+                        )))
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
                     .spawn()?,

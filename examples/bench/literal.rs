@@ -87,9 +87,6 @@ mod tests {
             "'2024-02-29 01:02:03.000004'"
         );
         assert_eq!(lit(Value::Time(true, 1, 2, 3, 4, 0)), "'-026:03:04'");
-        assert_eq!(
-            lit(Value::Time(false, 0, 0, 0, 1, 5)),
-            "'000:00:01.000005'"
-        );
+        assert_eq!(lit(Value::Time(false, 0, 0, 0, 1, 5)), "'000:00:01.000005'");
     }
 }

@@ -74,8 +74,12 @@ impl Form {
             Form::Replace => "REPLACE, prepared, autocommit",
             Form::ReplaceText => "REPLACE, text literals, autocommit",
             Form::Upsert => "versioned upsert, prepared, autocommit",
-            Form::UpsertTxn => "versioned upsert + applied row, prepared, BEGIN/COMMIT (4 round trips)",
-            Form::UpsertScript => "versioned upsert + applied row in one text script (1 round trip)",
+            Form::UpsertTxn => {
+                "versioned upsert + applied row, prepared, BEGIN/COMMIT (4 round trips)"
+            }
+            Form::UpsertScript => {
+                "versioned upsert + applied row in one text script (1 round trip)"
+            }
         }
     }
 }
@@ -288,7 +292,12 @@ fn statements(form: Form, sh: usize, columns: &[String], chunk: &[&Row]) -> Vec<
         let mut out = head.as_bytes().to_vec();
         for (i, r) in chunk.iter().enumerate() {
             out.extend_from_slice(if i == 0 { b"(" } else { b", (" });
-            for (j, v) in r.values.iter().chain(versioned.then_some(&r.version)).enumerate() {
+            for (j, v) in r
+                .values
+                .iter()
+                .chain(versioned.then_some(&r.version))
+                .enumerate()
+            {
                 if j > 0 {
                     out.extend_from_slice(b", ");
                 }
@@ -315,7 +324,10 @@ fn statements(form: Form, sh: usize, columns: &[String], chunk: &[&Row]) -> Vec<
         )],
         Form::UpsertTxn => vec![
             Statement::Text(b"BEGIN".to_vec()),
-            Statement::Prepared(sql::upsert(&table, columns, &key, chunk.len()), params(true)),
+            Statement::Prepared(
+                sql::upsert(&table, columns, &key, chunk.len()),
+                params(true),
+            ),
             Statement::Prepared(applied, Vec::new()),
             Statement::Text(b"COMMIT".to_vec()),
         ],

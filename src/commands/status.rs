@@ -130,19 +130,27 @@ async fn snapshot_status(control: &mut Conn, name: &str) -> anyhow::Result<Optio
     let Some(s) = control::snapshot::load(control, name).await? else {
         return Ok(None);
     };
-    let tables = control::snapshot::tables(control, name).await?;
-    Ok(Some(SnapshotStatus {
-        position: s.position.to_string(),
-        state: if s.done { "done" } else { "copying" },
-        tables: tables
-            .into_iter()
-            .map(|t| TableCopy {
+    // a large table is copied in parts: one line per table
+    let mut tables: Vec<TableCopy> = Vec::new();
+    for t in control::snapshot::tables(control, name).await? {
+        match tables.last_mut() {
+            Some(last) if last.table == t.table => {
+                last.rows_copied += t.rows_copied;
+                last.rows_estimate += t.rows_estimate;
+                last.done &= t.done;
+            }
+            _ => tables.push(TableCopy {
                 table: t.table,
                 rows_copied: t.rows_copied,
                 rows_estimate: t.rows_estimate,
                 done: t.done,
-            })
-            .collect(),
+            }),
+        }
+    }
+    Ok(Some(SnapshotStatus {
+        position: s.position.to_string(),
+        state: if s.done { "done" } else { "copying" },
+        tables,
     }))
 }
 

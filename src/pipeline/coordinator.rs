@@ -447,7 +447,8 @@ impl<'a> Coordinator<'a> {
     }
 }
 
-fn lane_failure(exit: LaneExit) -> PipelineError {
+/// The error of a lane that ended (also the initial copy's).
+pub(crate) fn lane_failure(exit: LaneExit) -> PipelineError {
     match exit {
         Ok(Ok(())) => PipelineError::LaneStopped,
         Ok(Err(e)) => PipelineError::Lane(e),

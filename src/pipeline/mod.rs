@@ -31,6 +31,7 @@ use crate::source::{SourceError, StartAt};
 use crate::version::Version;
 use crate::writer::pool::LanePool;
 use crate::writer::Stats;
+pub(crate) use coordinator::lane_failure;
 use coordinator::Coordinator;
 pub use error::{PipelineError, Stage};
 

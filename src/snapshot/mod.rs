@@ -28,34 +28,43 @@
 //!
 //! So whatever interleaving of copy and source writes happens, after the
 //! stream has passed the copy's end every key holds its latest version.
-//! Chunks are keyset-paginated in primary-key order and the last key of
-//! each finished chunk is saved, so a crash resumes at the last finished
-//! chunk rather than from zero (re-copying a chunk is harmless: versions).
+//! Nothing here depends on the order in which chunks are read or applied.
+//!
+//! # In parallel, through the lanes
+//!
+//! [`plan`] splits the work into units (a table, or a key range of a large
+//! one, tiling its key space), [`read`] runs `snapshot_readers` source
+//! connections reading units in keyset pages, and [`dispatch`] routes the
+//! pages into the same writer lanes the stream uses, saving a unit's
+//! cursor only once every lane has applied its pages (a watermark over
+//! marks, like the checkpoint's). A crash resumes every unit after its
+//! last applied page; re-copying a page is harmless (versions). The
+//! argument in full: "Copy and stream" in `docs/architecture.md`.
 
-use std::collections::BTreeMap;
-use std::io::IsTerminal;
+mod dispatch;
+mod plan;
+mod read;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
-use mysql_common::value::Value;
 use tokio::sync::watch;
 
+use dispatch::Dispatcher;
+use plan::Plan;
+
 use crate::checkpoint::Checkpoint;
-use crate::config::{Config, OnDeriveError};
+use crate::config::Config;
 use crate::control;
 use crate::db::{self, DbError, Flavor, Session};
 use crate::pipeline::PipelineError;
 use crate::position::Position;
 use crate::rules::lookup::Lookups;
-use crate::rules::{RouteError, Routed, Router};
-use crate::source::rows::TableReader;
-use crate::source::schema::load_table;
-use crate::source::{RowChange, TableSchema};
+use crate::rules::Router;
 use crate::version::Version;
-use crate::writer::lane::{apply_batch, LaneConfig, LaneShard, Stats, TombstoneHints};
-use crate::writer::{keyenc, WriteOp};
+use crate::writer::{LanePool, Stats};
 
 /// How long the copy waits for prepared XA transactions to resolve.
 const XA_WAIT: Duration = Duration::from_secs(600);
@@ -214,320 +223,77 @@ pub struct Copy<'a> {
 #[derive(Debug, PartialEq, Eq)]
 pub enum CopyOutcome {
     Done,
-    /// SIGINT/SIGTERM between chunks; progress is saved.
+    /// SIGINT/SIGTERM; the progress of every applied chunk is saved.
     Interrupted,
 }
 
-struct TableProgress {
-    last_key: Option<Vec<Value>>,
-    rows: u64,
-    done: bool,
-}
-
-async fn progress(
-    control: &mut Conn,
-    pipeline: &str,
-) -> Result<BTreeMap<String, TableProgress>, DbError> {
-    let rows = control::snapshot::tables(control, pipeline).await?;
-    Ok(rows
-        .into_iter()
-        .map(|t| {
-            (
-                t.table,
-                TableProgress {
-                    last_key: t.last_key.and_then(|k| keyenc::decode(&k)),
-                    rows: t.rows_copied,
-                    done: t.done,
-                },
-            )
-        })
-        .collect())
-}
-
-/// Saves the progress of one table after a finished chunk.
-async fn save_progress(
-    control: &mut Conn,
-    pipeline: &str,
-    t: &TableCopy,
-    finished: bool,
-) -> Result<(), DbError> {
-    let saved = control::snapshot::TableCopy {
-        table: t.full.clone(),
-        last_key: t.cursor.as_ref().map(|k| keyenc::encode(k)),
-        rows_copied: t.rows,
-        rows_estimate: t.estimate.max(t.rows),
-        done: finished,
-    };
-    control::snapshot::save_table(control, pipeline, &saved).await
-}
-
-/// Copies every mapped table (resuming after the last finished chunk),
-/// then marks the snapshot done.
+/// Copies every mapped table (resuming each part after its last applied
+/// chunk), then marks the snapshot done.
 pub async fn copy(mut c: Copy<'_>) -> Result<CopyOutcome, PipelineError> {
-    let p = &c.cfg.pipeline;
-    let mut source = db::connect(&c.cfg.source, Session::Write, p.connect_timeout).await?;
-    let mut writers = Writers::connect(c.cfg).await?;
+    let cfg = c.cfg;
+    let p = &cfg.pipeline;
     let version =
         Version::at(p.epoch, &c.position, 0).map_err(|e| PipelineError::Definite(e.to_string()))?;
-    let mut done = progress(c.control, &p.name).await?;
-    let mut tables: Vec<(String, String)> = c
-        .router
-        .rules()
-        .map(|r| (r.source_db.clone(), r.source_table.clone()))
-        .collect();
-    tables.sort();
-    tracing::info!(position = %c.position, tables = tables.len(), "initial copy");
+    let mut source = db::connect(&cfg.source, Session::Write, p.connect_timeout).await?;
     // the tables' columns at P, for streaming from P without FULL metadata
-    crate::pipeline::open_history(c.cfg, c.router, Some(&c.position))
+    crate::pipeline::open_history(cfg, c.router, Some(&c.position))
         .await?
         .close()
         .await;
-
-    for (db_name, table) in tables {
-        let state = done
-            .remove(&format!("{db_name}.{table}"))
-            .unwrap_or(TableProgress {
-                last_key: None,
-                rows: 0,
-                done: false,
-            });
-        if state.done {
-            continue;
-        }
-        let mut t = TableCopy::open(&mut c, &mut source, &db_name, &table, state).await?;
-        if copy_table(&mut c, &mut source, &mut writers, &mut t, version).await?
-            == CopyOutcome::Interrupted
-        {
-            return Ok(CopyOutcome::Interrupted);
-        }
+    let mut plan = plan::plan(&mut c, &mut source).await?;
+    let _ = source.disconnect().await;
+    let work: Vec<read::Work> = plan
+        .units
+        .iter()
+        .enumerate()
+        .filter(|(_, u)| !u.done)
+        .map(|(i, u)| read::Work {
+            unit: i,
+            reader: plan.tables[u.table].reader.clone(),
+            cursor: u.cursor.clone(),
+            upper: u.upper.clone(),
+        })
+        .collect();
+    tracing::info!(position = %c.position, tables = plan.tables.len(), units = work.len(), readers = p.snapshot_readers, "initial copy");
+    let (pool, progress) = LanePool::start(cfg, Arc::new(Stats::default())).await?;
+    let mut d = Dispatcher::new(pool, progress, version, &plan);
+    let outcome = run(&mut c, &mut plan, &mut d, read::start(cfg, work)).await;
+    d.close(&mut c, &mut plan, p.shutdown_timeout).await;
+    if outcome? == CopyOutcome::Interrupted {
+        return Ok(CopyOutcome::Interrupted);
     }
-    control::snapshot::finish(c.control, &c.cfg.pipeline.name).await?;
-    writers.disconnect().await;
+    control::snapshot::finish(c.control, &p.name).await?;
     tracing::info!(position = %c.position, "initial copy done; streaming from its position");
     Ok(CopyOutcome::Done)
 }
 
-/// One writer connection per target shard, in the router's shard order.
-struct Writers {
-    shards: Vec<(LaneConfig, Conn, TombstoneHints)>,
-    stats: Stats,
-}
-
-impl Writers {
-    async fn connect(cfg: &Config) -> Result<Writers, PipelineError> {
-        let p = &cfg.pipeline;
-        let mut shards = Vec::new();
-        for (index, ep) in cfg.targets.values().enumerate() {
-            let conn = db::connect(ep, Session::Write, p.connect_timeout).await?;
-            let lane = LaneConfig {
-                pipeline: p.name.clone(),
-                shard: ep.name.clone(),
-                lane: 0,
-                lane_in_shard: 0,
-                batch_size: p.batch_size,
-                linger: p.linger,
-                shards: vec![LaneShard {
-                    index,
-                    name: ep.name.clone(),
-                    database: crate::config::db_name(&ep.url).unwrap_or_default(),
-                }],
-            };
-            shards.push((lane, conn, TombstoneHints::default()));
-        }
-        Ok(Writers {
-            shards,
-            stats: Stats::default(),
-        })
-    }
-
-    /// Applies a chunk's operations on every shard at once.
-    async fn apply(&mut self, mut per_shard: BTreeMap<usize, Vec<WriteOp>>) -> Result<(), DbError> {
-        let stats = &self.stats;
-        let mut futures = Vec::new();
-        for (i, (lc, conn, hints)) in self.shards.iter_mut().enumerate() {
-            if let Some(ops) = per_shard.remove(&i) {
-                futures.push(async move { apply_batch(conn, lc, ops, None, stats, hints).await });
-            }
-        }
-        for r in futures_util::future::join_all(futures).await {
-            r?;
-        }
-        Ok(())
-    }
-
-    async fn disconnect(self) {
-        for (_, conn, _) in self.shards {
-            let _ = conn.disconnect().await;
-        }
-    }
-}
-
-/// The copy of one table in progress.
-struct TableCopy {
-    reader: TableReader,
-    full: String,
-    estimate: u64,
-    /// The last key copied (the keyset cursor).
-    cursor: Option<Vec<Value>>,
-    /// Rows copied so far (with those of earlier runs).
-    rows: u64,
-    /// Rows copied before this run.
-    base_rows: u64,
-    started: Instant,
-    last_log: Instant,
-    bar: Option<indicatif::ProgressBar>,
-}
-
-impl TableCopy {
-    /// Resolves the table's schema and row identity and resumes its
-    /// progress.
-    async fn open(
-        c: &mut Copy<'_>,
-        source: &mut Conn,
-        db_name: &str,
-        table: &str,
-        state: TableProgress,
-    ) -> Result<TableCopy, PipelineError> {
-        let full = format!("{db_name}.{table}");
-        let schema = Arc::new(
-            load_table(source, db_name, table)
-                .await
-                .map_err(|e| PipelineError::Definite(e.to_string()))?,
-        );
-        let key = c
-            .router
-            .row_identity(&schema)
-            .map_err(|e| PipelineError::Definite(e.to_string()))?;
-        let reader = TableReader::open(source, "source", schema, key).await?;
-        let estimate = reader.estimate(source).await?.max(state.rows);
-        Ok(TableCopy {
-            bar: std::io::stderr()
-                .is_terminal()
-                .then(|| progress_bar(&full, estimate, state.rows)),
-            reader,
-            full,
-            estimate,
-            cursor: state.last_key,
-            rows: state.rows,
-            base_rows: state.rows,
-            started: Instant::now(),
-            last_log: Instant::now(),
-        })
-    }
-
-    /// Shows the rows copied so far: on the bar, else in a log line every
-    /// `interval`.
-    fn report(&mut self, interval: Duration) {
-        if let Some(b) = &self.bar {
-            if self.rows > b.length().unwrap_or(0) {
-                b.set_length(self.rows);
-            }
-            b.set_position(self.rows);
-        } else if self.last_log.elapsed() >= interval {
-            let rate = (self.rows - self.base_rows) as f64
-                / self.started.elapsed().as_secs_f64().max(0.001);
-            tracing::info!(table = %self.full, rows = self.rows, estimate = self.estimate, rows_per_s = rate.round(), "copying");
-            self.last_log = Instant::now();
-        }
-    }
-
-    /// Waits as long as `rows_per_sec` (0: no limit) asks.
-    async fn throttle(&self, rows_per_sec: u64) {
-        if rows_per_sec == 0 {
-            return;
-        }
-        let due =
-            Duration::from_secs_f64((self.rows - self.base_rows) as f64 / rows_per_sec as f64);
-        if let Some(wait) = due.checked_sub(self.started.elapsed()) {
-            tokio::time::sleep(wait).await;
-        }
-    }
-}
-
-fn progress_bar(full: &str, estimate: u64, rows: u64) -> indicatif::ProgressBar {
-    let b = indicatif::ProgressBar::new(estimate);
-    b.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg} [{bar:30}] {pos}/~{len} rows {per_sec} eta {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    b.set_message(full.to_string());
-    b.set_position(rows);
-    b
-}
-
-/// Copies one table chunk by chunk from its cursor, saving the progress
-/// after each chunk is applied on every shard.
-async fn copy_table(
+/// Dispatches the readers' pages until every unit is read and applied, a
+/// shutdown is asked for, or a lane or reader fails.
+async fn run(
     c: &mut Copy<'_>,
-    source: &mut Conn,
-    writers: &mut Writers,
-    t: &mut TableCopy,
-    version: Version,
+    plan: &mut Plan,
+    d: &mut Dispatcher,
+    mut readers: read::Readers,
 ) -> Result<CopyOutcome, PipelineError> {
-    let p = &c.cfg.pipeline;
-    let chunk = p.snapshot_chunk_rows;
+    let mut shutdown = c.shutdown.clone();
+    let mut pages_open = true;
     loop {
-        if *c.shutdown.borrow() {
-            if let Some(b) = &t.bar {
-                b.abandon();
-            }
-            return Ok(CopyOutcome::Interrupted);
+        if !pages_open && readers.tasks.is_empty() && d.all_applied() {
+            return Ok(CopyOutcome::Done);
         }
-        let page = t.reader.next_page(source, &mut t.cursor, chunk).await?;
-        let n = page.len();
-        if !c.lookups.is_empty() {
-            c.lookups.refresh(c.control).await?;
-        }
-        let per_shard = route_chunk(c, t.reader.schema(), page, version).await?;
-        writers.apply(per_shard).await?;
-        t.rows += n as u64;
-        let finished = n < chunk;
-        save_progress(c.control, &p.name, t, finished).await?;
-        t.report(p.progress_interval);
-        if finished {
-            break;
-        }
-        t.throttle(p.snapshot_rows_per_sec).await;
-    }
-    if let Some(b) = &t.bar {
-        b.finish();
-    }
-    tracing::info!(table = %t.full, rows = t.rows, secs = t.started.elapsed().as_secs_f64(), "table copied");
-    Ok(CopyOutcome::Done)
-}
-
-/// Routes a chunk of copied rows as inserts at the copy's version, per
-/// shard. A row the rule cannot route is dead-lettered when
-/// `on_derive_error = "dead-letter"`; otherwise the copy stops, before the
-/// chunk is applied, so that no row is dropped.
-async fn route_chunk(
-    c: &mut Copy<'_>,
-    schema: &Arc<TableSchema>,
-    rows: Vec<Vec<Value>>,
-    version: Version,
-) -> Result<BTreeMap<usize, Vec<WriteOp>>, PipelineError> {
-    let p = &c.cfg.pipeline;
-    let stop = |e: RouteError| {
-        PipelineError::Definite(format!(
-            "{e}\nThe initial copy stopped so that no row is dropped; fix the rule (or set on_derive_error = \"dead-letter\") and run again: the copy resumes at its last finished chunk."
-        ))
-    };
-    let mut per_shard: BTreeMap<usize, Vec<WriteOp>> = BTreeMap::new();
-    for row in rows {
-        let change = RowChange::selected(schema.clone(), row, version, c.position.clone());
-        match c.router.route_row(&change, &*c.lookups).map_err(stop)? {
-            Routed::Ops(ops) => {
-                for op in ops {
-                    per_shard.entry(op.shard).or_default().push(op);
-                }
-            }
-            Routed::Unroutable(e) if p.on_derive_error == OnDeriveError::DeadLetter => {
-                control::dead_letter::record(c.control, &p.name, &change, &e.to_string()).await?;
-            }
-            Routed::Unroutable(e) => return Err(stop(e)),
+        tokio::select! {
+            biased;
+            Ok(_) = shutdown.wait_for(|stop| *stop) => return Ok(CopyOutcome::Interrupted),
+            p = d.next_progress() => d.applied(c, plan, p?).await?,
+            Some(ended) = readers.tasks.join_next() => match ended {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e.into()),
+                Err(e) => return Err(PipelineError::Definite(format!("a copy reader crashed: {e}"))),
+            },
+            page = readers.pages.recv(), if pages_open => match page {
+                Some(page) => d.dispatch(c, plan, page).await?,
+                None => pages_open = false,
+            },
         }
     }
-    Ok(per_shard)
 }

@@ -83,13 +83,19 @@ impl LaneConfig {
     /// The served shard of index `index`; an operation for another one is
     /// a bug of the pool (definite).
     fn shard_of(&self, index: usize) -> Result<&LaneShard, DbError> {
-        self.shards.iter().find(|s| s.index == index).ok_or_else(|| {
-            DbError::unexpected(
-                &self.shard,
-                "applying a batch",
-                format!("lane {} got an operation for shard #{index}, which it does not serve", self.lane),
-            )
-        })
+        self.shards
+            .iter()
+            .find(|s| s.index == index)
+            .ok_or_else(|| {
+                DbError::unexpected(
+                    &self.shard,
+                    "applying a batch",
+                    format!(
+                        "lane {} got an operation for shard #{index}, which it does not serve",
+                        self.lane
+                    ),
+                )
+            })
     }
 }
 
@@ -290,26 +296,6 @@ fn take(
     }
 }
 
-/// Applies a batch in one transaction (retrying deadlocks): what a lane
-/// does with each batch, also used by the initial copy.
-pub async fn apply_batch(
-    conn: &mut Conn,
-    cfg: &LaneConfig,
-    ops: Vec<WriteOp>,
-    end: Option<&Position>,
-    stats: &Stats,
-    hints: &mut TombstoneHints,
-) -> Result<(), DbError> {
-    let batch = dedup(ops);
-    let mut pending = Pending {
-        batch: &batch,
-        end,
-        stats,
-        hints,
-    };
-    pending.apply(conn, cfg).await
-}
-
 impl Pending<'_> {
     /// Applies the batch on the link's connection (opened first, within
     /// `quick` when given); a failed connection is the caller's to drop.
@@ -323,7 +309,7 @@ impl Pending<'_> {
         self.apply(conn, cfg).await
     }
 
-    /// [`apply_batch`] after [`dedup`]. Each try is bounded by
+    /// Applies the batch in one transaction, retrying deadlocks. Each try is bounded by
     /// [`BATCH_TIMEOUT`]: a connection that stops answering (half-open) is
     /// a lost connection, not a lane stuck for the kernel's retransmission
     /// timeout.
@@ -660,11 +646,7 @@ async fn upsert_newer(
             )
             .await
             .map_err(|e| {
-                DbError::query(
-                    part.server(),
-                    format!("upserting into {}", table.name),
-                    e,
-                )
+                DbError::query(part.server(), format!("upserting into {}", table.name), e)
             });
         if let Err(e) = upserted {
             if e.code() == Some(ER_BAD_FIELD_ERROR) {

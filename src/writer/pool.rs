@@ -102,7 +102,10 @@ impl LanePool {
                 pool.lanes_of_shard[s] = (pool.senders.len(), width);
             }
             let shards = lane_shards(&endpoints, &members);
-            let label: Vec<&str> = members.iter().map(|&s| endpoints[s].name.as_str()).collect();
+            let label: Vec<&str> = members
+                .iter()
+                .map(|&s| endpoints[s].name.as_str())
+                .collect();
             for l in 0..width {
                 let link = Link::new(endpoints[first].clone(), p.connect_timeout);
                 let (tx, rx) = mpsc::channel(p.batch_size * 4);

@@ -1,0 +1,310 @@
+//! The copy's dispatcher: routes each page's rows into upserts at the
+//! copy's version v(P), queues them on the writer lanes (the very lanes
+//! streaming uses, [`crate::writer::LanePool`]) and then a mark; saves a
+//! unit's progress once the lanes have applied it.
+//!
+//! # Why saved progress never runs ahead of the targets
+//!
+//! Pages are numbered in the order they are dispatched, and page *n*'s
+//! mark follows all its operations in every lane's FIFO queue. When every
+//! lane has reported mark *n* ([`Tracker`]), every page up to *n* is
+//! committed on every shard ("Checkpoint watermark" in
+//! `docs/architecture.md`, with pages in place of transactions). Only then
+//! does a unit's cursor move to the last key of its page. A unit's pages
+//! come from one reader in key order ([`super::read`]), so the saved
+//! cursor only moves forward and every key at or below it is applied; a
+//! crash re-reads the pages after it, and re-applying one is harmless
+//! (versions).
+
+use std::collections::VecDeque;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use mysql_common::value::Value;
+use tokio::sync::mpsc;
+
+use super::plan::Plan;
+use super::read::Page;
+use super::Copy;
+use crate::checkpoint::{LaneProgress, Tracker};
+use crate::config::OnDeriveError;
+use crate::control;
+use crate::pipeline::{lane_failure, PipelineError};
+use crate::rules::{RouteError, Routed};
+use crate::source::RowChange;
+use crate::version::Version;
+use crate::writer::LanePool;
+
+/// A dispatched page, until the lanes applied it.
+struct Sent {
+    seq: u64,
+    unit: usize,
+    rows: u64,
+    cursor: Option<Vec<Value>>,
+    finished: bool,
+}
+
+/// The dispatcher's state (see the module docs).
+pub struct Dispatcher {
+    pool: LanePool,
+    progress: mpsc::UnboundedReceiver<LaneProgress>,
+    tracker: Tracker,
+    /// The last page dispatched.
+    seq: u64,
+    pending: VecDeque<Sent>,
+    version: Version,
+    started: Instant,
+    /// Rows dispatched by this run (the throttle's count).
+    dispatched: u64,
+    report: Report,
+}
+
+impl Dispatcher {
+    pub fn new(
+        pool: LanePool,
+        progress: mpsc::UnboundedReceiver<LaneProgress>,
+        version: Version,
+        plan: &Plan,
+    ) -> Dispatcher {
+        Dispatcher {
+            tracker: Tracker::new(pool.len()),
+            pool,
+            progress,
+            seq: 0,
+            pending: VecDeque::new(),
+            version,
+            started: Instant::now(),
+            dispatched: 0,
+            report: Report::new(plan),
+        }
+    }
+
+    /// Whether every dispatched page is applied.
+    pub fn all_applied(&self) -> bool {
+        self.tracker.watermark().map_or(0, |w| w.seq) >= self.seq
+    }
+
+    /// The pool's next lane exit, as the copy's error.
+    async fn lane_exited(&mut self) -> PipelineError {
+        self.pool
+            .join_next()
+            .await
+            .map_or(PipelineError::LaneStopped, lane_failure)
+    }
+
+    /// The next progress a lane reports; a lane that ends is an error
+    /// (lanes end only once closed).
+    pub async fn next_progress(&mut self) -> Result<LaneProgress, PipelineError> {
+        tokio::select! {
+            biased;
+            exit = self.pool.join_next() => Err(exit.map_or(PipelineError::LaneStopped, lane_failure)),
+            Some(p) = self.progress.recv() => Ok(p),
+        }
+    }
+
+    /// Routes a page, queues its operations and its mark (waiting while
+    /// a lane's queue is full), then throttles.
+    pub async fn dispatch(
+        &mut self,
+        c: &mut Copy<'_>,
+        plan: &Plan,
+        page: Page,
+    ) -> Result<(), PipelineError> {
+        let unit = &plan.units[page.unit];
+        let schema = plan.tables[unit.table].reader.schema().clone();
+        if !c.lookups.is_empty() {
+            c.lookups.refresh(c.control).await?;
+        }
+        let rows = page.rows.len() as u64;
+        for row in page.rows {
+            let change = RowChange::selected(schema.clone(), row, self.version, c.position.clone());
+            for op in route(c, &change).await? {
+                if self.pool.send(op).await.is_err() {
+                    return Err(self.lane_exited().await);
+                }
+            }
+        }
+        self.seq += 1;
+        if self.pool.mark(self.seq, &c.position, 0).await.is_err() {
+            return Err(self.lane_exited().await);
+        }
+        self.pending.push_back(Sent {
+            seq: self.seq,
+            unit: page.unit,
+            rows,
+            cursor: page.cursor,
+            finished: page.finished,
+        });
+        self.dispatched += rows;
+        self.throttle(c.cfg.pipeline.snapshot_rows_per_sec).await;
+        Ok(())
+    }
+
+    /// Waits as long as `rows_per_sec` (0: no limit) asks.
+    async fn throttle(&self, rows_per_sec: u64) {
+        if rows_per_sec == 0 {
+            return;
+        }
+        let due = Duration::from_secs_f64(self.dispatched as f64 / rows_per_sec as f64);
+        if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Takes a lane's progress and saves every unit whose pages the lanes
+    /// have now applied.
+    pub async fn applied(
+        &mut self,
+        c: &mut Copy<'_>,
+        plan: &mut Plan,
+        p: LaneProgress,
+    ) -> Result<(), PipelineError> {
+        self.tracker.update(p);
+        let Some(w) = self.tracker.watermark().map(|w| w.seq) else {
+            return Ok(());
+        };
+        let mut dirty: Vec<usize> = Vec::new();
+        while self.pending.front().is_some_and(|s| s.seq <= w) {
+            let Some(s) = self.pending.pop_front() else {
+                break;
+            };
+            let u = &mut plan.units[s.unit];
+            u.rows += s.rows;
+            if s.cursor.is_some() {
+                u.cursor = s.cursor;
+            }
+            u.done = s.finished;
+            self.report.rows += s.rows;
+            if !dirty.contains(&s.unit) {
+                dirty.push(s.unit);
+            }
+        }
+        for i in dirty {
+            let u = &plan.units[i];
+            let t = &plan.tables[u.table];
+            control::snapshot::save_table(c.control, &c.cfg.pipeline.name, &u.saved(&t.full))
+                .await?;
+            if u.done && plan.units.iter().all(|o| o.table != u.table || o.done) {
+                tracing::info!(table = %t.full, rows = plan.units.iter().filter(|o| o.table == u.table).map(|o| o.rows).sum::<u64>(), "table copied");
+            }
+        }
+        self.report
+            .show(c.cfg.pipeline.progress_interval, self.started);
+        Ok(())
+    }
+
+    /// Closes the lanes: they apply what they hold and end, within
+    /// `timeout` (then they are aborted; what they did not apply is not
+    /// saved, and is copied again). Their last progress is saved.
+    pub async fn close(&mut self, c: &mut Copy<'_>, plan: &mut Plan, timeout: Duration) {
+        self.pool.close();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            tokio::select! {
+                exit = self.pool.join_next() => if exit.is_none() { break },
+                Some(p) = self.progress.recv() => {
+                    if let Err(e) = self.applied(c, plan, p).await {
+                        tracing::warn!(error = %e, "saving the copy progress failed; the unsaved chunks are copied again");
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!("the lanes did not finish in time; their chunks are copied again");
+                    self.pool.abort();
+                    break;
+                }
+            }
+        }
+        while let Ok(p) = self.progress.try_recv() {
+            if self.applied(c, plan, p).await.is_err() {
+                break;
+            }
+        }
+        self.report.finish();
+    }
+}
+
+/// Routes one copied row. A row the rule cannot route is dead-lettered
+/// when `on_derive_error = "dead-letter"`; otherwise the copy stops before
+/// the page is marked, so that no row is dropped.
+async fn route(
+    c: &mut Copy<'_>,
+    change: &RowChange,
+) -> Result<Vec<crate::writer::WriteOp>, PipelineError> {
+    let stop = |e: RouteError| {
+        PipelineError::Definite(format!(
+            "{e}\nThe initial copy stopped so that no row is dropped; fix the rule (or set on_derive_error = \"dead-letter\") and run again: the copy resumes at its last finished chunk."
+        ))
+    };
+    match c.router.route_row(change, &*c.lookups).map_err(stop)? {
+        Routed::Ops(ops) => Ok(ops),
+        Routed::Unroutable(e) if c.cfg.pipeline.on_derive_error == OnDeriveError::DeadLetter => {
+            control::dead_letter::record(c.control, &c.cfg.pipeline.name, change, &e.to_string())
+                .await?;
+            Ok(Vec::new())
+        }
+        Routed::Unroutable(e) => Err(stop(e)),
+    }
+}
+
+/// The copy's progress for people: a bar on a terminal, else a log line
+/// every `progress_interval`.
+struct Report {
+    rows: u64,
+    /// Rows applied before this run.
+    base: u64,
+    estimate: u64,
+    bar: Option<indicatif::ProgressBar>,
+    last_log: Instant,
+}
+
+impl Report {
+    fn new(plan: &Plan) -> Report {
+        let rows: u64 = plan.units.iter().map(|u| u.rows).sum();
+        let estimate: u64 = plan.units.iter().map(|u| u.estimate.max(u.rows)).sum();
+        Report {
+            rows,
+            base: rows,
+            estimate,
+            bar: std::io::stderr()
+                .is_terminal()
+                .then(|| progress_bar(estimate, rows)),
+            last_log: Instant::now(),
+        }
+    }
+
+    fn show(&mut self, interval: Duration, started: Instant) {
+        if let Some(b) = &self.bar {
+            if self.rows > b.length().unwrap_or(0) {
+                b.set_length(self.rows);
+            }
+            b.set_position(self.rows);
+        } else if self.last_log.elapsed() >= interval {
+            let rate = (self.rows - self.base) as f64 / started.elapsed().as_secs_f64().max(0.001);
+            tracing::info!(
+                rows = self.rows,
+                estimate = self.estimate,
+                rows_per_s = rate.round(),
+                "copying"
+            );
+            self.last_log = Instant::now();
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish();
+        }
+    }
+}
+
+fn progress_bar(estimate: u64, rows: u64) -> indicatif::ProgressBar {
+    let b = indicatif::ProgressBar::new(estimate);
+    b.set_style(
+        indicatif::ProgressStyle::with_template(
+            "initial copy [{bar:30}] {pos}/~{len} rows {per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    b.set_position(rows);
+    b
+}
