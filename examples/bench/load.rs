@@ -52,19 +52,21 @@ pub enum Form {
     /// reshard's versioned upsert (every column guarded by the version),
     /// prepared, autocommit: what the guard costs the server.
     Upsert,
-    /// The versioned upsert as a lane applied it before issue 10: `BEGIN`,
-    /// the prepared upsert, the applied-position row, `COMMIT` (four
-    /// round trips).
+    /// The same as text with literals.
+    UpsertText,
+    /// The versioned upsert as a lane sends it: `BEGIN`, the text upsert,
+    /// the (prepared) applied-position row, `COMMIT` (four round trips).
     UpsertTxn,
     /// The same transaction as one text script, one round trip.
     UpsertScript,
 }
 
 impl Form {
-    pub const ALL: [Form; 5] = [
+    pub const ALL: [Form; 6] = [
         Form::Replace,
         Form::ReplaceText,
         Form::Upsert,
+        Form::UpsertText,
         Form::UpsertTxn,
         Form::UpsertScript,
     ];
@@ -74,8 +76,9 @@ impl Form {
             Form::Replace => "REPLACE, prepared, autocommit",
             Form::ReplaceText => "REPLACE, text literals, autocommit",
             Form::Upsert => "versioned upsert, prepared, autocommit",
+            Form::UpsertText => "versioned upsert, text literals, autocommit",
             Form::UpsertTxn => {
-                "versioned upsert + applied row, prepared, BEGIN/COMMIT (4 round trips)"
+                "versioned upsert (text) + applied row, BEGIN/COMMIT (4 round trips, as a lane)"
             }
             Form::UpsertScript => {
                 "versioned upsert + applied row in one text script (1 round trip)"
@@ -301,7 +304,7 @@ fn statements(form: Form, sh: usize, columns: &[String], chunk: &[&Row]) -> Vec<
                 if j > 0 {
                     out.extend_from_slice(b", ");
                 }
-                crate::literal::push_literal(&mut out, v);
+                sql::push_literal(&mut out, v);
             }
             out.push(b')');
         }
@@ -322,12 +325,18 @@ fn statements(form: Form, sh: usize, columns: &[String], chunk: &[&Row]) -> Vec<
             sql::upsert(&table, columns, &key, chunk.len()),
             params(true),
         )],
+        Form::UpsertText => vec![Statement::Text(text(
+            &sql::upsert_head(&table, columns),
+            &sql::upsert_tail(columns, &key),
+            true,
+        ))],
         Form::UpsertTxn => vec![
             Statement::Text(b"BEGIN".to_vec()),
-            Statement::Prepared(
-                sql::upsert(&table, columns, &key, chunk.len()),
-                params(true),
-            ),
+            Statement::Text(text(
+                &sql::upsert_head(&table, columns),
+                &sql::upsert_tail(columns, &key),
+                true,
+            )),
             Statement::Prepared(applied, Vec::new()),
             Statement::Text(b"COMMIT".to_vec()),
         ],

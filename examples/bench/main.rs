@@ -25,7 +25,6 @@ mod cpu;
 mod decode;
 mod env;
 mod lag;
-mod literal;
 mod load;
 mod memory;
 mod report;

@@ -108,13 +108,16 @@ impl LanePool {
                 .collect();
             for l in 0..width {
                 let link = Link::new(endpoints[first].clone(), p.connect_timeout);
-                let (tx, rx) = mpsc::channel(p.batch_size * 4);
+                // a batch size per shard served: a shared lane's batch
+                // still makes statements of about batch_size rows each
+                let batch_size = p.batch_size * members.len();
+                let (tx, rx) = mpsc::channel(batch_size * 4);
                 let lc = LaneConfig {
                     pipeline: p.name.clone(),
                     shard: label.join("+"),
                     lane: pool.senders.len(),
                     lane_in_shard: l,
-                    batch_size: p.batch_size,
+                    batch_size,
                     linger: p.linger,
                     shards: shards.clone(),
                 };

@@ -216,12 +216,31 @@ impl Scenario {
         Ok(r.unwrap_or(None))
     }
 
-    /// Waits until the checkpoint reaches the source head.
+    /// Whether an initial copy is in progress (its position is saved as the
+    /// checkpoint before any row is copied).
+    pub async fn copying(&self) -> Result<bool, TestkitError> {
+        let mut c = connect(&self.control_url).await?;
+        let r: Result<Option<String>, _> = c
+            .exec_first(
+                "SELECT state FROM reshard_snapshot WHERE pipeline = ?",
+                (&self.name,),
+            )
+            .await;
+        Ok(r.unwrap_or(None).is_some_and(|s| s != "done"))
+    }
+
+    /// Waits until the checkpoint reaches the source head, after the
+    /// initial copy if there is one: during the copy the checkpoint is
+    /// already its position, which may be the head of an idle source.
     pub async fn wait_caught_up(&self, timeout: std::time::Duration) -> Result<(), TestkitError> {
         let deadline = std::time::Instant::now() + timeout;
         let head = self.source_head().await?;
         loop {
-            if let Some(cp) = self.checkpoint().await? {
+            if self.copying().await? {
+                if std::time::Instant::now() > deadline {
+                    return Err(err("the initial copy did not finish"));
+                }
+            } else if let Some(cp) = self.checkpoint().await? {
                 let seq = |f: &str| {
                     f.rsplit('.')
                         .next()
