@@ -19,21 +19,6 @@ use reshard_testkit::Cluster;
 /// writes; their routing is the one [`Scenario::compare`] checks).
 const DEMO_RULES: [&str; 2] = ["orders.toml", "items.toml"];
 
-fn reshard_bin() -> std::path::PathBuf {
-    if let Ok(p) = std::env::var("RESHARD_BIN") {
-        return p.into();
-    }
-    // target/<profile>/examples/demo → target/<profile>/reshard
-    std::env::current_exe()
-        .ok()
-        .and_then(|p| {
-            p.parent()
-                .and_then(|d| d.parent())
-                .map(|d| d.join("reshard"))
-        })
-        .unwrap_or_else(|| "reshard".into())
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     match demo().await {
@@ -47,7 +32,7 @@ async fn main() -> ExitCode {
 }
 
 async fn demo() -> Result<bool, Box<dyn std::error::Error>> {
-    let bin = reshard_bin();
+    let bin = reshard_testkit::reshard_binary("RESHARD_BIN");
     let bin = bin.to_string_lossy().into_owned();
     let ops: usize = std::env::var("DEMO_OPS")
         .ok()

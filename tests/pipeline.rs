@@ -32,13 +32,7 @@ async fn smoke_small_workload_converges() {
     )
     .await
     .unwrap();
-    s.wait_caught_up(Duration::from_secs(60))
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", run_log(&s)));
-    let diffs = s.compare(20).await.unwrap();
-    let st = terminate(&mut run, Duration::from_secs(30));
-    assert!(diffs.is_empty(), "{}\n{}", diffs.join("\n"), run_log(&s));
-    assert!(st.success(), "{}", run_log(&s));
+    converge_and_stop(&s, &mut run, Duration::from_secs(60)).await;
 }
 
 /// Acceptance: a random workload of 10,000 operations on two tables, with
@@ -354,13 +348,7 @@ async fn xa_prepared_rows_are_applied_at_commit_not_dropped() {
         .unwrap();
     src.query_drop("XA COMMIT 'reshard-xa'").await.unwrap();
     let mut run = spawn_run(&s, &["--from", &format!("{file}:{pos}")]);
-    s.wait_caught_up(Duration::from_secs(60))
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", run_log(&s)));
-    let diffs = s.compare(20).await.unwrap();
-    let st = terminate(&mut run, Duration::from_secs(30));
-    assert!(diffs.is_empty(), "{}\n{}", diffs.join("\n"), run_log(&s));
-    assert!(st.success(), "{}", run_log(&s));
+    converge_and_stop(&s, &mut run, Duration::from_secs(60)).await;
 }
 
 /// A secondary UNIQUE key on a target makes `ON DUPLICATE KEY UPDATE`
@@ -438,11 +426,18 @@ async fn wide_rows_are_split_to_fit_max_allowed_packet() {
     )
     .await
     .unwrap();
-    s.wait_caught_up(Duration::from_secs(120))
+    converge_and_stop(&s, &mut run, Duration::from_secs(120)).await;
+}
+
+/// Waits (at most `timeout`) until the checkpoint reaches the source head,
+/// stops `run`, and asserts the targets equal the routed source and the
+/// run exited cleanly.
+async fn converge_and_stop(s: &Scenario, run: &mut std::process::Child, timeout: Duration) {
+    s.wait_caught_up(timeout)
         .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", run_log(&s)));
+        .unwrap_or_else(|e| panic!("{e}\n{}", run_log(s)));
     let diffs = s.compare(20).await.unwrap();
-    let st = terminate(&mut run, Duration::from_secs(30));
-    assert!(diffs.is_empty(), "{}\n{}", diffs.join("\n"), run_log(&s));
-    assert!(st.success(), "{}", run_log(&s));
+    let st = terminate(run, Duration::from_secs(30));
+    assert!(diffs.is_empty(), "{}\n{}", diffs.join("\n"), run_log(s));
+    assert!(st.success(), "{}", run_log(s));
 }

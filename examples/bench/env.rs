@@ -91,13 +91,13 @@ impl Settings {
         )
     }
 
-    /// Writer connections reshard opens: its lanes (`lanes_per_server`,
-    /// default 4, on each of the 2 servers, or `lanes_per_shard` on each
-    /// of the 4 shards). The loaders open as many.
+    /// Writer connections reshard opens: its lanes (`lanes_per_shard`,
+    /// default 2, on each of the 4 shards, or `lanes_per_server` on each
+    /// of the 2 servers). The loaders open as many.
     pub fn connections(&self) -> usize {
-        match self.pipeline_value("lanes_per_shard") {
-            Some(n) => n * SHARDS,
-            None => self.pipeline_value("lanes_per_server").unwrap_or(4) * 2,
+        match self.pipeline_value("lanes_per_server") {
+            Some(n) => n * 2,
+            None => self.pipeline_value("lanes_per_shard").unwrap_or(2) * SHARDS,
         }
     }
 
@@ -145,7 +145,7 @@ impl Bench {
             source,
             targets,
             dir: tempfile::tempdir()?,
-            bin: reshard_bin(),
+            bin: reshard_testkit::reshard_binary("BENCH_RESHARD"),
             timeout: s.timeout,
         };
         for sh in 0..SHARDS {
@@ -323,21 +323,6 @@ impl Bench {
         }
         Ok(n)
     }
-}
-
-/// `BENCH_RESHARD`, else the `reshard` built beside this example.
-fn reshard_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("BENCH_RESHARD") {
-        return p.into();
-    }
-    std::env::current_exe()
-        .ok()
-        .and_then(|p| {
-            p.parent()
-                .and_then(|d| d.parent())
-                .map(|d| d.join("reshard"))
-        })
-        .unwrap_or_else(|| "reshard".into())
 }
 
 /// A running `reshard run`.

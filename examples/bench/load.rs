@@ -304,7 +304,7 @@ fn statements(form: Form, sh: usize, columns: &[String], chunk: &[&Row]) -> Vec<
                 if j > 0 {
                     out.extend_from_slice(b", ");
                 }
-                sql::push_literal(&mut out, v);
+                crate::literal::push_literal(&mut out, v);
             }
             out.push(b')');
         }

@@ -25,6 +25,7 @@ mod cpu;
 mod decode;
 mod env;
 mod lag;
+mod literal;
 mod load;
 mod memory;
 mod report;

@@ -69,12 +69,12 @@ pub enum Lanes {
     /// database; see `writer::pool`).
     PerServer(usize),
     /// `lanes_per_shard`: that many lanes per shard, each serving its
-    /// shard alone.
+    /// shard alone (the default).
     PerShard(usize),
 }
 
-/// `lanes_per_server` when neither it nor `lanes_per_shard` is set.
-pub const DEFAULT_LANES_PER_SERVER: usize = 4;
+/// `lanes_per_shard` when neither it nor `lanes_per_server` is set.
+pub const DEFAULT_LANES_PER_SHARD: usize = 2;
 
 /// `[pipeline]` after validation.
 #[derive(Debug, Clone)]
@@ -300,7 +300,7 @@ impl Check<'_> {
                 positive("pipeline.lanes_per_shard", n as u64)?;
                 Lanes::PerShard(n)
             }
-            (None, None) => Lanes::PerServer(DEFAULT_LANES_PER_SERVER),
+            (None, None) => Lanes::PerShard(DEFAULT_LANES_PER_SHARD),
         };
         positive("pipeline.batch_size", p.batch_size as u64)?;
         positive("pipeline.connect_timeout_secs", p.connect_timeout_secs)?;
@@ -420,7 +420,7 @@ rules = "shard-rules"
         assert_eq!(c.server_id, 4001);
         assert_eq!(c.targets.len(), 2);
         assert_eq!(c.pipeline.rules, Path::new("/etc/reshard/shard-rules"));
-        assert_eq!(c.pipeline.lanes, Lanes::PerServer(4));
+        assert_eq!(c.pipeline.lanes, Lanes::PerShard(2));
         assert!(c.pipeline.linger <= Duration::from_millis(100));
         assert_eq!(c.pipeline.shutdown_timeout, Duration::from_secs(30));
         assert!(!format!("{:?}", c).contains("s3cret"));

@@ -45,14 +45,14 @@ pub struct RawPipeline {
     /// binlog numbering went backwards. Default 0.
     #[serde(default)]
     pub epoch: u16,
-    /// Writer connections (lanes) per target server, shared by the shards
-    /// it holds. Default 4.
-    #[serde(default)]
-    pub lanes_per_server: Option<usize>,
-    /// Writer connections per target shard, each serving that shard
-    /// alone (instead of `lanes_per_server`).
+    /// Writer connections (lanes) per target shard, each serving that
+    /// shard alone. Default 2.
     #[serde(default)]
     pub lanes_per_shard: Option<usize>,
+    /// Instead: writer connections per target server, shared by the
+    /// shards it holds.
+    #[serde(default)]
+    pub lanes_per_server: Option<usize>,
     /// Operations per batch transaction. Default 500.
     #[serde(default = "default_batch")]
     pub batch_size: usize,

@@ -620,24 +620,35 @@ async fn upsert_newer(
         return Ok(0);
     }
     let table = part.table;
+    let width = table.columns.len() + 1;
     let check = has_secondary_unique(tx, part, stats).await?;
     let key_cols = key_columns(table);
-    let head = sql::upsert_head(&part.qualified, &table.columns);
-    let tail = sql::upsert_tail(&table.columns, &table.key);
     let sizes = live.iter().map(|o| match &o.kind {
-        OpKind::Upsert(values) => 48 + values.iter().map(sql::literal_bytes).sum::<usize>(),
+        OpKind::Upsert(values) => 27 + values.iter().map(sql::param_bytes).sum::<usize>(),
         OpKind::Delete => 0,
     });
-    let budget = statement_budget(tx, cfg, stats)
-        .await?
-        .saturating_sub(head.len() + tail.len());
+    let budget = statement_budget(tx, cfg, stats).await?;
     let mut rest = live;
-    for n in sql::runs(sizes, MAX_PARAMS / (table.columns.len() + 1), budget) {
-        let (chunk, later) = rest.split_at(n.min(rest.len()));
-        rest = later;
-        let text = upsert_text(&head, &tail, chunk);
-        if let Err(e) = tx.query_drop(text).await {
-            let e = DbError::query(part.server(), format!("upserting into {}", table.name), e);
+    for n in sql::runs(sizes, MAX_PARAMS / width, budget) {
+        let (chunk, tail) = rest.split_at(n.min(rest.len()));
+        rest = tail;
+        let mut params = Vec::with_capacity(chunk.len() * width);
+        for o in chunk {
+            if let OpKind::Upsert(values) = &o.kind {
+                params.extend(values.iter().cloned());
+                params.push(Value::Bytes(o.version.to_bytes().to_vec()));
+            }
+        }
+        let upserted = tx
+            .exec_drop(
+                sql::upsert(&part.qualified, &table.columns, &table.key, chunk.len()),
+                Params::Positional(params),
+            )
+            .await
+            .map_err(|e| {
+                DbError::query(part.server(), format!("upserting into {}", table.name), e)
+            });
+        if let Err(e) = upserted {
             if e.code() == Some(ER_BAD_FIELD_ERROR) {
                 return Err(missing_columns(tx, part, e).await.into());
             }
@@ -648,27 +659,6 @@ async fn upsert_newer(
         }
     }
     Ok(live.len() as u64)
-}
-
-/// The text of one upsert statement: `head`, each row's values and
-/// version as literals, `tail` (see [`sql`]).
-fn upsert_text(head: &str, tail: &str, chunk: &[&WriteOp]) -> Vec<u8> {
-    let mut text = Vec::with_capacity(head.len() + tail.len() + chunk.len() * 128);
-    text.extend_from_slice(head.as_bytes());
-    for (i, o) in chunk.iter().enumerate() {
-        let OpKind::Upsert(values) = &o.kind else {
-            continue;
-        };
-        text.extend_from_slice(if i == 0 { b"(" } else { b", (" });
-        for v in values {
-            sql::push_literal(&mut text, v);
-            text.extend_from_slice(b", ");
-        }
-        sql::push_literal(&mut text, &Value::Bytes(o.version.to_bytes().to_vec()));
-        text.push(b')');
-    }
-    text.extend_from_slice(tail.as_bytes());
-    text
 }
 
 /// MySQL's "Unknown column" error.

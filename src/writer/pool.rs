@@ -1,17 +1,20 @@
 //! The lanes of one attempt, each running [`super::lane::run`] on its own
-//! queue: `lanes_per_server` connections to every target *server*, shared
-//! by the shards it holds (targets whose URLs differ only in the
-//! database), or `lanes_per_shard` connections to every shard alone.
+//! queue: `lanes_per_shard` connections to every shard, or
+//! `lanes_per_server` connections to every target *server*, shared by the
+//! shards it holds (targets whose URLs differ only in the database).
 //!
-//! # Why lanes per server
+//! # Lanes per server
 //!
 //! With many logical shards per server, lanes per shard open shards ×
 //! lanes connections and split the server's stream into as many small
-//! batches: more commits, more statements and round trips per row. A
-//! server's lanes instead fill each batch from every shard it holds, and
+//! batches: more commits per row. A server's lanes instead fill each
+//! batch from every shard it holds (`batch_size` per shard served), and
 //! write each shard's part into that shard's database (every statement
 //! names its table with the database, [`super::sql::qualified`]), all in
-//! the batch's one transaction.
+//! the batch's one transaction. With two shards per server (the
+//! benchmark's targets) that bought nothing: a batch then makes a
+//! statement per shard, and more lanes insert into each table at once
+//! (BENCHMARKS.md), so lanes per shard stay the default.
 //!
 //! # One key, one lane
 //!

@@ -70,6 +70,23 @@ use std::thread;
 pub use error::TestkitError;
 pub use server::{MariaDb, ServerOptions};
 
+/// The `reshard` binary for an example (the demo, the benchmark): the path
+/// in the environment variable `var` when set, else the one built beside
+/// the example (`target/<profile>/examples/X` → `target/<profile>/reshard`).
+pub fn reshard_binary(var: &str) -> std::path::PathBuf {
+    if let Ok(p) = std::env::var(var) {
+        return p.into();
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| {
+            p.parent()
+                .and_then(|d| d.parent())
+                .map(|d| d.join("reshard"))
+        })
+        .unwrap_or_else(|| "reshard".into())
+}
+
 /// A binlog-writing source (server id 1) and `n` plain target servers
 /// (server ids 2, 3, …), started in parallel.
 #[derive(Debug)]
