@@ -170,7 +170,8 @@ mod tests {
         assert_eq!(split_statements(CONTROL[0].sql).len(), 2);
         assert_eq!(split_statements(CONTROL[1].sql).len(), 4);
         assert_eq!(split_statements(CONTROL[2].sql).len(), 1);
-        assert_eq!(split_statements(CONTROL[4].sql).len(), 2);
+        assert_eq!(split_statements(CONTROL[4].sql).len(), 1);
+        assert_eq!(split_statements(CONTROL[5].sql).len(), 2);
         assert_eq!(split_statements(SHARD[0].sql).len(), 2);
         assert_eq!(split_statements("-- only a comment\n"), Vec::<&str>::new());
     }
