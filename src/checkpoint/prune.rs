@@ -20,6 +20,7 @@
 use crate::config::Config;
 use crate::control::{self, shard};
 use crate::db::{self, DbError, Session};
+use crate::position::Position;
 use crate::version::Version;
 
 /// Prunes every `prune_interval` until aborted; failures are logged and
@@ -40,6 +41,15 @@ pub async fn prune_loop(cfg: Config, tables: Vec<String>) {
     }
 }
 
+/// The pruning threshold for the position-log entry `logged` (the newest
+/// checkpoint committed at least the retention ago): tombstones below it
+/// go, and it becomes the floor. `None` when the position gives no version
+/// (then nothing is pruned). Pure, so the simulation in `tests/sim` prunes
+/// with it.
+pub fn threshold(epoch: u16, logged: &Position) -> Option<Version> {
+    Version::at(epoch, logged, 0).ok()
+}
+
 /// One pruning pass: returns the new floor and how many tombstones went.
 pub async fn prune_once(
     cfg: &Config,
@@ -57,7 +67,7 @@ pub async fn prune_once(
     else {
         return Ok(None);
     };
-    let Ok(threshold) = Version::at(p.epoch, &position, 0) else {
+    let Some(threshold) = threshold(p.epoch, &position) else {
         return Ok(None);
     };
     control::checkpoint::raise_floor(&mut control, &p.name, threshold).await?;
@@ -68,4 +78,19 @@ pub async fn prune_once(
     }
     control::position_log::trim(&mut control, &p.name, ts).await?;
     Ok(Some((threshold, pruned)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threshold_is_the_logged_position_at_row_zero() {
+        let p: Position = "b.000003:1200".parse().unwrap();
+        let t = threshold(2, &p).unwrap();
+        assert_eq!(t, Version::at(2, &p, 0).unwrap());
+        assert!(t <= Version::at(2, &p, 5).unwrap(), "rows of the event at p stay");
+        assert!(t > Version::at(2, &"b.000003:1100".parse().unwrap(), 9).unwrap());
+        assert_eq!(threshold(0, &Position::new("nosuffix", 4)), None);
+    }
 }
