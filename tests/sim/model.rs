@@ -1,0 +1,433 @@
+//! The simulated source: one table `app.t (id, tenant, upd, val)`, a
+//! workload of committed transactions over a few keys, and the binlog
+//! positions they occupy (rotations, a consistent snapshot position P, a
+//! failover to a server whose binlog starts over).
+//!
+//! A workload is fixed before a schedule runs; the scheduler only decides
+//! *when* each transaction commits. `states[i]` is the table after the
+//! first `i` transactions, so the source's content at any point of a
+//! schedule is one index.
+
+use std::collections::BTreeMap;
+
+use mysql_async::Value;
+use reshard::position::Position;
+
+/// How keys look: integers, or short strings under a case-insensitive
+/// collation (`utf8mb4_general_ci`), where `a` and `A` are one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyMode {
+    Int,
+    CaseInsensitive,
+}
+
+/// The two spellings of each key under `_ci`: the second differs in case
+/// and has a trailing space (PAD SPACE collations ignore it), so the two
+/// hash to different lanes of two (`lane_hash` is FNV-1a, whose low bit a
+/// case change alone never flips).
+const CI_NAMES: [&[u8]; 8] = [b"a", b"A ", b"b", b"B ", b"c", b"C ", b"d", b"D "];
+
+impl KeyMode {
+    /// The key value of slot `slot` (a slot is one spelling of a key).
+    pub fn value(self, slot: u8) -> Value {
+        match self {
+            KeyMode::Int => Value::Int(i64::from(slot) + 1),
+            KeyMode::CaseInsensitive => Value::Bytes(CI_NAMES[usize::from(slot)].to_vec()),
+        }
+    }
+
+    /// The key slot `slot` spells (two spellings per key under `_ci`).
+    pub fn class(self, slot: u8) -> u8 {
+        match self {
+            KeyMode::Int => slot,
+            KeyMode::CaseInsensitive => slot / 2,
+        }
+    }
+
+    /// Spelling `variant` of key `class`.
+    pub fn slot(self, class: u8, variant: u8) -> u8 {
+        match self {
+            KeyMode::Int => class,
+            KeyMode::CaseInsensitive => class * 2 + variant % 2,
+        }
+    }
+
+    pub fn show(self, slot: u8) -> String {
+        match self.value(slot) {
+            Value::Int(i) => i.to_string(),
+            Value::Bytes(b) => format!("'{}'", String::from_utf8_lossy(&b)),
+            v => format!("{v:?}"),
+        }
+    }
+}
+
+/// A source row. `tenant` is the shard key (`tenant % 2`, rows with a NULL
+/// tenant are outside the rule's `where`); `upd` is the column of column
+/// versions (the commit second of the row's last change).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Row {
+    pub slot: u8,
+    pub tenant: Option<i64>,
+    pub upd: i64,
+    pub val: i64,
+}
+
+impl Row {
+    pub fn cells(&self, mode: KeyMode) -> Vec<Value> {
+        vec![
+            mode.value(self.slot),
+            self.tenant.map_or(Value::NULL, Value::Int),
+            Value::Int(self.upd),
+            Value::Int(self.val),
+        ]
+    }
+
+    pub fn show(&self, mode: KeyMode) -> String {
+        let t = self.tenant.map_or("NULL".to_string(), |t| t.to_string());
+        format!(
+            "id={} tenant={t} upd={} val={}",
+            mode.show(self.slot),
+            self.upd,
+            self.val
+        )
+    }
+}
+
+/// One rows event (or one compressed transaction payload): its start,
+/// length, and its row images in order (before, after).
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub pos: Position,
+    pub span: u64,
+    pub rows: Vec<(Option<Row>, Option<Row>)>,
+}
+
+/// A committed source transaction.
+#[derive(Debug, Clone)]
+pub struct Txn {
+    /// Which server's binlog it is in (0, then 1 after a failover).
+    pub segment: u8,
+    pub events: Vec<Event>,
+    /// The boundary after it (what the decoder hands on as `end`).
+    pub end: Position,
+    /// The source's head once it committed: `end`, or the next file's
+    /// start when the binlog rotated after it (a heartbeat reports it).
+    pub head: Position,
+    pub ts: u32,
+}
+
+/// One change a transaction makes, by key (not spelling).
+#[derive(Debug, Clone)]
+pub enum Op {
+    Insert { slot: u8, tenant: Option<i64>, val: i64 },
+    /// Update the row of key `class`: new spelling/key `slot` (a PK
+    /// change when its key differs), tenant and value.
+    Update { class: u8, slot: u8, tenant: Option<i64>, val: i64 },
+    Delete { class: u8 },
+}
+
+/// A transaction to build: its changes and how they land in the binlog.
+#[derive(Debug, Clone, Default)]
+pub struct TxnSpec {
+    pub ops: Vec<Op>,
+    /// One compressed payload (one position, row index 0..n) instead of an
+    /// event per change.
+    pub compressed: bool,
+    /// Committed in the same second as the previous transaction.
+    pub same_second: bool,
+    /// The binlog rotates after it.
+    pub rotate_after: bool,
+    /// The source fails over (or is `RESET MASTER`ed) before it: its binlog
+    /// starts over at `b.000001`, and reshard continues with a raised epoch.
+    pub failover_before: bool,
+}
+
+/// A workload: the table at P and the transactions after it.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    pub name: String,
+    pub mode: KeyMode,
+    /// Version by `upd` (`version = { column = "upd" }`).
+    pub column_version: bool,
+    pub txns: Vec<Txn>,
+    /// `states[i]`: the table (by key) after `i` transactions.
+    pub states: Vec<BTreeMap<u8, Row>>,
+    /// Where each segment's binlog starts; `starts[0]` is the snapshot
+    /// position P.
+    pub starts: Vec<Position>,
+    pub initial_ts: u32,
+}
+
+fn file(seq: u32) -> String {
+    format!("b.{seq:06}")
+}
+
+/// Bytes of the events around the rows of a transaction (GTID + BEGIN,
+/// XID) and of one rows event.
+const TXN_HEAD: u64 = 60;
+const XID: u64 = 31;
+const EVENT: u64 = 40;
+const ROW: u64 = 30;
+/// Where the first transaction of a file starts (after the format
+/// description and previous-GTIDs events).
+const FIRST_TXN: u64 = 256;
+/// P: the source already has some binlog when reshard starts.
+const SNAPSHOT_OFFSET: u64 = 4000;
+
+impl Workload {
+    /// Builds the binlog of `specs` applied to `initial` (by key class).
+    pub fn build(
+        name: &str,
+        mode: KeyMode,
+        column_version: bool,
+        initial: Vec<Row>,
+        specs: &[TxnSpec],
+    ) -> Workload {
+        let initial_ts = 1000u32;
+        let mut state: BTreeMap<u8, Row> = initial
+            .into_iter()
+            .map(|r| (mode.class(r.slot), r))
+            .collect();
+        let mut states = vec![state.clone()];
+        let mut txns = Vec::new();
+        let (mut segment, mut seq, mut off) = (0u8, 1u32, SNAPSHOT_OFFSET);
+        let mut starts = vec![Position::new(file(seq), off)];
+        let mut ts = initial_ts;
+        for spec in specs {
+            if spec.failover_before {
+                segment += 1;
+                seq = 1;
+                off = FIRST_TXN;
+                starts.push(Position::new(file(seq), off));
+            }
+            if !spec.same_second {
+                ts += 1;
+            }
+            let rows: Vec<(Option<Row>, Option<Row>)> = spec
+                .ops
+                .iter()
+                .map(|op| apply(&mut state, mode, op, i64::from(ts)))
+                .collect();
+            let mut events = Vec::new();
+            let mut at = off + TXN_HEAD;
+            let groups: Vec<Vec<(Option<Row>, Option<Row>)>> = if spec.compressed {
+                vec![rows]
+            } else {
+                rows.into_iter().map(|r| vec![r]).collect()
+            };
+            for g in groups {
+                let span = EVENT + ROW * g.len() as u64;
+                events.push(Event {
+                    pos: Position::new(file(seq), at),
+                    span,
+                    rows: g,
+                });
+                at += span;
+            }
+            let end = Position::new(file(seq), at + XID);
+            off = at + XID;
+            let head = if spec.rotate_after {
+                seq += 1;
+                off = FIRST_TXN;
+                Position::new(file(seq), 4)
+            } else {
+                end.clone()
+            };
+            txns.push(Txn {
+                segment,
+                events,
+                end,
+                head,
+                ts,
+            });
+            states.push(state.clone());
+        }
+        Workload {
+            name: name.to_string(),
+            mode,
+            column_version,
+            txns,
+            states,
+            starts,
+            initial_ts,
+        }
+    }
+
+    /// Index of the first transaction of `segment` (or the number of
+    /// transactions when it has none).
+    pub fn first_of(&self, segment: u8) -> usize {
+        self.txns
+            .iter()
+            .position(|t| t.segment >= segment)
+            .unwrap_or(self.txns.len())
+    }
+
+    /// A random workload: `keys` keys, `n` transactions of 1–3 changes.
+    pub fn random(rng: &mut Rng, name: &str, keys: u8, n: usize, failover: bool) -> Workload {
+        let mode = if rng.below(4) == 0 {
+            KeyMode::CaseInsensitive
+        } else {
+            KeyMode::Int
+        };
+        let column_version = rng.below(3) == 0;
+        let mut state: BTreeMap<u8, Row> = BTreeMap::new();
+        let mut initial = Vec::new();
+        for class in 0..keys {
+            if rng.below(2) == 0 {
+                let r = Row {
+                    slot: mode.slot(class, rng.below(2) as u8),
+                    tenant: random_tenant(rng),
+                    upd: 1000,
+                    val: rng.below(3) as i64,
+                };
+                state.insert(class, r.clone());
+                initial.push(r);
+            }
+        }
+        let failover_at = (failover && n >= 2).then(|| 1 + rng.below(n as u64 - 1) as usize);
+        let mut specs = Vec::new();
+        for i in 0..n {
+            let mut ops = Vec::new();
+            for _ in 0..1 + rng.below(3) {
+                let op = random_op(rng, &state, mode, keys);
+                apply(&mut state, mode, &op, 0);
+                ops.push(op);
+            }
+            specs.push(TxnSpec {
+                ops,
+                compressed: rng.below(3) == 0,
+                same_second: rng.below(3) == 0,
+                rotate_after: rng.below(4) == 0,
+                failover_before: failover_at == Some(i),
+            });
+        }
+        Workload::build(name, mode, column_version, initial, &specs)
+    }
+}
+
+fn random_tenant(rng: &mut Rng) -> Option<i64> {
+    match rng.below(4) {
+        0 => None,
+        t => Some(t as i64),
+    }
+}
+
+fn random_op(rng: &mut Rng, state: &BTreeMap<u8, Row>, mode: KeyMode, keys: u8) -> Op {
+    let absent: Vec<u8> = (0..keys).filter(|c| !state.contains_key(c)).collect();
+    let present: Vec<u8> = state.keys().copied().collect();
+    loop {
+        match rng.below(5) {
+            0 if !absent.is_empty() => {
+                let class = absent[rng.below(absent.len() as u64) as usize];
+                return Op::Insert {
+                    slot: mode.slot(class, rng.below(2) as u8),
+                    tenant: random_tenant(rng),
+                    val: rng.below(3) as i64,
+                };
+            }
+            1 | 2 if !present.is_empty() => {
+                let class = present[rng.below(present.len() as u64) as usize];
+                let row = &state[&class];
+                let (tenant, val) = if rng.below(2) == 0 {
+                    (random_tenant(rng), row.val)
+                } else {
+                    (row.tenant, row.val + 1)
+                };
+                return Op::Update {
+                    class,
+                    slot: row.slot,
+                    tenant,
+                    val,
+                };
+            }
+            3 if !present.is_empty() => {
+                // a primary-key change: to a free key, or (under `_ci`) to
+                // another spelling of the same key
+                let class = present[rng.below(present.len() as u64) as usize];
+                let row = &state[&class];
+                let respell = mode == KeyMode::CaseInsensitive && rng.below(2) == 0;
+                let slot = if respell {
+                    row.slot ^ 1
+                } else if absent.is_empty() {
+                    continue;
+                } else {
+                    mode.slot(absent[rng.below(absent.len() as u64) as usize], rng.below(2) as u8)
+                };
+                return Op::Update {
+                    class,
+                    slot,
+                    tenant: row.tenant,
+                    val: row.val,
+                };
+            }
+            4 if !present.is_empty() => {
+                return Op::Delete {
+                    class: present[rng.below(present.len() as u64) as usize],
+                };
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Applies `op` to the table; returns its row images.
+fn apply(state: &mut BTreeMap<u8, Row>, mode: KeyMode, op: &Op, ts: i64) -> (Option<Row>, Option<Row>) {
+    match *op {
+        Op::Insert { slot, tenant, val } => {
+            let r = Row {
+                slot,
+                tenant,
+                upd: ts,
+                val,
+            };
+            let prev = state.insert(mode.class(slot), r.clone());
+            assert!(prev.is_none(), "workload inserts an existing key: {op:?}");
+            (None, Some(r))
+        }
+        Op::Update {
+            class,
+            slot,
+            tenant,
+            val,
+        } => {
+            let before = state.remove(&class).expect("workload updates a missing key");
+            let after = Row {
+                slot,
+                tenant,
+                upd: ts,
+                val,
+            };
+            let prev = state.insert(mode.class(slot), after.clone());
+            assert!(prev.is_none(), "workload moves a key onto an existing one: {op:?}");
+            (Some(before), Some(after))
+        }
+        Op::Delete { class } => {
+            let before = state.remove(&class).expect("workload deletes a missing key");
+            (Some(before), None)
+        }
+    }
+}
+
+/// SplitMix64: small, fast and the same everywhere, so a seed names one
+/// workload and one schedule for good.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x5DEE_CE66_D1CE_4E5B)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
