@@ -97,7 +97,7 @@ fn exhaustive_failover_model() {
 fn random_run(n: u64) {
     let t = Instant::now();
     let threads = threads();
-    match search::sample(0..n, threads, Variant::default(), &|_| {}) {
+    match search::sample(0..n, threads, false, Variant::default(), &|_| {}) {
         Ok(s) => {
             let secs = t.elapsed().as_secs_f64();
             println!(
@@ -290,4 +290,31 @@ fn variant_lane_by_raw_bytes_is_caught() {
         ..Variant::default()
     };
     caught(&m, v, 4);
+}
+
+/// Random search (no hand-made model) catches every broken variant too;
+/// each is shrunk to a short schedule.
+#[test]
+fn random_search_catches_every_variant() {
+    let variants = [
+        "mark-on-receive",
+        "where-ignored-on-before",
+        "no-row-index",
+        "prune-during-replay",
+        "prune-mixes-epochs",
+        "replay-beyond-checkpoint",
+    ];
+    for name in variants {
+        let v = Variant::parse(name).expect("a variant");
+        let t = Instant::now();
+        match search::sample(0..50_000, threads(), false, v, &|_| {}) {
+            Ok(s) => panic!("random search missed {name} in {} schedules", s.schedules),
+            Err(f) => println!(
+                "{name}: caught at seed {} in {:.1}s\n{}",
+                f.model.seed.unwrap_or(0),
+                t.elapsed().as_secs_f64(),
+                f.report()
+            ),
+        }
+    }
 }

@@ -263,8 +263,15 @@ impl Workload {
     }
 
     /// A random workload: `keys` keys, `n` transactions of 1–3 changes.
-    pub fn random(rng: &mut Rng, name: &str, keys: u8, n: usize, failover: bool) -> Workload {
-        let mode = if rng.below(4) == 0 {
+    pub fn random(
+        rng: &mut Rng,
+        name: &str,
+        keys: u8,
+        n: usize,
+        failover: bool,
+        collation: bool,
+    ) -> Workload {
+        let mode = if rng.below(4) == 0 && collation {
             KeyMode::CaseInsensitive
         } else {
             KeyMode::Int

@@ -485,7 +485,19 @@ fn compile(column_version: bool, with_where: bool) -> Router {
     Router::new(vec![rule], &["s0".to_string(), "s1".to_string()]).expect("the model's rule binds")
 }
 
-fn show_ops(ops: &[WriteOp]) -> String {
+/// A version as the trace shows it: `epoch/file/offset/row`, or for
+/// column versions `epoch|column value|file|offset.row`.
+pub fn sv(v: Version, column: bool) -> String {
+    if !column {
+        return v.to_string();
+    }
+    let x = v.0;
+    let col = ((x >> 64) & ((1 << 56) - 1)) as i64 - (1i64 << 55);
+    let ord = (x & ((1 << 40) - 1)) as u64;
+    format!("{}|{col}|{}|{}.{}", x >> 120, (x >> 40) & 0xff_ffff, ord / 256, ord % 256)
+}
+
+fn show_ops(ops: &[WriteOp], column: bool) -> String {
     let parts: Vec<String> = ops
         .iter()
         .map(|o| {
@@ -497,7 +509,7 @@ fn show_ops(ops: &[WriteOp]) -> String {
                     format!("upsert({})", vals.join(","))
                 }
             };
-            format!("{what} s{} id={} @{}", o.shard, key.join(","), o.version)
+            format!("{what} s{} id={} @{}", o.shard, key.join(","), sv(o.version, column))
         })
         .collect();
     if parts.is_empty() {
@@ -838,7 +850,7 @@ impl Env {
             match self.route(&change) {
                 Ok(ops) => {
                     if self.log.is_some() {
-                        notes.push(show_ops(&ops));
+                        notes.push(show_ops(&ops, self.w.column_version));
                     }
                     for op in ops {
                         per_shard.entry(op.shard).or_default().push(op);
@@ -920,7 +932,7 @@ impl Env {
                     Err(e) => panic!("the model's rule does not fit: {e}"),
                 };
                 if self.log.is_some() {
-                    notes.push(show_ops(&ops));
+                    notes.push(show_ops(&ops, self.w.column_version));
                 }
                 let Phase::Stream(st) = &mut s.phase else {
                     unreachable!()
@@ -1040,8 +1052,8 @@ impl Env {
                 return Err(violation(
                     3,
                     format!(
-                        "checkpoint {pos} saved while the operation @{} on shard s{} (transaction ending {}) is not applied (shard holds @{seen})",
-                        o.version, o.shard, o.end
+                        "checkpoint {pos} saved while the operation @{} on shard s{} (transaction ending {}) is not applied (shard holds @{})",
+                        sv(o.version, self.w.column_version), o.shard, o.end, sv(seen, self.w.column_version)
                     ),
                 ));
             }
@@ -1059,7 +1071,7 @@ impl Env {
             Some(Msg::Op(op)) => {
                 let v = op.version;
                 lane.pending.push(op);
-                format!("op @{v}")
+                format!("op @{}", sv(v, self.w.column_version))
             }
             Some(Msg::Mark { seq, end, ts }) => {
                 let p = LaneProgress {
@@ -1089,7 +1101,7 @@ impl Env {
         let lane = &mut st.lanes[i];
         let ops = std::mem::take(&mut lane.pending);
         let n = ops.len();
-        let desc = if self.log.is_some() { show_ops(&ops) } else { String::new() };
+        let desc = if self.log.is_some() { show_ops(&ops, self.w.column_version) } else { String::new() };
         s.targets[shard].apply(ops, self.coll, &self.assigned, &mut lane.hint);
         if let Some(p) = lane.held.take() {
             st.tracker.update(p);
@@ -1165,7 +1177,12 @@ impl Env {
                 if row.version < g.row {
                     return Err(violation(
                         1,
-                        format!("s{shard} key {} went from @{} to @{}", show_key(row), g.row, row.version),
+                        format!(
+                            "s{shard} key {} went from @{} to @{}",
+                            show_key(row),
+                            sv(g.row, self.w.column_version),
+                            sv(row.version, self.w.column_version)
+                        ),
                     ));
                 }
                 if row.version <= g.tomb {
@@ -1174,8 +1191,8 @@ impl Env {
                         format!(
                             "s{shard} key {} is present @{} but was deleted @{}",
                             show_key(row),
-                            row.version,
-                            g.tomb
+                            sv(row.version, self.w.column_version),
+                            sv(g.tomb, self.w.column_version)
                         ),
                     ));
                 }
