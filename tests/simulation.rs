@@ -64,7 +64,8 @@ fn exhaustive_small_model() {
 }
 
 /// The same with column versions (`version = { column = "upd" }`; txn 2
-/// commits in the same second as txn 1), and one crash and one prune.
+/// commits in the same second as txn 1) and one crash (tables versioned
+/// by a column keep their tombstones: no pruning).
 #[test]
 fn exhaustive_small_column_model() {
     let mut m = search::small(KeyMode::Int, true);

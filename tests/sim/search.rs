@@ -531,6 +531,8 @@ pub fn sample(
         for _ in 0..threads.max(1) {
             sc.spawn(|| {
                 let mut mine = Sampled::default();
+                // one environment per key mode and versioning, reused
+                let mut envs: Vec<Env> = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
                     let seed = next.fetch_add(1, Ordering::Relaxed);
                     if seed >= seeds.end {
@@ -538,12 +540,17 @@ pub fn sample(
                     }
                     let (mut m, mut rng) = random(seed, collation);
                     tweak(&mut m);
-                    let mut env = Env::new(m.w.clone(), m.p.clone(), variant);
+                    let same = |e: &Env| e.w.mode == m.w.mode && e.w.column_version == m.w.column_version;
+                    let mut env = match envs.iter().position(same) {
+                        Some(i) => envs.swap_remove(i).reuse(m.w.clone(), m.p.clone(), variant),
+                        None => Env::new(m.w.clone(), m.p.clone(), variant),
+                    };
                     let steps = 10 + rng.below(60) as usize;
                     match random_schedule(&mut env, m.left, &mut rng, steps) {
                         Ok(n) => {
                             mine.schedules += 1;
                             mine.steps += n as u64;
+                            envs.push(env);
                         }
                         Err((trace, v)) => {
                             stop.store(true, Ordering::Relaxed);

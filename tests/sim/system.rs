@@ -543,6 +543,19 @@ impl Env {
         }
     }
 
+    /// Reuses this environment (its compiled router) for another workload
+    /// with the same key mode and versioning, or builds a new one.
+    pub fn reuse(mut self, w: Workload, p: Params, v: Variant) -> Env {
+        if self.w.mode != w.mode || self.w.column_version != w.column_version {
+            return Env::new(w, p, v);
+        }
+        self.w = w;
+        self.p = p;
+        self.v = v;
+        self.log = None;
+        self
+    }
+
     fn lanes(&self) -> usize {
         self.p.shards * self.p.lanes_per_shard
     }
