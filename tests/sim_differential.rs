@@ -131,7 +131,10 @@ async fn server_state(conn: &mut Conn) -> (Rows, Tombs) {
         .collect();
     out.sort();
     let tombs: Vec<(Vec<u8>, Vec<u8>)> = conn
-        .exec("SELECT k, version FROM _reshard_tombstone WHERE tbl = 't'", ())
+        .exec(
+            "SELECT k, version FROM _reshard_tombstone WHERE tbl = 't'",
+            (),
+        )
         .await
         .expect("read tombstones");
     let mut tombs: Tombs = tombs
@@ -143,9 +146,17 @@ async fn server_state(conn: &mut Conn) -> (Rows, Tombs) {
 }
 
 fn model_state(t: &Target) -> (Rows, Tombs) {
-    let mut rows: Rows = t.rows.values().map(|r| (r.cells.clone(), r.version)).collect();
+    let mut rows: Rows = t
+        .rows
+        .values()
+        .map(|r| (r.cells.clone(), r.version))
+        .collect();
     rows.sort();
-    let mut tombs: Tombs = t.tombs.iter().map(|(k, v)| (k.clone(), v.version)).collect();
+    let mut tombs: Tombs = t
+        .tombs
+        .iter()
+        .map(|(k, v)| (k.clone(), v.version))
+        .collect();
     tombs.sort();
     (rows, tombs)
 }
@@ -158,7 +169,10 @@ fn show(ops: &[WriteOp]) -> String {
                 OpKind::Delete => format!("delete {k} @{}", o.version.0),
                 OpKind::Upsert(v) => format!(
                     "upsert {k} ({}) @{}",
-                    v.iter().map(|c| Cell::of(c).show()).collect::<Vec<_>>().join(","),
+                    v.iter()
+                        .map(|c| Cell::of(c).show())
+                        .collect::<Vec<_>>()
+                        .join(","),
                     o.version.0
                 ),
             }

@@ -176,74 +176,56 @@ fn caught(m: &Model, variant: Variant, invariant: u8) -> Box<Found> {
             m.name, e.states
         ),
         Err(f) => {
-            println!("caught in {:.1}s:\n{}", t.elapsed().as_secs_f64(), f.report());
+            println!(
+                "caught in {:.1}s:\n{}",
+                t.elapsed().as_secs_f64(),
+                f.report()
+            );
             assert_eq!(f.violation.invariant, invariant, "{}", f.violation);
             f
         }
     }
 }
 
-fn budget(m: &mut Model, crashes: u8, replays: u8, prunes: u8) {
+/// The small model with the given budgets and variant must break
+/// `invariant`.
+fn small_caught(column: bool, left: (u8, u8, u8), variant: &str, invariant: u8) {
+    let mut m = search::small(KeyMode::Int, column);
     m.left = Left {
-        crashes,
-        replays,
-        prunes,
+        crashes: left.0,
+        replays: left.1,
+        prunes: left.2,
     };
+    let v = Variant::parse(variant).expect("a variant");
+    // lanes receive message by message: a mark can be taken before the
+    // batch ahead of it is applied
+    m.p.atomic_batches = !v.mark_on_receive;
+    caught(&m, v, invariant);
 }
 
 #[test]
 fn variant_checkpoint_on_dispatch_is_caught() {
-    let mut m = search::small(KeyMode::Int, false);
-    budget(&mut m, 0, 0, 0);
-    // lanes receive message by message: a mark can be taken before the
-    // batch ahead of it is applied
-    m.p.atomic_batches = false;
-    let v = Variant {
-        mark_on_receive: true,
-        ..Variant::default()
-    };
-    caught(&m, v, 3);
+    small_caught(false, (0, 0, 0), "mark-on-receive", 3);
 }
 
 #[test]
 fn variant_where_ignored_on_the_before_image_is_caught() {
-    let mut m = search::small(KeyMode::Int, false);
-    budget(&mut m, 0, 0, 0);
-    let v = Variant {
-        where_ignored_on_before: true,
-        ..Variant::default()
-    };
-    caught(&m, v, 4);
+    small_caught(false, (0, 0, 0), "where-ignored-on-before", 4);
 }
 
 #[test]
 fn variant_column_versions_without_the_row_index_is_caught() {
-    let mut m = search::small(KeyMode::Int, true);
-    budget(&mut m, 0, 0, 0);
-    let v = Variant {
-        no_row_index: true,
-        ..Variant::default()
-    };
-    caught(&m, v, 4);
+    small_caught(true, (0, 0, 0), "no-row-index", 4);
 }
 
 #[test]
 fn variant_prune_ignoring_a_running_replay_is_caught() {
-    let mut m = search::small(KeyMode::Int, false);
-    budget(&mut m, 0, 1, 1);
-    let v = Variant {
-        prune_during_replay: true,
-        ..Variant::default()
-    };
-    caught(&m, v, 2);
+    small_caught(false, (0, 1, 1), "prune-during-replay", 2);
 }
 
 #[test]
 fn variant_prune_threshold_mixing_epochs_is_caught() {
-    let v = Variant {
-        prune_mixes_epochs: true,
-        ..Variant::default()
-    };
+    let v = Variant::parse("prune-mixes-epochs").expect("a variant");
     caught(&search::failover(), v, 2);
 }
 
@@ -252,13 +234,7 @@ fn variant_prune_threshold_mixing_epochs_is_caught() {
 /// transactions nobody applied.
 #[test]
 fn finding_replay_from_beyond_the_checkpoint_skips_transactions() {
-    let mut m = search::small(KeyMode::Int, false);
-    budget(&mut m, 0, 1, 0);
-    let v = Variant {
-        replay_beyond_checkpoint: true,
-        ..Variant::default()
-    };
-    caught(&m, v, 3);
+    small_caught(false, (0, 1, 0), "replay-beyond-checkpoint", 3);
 }
 
 /// Keys equal under a case-insensitive collation (issue 8, item 2) are
@@ -266,31 +242,34 @@ fn finding_replay_from_beyond_the_checkpoint_skips_transactions() {
 /// the simulation finds a divergence. When `key_enc` becomes
 /// collation-aware this test fails: then delete it and enable
 /// `exhaustive_collation_model` and `variant_lane_by_raw_bytes_is_caught`.
+/// The collation model (keys `a`/`A `, two lanes per shard) with one
+/// crash, or none.
+fn collation_model(crashes: u8) -> Model {
+    let mut m = search::small(KeyMode::CaseInsensitive, false);
+    m.left = Left {
+        crashes,
+        replays: 0,
+        prunes: 0,
+    };
+    m
+}
+
 #[test]
 fn collation_model_finds_the_known_case_insensitive_key_bug() {
-    let mut m = search::small(KeyMode::CaseInsensitive, false);
-    budget(&mut m, 0, 0, 0);
-    caught(&m, Variant::default(), 4);
+    caught(&collation_model(0), Variant::default(), 4);
 }
 
 #[test]
 #[ignore = "enable when issue 8 item 2 (collation-aware keys) lands"]
 fn exhaustive_collation_model() {
-    let mut m = search::small(KeyMode::CaseInsensitive, false);
-    budget(&mut m, 1, 0, 0);
-    exhaustive(&m);
+    exhaustive(&collation_model(1));
 }
 
 #[test]
 #[ignore = "enable when issue 8 item 2 (collation-aware keys) lands"]
 fn variant_lane_by_raw_bytes_is_caught() {
-    let mut m = search::small(KeyMode::CaseInsensitive, false);
-    budget(&mut m, 0, 0, 0);
-    let v = Variant {
-        lane_by_raw_bytes: true,
-        ..Variant::default()
-    };
-    caught(&m, v, 4);
+    let v = Variant::parse("lane-by-raw-bytes").expect("a variant");
+    caught(&collation_model(0), v, 4);
 }
 
 /// Random search (no hand-made model) catches every broken variant too;

@@ -89,7 +89,10 @@ mod tests {
         let p: Position = "b.000003:1200".parse().unwrap();
         let t = threshold(2, &p).unwrap();
         assert_eq!(t, Version::at(2, &p, 0).unwrap());
-        assert!(t <= Version::at(2, &p, 5).unwrap(), "rows of the event at p stay");
+        assert!(
+            t <= Version::at(2, &p, 5).unwrap(),
+            "rows of the event at p stay"
+        );
         assert!(t > Version::at(2, &"b.000003:1100".parse().unwrap(), 9).unwrap());
         assert_eq!(threshold(0, &Position::new("nosuffix", 4)), None);
     }

@@ -119,11 +119,22 @@ pub struct Txn {
 /// One change a transaction makes, by key (not spelling).
 #[derive(Debug, Clone)]
 pub enum Op {
-    Insert { slot: u8, tenant: Option<i64>, val: i64 },
+    Insert {
+        slot: u8,
+        tenant: Option<i64>,
+        val: i64,
+    },
     /// Update the row of key `class`: new spelling/key `slot` (a PK
     /// change when its key differs), tenant and value.
-    Update { class: u8, slot: u8, tenant: Option<i64>, val: i64 },
-    Delete { class: u8 },
+    Update {
+        class: u8,
+        slot: u8,
+        tenant: Option<i64>,
+        val: i64,
+    },
+    Delete {
+        class: u8,
+    },
 }
 
 /// A transaction to build: its changes and how they land in the binlog.
@@ -358,7 +369,10 @@ fn random_op(rng: &mut Rng, state: &BTreeMap<u8, Row>, mode: KeyMode, keys: u8) 
                 } else if absent.is_empty() {
                     continue;
                 } else {
-                    mode.slot(absent[rng.below(absent.len() as u64) as usize], rng.below(2) as u8)
+                    mode.slot(
+                        absent[rng.below(absent.len() as u64) as usize],
+                        rng.below(2) as u8,
+                    )
                 };
                 return Op::Update {
                     class,
@@ -378,41 +392,39 @@ fn random_op(rng: &mut Rng, state: &BTreeMap<u8, Row>, mode: KeyMode, keys: u8) 
 }
 
 /// Applies `op` to the table; returns its row images.
-fn apply(state: &mut BTreeMap<u8, Row>, mode: KeyMode, op: &Op, ts: i64) -> (Option<Row>, Option<Row>) {
-    match *op {
-        Op::Insert { slot, tenant, val } => {
-            let r = Row {
-                slot,
-                tenant,
-                upd: ts,
-                val,
-            };
-            let prev = state.insert(mode.class(slot), r.clone());
-            assert!(prev.is_none(), "workload inserts an existing key: {op:?}");
-            (None, Some(r))
-        }
+fn apply(
+    state: &mut BTreeMap<u8, Row>,
+    mode: KeyMode,
+    op: &Op,
+    ts: i64,
+) -> (Option<Row>, Option<Row>) {
+    let (before, after) = match *op {
+        Op::Insert { slot, tenant, val } => (None, Some((slot, tenant, val))),
         Op::Update {
             class,
             slot,
             tenant,
             val,
-        } => {
-            let before = state.remove(&class).expect("workload updates a missing key");
-            let after = Row {
-                slot,
-                tenant,
-                upd: ts,
-                val,
-            };
-            let prev = state.insert(mode.class(slot), after.clone());
-            assert!(prev.is_none(), "workload moves a key onto an existing one: {op:?}");
-            (Some(before), Some(after))
-        }
-        Op::Delete { class } => {
-            let before = state.remove(&class).expect("workload deletes a missing key");
-            (Some(before), None)
-        }
-    }
+        } => (Some(class), Some((slot, tenant, val))),
+        Op::Delete { class } => (Some(class), None),
+    };
+    let before = before.map(|class| {
+        state
+            .remove(&class)
+            .unwrap_or_else(|| panic!("workload changes a missing key: {op:?}"))
+    });
+    let after = after.map(|(slot, tenant, val)| {
+        let r = Row {
+            slot,
+            tenant,
+            upd: ts,
+            val,
+        };
+        let prev = state.insert(mode.class(slot), r.clone());
+        assert!(prev.is_none(), "workload writes an existing key: {op:?}");
+        r
+    });
+    (before, after)
 }
 
 /// SplitMix64: small, fast and the same everywhere, so a seed names one

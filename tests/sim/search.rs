@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use super::model::{KeyMode, Op, Row, Rng, TxnSpec, Workload};
+use super::model::{KeyMode, Op, Rng, Row, TxnSpec, Workload};
 use super::system::{Action, Env, Left, Params, State, Variant, Violation};
 
 /// A model: a workload, sizes and budgets.
@@ -164,7 +164,13 @@ pub fn failover() -> Model {
     Model {
         name: "failover".into(),
         seed: None,
-        w: Workload::build("failover", KeyMode::Int, false, vec![row(0, Some(1))], &specs),
+        w: Workload::build(
+            "failover",
+            KeyMode::Int,
+            false,
+            vec![row(0, Some(1))],
+            &specs,
+        ),
         p: small_params(),
         left: Left {
             crashes: 1,
@@ -249,7 +255,12 @@ impl Found {
         for (i, a) in self.trace.iter().enumerate() {
             let r = env.step(&mut s, *a).and_then(|_| env.check(&mut s));
             let notes = env.log.replace(Vec::new()).unwrap_or_default();
-            out.push_str(&format!("{:>4}. {:<4} {}\n", i + 1, a.to_string(), notes.join("; ")));
+            out.push_str(&format!(
+                "{:>4}. {:<4} {}\n",
+                i + 1,
+                a.to_string(),
+                notes.join("; ")
+            ));
             if let Err(v) = r {
                 out.push_str(&format!("      -> {v}\n"));
                 break;
@@ -353,10 +364,18 @@ pub fn bfs(m: &Model, variant: Variant) -> Result<Explored, Box<Found>> {
             stats.depth += 1;
         }
         if std::env::var_os("SIM_VERBOSE").is_some() {
-            eprintln!("depth {} frontier {} states {}", stats.depth, next.len(), stats.states);
+            eprintln!(
+                "depth {} frontier {} states {}",
+                stats.depth,
+                next.len(),
+                stats.states
+            );
         }
         if stats.states > MAX_STATES {
-            panic!("{}: more than {MAX_STATES} states; shrink the model", m.name);
+            panic!(
+                "{}: more than {MAX_STATES} states; shrink the model",
+                m.name
+            );
         }
         frontier = next;
     }
@@ -470,7 +489,12 @@ fn run_lenient(env: &mut Env, left: Left, trace: &[Action]) -> (Vec<Action>, Opt
 
 /// Shrinks a failing schedule by dropping steps (halves, quarters, …,
 /// single steps) while the same invariant still breaks.
-pub fn shrink(env: &mut Env, left: Left, trace: Vec<Action>, v: Violation) -> (Vec<Action>, Violation) {
+pub fn shrink(
+    env: &mut Env,
+    left: Left,
+    trace: Vec<Action>,
+    v: Violation,
+) -> (Vec<Action>, Violation) {
     let (mut best, mut best_v) = match run_lenient(env, left, &trace) {
         (t, Some(w)) if w.invariant == v.invariant => (t, w),
         _ => (trace, v),
@@ -540,7 +564,8 @@ pub fn sample(
                     }
                     let (mut m, mut rng) = random(seed, collation);
                     tweak(&mut m);
-                    let same = |e: &Env| e.w.mode == m.w.mode && e.w.column_version == m.w.column_version;
+                    let same =
+                        |e: &Env| e.w.mode == m.w.mode && e.w.column_version == m.w.column_version;
                     let mut env = match envs.iter().position(same) {
                         Some(i) => envs.swap_remove(i).reuse(m.w.clone(), m.p.clone(), variant),
                         None => Env::new(m.w.clone(), m.p.clone(), variant),
@@ -562,9 +587,7 @@ pub fn sample(
                                 violation,
                             });
                             let mut slot = found.lock().unwrap_or_else(|e| e.into_inner());
-                            let better = slot
-                                .as_ref()
-                                .is_none_or(|o| o.model.seed > f.model.seed);
+                            let better = slot.as_ref().is_none_or(|o| o.model.seed > f.model.seed);
                             if better {
                                 *slot = Some(f);
                             }

@@ -21,7 +21,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use mysql_async::consts::ColumnType;
-use reshard::checkpoint::bookkeeping::Bookkeeping;
+use reshard::checkpoint::bookkeeping::{Bookkeeping, Mark};
 use reshard::checkpoint::{prune, LaneProgress, Tracker};
 use reshard::position::Position;
 use reshard::rules::file::parse_rule;
@@ -351,6 +351,20 @@ pub struct Stream {
 }
 
 impl Stream {
+    /// Queues the due mark on every lane (`LanePool::mark`).
+    fn mark(&mut self) -> Option<Mark> {
+        let m = self.book.mark_due()?;
+        for l in &mut self.lanes {
+            l.queue.push_back(Msg::Mark {
+                seq: m.seq,
+                end: m.end.clone(),
+                ts: m.timestamp,
+            });
+        }
+        self.book.marked(m.seq);
+        Some(m)
+    }
+
     fn draining(&self) -> bool {
         matches!(self.mode, Mode::Replay { draining: true, .. })
     }
@@ -366,7 +380,9 @@ impl Stream {
 pub enum Phase {
     /// The initial copy; `unsaved` is a chunk applied but not yet saved:
     /// (its last key, whether it was the last chunk).
-    Copy { unsaved: Option<(Option<u8>, bool)> },
+    Copy {
+        unsaved: Option<(Option<u8>, bool)>,
+    },
     Stream(Box<Stream>),
 }
 
@@ -446,9 +462,8 @@ fn base_instant() -> Instant {
 }
 
 fn rule_text(column_version: bool, with_where: bool) -> String {
-    let mut t = String::from(
-        "source = \"app.t\"\nshard = \"tenant % 2\"\nshards = [\"s0\", \"s1\"]\n",
-    );
+    let mut t =
+        String::from("source = \"app.t\"\nshard = \"tenant % 2\"\nshards = [\"s0\", \"s1\"]\n");
     if with_where {
         t.push_str("where = \"tenant IS NOT NULL\"\n");
     }
@@ -494,7 +509,13 @@ pub fn sv(v: Version, column: bool) -> String {
     let x = v.0;
     let col = ((x >> 64) & ((1 << 56) - 1)) as i64 - (1i64 << 55);
     let ord = (x & ((1 << 40) - 1)) as u64;
-    format!("{}|{col}|{}|{}.{}", x >> 120, (x >> 40) & 0xff_ffff, ord / 256, ord % 256)
+    format!(
+        "{}|{col}|{}|{}.{}",
+        x >> 120,
+        (x >> 40) & 0xff_ffff,
+        ord / 256,
+        ord % 256
+    )
 }
 
 fn show_ops(ops: &[WriteOp], column: bool) -> String {
@@ -509,7 +530,12 @@ fn show_ops(ops: &[WriteOp], column: bool) -> String {
                     format!("upsert({})", vals.join(","))
                 }
             };
-            format!("{what} s{} id={} @{}", o.shard, key.join(","), sv(o.version, column))
+            format!(
+                "{what} s{} id={} @{}",
+                o.shard,
+                key.join(","),
+                sv(o.version, column)
+            )
         })
         .collect();
     if parts.is_empty() {
@@ -524,7 +550,9 @@ impl Env {
         assert_eq!(p.shards, 2, "the model's rule names two shards");
         let schema = Arc::new(schema(w.mode));
         let mut router = compile(w.column_version, true);
-        let target = router.target_table(&schema).expect("the rule fits the schema");
+        let target = router
+            .target_table(&schema)
+            .expect("the rule fits the schema");
         let assigned = assigned_columns(&target.columns, &target.key);
         let coll = match w.mode {
             KeyMode::Int => Collation::Binary,
@@ -618,7 +646,13 @@ impl Env {
     }
 
     /// A new streaming process from `start`.
-    fn stream(&self, s: &State, mode: Mode, start: Position, forward_only: Option<Position>) -> Phase {
+    fn stream(
+        &self,
+        s: &State,
+        mode: Mode,
+        start: Position,
+        forward_only: Option<Position>,
+    ) -> Phase {
         let seg = s.ctl.segment;
         let cursor = (self.w.first_of(seg)..self.w.txns.len())
             .find(|&i| self.w.txns[i].segment == seg && self.w.txns[i].end > start)
@@ -742,6 +776,7 @@ impl Env {
     }
 
     /// Routes one change with the real router (or a broken variant).
+    #[allow(clippy::result_large_err)] // RouteError's own trade-off (route.rs)
     fn route(&mut self, change: &RowChange) -> Result<Vec<WriteOp>, RouteError> {
         let mut change = change.clone();
         if self.v.no_row_index {
@@ -839,7 +874,9 @@ impl Env {
                 s.ctl.epoch_start = Some(start.clone());
                 s.phase = self.stream(s, Mode::Run, start.clone(), None);
                 let e = s.ctl.epoch;
-                self.note(|| format!("source failed over; run --from {start} --force at epoch {e}"));
+                self.note(|| {
+                    format!("source failed over; run --from {start} --force at epoch {e}")
+                });
             }
         }
         Ok(())
@@ -859,7 +896,12 @@ impl Env {
         let mut per_shard: BTreeMap<usize, Vec<WriteOp>> = BTreeMap::new();
         let mut notes = Vec::new();
         for (_, r) in &rows {
-            let change = RowChange::selected(self.schema.clone(), r.cells(self.w.mode), version, p.clone());
+            let change = RowChange::selected(
+                self.schema.clone(),
+                r.cells(self.w.mode),
+                version,
+                p.clone(),
+            );
             match self.route(&change) {
                 Ok(ops) => {
                     if self.log.is_some() {
@@ -883,7 +925,12 @@ impl Env {
             unsaved: Some((last, finished)),
         };
         let n = rows.len();
-        self.note(|| format!("copy chunk after key {cursor:?}: {n} rows at v(P): {}", notes.join("; ")));
+        self.note(|| {
+            format!(
+                "copy chunk after key {cursor:?}: {n} rows at v(P): {}",
+                notes.join("; ")
+            )
+        });
     }
 
     fn copy_save(&mut self, s: &mut State) {
@@ -971,16 +1018,7 @@ impl Env {
             if usize::from(*stop) == i {
                 // ReachedEnd: the drain queues the last mark and closes the lanes
                 *draining = true;
-                if let Some(m) = st.book.mark_due() {
-                    for l in &mut st.lanes {
-                        l.queue.push_back(Msg::Mark {
-                            seq: m.seq,
-                            end: m.end.clone(),
-                            ts: m.timestamp,
-                        });
-                    }
-                    st.book.marked(m.seq);
-                }
+                st.mark();
             }
         }
         self.note(|| format!("dispatch txn {i} (ends {}): {}", txn.end, notes.join("; ")));
@@ -990,15 +1028,7 @@ impl Env {
         let now = self.now(s);
         let st = stream_mut(s);
         let mut note = String::from("tick:");
-        if let Some(m) = st.book.mark_due() {
-            for l in &mut st.lanes {
-                l.queue.push_back(Msg::Mark {
-                    seq: m.seq,
-                    end: m.end.clone(),
-                    ts: m.timestamp,
-                });
-            }
-            st.book.marked(m.seq);
+        if let Some(m) = st.mark() {
             note.push_str(&format!(" mark {} ({})", m.seq, m.end));
         }
         if let Some(w) = st.tracker.watermark().cloned() {
@@ -1059,7 +1089,11 @@ impl Env {
         }
         for o in st.owed.iter().filter(|o| o.end <= *pos) {
             let t = &s.targets[usize::from(o.shard)];
-            let g = s.ghost.get(&(o.shard, o.key.clone())).copied().unwrap_or_default();
+            let g = s
+                .ghost
+                .get(&(o.shard, o.key.clone()))
+                .copied()
+                .unwrap_or_default();
             let seen = t.seen(&o.key).max(g.row).max(g.tomb);
             if seen < o.version {
                 return Err(violation(
@@ -1114,7 +1148,11 @@ impl Env {
         let lane = &mut st.lanes[i];
         let ops = std::mem::take(&mut lane.pending);
         let n = ops.len();
-        let desc = if self.log.is_some() { show_ops(&ops, self.w.column_version) } else { String::new() };
+        let desc = if self.log.is_some() {
+            show_ops(&ops, self.w.column_version)
+        } else {
+            String::new()
+        };
         s.targets[shard].apply(ops, self.coll, &self.assigned, &mut lane.hint);
         if let Some(p) = lane.held.take() {
             st.tracker.update(p);
@@ -1162,7 +1200,9 @@ impl Env {
         s.ctl.floor = s.ctl.floor.max(threshold);
         let n: usize = s.targets.iter_mut().map(|t| t.prune(threshold)).sum();
         s.ctl.log.retain(|e| e.0 >= ts);
-        self.note(|| format!("prune below {threshold} (logged {pos}): floor raised, {n} tombstones deleted"));
+        self.note(|| {
+            format!("prune below {threshold} (logged {pos}): floor raised, {n} tombstones deleted")
+        });
     }
 
     /// Invariants 1, 2 and 4 (3 is checked as the checkpoint is saved).

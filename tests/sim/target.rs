@@ -188,10 +188,10 @@ impl Target {
                 if let Some(v) = b.tombstone {
                     *hint = Some(true);
                     let key = coll.key(&b.op.key, false);
-                    let t = self.tombs.entry(b.op.key_enc.clone()).or_insert(Tomb {
-                        version: v,
-                        key,
-                    });
+                    let t = self
+                        .tombs
+                        .entry(b.op.key_enc.clone())
+                        .or_insert(Tomb { version: v, key });
                     t.version = t.version.max(v);
                 }
             }
