@@ -54,9 +54,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Re-apply a binlog range from the source (never snapshots, moves the
-    /// checkpoint only forward). With --to, exit once that transaction is
-    /// applied; without, go on like `run`.
+    /// Re-apply a binlog range from the source, or from archived binlog
+    /// files with --binlog-dir (never snapshots, moves the checkpoint only
+    /// forward). With --to, exit once that transaction is applied; without,
+    /// go on like `run` (from files: up to their end).
     Replay {
         /// The config file (reshard.toml).
         #[arg(long, value_name = "FILE")]
@@ -79,6 +80,11 @@ pub enum Command {
         /// until the replay passes their deletes).
         #[arg(long)]
         below_floor: bool,
+        /// Read archived binlog files from this directory instead of the
+        /// source server (in the index file's order, else by sequence);
+        /// ends at the archive's end without --to.
+        #[arg(long, value_name = "DIR", conflicts_with = "from_gtid")]
+        binlog_dir: Option<PathBuf>,
     },
     /// Checkpoint, floor, source head, lag and initial-copy progress.
     Status {
@@ -109,6 +115,23 @@ pub enum Command {
         #[arg(long, default_value_t = 500, value_name = "MS", value_parser = clap::value_parser!(u64).range(0..=600_000))]
         recheck_delay_ms: u64,
         /// Print exactly one JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the events of binlog files, one line (or with --json one JSON
+    /// object) per event, like mysqlbinlog. Connects to nothing. Exit 2 when
+    /// a file is truncated or corrupt (the error names the file and offset).
+    Inspect {
+        /// Binlog files, read in the order given.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Show events starting at this byte offset (an event start).
+        #[arg(long, value_name = "N")]
+        start_position: Option<u64>,
+        /// Stop before the first event starting at or after this offset.
+        #[arg(long, value_name = "N")]
+        stop_position: Option<u64>,
+        /// One JSON object per event (JSON Lines); see the README.
         #[arg(long)]
         json: bool,
     },

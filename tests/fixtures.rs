@@ -4,51 +4,19 @@
 //! broken ones, and those holding what reshard refuses by design — fails
 //! with an error naming the file and a byte offset. Nothing panics.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use common::fixtures::{self, binlogs, path, BROKEN};
+
 use mysql_common::value::Value;
-use reshard::source::file::{FileError, FileSummary, MAGIC};
+use reshard::source::file::{FileError, FileSummary};
 use reshard::source::{BinlogFile, SourceItem, Transaction};
 
 fn fixtures() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/binlogs");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        println!(
-            "skipped: {} is absent (the third-party binlog fixtures live outside the repo)",
-            dir.display()
-        );
-        None
-    }
-}
-
-/// Every file under `dir` that starts with the binlog magic, by path
-/// relative to `dir`.
-fn binlogs(dir: &Path) -> BTreeMap<String, PathBuf> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let bytes = std::fs::read(&path).unwrap();
-            if bytes.starts_with(&MAGIC) {
-                let rel = path
-                    .strip_prefix(dir)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
-                out.insert(rel, path);
-            }
-        }
-    }
-    out
+    fixtures::dir()
 }
 
 fn decode(path: &Path) -> Result<FileSummary, FileError> {
@@ -68,14 +36,6 @@ fn transactions(path: &Path) -> Vec<Transaction> {
     }
     out
 }
-
-/// Deliberately broken upstream (see the fixtures README).
-const BROKEN: &[&str] = &[
-    "rust_mysql_common/binlog_truncated_event.000001",
-    "rust_mysql_common/binlog_truncated_prev_gtid_event.000001",
-    "rust_mysql_common/corrupt-relay-bin.000624",
-    "rust_mysql_common/ver_5_1-wl2325_r.001",
-];
 
 /// Valid binlogs holding what reshard refuses rather than guess at (it
 /// would lose or misplace rows), with the reason the error must give.
@@ -110,7 +70,6 @@ const REFUSED: &[(&str, &str)] = &[
         "rust_mysql_common/json.binlog.000001",
         "binlog_row_value_options",
     ),
-    ("rust_mysql_common/json-opaque.binlog", "opaque"),
     (
         "rust_mysql_common/ver_5_1-wl2325_s.001",
         "pre-GA rows event",
@@ -136,6 +95,7 @@ const ROWS: &[(&str, u64)] = &[
     ),
     ("rust_mysql_common/bug32407.001", 2),
     ("rust_mysql_common/mariadb-bin.000001", 2),
+    ("rust_mysql_common/json-opaque.binlog", 8),
     ("rust_mysql_common/mysql-enum-string-set.000001", 3),
     ("rust_mysql_common/mysql_type_bit.000001", 1),
     ("rust_mysql_common/time_issue.000001", 1),
@@ -211,11 +171,6 @@ fn every_fixture_decodes_or_fails_cleanly() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-}
-
-fn path(rel: &str) -> Option<PathBuf> {
-    let p = fixtures()?.join(rel);
-    p.is_file().then_some(p)
 }
 
 fn bytes(s: &str) -> Value {
@@ -298,6 +253,15 @@ fn documented_values() {
         let names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["id", "topic", "event_type", "event", "created"]);
         assert_eq!(table.pk, vec![0]);
+    }
+    if let Some(p) = path("rust_mysql_common/json-opaque.binlog") {
+        // SQL scalars inside JSON print as MySQL's JSON_EXTRACT prints them
+        let docs: Vec<Value> = transactions(&p)
+            .iter()
+            .flat_map(|t| t.changes.iter())
+            .map(|c| c.after.as_ref().unwrap().last().unwrap().clone())
+            .collect();
+        assert_eq!(docs, fixtures::JSON_OPAQUE.map(bytes).to_vec());
     }
     if let Some(p) = path("rust_mysql_common/transaction_compression.000001") {
         // rows inside a compressed payload are versioned by the payload's

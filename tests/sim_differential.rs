@@ -78,6 +78,7 @@ fn kinds() -> Vec<Kind> {
 fn table() -> Arc<TargetTable> {
     Arc::new(TargetTable {
         name: "t".into(),
+        source: "app.t".into(),
         columns: ["id", "tenant", "upd", "val"].map(String::from).to_vec(),
         key: vec![0],
     })

@@ -5,8 +5,10 @@
 //! "Errors, retries and ownership").
 
 pub mod dry_run;
+pub mod inspect;
 pub mod migrate;
 pub mod replay;
+mod replay_archive;
 mod replicator;
 pub mod run;
 mod servers;
@@ -51,6 +53,17 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             force,
         } => run::run(&config, from, force).await,
         Command::Migrate { config } => migrate::migrate(&config).await,
+        Command::Inspect {
+            files,
+            start_position,
+            stop_position,
+            json,
+        } => inspect::inspect(inspect::InspectArgs {
+            files,
+            start_position,
+            stop_position,
+            json,
+        }),
         Command::Verify {
             config,
             table,
@@ -78,6 +91,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             from_gtid,
             to,
             below_floor,
+            binlog_dir,
         } => {
             replay::replay(
                 &config,
@@ -86,6 +100,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     from_gtid,
                     to,
                     below_floor,
+                    binlog_dir,
                 },
             )
             .await

@@ -8,25 +8,32 @@
 //! could bring back a deleted row. `--below-floor` applies them anyway (for
 //! a target restored from an old backup), with a warning.
 //!
+//! A replay never prunes tombstones (only `run` does, and the lease keeps
+//! a `run` from running beside it), so the floor read at its start holds
+//! for its whole duration: no tombstone of the range can disappear under
+//! it and let an older insert resurrect a deleted row.
+//!
 //! With `--to`, it exits 0 once the transaction ending at `--to` is applied,
 //! even if the source is idle; without, it goes on streaming like `run`.
 //! A transient failure restarts the replay from `--from` (replaying is
 //! idempotent).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::bail;
 use mysql_async::Conn;
 
-use super::replicator::{pause_and_reconnect, shutdown_signal, Replicator};
+use super::replicator::{attempt_backoff, pause_and_reconnect, shutdown_signal, Replicator};
 use crate::checkpoint::Checkpoint;
 use crate::config::Config;
 use crate::control::checkpoint;
-use crate::db::Retry;
+use crate::db::{Flavor, Retry};
 use crate::pipeline::{run_attempt, Attempt, Outcome};
 use crate::position::Position;
+use crate::rules::lookup::Lookups;
+use crate::rules::Router;
+use crate::source::archive::ArchiveSource;
 use crate::source::StartAt;
 
 /// Arguments of `replay`.
@@ -35,6 +42,8 @@ pub struct ReplayArgs {
     pub from_gtid: Option<String>,
     pub to: Option<Position>,
     pub below_floor: bool,
+    /// Read archived binlog files from this directory instead of the server.
+    pub binlog_dir: Option<PathBuf>,
 }
 
 pub async fn replay(path: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
@@ -48,27 +57,95 @@ pub async fn replay(path: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
             bail!("--to {to} is not after --from {from}: nothing to replay");
         }
     }
+    if let (Some(dir), Some(from)) = (&args.binlog_dir, &args.from) {
+        return super::replay_archive::replay_archive(path, dir, from, &args).await;
+    }
     let Replicator {
         cfg,
-        mut router,
-        mut lookups,
+        router,
+        lookups,
         mut servers,
         flavor,
         checksum,
         identity,
     } = Replicator::start(path).await?;
-    let name = &cfg.pipeline.name;
     if let Some(to) = &args.to {
         let head = crate::source::head(&mut servers.source).await?;
         if *to > head {
             bail!("--to {to} is beyond the source's current head {head}");
         }
     }
-    let stored = checkpoint::load(&mut servers.control, name).await?;
-    if let (Some(cp), Some(from)) = (&stored, &args.from) {
-        check_epoch(&cfg, &mut servers.control, cp, from).await?;
+    let read = Read::Server { flavor, checksum };
+    let replay = Replay::new(cfg, router, lookups, servers.control, identity, read);
+    run_replay(replay, start, args.to.clone(), &args).await
+}
+
+/// What a replay of a range needs once started.
+pub(super) struct Replay {
+    pub cfg: Config,
+    pub router: Router,
+    pub lookups: Lookups,
+    pub control: Conn,
+    pub identity: String,
+    pub read: Read,
+}
+
+impl Replay {
+    pub(super) fn new(
+        cfg: Config,
+        router: Router,
+        lookups: Lookups,
+        control: Conn,
+        identity: String,
+        read: Read,
+    ) -> Replay {
+        Replay {
+            cfg,
+            router,
+            lookups,
+            control,
+            identity,
+            read,
+        }
     }
-    let floor = checkpoint::floor(&mut servers.control, name).await?;
+}
+
+/// Where a replay reads the binlog.
+pub(super) enum Read {
+    /// From the source server's stream.
+    Server { flavor: Flavor, checksum: bool },
+    /// From archived files (`--binlog-dir`).
+    Archive(ArchiveSource),
+}
+
+/// Replays from `start` to `to` (without, on like `run`): checks the
+/// epoch, reads the floor, makes sure there is a checkpoint row to move
+/// forward, and runs attempts until the end, shutdown or a definite error.
+pub(super) async fn run_replay(
+    r: Replay,
+    start: StartAt,
+    to: Option<Position>,
+    args: &ReplayArgs,
+) -> anyhow::Result<ExitCode> {
+    let Replay {
+        cfg,
+        mut router,
+        mut lookups,
+        mut control,
+        identity,
+        read,
+    } = r;
+    let (flavor, checksum, archive) = match read {
+        Read::Server { flavor, checksum } => (flavor, checksum, None),
+        // flavour and checksums are the stream's: not used for files
+        Read::Archive(a) => (Flavor::MariaDb, false, Some(a)),
+    };
+    let name = &cfg.pipeline.name;
+    let stored = checkpoint::load(&mut control, name).await?;
+    if let (Some(cp), Some(from)) = (&stored, &args.from) {
+        check_epoch(&cfg, &mut control, cp, from).await?;
+    }
+    let floor = checkpoint::floor(&mut control, name).await?;
     if args.below_floor {
         if let Some(f) = floor {
             tracing::warn!(floor = %f, "--below-floor: changes below the floor are applied; rows deleted before the floor may reappear until the replay passes their deletes");
@@ -82,15 +159,14 @@ pub async fn replay(path: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 epoch: cfg.pipeline.epoch,
                 source_identity: identity.clone(),
             };
-            checkpoint::save(&mut servers.control, name, &cp).await?;
+            checkpoint::save(&mut control, name, &cp).await?;
         }
     }
-    let forward_only = checkpoint::load(&mut servers.control, name)
+    let forward_only = checkpoint::load(&mut control, name)
         .await?
         .map(|c| c.position);
-    let mut control = servers.control;
     let stop_rx = shutdown_signal();
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = attempt_backoff();
     loop {
         let mut skipped = 0u64;
         let attempt = Attempt {
@@ -98,7 +174,7 @@ pub async fn replay(path: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
             router: &mut router,
             control: &mut control,
             start: start.clone(),
-            stop_at: args.to.clone(),
+            stop_at: to.clone(),
             floor: if args.below_floor { None } else { floor },
             forward_only: forward_only.clone(),
             skipped: &mut skipped,
@@ -107,6 +183,7 @@ pub async fn replay(path: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
             checksum,
             shutdown: stop_rx.clone(),
             lookups: &mut lookups,
+            archive: archive.clone(),
         };
         let result = run_attempt(attempt).await;
         if skipped > 0 {
@@ -114,7 +191,7 @@ pub async fn replay(path: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
         }
         match result {
             Ok(Outcome::ReachedEnd) => {
-                let to = args.to.as_ref().map(|t| t.to_string()).unwrap_or_default();
+                let to = to.as_ref().map(|t| t.to_string()).unwrap_or_default();
                 println!("replayed up to {to}; {skipped} row change(s) below the floor skipped");
                 return Ok(ExitCode::SUCCESS);
             }

@@ -4,7 +4,6 @@
 //! [`RouteError`] is large (it names table, key, expression and position
 //! for the operator); it only occurs on the halt/dead-letter path, so it is
 //! not boxed.
-#![allow(clippy::result_large_err)]
 //!
 //! * insert → upsert(after, v) at the after image's shard;
 //! * update → upsert(after, v); if the key **or the shard** changed, also
@@ -21,6 +20,14 @@
 //! put it, and the change that makes it stop matching deletes it there.
 //! `where` reads the rule's lookups as they are when the change is routed,
 //! like the shard expression.
+//!
+//! "The key changed" compares canonical keys ([`keyenc::canonical`]): an
+//! update from 'abc' to 'ABC' under a case-insensitive collation is the
+//! same target row, so it is an upsert alone (which rewrites the key's
+//! bytes, see [`crate::writer::sql::upsert`]). A delete of the old
+//! spelling would share the upsert's tombstone and version, and the upsert
+//! at that version would then lose against it: the row would be lost.
+#![allow(clippy::result_large_err)]
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,10 +37,11 @@ use mysql_common::value::Value as Cell;
 use super::convert::{cell_to_expr, display_cells, expr_to_cell};
 use super::expr::{self, Bound, EvalContext, EvalError, Value};
 use super::file::{Rule, RuleExpr};
+use crate::source::collation::KeyCollations;
 use crate::source::rows::{row_identity, IdentityError};
 use crate::source::{RowChange, TableSchema};
 use crate::version::{column_key_datetime, column_key_int, Version, VersionError};
-use crate::writer::keyenc;
+use crate::writer::keyenc::{self, KeyPart};
 use crate::writer::op::{OpKind, TargetTable, WriteOp};
 
 /// A rule that does not fit the source schema, or a row it cannot route.
@@ -123,6 +131,8 @@ struct Plan {
     sources: Vec<Option<usize>>,
     /// Source column indices of the row identity.
     key_src: Vec<usize>,
+    /// How each key column takes part in the canonical key.
+    key_parts: Vec<KeyPart>,
     /// Shard index of each rule slot.
     slots: Vec<usize>,
     target: Arc<TargetTable>,
@@ -184,6 +194,7 @@ pub struct Router {
     rules: HashMap<(String, String), Arc<Rule>>,
     shard_index: HashMap<String, usize>,
     plans: HashMap<(String, String), Plan>,
+    collations: Arc<KeyCollations>,
 }
 
 impl Router {
@@ -211,7 +222,17 @@ impl Router {
             rules: map,
             shard_index,
             plans: HashMap::new(),
+            collations: Arc::new(KeyCollations::default()),
         })
+    }
+
+    /// Compares text keys under the collations learned from the source
+    /// ([`crate::source::collation`]); without, every key column compares
+    /// byte-wise, which only commands that write nothing may do.
+    pub fn with_key_collations(mut self, collations: Arc<KeyCollations>) -> Router {
+        self.collations = collations;
+        self.plans.clear();
+        self
     }
 
     /// Whether `db.table` has a rule.
@@ -237,7 +258,7 @@ impl Router {
                 .get(&key)
                 .ok_or_else(|| RouteError::Bind(format!("no rule for {}", schema.full_name())))?
                 .clone();
-            let plan = compile(rule, schema, &self.shard_index)?;
+            let plan = compile(rule, schema, &self.shard_index, &self.collations)?;
             self.plans.insert(key.clone(), plan);
         } else if let Some(p) = self.plans.get_mut(&key) {
             // same schema in a new Arc: remember it to skip the compare next time
@@ -300,22 +321,19 @@ impl Router {
             Some(before) => location_of(plan, before, &to_expr_row(before, plan), change, ctx)?,
             None => None,
         };
-        let op = |at: Located, kind: OpKind| {
-            let key_enc = keyenc::encode(&at.key);
-            WriteOp {
-                shard: at.shard,
-                table: plan.target.clone(),
-                key: at.key,
-                key_enc,
-                kind,
-                version: at.version,
-                position: change.position.clone(),
-            }
+        let op = |at: Located, kind: OpKind| WriteOp {
+            shard: at.shard,
+            table: plan.target.clone(),
+            key: at.key.cells,
+            key_enc: at.key.canonical,
+            kind,
+            version: at.version,
+            position: change.position.clone(),
         };
         let mut ops = Vec::with_capacity(2);
         match (old, new) {
             (Some(old), Some((new, values))) => {
-                if old.shard != new.shard || old.key != new.key {
+                if old.shard != new.shard || old.key.canonical != new.key.canonical {
                     ops.push(op(old, OpKind::Delete));
                 }
                 ops.push(op(new, OpKind::Upsert(values)));
@@ -332,8 +350,22 @@ impl Router {
 /// version of an operation built from it.
 struct Located {
     shard: usize,
-    key: Vec<Cell>,
+    key: Key,
     version: Version,
+}
+
+/// A row's key: its cells and its canonical bytes.
+struct Key {
+    cells: Vec<Cell>,
+    canonical: Vec<u8>,
+}
+
+impl Key {
+    fn of(plan: &Plan, row: &[Cell]) -> Key {
+        let cells: Vec<Cell> = plan.key_src.iter().map(|&i| row[i].clone()).collect();
+        let canonical = keyenc::canonical(&cells, &plan.key_parts);
+        Key { cells, canonical }
+    }
 }
 
 /// The location of `cells` (whose expression values are `row`) if it
@@ -350,7 +382,7 @@ fn location_of(
     }
     Ok(Some(Located {
         shard: shard_of(plan, row, cells, change, ctx)?,
-        key: plan.key_src.iter().map(|&i| cells[i].clone()).collect(),
+        key: Key::of(plan, cells),
         version: version_of(plan, cells, change)?,
     }))
 }
@@ -531,6 +563,7 @@ fn compile(
     rule: Arc<Rule>,
     schema: &Arc<TableSchema>,
     shard_index: &HashMap<String, usize>,
+    collations: &KeyCollations,
 ) -> Result<Plan, RouteError> {
     let file = rule.file.display().to_string();
     let shard = bind(&rule, &rule.shard, schema)?;
@@ -557,6 +590,11 @@ fn compile(
             file: file.clone(),
             why,
         })?;
+    let key_parts = key_src
+        .iter()
+        .map(|&i| collations.part(schema, i))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| RouteError::Bind(format!("{file}: {e}")))?;
     let (columns, sources) = target_columns(&rule, schema, &key_src, &file)?;
     let key: Vec<usize> = key_src
         .iter()
@@ -579,9 +617,11 @@ fn compile(
         where_,
         sources,
         key_src,
+        key_parts,
         slots,
         target: Arc::new(TargetTable {
             name: rule.target.clone(),
+            source: schema.full_name(),
             columns,
             key,
         }),

@@ -5,7 +5,7 @@
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
-use crate::db::{DbError, Flavor};
+use crate::db::DbError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PreflightError {
@@ -77,22 +77,6 @@ pub async fn ensure_full_row_image(conn: &mut Conn) -> Result<(), PreflightError
     )
 }
 
-/// MariaDB's compressed row events (log_bin_compress) are not decodable by
-/// mysql_common: rows would be lost.
-pub async fn ensure_uncompressed(conn: &mut Conn, flavor: Flavor) -> Result<(), PreflightError> {
-    if flavor == Flavor::MariaDb {
-        if let Some(v) = var(conn, "log_bin_compress").await? {
-            expect(
-                "log_bin_compress",
-                "OFF",
-                Some(v),
-                "reshard cannot decode MariaDB compressed binlog events.",
-            )?;
-        }
-    }
-    Ok(())
-}
-
 /// Checksum algorithm: NONE or CRC32.
 pub async fn ensure_checksum(conn: &mut Conn) -> Result<bool, PreflightError> {
     match var(conn, "binlog_checksum").await?.as_deref() {
@@ -116,15 +100,14 @@ pub async fn row_metadata_full(conn: &mut Conn) -> Result<bool, PreflightError> 
 }
 
 /// All of the above, in order. Returns (checksum on, metadata full).
-pub async fn run_all(conn: &mut Conn, flavor: Flavor) -> Result<(bool, bool), PreflightError> {
+pub async fn run_all(conn: &mut Conn) -> Result<(bool, bool), PreflightError> {
     ensure_log_bin(conn).await?;
     ensure_row_format(conn).await?;
     ensure_full_row_image(conn).await?;
-    ensure_uncompressed(conn, flavor).await?;
     let checksum = ensure_checksum(conn).await?;
     let full = row_metadata_full(conn).await?;
     if !full {
-        tracing::warn!("binlog_row_metadata is not FULL: column names and keys come from information_schema; a table altered while reshard is behind can only be decoded if its DDL is seen");
+        tracing::warn!("binlog_row_metadata is not FULL: column names and keys come from reshard's schema history (information_schema at the start, then every DDL followed in the stream); events of a table altered before reshard first recorded it cannot be decoded");
     }
     Ok((checksum, full))
 }

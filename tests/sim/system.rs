@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use mysql_async::consts::ColumnType;
 use reshard::checkpoint::bookkeeping::{Bookkeeping, Mark};
 use reshard::checkpoint::{prune, LaneProgress, Tracker};
+use reshard::control::position_log::Logged;
 use reshard::position::Position;
 use reshard::rules::file::parse_rule;
 use reshard::rules::route::no_context;
@@ -357,11 +358,11 @@ impl Stream {
         for l in &mut self.lanes {
             l.queue.push_back(Msg::Mark {
                 seq: m.seq,
-                end: m.end.clone(),
+                end: m.resume.clone(),
                 ts: m.timestamp,
             });
         }
-        self.book.marked(m.seq);
+        self.book.marked(&m);
         Some(m)
     }
 
@@ -750,7 +751,7 @@ impl Env {
             }
         }
         let prune_ok = st.mode == Mode::Run || self.v.prune_during_replay;
-        if s.left.prunes > 0 && !self.w.column_version && prune_ok && self.log_entry(s).is_some() {
+        if s.left.prunes > 0 && !self.w.column_version && prune_ok && self.threshold(s).is_some() {
             out.push(Action::Prune);
         }
         if next_seg == Some(seg + 1) && st.mode == Mode::Run {
@@ -765,14 +766,34 @@ impl Env {
         }
     }
 
-    /// The position-log entry pruning would use.
-    fn log_entry(&self, s: &State) -> Option<(u32, Position)> {
-        s.ctl
+    /// The pruning threshold and the entry it keeps: the real
+    /// `prune::threshold` over every logged position (the model's clock
+    /// makes them all old enough), or, for the variant, the newest logged
+    /// position versioned with the current epoch (`prune_once` before
+    /// b1020bd).
+    fn threshold(&self, s: &State) -> Option<(Version, Logged)> {
+        let logged: Vec<Logged> = s
+            .ctl
             .log
             .iter()
-            .filter(|e| self.v.prune_mixes_epochs || e.2 == s.ctl.epoch)
-            .max_by(|a, b| (a.0, &a.1.file, a.1.pos).cmp(&(b.0, &b.1.file, b.1.pos)))
-            .map(|e| (e.0, e.1.clone()))
+            .map(|(ts, pos, epoch)| Logged {
+                epoch: *epoch,
+                commit_ts: *ts,
+                position: pos.clone(),
+            })
+            .collect();
+        if self.v.prune_mixes_epochs {
+            let newest = logged.into_iter().max_by(|a, b| {
+                (a.commit_ts, &a.position.file, a.position.pos).cmp(&(
+                    b.commit_ts,
+                    &b.position.file,
+                    b.position.pos,
+                ))
+            })?;
+            let v = Version::at(s.ctl.epoch, &newest.position, 0).ok()?;
+            return Some((v, newest));
+        }
+        prune::threshold(&logged).map(|(keep, v)| (v, keep.clone()))
     }
 
     /// Routes one change with the real router (or a broken variant).
@@ -1012,7 +1033,7 @@ impl Env {
         let Phase::Stream(st) = &mut s.phase else {
             unreachable!()
         };
-        st.book.dispatched(txn.end.clone(), txn.ts);
+        st.book.dispatched(txn.end.clone(), txn.end.clone(), txn.ts);
         st.cursor += 1;
         if let Mode::Replay { stop, draining, .. } = &mut st.mode {
             if usize::from(*stop) == i {
@@ -1191,15 +1212,20 @@ impl Env {
 
     fn prune(&mut self, s: &mut State) {
         s.left.prunes -= 1;
-        let Some((ts, pos)) = self.log_entry(s) else {
-            return;
-        };
-        let Some(threshold) = prune::threshold(s.ctl.epoch, &pos) else {
+        let Some((threshold, keep)) = self.threshold(s) else {
             return;
         };
         s.ctl.floor = s.ctl.floor.max(threshold);
         let n: usize = s.targets.iter_mut().map(|t| t.prune(threshold)).sum();
-        s.ctl.log.retain(|e| e.0 >= ts);
+        // `position_log::trim`
+        if self.v.prune_mixes_epochs {
+            s.ctl.log.retain(|e| e.0 >= keep.commit_ts);
+        } else {
+            s.ctl.log.retain(|e| {
+                e.2 > keep.epoch || (e.2 == keep.epoch && e.0 >= keep.commit_ts)
+            });
+        }
+        let pos = keep.position;
         self.note(|| {
             format!("prune below {threshold} (logged {pos}): floor raised, {n} tombstones deleted")
         });

@@ -1,0 +1,643 @@
+//! `replay --binlog-dir` against real MariaDB servers: archived binlog
+//! files replayed into fresh targets equal a live run's targets, with
+//! MariaDB's compressed events (`log_bin_compress=ON`) live and in the
+//! files; without a reachable source when the files carry column names;
+//! and an error naming the table when neither does.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use mysql_async::prelude::Queryable;
+use rand::{Rng, SeedableRng};
+use reshard_testkit::scenario::{connect, Scenario, Workload, WorkloadOptions};
+
+/// A table with a column of (nearly) every type.
+const KINDS: &str = "(
+  id INT NOT NULL PRIMARY KEY,
+  ti TINYINT NULL, tu TINYINT UNSIGNED NULL, si SMALLINT NULL, su SMALLINT UNSIGNED NULL,
+  mi MEDIUMINT NULL, mu MEDIUMINT UNSIGNED NULL, ii INT NULL, iu INT UNSIGNED NULL,
+  bi BIGINT NULL, bu BIGINT UNSIGNED NULL, fl FLOAT NULL, db DOUBLE NULL,
+  de DECIMAL(30,10) NULL, dt DATE NULL, tm TIME(3) NULL, dtm DATETIME(6) NULL,
+  ts TIMESTAMP(6) NULL DEFAULT NULL, yr YEAR NULL, bt BIT(10) NULL,
+  en ENUM('a','b','c') NULL, st SET('x','y','z') NULL, ch CHAR(5) NULL,
+  bn BINARY(4) NULL, vc VARCHAR(40) CHARACTER SET utf8mb4 NULL, vb VARBINARY(40) NULL,
+  tb TINYBLOB NULL, tx TEXT CHARACTER SET utf8mb4 NULL, mb MEDIUMBLOB NULL,
+  lt LONGTEXT CHARACTER SET utf8mb4 NULL, js JSON NULL";
+
+const VERSION_COL: &str = "_reshard_version BINARY(16) NOT NULL DEFAULT ''";
+
+/// Creates `kinds` on the source (when `source`) and on every shard, and
+/// its rule file, reading from `src_db`.
+fn add_kinds(s: &Scenario, src_db: &str, source: bool) {
+    let c = cluster();
+    let kinds = KINDS;
+    if source {
+        c.source
+            .sql(&format!(
+                "CREATE TABLE {src_db}.kinds {kinds}) ENGINE=InnoDB"
+            ))
+            .unwrap();
+    }
+    for (shard, url) in &s.shard_urls {
+        let db = url.rsplit('/').next().unwrap();
+        let n: usize = shard[1..].parse().unwrap();
+        c.targets[n % c.targets.len()]
+            .sql(&format!(
+                "CREATE TABLE {db}.kinds {kinds}, {VERSION_COL}) ENGINE=InnoDB"
+            ))
+            .unwrap();
+    }
+    let rules = s.dir.path().join("rules");
+    std::fs::write(
+        rules.join("kinds.toml"),
+        format!("source = \"{src_db}.kinds\"\nshard = \"id % 4\"\nshards = [\"s0\", \"s1\", \"s2\", \"s3\"]\n"),
+    )
+    .unwrap();
+}
+
+fn hex(rng: &mut rand::rngs::StdRng, max: usize) -> String {
+    let n = rng.gen_range(0..max);
+    let b: String = (0..n).map(|_| format!("{:02X}", rng.gen::<u8>())).collect();
+    format!("X'{b}'")
+}
+
+/// A random row of `kinds` as SQL literals.
+fn kinds_row(rng: &mut rand::rngs::StdRng, id: i32) -> String {
+    let mut v = vec![id.to_string()];
+    let null =
+        |rng: &mut rand::rngs::StdRng, s: String| if rng.gen_bool(0.1) { "NULL".into() } else { s };
+    let ints = [
+        rng.gen_range(-128..=127i64).to_string(),
+        rng.gen_range(0..=255u64).to_string(),
+        rng.gen_range(-32768..=32767i64).to_string(),
+        rng.gen_range(0..=65535u64).to_string(),
+        rng.gen_range(-8_388_608..=8_388_607i64).to_string(),
+        rng.gen_range(0..=16_777_215u64).to_string(),
+        rng.gen::<i32>().to_string(),
+        rng.gen::<u32>().to_string(),
+        rng.gen::<i64>().to_string(),
+        rng.gen::<u64>().to_string(),
+        format!("{}", f64::from(rng.gen_range(-4000..4000)) / 4.0),
+        format!("{}", f64::from(rng.gen_range(-80000..80000)) / 8.0),
+        format!(
+            "'{}.{:010}'",
+            rng.gen_range(-99_999_999i64..99_999_999),
+            rng.gen_range(0..10_000_000_000u64)
+        ),
+    ];
+    for i in ints {
+        v.push(null(rng, i));
+    }
+    let date = format!(
+        "'{}-{:02}-{:02}'",
+        rng.gen_range(1000..9999),
+        rng.gen_range(1..13),
+        rng.gen_range(1..29)
+    );
+    let sign = if rng.gen_bool(0.3) { "-" } else { "" };
+    let time = format!(
+        "'{sign}{}:{:02}:{:02}.{:03}'",
+        rng.gen_range(0..839),
+        rng.gen_range(0..60),
+        rng.gen_range(0..60),
+        rng.gen_range(0..1000)
+    );
+    // microseconds; any date-time of years 1000-9999, a TIMESTAMP's range
+    let dtm = format!(
+        "TIMESTAMP('1000-01-01') + INTERVAL {} MICROSECOND",
+        rng.gen_range(0..283_000_000_000_000_000u64)
+    );
+    let ts = format!(
+        "FROM_UNIXTIME({}.{:06})",
+        rng.gen_range(1..2_147_483_647u32),
+        rng.gen_range(0..1_000_000)
+    );
+    let year = rng.gen_range(1901..2156).to_string();
+    let bits = format!("b'{:b}'", rng.gen_range(0..1024));
+    let en = format!("'{}'", ["a", "b", "c"][rng.gen_range(0..3)]);
+    let st = format!("'{}'", ["", "x", "y,z", "x,y,z"][rng.gen_range(0..4)]);
+    let ch = format!("'{}'", ["", "a", "ab c", "é"][rng.gen_range(0..4)]);
+    // BINARY(4) without trailing zero bytes (their padding is issue 8's)
+    let bn = format!("X'{:08X}'", rng.gen_range(0x0100_0001u32..0xFFFF_FFFF) | 1);
+    let vc = format!(
+        "'{}'",
+        [
+            "",
+            "plain",
+            "caf\u{e9} \u{4e2d}\u{6587}",
+            "it''s \\\\ \u{1f600}"
+        ][rng.gen_range(0..4)]
+    );
+    let long = "lorem \u{e9}psum ".repeat(rng.gen_range(1..200));
+    let json = format!(
+        "'{{\"k\": {}, \"a\": [1, 2.5, null], \"s\": \"\u{e9} q\"}}'",
+        rng.gen::<u16>()
+    );
+    let rest = [
+        date,
+        time,
+        dtm,
+        ts,
+        year,
+        bits,
+        en,
+        st,
+        ch,
+        bn,
+        vc,
+        hex(rng, 40),
+        hex(rng, 200),
+        format!("'{}'", "t\u{fc}xt ".repeat(rng.gen_range(0..50))),
+        hex(rng, 3000),
+        format!("'{long}'"),
+        json,
+    ];
+    for r in rest {
+        v.push(null(rng, r));
+    }
+    v.join(", ")
+}
+
+/// Inserts, updates and deletes on `kinds`; rotates the binlog now and then.
+async fn kinds_workload(conn: &mut mysql_async::Conn, seed: u64, ids: std::ops::Range<i32>) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    conn.query_drop("SET time_zone = '+00:00'").await.unwrap();
+    for id in ids.clone() {
+        let row = kinds_row(&mut rng, id);
+        conn.query_drop(format!("INSERT INTO kinds VALUES ({row})"))
+            .await
+            .unwrap();
+        if id % 3 == 0 {
+            let row = kinds_row(&mut rng, id);
+            conn.query_drop(format!("REPLACE INTO kinds VALUES ({row})"))
+                .await
+                .unwrap();
+        }
+        if id % 7 == 0 {
+            conn.query_drop(format!("DELETE FROM kinds WHERE id = {}", id - 1))
+                .await
+                .unwrap();
+        }
+        if id % 40 == 0 {
+            conn.query_drop("FLUSH BINARY LOGS").await.unwrap();
+        }
+    }
+    // a multi-row update in one transaction
+    conn.query_drop(format!(
+        "UPDATE kinds SET tx = CONCAT(IFNULL(tx, ''), 'u'), iu = IFNULL(iu, 0) DIV 2 WHERE id BETWEEN {} AND {}",
+        ids.start,
+        ids.start + 30
+    ))
+    .await
+    .unwrap();
+}
+
+/// The source's binlog files (oldest first) and its head.
+async fn binlogs(conn: &mut mysql_async::Conn) -> Vec<String> {
+    let rows: Vec<mysql_async::Row> = conn.query("SHOW BINARY LOGS").await.unwrap();
+    rows.iter()
+        .map(|r| r.get::<String, _>(0).unwrap())
+        .collect()
+}
+
+/// Closes the active binlog file, copies every closed file from `from` on
+/// into `dir` (with an index file when `index`), and purges them on the
+/// server. Returns the new active file.
+async fn archive(conn: &mut mysql_async::Conn, from: &str, dir: &Path, index: bool) -> String {
+    conn.query_drop("FLUSH BINARY LOGS").await.unwrap();
+    let files = binlogs(conn).await;
+    let active = files.last().unwrap().clone();
+    let datadir = cluster().source.datadir().to_path_buf();
+    std::fs::create_dir_all(dir).unwrap();
+    let mut listed = String::new();
+    for f in files.iter().filter(|f| f.as_str() >= from && **f != active) {
+        std::fs::copy(datadir.join(f), dir.join(f)).unwrap();
+        listed.push_str(&format!("./{f}\n"));
+    }
+    if index {
+        std::fs::write(dir.join("mysql-bin.index"), listed).unwrap();
+    }
+    conn.query_drop(format!("PURGE BINARY LOGS TO '{active}'"))
+        .await
+        .unwrap();
+    active
+}
+
+/// MariaDB compressed events (types 165–171) in the files of `dir`, as
+/// `inspect` shows them (decoded: none is undecodable).
+fn compressed_events(dir: &Path) -> usize {
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "index") {
+            continue;
+        }
+        let out = std::process::Command::new(BIN)
+            .args(["inspect", "--json"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for line in String::from_utf8(out.stdout).unwrap().lines() {
+            let r: serde_json::Value = serde_json::from_str(line).unwrap();
+            if (165..=171).contains(&r["type_code"].as_u64().unwrap()) {
+                assert!(r.get("undecodable").is_none(), "{r}");
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+fn verify_ok(s: &Scenario) {
+    let out = reshard(s, &["verify", "--rechecks", "0"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "verify of {}: {}\n{}",
+        s.name,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A scenario whose rules read `src`'s source tables (its own source
+/// database stays empty), with `kinds` on its shards.
+fn fresh_targets(name: &str, src: &Scenario) -> Scenario {
+    let s = Scenario::create(cluster(), name).unwrap();
+    for f in ["orders.toml", "items.toml"] {
+        std::fs::copy(
+            src.dir.path().join("rules").join(f),
+            s.dir.path().join("rules").join(f),
+        )
+        .unwrap();
+    }
+    add_kinds(&s, &src.source_db, false);
+    migrate(&s);
+    s
+}
+
+/// Points a scenario's config at a source nobody listens on, or back.
+fn source_reachable(s: &Scenario, yes: bool) {
+    let cfg = std::fs::read_to_string(&s.config).unwrap();
+    let live = cluster().source.url("");
+    let dead = "mysql://root:x@127.0.0.1:9/";
+    let cfg = if yes {
+        cfg.replace(dead, &live)
+    } else {
+        cfg.replace(&live, dead)
+    };
+    std::fs::write(&s.config, cfg).unwrap();
+}
+
+fn replay(s: &Scenario, dir: &Path, from: &str) -> (i32, String) {
+    let out = reshard(
+        s,
+        &[
+            "replay",
+            "--binlog-dir",
+            dir.to_str().unwrap(),
+            "--from",
+            from,
+        ],
+    );
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// Acceptance "live and archived agree", then the same archive path
+/// without a source, then with neither metadata nor source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_and_archived_agree() {
+    let a = Scenario::create(cluster(), "arlive").unwrap();
+    add_kinds(&a, &a.source_db, true);
+    migrate(&a);
+    let mut conn = a.source().await.unwrap();
+    let mut root = connect(&cluster().source.url("")).await.unwrap();
+    // names from information_schema: the table maps carry none
+    root.query_drop("SET GLOBAL binlog_row_metadata = MINIMAL")
+        .await
+        .unwrap();
+    root.query_drop("FLUSH BINARY LOGS").await.unwrap();
+    let (file, pos) = a.source_head().await.unwrap();
+    let from = format!("{file}:{pos}");
+    let mut w = Workload::new(11);
+    let opts = |seed| WorkloadOptions {
+        operations: 300,
+        seed,
+        rotate_every: 120,
+    };
+    w.run(&mut conn, &opts(11)).await.unwrap();
+    kinds_workload(&mut conn, 1, 1..120).await;
+    root.query_drop("SET GLOBAL log_bin_compress = ON, log_bin_compress_min_len = 10")
+        .await
+        .unwrap();
+    // started while the source compresses (no longer refused): it reads
+    // the uncompressed part, then follows the compressed one live
+    let mut run = spawn_run(&a, &["--from", &from]);
+    w.run(&mut conn, &opts(12)).await.unwrap();
+    kinds_workload(&mut conn, 2, 120..240).await;
+    root.query_drop("SET GLOBAL log_bin_compress = OFF")
+        .await
+        .unwrap();
+    a.wait_caught_up(Duration::from_secs(120))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", run_log(&a)));
+    assert!(
+        terminate(&mut run, Duration::from_secs(30)).success(),
+        "{}",
+        run_log(&a)
+    );
+    verify_ok(&a);
+
+    // archive (with an index file), purge, replay into fresh targets
+    let tmp = tempfile::tempdir().unwrap();
+    let dir1: PathBuf = tmp.path().join("one");
+    root.query_drop("SET GLOBAL binlog_row_metadata = FULL")
+        .await
+        .unwrap();
+    let next = archive(&mut root, &file, &dir1, true).await;
+    let compressed = compressed_events(&dir1);
+    assert!(
+        compressed > 100,
+        "log_bin_compress wrote {compressed} compressed events"
+    );
+    let b = fresh_targets("arfile", &a);
+    let (code, out) = replay(&b, &dir1, &from);
+    assert_eq!(code, 0, "{out}");
+    verify_ok(&b);
+    assert_eq!(
+        a.target_fingerprint().await.unwrap(),
+        b.target_fingerprint().await.unwrap(),
+        "live and archived targets differ (rows, versions or tombstones)"
+    );
+
+    // FULL metadata: no source needed (files found by sequence, no index)
+    let from2 = format!("{next}:4");
+    w.run(&mut conn, &opts(13)).await.unwrap();
+    kinds_workload(&mut conn, 3, 240..300).await;
+    root.query_drop("SET GLOBAL binlog_row_metadata = MINIMAL")
+        .await
+        .unwrap();
+    let next = archive(&mut root, &next, &tmp.path().join("two"), false).await;
+    source_reachable(&b, false);
+    let (code, out) = replay(&b, &tmp.path().join("two"), &from2);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("source server is not reachable"), "{out}");
+    source_reachable(&b, true);
+    verify_ok(&b);
+
+    // neither names in the files nor a source: an error naming the table
+    kinds_workload(&mut conn, 4, 300..310).await;
+    let _ = archive(&mut root, &next, &tmp.path().join("three"), false).await;
+    root.query_drop("SET GLOBAL binlog_row_metadata = FULL")
+        .await
+        .unwrap();
+    source_reachable(&b, false);
+    let (code, out) = replay(&b, &tmp.path().join("three"), &format!("{next}:4"));
+    source_reachable(&b, true);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("arlive_src.kinds") && out.contains("binlog_row_metadata"),
+        "{out}"
+    );
+}
+
+/// The documented MySQL 8/9 fixture rows, replayed from archived files into
+/// MariaDB targets, without a MySQL server.
+struct Case {
+    /// Fixture path under the fixtures folder.
+    file: &'static str,
+    /// Source table (`db.table`) and target table.
+    source: &'static str,
+    target: &'static str,
+    /// Target columns (before the version column) and the row key.
+    columns: &'static str,
+    key: &'static str,
+}
+
+const CASES: &[Case] = &[
+    // 9.0.1, FULL metadata: SQL scalars inside JSON
+    Case {
+        file: "rust_mysql_common/json-opaque.binlog",
+        source: "foo.test",
+        target: "fx_json",
+        columns: "a VARCHAR(255) NOT NULL PRIMARY KEY",
+        key: "a",
+    },
+    // 8.0.26, FULL metadata: BIT
+    Case {
+        file: "rust_mysql_common/mysql_type_bit.000001",
+        source: "mysql.foo",
+        target: "fx_bit",
+        columns: "a BIT(3) NULL, b VARCHAR(64) NOT NULL PRIMARY KEY, c BIT(8) NULL",
+        key: "b",
+    },
+    // 9.0.1, FULL metadata with a primary key: VECTOR (as bytes)
+    Case {
+        file: "rust_mysql_common/vector.binlog",
+        source: "dtb.foo",
+        target: "fx_vector",
+        columns: "id BIGINT UNSIGNED NOT NULL PRIMARY KEY, vector_column VARBINARY(64) NULL",
+        key: "id",
+    },
+    // 8.0.32, a ZSTD TRANSACTION_PAYLOAD; names from the source's schema
+    Case {
+        file: "rust_mysql_common/transaction_compression.000001",
+        source: "test.tb1",
+        target: "fx_payload",
+        columns: "c1 INT NOT NULL PRIMARY KEY",
+        key: "c1",
+    },
+    // 8.0.40: a TIME beyond 24 hours; names from the source's schema
+    Case {
+        file: "rust_mysql_common/time_issue.000001",
+        source: "noria.t",
+        target: "fx_time",
+        columns: "c TIME NOT NULL PRIMARY KEY",
+        key: "c",
+    },
+    // 5.6 with binlog_row_image=MINIMAL: refused
+    Case {
+        file: "gh-ost/mysql-bin.000066",
+        source: "test.samplet",
+        target: "fx_samplet",
+        columns:
+            "id INT NOT NULL PRIMARY KEY, license INT NULL, name VARCHAR(64) NULL, b TINYBLOB NULL",
+        key: "id",
+    },
+];
+
+/// Copies a fixture into a directory of its own as `binlog.000001`.
+fn as_archive(src: &Path, dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::copy(src, dir.join("binlog.000001")).unwrap();
+}
+
+fn set_pipeline_name(s: &Scenario, name: &str) {
+    let cfg = std::fs::read_to_string(&s.config).unwrap();
+    let cfg: String = cfg
+        .lines()
+        .map(|l| {
+            if l.starts_with("name = ") {
+                format!("name = \"{name}\"")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&s.config, cfg + "\n").unwrap();
+}
+
+/// The INT a single-column WRITE_ROWS inside the first TRANSACTION_PAYLOAD
+/// of a file holds, decoded here from the bytes (header walk, the
+/// payload's field list, zstd, the rows event layout) without reshard.
+fn payload_int(bytes: &[u8]) -> i32 {
+    let lenenc = |b: &[u8], at: &mut usize| -> u64 {
+        let first = b[*at];
+        *at += 1;
+        let n = match first {
+            0..=250 => return u64::from(first),
+            252 => 2,
+            253 => 3,
+            _ => 8,
+        };
+        let v = b[*at..*at + n]
+            .iter()
+            .rev()
+            .fold(0u64, |acc, x| (acc << 8) | u64::from(*x));
+        *at += n;
+        v
+    };
+    let mut at = 4;
+    while at < bytes.len() {
+        let size = u32::from_le_bytes(bytes[at + 9..at + 13].try_into().unwrap()) as usize;
+        if bytes[at + 4] == 40 {
+            // fields (type, length, value) up to the end mark 0, then zstd
+            let body = &bytes[at + 19..at + size - 4];
+            let mut p = 0;
+            while lenenc(body, &mut p) != 0 {
+                let len = lenenc(body, &mut p) as usize;
+                p += len;
+            }
+            let inner = zstd::decode_all(&body[p..]).unwrap();
+            let mut i = 0;
+            while i < inner.len() {
+                let isize = u32::from_le_bytes(inner[i + 9..i + 13].try_into().unwrap()) as usize;
+                if inner[i + 4] == 30 {
+                    let ev = &inner[i + 19..i + isize];
+                    let extra = u16::from_le_bytes([ev[8], ev[9]]) as usize;
+                    let mut q = 8 + extra;
+                    let width = lenenc(ev, &mut q) as usize;
+                    q += width.div_ceil(8) * 2; // columns bitmap, null bitmap
+                    return i32::from_le_bytes(ev[q..q + 4].try_into().unwrap());
+                }
+                i += isize;
+            }
+        }
+        at += size;
+    }
+    panic!("no WRITE_ROWS inside a TRANSACTION_PAYLOAD");
+}
+
+/// Acceptance "MySQL end to end without a MySQL server".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_binlogs_replay_into_mariadb() {
+    let Some(fixtures) = common::fixtures::dir() else {
+        return;
+    };
+    let s = Scenario::create(cluster(), "mysqlfx").unwrap();
+    let c = cluster();
+    // the schemas of the tables whose table maps carry no names
+    c.source
+        .sql("CREATE DATABASE IF NOT EXISTS test; CREATE DATABASE IF NOT EXISTS noria; \
+              CREATE TABLE test.tb1 (c1 INT); CREATE TABLE noria.t (c TIME); \
+              CREATE TABLE test.samplet (id INT PRIMARY KEY, license INT, name VARCHAR(64), b TINYBLOB)")
+        .unwrap();
+    for case in CASES {
+        for (shard, url) in &s.shard_urls {
+            let db = url.rsplit('/').next().unwrap();
+            let n: usize = shard[1..].parse().unwrap();
+            c.targets[n % c.targets.len()]
+                .sql(&format!(
+                    "CREATE TABLE {db}.{} ({}, {VERSION_COL})",
+                    case.target, case.columns
+                ))
+                .unwrap();
+        }
+        std::fs::write(
+            s.dir.path().join("rules").join(format!("{}.toml", case.target)),
+            format!(
+                "source = \"{}\"\ntarget = \"{}\"\nkey = [\"{}\"]\nshard = \"0\"\nshards = [\"s0\", \"s1\", \"s2\", \"s3\"]\n",
+                case.source, case.target, case.key
+            ),
+        )
+        .unwrap();
+    }
+    migrate(&s);
+    let tmp = tempfile::tempdir().unwrap();
+    for case in CASES {
+        let dir = tmp.path().join(case.target);
+        as_archive(&fixtures.join(case.file), &dir);
+        set_pipeline_name(&s, case.target);
+        let (code, out) = replay(&s, &dir, "binlog.000001:4");
+        if case.target == "fx_samplet" {
+            assert_eq!(code, 2, "{out}");
+            assert!(out.contains("binlog_row_image"), "{out}");
+        } else {
+            assert_eq!(code, 0, "{}: {out}", case.file);
+        }
+    }
+    // partial JSON updates are refused too (their table needs no rule)
+    let dir = tmp.path().join("partial");
+    as_archive(&fixtures.join("rust_mysql_common/json.binlog.000001"), &dir);
+    set_pipeline_name(&s, "fx_partial");
+    let (code, out) = replay(&s, &dir, "binlog.000001:4");
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("binlog_row_value_options"), "{out}");
+
+    let mut s0 = connect(&s.shard_urls["s0"]).await.unwrap();
+    let mut json: Vec<String> = s0.query("SELECT a FROM fx_json").await.unwrap();
+    json.sort();
+    let mut want = common::fixtures::JSON_OPAQUE.to_vec();
+    want.sort();
+    assert_eq!(json, want);
+    let bit: Vec<(u64, String, u64)> = s0
+        .query("SELECT a + 0, b, c + 0 FROM fx_bit")
+        .await
+        .unwrap();
+    assert_eq!(bit, vec![(4, "foo".to_string(), 32)]);
+    let floats = |f: &[f32]| f.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let vectors: Vec<(u64, Vec<u8>)> = s0
+        .query("SELECT id, vector_column FROM fx_vector ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(
+        vectors,
+        vec![
+            (1, floats(&[1.1, 2.2, 3.3])),
+            (2, floats(&[1.0, -1.0, 0.0]))
+        ]
+    );
+    let payload: Vec<i32> = s0.query("SELECT c1 FROM fx_payload").await.unwrap();
+    let raw =
+        std::fs::read(fixtures.join("rust_mysql_common/transaction_compression.000001")).unwrap();
+    assert_eq!(payload, vec![payload_int(&raw)]);
+    let time: Vec<String> = s0
+        .query("SELECT CAST(c AS CHAR) FROM fx_time")
+        .await
+        .unwrap();
+    assert_eq!(time, vec!["-507:48:27".to_string()]);
+}
