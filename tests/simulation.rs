@@ -102,7 +102,7 @@ fn random_run(n: u64) {
     // in rounds of a million, with a progress line after each
     while done < n {
         let end = (done + 1_000_000).min(n);
-        match search::sample(done..end, threads, false, Variant::default(), &|_| {}) {
+        match search::sample(done..end, threads, true, Variant::default(), &|_| {}) {
             Ok(s) => {
                 assert_eq!(s.schedules, end - done);
                 steps += s.steps;
@@ -242,34 +242,40 @@ fn finding_replay_from_beyond_the_checkpoint_skips_transactions() {
     small_caught(false, (0, 1, 0), "replay-beyond-checkpoint", 3);
 }
 
-/// Keys equal under a case-insensitive collation (issue 8, item 2) are
-/// two keys to lane choice, batch deduplication and tombstones today, so
-/// the simulation finds a divergence. When `key_enc` becomes
-/// collation-aware this test fails: then delete it and enable
-/// `exhaustive_collation_model` and `variant_lane_by_raw_bytes_is_caught`.
-/// The collation model (keys `a`/`A `, two lanes per shard) with one
-/// crash, or none.
-fn collation_model(crashes: u8) -> Model {
+/// The small model with keys spelled `a`/`A `, `b`/`B `… under
+/// `utf8mb4_general_ci` (one key each to the target and to reshard's
+/// canonical keys: txn 2 renames key 3 to `B `, key 2's other spelling,
+/// and txn 3 respells key 1), with one crash. (Two lanes per shard racing
+/// on two spellings: `exhaustive_collation_race_model`.)
+#[test]
+fn exhaustive_collation_model() {
     let mut m = search::small(KeyMode::CaseInsensitive, false);
     m.left = Left {
-        crashes,
+        crashes: 1,
         replays: 0,
         prunes: 0,
     };
-    m
+    exhaustive(&m);
+}
+
+/// Every schedule of two spellings of one key on two lanes per shard,
+/// batches applied in two steps (tombstone read, then writes).
+#[test]
+fn exhaustive_collation_race_model() {
+    exhaustive(&search::ci_race());
 }
 
 #[test]
-#[ignore = "enable when issue 8 item 2 (collation-aware keys) lands"]
-fn exhaustive_collation_model() {
-    exhaustive(&collation_model(1));
-}
-
-#[test]
-#[ignore = "enable when issue 8 item 2 (collation-aware keys) lands"]
 fn variant_lane_by_raw_bytes_is_caught() {
     let v = Variant::parse("lane-by-raw-bytes").expect("a variant");
-    caught(&collation_model(0), v, 4);
+    caught(&search::ci_race(), v, 2);
+}
+
+/// XA PREPARE held until COMMIT (the real `source::xa::Prepared`), a
+/// rollback, a crash and a replay.
+#[test]
+fn exhaustive_xa_model() {
+    exhaustive(&search::xa());
 }
 
 /// Random search (no hand-made model) catches every broken variant too;

@@ -102,11 +102,24 @@ pub struct Event {
     pub rows: Vec<(Option<Row>, Option<Row>)>,
 }
 
-/// A committed source transaction.
+/// The part of an XA transaction an event group is, by xid number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Xa {
+    /// `XA PREPARE`: the group holds the rows; nothing is committed yet.
+    Prepare(u8),
+    /// `XA COMMIT`: the prepared rows take effect (the group has none).
+    Commit(u8),
+    /// `XA ROLLBACK`: the prepared rows never take effect.
+    Rollback(u8),
+}
+
+/// A source event group in the binlog: a committed transaction, or a part
+/// of an XA transaction.
 #[derive(Debug, Clone)]
 pub struct Txn {
     /// Which server's binlog it is in (0, then 1 after a failover).
     pub segment: u8,
+    pub xa: Option<Xa>,
     pub events: Vec<Event>,
     /// The boundary after it (what the decoder hands on as `end`).
     pub end: Position,
@@ -151,6 +164,10 @@ pub struct TxnSpec {
     /// The source fails over (or is `RESET MASTER`ed) before it: its binlog
     /// starts over at `b.000001`, and reshard continues with a raised epoch.
     pub failover_before: bool,
+    /// An XA part: a `Prepare` carries `ops`, an outcome none. The keys a
+    /// prepared transaction changed are locked until its outcome (InnoDB
+    /// row locks), so no transaction in between touches them.
+    pub xa: Option<Xa>,
 }
 
 /// A workload: the table at P and the transactions after it.
@@ -204,6 +221,8 @@ impl Workload {
         let (mut segment, mut seq, mut off) = (0u8, 1u32, SNAPSHOT_OFFSET);
         let mut starts = vec![Position::new(file(seq), off)];
         let mut ts = initial_ts;
+        // prepared XA transactions: their operations and statement time
+        let mut held: BTreeMap<u8, (Vec<Op>, i64)> = BTreeMap::new();
         for spec in specs {
             if spec.failover_before {
                 segment += 1;
@@ -214,11 +233,7 @@ impl Workload {
             if !spec.same_second {
                 ts += 1;
             }
-            let rows: Vec<(Option<Row>, Option<Row>)> = spec
-                .ops
-                .iter()
-                .map(|op| apply(&mut state, mode, op, i64::from(ts)))
-                .collect();
+            let rows = xa_rows(&mut state, &mut held, mode, spec, i64::from(ts));
             let mut events = Vec::new();
             let mut at = off + TXN_HEAD;
             let groups: Vec<Vec<(Option<Row>, Option<Row>)>> = if spec.compressed {
@@ -235,6 +250,8 @@ impl Workload {
                 });
                 at += span;
             }
+            // XA END + XA_PREPARE_LOG, or the XA COMMIT/ROLLBACK query,
+            // count as the XID event
             let end = Position::new(file(seq), at + XID);
             off = at + XID;
             let head = if spec.rotate_after {
@@ -246,6 +263,7 @@ impl Workload {
             };
             txns.push(Txn {
                 segment,
+                xa: spec.xa,
                 events,
                 end,
                 head,
@@ -304,22 +322,88 @@ impl Workload {
         }
         let failover_at = (failover && n >= 2).then(|| 1 + rng.below(n as u64 - 1) as usize);
         let mut specs = Vec::new();
+        let mut gen = Gen {
+            mode,
+            keys,
+            state,
+            pending: Vec::new(),
+            next_xid: 0,
+        };
+        let mut failed_over = false;
         for i in 0..n {
-            let mut ops = Vec::new();
-            for _ in 0..1 + rng.below(3) {
-                let op = random_op(rng, &state, mode, keys);
-                apply(&mut state, mode, &op, 0);
-                ops.push(op);
-            }
+            // a failover waits until no XA transaction is prepared
+            let failing = failover_at.is_some_and(|f| i >= f) && !failed_over;
+            let failover_before = failing && gen.pending.is_empty();
+            failed_over |= failover_before;
+            let (ops, xa) =
+                if failing && !failover_before || !gen.pending.is_empty() && rng.below(3) == 0 {
+                    gen.resolve(rng)
+                } else if !failover_before && gen.pending.len() < 2 && rng.below(5) == 0 {
+                    gen.prepare(rng)
+                } else {
+                    (gen.ops(rng, true), None)
+                };
             specs.push(TxnSpec {
                 ops,
                 compressed: rng.below(3) == 0,
                 same_second: rng.below(3) == 0,
                 rotate_after: rng.below(4) == 0,
-                failover_before: failover_at == Some(i),
+                failover_before,
+                xa,
             });
         }
         Workload::build(name, mode, column_version, initial, &specs)
+    }
+}
+
+/// The row images of `spec`, and the table after it: a plain transaction
+/// or an `XA COMMIT` changes the table, an `XA PREPARE` only holds its
+/// operations (its images are those the commit will have: its keys are
+/// locked until then).
+fn xa_rows(
+    state: &mut BTreeMap<u8, Row>,
+    held: &mut BTreeMap<u8, (Vec<Op>, i64)>,
+    mode: KeyMode,
+    spec: &TxnSpec,
+    ts: i64,
+) -> Vec<(Option<Row>, Option<Row>)> {
+    match spec.xa {
+        None => spec
+            .ops
+            .iter()
+            .map(|op| apply(state, mode, op, ts))
+            .collect(),
+        Some(Xa::Prepare(x)) => {
+            let mut scratch = state.clone();
+            let rows = spec
+                .ops
+                .iter()
+                .map(|op| apply(&mut scratch, mode, op, ts))
+                .collect();
+            let prev = held.insert(x, (spec.ops.clone(), ts));
+            assert!(prev.is_none(), "xid {x} prepared twice");
+            rows
+        }
+        Some(Xa::Commit(x)) => {
+            let (ops, at) = held.remove(&x).expect("XA COMMIT of a prepared xid");
+            for op in &ops {
+                apply(state, mode, op, at);
+            }
+            Vec::new()
+        }
+        Some(Xa::Rollback(x)) => {
+            held.remove(&x).expect("XA ROLLBACK of a prepared xid");
+            Vec::new()
+        }
+    }
+}
+
+/// The key classes an operation touches (locks).
+fn touched(mode: KeyMode, op: &Op) -> Vec<u8> {
+    match *op {
+        Op::Insert { slot, .. } => vec![mode.class(slot)],
+        Op::Update { class, slot, .. } => vec![class, mode.class(slot)],
+        Op::Delete { class } => vec![class],
     }
 }
 
@@ -330,18 +414,101 @@ fn random_tenant(rng: &mut Rng) -> Option<i64> {
     }
 }
 
-fn random_op(rng: &mut Rng, state: &BTreeMap<u8, Row>, mode: KeyMode, keys: u8) -> Op {
-    let absent: Vec<u8> = (0..keys).filter(|c| !state.contains_key(c)).collect();
-    let present: Vec<u8> = state.keys().copied().collect();
+/// Builds a random workload's transactions: plain ones, and XA ones whose
+/// keys stay locked from their PREPARE to their outcome.
+struct Gen {
+    mode: KeyMode,
+    keys: u8,
+    /// The committed table.
+    state: BTreeMap<u8, Row>,
+    /// Prepared XA transactions: xid, operations, locked key classes.
+    pending: Vec<(u8, Vec<Op>, Vec<u8>)>,
+    next_xid: u8,
+}
+
+impl Gen {
+    fn locked(&self) -> Vec<u8> {
+        self.pending
+            .iter()
+            .flat_map(|p| p.2.iter().copied())
+            .collect()
+    }
+
+    /// 1–3 random operations on unlocked keys (applied to the table when
+    /// `commit`); none when every key is locked.
+    fn ops(&mut self, rng: &mut Rng, commit: bool) -> Vec<Op> {
+        let locked = self.locked();
+        let mut scratch = self.state.clone();
+        let mut ops = Vec::new();
+        for _ in 0..1 + rng.below(3) {
+            let Some(op) = random_op(rng, &scratch, self.mode, self.keys, &locked) else {
+                break;
+            };
+            apply(&mut scratch, self.mode, &op, 0);
+            ops.push(op);
+        }
+        if commit {
+            self.state = scratch;
+        }
+        ops
+    }
+
+    /// An `XA PREPARE` of random operations (a plain empty transaction when
+    /// every key is locked).
+    fn prepare(&mut self, rng: &mut Rng) -> (Vec<Op>, Option<Xa>) {
+        let ops = self.ops(rng, false);
+        if ops.is_empty() {
+            return (ops, None);
+        }
+        let x = self.next_xid;
+        self.next_xid += 1;
+        let locks = ops.iter().flat_map(|op| touched(self.mode, op)).collect();
+        self.pending.push((x, ops.clone(), locks));
+        (ops, Some(Xa::Prepare(x)))
+    }
+
+    /// The outcome of a random prepared transaction: mostly `XA COMMIT`.
+    fn resolve(&mut self, rng: &mut Rng) -> (Vec<Op>, Option<Xa>) {
+        let (x, ops, _) = self
+            .pending
+            .remove(rng.below(self.pending.len() as u64) as usize);
+        if rng.below(4) == 0 {
+            return (Vec::new(), Some(Xa::Rollback(x)));
+        }
+        for op in &ops {
+            apply(&mut self.state, self.mode, op, 0);
+        }
+        (Vec::new(), Some(Xa::Commit(x)))
+    }
+}
+
+fn random_op(
+    rng: &mut Rng,
+    state: &BTreeMap<u8, Row>,
+    mode: KeyMode,
+    keys: u8,
+    locked: &[u8],
+) -> Option<Op> {
+    let absent: Vec<u8> = (0..keys)
+        .filter(|c| !state.contains_key(c) && !locked.contains(c))
+        .collect();
+    let present: Vec<u8> = state
+        .keys()
+        .copied()
+        .filter(|c| !locked.contains(c))
+        .collect();
+    if absent.is_empty() && present.is_empty() {
+        return None;
+    }
     loop {
         match rng.below(5) {
             0 if !absent.is_empty() => {
                 let class = absent[rng.below(absent.len() as u64) as usize];
-                return Op::Insert {
+                return Some(Op::Insert {
                     slot: mode.slot(class, rng.below(2) as u8),
                     tenant: random_tenant(rng),
                     val: rng.below(3) as i64,
-                };
+                });
             }
             1 | 2 if !present.is_empty() => {
                 let class = present[rng.below(present.len() as u64) as usize];
@@ -351,12 +518,12 @@ fn random_op(rng: &mut Rng, state: &BTreeMap<u8, Row>, mode: KeyMode, keys: u8) 
                 } else {
                     (row.tenant, row.val + 1)
                 };
-                return Op::Update {
+                return Some(Op::Update {
                     class,
                     slot: row.slot,
                     tenant,
                     val,
-                };
+                });
             }
             3 if !present.is_empty() => {
                 // a primary-key change: to a free key, or (under `_ci`) to
@@ -374,17 +541,17 @@ fn random_op(rng: &mut Rng, state: &BTreeMap<u8, Row>, mode: KeyMode, keys: u8) 
                         rng.below(2) as u8,
                     )
                 };
-                return Op::Update {
+                return Some(Op::Update {
                     class,
                     slot,
                     tenant: row.tenant,
                     val: row.val,
-                };
+                });
             }
             4 if !present.is_empty() => {
-                return Op::Delete {
+                return Some(Op::Delete {
                     class: present[rng.below(present.len() as u64) as usize],
-                };
+                });
             }
             _ => {}
         }

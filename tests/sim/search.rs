@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use super::model::{KeyMode, Op, Rng, Row, TxnSpec, Workload};
+use super::model::{KeyMode, Op, Rng, Row, TxnSpec, Workload, Xa};
 use super::system::{Action, Env, Left, Params, State, Variant, Violation};
 
 /// A model: a workload, sizes and budgets.
@@ -34,9 +34,6 @@ fn small_params() -> Params {
         batch_size: 2,
         chunk_rows: 2,
         atomic_batches: true,
-        crashes: 0,
-        replays: 0,
-        prunes: 0,
     }
 }
 
@@ -111,10 +108,7 @@ pub fn small(key_mode: KeyMode, column_version: bool) -> Model {
         (KeyMode::CaseInsensitive, false) => "small-ci",
         (KeyMode::CaseInsensitive, true) => "small-ci-column",
     };
-    let mut p = small_params();
-    if key_mode == KeyMode::CaseInsensitive {
-        p.lanes_per_shard = 2;
-    }
+    let p = small_params();
     Model {
         name: name.into(),
         seed: None,
@@ -125,6 +119,108 @@ pub fn small(key_mode: KeyMode, column_version: bool) -> Model {
             prunes: 1,
         },
         p,
+    }
+}
+
+/// Two spellings of one key racing on two lanes: `a` (tenant 1) is
+/// updated, respelled `A ` and deleted, with two lanes per shard applying
+/// message by message (a batch's tombstone read and its writes are two
+/// steps). Under `utf8mb4_general_ci` all three are one key: one lane.
+pub fn ci_race() -> Model {
+    let mode = KeyMode::CaseInsensitive;
+    let upd = |slot, val| Op::Update {
+        class: 0,
+        slot,
+        tenant: Some(1),
+        val,
+    };
+    let specs = vec![
+        TxnSpec {
+            ops: vec![upd(mode.slot(0, 0), 1)],
+            ..Default::default()
+        },
+        TxnSpec {
+            ops: vec![upd(mode.slot(0, 1), 1)],
+            ..Default::default()
+        },
+        TxnSpec {
+            ops: vec![Op::Delete { class: 0 }],
+            ..Default::default()
+        },
+    ];
+    let mut p = small_params();
+    p.lanes_per_shard = 2;
+    p.atomic_batches = false;
+    Model {
+        name: "ci-race".into(),
+        seed: None,
+        w: Workload::build("ci-race", mode, false, vec![row(0, Some(1))], &specs),
+        p,
+        left: Left {
+            crashes: 0,
+            replays: 0,
+            prunes: 0,
+        },
+    }
+}
+
+/// XA transactions: `x0` updates key 1 and commits after a plain
+/// transaction on key 2 (the binlog rotates in between); `x1` deletes
+/// key 2 and rolls back. With a crash and a replay (from any boundary at
+/// or below the checkpoint: inside x0's PREPARE..COMMIT span the replay
+/// stops on the COMMIT it cannot match).
+pub fn xa() -> Model {
+    let specs = vec![
+        TxnSpec {
+            ops: vec![Op::Update {
+                class: 0,
+                slot: 0,
+                tenant: Some(1),
+                val: 1,
+            }],
+            xa: Some(Xa::Prepare(0)),
+            ..Default::default()
+        },
+        TxnSpec {
+            ops: vec![Op::Update {
+                class: 1,
+                slot: 1,
+                tenant: Some(2),
+                val: 1,
+            }],
+            rotate_after: true,
+            ..Default::default()
+        },
+        TxnSpec {
+            xa: Some(Xa::Commit(0)),
+            ..Default::default()
+        },
+        TxnSpec {
+            ops: vec![Op::Delete { class: 1 }],
+            xa: Some(Xa::Prepare(1)),
+            ..Default::default()
+        },
+        TxnSpec {
+            xa: Some(Xa::Rollback(1)),
+            ..Default::default()
+        },
+    ];
+    Model {
+        name: "xa".into(),
+        seed: None,
+        w: Workload::build(
+            "xa",
+            KeyMode::Int,
+            false,
+            vec![row(0, Some(1)), row(1, Some(2))],
+            &specs,
+        ),
+        p: small_params(),
+        left: Left {
+            crashes: 1,
+            replays: 1,
+            prunes: 0,
+        },
     }
 }
 
@@ -196,9 +292,6 @@ pub fn random(seed: u64, collation: bool) -> (Model, Rng) {
         batch_size: 1 + rng.below(3) as usize,
         chunk_rows: 1 + rng.below(3) as usize,
         atomic_batches: false,
-        crashes: 0,
-        replays: 0,
-        prunes: 0,
     };
     let left = Left {
         crashes: rng.below(3) as u8,
@@ -223,6 +316,8 @@ pub fn named(name: &str, seed: Option<u64>) -> Option<Model> {
         "small-ci" => small(KeyMode::CaseInsensitive, false),
         "small-ci-column" => small(KeyMode::CaseInsensitive, true),
         "failover" => failover(),
+        "ci-race" => ci_race(),
+        "xa" => xa(),
         "random" => random(seed?, false).0,
         "random-ci" => random(seed?, true).0,
         _ => return None,
@@ -387,7 +482,7 @@ fn weight(a: Action) -> u64 {
         Action::Commit | Action::Dispatch | Action::CopyChunk | Action::CopySave => 8,
         Action::Finish | Action::Raise => 8,
         Action::Recv(_) | Action::Batch(_) => 6,
-        Action::Flush(_) => 4,
+        Action::Flush(_) | Action::Write(_) => 4,
         Action::Tick => 4,
         Action::Heartbeat => 2,
         Action::Prune => 2,

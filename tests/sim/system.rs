@@ -1,19 +1,22 @@
-//! The simulated pipeline: reshard's real pure parts, wired the way
-//! `pipeline::Coordinator`, `writer::lane::run`, `snapshot::copy`,
-//! `commands::replay` and `checkpoint::prune` wire them, with every I/O
-//! replaced by a step the scheduler picks.
+//! The simulated pipeline's state and the steps the scheduler may take:
+//! reshard's real pure parts, wired the way `pipeline::Coordinator`,
+//! `writer::lane::run`, `snapshot::copy`, `commands::replay` and
+//! `checkpoint::prune` wire them, with every I/O replaced by a step.
 //!
 //! Real: the router (`rules::Router` compiled from a rule file with
-//! `where`), the version encoding (`Version::at`, and `with_column` inside
-//! the router), lane assignment (`writer::pool::lane_of`), batch
-//! deduplication (`writer::lane::dedup`), the checkpoint bookkeeping and
-//! watermark (`checkpoint::Bookkeeping`, `checkpoint::Tracker`) and the
-//! prune threshold (`checkpoint::prune::threshold`).
+//! `where`, comparing keys under the key column's collation), the version
+//! encoding (`Version::at`, and `with_column` inside the router), lane
+//! assignment (`writer::pool::lane_of`), batch deduplication
+//! (`writer::lane::dedup`), the XA hold (`source::xa::Prepared`), the
+//! checkpoint bookkeeping and watermark (`checkpoint::Bookkeeping`,
+//! `checkpoint::Tracker`) and the prune threshold
+//! (`checkpoint::prune::threshold`).
 //!
 //! Simulated: the source (`model`), the targets (`target`), the control
-//! database (`Control`), and time.
+//! database (`Control`), and time. What each step does is in `steps`; the
+//! invariants are in `check`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::path::Path;
@@ -22,26 +25,28 @@ use std::time::{Duration, Instant};
 
 use mysql_async::consts::ColumnType;
 use reshard::checkpoint::bookkeeping::{Bookkeeping, Mark};
-use reshard::checkpoint::{prune, LaneProgress, Tracker};
-use reshard::control::position_log::Logged;
+use reshard::checkpoint::{LaneProgress, Tracker};
 use reshard::position::Position;
 use reshard::rules::file::parse_rule;
-use reshard::rules::route::no_context;
-use reshard::rules::{RouteError, Router};
+use reshard::rules::Router;
+use reshard::source::collation::KeyCollations;
 use reshard::source::schema::SchemaOrigin;
-use reshard::source::{Column, RowChange, TableSchema};
+use reshard::source::xa::Prepared;
+use reshard::source::{Column, TableSchema};
 use reshard::version::Version;
-use reshard::writer::{keyenc, pool, OpKind, WriteOp};
+use reshard::writer::collation::{Collation as KeyCollation, WeightTable, Weights};
+use reshard::writer::keyenc::KeyPart;
+use reshard::writer::WriteOp;
 
 use super::model::{KeyMode, Workload};
-use super::target::{assigned_columns, Cell, Collation, Target};
+use super::target::{assigned_columns, Collation, Target, TombRead};
 
 /// Tombstone retention. The model's clock runs the retention forward
 /// before every prune, so every logged position is old enough: pruning is
 /// as aggressive as the position log allows.
-const RETENTION: Duration = Duration::from_secs(10);
+pub const RETENTION: Duration = Duration::from_secs(10);
 
-/// Sizes and budgets of a model.
+/// Sizes of a model.
 #[derive(Debug, Clone)]
 pub struct Params {
     pub shards: usize,
@@ -51,13 +56,13 @@ pub struct Params {
     /// Rows per copy chunk.
     pub chunk_rows: usize,
     /// Lanes take and apply a batch in one step ([`Action::Batch`]) instead
-    /// of receiving message by message ([`Action::Recv`], [`Action::Flush`]).
+    /// of receiving message by message ([`Action::Recv`]) and applying in
+    /// two steps ([`Action::Flush`]: the batch's transaction begins and
+    /// reads its tombstones; [`Action::Write`]: it writes and commits).
     /// The coarser step keeps the exhaustive search small: a batch is cut
-    /// by what was queued when the lane ran, not by the linger timeout.
+    /// by what was queued when the lane ran, not by the linger timeout,
+    /// and no other lane commits inside it.
     pub atomic_batches: bool,
-    pub crashes: u8,
-    pub replays: u8,
-    pub prunes: u8,
 }
 
 /// Deliberately broken components, only in the test, to show that the
@@ -73,14 +78,15 @@ pub struct Variant {
     /// Versions without the row index (column versions before 11e167e:
     /// the row images of one event or compressed payload tie).
     pub no_row_index: bool,
-    /// Tombstone pruning runs while a replay is running (issue 9).
+    /// Tombstone pruning runs while a replay is running (before b1020bd).
     pub prune_during_replay: bool,
     /// The prune threshold takes the newest logged position of any epoch
-    /// and versions it with the current epoch (issue 9).
+    /// and versions it with the current epoch (before b1020bd).
     pub prune_mixes_epochs: bool,
     /// Lanes are chosen by the raw key bytes (`keyenc::encode` of the key)
-    /// rather than by the operation's `key_enc` (issue 8, item 2: today
-    /// they are the same; once `key_enc` is collation-aware they differ).
+    /// rather than by the operation's canonical `key_enc` (before
+    /// aa2e8d7): two spellings of one key under a `_ci` collation go to
+    /// two lanes.
     pub lane_by_raw_bytes: bool,
     /// Not a component but an operator's step: `replay --from X` with X
     /// beyond the checkpoint. reshard accepts it today, and the replay then
@@ -143,13 +149,14 @@ impl fmt::Display for Variant {
 /// One scheduler step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
-    /// The source commits its next transaction.
+    /// The source commits its next event group.
     Commit,
     /// The copy reads, routes and applies its next chunk.
     CopyChunk,
     /// The copy saves the progress of the chunk it applied.
     CopySave,
-    /// The coordinator routes the next transaction and queues its ops.
+    /// The decoder hands out the next transaction; the coordinator routes
+    /// it and queues its ops.
     Dispatch,
     /// A heartbeat at the source's head.
     Heartbeat,
@@ -157,10 +164,12 @@ pub enum Action {
     Tick,
     /// Lane i takes the next message of its queue.
     Recv(u8),
-    /// Lane i applies its batch in one transaction and reports its mark.
+    /// Lane i begins its batch's transaction and reads its tombstones.
     Flush(u8),
+    /// Lane i writes its begun batch, commits and reports its mark.
+    Write(u8),
     /// Lane i receives messages until its batch is full or its queue is
-    /// empty, then applies the batch (`Recv`… then `Flush`, at once).
+    /// empty, then applies the batch (`Recv`…, `Flush`, `Write` at once).
     Batch(u8),
     /// A replay that reached its end drains and exits; `run` restarts.
     Finish,
@@ -187,6 +196,7 @@ impl fmt::Display for Action {
             Action::Tick => f.write_str("t"),
             Action::Recv(i) => write!(f, "r{i}"),
             Action::Flush(i) => write!(f, "f{i}"),
+            Action::Write(i) => write!(f, "w{i}"),
             Action::Batch(i) => write!(f, "b{i}"),
             Action::Finish => f.write_str("F"),
             Action::Crash => f.write_str("X"),
@@ -214,6 +224,7 @@ impl std::str::FromStr for Action {
             "E" => Action::Raise,
             _ if s.starts_with('r') => Action::Recv(n(&s[1..])?),
             _ if s.starts_with('f') => Action::Flush(n(&s[1..])?),
+            _ if s.starts_with('w') => Action::Write(n(&s[1..])?),
             _ if s.starts_with('b') => Action::Batch(n(&s[1..])?),
             _ if s.starts_with('R') => Action::Replay(n(&s[1..])?),
             _ => return Err(format!("unknown step {s:?}")),
@@ -241,7 +252,7 @@ impl fmt::Display for Violation {
     }
 }
 
-fn violation(invariant: u8, what: String) -> Violation {
+pub fn violation(invariant: u8, what: String) -> Violation {
     Violation { invariant, what }
 }
 
@@ -257,67 +268,50 @@ pub struct Control {
     pub copy_cursor: Option<u8>,
     /// The position log: (commit time, position, epoch it was logged in).
     pub log: Vec<(u32, Position, u16)>,
-    pub epoch_start: Option<Position>,
 }
 
 /// What a lane receives.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Msg {
-    Op(WriteOp),
-    Mark { seq: u64, end: Position, ts: u32 },
+    /// An operation, by its number in [`Env::ops`].
+    Op(u32),
+    Mark {
+        seq: u64,
+        end: Position,
+        ts: u32,
+    },
 }
 
-fn hash_op<H: Hasher>(op: &WriteOp, h: &mut H) {
-    op.shard.hash(h);
-    op.key_enc.hash(h);
-    op.version.hash(h);
-    op.position.hash(h);
-    match &op.kind {
-        OpKind::Delete => 0u8.hash(h),
-        OpKind::Upsert(vals) => {
-            1u8.hash(h);
-            for v in vals {
-                Cell::of(v).hash(h);
-            }
-        }
-    }
+/// A batch whose transaction has begun: its operations and the
+/// tombstones its first statement read.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Begun {
+    pub ops: Vec<u32>,
+    pub read: TombRead,
 }
 
-impl Hash for Msg {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        match self {
-            Msg::Op(op) => hash_op(op, h),
-            Msg::Mark { seq, end, ts } => (seq, end, ts).hash(h),
-        }
-    }
-}
-
-/// One writer lane: its queue, the batch it is gathering, the mark held
-/// until that batch is applied, and its tombstone hint.
-#[derive(Debug, Clone, Default)]
+/// One writer lane: its queue, the batch it is gathering or writing, the
+/// mark held until that batch is applied, and its tombstone hint.
+#[derive(Debug, Clone, Default, Hash)]
 pub struct Lane {
     pub queue: VecDeque<Msg>,
-    pub pending: Vec<WriteOp>,
+    pub pending: Vec<u32>,
+    pub begun: Option<Begun>,
     pub held: Option<LaneProgress>,
     pub hint: Option<bool>,
 }
 
-impl Hash for Lane {
-    fn hash<H: Hasher>(&self, h: &mut H) {
-        self.queue.hash(h);
-        self.pending.len().hash(h);
-        for op in &self.pending {
-            hash_op(op, h);
-        }
-        self.held.hash(h);
-        self.hint.hash(h);
+impl Lane {
+    /// Nothing received and not applied.
+    pub fn idle(&self) -> bool {
+        self.pending.is_empty() && self.begun.is_none()
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Mode {
     Run,
-    /// `replay --from X --to <head>`: stops after transaction `stop`.
+    /// `replay --from X --to <head>`: stops after event group `stop`.
     Replay {
         stop: u8,
         floor: Version,
@@ -325,18 +319,17 @@ pub enum Mode {
     },
 }
 
-/// An operation dispatched by the running process whose transaction no
-/// saved checkpoint has passed yet (invariant 3 checks it at each save).
+/// An operation (by number) dispatched by the running process whose
+/// transaction (by index) no saved checkpoint has passed yet; invariant 3
+/// checks them at each save.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Owed {
-    pub end: Position,
-    pub shard: u8,
-    pub key: Vec<u8>,
-    pub version: Version,
+    pub txn: u8,
+    pub op: u32,
 }
 
 /// A streaming process (`run` or `replay`): everything a crash loses.
-#[derive(Debug, Clone, Hash)]
+#[derive(Debug, Clone)]
 pub struct Stream {
     pub mode: Mode,
     /// Where it started streaming.
@@ -345,15 +338,36 @@ pub struct Stream {
     pub tracker: Tracker,
     /// The watermark sequence the bookkeeping handled last.
     pub handled: u64,
-    /// Next transaction to dispatch.
+    /// Next event group to decode.
     pub cursor: u8,
+    /// The decoder's prepared XA transactions (the real `xa::Prepared`).
+    pub prepared: Prepared,
+    /// End of the last transaction the decoder handed out (where the next
+    /// PREPARE group starts).
+    pub last_end: Position,
     pub lanes: Vec<Lane>,
     pub owed: Vec<Owed>,
 }
 
+impl Hash for Stream {
+    /// The decoder's state is left out: it is a function of `start` and
+    /// `cursor` (what was decoded since the start).
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.mode.hash(h);
+        self.start.hash(h);
+        self.book.hash(h);
+        self.tracker.hash(h);
+        self.handled.hash(h);
+        self.cursor.hash(h);
+        self.lanes.hash(h);
+        self.owed.hash(h);
+    }
+}
+
 impl Stream {
-    /// Queues the due mark on every lane (`LanePool::mark`).
-    fn mark(&mut self) -> Option<Mark> {
+    /// Queues the due mark on every lane (`LanePool::mark`): lanes carry
+    /// its resume position.
+    pub fn mark(&mut self) -> Option<Mark> {
         let m = self.book.mark_due()?;
         for l in &mut self.lanes {
             l.queue.push_back(Msg::Mark {
@@ -366,14 +380,20 @@ impl Stream {
         Some(m)
     }
 
-    fn draining(&self) -> bool {
+    pub fn draining(&self) -> bool {
         matches!(self.mode, Mode::Replay { draining: true, .. })
     }
 
-    fn idle_lanes(&self) -> bool {
+    /// No operation received, queued or being applied.
+    pub fn idle_lanes(&self) -> bool {
         self.lanes
             .iter()
-            .all(|l| l.pending.is_empty() && !l.queue.iter().any(|m| matches!(m, Msg::Op(_))))
+            .all(|l| l.idle() && !l.queue.iter().any(|m| matches!(m, Msg::Op(_))))
+    }
+
+    /// Nothing at all left on the lanes.
+    pub fn empty_lanes(&self) -> bool {
+        self.lanes.iter().all(|l| l.idle() && l.queue.is_empty())
     }
 }
 
@@ -395,6 +415,7 @@ pub struct Ghost {
     pub tomb: Version,
 }
 
+/// What the schedule may still do that is not progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Left {
     pub crashes: u8,
@@ -405,6 +426,7 @@ pub struct Left {
 /// The whole simulated world.
 #[derive(Debug, Clone)]
 pub struct State {
+    /// Event groups the source has committed.
     pub committed: u8,
     pub targets: Vec<Target>,
     pub ctl: Control,
@@ -441,23 +463,37 @@ impl Hash for State {
     }
 }
 
+/// Where an operation came from, to route each row image once per model:
+/// a row change (its version as decoded: epoch, position and row index
+/// name one image), or a copied row (table state, key class).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Origin {
+    Change(Version),
+    Copy(u8, u8),
+}
+
 /// The fixed parts of a model: workload, sizes, variant and reshard's real
-/// components.
+/// components; and the operations routed so far.
 pub struct Env {
     pub w: Workload,
     pub p: Params,
     pub v: Variant,
-    schema: Arc<TableSchema>,
-    router: Router,
+    pub schema: Arc<TableSchema>,
+    pub router: Router,
     /// The same rule without `where` (for the where variant).
-    plain: Router,
-    coll: Collation,
-    assigned: Vec<bool>,
+    pub plain: Router,
+    pub coll: Collation,
+    pub assigned: Vec<bool>,
+    /// Every operation routed, numbered; lanes and the owed list hold
+    /// numbers (cheap to copy and to fingerprint).
+    pub ops: Vec<WriteOp>,
+    /// The operations of each row image (`None`: a dead letter).
+    pub routed: HashMap<Origin, Option<Vec<u32>>>,
     /// Step descriptions, when tracing.
     pub log: Option<Vec<String>>,
 }
 
-fn base_instant() -> Instant {
+pub fn base_instant() -> Instant {
     static BASE: OnceLock<Instant> = OnceLock::new();
     *BASE.get_or_init(Instant::now)
 }
@@ -495,62 +531,41 @@ fn schema(mode: KeyMode) -> TableSchema {
     }
 }
 
-fn compile(column_version: bool, with_where: bool) -> Router {
+/// The key column's part of the canonical key, as `source::collation`
+/// would learn it: `utf8mb4_general_ci` (id 45, PAD SPACE) over the ASCII
+/// the model's keys use — every letter weighs as its capital — or exact
+/// for integers.
+fn key_part(mode: KeyMode) -> KeyPart {
+    if mode == KeyMode::Int {
+        return KeyPart::Exact;
+    }
+    let weights: Vec<[u8; 2]> = (0u8..128).map(|c| [0, c.to_ascii_uppercase()]).collect();
+    let table =
+        WeightTable::from_sequence(weights.iter().map(|w| Some(&w[..]))).expect("128 weights fit");
+    KeyPart::Collated(Arc::new(KeyCollation::new(
+        "utf8mb4_general_ci",
+        45,
+        true,
+        Weights::Utf8(table),
+    )))
+}
+
+/// The real router of the model's rule, comparing keys under the key
+/// column's collation as `run` does.
+fn compile(mode: KeyMode, column_version: bool, with_where: bool) -> Router {
     let text = rule_text(column_version, with_where);
     let rule = parse_rule(Path::new("t.toml"), &text).expect("the model's rule parses");
-    Router::new(vec![rule], &["s0".to_string(), "s1".to_string()]).expect("the model's rule binds")
-}
-
-/// A version as the trace shows it: `epoch/file/offset/row`, or for
-/// column versions `epoch|column value|file|offset.row`.
-pub fn sv(v: Version, column: bool) -> String {
-    if !column {
-        return v.to_string();
-    }
-    let x = v.0;
-    let col = ((x >> 64) & ((1 << 56) - 1)) as i64 - (1i64 << 55);
-    let ord = (x & ((1 << 40) - 1)) as u64;
-    format!(
-        "{}|{col}|{}|{}.{}",
-        x >> 120,
-        (x >> 40) & 0xff_ffff,
-        ord / 256,
-        ord % 256
-    )
-}
-
-fn show_ops(ops: &[WriteOp], column: bool) -> String {
-    let parts: Vec<String> = ops
-        .iter()
-        .map(|o| {
-            let key: Vec<String> = o.key.iter().map(|v| Cell::of(v).show()).collect();
-            let what = match &o.kind {
-                OpKind::Delete => "delete".to_string(),
-                OpKind::Upsert(v) => {
-                    let vals: Vec<String> = v.iter().map(|c| Cell::of(c).show()).collect();
-                    format!("upsert({})", vals.join(","))
-                }
-            };
-            format!(
-                "{what} s{} id={} @{}",
-                o.shard,
-                key.join(","),
-                sv(o.version, column)
-            )
-        })
-        .collect();
-    if parts.is_empty() {
-        "no ops".into()
-    } else {
-        parts.join("; ")
-    }
+    let collations = KeyCollations::given([(("app", "t", "id"), key_part(mode))]);
+    Router::new(vec![rule], &["s0".to_string(), "s1".to_string()])
+        .expect("the model's rule binds")
+        .with_key_collations(Arc::new(collations))
 }
 
 impl Env {
     pub fn new(w: Workload, p: Params, v: Variant) -> Env {
         assert_eq!(p.shards, 2, "the model's rule names two shards");
         let schema = Arc::new(schema(w.mode));
-        let mut router = compile(w.column_version, true);
+        let mut router = compile(w.mode, w.column_version, true);
         let target = router
             .target_table(&schema)
             .expect("the rule fits the schema");
@@ -560,7 +575,7 @@ impl Env {
             KeyMode::CaseInsensitive => Collation::CaseInsensitive,
         };
         Env {
-            plain: compile(w.column_version, false),
+            plain: compile(w.mode, w.column_version, false),
             w,
             p,
             v,
@@ -568,6 +583,8 @@ impl Env {
             router,
             coll,
             assigned,
+            ops: Vec::new(),
+            routed: HashMap::new(),
             log: None,
         }
     }
@@ -582,14 +599,16 @@ impl Env {
         self.p = p;
         self.v = v;
         self.log = None;
+        self.ops.clear();
+        self.routed.clear();
         self
     }
 
-    fn lanes(&self) -> usize {
+    pub fn lanes(&self) -> usize {
         self.p.shards * self.p.lanes_per_shard
     }
 
-    fn note(&mut self, f: impl FnOnce() -> String) {
+    pub fn note(&mut self, f: impl FnOnce() -> String) {
         if let Some(log) = &mut self.log {
             log.push(f());
         }
@@ -609,7 +628,6 @@ impl Env {
                 segment: 0,
                 copy_cursor: None,
                 log: Vec::new(),
-                epoch_start: None,
             },
             phase: Phase::Copy { unsaved: None },
             ghost: BTreeMap::new(),
@@ -618,7 +636,7 @@ impl Env {
     }
 
     /// The model's clock: the last commit's time (the simulated `now`).
-    fn now(&self, s: &State) -> Instant {
+    pub fn now(&self, s: &State) -> Instant {
         let ts = s
             .committed
             .checked_sub(1)
@@ -627,7 +645,7 @@ impl Env {
     }
 
     /// The source's head in the current binlog.
-    fn head(&self, s: &State) -> Position {
+    pub fn head(&self, s: &State) -> Position {
         let n = usize::from(s.committed);
         if n > self.w.first_of(s.ctl.segment) {
             self.w.txns[n - 1].head.clone()
@@ -637,7 +655,7 @@ impl Env {
     }
 
     /// The boundary `replay --from` names for `Replay(k)`.
-    fn boundary(&self, s: &State, k: u8) -> Position {
+    pub fn boundary(&self, s: &State, k: u8) -> Position {
         let first = self.w.first_of(s.ctl.segment);
         if k == 0 {
             self.w.starts[usize::from(s.ctl.segment)].clone()
@@ -647,7 +665,7 @@ impl Env {
     }
 
     /// A new streaming process from `start`.
-    fn stream(
+    pub fn stream(
         &self,
         s: &State,
         mode: Mode,
@@ -661,17 +679,19 @@ impl Env {
         Phase::Stream(Box::new(Stream {
             mode,
             book: Bookkeeping::new(start.clone(), forward_only, RETENTION),
+            last_end: start.clone(),
             start,
             tracker: Tracker::new(self.lanes()),
             handled: 0,
             cursor: cursor as u8,
+            prepared: Prepared::default(),
             lanes: vec![Lane::default(); self.lanes()],
             owed: Vec::new(),
         }))
     }
 
     /// `run` restarting from the saved checkpoint.
-    fn restart(&self, s: &State) -> Phase {
+    pub fn restart(&self, s: &State) -> Phase {
         if self.copy_done(s) {
             self.stream(s, Mode::Run, s.ctl.checkpoint.clone(), None)
         } else {
@@ -679,7 +699,7 @@ impl Env {
         }
     }
 
-    fn copy_done(&self, s: &State) -> bool {
+    pub fn copy_done(&self, s: &State) -> bool {
         s.ctl.copy_cursor == Some(u8::MAX)
     }
 
@@ -706,12 +726,24 @@ impl Env {
             }
             Phase::Stream(st) => st,
         };
+        self.enabled_stream(s, st, out);
+        if s.left.crashes > 0 {
+            out.push(Action::Crash);
+        }
+        self.enabled_operator(s, st, out);
+    }
+
+    /// The coordinator's and the lanes' steps.
+    fn enabled_stream(&self, s: &State, st: &Stream, out: &mut Vec<Action>) {
+        let next = usize::from(s.committed);
         let draining = st.draining();
         let cursor = usize::from(st.cursor);
-        if !draining && cursor < next && self.w.txns[cursor].segment == seg {
+        if !draining && cursor < next && self.w.txns[cursor].segment == s.ctl.segment {
             out.push(Action::Dispatch);
         }
-        if !draining && cursor == next && self.head(s) > *st.book.dispatched_end() {
+        // a heartbeat with a position: none while an XA is prepared
+        let idle = cursor == next && st.prepared.is_empty();
+        if !draining && idle && self.head(s) > *st.book.dispatched_end() {
             out.push(Action::Heartbeat);
         }
         let newer = st.tracker.watermark().is_some_and(|w| w.seq > st.handled);
@@ -719,29 +751,31 @@ impl Env {
             out.push(Action::Tick);
         }
         for (i, l) in st.lanes.iter().enumerate() {
+            let i = i as u8;
             if self.p.atomic_batches {
                 if !l.queue.is_empty() {
-                    out.push(Action::Batch(i as u8));
+                    out.push(Action::Batch(i));
                 }
-                continue;
-            }
-            if !l.queue.is_empty() && l.pending.len() < self.p.batch_size {
-                out.push(Action::Recv(i as u8));
-            }
-            if !l.pending.is_empty() {
-                out.push(Action::Flush(i as u8));
+            } else if l.begun.is_some() {
+                out.push(Action::Write(i));
+            } else {
+                if !l.queue.is_empty() && l.pending.len() < self.p.batch_size {
+                    out.push(Action::Recv(i));
+                }
+                if !l.pending.is_empty() {
+                    out.push(Action::Flush(i));
+                }
             }
         }
-        let all_empty = st
-            .lanes
-            .iter()
-            .all(|l| l.queue.is_empty() && l.pending.is_empty());
-        if draining && all_empty {
+        if draining && st.empty_lanes() {
             out.push(Action::Finish);
         }
-        if s.left.crashes > 0 {
-            out.push(Action::Crash);
-        }
+    }
+
+    /// Replays, pruning and the epoch raise.
+    fn enabled_operator(&self, s: &State, st: &Stream, out: &mut Vec<Action>) {
+        let next = usize::from(s.committed);
+        let seg = s.ctl.segment;
         if s.left.replays > 0 && st.mode == Mode::Run {
             let n = next - self.w.first_of(seg);
             for k in 0..n as u8 {
@@ -754,6 +788,7 @@ impl Env {
         if s.left.prunes > 0 && !self.w.column_version && prune_ok && self.threshold(s).is_some() {
             out.push(Action::Prune);
         }
+        let next_seg = self.w.txns.get(next).map(|t| t.segment);
         if next_seg == Some(seg + 1) && st.mode == Mode::Run {
             let last = if next > self.w.first_of(seg) {
                 self.w.txns[next - 1].end.clone()
@@ -766,83 +801,6 @@ impl Env {
         }
     }
 
-    /// The pruning threshold and the entry it keeps: the real
-    /// `prune::threshold` over every logged position (the model's clock
-    /// makes them all old enough), or, for the variant, the newest logged
-    /// position versioned with the current epoch (`prune_once` before
-    /// b1020bd).
-    fn threshold(&self, s: &State) -> Option<(Version, Logged)> {
-        let logged: Vec<Logged> = s
-            .ctl
-            .log
-            .iter()
-            .map(|(ts, pos, epoch)| Logged {
-                epoch: *epoch,
-                commit_ts: *ts,
-                position: pos.clone(),
-            })
-            .collect();
-        if self.v.prune_mixes_epochs {
-            let newest = logged.into_iter().max_by(|a, b| {
-                (a.commit_ts, &a.position.file, a.position.pos).cmp(&(
-                    b.commit_ts,
-                    &b.position.file,
-                    b.position.pos,
-                ))
-            })?;
-            let v = Version::at(s.ctl.epoch, &newest.position, 0).ok()?;
-            return Some((v, newest));
-        }
-        prune::threshold(&logged).map(|(keep, v)| (v, keep.clone()))
-    }
-
-    /// Routes one change with the real router (or a broken variant).
-    #[allow(clippy::result_large_err)] // RouteError's own trade-off (route.rs)
-    fn route(&mut self, change: &RowChange) -> Result<Vec<WriteOp>, RouteError> {
-        let mut change = change.clone();
-        if self.v.no_row_index {
-            let v = change.version;
-            change.version = Version::new(v.epoch(), v.file_seq(), v.offset(), 0)
-                .expect("fields of a version fit");
-        }
-        if !(self.v.where_ignored_on_before && change.before.is_some()) {
-            return self.router.route(&change, no_context());
-        }
-        // route.rs before c18d9b8: the before image located without `where`
-        let new = match &change.after {
-            Some(_) => {
-                let insert = RowChange {
-                    before: None,
-                    ..change.clone()
-                };
-                self.router.route(&insert, no_context())?.into_iter().next()
-            }
-            None => None,
-        };
-        let delete = RowChange {
-            after: None,
-            ..change.clone()
-        };
-        let old = self.plain.route(&delete, no_context())?.into_iter().next();
-        let moved = match (&old, &new) {
-            (Some(o), Some(n)) => o.shard != n.shard || o.key_enc != n.key_enc,
-            (Some(_), None) => true,
-            _ => false,
-        };
-        Ok(old.filter(|_| moved).into_iter().chain(new).collect())
-    }
-
-    /// The lane of an operation (the real `pool::lane_of`, or the variant).
-    fn lane_of(&self, op: &WriteOp) -> usize {
-        let per = self.p.lanes_per_shard;
-        if self.v.lane_by_raw_bytes {
-            let raw = keyenc::encode(&op.key);
-            op.shard * per + (keyenc::lane_hash(&op.table.name, &raw) % per as u64) as usize
-        } else {
-            pool::lane_of(op, per)
-        }
-    }
-
     /// Takes one step. A step that is not enabled panics (schedules are
     /// only built from [`Env::enabled`]).
     pub fn step(&mut self, s: &mut State, a: Action) -> Result<(), Violation> {
@@ -850,11 +808,11 @@ impl Env {
             Action::Commit => {
                 s.committed += 1;
                 let i = usize::from(s.committed) - 1;
-                self.note(|| format!("source commits txn {i}"));
+                self.note(|| format!("source commits event group {i}"));
             }
             Action::CopyChunk => self.copy_chunk(s),
             Action::CopySave => self.copy_save(s),
-            Action::Dispatch => self.dispatch(s),
+            Action::Dispatch => self.dispatch(s)?,
             Action::Heartbeat => {
                 let head = self.head(s);
                 self.note(|| format!("heartbeat at {head}"));
@@ -863,20 +821,8 @@ impl Env {
             Action::Tick => self.tick(s)?,
             Action::Recv(i) => self.recv(s, usize::from(i)),
             Action::Flush(i) => self.flush(s, usize::from(i)),
-            Action::Batch(i) => {
-                let i = usize::from(i);
-                loop {
-                    let st = stream_mut(s);
-                    let lane = &st.lanes[i];
-                    if lane.queue.is_empty() || lane.pending.len() >= self.p.batch_size {
-                        break;
-                    }
-                    self.recv(s, i);
-                }
-                if !stream_mut(s).lanes[i].pending.is_empty() {
-                    self.flush(s, i);
-                }
-            }
+            Action::Write(i) => self.write(s, usize::from(i)),
+            Action::Batch(i) => self.batch(s, usize::from(i)),
             Action::Finish => self.finish(s)?,
             Action::Crash => {
                 s.left.crashes -= 1;
@@ -886,455 +832,13 @@ impl Env {
             }
             Action::Replay(k) => self.replay(s, k),
             Action::Prune => self.prune(s),
-            Action::Raise => {
-                let seg = s.ctl.segment + 1;
-                let start = self.w.starts[usize::from(seg)].clone();
-                s.ctl.epoch += 1;
-                s.ctl.segment = seg;
-                s.ctl.checkpoint = start.clone();
-                s.ctl.epoch_start = Some(start.clone());
-                s.phase = self.stream(s, Mode::Run, start.clone(), None);
-                let e = s.ctl.epoch;
-                self.note(|| {
-                    format!("source failed over; run --from {start} --force at epoch {e}")
-                });
-            }
-        }
-        Ok(())
-    }
-
-    fn copy_chunk(&mut self, s: &mut State) {
-        let cursor = s.ctl.copy_cursor;
-        let state = &self.w.states[usize::from(s.committed)];
-        let rows: Vec<_> = state
-            .iter()
-            .filter(|(c, _)| cursor.is_none_or(|k| **c > k))
-            .take(self.p.chunk_rows)
-            .map(|(c, r)| (*c, r.clone()))
-            .collect();
-        let p = self.w.starts[0].clone();
-        let version = Version::at(s.ctl.epoch, &p, 0).expect("P versions");
-        let mut per_shard: BTreeMap<usize, Vec<WriteOp>> = BTreeMap::new();
-        let mut notes = Vec::new();
-        for (_, r) in &rows {
-            let change = RowChange::selected(
-                self.schema.clone(),
-                r.cells(self.w.mode),
-                version,
-                p.clone(),
-            );
-            match self.route(&change) {
-                Ok(ops) => {
-                    if self.log.is_some() {
-                        notes.push(show_ops(&ops, self.w.column_version));
-                    }
-                    for op in ops {
-                        per_shard.entry(op.shard).or_default().push(op);
-                    }
-                }
-                Err(RouteError::Derive { .. }) => notes.push("dead letter".into()),
-                Err(e) => panic!("the model's rule does not fit: {e}"),
-            }
-        }
-        for (shard, ops) in per_shard {
-            let mut hint = None;
-            s.targets[shard].apply(ops, self.coll, &self.assigned, &mut hint);
-        }
-        let last = rows.last().map(|(c, _)| *c).or(cursor);
-        let finished = rows.len() < self.p.chunk_rows;
-        s.phase = Phase::Copy {
-            unsaved: Some((last, finished)),
-        };
-        let n = rows.len();
-        self.note(|| {
-            format!(
-                "copy chunk after key {cursor:?}: {n} rows at v(P): {}",
-                notes.join("; ")
-            )
-        });
-    }
-
-    fn copy_save(&mut self, s: &mut State) {
-        let Phase::Copy {
-            unsaved: Some((last, finished)),
-        } = s.phase
-        else {
-            panic!("CopySave without an applied chunk");
-        };
-        s.ctl.copy_cursor = if finished { Some(u8::MAX) } else { last };
-        s.phase = if finished {
-            self.stream(s, Mode::Run, s.ctl.checkpoint.clone(), None)
-        } else {
-            Phase::Copy { unsaved: None }
-        };
-        self.note(|| {
-            if finished {
-                "copy done; streaming from P".to_string()
-            } else {
-                format!("copy progress saved at key {last:?}")
-            }
-        });
-    }
-
-    fn dispatch(&mut self, s: &mut State) {
-        let epoch = s.ctl.epoch;
-        let Phase::Stream(st) = &mut s.phase else {
-            panic!("Dispatch outside streaming");
-        };
-        let i = usize::from(st.cursor);
-        let txn = self.w.txns[i].clone();
-        st.book.begin_transaction();
-        let floor = match st.mode {
-            Mode::Replay { floor, .. } => Some(floor),
-            Mode::Run => None,
-        };
-        let mut notes = Vec::new();
-        for ev in &txn.events {
-            for (r, (before, after)) in ev.rows.iter().enumerate() {
-                let version = Version::at(epoch, &ev.pos, r as u64).expect("model versions fit");
-                if floor.is_some_and(|f| version < f) {
-                    notes.push(format!("skipped below the floor @{version}"));
-                    continue;
-                }
-                let change = RowChange {
-                    table: self.schema.clone(),
-                    before: before.as_ref().map(|r| r.cells(self.w.mode)),
-                    after: after.as_ref().map(|r| r.cells(self.w.mode)),
-                    version,
-                    position: ev.pos.clone(),
-                    span: ev.span,
-                };
-                let ops = match self.route(&change) {
-                    Ok(ops) => ops,
-                    Err(RouteError::Derive { .. }) => {
-                        notes.push(format!("dead letter @{version}"));
-                        continue;
-                    }
-                    Err(e) => panic!("the model's rule does not fit: {e}"),
-                };
-                if self.log.is_some() {
-                    notes.push(show_ops(&ops, self.w.column_version));
-                }
-                let Phase::Stream(st) = &mut s.phase else {
-                    unreachable!()
-                };
-                for op in ops {
-                    let lane = self.lane_of(&op);
-                    st.owed.push(Owed {
-                        end: txn.end.clone(),
-                        shard: op.shard as u8,
-                        key: self.coll.key(&op.key, true),
-                        version: op.version,
-                    });
-                    st.lanes[lane].queue.push_back(Msg::Op(op));
-                }
-            }
-        }
-        let Phase::Stream(st) = &mut s.phase else {
-            unreachable!()
-        };
-        st.book.dispatched(txn.end.clone(), txn.end.clone(), txn.ts);
-        st.cursor += 1;
-        if let Mode::Replay { stop, draining, .. } = &mut st.mode {
-            if usize::from(*stop) == i {
-                // ReachedEnd: the drain queues the last mark and closes the lanes
-                *draining = true;
-                st.mark();
-            }
-        }
-        self.note(|| format!("dispatch txn {i} (ends {}): {}", txn.end, notes.join("; ")));
-    }
-
-    fn tick(&mut self, s: &mut State) -> Result<(), Violation> {
-        let now = self.now(s);
-        let st = stream_mut(s);
-        let mut note = String::from("tick:");
-        if let Some(m) = st.mark() {
-            note.push_str(&format!(" mark {} ({})", m.seq, m.end));
-        }
-        if let Some(w) = st.tracker.watermark().cloned() {
-            if let Some(adv) = st.book.advance(&w, now) {
-                st.handled = w.seq;
-                self.persist(s, &w, adv.save, adv.log_position, now, &mut note)?;
-            }
-        }
-        self.note(|| note);
-        Ok(())
-    }
-
-    /// Saves a watermark (`Coordinator::persist`).
-    fn persist(
-        &mut self,
-        s: &mut State,
-        w: &LaneProgress,
-        save: Option<Position>,
-        log: bool,
-        now: Instant,
-        note: &mut String,
-    ) -> Result<(), Violation> {
-        if let Some(pos) = save {
-            self.save_checkpoint(s, &pos)?;
-            stream_mut(s).book.saved(pos.clone());
-            note.push_str(&format!(" checkpoint {pos}"));
-        }
-        if log && s.left.prunes > 0 {
-            let entry = (w.timestamp, w.end.clone(), s.ctl.epoch);
-            if !s.ctl.log.iter().any(|e| e.0 == entry.0 && e.1 == entry.1) {
-                s.ctl.log.push(entry);
-            }
-            stream_mut(s).book.logged(now);
-            note.push_str(&format!(" logged ({}, {})", w.timestamp, w.end));
-        }
-        Ok(())
-    }
-
-    /// Invariant 3, at the moment the checkpoint is written.
-    fn save_checkpoint(&self, s: &mut State, pos: &Position) -> Result<(), Violation> {
-        if *pos < s.ctl.checkpoint {
-            return Err(violation(
-                3,
-                format!("checkpoint moved back from {} to {pos}", s.ctl.checkpoint),
-            ));
-        }
-        let Phase::Stream(st) = &mut s.phase else {
-            panic!("a checkpoint saved outside streaming")
-        };
-        if *pos > s.ctl.checkpoint && st.start > s.ctl.checkpoint {
-            return Err(violation(
-                3,
-                format!(
-                    "checkpoint {pos} saved past the transactions between the checkpoint {} and {}, where this process started",
-                    s.ctl.checkpoint, st.start
-                ),
-            ));
-        }
-        for o in st.owed.iter().filter(|o| o.end <= *pos) {
-            let t = &s.targets[usize::from(o.shard)];
-            let g = s
-                .ghost
-                .get(&(o.shard, o.key.clone()))
-                .copied()
-                .unwrap_or_default();
-            let seen = t.seen(&o.key).max(g.row).max(g.tomb);
-            if seen < o.version {
-                return Err(violation(
-                    3,
-                    format!(
-                        "checkpoint {pos} saved while the operation @{} on shard s{} (transaction ending {}) is not applied (shard holds @{})",
-                        sv(o.version, self.w.column_version), o.shard, o.end, sv(seen, self.w.column_version)
-                    ),
-                ));
-            }
-        }
-        st.owed.retain(|o| o.end > *pos);
-        s.ctl.checkpoint = pos.clone();
-        Ok(())
-    }
-
-    fn recv(&mut self, s: &mut State, i: usize) {
-        let mark_on_receive = self.v.mark_on_receive;
-        let st = stream_mut(s);
-        let lane = &mut st.lanes[i];
-        let what = match lane.queue.pop_front() {
-            Some(Msg::Op(op)) => {
-                let v = op.version;
-                lane.pending.push(op);
-                format!("op @{}", sv(v, self.w.column_version))
-            }
-            Some(Msg::Mark { seq, end, ts }) => {
-                let p = LaneProgress {
-                    lane: i,
-                    seq,
-                    end,
-                    timestamp: ts,
-                };
-                if lane.pending.is_empty() || mark_on_receive {
-                    st.tracker.update(p);
-                    format!("mark {seq}, reported")
-                } else {
-                    lane.held = Some(p);
-                    format!("mark {seq}, held until its batch is applied")
-                }
-            }
-            None => panic!("Recv on an empty queue"),
-        };
-        self.note(|| format!("lane {i} receives {what}"));
-    }
-
-    fn flush(&mut self, s: &mut State, i: usize) {
-        let shard = i / self.p.lanes_per_shard;
-        let Phase::Stream(st) = &mut s.phase else {
-            panic!("Flush outside streaming")
-        };
-        let lane = &mut st.lanes[i];
-        let ops = std::mem::take(&mut lane.pending);
-        let n = ops.len();
-        let desc = if self.log.is_some() {
-            show_ops(&ops, self.w.column_version)
-        } else {
-            String::new()
-        };
-        s.targets[shard].apply(ops, self.coll, &self.assigned, &mut lane.hint);
-        if let Some(p) = lane.held.take() {
-            st.tracker.update(p);
-        }
-        self.note(|| format!("lane {i} applies a batch of {n} on s{shard}: {desc}"));
-    }
-
-    fn finish(&mut self, s: &mut State) -> Result<(), Violation> {
-        let now = self.now(s);
-        let st = stream_mut(s);
-        let mut note = String::from("replay drained:");
-        if let Some(w) = st.tracker.watermark().cloned() {
-            if let Some(adv) = st.book.advance(&w, now) {
-                self.persist(s, &w, adv.save, false, now, &mut note)?;
-            }
-        }
-        s.phase = self.restart(s);
-        let cp = s.ctl.checkpoint.clone();
-        self.note(|| format!("{note}; run restarts from {cp}"));
-        Ok(())
-    }
-
-    fn replay(&mut self, s: &mut State, k: u8) {
-        s.left.replays -= 1;
-        let from = self.boundary(s, k);
-        let stop = s.committed - 1;
-        let mode = Mode::Replay {
-            stop,
-            floor: s.ctl.floor,
-            draining: false,
-        };
-        s.phase = self.stream(s, mode, from.clone(), Some(s.ctl.checkpoint.clone()));
-        let (to, floor) = (self.w.txns[usize::from(stop)].end.clone(), s.ctl.floor);
-        self.note(|| format!("run stopped; replay --from {from} --to {to} (floor {floor})"));
-    }
-
-    fn prune(&mut self, s: &mut State) {
-        s.left.prunes -= 1;
-        let Some((threshold, keep)) = self.threshold(s) else {
-            return;
-        };
-        s.ctl.floor = s.ctl.floor.max(threshold);
-        let n: usize = s.targets.iter_mut().map(|t| t.prune(threshold)).sum();
-        // `position_log::trim`
-        if self.v.prune_mixes_epochs {
-            s.ctl.log.retain(|e| e.0 >= keep.commit_ts);
-        } else {
-            s.ctl.log.retain(|e| {
-                e.2 > keep.epoch || (e.2 == keep.epoch && e.0 >= keep.commit_ts)
-            });
-        }
-        let pos = keep.position;
-        self.note(|| {
-            format!("prune below {threshold} (logged {pos}): floor raised, {n} tombstones deleted")
-        });
-    }
-
-    /// Invariants 1, 2 and 4 (3 is checked as the checkpoint is saved).
-    pub fn check(&self, s: &mut State) -> Result<(), Violation> {
-        for (shard, t) in s.targets.iter().enumerate() {
-            for tomb in t.tombs.values() {
-                let k = (shard as u8, tomb.key.clone());
-                match s.ghost.get_mut(&k) {
-                    Some(g) => g.tomb = g.tomb.max(tomb.version),
-                    None => {
-                        s.ghost.insert(
-                            k,
-                            Ghost {
-                                row: Version::ZERO,
-                                tomb: tomb.version,
-                            },
-                        );
-                    }
-                }
-            }
-        }
-        for (shard, t) in s.targets.iter().enumerate() {
-            for (k, row) in &t.rows {
-                let g = s.ghost.entry((shard as u8, k.clone())).or_default();
-                if row.version < g.row {
-                    return Err(violation(
-                        1,
-                        format!(
-                            "s{shard} key {} went from @{} to @{}",
-                            show_key(row),
-                            sv(g.row, self.w.column_version),
-                            sv(row.version, self.w.column_version)
-                        ),
-                    ));
-                }
-                if row.version <= g.tomb {
-                    return Err(violation(
-                        2,
-                        format!(
-                            "s{shard} key {} is present @{} but was deleted @{}",
-                            show_key(row),
-                            sv(row.version, self.w.column_version),
-                            sv(g.tomb, self.w.column_version)
-                        ),
-                    ));
-                }
-                g.row = row.version;
-            }
-        }
-        if self.quiescent(s) {
-            self.converged(s)?;
-        }
-        Ok(())
-    }
-
-    /// No pending work: everything committed was dispatched and applied
-    /// by `run`.
-    pub fn quiescent(&self, s: &State) -> bool {
-        match &s.phase {
-            Phase::Stream(st) => {
-                st.mode == Mode::Run && st.cursor == s.committed && st.idle_lanes()
-            }
-            Phase::Copy { .. } => false,
-        }
-    }
-
-    /// Invariant 4: every target equals route(source), by an oracle that
-    /// does not use reshard (shard = tenant % 2, rows with a tenant).
-    fn converged(&self, s: &State) -> Result<(), Violation> {
-        let mut want: Vec<BTreeMap<Vec<u8>, Vec<Cell>>> = vec![BTreeMap::new(); self.p.shards];
-        for row in self.w.states[usize::from(s.committed)].values() {
-            let Some(t) = row.tenant else { continue };
-            let cells = row.cells(self.w.mode);
-            let key = self.coll.key(&cells[..1], true);
-            let mut stored: Vec<Cell> = cells.iter().map(Cell::of).collect();
-            stored[0] = self.coll.stored(&cells[0]);
-            want[t.rem_euclid(2) as usize].insert(key, stored);
-        }
-        for (shard, (t, want)) in s.targets.iter().zip(&want).enumerate() {
-            let have: BTreeMap<&Vec<u8>, &Vec<Cell>> =
-                t.rows.iter().map(|(k, r)| (k, &r.cells)).collect();
-            let want: BTreeMap<&Vec<u8>, &Vec<Cell>> = want.iter().collect();
-            if have != want {
-                let show = |m: &BTreeMap<&Vec<u8>, &Vec<Cell>>| {
-                    let rows: Vec<String> = m
-                        .values()
-                        .map(|c| c.iter().map(Cell::show).collect::<Vec<_>>().join(","))
-                        .collect();
-                    format!("[{}]", rows.join(" "))
-                };
-                return Err(violation(
-                    4,
-                    format!(
-                        "after {} transactions s{shard} holds {} but route(source) is {}",
-                        s.committed,
-                        show(&have),
-                        show(&want)
-                    ),
-                ));
-            }
+            Action::Raise => self.raise(s),
         }
         Ok(())
     }
 
     /// A 128-bit fingerprint of a state, for the exhaustive search's
-    /// dedup (two SipHash passes with different prefixes).
+    /// dedup (two multiply-xorshift streams).
     pub fn fingerprint(s: &State) -> u128 {
         let mut h = Two(0x243F_6A88_85A3_08D3, 0x1319_8A2E_0370_7344);
         s.hash(&mut h);
@@ -1343,11 +847,7 @@ impl Env {
     }
 }
 
-fn show_key(row: &super::target::TRow) -> String {
-    row.cells.first().map(Cell::show).unwrap_or_default()
-}
-
-fn stream_mut(s: &mut State) -> &mut Stream {
+pub fn stream_mut(s: &mut State) -> &mut Stream {
     match &mut s.phase {
         Phase::Stream(st) => st,
         Phase::Copy { .. } => panic!("a streaming step during the copy"),

@@ -149,9 +149,13 @@ pub fn assigned_columns(columns: &[String], key: &[usize]) -> Vec<bool> {
         .collect()
 }
 
+/// The tombstones a batch's first statement read: `(key_enc, version)`.
+pub type TombRead = Vec<(Vec<u8>, Version)>;
+
 impl Target {
-    /// Applies one batch in one transaction, as a lane does.
-    /// `hint` is the lane's `TombstoneHints` entry for the table.
+    /// Applies one batch in one transaction, as a lane does
+    /// ([`Target::begin`] and [`Target::write`] at once). `hint` is the
+    /// lane's `TombstoneHints` entry for the table.
     pub fn apply(
         &mut self,
         ops: Vec<WriteOp>,
@@ -159,21 +163,43 @@ impl Target {
         assigned: &[bool],
         hint: &mut Option<bool>,
     ) {
-        for (_table, batch) in dedup(ops) {
-            // 1. tombstones of the keys to upsert
+        let read = self.begin(&ops, hint);
+        self.write(ops, &read, coll, assigned, hint);
+    }
+
+    /// Step 1 of a batch: the tombstones of the keys it upserts (after
+    /// `dedup`), read when the batch's transaction begins. The read is a
+    /// consistent snapshot (REPEATABLE READ): what other lanes commit
+    /// before [`Target::write`] is not in it.
+    pub fn begin(&self, ops: &[WriteOp], hint: &mut Option<bool>) -> TombRead {
+        let mut out = TombRead::new();
+        for (_table, batch) in dedup(ops.to_vec()) {
             let any_upsert = batch.iter().any(|b| matches!(b.op.kind, OpKind::Upsert(_)));
-            let read = any_upsert && *hint.get_or_insert_with(|| !self.tombs.is_empty());
-            let tombs: BTreeMap<Vec<u8>, Version> = if read {
-                batch
-                    .iter()
-                    .filter_map(|b| {
-                        let t = self.tombs.get(&b.op.key_enc)?;
-                        Some((b.op.key_enc.clone(), t.version))
-                    })
-                    .collect()
-            } else {
-                BTreeMap::new()
-            };
+            if !(any_upsert && *hint.get_or_insert_with(|| !self.tombs.is_empty())) {
+                continue;
+            }
+            for b in &batch {
+                if let Some(t) = self.tombs.get(&b.op.key_enc) {
+                    out.push((b.op.key_enc.clone(), t.version));
+                }
+            }
+        }
+        out
+    }
+
+    /// Steps 2–4 of a batch and its COMMIT, with the tombstones `read` at
+    /// its start. The statements lock the rows they touch until the
+    /// commit, so applying them at one instant is a serialization of what
+    /// the server does.
+    pub fn write(
+        &mut self,
+        ops: Vec<WriteOp>,
+        read: &TombRead,
+        coll: Collation,
+        assigned: &[bool],
+        hint: &mut Option<bool>,
+    ) {
+        for (_table, batch) in dedup(ops) {
             // 2. deletes of older rows
             for b in &batch {
                 if b.op.kind == OpKind::Delete {
@@ -195,15 +221,17 @@ impl Target {
                     t.version = t.version.max(v);
                 }
             }
-            // 4. upserts newer than their tombstone
+            // 4. upserts newer than their tombstone (as read in step 1)
             for b in &batch {
                 let OpKind::Upsert(values) = &b.op.kind else {
                     continue;
                 };
-                if tombs.get(&b.op.key_enc).is_some_and(|t| *t >= b.op.version) {
-                    continue;
+                let dead = read
+                    .iter()
+                    .any(|(k, v)| *k == b.op.key_enc && *v >= b.op.version);
+                if !dead {
+                    self.upsert(&b.op, values, coll, assigned);
                 }
-                self.upsert(&b.op, values, coll, assigned);
             }
         }
     }
