@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use sim::model::KeyMode;
 use sim::search::{self, bfs, Found, Model};
-use sim::system::{Action, Left, Variant};
+use sim::system::{Coverage, Left, Variant};
 
 fn threads() -> usize {
     std::env::var("SIM_THREADS")
@@ -38,8 +38,11 @@ fn exhaustive(m: &Model) {
     let t = Instant::now();
     match bfs(m, Variant::default()) {
         Ok(e) => println!(
-            "exhaustive {}: {} states, {} transitions, depth {}, {} quiescent states checked against route(source), {:.1}s",
+            "exhaustive {} (at most {} crash, {} replay, {} prune): {} states, {} transitions, depth {}, {} quiescent states checked against route(source), {:.1}s",
             m.name,
+            m.left.crashes,
+            m.left.replays,
+            m.left.prunes,
             e.states,
             e.transitions,
             e.depth,
@@ -51,7 +54,8 @@ fn exhaustive(m: &Model) {
 }
 
 /// 3 keys, 2 shards with a lane each, 4 transactions (every kind of
-/// change), the copy racing the source, one crash and one replay.
+/// change), the copy racing the source, one crash and one replay (each at
+/// any point, or not at all).
 #[test]
 fn exhaustive_small_model() {
     let mut m = search::small(KeyMode::Int, false);
@@ -59,6 +63,18 @@ fn exhaustive_small_model() {
         crashes: 1,
         replays: 1,
         prunes: 0,
+    };
+    exhaustive(&m);
+}
+
+/// One crash and one prune on the position-versioned model.
+#[test]
+fn exhaustive_small_model_with_pruning() {
+    let mut m = search::small(KeyMode::Int, false);
+    m.left = Left {
+        crashes: 1,
+        replays: 0,
+        prunes: 1,
     };
     exhaustive(&m);
 }
@@ -77,18 +93,6 @@ fn exhaustive_small_column_model() {
     exhaustive(&m);
 }
 
-/// One crash and one prune on the position-versioned model.
-#[test]
-fn exhaustive_small_model_with_pruning() {
-    let mut m = search::small(KeyMode::Int, false);
-    m.left = Left {
-        crashes: 1,
-        replays: 0,
-        prunes: 1,
-    };
-    exhaustive(&m);
-}
-
 /// A failover with the epoch raise, one crash and one prune.
 #[test]
 fn exhaustive_failover_model() {
@@ -98,7 +102,7 @@ fn exhaustive_failover_model() {
 fn random_run(n: u64) {
     let t = Instant::now();
     let threads = threads();
-    let (mut done, mut steps) = (0u64, 0u64);
+    let (mut done, mut steps, mut seen) = (0u64, 0u64, Coverage::default());
     // in rounds of a million, with a progress line after each
     while done < n {
         let end = (done + 1_000_000).min(n);
@@ -106,6 +110,7 @@ fn random_run(n: u64) {
             Ok(s) => {
                 assert_eq!(s.schedules, end - done);
                 steps += s.steps;
+                seen += s.seen;
             }
             Err(f) => panic!("{}", f.report()),
         }
@@ -116,6 +121,7 @@ fn random_run(n: u64) {
             done as f64 / secs
         );
     }
+    println!("random: covered {seen}");
 }
 
 #[test]
@@ -131,44 +137,37 @@ fn many_random_schedules() {
     random_run(schedules(10_000_000));
 }
 
-/// Replays a printed trace: `SIM_REPLAY='model=small variant=none
-/// trace=k,c,…'` (add `seed=N` for `model=random`).
+/// Replays a printed trace: `SIM_REPLAY='model=small left=1,1,0
+/// batches=atomic variant=none trace=k,c,…'` (with `seed=N` for
+/// `model=random`), as every failure prints it.
 #[test]
 #[ignore = "run by hand with SIM_REPLAY"]
 fn replay_a_trace() {
     let spec = std::env::var("SIM_REPLAY").expect("set SIM_REPLAY to a printed trace");
-    let mut model = None;
-    let mut seed = None;
-    let mut variant = Variant::default();
-    let mut trace = Vec::new();
-    for part in spec.split_whitespace() {
-        let (k, v) = part.split_once('=').expect("key=value");
-        match k {
-            "model" => model = Some(v.to_string()),
-            "seed" => seed = Some(v.parse::<u64>().expect("a seed")),
-            "variant" => variant = Variant::parse(v).expect("a known variant"),
-            "trace" => {
-                trace = v
-                    .split(',')
-                    .filter(|t| !t.is_empty())
-                    .map(|t| t.parse::<Action>().expect("a step"))
-                    .collect()
-            }
-            _ => panic!("unknown key {k}"),
-        }
-    }
-    let m = search::named(&model.expect("model="), seed).expect("a known model");
-    let violation = search::replay(&m, variant, &trace).expect("the trace replays");
+    let (model, variant, trace) = search::parse_spec(&spec).expect("a trace as printed");
+    let violation = search::replay(&model, variant, &trace).expect("the trace replays");
     let f = Found {
-        model: m,
+        model,
         variant,
         trace,
-        violation: violation.clone().unwrap_or(sim::system::Violation {
+        violation: violation.unwrap_or(sim::system::Violation {
             invariant: 0,
             what: "no violation".into(),
         }),
     };
     println!("{}", f.report());
+}
+
+/// The printed trace replays to the same violation.
+fn replays(f: &Found) {
+    let (m, v, trace) = search::parse_spec(&f.spec()).expect("the printed trace parses");
+    let again = search::replay(&m, v, &trace).expect("the printed trace replays");
+    assert_eq!(
+        again.map(|v| v.invariant),
+        Some(f.violation.invariant),
+        "{} does not replay",
+        f.spec()
+    );
 }
 
 /// BFS with a broken variant must find a violation of `invariant`; the
@@ -187,6 +186,7 @@ fn caught(m: &Model, variant: Variant, invariant: u8) -> Box<Found> {
                 f.report()
             );
             assert_eq!(f.violation.invariant, invariant, "{}", f.violation);
+            replays(&f);
             f
         }
     }
@@ -278,6 +278,19 @@ fn exhaustive_xa_model() {
     exhaustive(&search::xa());
 }
 
+/// The XA model with a crash and a prune: held rows carry versions below
+/// positions logged before their COMMIT.
+#[test]
+fn exhaustive_xa_model_with_pruning() {
+    let mut m = search::xa();
+    m.left = Left {
+        crashes: 1,
+        replays: 0,
+        prunes: 1,
+    };
+    exhaustive(&m);
+}
+
 /// Random search (no hand-made model) catches every broken variant too;
 /// each is shrunk to a short schedule.
 #[test]
@@ -288,19 +301,23 @@ fn random_search_catches_every_variant() {
         "no-row-index",
         "prune-during-replay",
         "prune-mixes-epochs",
+        "lane-by-raw-bytes",
         "replay-beyond-checkpoint",
     ];
     for name in variants {
         let v = Variant::parse(name).expect("a variant");
         let t = Instant::now();
-        match search::sample(0..50_000, threads(), false, v, &|_| {}) {
+        match search::sample(0..50_000, threads(), true, v, &|_| {}) {
             Ok(s) => panic!("random search missed {name} in {} schedules", s.schedules),
-            Err(f) => println!(
-                "{name}: caught at seed {} in {:.1}s\n{}",
-                f.model.seed.unwrap_or(0),
-                t.elapsed().as_secs_f64(),
-                f.report()
-            ),
+            Err(f) => {
+                println!(
+                    "{name}: caught at seed {} in {:.1}s\n{}",
+                    f.model.seed.unwrap_or(0),
+                    t.elapsed().as_secs_f64(),
+                    f.report()
+                );
+                replays(&f);
+            }
         }
     }
 }

@@ -3,6 +3,7 @@
 //! checkpoint is written, in `steps`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::steps::sv;
 use super::system::{Env, Ghost, Mode, Phase, State, Violation};
@@ -14,17 +15,36 @@ fn show_key(row: &TRow) -> String {
 
 impl Env {
     /// Invariants 1, 2 and 4.
-    pub fn check(&self, s: &mut State) -> Result<(), Violation> {
+    pub fn check(&mut self, s: &mut State) -> Result<(), Violation> {
+        // the ghost's updates, found first: most steps change no target,
+        // and then the ghost is not copied
+        let mut updates: Vec<((u8, Vec<u8>), Ghost)> = Vec::new();
         for (shard, t) in s.targets.iter().enumerate() {
             for tomb in t.tombs.values() {
-                let g = s.ghost.entry((shard as u8, tomb.key.clone())).or_default();
-                g.tomb = g.tomb.max(tomb.version);
+                let k = (shard as u8, tomb.key.clone());
+                let g = s.ghost.get(&k).copied().unwrap_or_default();
+                if tomb.version > g.tomb {
+                    updates.push((
+                        k,
+                        Ghost {
+                            tomb: tomb.version,
+                            ..g
+                        },
+                    ));
+                }
+            }
+        }
+        if !updates.is_empty() {
+            let ghost = Arc::make_mut(&mut s.ghost);
+            for (k, g) in updates.drain(..) {
+                ghost.insert(k, g);
             }
         }
         let column = self.w.column_version;
         for (shard, t) in s.targets.iter().enumerate() {
             for (k, row) in &t.rows {
-                let g: &mut Ghost = s.ghost.entry((shard as u8, k.clone())).or_default();
+                let key = (shard as u8, k.clone());
+                let g = s.ghost.get(&key).copied().unwrap_or_default();
                 if row.version < g.row {
                     return Err(Violation {
                         invariant: 1,
@@ -47,7 +67,21 @@ impl Env {
                         ),
                     });
                 }
-                g.row = row.version;
+                if row.version > g.row {
+                    updates.push((
+                        key,
+                        Ghost {
+                            row: row.version,
+                            ..g
+                        },
+                    ));
+                }
+            }
+        }
+        if !updates.is_empty() {
+            let ghost = Arc::make_mut(&mut s.ghost);
+            for (k, g) in updates {
+                ghost.insert(k, g);
             }
         }
         if self.quiescent(s) {
@@ -70,7 +104,8 @@ impl Env {
     /// Invariant 4: every target equals route(source), by an oracle that
     /// does not use reshard (shard = tenant % 2, rows with a tenant; a key
     /// found by its collation, stored with the source's bytes).
-    fn converged(&self, s: &State) -> Result<(), Violation> {
+    fn converged(&mut self, s: &State) -> Result<(), Violation> {
+        self.seen.converged += 1;
         let mut want: Vec<BTreeMap<Vec<u8>, Vec<Cell>>> = vec![BTreeMap::new(); self.p.shards];
         for row in self.w.states[usize::from(s.committed)].values() {
             let Some(t) = row.tenant else { continue };

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 
 use super::model::{KeyMode, Op, Rng, Row, TxnSpec, Workload, Xa};
-use super::system::{Action, Env, Left, Params, State, Variant, Violation};
+use super::system::{Action, Coverage, Env, Left, Params, State, Variant, Violation};
 
 /// A model: a workload, sizes and budgets.
 #[derive(Debug, Clone)]
@@ -34,6 +34,7 @@ fn small_params() -> Params {
         batch_size: 2,
         chunk_rows: 2,
         atomic_batches: true,
+        atomic_dispatch: true,
     }
 }
 
@@ -292,6 +293,7 @@ pub fn random(seed: u64, collation: bool) -> (Model, Rng) {
         batch_size: 1 + rng.below(3) as usize,
         chunk_rows: 1 + rng.below(3) as usize,
         atomic_batches: false,
+        atomic_dispatch: false,
     };
     let left = Left {
         crashes: rng.below(3) as u8,
@@ -365,16 +367,92 @@ impl Found {
         out
     }
 
-    pub fn replay_command(&self) -> String {
+    /// What `SIM_REPLAY` takes: the model (by name, with its seed, budgets
+    /// and batch steps), the variant and the schedule.
+    pub fn spec(&self) -> String {
         let trace: Vec<String> = self.trace.iter().map(|a| a.to_string()).collect();
+        let l = self.model.left;
         format!(
-            "SIM_REPLAY='model={}{} variant={} trace={}' cargo test --test simulation replay_a_trace -- --ignored --nocapture",
+            "model={}{} left={},{},{} batches={} variant={} trace={}",
             self.model.name,
-            self.model.seed.map_or(String::new(), |s| format!(" seed={s}")),
+            self.model
+                .seed
+                .map_or(String::new(), |s| format!(" seed={s}")),
+            l.crashes,
+            l.replays,
+            l.prunes,
+            if self.model.p.atomic_batches {
+                "atomic"
+            } else {
+                "split"
+            },
             self.variant,
             trace.join(",")
         )
     }
+
+    pub fn replay_command(&self) -> String {
+        format!(
+            "SIM_REPLAY='{}' cargo test --test simulation replay_a_trace -- --ignored --nocapture",
+            self.spec()
+        )
+    }
+}
+
+/// Parses a [`Found::spec`]: the model, variant and schedule it names.
+pub fn parse_spec(spec: &str) -> Result<(Model, Variant, Vec<Action>), String> {
+    let mut name = None;
+    let mut seed = None;
+    let mut left = None;
+    let mut atomic = None;
+    let mut variant = Variant::default();
+    let mut trace = Vec::new();
+    for part in spec.split_whitespace() {
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| format!("{part:?} is not key=value"))?;
+        let num = |t: &str| {
+            t.parse::<u8>()
+                .map_err(|_| format!("bad number in {part:?}"))
+        };
+        match k {
+            "model" => name = Some(v.to_string()),
+            "seed" => seed = Some(v.parse::<u64>().map_err(|_| format!("bad seed {v:?}"))?),
+            "left" => {
+                let n: Vec<u8> = v.split(',').map(num).collect::<Result<_, _>>()?;
+                let [crashes, replays, prunes] = n[..] else {
+                    return Err(format!("left= takes three numbers: {v:?}"));
+                };
+                left = Some(Left {
+                    crashes,
+                    replays,
+                    prunes,
+                });
+            }
+            "batches" => atomic = Some(v == "atomic"),
+            "variant" => {
+                variant = Variant::parse(v).ok_or_else(|| format!("unknown variant {v:?}"))?
+            }
+            "trace" => {
+                trace = v
+                    .split(',')
+                    .filter(|t| !t.is_empty())
+                    .map(|t| t.parse::<Action>())
+                    .collect::<Result<_, _>>()?
+            }
+            _ => return Err(format!("unknown key {k:?}")),
+        }
+    }
+    let name = name.ok_or("model= is missing")?;
+    let mut m =
+        named(&name, seed).ok_or_else(|| format!("unknown model {name:?} (or no seed=)"))?;
+    if let Some(l) = left {
+        m.left = l;
+    }
+    if let Some(a) = atomic {
+        m.p.atomic_batches = a;
+    }
+    Ok((m, variant, trace))
 }
 
 /// Counts of an exhaustive search.
@@ -628,6 +706,7 @@ pub fn shrink(
 pub struct Sampled {
     pub schedules: u64,
     pub steps: u64,
+    pub seen: Coverage,
 }
 
 /// Random schedules for seeds `seeds` (one workload and schedule each),
@@ -670,6 +749,10 @@ pub fn sample(
                         Ok(n) => {
                             mine.schedules += 1;
                             mine.steps += n as u64;
+                            env.seen.ci_schedules +=
+                                u64::from(m.w.mode == KeyMode::CaseInsensitive);
+                            env.seen.column_schedules += u64::from(m.w.column_version);
+                            mine.seen += std::mem::take(&mut env.seen);
                             envs.push(env);
                         }
                         Err((trace, v)) => {
@@ -692,6 +775,7 @@ pub fn sample(
                 let mut t = totals.lock().unwrap_or_else(|e| e.into_inner());
                 t.schedules += mine.schedules;
                 t.steps += mine.steps;
+                t.seen += mine.seen;
             });
         }
     });

@@ -5,6 +5,7 @@
 //! (`checkpoint::prune`) and `run --from --force` after a failover.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use reshard::checkpoint::{prune, LaneProgress};
@@ -185,7 +186,7 @@ impl Env {
         }
         for (shard, ops) in per_shard {
             let mut hint = None;
-            s.targets[shard].apply(ops, self.coll, &self.assigned, &mut hint);
+            Arc::make_mut(&mut s.targets[shard]).apply(ops, self.coll, &self.assigned, &mut hint);
         }
         let last = rows.last().copied().or(cursor);
         let finished = rows.len() < self.p.chunk_rows;
@@ -278,46 +279,74 @@ impl Env {
     }
 
     /// The coordinator's `transaction`: decode, route every change above
-    /// the floor, queue the operations on their lanes, then count the
-    /// transaction as dispatched.
+    /// the floor and queue its operations on their lanes, then count the
+    /// transaction as dispatched. With `atomic_dispatch` all at once;
+    /// otherwise one change per step, so a tick can come while the
+    /// transaction is half queued (`send_op` handles ticks while a lane's
+    /// queue is full): its mark then names the transaction before.
     pub fn dispatch(&mut self, s: &mut State) -> Result<(), Violation> {
         let epoch = s.ctl.epoch;
         let Phase::Stream(st) = &mut s.phase else {
             panic!("Dispatch outside streaming");
         };
         let i = usize::from(st.cursor);
-        st.book.begin_transaction();
-        let changes = match self.decode(st, i, epoch) {
-            Ok(c) => c,
-            Err(e) => return self.decode_failed(s, e),
-        };
-        let floor = match st.mode {
-            Mode::Replay { floor, .. } => Some(floor),
-            Mode::Run => None,
-        };
         let mut notes = Vec::new();
-        for change in changes {
-            let version = change.version;
-            if floor.is_some_and(|f| version < f) {
-                notes.push(format!("skipped below the floor @{version}"));
-                continue;
-            }
-            let Some(ids) = self.routed(Origin::Change(version), |_| change) else {
-                notes.push(format!("dead letter @{version}"));
-                continue;
+        if st.partial.is_none() {
+            st.book.begin_transaction();
+            let changes = match self.decode(st, i, epoch) {
+                Ok(c) => c,
+                Err(e) => return self.decode_failed(s, e),
             };
-            if self.log.is_some() {
-                notes.push(self.show_ops(&ids));
+            match self.w.txns[i].xa {
+                Some(Xa::Commit(_)) => self.seen.xa_commits += 1,
+                Some(Xa::Rollback(_)) => self.seen.xa_rollbacks += 1,
+                _ => {}
             }
-            for id in ids {
-                let lane = self.lane_of(&self.ops[id as usize]);
-                st.owed.push(Owed {
-                    txn: i as u8,
-                    op: id,
-                });
-                st.lanes[lane].queue.push_back(Msg::Op(id));
+            st.partial = Some(changes.into());
+        }
+        while let Some(change) = st.partial.as_mut().and_then(|p| p.pop_front()) {
+            self.queue(st, i, change, &mut notes);
+            if !self.p.atomic_dispatch && st.partial.as_ref().is_some_and(|p| !p.is_empty()) {
+                self.note(|| format!("queue a change of group {i}: {}", notes.join("; ")));
+                return Ok(());
             }
         }
+        st.partial = None;
+        self.dispatched(st, i, &notes);
+        Ok(())
+    }
+
+    /// Routes one change (unless below a replay's floor) and queues its
+    /// operations.
+    fn queue(&mut self, st: &mut Stream, i: usize, change: RowChange, notes: &mut Vec<String>) {
+        let version = change.version;
+        if let Mode::Replay { floor, .. } = st.mode {
+            if version < floor {
+                notes.push(format!("skipped below the floor @{version}"));
+                return;
+            }
+        }
+        let Some(ids) = self.routed(Origin::Change(version), |_| change) else {
+            notes.push(format!("dead letter @{version}"));
+            return;
+        };
+        if self.log.is_some() {
+            notes.push(self.show_ops(&ids));
+        }
+        for id in ids {
+            let lane = self.lane_of(&self.ops[id as usize]);
+            st.owed.push(Owed {
+                txn: i as u8,
+                op: id,
+            });
+            st.lanes[lane].queue.push_back(Msg::Op(id));
+        }
+    }
+
+    /// Every operation of event group `i` is queued: it counts
+    /// (`Bookkeeping::dispatched`), a replay that reached its end drains,
+    /// and a rotation after it is a boundary of its own.
+    fn dispatched(&mut self, st: &mut Stream, i: usize, notes: &[String]) {
         let end = self.w.txns[i].end.clone();
         let resume = st.prepared.resume(&end);
         st.last_end = end.clone();
@@ -349,7 +378,6 @@ impl Env {
                 notes.join("; ")
             )
         });
-        Ok(())
     }
 
     /// The decoder stopped on an `XA COMMIT` without its PREPARE. `run`
@@ -364,6 +392,7 @@ impl Env {
                 format!("restarted from checkpoint {}: {e}", s.ctl.checkpoint),
             ));
         }
+        self.seen.replays_refused += 1;
         s.phase = self.restart(s);
         self.note(|| format!("replay stops: {e}; run restarts"));
         Ok(())
@@ -528,7 +557,13 @@ impl Env {
         let lane = &mut st.lanes[i];
         let b = lane.begun.take().expect("a begun batch");
         let ops = self.lane_ops(&b.ops);
-        s.targets[shard].write(ops, &b.read, self.coll, &self.assigned, &mut lane.hint);
+        Arc::make_mut(&mut s.targets[shard]).write(
+            ops,
+            &b.read,
+            self.coll,
+            &self.assigned,
+            &mut lane.hint,
+        );
         if let Some(p) = lane.held.take() {
             st.tracker.update(p);
         }
@@ -536,7 +571,8 @@ impl Env {
         self.note(|| format!("lane {i} writes and commits its batch of {n} on s{shard}"));
     }
 
-    /// Receive until the batch is full or the queue empty, then apply.
+    /// Receive until the batch is full or the queue empty, then apply
+    /// it (one transaction, nothing in between) and report the held mark.
     pub fn batch(&mut self, s: &mut State, i: usize) {
         loop {
             let lane = &stream_mut(s).lanes[i];
@@ -545,10 +581,27 @@ impl Env {
             }
             self.recv(s, i);
         }
-        if !stream_mut(s).lanes[i].pending.is_empty() {
-            self.flush(s, i);
-            self.write(s, i);
+        let shard = i / self.p.lanes_per_shard;
+        let Phase::Stream(st) = &mut s.phase else {
+            panic!("Batch outside streaming")
+        };
+        let lane = &mut st.lanes[i];
+        if lane.pending.is_empty() {
+            return;
         }
+        let ids = std::mem::take(&mut lane.pending);
+        let desc = if self.log.is_some() {
+            self.show_ops(&ids)
+        } else {
+            String::new()
+        };
+        let ops = self.lane_ops(&ids);
+        Arc::make_mut(&mut s.targets[shard]).apply(ops, self.coll, &self.assigned, &mut lane.hint);
+        if let Some(p) = lane.held.take() {
+            st.tracker.update(p);
+        }
+        let n = ids.len();
+        self.note(|| format!("lane {i} applies a batch of {n} on s{shard}: {desc}"));
     }
 
     pub fn finish(&mut self, s: &mut State) -> Result<(), Violation> {
@@ -567,6 +620,7 @@ impl Env {
     }
 
     pub fn replay(&mut self, s: &mut State, k: u8) {
+        self.seen.replays += 1;
         s.left.replays -= 1;
         let from = self.boundary(s, k);
         let stop = s.committed - 1;
@@ -616,7 +670,13 @@ impl Env {
             return;
         };
         s.ctl.floor = s.ctl.floor.max(threshold);
-        let n: usize = s.targets.iter_mut().map(|t| t.prune(threshold)).sum();
+        let n: usize = s
+            .targets
+            .iter_mut()
+            .map(|t| Arc::make_mut(t).prune(threshold))
+            .sum();
+        self.seen.prunes += 1;
+        self.seen.tombstones_pruned += n as u64;
         // `position_log::trim`
         if self.v.prune_mixes_epochs {
             s.ctl.log.retain(|e| e.0 >= keep.commit_ts);
@@ -632,6 +692,7 @@ impl Env {
     }
 
     pub fn raise(&mut self, s: &mut State) {
+        self.seen.raises += 1;
         let seg = s.ctl.segment + 1;
         let start = self.w.starts[usize::from(seg)].clone();
         s.ctl.epoch += 1;

@@ -32,7 +32,7 @@ use reshard::rules::Router;
 use reshard::source::collation::KeyCollations;
 use reshard::source::schema::SchemaOrigin;
 use reshard::source::xa::Prepared;
-use reshard::source::{Column, TableSchema};
+use reshard::source::{Column, RowChange, TableSchema};
 use reshard::version::Version;
 use reshard::writer::collation::{Collation as KeyCollation, WeightTable, Weights};
 use reshard::writer::keyenc::KeyPart;
@@ -63,6 +63,10 @@ pub struct Params {
     /// by what was queued when the lane ran, not by the linger timeout,
     /// and no other lane commits inside it.
     pub atomic_batches: bool,
+    /// The coordinator queues a transaction's operations in one step
+    /// ([`Action::Dispatch`]) instead of one change per step, with ticks
+    /// possible in between.
+    pub atomic_dispatch: bool,
 }
 
 /// Deliberately broken components, only in the test, to show that the
@@ -345,14 +349,18 @@ pub struct Stream {
     /// End of the last transaction the decoder handed out (where the next
     /// PREPARE group starts).
     pub last_end: Position,
+    /// The changes of the transaction being queued that are not yet.
+    pub partial: Option<VecDeque<RowChange>>,
     pub lanes: Vec<Lane>,
     pub owed: Vec<Owed>,
 }
 
 impl Hash for Stream {
     /// The decoder's state is left out: it is a function of `start` and
-    /// `cursor` (what was decoded since the start).
+    /// `cursor` (what was decoded since the start); of the transaction
+    /// being queued, how much is left says which changes.
     fn hash<H: Hasher>(&self, h: &mut H) {
+        self.partial.as_ref().map(VecDeque::len).hash(h);
         self.mode.hash(h);
         self.start.hash(h);
         self.book.hash(h);
@@ -428,10 +436,11 @@ pub struct Left {
 pub struct State {
     /// Event groups the source has committed.
     pub committed: u8,
-    pub targets: Vec<Target>,
+    /// Shared until a step writes one (cheap copies for the search).
+    pub targets: Vec<Arc<Target>>,
     pub ctl: Control,
     pub phase: Phase,
-    pub ghost: BTreeMap<(u8, Vec<u8>), Ghost>,
+    pub ghost: Arc<BTreeMap<(u8, Vec<u8>), Ghost>>,
     pub left: Left,
 }
 
@@ -448,7 +457,7 @@ impl Hash for State {
         self.ctl.hash(h);
         self.phase.hash(h);
         self.left.hash(h);
-        for ((shard, key), g) in &self.ghost {
+        for ((shard, key), g) in self.ghost.iter() {
             let held = self.targets[usize::from(*shard)]
                 .tombs
                 .values()
@@ -472,6 +481,61 @@ pub enum Origin {
     Copy(u8, u8),
 }
 
+/// What the random schedules exercised (counted per step, summed over a
+/// run), so a run shows it reached every feature.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Coverage {
+    pub crashes: u64,
+    pub replays: u64,
+    /// Replays that stopped on an `XA COMMIT` whose PREPARE they never read.
+    pub replays_refused: u64,
+    pub prunes: u64,
+    pub tombstones_pruned: u64,
+    pub raises: u64,
+    pub xa_commits: u64,
+    pub xa_rollbacks: u64,
+    /// Checks of invariant 4 (quiescent states).
+    pub converged: u64,
+    pub ci_schedules: u64,
+    pub column_schedules: u64,
+}
+
+impl std::ops::AddAssign for Coverage {
+    fn add_assign(&mut self, o: Coverage) {
+        self.crashes += o.crashes;
+        self.replays += o.replays;
+        self.replays_refused += o.replays_refused;
+        self.prunes += o.prunes;
+        self.tombstones_pruned += o.tombstones_pruned;
+        self.raises += o.raises;
+        self.xa_commits += o.xa_commits;
+        self.xa_rollbacks += o.xa_rollbacks;
+        self.converged += o.converged;
+        self.ci_schedules += o.ci_schedules;
+        self.column_schedules += o.column_schedules;
+    }
+}
+
+impl fmt::Display for Coverage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} crashes, {} replays ({} stopped on an XA COMMIT without its PREPARE), {} prunes ({} tombstones), {} epoch raises, {} XA commits, {} XA rollbacks, {} quiescent states checked; {} schedules with _ci keys, {} with column versions",
+            self.crashes,
+            self.replays,
+            self.replays_refused,
+            self.prunes,
+            self.tombstones_pruned,
+            self.raises,
+            self.xa_commits,
+            self.xa_rollbacks,
+            self.converged,
+            self.ci_schedules,
+            self.column_schedules
+        )
+    }
+}
+
 /// The fixed parts of a model: workload, sizes, variant and reshard's real
 /// components; and the operations routed so far.
 pub struct Env {
@@ -491,6 +555,7 @@ pub struct Env {
     pub routed: HashMap<Origin, Option<Vec<u32>>>,
     /// Step descriptions, when tracing.
     pub log: Option<Vec<String>>,
+    pub seen: Coverage,
 }
 
 pub fn base_instant() -> Instant {
@@ -586,6 +651,7 @@ impl Env {
             ops: Vec::new(),
             routed: HashMap::new(),
             log: None,
+            seen: Coverage::default(),
         }
     }
 
@@ -620,7 +686,7 @@ impl Env {
         let p = self.w.starts[0].clone();
         State {
             committed: 0,
-            targets: vec![Target::default(); self.p.shards],
+            targets: vec![Arc::new(Target::default()); self.p.shards],
             ctl: Control {
                 floor: Version::at(0, &p, 0).expect("P versions"),
                 checkpoint: p,
@@ -630,7 +696,7 @@ impl Env {
                 log: Vec::new(),
             },
             phase: Phase::Copy { unsaved: None },
-            ghost: BTreeMap::new(),
+            ghost: Arc::new(BTreeMap::new()),
             left,
         }
     }
@@ -685,6 +751,7 @@ impl Env {
             handled: 0,
             cursor: cursor as u8,
             prepared: Prepared::default(),
+            partial: None,
             lanes: vec![Lane::default(); self.lanes()],
             owed: Vec::new(),
         }))
@@ -742,7 +809,7 @@ impl Env {
             out.push(Action::Dispatch);
         }
         // a heartbeat with a position: none while an XA is prepared
-        let idle = cursor == next && st.prepared.is_empty();
+        let idle = cursor == next && st.prepared.is_empty() && st.partial.is_none();
         if !draining && idle && self.head(s) > *st.book.dispatched_end() {
             out.push(Action::Heartbeat);
         }
@@ -825,6 +892,7 @@ impl Env {
             Action::Batch(i) => self.batch(s, usize::from(i)),
             Action::Finish => self.finish(s)?,
             Action::Crash => {
+                self.seen.crashes += 1;
                 s.left.crashes -= 1;
                 s.phase = self.restart(s);
                 let cp = s.ctl.checkpoint.clone();

@@ -18,11 +18,12 @@
 //! this model against a real MariaDB.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use mysql_async::Value;
 use reshard::version::Version;
-use reshard::writer::lane::dedup;
-use reshard::writer::{sql, OpKind, WriteOp};
+use reshard::writer::lane::{dedup, BatchOp};
+use reshard::writer::{sql, OpKind, TargetTable, WriteOp};
 
 /// A hashable copy of a bound value.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -163,8 +164,9 @@ impl Target {
         assigned: &[bool],
         hint: &mut Option<bool>,
     ) {
-        let read = self.begin(&ops, hint);
-        self.write(ops, &read, coll, assigned, hint);
+        let groups = dedup(ops);
+        let read = self.read(&groups, hint);
+        self.write_groups(groups, &read, coll, assigned, hint);
     }
 
     /// Step 1 of a batch: the tombstones of the keys it upserts (after
@@ -172,19 +174,7 @@ impl Target {
     /// consistent snapshot (REPEATABLE READ): what other lanes commit
     /// before [`Target::write`] is not in it.
     pub fn begin(&self, ops: &[WriteOp], hint: &mut Option<bool>) -> TombRead {
-        let mut out = TombRead::new();
-        for (_table, batch) in dedup(ops.to_vec()) {
-            let any_upsert = batch.iter().any(|b| matches!(b.op.kind, OpKind::Upsert(_)));
-            if !(any_upsert && *hint.get_or_insert_with(|| !self.tombs.is_empty())) {
-                continue;
-            }
-            for b in &batch {
-                if let Some(t) = self.tombs.get(&b.op.key_enc) {
-                    out.push((b.op.key_enc.clone(), t.version));
-                }
-            }
-        }
-        out
+        self.read(&dedup(ops.to_vec()), hint)
     }
 
     /// Steps 2–4 of a batch and its COMMIT, with the tombstones `read` at
@@ -199,7 +189,38 @@ impl Target {
         assigned: &[bool],
         hint: &mut Option<bool>,
     ) {
-        for (_table, batch) in dedup(ops) {
+        self.write_groups(dedup(ops), read, coll, assigned, hint);
+    }
+
+    fn read(
+        &self,
+        groups: &[(Arc<TargetTable>, Vec<BatchOp>)],
+        hint: &mut Option<bool>,
+    ) -> TombRead {
+        let mut out = TombRead::new();
+        for (_table, batch) in groups {
+            let any_upsert = batch.iter().any(|b| matches!(b.op.kind, OpKind::Upsert(_)));
+            if !(any_upsert && *hint.get_or_insert_with(|| !self.tombs.is_empty())) {
+                continue;
+            }
+            for b in batch {
+                if let Some(t) = self.tombs.get(&b.op.key_enc) {
+                    out.push((b.op.key_enc.clone(), t.version));
+                }
+            }
+        }
+        out
+    }
+
+    fn write_groups(
+        &mut self,
+        groups: Vec<(Arc<TargetTable>, Vec<BatchOp>)>,
+        read: &TombRead,
+        coll: Collation,
+        assigned: &[bool],
+        hint: &mut Option<bool>,
+    ) {
+        for (_table, batch) in groups {
             // 2. deletes of older rows
             for b in &batch {
                 if b.op.kind == OpKind::Delete {
