@@ -33,6 +33,13 @@ pub struct LaneGone;
 /// How a lane task ended.
 pub type LaneExit = Result<Result<(), LaneError>, JoinError>;
 
+/// The lane of an operation among `per_shard` lanes per shard: its
+/// shard's lanes, chosen by [`lane_hash`] of table and key. (A function of
+/// its own so that the simulation in `tests/sim` assigns lanes with it.)
+pub fn lane_of(op: &WriteOp, per_shard: usize) -> usize {
+    op.shard * per_shard + (lane_hash(&op.table.name, &op.key_enc) % per_shard as u64) as usize
+}
+
 /// The writer lanes of one attempt.
 pub struct LanePool {
     senders: Vec<mpsc::Sender<LaneMsg>>,
@@ -88,8 +95,7 @@ impl LanePool {
 
     /// The lane of an operation: its shard's lanes, chosen by key.
     fn lane_of(&self, op: &WriteOp) -> usize {
-        op.shard * self.per_shard
-            + (lane_hash(&op.table.name, &op.key_enc) % self.per_shard as u64) as usize
+        lane_of(op, self.per_shard)
     }
 
     /// Queues an operation on its key's lane (waiting while the queue is full).
