@@ -389,12 +389,19 @@ mod mutated {
 
     use super::common::fixtures;
 
+    /// 400 cases, 64 when CI=true; RESHARD_FUZZ_CASES overrides (a long
+    /// campaign).
     fn config() -> ProptestConfig {
-        ProptestConfig::with_cases(if std::env::var("CI").as_deref() == Ok("true") {
+        let default = if std::env::var("CI").as_deref() == Ok("true") {
             64
         } else {
             400
-        })
+        };
+        let cases = std::env::var("RESHARD_FUZZ_CASES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(default);
+        ProptestConfig::with_cases(cases)
     }
 
     /// The small fixtures (the big ones add time, not kinds of events).

@@ -36,14 +36,16 @@
 //! checkpoint can reach the end of the archive.
 
 use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 
+use futures_util::FutureExt;
 use mysql_async::Conn;
 
 use super::change::{SourceItem, Transaction};
 use super::events::{Decoder, DecoderOptions, TableFilter};
 use super::file::{framed_at, BinlogFile, FileError};
-use super::framing::{EventReader, MAGIC};
+use super::framing::{panic_text, EventReader, MAGIC};
 use super::schema::SchemaOrigin;
 use super::SourceError;
 use crate::position::{file_seq, Position};
@@ -289,14 +291,26 @@ impl ArchiveReader {
             if let Some(why) = &framed.undecodable {
                 return Err(reader.corrupt(framed.offset, why.clone()).into());
             }
-            let item = decoder
-                .handle(&framed.event, framed_at(&framed), self.schema_conn.as_mut())
-                .await
-                .map_err(|e| FileError::Event {
+            // a panic inside mysql_common's parsers is an error at this
+            // event, as for the offline reader (never a dead reader task)
+            let handled = AssertUnwindSafe(decoder.handle(
+                &framed.event,
+                framed_at(&framed),
+                self.schema_conn.as_mut(),
+            ))
+            .catch_unwind()
+            .await;
+            let item = match handled {
+                Ok(r) => r.map_err(|e| FileError::Event {
                     file: reader.path().to_string(),
                     offset: framed.offset,
                     source: Box::new(e),
-                })?;
+                })?,
+                Err(p) => {
+                    let message = format!("decoding the event panicked: {}", panic_text(&p));
+                    return Err(reader.corrupt(framed.offset, message).into());
+                }
+            };
             if let Some(item) = item {
                 return self.hand_on(item).map(Some);
             }
