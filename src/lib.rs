@@ -32,7 +32,8 @@
 //!
 //! Shared vocabulary lives at the top: [`position`] (binlog file:pos),
 //! [`version`] (the 128-bit row version), [`config`] (the validated config
-//! object), [`db`] (connections, session setup, redaction of secrets).
+//! object), [`db`] (connections, session setup, redaction of secrets),
+//! [`task`] (background tasks that end with their owner).
 //!
 //! Why the pipeline converges — versions, the checkpoint watermark, the
 //! copy/stream interleaving, tombstones and the floor, and what reshard
@@ -51,6 +52,7 @@ pub mod position;
 pub mod rules;
 pub mod snapshot;
 pub mod source;
+pub mod task;
 pub mod verify;
 pub mod version;
 pub mod writer;

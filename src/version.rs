@@ -16,6 +16,10 @@
 //! A field that does not fit is an error ([`VersionError`]), never a wrap:
 //! a wrapped version would order *before* what the targets hold and the
 //! change would be dropped silently.
+//!
+//! Tables with `version = { column = … }` use another layout, column value
+//! first ([`Version::with_column`]); "Versions" in `docs/architecture.md`
+//! argues both.
 
 use std::fmt;
 
@@ -42,9 +46,20 @@ pub enum VersionError {
     EpochOverflow(u16),
     #[error("binlog file sequence {0} does not fit the 24-bit field of column versions")]
     SeqOverflow(u32),
-    #[error("event offset {0} does not fit the 40-bit offset field of column versions")]
+    #[error("event offset {0} does not fit the 32-bit offset field of column versions")]
     ColumnOffsetOverflow(u64),
+    #[error("row {row} of the {span}-byte event (or compressed payload) at {position} does not fit column versions, which order at most 256 row images per byte of their event")]
+    ColumnRowOverflow {
+        row: u64,
+        span: u64,
+        position: String,
+    },
 }
+
+/// Row images a column version orders per byte of their event: the
+/// multiplier of the event offset in the ordinal (see
+/// [`Version::with_column`]).
+const ROWS_PER_BYTE: u64 = 256;
 
 const OFFSET_MAX: u64 = (1 << 48) - 1;
 
@@ -71,15 +86,37 @@ impl Version {
     }
 
     /// A version ordered by a source column first (`version = { column =
-    /// … }`), binlog position second:
+    /// … }`), binlog order second:
     ///
     /// ```text
-    /// epoch u8 | column key u56 | file sequence u24 | event offset u40
+    /// epoch u8 | column key u56 | file sequence u24 | ordinal u40
+    /// ordinal = event offset × 256 + row index
     /// ```
     ///
     /// `column` is an order-preserving key of the column value (see
-    /// [`column_key_int`], [`column_key_datetime`]).
-    pub fn with_column(epoch: u16, column: u64, pos: &Position) -> Result<Self, VersionError> {
+    /// [`column_key_int`], [`column_key_datetime`]); `pos` is the start of
+    /// the rows event (or compressed payload) holding the row image, `row`
+    /// its index there and `span` that event's length in bytes (0 when
+    /// unknown; only row 0 is then accepted).
+    ///
+    /// The ordinal is strictly increasing in binlog order within a file,
+    /// so two changes of one key with equal column values (one rows event
+    /// or payload holds several images of a key) never tie: row `r` of the
+    /// event at offset `o` with length `n` has `o·256 + r < (o + n)·256`,
+    /// the ordinal of the next event's first row, as long as `r < 256·n`.
+    /// A plain rows event always satisfies that, since every row image
+    /// takes at least one byte of it; a compressed payload that packs more
+    /// than 256 row images per byte is refused
+    /// ([`VersionError::ColumnRowOverflow`]), as is an offset of 2^32 or
+    /// more, which a replication stream cannot produce (the event header's
+    /// position is 32 bits).
+    pub fn with_column(
+        epoch: u16,
+        column: u64,
+        pos: &Position,
+        row: u64,
+        span: u64,
+    ) -> Result<Self, VersionError> {
         let epoch8 = u8::try_from(epoch).map_err(|_| VersionError::EpochOverflow(epoch))?;
         if column >= 1 << 56 {
             return Err(VersionError::ColumnOverflow(column.to_string()));
@@ -88,14 +125,25 @@ impl Version {
         if seq >= 1 << 24 {
             return Err(VersionError::SeqOverflow(seq));
         }
-        if pos.pos >= 1 << 40 {
+        if pos.pos >= 1 << 32 {
             return Err(VersionError::ColumnOffsetOverflow(pos.pos));
         }
+        if row > 0 && row >= span.saturating_mul(ROWS_PER_BYTE) {
+            return Err(VersionError::ColumnRowOverflow {
+                row,
+                span,
+                position: pos.to_string(),
+            });
+        }
+        let ordinal = (pos.pos * ROWS_PER_BYTE)
+            .checked_add(row)
+            .filter(|o| *o < 1 << 40)
+            .ok_or(VersionError::ColumnOffsetOverflow(pos.pos))?;
         Ok(Version(
             (u128::from(epoch8) << 120)
                 | (u128::from(column) << 64)
                 | (u128::from(seq) << 40)
-                | u128::from(pos.pos),
+                | u128::from(ordinal),
         ))
     }
 
@@ -216,18 +264,66 @@ mod tests {
         let p1: Position = "b.000001:100".parse().unwrap();
         let p2: Position = "b.000002:4".parse().unwrap();
         let k = |v| column_key_int(v).unwrap();
-        let a = Version::with_column(0, k(5), &p2).unwrap();
-        let b = Version::with_column(0, k(6), &p1).unwrap();
+        let v = |epoch, col, p: &Position| Version::with_column(epoch, col, p, 0, 50).unwrap();
+        let a = v(0, k(5), &p2);
+        let b = v(0, k(6), &p1);
         assert!(a < b, "a higher column value wins over a later position");
-        let c = Version::with_column(0, k(6), &p2).unwrap();
+        let c = v(0, k(6), &p2);
         assert!(b < c, "equal values: binlog order");
-        assert!(Version::with_column(0, k(-3), &p2).unwrap() < a);
-        assert!(
-            Version::with_column(1, k(-3), &p1).unwrap() > c,
-            "a raised epoch wins"
-        );
+        assert!(v(0, k(-3), &p2) < a);
+        assert!(v(1, k(-3), &p1) > c, "a raised epoch wins");
         assert!(column_key_int(1 << 55).is_err());
-        assert!(Version::with_column(256, 0, &p1).is_err());
+        assert!(Version::with_column(256, 0, &p1, 0, 50).is_err());
+    }
+
+    /// Equal column values: the row images of one event order by their
+    /// index, and every one of them below the next event's first row.
+    #[test]
+    fn column_versions_of_one_event_never_tie() {
+        let at = |pos: &str, row, span| {
+            Version::with_column(0, 7, &pos.parse().unwrap(), row, span).unwrap()
+        };
+        let rows: Vec<Version> = (0..5).map(|r| at("b.000003:1000", r, 40)).collect();
+        for w in rows.windows(2) {
+            assert!(w[0] < w[1]);
+            assert!(w[0].to_bytes() < w[1].to_bytes());
+        }
+        // a compressed payload of 40 bytes holding 10,239 row images still
+        // orders below the event right after it
+        assert!(at("b.000003:1000", 10_239, 40) < at("b.000003:1040", 0, 30));
+        assert!(at("b.000003:4294967000", 0, 200) > at("b.000003:1040", 10_000, 100));
+        assert!(at("b.000003:4", 3, 10) < at("b.000004:4", 0, 10));
+    }
+
+    #[test]
+    fn column_version_overflow_is_an_error_not_a_wrap() {
+        let p: Position = "b.000001:1000".parse().unwrap();
+        assert_eq!(
+            Version::with_column(0, 1, &p, 256 * 40, 40),
+            Err(VersionError::ColumnRowOverflow {
+                row: 256 * 40,
+                span: 40,
+                position: "b.000001:1000".into()
+            })
+        );
+        assert!(Version::with_column(0, 1, &p, 0, 0).is_ok());
+        assert!(
+            Version::with_column(0, 1, &p, 1, 0).is_err(),
+            "unknown span: row 0 only"
+        );
+        let far: Position = "b.000001:4294967296".parse().unwrap();
+        assert_eq!(
+            Version::with_column(0, 1, &far, 0, 40),
+            Err(VersionError::ColumnOffsetOverflow(1 << 32))
+        );
+        let top: Position = "b.000001:4294967295".parse().unwrap();
+        assert!(Version::with_column(0, 1, &top, 255, 1).is_ok());
+        let seq: Position = "b.16777216:4".parse().unwrap();
+        assert_eq!(
+            Version::with_column(0, 1, &seq, 0, 40),
+            Err(VersionError::SeqOverflow(1 << 24))
+        );
+        assert!(Version::with_column(0, 1 << 56, &p, 0, 40).is_err());
     }
 
     #[test]

@@ -389,8 +389,9 @@ mod mutated {
 
     use super::common::fixtures;
 
-    /// 400 cases, 64 when CI=true; RESHARD_FUZZ_CASES overrides (a long
-    /// campaign).
+    /// 400 cases from the fixed seed 0x5eed_2026 (the suite must not pass or
+    /// fail by chance), 64 when CI=true. A long campaign overrides both:
+    /// RESHARD_FUZZ_CASES=N and RESHARD_FUZZ_SEED=S (decimal or 0x hex).
     fn config() -> ProptestConfig {
         let default = if std::env::var("CI").as_deref() == Ok("true") {
             64
@@ -401,7 +402,17 @@ mod mutated {
             .ok()
             .and_then(|n| n.parse().ok())
             .unwrap_or(default);
-        ProptestConfig::with_cases(cases)
+        let seed = std::env::var("RESHARD_FUZZ_SEED")
+            .ok()
+            .and_then(|s| match s.strip_prefix("0x") {
+                Some(hex) => u64::from_str_radix(&hex.replace('_', ""), 16).ok(),
+                None => s.parse().ok(),
+            })
+            .unwrap_or(0x5eed_2026);
+        ProptestConfig {
+            rng_seed: proptest::test_runner::RngSeed::Fixed(seed),
+            ..ProptestConfig::with_cases(cases)
+        }
     }
 
     /// The small fixtures (the big ones add time, not kinds of events).

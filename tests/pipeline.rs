@@ -330,27 +330,37 @@ async fn snapshot_under_live_load_with_a_crash_converges() {
 }
 
 /// Regression: the rows of an XA PREPAREd transaction were dropped when the
-/// next transaction began. XA on mapped tables is refused instead.
+/// next transaction began. They are held until the XA COMMIT and applied
+/// then (more in `tests/transactions.rs`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn xa_prepared_rows_are_refused_not_dropped() {
+async fn xa_prepared_rows_are_applied_at_commit_not_dropped() {
     use mysql_async::prelude::Queryable;
     let s = Scenario::create(cluster(), "xa").unwrap();
     migrate(&s);
     let (file, pos) = s.source_head().await.unwrap();
     let mut src = s.source().await.unwrap();
+    let mut other = s.source().await.unwrap();
     for q in [
         "XA START 'reshard-xa'",
         "INSERT INTO orders (id, buyer_id) VALUES (1, 1)",
         "XA END 'reshard-xa'",
         "XA PREPARE 'reshard-xa'",
-        "XA COMMIT 'reshard-xa'",
     ] {
         src.query_drop(q).await.unwrap();
     }
-    let out = reshard(&s, &["run", "--from", &format!("{file}:{pos}")]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("XA PREPARE"), "{err}");
+    other
+        .query_drop("INSERT INTO orders (id, buyer_id) VALUES (2, 2)")
+        .await
+        .unwrap();
+    src.query_drop("XA COMMIT 'reshard-xa'").await.unwrap();
+    let mut run = spawn_run(&s, &["--from", &format!("{file}:{pos}")]);
+    s.wait_caught_up(Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", run_log(&s)));
+    let diffs = s.compare(20).await.unwrap();
+    let st = terminate(&mut run, Duration::from_secs(30));
+    assert!(diffs.is_empty(), "{}\n{}", diffs.join("\n"), run_log(&s));
+    assert!(st.success(), "{}", run_log(&s));
 }
 
 /// A secondary UNIQUE key on a target makes `ON DUPLICATE KEY UPDATE`

@@ -5,6 +5,11 @@
 //! rows and tombstones the whole time. The final state equals the routed
 //! source, `verify` agrees, and the sampler never saw a key's version go
 //! down nor a row below its tombstone (a deleted row coming back).
+//!
+//! Besides `orders` and `items`, a `tagged` table keyed by a `BINARY(16)`
+//! and a `utf8mb4_general_ci` `VARCHAR` (issue 8: keys ending in 0x00,
+//! keys whose spelling changes to a collation-equal one) takes its own
+//! random changes throughout.
 
 mod common;
 
@@ -13,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::tables::{add_table, compare_table, Table};
 use common::*;
 use mysql_async::prelude::Queryable;
 use mysql_async::Value;
@@ -21,6 +27,121 @@ use reshard::writer::keyenc;
 use reshard_testkit::scenario::{connect, Scenario, Workload, WorkloadOptions};
 
 const BULK: u64 = 12_000;
+
+/// Keys that production schemas have: a `BINARY(16)` (mixed-case ASCII
+/// bytes, half ending in 0x00) and a case-insensitive text (mixed case,
+/// some ending in a NUL character or spaces), routed by the text.
+const TAGGED: Table = Table {
+    name: "tagged",
+    columns: "bin BINARY(16) NOT NULL, name VARCHAR(24) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL, n INT NOT NULL",
+    key: "PRIMARY KEY (bin, name)",
+    shard: "crc32(name) % 4",
+    shard_sql: "CRC32(name) % 4",
+};
+
+/// A key of `tagged` (unique for each `i`).
+fn tagged_key(rng: &mut rand::rngs::StdRng, i: u64) -> (Vec<u8>, String) {
+    let letters = b"aAbBcCdDeEfFxXyYzZ0189";
+    let mut bin: Vec<u8> = (0..16)
+        .map(|_| letters[rng.gen_range(0..letters.len())])
+        .collect();
+    bin[..7].copy_from_slice(format!("{i:07}").as_bytes());
+    if rng.gen_bool(0.5) {
+        let zeros = rng.gen_range(1..4);
+        bin[16 - zeros..].fill(0);
+    }
+    let chars = ['a', 'A', 'b', 'B', '\u{e9}', '\u{c9}', 'z', 'Z', '-'];
+    let mut name: String = (0..rng.gen_range(1..10))
+        .map(|_| chars[rng.gen_range(0..chars.len())])
+        .collect();
+    match rng.gen_range(0..4) {
+        0 => name.push('\0'),
+        1 => name.push_str("  "),
+        _ => {}
+    }
+    (bin, name)
+}
+
+/// The same text in another case (collation-equal under `general_ci`).
+fn swap_case(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_lowercase() {
+                c.to_uppercase().next().unwrap_or(c)
+            } else {
+                c.to_lowercase().next().unwrap_or(c)
+            }
+        })
+        .collect()
+}
+
+/// Random changes of `tagged`, `preload` inserts first: inserts, updates,
+/// spelling changes of the text key, new binary keys, deletes.
+async fn tagged_workload(
+    mut c: mysql_async::Conn,
+    seed: u64,
+    first: u64,
+    preload: u64,
+    ops: u64,
+) -> Result<(), mysql_async::Error> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut live: Vec<(Vec<u8>, String)> = Vec::new();
+    let rows: Vec<(Vec<u8>, String)> = c.query("SELECT bin, name FROM tagged").await?;
+    live.extend(rows);
+    let bind = |k: &(Vec<u8>, String)| (Value::Bytes(k.0.clone()), k.1.clone());
+    for i in 0..preload + ops {
+        let pick = rng.gen_range(0..live.len().max(1));
+        let op = if i < preload || live.len() < 20 {
+            0
+        } else {
+            rng.gen_range(0..6)
+        };
+        let sql = match op {
+            0 | 1 => {
+                let k = tagged_key(&mut rng, first + i);
+                let (b, n) = bind(&k);
+                c.exec_drop("INSERT INTO tagged VALUES (?, ?, 0)", (b, n))
+                    .await?;
+                live.push(k);
+                continue;
+            }
+            2 => "UPDATE tagged SET n = n + 1 WHERE bin = ? AND name = ?",
+            3 => {
+                let (b, n) = bind(&live[pick]);
+                let new = swap_case(&live[pick].1);
+                c.exec_drop(
+                    "UPDATE tagged SET name = ? WHERE bin = ? AND name = ?",
+                    (new.clone(), b, n),
+                )
+                .await?;
+                live[pick].1 = new;
+                continue;
+            }
+            4 => {
+                let (b, n) = bind(&live[pick]);
+                let new = tagged_key(&mut rng, first + preload + ops + i).0;
+                c.exec_drop(
+                    "UPDATE tagged SET bin = ? WHERE bin = ? AND name = ?",
+                    (Value::Bytes(new.clone()), b, n),
+                )
+                .await?;
+                live[pick].0 = new;
+                continue;
+            }
+            _ => "DELETE FROM tagged WHERE bin = ? AND name = ?",
+        };
+        let k = if op == 2 {
+            live[pick].clone()
+        } else {
+            live.swap_remove(pick)
+        };
+        c.exec_drop(sql, bind(&k)).await?;
+        if i % 50 == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Ok(())
+}
 
 /// Reads random orders keys on random shards, row and tombstone in one
 /// consistent snapshot, and remembers the highest version seen per key.
@@ -111,6 +232,12 @@ async fn crashes_restarts_and_replays_converge_and_never_go_backwards() {
         .unwrap_or(7_700);
     let s = Scenario::create(cluster(), "torture").unwrap();
     let (orders, items) = s.bulk_load(BULK).await.unwrap();
+    add_table(&s, &TAGGED).await;
+    // loaded before the copy, like the bulk load, then changed while the
+    // pipeline runs
+    tagged_workload(s.source().await.unwrap(), seed, 0, 1500, 0)
+        .await
+        .unwrap();
     s.configure("snapshot_chunk_rows = 400\nsnapshot_rows_per_sec = 6000\nbatch_size = 200")
         .unwrap();
     migrate(&s);
@@ -122,7 +249,22 @@ async fn crashes_restarts_and_replays_converge_and_never_go_backwards() {
         seed,
     ));
     let mut run = spawn_run(&s, &[]);
+    // the first start learns the key collation of `tagged` from the source
+    // (once per source build; later starts read it from the control
+    // database): let it finish before the crashes begin
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !run_log(&s).contains("key collations ready") {
+        assert!(std::time::Instant::now() < deadline, "{}", run_log(&s));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut conn = s.source().await.unwrap();
+    let tagged = tokio::spawn(tagged_workload(
+        s.source().await.unwrap(),
+        seed + 1,
+        1_000_000,
+        0,
+        3000,
+    ));
     let workload = tokio::spawn(async move {
         let mut w = Workload::new(seed);
         w.adopt(orders, items);
@@ -145,7 +287,7 @@ async fn crashes_restarts_and_replays_converge_and_never_go_backwards() {
     let mut boundaries: Vec<(String, u64)> = Vec::new();
     let mut crashes = 0;
     let mut replays = 0;
-    while crashes < 10 || replays < 2 || !workload.is_finished() {
+    while crashes < 10 || replays < 2 || !workload.is_finished() || !tagged.is_finished() {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(150..600))).await;
         if let Some(cp) = s.checkpoint().await.unwrap() {
             if boundaries.last() != Some(&cp) {
@@ -184,12 +326,14 @@ async fn crashes_restarts_and_replays_converge_and_never_go_backwards() {
         }
     }
     workload.await.unwrap().unwrap();
+    tagged.await.unwrap().unwrap();
     s.wait_caught_up(Duration::from_secs(180))
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", run_log(&s)));
     stop.store(true, Ordering::Relaxed);
     let (reads, violations) = sampler.await.unwrap();
-    let diffs = s.compare(20).await.unwrap();
+    let mut diffs = s.compare(20).await.unwrap();
+    diffs.extend(compare_table(&s, &TAGGED, 20).await);
     terminate(&mut run, Duration::from_secs(30));
     eprintln!("torture: {crashes} crashes, {replays} replays, {reads} sampler reads");
     assert!(

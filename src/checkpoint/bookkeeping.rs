@@ -5,10 +5,16 @@
 //! # Why what is saved is safe
 //!
 //! * Transactions (and heartbeats that move past the last dispatched end)
-//!   are numbered `1, 2, …` in binlog order; a mark `n` is only queued
-//!   after every operation of transaction `n` was queued, so the
+//!   are numbered `1, 2, …` in binlog order, a transaction only once every
+//!   one of its operations was queued; a mark `n` is only queued after
+//!   that, so the
 //!   [`super::Tracker`] watermark names a transaction whose operations are
 //!   all durable (see `docs/architecture.md`, "Checkpoint watermark").
+//! * A mark carries the transaction's *resume* position, not its end: the
+//!   two differ while an XA transaction is prepared but unresolved, and
+//!   then the checkpoint must stay at the start of its PREPARE group (see
+//!   [`crate::source::xa`]). The end is kept aside per mark, for
+//!   [`Bookkeeping::applied`].
 //! * A watermark is handled once (`seq` above the last handled one), so the
 //!   saved checkpoint only moves forward along the binlog.
 //! * A replay passes `forward_only`: the checkpoint it found at start. A
@@ -18,6 +24,7 @@
 //!   at most one row per cadence, and only for a watermark with a commit
 //!   time (heartbeats carry none).
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::tracker::LaneProgress;
@@ -27,6 +34,10 @@ use crate::position::Position;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mark {
     pub seq: u64,
+    /// Where the checkpoint may resume once the mark is applied (what the
+    /// lanes carry and report back).
+    pub resume: Position,
+    /// End of the last transaction dispatched before the mark.
     pub end: Position,
     pub timestamp: u32,
 }
@@ -52,9 +63,13 @@ pub struct Bookkeeping {
     marked: u64,
     /// Last watermark handled.
     handled: u64,
-    /// End position and commit time of what was dispatched last.
+    /// End position, resume position and commit time of what was
+    /// dispatched last.
     dispatched_end: Position,
+    dispatched_resume: Position,
     dispatched_ts: u32,
+    /// End positions of the marks queued and not yet handled, by seq.
+    mark_ends: VecDeque<(u64, Position)>,
     /// End of the last watermark: applied on every shard.
     applied: Position,
     /// Last position saved as the checkpoint.
@@ -80,7 +95,9 @@ impl Bookkeeping {
             marked: 0,
             handled: 0,
             dispatched_end: start.clone(),
+            dispatched_resume: start.clone(),
             dispatched_ts: 0,
+            mark_ends: VecDeque::new(),
             applied: start.clone(),
             saved: start,
             forward_only,
@@ -91,17 +108,21 @@ impl Bookkeeping {
         }
     }
 
-    /// A transaction arrives: returns its number (assigned before its
-    /// operations are queued).
+    /// A transaction arrives: returns the number it gets once all its
+    /// operations are queued ([`Bookkeeping::dispatched`]).
     pub fn begin_transaction(&mut self) -> u64 {
         self.idle = false;
-        self.seq += 1;
-        self.seq
+        self.seq + 1
     }
 
-    /// Every operation of the current transaction is queued.
-    pub fn dispatched(&mut self, end: Position, timestamp: u32) {
+    /// Every operation of the current transaction is queued; it ends at
+    /// `end` and a checkpoint after it may resume at `resume`. Only now
+    /// does it count, so a mark queued while a transaction is half queued
+    /// names the one before it.
+    pub fn dispatched(&mut self, end: Position, resume: Position, timestamp: u32) {
+        self.seq += 1;
         self.dispatched_end = end;
+        self.dispatched_resume = resume;
         self.dispatched_ts = timestamp;
     }
 
@@ -113,6 +134,7 @@ impl Bookkeeping {
         if let Some(pos) = pos {
             if pos > self.dispatched_end {
                 self.seq += 1;
+                self.dispatched_resume = pos.clone();
                 self.dispatched_end = pos;
             }
         }
@@ -122,14 +144,16 @@ impl Bookkeeping {
     pub fn mark_due(&self) -> Option<Mark> {
         (self.seq > self.marked).then(|| Mark {
             seq: self.seq,
+            resume: self.dispatched_resume.clone(),
             end: self.dispatched_end.clone(),
             timestamp: self.dispatched_ts,
         })
     }
 
-    /// Mark `seq` is queued on every lane.
-    pub fn marked(&mut self, seq: u64) {
-        self.marked = seq;
+    /// Mark `m` is queued on every lane.
+    pub fn marked(&mut self, m: &Mark) {
+        self.marked = m.seq;
+        self.mark_ends.push_back((m.seq, m.end.clone()));
     }
 
     /// A watermark: what to persist, when it is new.
@@ -138,7 +162,13 @@ impl Bookkeeping {
             return None;
         }
         self.handled = w.seq;
-        self.applied = w.end.clone();
+        while let Some((seq, end)) = self.mark_ends.front() {
+            if *seq > w.seq {
+                break;
+            }
+            self.applied = end.clone();
+            self.mark_ends.pop_front();
+        }
         let blocked = self.forward_only.as_ref().is_some_and(|min| w.end <= *min);
         let log_position = w.timestamp > 0
             && self
@@ -166,7 +196,8 @@ impl Bookkeeping {
         &self.dispatched_end
     }
 
-    /// End of the last watermark.
+    /// End of the last transaction of the last watermark (past the
+    /// checkpoint while an XA transaction is prepared).
     pub fn applied(&self) -> &Position {
         &self.applied
     }
@@ -210,20 +241,37 @@ mod tests {
         let mut b = Bookkeeping::new(pos(4), None, Duration::from_secs(600));
         assert_eq!(b.mark_due(), None);
         assert_eq!(b.begin_transaction(), 1);
-        b.dispatched(pos(100), 7);
+        b.dispatched(pos(100), pos(100), 7);
         assert_eq!(b.begin_transaction(), 2);
-        b.dispatched(pos(200), 8);
+        b.dispatched(pos(200), pos(200), 8);
         let m = b.mark_due().unwrap();
         assert_eq!(
             m,
             Mark {
                 seq: 2,
+                resume: pos(200),
                 end: pos(200),
                 timestamp: 8
             }
         );
-        b.marked(m.seq);
+        b.marked(&m);
         assert_eq!(b.mark_due(), None);
+    }
+
+    #[test]
+    fn a_half_dispatched_transaction_is_not_marked() {
+        let mut b = Bookkeeping::new(pos(4), None, Duration::from_secs(600));
+        b.begin_transaction();
+        b.dispatched(pos(100), pos(100), 7);
+        assert_eq!(b.begin_transaction(), 2);
+        // transaction 2 is being queued: a tick now marks transaction 1
+        let m = b.mark_due().unwrap();
+        assert_eq!((m.seq, m.end.clone()), (1, pos(100)));
+        b.marked(&m);
+        assert_eq!(b.mark_due(), None);
+        b.dispatched(pos(200), pos(200), 8);
+        let m = b.mark_due().unwrap();
+        assert_eq!((m.seq, m.end), (2, pos(200)));
     }
 
     #[test]
@@ -234,14 +282,48 @@ mod tests {
         assert_eq!(b.mark_due(), None);
         b.heartbeat(Some(pos(150)));
         let m = b.mark_due().unwrap();
-        assert_eq!((m.seq, m.end, m.timestamp), (1, pos(150), 0));
+        assert_eq!((m.seq, m.resume, m.timestamp), (1, pos(150), 0));
         assert_eq!(b.dispatched_end(), &pos(150));
+    }
+
+    /// Dispatches a transaction and marks it, as the coordinator does.
+    fn mark(b: &mut Bookkeeping, end: u64, resume: u64) -> Mark {
+        let seq = b.begin_transaction();
+        b.dispatched(pos(end), pos(resume), 5);
+        let m = b.mark_due().unwrap();
+        assert_eq!(m.seq, seq);
+        b.marked(&m);
+        m
+    }
+
+    #[test]
+    fn while_an_xa_is_prepared_marks_carry_its_start_and_applied_the_end() {
+        let now = Instant::now();
+        let mut b = Bookkeeping::new(pos(4), None, Duration::from_secs(600));
+        // a PREPARE group from 100 to 150, then a transaction ending at 200
+        let m1 = mark(&mut b, 150, 100);
+        let m2 = mark(&mut b, 200, 100);
+        assert_eq!((m1.resume.clone(), m2.resume.clone()), (pos(100), pos(100)));
+        b.heartbeat(None);
+        assert_eq!(b.mark_due(), None, "an idle source without a boundary");
+        // the lanes report mark 2 (what they carried: its resume position)
+        let a = b.advance(&w(2, 100, 5), now).unwrap();
+        assert_eq!(a.save, Some(pos(100)));
+        assert_eq!(b.applied(), &pos(200));
+        // the COMMIT at 300 resolves it
+        mark(&mut b, 300, 300);
+        let a = b.advance(&w(3, 300, 5), now).unwrap();
+        assert_eq!(a.save, Some(pos(300)));
+        assert_eq!(b.applied(), &pos(300));
     }
 
     #[test]
     fn a_watermark_is_handled_once_and_saved_forward_only() {
         let now = Instant::now();
         let mut b = Bookkeeping::new(pos(4), Some(pos(300)), Duration::from_secs(600));
+        for end in [200, 300, 400] {
+            mark(&mut b, end, end);
+        }
         let a = b.advance(&w(1, 200, 5), now).unwrap();
         assert_eq!(a.save, None, "at or below the replay's start: not saved");
         assert_eq!(b.applied(), &pos(200));
@@ -279,7 +361,7 @@ mod tests {
         let now = Instant::now();
         let mut b = Bookkeeping::new(pos(4), None, Duration::from_secs(600));
         b.begin_transaction();
-        b.dispatched(pos(100), 1_000);
+        b.dispatched(pos(100), pos(100), 1_000);
         assert_eq!(b.lag_secs(1_010), 10);
         b.heartbeat(None);
         assert_eq!(b.lag_secs(1_010), 10, "idle but not applied yet");

@@ -24,6 +24,7 @@ use crate::inspect::{Finding, Report, TableReport};
 use crate::position::Position;
 use crate::rules::lookup::Lookups;
 use crate::rules::{load_dir, RouteError, Router, Rule};
+use crate::source::collation::{CollationError, CollationLoader};
 use crate::source::schema::{from_catalog, load_catalog, CatalogColumn, SchemaError};
 use crate::source::{self, RowChange, SourceItem, TableSchema, Tailer, TailerOptions};
 use crate::version::Version;
@@ -65,6 +66,7 @@ pub async fn dry_run(path: &Path, args: DryRunArgs) -> anyhow::Result<ExitCode> 
         sampler,
         router,
         lookups,
+        collations: CollationLoader::default(),
         report,
     };
     for rule in &valid {
@@ -207,6 +209,8 @@ struct Inspection<'a> {
     sampler: Conn,
     router: Router,
     lookups: Lookups,
+    /// Learns the key collations, as `run` does at start-up.
+    collations: CollationLoader,
     report: Report,
 }
 
@@ -218,6 +222,7 @@ impl Inspection<'_> {
         let Some((cols, schema)) = self.source_table(rule).await? else {
             return Ok(());
         };
+        self.key_collations(rule).await?;
         let target = match self.router.target_table(&schema) {
             Ok(t) => t,
             Err(e) => {
@@ -239,6 +244,31 @@ impl Inspection<'_> {
         table_report.compute_skew();
         self.report.tables.insert(name, table_report);
         Ok(())
+    }
+
+    /// A `key_collation` finding when `run` would refuse a key column's
+    /// collation (see [`crate::source::collation`]).
+    async fn key_collations(&mut self, rule: &Rule) -> anyhow::Result<()> {
+        let learned = self
+            .collations
+            .learn_table(
+                &mut self.servers.source,
+                &rule.source_db,
+                &rule.source_table,
+                rule.key.as_deref(),
+            )
+            .await;
+        match learned {
+            Ok(()) => Ok(()),
+            Err(CollationError::Db(e)) => Err(e.into()),
+            Err(e @ CollationError::Unsupported { .. }) => {
+                let finding = Finding::table("key_collation", &rule.source_name(), e.to_string());
+                self.report.findings.push(finding);
+                Ok(())
+            }
+            // no key or no such column: the rule check reports it
+            Err(_) => Ok(()),
+        }
     }
 
     /// The source table's columns and schema; None, with a finding, when

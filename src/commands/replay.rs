@@ -8,6 +8,11 @@
 //! could bring back a deleted row. `--below-floor` applies them anyway (for
 //! a target restored from an old backup), with a warning.
 //!
+//! A replay never prunes tombstones (only `run` does, and the lease keeps
+//! a `run` from running beside it), so the floor read at its start holds
+//! for its whole duration: no tombstone of the range can disappear under
+//! it and let an older insert resurrect a deleted row.
+//!
 //! With `--to`, it exits 0 once the transaction ending at `--to` is applied,
 //! even if the source is idle; without, it goes on streaming like `run`.
 //! A transient failure restarts the replay from `--from` (replaying is
@@ -15,12 +20,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::bail;
 use mysql_async::Conn;
 
-use super::replicator::{pause_and_reconnect, shutdown_signal, Replicator};
+use super::replicator::{attempt_backoff, pause_and_reconnect, shutdown_signal, Replicator};
 use crate::checkpoint::Checkpoint;
 use crate::config::Config;
 use crate::control::checkpoint;
@@ -162,7 +166,7 @@ pub(super) async fn run_replay(
         .await?
         .map(|c| c.position);
     let stop_rx = shutdown_signal();
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = attempt_backoff();
     loop {
         let mut skipped = 0u64;
         let attempt = Attempt {

@@ -1,21 +1,28 @@
 //! What `run` and `replay` share: the start-up sequence (config, rules,
 //! servers, migrations, pre-flight checks, the pipeline lease), the
 //! shutdown signal, and the pause between attempts after a transient
-//! failure.
+//! failure, after which the control connection is known to hold the lease
+//! (see [`crate::control::lease`] and `docs/architecture.md`, "Errors,
+//! retries and ownership").
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use tokio::sync::watch;
 
 use super::servers::Servers;
 use crate::config::{redact_url, Config};
-use crate::control::lease;
-use crate::db::{self, Flavor};
+use crate::control;
+use crate::control::lease::{self, Acquire, Owner};
+use crate::db::{self, Backoff, Flavor};
+use crate::pipeline::PipelineError;
 use crate::rules::lookup::Lookups;
-use crate::rules::{load_dir, Router};
+use crate::rules::{load_dir, Router, Rule};
+use crate::source::collation::{CollationLoader, KeyCollations};
 use crate::source::{self, preflight};
 
 /// A replicating command after its start-up checks.
@@ -41,6 +48,9 @@ impl Replicator {
         let (checksum, _) = preflight::run_all(&mut servers.source)
             .await
             .context("source pre-flight check")?;
+        let collations =
+            key_collations(&mut servers.source, &mut servers.control, router.rules()).await?;
+        let router = router.with_key_collations(Arc::new(collations));
         take_lease(&cfg, &mut servers.control).await?;
         let identity = source::server_identity(&mut servers.source).await?;
         Ok(Replicator {
@@ -53,6 +63,45 @@ impl Replicator {
             identity,
         })
     }
+}
+
+/// Learns the collations of every mapped table's key columns from the
+/// source (or takes them from the control database, where they are kept
+/// per source build), refusing a column reshard cannot compare exactly
+/// (see [`crate::source::collation`]).
+pub async fn key_collations<'a>(
+    source: &mut Conn,
+    control: &mut Conn,
+    rules: impl Iterator<Item = &'a Arc<Rule>>,
+) -> anyhow::Result<KeyCollations> {
+    let version: Option<String> = source
+        .query_first("SELECT @@version")
+        .await
+        .context("reading the source's version")?;
+    let version = version.unwrap_or_default();
+    let started = std::time::Instant::now();
+    let known = control::collations::load(control, &version).await?;
+    let kept = known.len();
+    let mut loader = CollationLoader::with_known(known);
+    let mut stored = 0;
+    for r in rules {
+        loader
+            .learn_table(source, &r.source_db, &r.source_table, r.key.as_deref())
+            .await
+            .with_context(|| format!("{}: the key of {}", r.file.display(), r.source_name()))?;
+        // kept at once: a start that dies later need not learn it again
+        for c in loader.learned_now().iter().skip(stored) {
+            control::collations::store(control, &version, c).await?;
+            stored += 1;
+        }
+    }
+    tracing::info!(
+        kept,
+        learned = stored,
+        ms = started.elapsed().as_millis() as u64,
+        "key collations ready"
+    );
+    Ok(loader.finish())
 }
 
 /// `replay --binlog-dir` after its start-up checks: like [`Replicator`],
@@ -96,94 +145,189 @@ fn load(path: &Path) -> anyhow::Result<(Config, Router, Lookups)> {
 
 /// Takes the pipeline lease, or says who holds it.
 async fn take_lease(cfg: &Config, control: &mut Conn) -> anyhow::Result<()> {
-    if !lease::acquire(control, &cfg.pipeline.name).await? {
-        bail!(
-            "pipeline {:?} is already running (another reshard holds its lease in the control database)",
-            cfg.pipeline.name
-        );
+    let me = Owner::this_process();
+    let name = &cfg.pipeline.name;
+    match lease::acquire(control, name, me, Duration::ZERO).await? {
+        Acquire::Acquired => Ok(()),
+        Acquire::HeldBy(Some(h)) => bail!("pipeline {name:?} is already running: another reshard holds its lease in the control database ({h})"),
+        Acquire::HeldBy(None) => bail!("pipeline {name:?} is already running (another reshard holds its lease in the control database)"),
     }
-    Ok(())
 }
 
-/// A receiver that turns true on SIGINT or SIGTERM.
+/// A receiver that turns true on SIGINT or SIGTERM: the command drains
+/// (within `shutdown_timeout_secs`), saves the checkpoint and exits 0.
+///
+/// A second signal during the drain exits at once, with status 128 + the
+/// signal number (130 for SIGINT, 143 for SIGTERM, the shell's convention
+/// for death by a signal). That is always safe: the checkpoint only ever
+/// names work applied on every shard, the servers roll back the batches in
+/// flight, and a restart applies again whatever followed the checkpoint.
 pub fn shutdown_signal() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutdown requested; draining");
+        // listening once, for both signals, so none is missed in between
+        let mut signals = StopSignals::listen();
+        let first = signals.next().await;
+        tracing::info!(
+            signal = first.name(),
+            "shutdown requested; draining (a second signal exits at once)"
+        );
         let _ = tx.send(true);
+        let second = signals.next().await;
+        tracing::warn!(
+            signal = second.name(),
+            "second signal: exiting without waiting for the drain; the checkpoint names only applied work, and what followed it is applied again on restart"
+        );
+        std::process::exit(second.exit_status());
     });
     rx
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+/// A signal that asks reshard to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopSignal {
+    Interrupt,
+    Terminate,
+}
+
+impl StopSignal {
+    fn name(self) -> &'static str {
+        match self {
+            StopSignal::Interrupt => "SIGINT",
+            StopSignal::Terminate => "SIGTERM",
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// 128 + the signal number.
+    fn exit_status(self) -> i32 {
+        match self {
+            StopSignal::Interrupt => 130,
+            StopSignal::Terminate => 143,
+        }
     }
 }
 
-/// After a transient failure: waits `backoff` (doubling it, up to 30 s)
-/// unless shutdown is requested, then reconnects the control connection
-/// (it may be the one that broke) and takes the lease again. Returns false
-/// when shutdown was requested instead.
+/// SIGINT and SIGTERM, listened to from creation on: once listened to, a
+/// signal no longer ends the process by itself, and every later delivery
+/// arrives at [`StopSignals::next`].
+struct StopSignals {
+    #[cfg(unix)]
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl StopSignals {
+    fn listen() -> StopSignals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let streams = signal(SignalKind::interrupt())
+                .and_then(|i| Ok((i, signal(SignalKind::terminate())?)))
+                .ok();
+            StopSignals { streams }
+        }
+        #[cfg(not(unix))]
+        {
+            StopSignals {}
+        }
+    }
+
+    /// The next SIGINT or SIGTERM.
+    async fn next(&mut self) -> StopSignal {
+        #[cfg(unix)]
+        if let Some((int, term)) = &mut self.streams {
+            return tokio::select! {
+                _ = int.recv() => StopSignal::Interrupt,
+                _ = term.recv() => StopSignal::Terminate,
+            };
+        }
+        if tokio::signal::ctrl_c().await.is_err() {
+            // no way to listen: never report a signal that did not come
+            tracing::warn!("cannot listen to SIGINT/SIGTERM; only SIGKILL stops reshard");
+            std::future::pending::<()>().await;
+        }
+        StopSignal::Interrupt
+    }
+}
+
+/// The pause between attempts: capped exponential backoff with jitter
+/// (see [`db::retry`]).
+pub fn attempt_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(500), Duration::from_secs(30))
+}
+
+/// After a transient failure: logs what failed and why, waits the next
+/// backoff pause unless shutdown is requested, and makes sure `control`
+/// holds the pipeline lease — keeping a live connection that does,
+/// reconnecting and taking the lease again when not, and pausing again
+/// while the control database cannot be reached. Returns false when
+/// shutdown was requested instead; fails only when another process took
+/// the lease.
 pub async fn pause_and_reconnect(
     cfg: &Config,
     control: &mut Conn,
-    backoff: &mut Duration,
+    backoff: &mut Backoff,
     stop: &watch::Receiver<bool>,
-    error: &(dyn std::error::Error + 'static),
+    error: &PipelineError,
 ) -> anyhow::Result<bool> {
-    if *stop.borrow() {
-        return Ok(false);
-    }
-    let error = redact_url(
+    let error_text = redact_url(
         &anyhow::Chain::new(error)
             .map(|e| e.to_string())
             .collect::<Vec<_>>()
             .join(": "),
     );
-    tracing::warn!(
-        error,
-        retry_in_ms = backoff.as_millis() as u64,
-        "transient failure; resuming"
-    );
-    let mut rx = stop.clone();
-    tokio::select! {
-        _ = tokio::time::sleep(*backoff) => {}
-        _ = rx.changed() => return Ok(false),
-    }
-    *backoff = (*backoff * 2).min(Duration::from_secs(30));
-    if let Ok(c) = db::connect(
-        &cfg.control,
-        db::Session::Read,
-        cfg.pipeline.connect_timeout,
-    )
-    .await
-    {
-        *control = c;
-        if !lease::acquire(control, &cfg.pipeline.name)
-            .await
-            .unwrap_or(false)
-        {
-            bail!("lost the pipeline lease to another reshard while reconnecting");
+    let mut cause = error.transient_cause();
+    loop {
+        if *stop.borrow() {
+            return Ok(false);
+        }
+        let delay = backoff.next_delay();
+        tracing::warn!(
+            error = error_text,
+            cause,
+            retry_in_ms = delay.as_millis() as u64,
+            "transient failure; resuming from the checkpoint"
+        );
+        let mut rx = stop.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = rx.changed() => return Ok(false),
+        }
+        match keep_lease(cfg, control).await? {
+            None => return Ok(true),
+            Some(why) => cause = why,
         }
     }
-    Ok(true)
+}
+
+/// Makes sure `control` holds the lease (see [`pause_and_reconnect`]):
+/// `None` when it does, else why not yet.
+async fn keep_lease(cfg: &Config, control: &mut Conn) -> anyhow::Result<Option<&'static str>> {
+    let name = &cfg.pipeline.name;
+    // a live connection answers at once; a dead one is replaced (and its
+    // session killed) below
+    let check = tokio::time::timeout(Duration::from_secs(2), lease::holds(control, name)).await;
+    if let Ok(Ok(true)) = check {
+        return Ok(None);
+    }
+    let budget = cfg.pipeline.connect_timeout;
+    let mut fresh = match db::connect(&cfg.control, db::Session::Read, budget).await {
+        Ok(c) => c,
+        Err(_) => return Ok(Some("control database unreachable")),
+    };
+    let me = Owner::this_process();
+    match lease::acquire(&mut fresh, name, me, lease::TAKEOVER_WAIT).await {
+        Ok(Acquire::Acquired) => {
+            tracing::info!("pipeline lease taken again on a new control connection");
+            *control = fresh;
+            Ok(None)
+        }
+        Ok(Acquire::HeldBy(Some(h))) if h.owner == *me => Ok(Some(
+            "this process's lost control connection still holds the lease",
+        )),
+        Ok(Acquire::HeldBy(h)) => {
+            let holder = h.map(|h| format!(" ({h})")).unwrap_or_default();
+            bail!("lost the pipeline lease to another reshard while reconnecting{holder}")
+        }
+        Err(_) => Ok(Some("control database failed while taking the lease")),
+    }
 }

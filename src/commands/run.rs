@@ -4,7 +4,9 @@
 //! a connection to every server; reshard's tables migrated; source
 //! pre-flight checks; the pipeline lease; the start position. Then streaming
 //! attempts, each resuming from the stored checkpoint; transient failures
-//! retry with backoff, definite ones stop with exit code 2.
+//! retry with backoff, definite ones stop with exit code 2. Tombstone
+//! pruning ([`crate::checkpoint::prune`]) runs beside them, for as long as
+//! `run` does; `replay` never prunes.
 //!
 //! # Where streaming starts
 //!
@@ -21,17 +23,16 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use super::replicator::{pause_and_reconnect, shutdown_signal, Replicator};
+use super::replicator::{attempt_backoff, pause_and_reconnect, shutdown_signal, Replicator};
 use super::servers::Servers;
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{prune, Checkpoint};
 use crate::config::Config;
 use crate::control::{self, checkpoint};
 use crate::db::{self, Retry};
-use crate::pipeline::{run_attempt, Attempt, Outcome};
+use crate::pipeline::{run_attempt, Attempt, Outcome, PipelineError};
 use crate::position::Position;
 use crate::snapshot;
 use crate::source::{self, StartAt};
@@ -49,10 +50,14 @@ pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Re
     let (start, mut needs_copy) =
         start_position(&cfg, &mut servers, from, force, &identity).await?;
     tracing::info!(pipeline = %cfg.pipeline.name, start = %start, epoch = cfg.pipeline.epoch, "starting");
-    let mut control = servers.control;
+    // the other start-up connections are not needed any more
+    let Servers { mut control, .. } = servers;
     let stop_rx = shutdown_signal();
+    // pruning runs for as long as `run` does, between attempts too, and
+    // ends with it on every path (a dropped task is aborted)
+    let _pruning = prune::start(&cfg, &router);
 
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = attempt_backoff();
     loop {
         if needs_copy {
             let result = snapshot::copy(snapshot::Copy {
@@ -81,9 +86,17 @@ pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Re
                 }
             }
         }
-        let cp = checkpoint::load(&mut control, &cfg.pipeline.name)
-            .await?
-            .context("the checkpoint disappeared from the control database")?;
+        let cp = match checkpoint::load(&mut control, &cfg.pipeline.name).await {
+            Ok(cp) => cp.context("the checkpoint disappeared from the control database")?,
+            Err(e) if e.retry() == Retry::Definite => return Err(e.into()),
+            Err(e) => {
+                let e = PipelineError::from(e);
+                if !pause_and_reconnect(&cfg, &mut control, &mut backoff, &stop_rx, &e).await? {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                continue;
+            }
+        };
         let mut skipped = 0;
         let attempt = Attempt {
             cfg: &cfg,

@@ -22,7 +22,7 @@ impl Servers<Option<Conn>> {
     /// Like [`Servers::connect`], but an unreachable source is `None` (with
     /// a warning) rather than an error.
     pub async fn connect_source_optional(cfg: &Config) -> anyhow::Result<Self> {
-        let (source, control, targets) = connect_all(cfg, true).await?;
+        let (source, control, targets) = connect_all(cfg, true, false).await?;
         let source = match source {
             Ok(c) => Some(c),
             Err(e) => {
@@ -48,7 +48,7 @@ impl Servers {
     /// server is reached without selecting its database (which `migrate`
     /// creates), for commands that must work before `migrate`.
     pub async fn connect_with(cfg: &Config, control_db: bool) -> anyhow::Result<Servers> {
-        let (source, control, targets) = connect_all(cfg, control_db).await?;
+        let (source, control, targets) = connect_all(cfg, control_db, true).await?;
         Ok(Servers {
             source: source.context("source server")?,
             control,
@@ -57,11 +57,13 @@ impl Servers {
     }
 }
 
-/// Connects every server in parallel; the source's failure is returned,
-/// the others' are errors.
+/// Connects every server in parallel; the source's failure is returned
+/// (or, when `require_source`, is the error, reported before any other
+/// server's), the others' are errors.
 async fn connect_all(
     cfg: &Config,
     control_db: bool,
+    require_source: bool,
 ) -> anyhow::Result<(anyhow::Result<Conn>, Conn, Vec<(String, Conn)>)> {
     let budget = cfg.pipeline.connect_timeout;
     let source = db::connect(&cfg.source, Session::Read, budget);
@@ -78,6 +80,10 @@ async fn connect_all(
         )
     }));
     let (source, control, targets) = tokio::join!(source, control, targets);
+    let source = match source {
+        Err(e) if require_source => return Err(anyhow::Error::from(e).context("source server")),
+        other => other,
+    };
     let control = control.context("control server")?;
     let mut out = Vec::new();
     for (name, t) in targets {

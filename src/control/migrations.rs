@@ -38,6 +38,26 @@ pub const CONTROL: &[Migration] = &[
         name: "0002_snapshot",
         sql: include_str!("../../migrations/control/0002_snapshot.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_schema_history",
+        sql: include_str!("../../migrations/control/0003_schema_history.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "0004_keys",
+        sql: include_str!("../../migrations/control/0004_keys.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "0005_lease",
+        sql: include_str!("../../migrations/control/0005_lease.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "0006_position_log_epoch",
+        sql: include_str!("../../migrations/control/0006_position_log_epoch.sql"),
+    },
 ];
 
 pub const SHARD: &[Migration] = &[Migration {
@@ -149,6 +169,8 @@ mod tests {
     fn embedded_migrations_split_into_statements() {
         assert_eq!(split_statements(CONTROL[0].sql).len(), 2);
         assert_eq!(split_statements(CONTROL[1].sql).len(), 4);
+        assert_eq!(split_statements(CONTROL[2].sql).len(), 1);
+        assert_eq!(split_statements(CONTROL[4].sql).len(), 2);
         assert_eq!(split_statements(SHARD[0].sql).len(), 2);
         assert_eq!(split_statements("-- only a comment\n"), Vec::<&str>::new());
     }

@@ -10,7 +10,12 @@
 //! * [`lease`] — the named lock that gives a pipeline one owner;
 //! * [`position_log`] — (commit time, position) pairs that turn binlog age
 //!   into a tombstone pruning threshold;
-//! * [`migrations`] — the embedded migrations and their record.
+//! * [`schema_history`] — the columns of each mapped source table from the
+//!   position they became valid at, and the scratch table DDLs are
+//!   replayed on;
+//! * [`migrations`] — the embedded migrations and their record;
+//! * [`collations`] — key collation weights learned from the source, per
+//!   source build (not per pipeline).
 //!
 //! On **every target** ([`shard`]): tombstones and the lanes' applied
 //! positions.
@@ -23,10 +28,12 @@
 //! "Tombstones and the floor". The schemas are in `migrations/`.
 
 pub mod checkpoint;
+pub mod collations;
 pub mod dead_letter;
 pub mod lease;
 pub mod migrations;
 pub mod position_log;
+pub mod schema_history;
 pub mod shard;
 pub mod snapshot;
 

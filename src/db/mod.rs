@@ -11,7 +11,9 @@
 //!   as-is; the server does not convert a binary string).
 //! * [`classify`] splits driver errors into transient (retry from the
 //!   checkpoint with backoff) and definite ones ([`Retry`]); every error
-//!   type above passes that decision on instead of making its own.
+//!   type above passes that decision on instead of making its own. The
+//!   list of transient causes, and the [`Backoff`] between tries, are in
+//!   [`retry`].
 
 use std::time::{Duration, Instant};
 
@@ -19,6 +21,10 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder};
 
 use crate::config::{redact_url, Endpoint};
+
+pub mod retry;
+
+pub use retry::{Backoff, Transient, ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT};
 
 /// Session flavours.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,11 +46,6 @@ pub enum Retry {
     /// Retrying will fail the same way: stop and say why.
     Definite,
 }
-
-/// Deadlock found when trying to get lock.
-pub const ER_LOCK_DEADLOCK: u16 = 1213;
-/// Lock wait timeout exceeded.
-pub const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
 
 /// A database failure, with the server it concerns.
 ///
@@ -95,6 +96,20 @@ impl DbError {
         }
     }
 
+    /// Why the failure is transient (`None` when it is definite), for the
+    /// log line of the retry.
+    pub fn transient(&self) -> Option<Transient> {
+        match self {
+            DbError::Connect { .. } => Some(Transient::CannotConnect),
+            DbError::Query {
+                retry: Retry::Transient,
+                driver,
+                ..
+            } => Some(retry::transient(driver).unwrap_or(Transient::ConnectionLost)),
+            DbError::Query { .. } | DbError::Unexpected { .. } => None,
+        }
+    }
+
     pub fn code(&self) -> Option<u16> {
         match self {
             DbError::Query { code, .. } => *code,
@@ -132,6 +147,21 @@ impl DbError {
         }
     }
 
+    /// A statement that got no answer within `after`: the connection is
+    /// presumed dead (half-open: the peer vanished without closing it),
+    /// which is transient like any lost connection.
+    pub fn no_answer(server: &str, context: impl Into<String>, after: Duration) -> DbError {
+        let io = std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {:.0}s", after.as_secs_f64()),
+        );
+        DbError::query(
+            server,
+            context,
+            mysql_async::Error::Io(mysql_async::IoError::Io(io)),
+        )
+    }
+
     /// A result reshard cannot use (definite).
     pub fn unexpected(
         server: &str,
@@ -146,26 +176,12 @@ impl DbError {
     }
 }
 
-/// Whether a driver error is worth retrying: the one place that decides.
+/// Whether a driver error is worth retrying (see [`retry::transient`],
+/// the one place that decides).
 pub fn classify(e: &mysql_async::Error) -> Retry {
-    match e {
-        mysql_async::Error::Io(_) => Retry::Transient,
-        mysql_async::Error::Driver(mysql_async::DriverError::ConnectionClosed) => Retry::Transient,
-        mysql_async::Error::Server(s)
-            if matches!(
-                s.code,
-                // lock wait timeout, deadlock, too many connections, server
-                // shutdown in progress, connection killed, gone away, lost,
-                // query interrupted
-                ER_LOCK_WAIT_TIMEOUT | ER_LOCK_DEADLOCK | 1040 | 1053 | 1927 | 2006 | 2013 | 1317
-            ) =>
-        {
-            Retry::Transient
-        }
-        mysql_async::Error::Driver(_)
-        | mysql_async::Error::Server(_)
-        | mysql_async::Error::Url(_)
-        | mysql_async::Error::Other(_) => Retry::Definite,
+    match retry::transient(e) {
+        Some(_) => Retry::Transient,
+        None => Retry::Definite,
     }
 }
 
@@ -251,6 +267,29 @@ pub async fn connect_opts(ep: &Endpoint, opts: Opts, budget: Duration) -> Result
     }
 }
 
+/// How often an idle connection must be used so that the server does not
+/// close it: a third of the session's `wait_timeout`, between half a
+/// second and five minutes.
+pub async fn keepalive_interval(conn: &mut Conn) -> Duration {
+    let secs: Option<u64> = conn
+        .query_first("SELECT @@SESSION.wait_timeout")
+        .await
+        .ok()
+        .flatten();
+    Duration::from_millis(secs.unwrap_or(28_800).saturating_mul(1000) / 3)
+        .clamp(Duration::from_millis(500), Duration::from_secs(300))
+}
+
+/// `COM_PING`, bounded by `within`: keeps an idle connection alive and
+/// proves it is.
+pub async fn ping(conn: &mut Conn, server: &str, within: Duration) -> Result<(), DbError> {
+    match tokio::time::timeout(within, conn.ping()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(DbError::query(server, "keep-alive ping", e)),
+        Err(_) => Err(DbError::no_answer(server, "keep-alive ping", within)),
+    }
+}
+
 /// Quotes an identifier with backticks.
 pub fn quote_ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
@@ -284,6 +323,14 @@ pub async fn flavor(conn: &mut Conn, server: &str) -> Result<Flavor, DbError> {
 #[cfg(test)]
 mod tests {
     use super::quote_ident;
+
+    #[test]
+    fn no_answer_is_a_transient_lost_connection() {
+        let e = super::DbError::no_answer("s1", "COMMIT", std::time::Duration::from_secs(5));
+        assert_eq!(e.retry(), super::Retry::Transient);
+        assert_eq!(e.transient(), Some(super::Transient::ConnectionLost));
+        assert!(e.to_string().contains("no answer within 5s"), "{e}");
+    }
 
     #[test]
     fn quotes_backticks() {

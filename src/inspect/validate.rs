@@ -1,8 +1,9 @@
 //! Rules against the real schemas: every source table and column exists,
 //! every target table exists on every shard of its rule with the row
-//! identity as primary key, every target column and the version column
-//! are there, and no secondary UNIQUE key can make an upsert hit another
-//! row. Each finding carries the SQL that fixes it.
+//! identity as primary key (whose text columns have the source's
+//! collations), every target column and the version column are there, and
+//! no secondary UNIQUE key can make an upsert hit another row. Each finding
+//! carries the SQL that fixes it.
 
 use std::collections::BTreeMap;
 
@@ -82,6 +83,7 @@ pub async fn check_target(
     check.columns(&cat, findings);
     findings.extend(check.version_column(&cat));
     findings.extend(check.key(&cat));
+    check.key_collations(&cat, findings);
     check.unique_keys(conn, findings).await?;
     Ok(Some(cat))
 }
@@ -249,6 +251,39 @@ impl TargetCheck<'_> {
         ))
     }
 
+    /// `key_collation` for each key column whose collation on the target is
+    /// not the source's: the target would find keys equal (or different)
+    /// that the source does not, and reshard's canonical keys follow the
+    /// source's collation.
+    fn key_collations(&self, cat: &TargetCatalog, findings: &mut Vec<Finding>) {
+        let tq = &self.tq;
+        for k in self.key_names() {
+            let (Some(src), Some(tgt)) = (self.source_def(k), cat.column(k)) else {
+                continue;
+            };
+            if src.collation == tgt.collation {
+                continue;
+            }
+            let name = |c: &Option<String>| c.clone().unwrap_or_else(|| "binary".into());
+            let (want, have) = (name(&src.collation), name(&tgt.collation));
+            findings.push(self.finding(
+                "key_collation",
+                format!(
+                    "key column {} of {tq} has collation {have}, the source's has {want}: keys one of them finds equal the other may not",
+                    quote_ident(k)
+                ),
+                src.collation.as_ref().map(|coll| {
+                    format!(
+                        "ALTER TABLE {tq} MODIFY COLUMN {} {} COLLATE {coll}{};",
+                        quote_ident(k),
+                        tgt.column_type,
+                        if tgt.nullable { " NULL" } else { " NOT NULL" }
+                    )
+                }),
+            ));
+        }
+    }
+
     /// `secondary_unique_key` for each UNIQUE key besides the primary key.
     async fn unique_keys(
         &self,
@@ -365,6 +400,7 @@ mod tests {
             precision: 0,
             octets,
             labels: Vec::new(),
+            collation: None,
         }
     }
 

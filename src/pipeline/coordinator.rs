@@ -2,7 +2,7 @@
 //!
 //! The event loop ([`Coordinator::run`]) waits, in priority order (a
 //! `biased` select), for: shutdown, a lane that ended, lane progress, the
-//! next source item (transaction or heartbeat), and the tick. Each event
+//! tick, and the next source item (transaction or heartbeat). Each event
 //! is handled by its own method; the state they share is the
 //! [`Bookkeeping`] (what was dispatched, marked, applied and saved), the
 //! [`Tracker`] (the watermark over the lanes) and the [`LanePool`] (where
@@ -13,6 +13,17 @@
 //! "Checkpoint watermark", and in [`crate::checkpoint::bookkeeping`]: the
 //! coordinator only saves watermarks, and a mark is queued only after
 //! every operation of its transaction was queued.
+//!
+//! # Progress under load
+//!
+//! The tick comes before the source in the priority order, so a source
+//! that always has a transaction ready (a catch-up, a burst) cannot starve
+//! it: marks, checkpoints and progress lines come on time whatever the
+//! load. While a transaction is being queued and a lane's queue is full
+//! ([`Coordinator::send_op`]), the coordinator still handles lane progress,
+//! the tick and shutdown; a shutdown then abandons the half-queued
+//! transaction, which is not marked and so is applied again, whole, after
+//! the checkpoint.
 
 use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
@@ -20,23 +31,32 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
+use tokio::time::Interval;
 
+use super::reader::SourceRx;
 use super::{Attempt, Outcome, PipelineError, Stage};
 use crate::checkpoint::bookkeeping::{Advance, Bookkeeping};
 use crate::checkpoint::{Checkpoint, LaneProgress, Tracker};
 use crate::config::OnDeriveError;
-use crate::control;
+use crate::control::{self, lease};
 use crate::position::Position;
 use crate::rules::RouteError;
 use crate::source::{SourceError, SourceItem, Transaction};
 use crate::writer::pool::{LaneExit, LanePool};
-use crate::writer::Stats;
+use crate::writer::{Stats, WriteOp};
 
 /// What an event handler tells the loop: go on, or end the attempt.
 type Flow = ControlFlow<Result<Outcome, PipelineError>>;
 
-/// Source items as the tailer task forwards them.
-pub(super) type SourceRx = mpsc::Receiver<Result<SourceItem, SourceError>>;
+/// How queueing a transaction's operations ended.
+enum Queued {
+    /// Every operation is on its lane.
+    All,
+    /// A lane is gone; its error surfaces from `join_next`.
+    LaneGone,
+    /// Shutdown was requested while a lane's queue was full.
+    Shutdown,
+}
 
 /// Throughput between two progress lines.
 struct Report {
@@ -54,6 +74,10 @@ pub(super) struct Coordinator<'a> {
     stats: Arc<Stats>,
     report: Report,
     dead_letters: u64,
+    /// When the control connection last proved it holds the lease.
+    lease_checked: Instant,
+    /// Marks, checkpoints and progress lines.
+    ticker: Interval,
 }
 
 impl<'a> Coordinator<'a> {
@@ -69,6 +93,11 @@ impl<'a> Coordinator<'a> {
             a.forward_only.clone(),
             a.cfg.pipeline.tombstone_retention,
         );
+        let linger = a.cfg.pipeline.linger;
+        let mut ticker = tokio::time::interval(
+            Duration::from_millis(100).min(linger.max(Duration::from_millis(10))),
+        );
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Coordinator {
             tracker: Tracker::new(lanes.len()),
             a,
@@ -81,28 +110,31 @@ impl<'a> Coordinator<'a> {
                 ops: 0,
             },
             dead_letters: 0,
+            lease_checked: Instant::now(),
+            ticker,
         }
     }
 
     /// The event loop, until shutdown, `stop_at`, or an error.
     ///
     /// The order of the arms is a priority (`biased`): shutdown first, then
-    /// lane failures, lane progress, source items, and the tick last.
+    /// lane failures, lane progress, the tick, and source items last — a
+    /// source that always has an item ready cannot starve the tick.
     pub(super) async fn run(&mut self, mut source: SourceRx) -> Result<Outcome, PipelineError> {
-        let mut shutdown = self.a.shutdown.clone();
-        let linger = self.a.cfg.pipeline.linger;
-        let mut tick = tokio::time::interval(
-            Duration::from_millis(100).min(linger.max(Duration::from_millis(10))),
-        );
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let flow = tokio::select! {
                 biased;
-                _ = shutdown.changed() => self.shutdown(*shutdown.borrow()),
+                _ = self.a.shutdown.changed() => {
+                    let requested = *self.a.shutdown.borrow();
+                    self.shutdown(requested)
+                }
                 Some(exit) = self.lanes.join_next() => ControlFlow::Break(Err(lane_failure(exit))),
                 Some(p) = self.progress.recv() => self.lane_progress(p),
+                _ = self.ticker.tick() => match self.tick().await {
+                    Ok(()) => ControlFlow::Continue(()),
+                    Err(e) => ControlFlow::Break(Err(e)),
+                },
                 item = source.recv() => self.source_item(item).await,
-                _ = tick.tick() => self.tick().await,
             };
             if let ControlFlow::Break(result) = flow {
                 return result;
@@ -144,10 +176,15 @@ impl<'a> Coordinator<'a> {
     /// ends the attempt once the transaction ending at `stop_at` is queued.
     async fn transaction(&mut self, txn: Transaction) -> Flow {
         self.book.begin_transaction();
-        if let Err(e) = self.dispatch(&txn).await {
-            return ControlFlow::Break(Err(e));
+        match self.dispatch(&txn).await {
+            Err(e) => return ControlFlow::Break(Err(e)),
+            // not dispatched: never marked
+            Ok(Queued::LaneGone) => return ControlFlow::Continue(()),
+            Ok(Queued::Shutdown) => return ControlFlow::Break(Ok(Outcome::Shutdown)),
+            Ok(Queued::All) => {}
         }
-        self.book.dispatched(txn.end.clone(), txn.timestamp);
+        self.book
+            .dispatched(txn.end.clone(), txn.resume.clone(), txn.timestamp);
         match &self.a.stop_at {
             Some(stop) if txn.end >= *stop => ControlFlow::Break(Ok(Outcome::ReachedEnd)),
             _ => ControlFlow::Continue(()),
@@ -156,13 +193,13 @@ impl<'a> Coordinator<'a> {
 
     /// Routes a transaction's changes and queues the operations on their
     /// lanes.
-    async fn dispatch(&mut self, txn: &Transaction) -> Result<(), PipelineError> {
-        let a = &mut self.a;
-        let p = &a.cfg.pipeline;
-        if !txn.changes.is_empty() && !a.lookups.is_empty() {
-            a.lookups.refresh(a.control).await?;
+    async fn dispatch(&mut self, txn: &Transaction) -> Result<Queued, PipelineError> {
+        if !txn.changes.is_empty() && !self.a.lookups.is_empty() {
+            self.a.lookups.refresh(self.a.control).await?;
         }
         for change in &txn.changes {
+            let a = &mut self.a;
+            let p = &a.cfg.pipeline;
             if a.floor.is_some_and(|floor| change.version < floor) {
                 *a.skipped += 1;
                 continue;
@@ -185,39 +222,107 @@ impl<'a> Coordinator<'a> {
                 }
             };
             for op in ops {
-                if self.lanes.send(op).await.is_err() {
-                    // the lane died; its error surfaces from join_next
-                    return Ok(());
+                match self.send_op(op).await? {
+                    Queued::All => {}
+                    other => return Ok(other),
                 }
             }
         }
-        Ok(())
+        Ok(Queued::All)
+    }
+
+    /// Queues one operation on its lane. While the lane's queue is full,
+    /// lane progress, the tick and shutdown are still handled (in that
+    /// order), so neither a large transaction nor a slow shard holds back
+    /// checkpoints, progress lines or a shutdown.
+    async fn send_op(&mut self, op: WriteOp) -> Result<Queued, PipelineError> {
+        let mut op = Some(op);
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.a.shutdown.changed() => {
+                    if *self.a.shutdown.borrow() {
+                        return Ok(Queued::Shutdown);
+                    }
+                }
+                Some(p) = self.progress.recv() => self.tracker.update(p),
+                _ = self.ticker.tick() => self.tick().await?,
+                sent = self.lanes.send_from(&mut op) => {
+                    return Ok(match sent {
+                        Ok(()) => Queued::All,
+                        Err(_) => Queued::LaneGone,
+                    });
+                }
+            }
+        }
     }
 
     /// The tick: queue a mark for what was dispatched, save a new
-    /// watermark, and log progress.
-    async fn tick(&mut self) -> Flow {
+    /// watermark, and log progress. Also runs while a transaction is half
+    /// queued: the mark then names the transaction before it.
+    async fn tick(&mut self) -> Result<(), PipelineError> {
         if let Some(m) = self.book.mark_due() {
-            if self.lanes.mark(m.seq, &m.end, m.timestamp).await.is_err() {
+            if self
+                .lanes
+                .mark(m.seq, &m.resume, m.timestamp)
+                .await
+                .is_err()
+            {
                 // a lane is gone; its error surfaces from join_next
-                return ControlFlow::Continue(());
+                return Ok(());
             }
-            self.book.marked(m.seq);
+            self.book.marked(&m);
         }
         if let Some(w) = self.tracker.watermark().cloned() {
             if let Some(adv) = self.book.advance(&w, Instant::now()) {
-                if let Err(e) = self.persist(&w, &adv, true).await {
-                    return ControlFlow::Break(Err(e));
-                }
+                self.persist(&w, &adv, true).await?;
             }
         }
+        self.check_lease().await?;
         self.report_progress();
-        ControlFlow::Continue(())
+        Ok(())
+    }
+
+    /// Every [`lease::CHECK_EVERY`]: the control connection still holds
+    /// the lease (which also keeps it from idling past `wait_timeout`, and
+    /// notices a dead one; see [`crate::control::lease`]).
+    async fn check_lease(&mut self) -> Result<(), PipelineError> {
+        if self.lease_checked.elapsed() < lease::CHECK_EVERY {
+            return Ok(());
+        }
+        let name = &self.a.cfg.pipeline.name;
+        let check = lease::holds(self.a.control, name);
+        match tokio::time::timeout(lease::CHECK_TIMEOUT, check).await {
+            Ok(Ok(true)) => {
+                self.lease_checked = Instant::now();
+                Ok(())
+            }
+            Ok(Ok(false)) => Err(PipelineError::LeaseLost("not held any more")),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(PipelineError::LeaseLost(
+                "the control connection does not answer",
+            )),
+        }
     }
 
     /// Saves a new watermark as the checkpoint (when allowed) and, when due
-    /// and `log` is set, records its commit time in the position log.
+    /// and `log` is set, records its commit time in the position log. A
+    /// control connection that does not answer within
+    /// [`lease::CHECK_TIMEOUT`] is presumed dead, with the lease it held.
     async fn persist(
+        &mut self,
+        w: &LaneProgress,
+        adv: &Advance,
+        log: bool,
+    ) -> Result<(), PipelineError> {
+        tokio::time::timeout(lease::CHECK_TIMEOUT, self.save(w, adv, log))
+            .await
+            .unwrap_or(Err(PipelineError::LeaseLost(
+                "the control connection does not answer",
+            )))
+    }
+
+    async fn save(
         &mut self,
         w: &LaneProgress,
         adv: &Advance,
@@ -234,7 +339,8 @@ impl<'a> Coordinator<'a> {
             self.book.saved(pos.clone());
         }
         if log && adv.log_position {
-            control::position_log::record(self.a.control, name, &w.end, w.timestamp).await?;
+            let epoch = self.a.cfg.pipeline.epoch;
+            control::position_log::record(self.a.control, name, epoch, &w.end, w.timestamp).await?;
             self.book.logged(Instant::now());
         }
         Ok(())
@@ -267,7 +373,8 @@ impl<'a> Coordinator<'a> {
 
     /// Ends the attempt. After an error the lanes are stopped at once;
     /// otherwise the last mark is queued, the lanes apply what they hold
-    /// (up to `shutdown_timeout`) and the last watermark is saved.
+    /// and the last watermark is saved, all within `shutdown_timeout`
+    /// (what is not applied by then is applied again after the checkpoint).
     pub(super) async fn drain(
         mut self,
         result: Result<Outcome, PipelineError>,
@@ -280,11 +387,17 @@ impl<'a> Coordinator<'a> {
                 return Err(e);
             }
         };
+        let deadline = tokio::time::Instant::now() + self.a.cfg.pipeline.shutdown_timeout;
         if let Some(m) = self.book.mark_due() {
-            let _ = self.lanes.mark(m.seq, &m.end, m.timestamp).await;
+            // the queues may be full: queueing the mark counts against the
+            // deadline too
+            let mark = self.lanes.mark(m.seq, &m.resume, m.timestamp);
+            if let Ok(Ok(())) = tokio::time::timeout_at(deadline, mark).await {
+                self.book.marked(&m);
+            }
         }
         self.lanes.close();
-        let lane_error = self.wait_for_lanes().await;
+        let lane_error = self.wait_for_lanes(deadline).await;
         while let Ok(p) = self.progress.try_recv() {
             self.tracker.update(p);
         }
@@ -313,11 +426,9 @@ impl<'a> Coordinator<'a> {
 
     /// Waits for the closed lanes to finish, collecting their progress;
     /// returns the last lane failure.
-    async fn wait_for_lanes(&mut self) -> Option<PipelineError> {
-        let deadline = Instant::now() + self.a.cfg.pipeline.shutdown_timeout;
+    async fn wait_for_lanes(&mut self, deadline: tokio::time::Instant) -> Option<PipelineError> {
         let mut lane_error = None;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
             tokio::select! {
                 exit = self.lanes.join_next() => match exit {
                     None => break,
@@ -325,7 +436,7 @@ impl<'a> Coordinator<'a> {
                     Some(other) => lane_error = Some(lane_failure(other)),
                 },
                 Some(p) = self.progress.recv() => self.tracker.update(p),
-                _ = tokio::time::sleep(left) => {
+                _ = tokio::time::sleep_until(deadline) => {
                     tracing::warn!("drain timed out; unapplied batches will be re-applied from the checkpoint");
                     self.lanes.abort();
                     break;

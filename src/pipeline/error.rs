@@ -12,6 +12,8 @@ use tokio::task::JoinError;
 use crate::db::{DbError, Retry};
 use crate::position::Position;
 use crate::rules::RouteError;
+use crate::source::preflight::PreflightError;
+use crate::source::schema::SchemaError;
 use crate::source::SourceError;
 use crate::writer::LaneError;
 
@@ -59,6 +61,11 @@ pub enum PipelineError {
     /// failure other than deriving the key).
     #[error("{error}\n{}", .stage.advice())]
     Route { error: RouteError, stage: Stage },
+    /// The control connection no longer holds the pipeline lease, or did
+    /// not answer the check in time (see [`crate::control::lease`]):
+    /// the pause between attempts takes the lease again or stops.
+    #[error("the control connection lost the pipeline lease: {0}")]
+    LeaseLost(&'static str),
     /// A definite failure described by its message alone.
     #[error("{0}")]
     Definite(String),
@@ -73,10 +80,41 @@ impl PipelineError {
             PipelineError::Lane(e) => e.retry(),
             PipelineError::LaneStopped
             | PipelineError::ReaderStopped
-            | PipelineError::StoppedShort { .. } => Retry::Transient,
+            | PipelineError::StoppedShort { .. }
+            | PipelineError::LeaseLost(_) => Retry::Transient,
             PipelineError::LaneCrashed(_)
             | PipelineError::Route { .. }
             | PipelineError::Definite(_) => Retry::Definite,
+        }
+    }
+
+    /// The database failure behind this one, if any.
+    pub fn db_error(&self) -> Option<&DbError> {
+        match self {
+            PipelineError::Db(e) => Some(e),
+            PipelineError::Lane(e) => Some(&e.source),
+            PipelineError::Source(
+                SourceError::Db(e)
+                | SourceError::Schema(SchemaError::Db(e))
+                | SourceError::Preflight(PreflightError::Db(e)),
+            ) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Why a transient failure happened, in a few words for the log line
+    /// of the retry.
+    pub fn transient_cause(&self) -> &'static str {
+        if let Some(t) = self.db_error().and_then(DbError::transient) {
+            return t.describe();
+        }
+        match self {
+            PipelineError::Source(SourceError::Transient(_)) => "binlog stream lost",
+            PipelineError::LaneStopped => "a writer lane stopped",
+            PipelineError::ReaderStopped => "the binlog reader stopped",
+            PipelineError::StoppedShort { .. } => "the drain timed out",
+            PipelineError::LeaseLost(_) => "pipeline lease lost",
+            _ => "transient failure",
         }
     }
 }
@@ -117,6 +155,30 @@ mod tests {
     }
 
     #[test]
+    fn the_cause_of_a_retry_comes_from_the_database_error() {
+        let lost = mysql_async::Error::Driver(mysql_async::DriverError::ConnectionClosed);
+        let e = PipelineError::from(LaneError {
+            shard: "s1".into(),
+            lane: 0,
+            source: DbError::query("s1", "COMMIT", lost),
+        });
+        assert_eq!(e.retry(), Retry::Transient);
+        assert_eq!(e.transient_cause(), "connection lost");
+        let idle = mysql_async::Error::Server(mysql_async::ServerError {
+            code: 4031,
+            message: "The client was disconnected by the server because of inactivity".into(),
+            state: "HY000".into(),
+        });
+        let e = PipelineError::from(SourceError::Db(DbError::query("source", "SELECT", idle)));
+        assert_eq!(e.retry(), Retry::Transient);
+        assert_eq!(e.transient_cause(), "idle connection closed by the server");
+        assert_eq!(
+            PipelineError::LeaseLost("no answer").transient_cause(),
+            "pipeline lease lost"
+        );
+    }
+
+    #[test]
     fn stream_failures_without_a_cause_are_transient() {
         for e in [
             PipelineError::LaneStopped,
@@ -125,6 +187,7 @@ mod tests {
                 stop: Position::new("b.000001", 10),
                 applied: Position::new("b.000001", 4),
             },
+            PipelineError::LeaseLost("no answer"),
         ] {
             assert_eq!(e.retry(), Retry::Transient, "{e}");
         }

@@ -13,27 +13,25 @@
 
 mod coordinator;
 mod error;
+mod reader;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use mysql_async::Conn;
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::watch;
 
-use crate::checkpoint::prune;
 use crate::config::Config;
 use crate::db::{self, Flavor, Session};
 use crate::position::Position;
 use crate::rules::lookup::Lookups;
 use crate::rules::Router;
-use crate::source::archive::{ArchiveReader, ArchiveSource};
-use crate::source::events::TableFilter;
-use crate::source::{DecoderOptions, SourceError, SourceItem, StartAt, Tailer, TailerOptions};
+use crate::source::archive::ArchiveSource;
+use crate::source::history::SchemaHistory;
+use crate::source::{SourceError, StartAt};
 use crate::version::Version;
 use crate::writer::pool::LanePool;
 use crate::writer::Stats;
-use coordinator::{Coordinator, SourceRx};
+use coordinator::Coordinator;
 pub use error::{PipelineError, Stage};
 
 /// How an attempt ended without error.
@@ -72,12 +70,17 @@ pub struct Attempt<'a> {
 
 /// Runs one attempt: connects the lanes and the source, runs the
 /// [`Coordinator`] until shutdown, `stop_at` or an error, then drains.
+///
+/// The reader task ends with the attempt on every path: it is a
+/// [`crate::task::Background`] task, aborted when dropped. Tombstone
+/// pruning is not part of an attempt: only `run` prunes (see
+/// [`crate::checkpoint::prune`]), never `replay`.
 pub async fn run_attempt(a: Attempt<'_>) -> Result<Outcome, PipelineError> {
     let cfg = a.cfg;
     // connections first: a target we cannot reach fails the attempt early
     let stats = Arc::new(Stats::default());
     let (lanes, progress) = LanePool::start(cfg, stats.clone()).await?;
-    let (source, tailer_task) = open_source(&a).await?;
+    let (source, reader) = reader::start(&a).await?;
     let start_pos = match &a.start {
         StartAt::Position(p) => {
             tracing::info!(position = %p, shards = cfg.targets.len(), lanes = lanes.len(), "streaming");
@@ -88,110 +91,36 @@ pub async fn run_attempt(a: Attempt<'_>) -> Result<Outcome, PipelineError> {
             Position::new("", 4)
         }
     };
-    let prune = start_pruning(cfg, a.router);
     let mut coordinator = Coordinator::new(a, lanes, progress, stats, start_pos);
     let result = coordinator.run(source).await;
-    tailer_task.abort();
-    prune.abort();
+    drop(reader);
     coordinator.drain(result).await
 }
 
-/// Opens the binlog tailer on the router's tables and forwards its items
-/// from a task of its own, so reading overlaps applying.
-async fn open_source(a: &Attempt<'_>) -> Result<(SourceRx, JoinHandle<()>), PipelineError> {
-    let cfg = a.cfg;
+/// The schema history of the router's tables (see
+/// [`crate::source::history`]), with every table's columns recorded as
+/// valid at `at` when given: where streaming starts, or the initial copy's
+/// position. (A GTID start has no position to record at.)
+pub async fn open_history(
+    cfg: &Config,
+    router: &Router,
+    at: Option<&Position>,
+) -> Result<SchemaHistory, PipelineError> {
     let budget = cfg.pipeline.connect_timeout;
-    let wanted: HashSet<(String, String)> = a
-        .router
+    let control = db::connect(&cfg.control, Session::Read, budget).await?;
+    let mapped = router
         .rules()
         .map(|r| (r.source_db.clone(), r.source_table.clone()))
         .collect();
-    let filter = Arc::new(move |d: &str, t: &str| wanted.contains(&(d.to_string(), t.to_string())));
-    if let Some(archive) = &a.archive {
-        return open_archive(a, archive, filter).await;
+    let p = &cfg.pipeline;
+    let mut history = SchemaHistory::load(control, &p.name, p.epoch, mapped)
+        .await
+        .map_err(SourceError::Schema)?;
+    if let Some(at) = at {
+        let mut source = db::connect(&cfg.source, Session::Read, budget).await?;
+        let prepared = history.prepare(&mut source, at).await;
+        let _ = source.disconnect().await;
+        prepared.map_err(SourceError::Schema)?;
     }
-    let stream_conn = db::connect(&cfg.source, Session::Read, budget).await?;
-    let schema_conn = db::connect(&cfg.source, Session::Read, budget).await?;
-    let mut tailer = Tailer::open(
-        stream_conn,
-        schema_conn,
-        a.start.clone(),
-        TailerOptions {
-            server_id: cfg.server_id,
-            epoch: cfg.pipeline.epoch,
-            heartbeat: cfg.pipeline.heartbeat,
-            flavor: a.flavor,
-            checksum: a.checksum,
-            filter,
-        },
-    )
-    .await?;
-    let (tx, rx) = mpsc::channel::<Result<SourceItem, SourceError>>(64);
-    let task = tokio::spawn(async move {
-        loop {
-            let item = tailer.next().await;
-            let stop = item.is_err();
-            if tx.send(item).await.is_err() || stop {
-                break;
-            }
-        }
-        tailer.close().await;
-    });
-    Ok((rx, task))
-}
-
-/// Reads archived binlog files from a task of its own, like the tailer
-/// ([`crate::source::archive`]); a read past the last file is an error
-/// unless `stop_at` ended the attempt first.
-async fn open_archive(
-    a: &Attempt<'_>,
-    archive: &ArchiveSource,
-    filter: TableFilter,
-) -> Result<(SourceRx, JoinHandle<()>), PipelineError> {
-    let cfg = a.cfg;
-    let StartAt::Position(start) = &a.start else {
-        return Err(SourceError::Definite(
-            "archived binlogs are read from a position (--from FILE:POS), not a GTID set".into(),
-        )
-        .into());
-    };
-    let schema_conn = if archive.schemas_from_source {
-        Some(db::connect(&cfg.source, Session::Read, cfg.pipeline.connect_timeout).await?)
-    } else {
-        None
-    };
-    let opts = DecoderOptions {
-        epoch: cfg.pipeline.epoch,
-        checksum: false,
-        filter,
-    };
-    let mut reader = ArchiveReader::new(archive.archive.clone(), start.clone(), opts, schema_conn);
-    let (tx, rx) = mpsc::channel::<Result<SourceItem, SourceError>>(64);
-    let task = tokio::spawn(async move {
-        loop {
-            let item = match reader.next().await {
-                Ok(Some(item)) => Ok(item),
-                Ok(None) => Err(SourceError::Definite(
-                    "the archived binlog files end before the replay's end position".into(),
-                )),
-                Err(e) => Err(e),
-            };
-            let stop = item.is_err();
-            if tx.send(item).await.is_err() || stop {
-                break;
-            }
-        }
-    });
-    Ok((rx, task))
-}
-
-/// Starts tombstone pruning for the tables versioned by position (see
-/// [`crate::checkpoint::prune`]); it runs until the attempt aborts it.
-fn start_pruning(cfg: &Config, router: &Router) -> JoinHandle<()> {
-    let tables: Vec<String> = router
-        .rules()
-        .filter(|r| r.version_column.is_none())
-        .map(|r| r.target.clone())
-        .collect();
-    tokio::spawn(prune::prune_loop(cfg.clone(), tables))
+    Ok(history)
 }

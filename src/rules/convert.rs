@@ -21,7 +21,7 @@
 //! | `BIT(n)` | `Bytes` | the value big-endian in `ceil(n/8)` bytes |
 //! | `CHAR(n)` | `Bytes` | the text without trailing spaces |
 //! | `VARCHAR`, `TEXT`, JSON on MariaDB | `Bytes` | as stored, in the column's own character set |
-//! | `BINARY(n)` | `Bytes` | all `n` bytes, with the zero padding the binlog leaves out |
+//! | `BINARY(n)` | `Bytes` | all `n` bytes (the decoder restores the zero padding the binlog leaves out, see [`crate::source::row_image`]) |
 //! | `VARBINARY`, `BLOB` | `Bytes` | the bytes |
 //!
 //! `FLOAT`: the server prints a FLOAT with `my_gcvt(x, MY_GCVT_ARG_FLOAT)`:
@@ -67,15 +67,9 @@ pub fn cell_to_expr(cell: &Cell, col: &Column) -> Value {
         (MYSQL_TYPE_BIT, Cell::UInt(u)) => bit_bytes(col, *u),
         (MYSQL_TYPE_BIT, Cell::Int(i)) => bit_bytes(col, *i as u64),
         (MYSQL_TYPE_YEAR, Cell::Int(0) | Cell::UInt(0)) => Value::Bytes(b"0000".to_vec()),
+        // BINARY(n): all n bytes, as the decoder restored them
         (MYSQL_TYPE_STRING, Cell::Bytes(b)) if col.charset == BINARY_CHARSET => {
-            // BINARY(n): the binlog drops the zero padding the server hashes
-            let mut b = b.clone();
-            if let Ok(n) = usize::try_from(col.length) {
-                if b.len() < n {
-                    b.resize(n, 0);
-                }
-            }
-            Value::Bytes(b)
+            Value::Bytes(b.clone())
         }
         (MYSQL_TYPE_STRING, Cell::Bytes(b)) => {
             // CHAR: the server shows the value without its pad spaces.
@@ -331,32 +325,6 @@ mod tests {
         assert_eq!(f(1_234_565.0), "1234560");
         assert_eq!(f(1_234_575.0), "1234580");
         assert_eq!(f(0.0), "0");
-    }
-
-    #[test]
-    fn binary_n_gets_its_zero_padding_back() {
-        let bin = |length| Column {
-            charset: BINARY_CHARSET,
-            length,
-            ..Column::new("c", ColumnType::MYSQL_TYPE_STRING)
-        };
-        assert_eq!(
-            text(cell_to_expr(&Cell::Bytes(b"a".to_vec()), &bin(4))),
-            b"a\0\0\0"
-        );
-        assert_eq!(
-            text(cell_to_expr(&Cell::Bytes(Vec::new()), &bin(2))),
-            [0, 0]
-        );
-        assert_eq!(
-            text(cell_to_expr(&Cell::Bytes(b"abcd".to_vec()), &bin(4))),
-            b"abcd"
-        );
-        // unknown length: as is
-        assert_eq!(
-            text(cell_to_expr(&Cell::Bytes(b"a".to_vec()), &bin(0))),
-            b"a"
-        );
     }
 
     #[test]

@@ -4,17 +4,30 @@
 //! [`RouteError`] is large (it names table, key, expression and position
 //! for the operator); it only occurs on the halt/dead-letter path, so it is
 //! not boxed.
-#![allow(clippy::result_large_err)]
 //!
 //! * insert → upsert(after, v) at the after image's shard;
 //! * update → upsert(after, v); if the key **or the shard** changed, also
 //!   delete(before-key, v) at the old location (possibly another shard);
 //! * delete → delete(key, v).
 //!
-//! A `where` filter makes a row that stops matching a delete at the target
-//! (and a row that never matched produce nothing). The before image's
-//! location is computed without the filter: a delete of a key the target
-//! never held only leaves a harmless tombstone.
+//! A `where` filter is evaluated on **both** images, and an image that
+//! does not match is never routed: a row that never matched produces
+//! nothing (its shard may not even be derivable, e.g. the NULL shard key
+//! the filter is there to exclude); one that stops matching becomes a
+//! delete where it was (the before image's shard and key); one that starts
+//! matching becomes an upsert. The targets hold exactly the matching rows,
+//! because every image that matched was applied where its shard expression
+//! put it, and the change that makes it stop matching deletes it there.
+//! `where` reads the rule's lookups as they are when the change is routed,
+//! like the shard expression.
+//!
+//! "The key changed" compares canonical keys ([`keyenc::canonical`]): an
+//! update from 'abc' to 'ABC' under a case-insensitive collation is the
+//! same target row, so it is an upsert alone (which rewrites the key's
+//! bytes, see [`crate::writer::sql::upsert`]). A delete of the old
+//! spelling would share the upsert's tombstone and version, and the upsert
+//! at that version would then lose against it: the row would be lost.
+#![allow(clippy::result_large_err)]
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,10 +37,11 @@ use mysql_common::value::Value as Cell;
 use super::convert::{cell_to_expr, display_cells, expr_to_cell};
 use super::expr::{self, Bound, EvalContext, EvalError, Value};
 use super::file::{Rule, RuleExpr};
+use crate::source::collation::KeyCollations;
 use crate::source::rows::{row_identity, IdentityError};
 use crate::source::{RowChange, TableSchema};
 use crate::version::{column_key_datetime, column_key_int, Version, VersionError};
-use crate::writer::keyenc;
+use crate::writer::keyenc::{self, KeyPart};
 use crate::writer::op::{OpKind, TargetTable, WriteOp};
 
 /// A rule that does not fit the source schema, or a row it cannot route.
@@ -117,6 +131,8 @@ struct Plan {
     sources: Vec<Option<usize>>,
     /// Source column indices of the row identity.
     key_src: Vec<usize>,
+    /// How each key column takes part in the canonical key.
+    key_parts: Vec<KeyPart>,
     /// Shard index of each rule slot.
     slots: Vec<usize>,
     target: Arc<TargetTable>,
@@ -178,6 +194,7 @@ pub struct Router {
     rules: HashMap<(String, String), Arc<Rule>>,
     shard_index: HashMap<String, usize>,
     plans: HashMap<(String, String), Plan>,
+    collations: Arc<KeyCollations>,
 }
 
 impl Router {
@@ -205,7 +222,17 @@ impl Router {
             rules: map,
             shard_index,
             plans: HashMap::new(),
+            collations: Arc::new(KeyCollations::default()),
         })
+    }
+
+    /// Compares text keys under the collations learned from the source
+    /// ([`crate::source::collation`]); without, every key column compares
+    /// byte-wise, which only commands that write nothing may do.
+    pub fn with_key_collations(mut self, collations: Arc<KeyCollations>) -> Router {
+        self.collations = collations;
+        self.plans.clear();
+        self
     }
 
     /// Whether `db.table` has a rule.
@@ -231,7 +258,7 @@ impl Router {
                 .get(&key)
                 .ok_or_else(|| RouteError::Bind(format!("no rule for {}", schema.full_name())))?
                 .clone();
-            let plan = compile(rule, schema, &self.shard_index)?;
+            let plan = compile(rule, schema, &self.shard_index, &self.collations)?;
             self.plans.insert(key.clone(), plan);
         } else if let Some(p) = self.plans.get_mut(&key) {
             // same schema in a new Arc: remember it to skip the compare next time
@@ -273,88 +300,131 @@ impl Router {
     }
 
     /// The operations for one change, in the order they must be applied.
+    ///
+    /// `where` is evaluated on both images, so the four transitions of an
+    /// update are: neither image matches → nothing; only the before image
+    /// → a delete where the row was; only the after image → an upsert;
+    /// both → the ordinary update. A non-matching image is never routed
+    /// (its shard may not be derivable, e.g. a NULL shard key the filter
+    /// exists to exclude).
     pub fn route(
         &mut self,
         change: &RowChange,
         ctx: &dyn EvalContext,
     ) -> Result<Vec<WriteOp>, RouteError> {
         let plan = self.plan(&change.table)?;
-        let mut ops = Vec::with_capacity(2);
         let new = match &change.after {
-            Some(after) => {
-                let row = to_expr_row(after, plan);
-                if passes(plan, &row, change, ctx)? {
-                    let shard = shard_of(plan, &row, after, change, ctx)?;
-                    let key: Vec<Cell> = plan.key_src.iter().map(|&i| after[i].clone()).collect();
-                    let mut values = Vec::with_capacity(plan.sources.len());
-                    let mut d = 0;
-                    for src in &plan.sources {
-                        match src {
-                            Some(i) => values.push(after[*i].clone()),
-                            None => {
-                                let v = plan.derive[d].eval(&row, ctx).map_err(|e| {
-                                    let column = plan.target.columns[values.len()].clone();
-                                    plan.derive_error(
-                                        Some(after),
-                                        change,
-                                        DeriveStage::Column(column),
-                                        e,
-                                    )
-                                })?;
-                                d += 1;
-                                values.push(expr_to_cell(v));
-                            }
-                        }
-                    }
-                    Some((shard, key, values, version_of(plan, after, change)?))
-                } else {
-                    None
-                }
-            }
+            Some(after) => upsert_of(plan, after, change, ctx)?,
             None => None,
         };
         let old = match &change.before {
-            Some(before) => {
-                let row = to_expr_row(before, plan);
-                let shard = shard_of(plan, &row, before, change, ctx)?;
-                let key: Vec<Cell> = plan.key_src.iter().map(|&i| before[i].clone()).collect();
-                Some((shard, key, version_of(plan, before, change)?))
-            }
+            Some(before) => location_of(plan, before, &to_expr_row(before, plan), change, ctx)?,
             None => None,
         };
-        let op = |shard: usize, key: Vec<Cell>, kind: OpKind, version: Version| {
-            let key_enc = keyenc::encode(&key);
-            WriteOp {
-                shard,
-                table: plan.target.clone(),
-                key,
-                key_enc,
-                kind,
-                version,
-                position: change.position.clone(),
-            }
+        let op = |at: Located, kind: OpKind| WriteOp {
+            shard: at.shard,
+            table: plan.target.clone(),
+            key: at.key.cells,
+            key_enc: at.key.canonical,
+            kind,
+            version: at.version,
+            position: change.position.clone(),
         };
-        let moved = match (&old, &new) {
-            (Some((os, ok, _)), Some((ns, nk, _, _))) => os != ns || ok != nk,
-            (Some(_), None) => true,
-            _ => false,
-        };
-        if moved {
-            if let Some((shard, key, version)) = old {
-                ops.push(op(shard, key, OpKind::Delete, version));
+        let mut ops = Vec::with_capacity(2);
+        match (old, new) {
+            (Some(old), Some((new, values))) => {
+                if old.shard != new.shard || old.key.canonical != new.key.canonical {
+                    ops.push(op(old, OpKind::Delete));
+                }
+                ops.push(op(new, OpKind::Upsert(values)));
             }
-        }
-        if let Some((shard, key, values, version)) = new {
-            ops.push(op(shard, key, OpKind::Upsert(values), version));
+            (Some(old), None) => ops.push(op(old, OpKind::Delete)),
+            (None, Some((new, values))) => ops.push(op(new, OpKind::Upsert(values))),
+            (None, None) => {}
         }
         Ok(ops)
     }
 }
 
+/// Where a row image that passes `where` lives on the targets, and the
+/// version of an operation built from it.
+struct Located {
+    shard: usize,
+    key: Key,
+    version: Version,
+}
+
+/// A row's key: its cells and its canonical bytes.
+struct Key {
+    cells: Vec<Cell>,
+    canonical: Vec<u8>,
+}
+
+impl Key {
+    fn of(plan: &Plan, row: &[Cell]) -> Key {
+        let cells: Vec<Cell> = plan.key_src.iter().map(|&i| row[i].clone()).collect();
+        let canonical = keyenc::canonical(&cells, &plan.key_parts);
+        Key { cells, canonical }
+    }
+}
+
+/// The location of `cells` (whose expression values are `row`) if it
+/// passes the rule's `where`, else `None`.
+fn location_of(
+    plan: &Plan,
+    cells: &[Cell],
+    row: &[Value],
+    change: &RowChange,
+    ctx: &dyn EvalContext,
+) -> Result<Option<Located>, RouteError> {
+    if !passes(plan, row, change, ctx)? {
+        return Ok(None);
+    }
+    Ok(Some(Located {
+        shard: shard_of(plan, row, cells, change, ctx)?,
+        key: Key::of(plan, cells),
+        version: version_of(plan, cells, change)?,
+    }))
+}
+
+/// The location and target row of an after image that passes `where`.
+fn upsert_of(
+    plan: &Plan,
+    after: &[Cell],
+    change: &RowChange,
+    ctx: &dyn EvalContext,
+) -> Result<Option<(Located, Vec<Cell>)>, RouteError> {
+    let row = to_expr_row(after, plan);
+    let Some(at) = location_of(plan, after, &row, change, ctx)? else {
+        return Ok(None);
+    };
+    let mut values = Vec::with_capacity(plan.sources.len());
+    let mut derived = plan.derive.iter();
+    for src in &plan.sources {
+        if let Some(i) = src {
+            values.push(after[*i].clone());
+            continue;
+        }
+        let column = || plan.target.columns[values.len()].clone();
+        let Some(e) = derived.next() else {
+            return Err(RouteError::Bind(format!(
+                "no expression for the derived column {}",
+                column()
+            )));
+        };
+        let v = e.eval(&row, ctx).map_err(|e| {
+            plan.derive_error(Some(after), change, DeriveStage::Column(column()), e)
+        })?;
+        values.push(expr_to_cell(v));
+    }
+    Ok(Some((at, values)))
+}
+
 /// The version of an operation built from `cells`: the change's
 /// position-derived version, or with `version = { column }` the column's
-/// value then the position (upserts use the after image, deletes the before
-/// image, so a delete always beats the row it removes).
+/// value then the position and row index of the change, so that changes of
+/// one key with equal values never tie (upserts use the after image,
+/// deletes the before image, so a delete always beats the row it removes).
 fn version_of(plan: &Plan, cells: &[Cell], change: &RowChange) -> Result<Version, RouteError> {
     let Some(i) = plan.version_col else {
         return Ok(change.version);
@@ -372,7 +442,15 @@ fn version_of(plan: &Plan, cells: &[Cell], change: &RowChange) -> Result<Version
             ))))
         }
     };
-    Version::with_column(change.version.epoch(), key, &change.position).map_err(|e| fail(e.into()))
+    let row = u64::from(change.version.row());
+    Version::with_column(
+        change.version.epoch(),
+        key,
+        &change.position,
+        row,
+        change.span,
+    )
+    .map_err(|e| fail(e.into()))
 }
 
 /// The row as expression values; only the columns some expression of the
@@ -485,6 +563,7 @@ fn compile(
     rule: Arc<Rule>,
     schema: &Arc<TableSchema>,
     shard_index: &HashMap<String, usize>,
+    collations: &KeyCollations,
 ) -> Result<Plan, RouteError> {
     let file = rule.file.display().to_string();
     let shard = bind(&rule, &rule.shard, schema)?;
@@ -511,6 +590,11 @@ fn compile(
             file: file.clone(),
             why,
         })?;
+    let key_parts = key_src
+        .iter()
+        .map(|&i| collations.part(schema, i))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| RouteError::Bind(format!("{file}: {e}")))?;
     let (columns, sources) = target_columns(&rule, schema, &key_src, &file)?;
     let key: Vec<usize> = key_src
         .iter()
@@ -533,9 +617,11 @@ fn compile(
         where_,
         sources,
         key_src,
+        key_parts,
         slots,
         target: Arc::new(TargetTable {
             name: rule.target.clone(),
+            source: schema.full_name(),
             columns,
             key,
         }),

@@ -11,7 +11,10 @@
 //!    binlog is visible to that snapshot, and no transaction after P is.
 //!    (`SHOW MASTER STATUS` is not enough: a transaction can be in the
 //!    binlog before its position but not yet visible in InnoDB; a copy
-//!    would miss it and the stream, starting after it, too.)
+//!    would miss it and the stream, starting after it, too.) Likewise an
+//!    XA transaction prepared before P and committed after it: P is taken
+//!    again while `XA RECOVER` lists prepared transactions
+//!    ([`consistent_position`]).
 //! 2. P is saved (with the checkpoint = P) **before** any row is copied,
 //!    and a resumed copy reuses it.
 //! 3. Each chunk is its own short statement that starts after P was taken,
@@ -54,9 +57,73 @@ use crate::version::Version;
 use crate::writer::lane::{apply_batch, LaneConfig, Stats, TombstoneHints};
 use crate::writer::{keyenc, WriteOp};
 
+/// How long the copy waits for prepared XA transactions to resolve.
+const XA_WAIT: Duration = Duration::from_secs(600);
+
 /// Obtains a position consistent with what a reader sees (see the module
-/// docs), holding the snapshot transaction only for the status query.
+/// docs), at a moment when no XA transaction is prepared on the source.
+///
+/// A transaction prepared before P and committed after it is invisible to
+/// the copy, and the stream from P reads only its `XA COMMIT`, not its
+/// rows. So while `XA RECOVER` lists prepared transactions after P was
+/// taken, P is taken again (with backoff, for at most ten minutes). The
+/// stream still refuses an `XA COMMIT` whose PREPARE it never read, for a
+/// transaction prepared and committed around P between two checks.
 pub async fn consistent_position(conn: &mut Conn, flavor: Flavor) -> Result<Position, DbError> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(200);
+    loop {
+        let p = snapshot_position(conn, flavor).await?;
+        let prepared = prepared_xa(conn).await?;
+        if prepared.is_empty() {
+            return Ok(p);
+        }
+        if started.elapsed() >= XA_WAIT {
+            return Err(DbError::unexpected(
+                "source",
+                "taking a consistent snapshot position",
+                format!(
+                    "XA RECOVER still lists {} prepared XA transaction(s) after {}s ({}); the copy cannot see their rows. Commit or roll them back (XA COMMIT / XA ROLLBACK) and start again",
+                    prepared.len(),
+                    XA_WAIT.as_secs(),
+                    prepared.join(", ")
+                ),
+            ));
+        }
+        tracing::warn!(position = %p, xids = %prepared.join(", "), "prepared XA transaction(s) on the source: the copy cannot see their rows, waiting for their XA COMMIT or XA ROLLBACK");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// The xids `XA RECOVER` lists. Without the privilege to run it (MySQL
+/// 8.0's XA_RECOVER_ADMIN), none: the stream's check remains.
+async fn prepared_xa(conn: &mut Conn) -> Result<Vec<String>, DbError> {
+    let rows: Vec<(i64, usize, usize, Vec<u8>)> = match conn.query("XA RECOVER").await {
+        Ok(rows) => rows,
+        Err(mysql_async::Error::Server(e)) if e.code == 1227 || e.code == 1044 => {
+            tracing::warn!(error = %e.message, "cannot run XA RECOVER; the copy cannot wait for prepared XA transactions");
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(DbError::query("source", "XA RECOVER", e)),
+    };
+    Ok(rows
+        .into_iter()
+        .map(|(format_id, gl, bl, data)| {
+            let part = |r: std::ops::Range<usize>| data.get(r).unwrap_or_default().to_vec();
+            crate::source::xa::Xid {
+                format_id,
+                gtrid: part(0..gl),
+                bqual: part(gl..gl + bl),
+            }
+            .to_string()
+        })
+        .collect())
+}
+
+/// A position consistent with what a reader sees, holding the snapshot
+/// transaction only for the status query.
+async fn snapshot_position(conn: &mut Conn, flavor: Flavor) -> Result<Position, DbError> {
     let q = |e| DbError::query("source", "taking a consistent snapshot position", e);
     conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT")
         .await
@@ -210,6 +277,11 @@ pub async fn copy(mut c: Copy<'_>) -> Result<CopyOutcome, PipelineError> {
         .collect();
     tables.sort();
     tracing::info!(position = %c.position, tables = tables.len(), "initial copy");
+    // the tables' columns at P, for streaming from P without FULL metadata
+    crate::pipeline::open_history(c.cfg, c.router, Some(&c.position))
+        .await?
+        .close()
+        .await;
 
     for (db_name, table) in tables {
         let state = done

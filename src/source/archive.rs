@@ -346,9 +346,11 @@ impl ArchiveReader {
             return None;
         }
         self.last_end = Some(end.clone());
+        let resume = decoder.resume_position();
         Some(SourceItem::Transaction(Transaction {
             changes: Vec::new(),
             end,
+            resume,
             timestamp: self.timestamp,
         }))
     }

@@ -21,6 +21,10 @@ pub struct RowChange {
     pub version: Version,
     /// Start of the rows event (or of the compressed payload) it came from.
     pub position: Position,
+    /// Length in bytes of that event or payload (0 for a row read by
+    /// `SELECT`): column versions need it to order the row images of one
+    /// event ([`crate::version::Version::with_column`]).
+    pub span: u64,
 }
 
 impl RowChange {
@@ -38,6 +42,7 @@ impl RowChange {
             after: Some(row),
             version,
             position,
+            span: 0,
         }
     }
 
@@ -54,8 +59,13 @@ impl RowChange {
 #[derive(Debug, Clone)]
 pub struct Transaction {
     pub changes: Vec<RowChange>,
-    /// Where to resume after this transaction: the start of the next event.
+    /// Where this transaction ends: the start of the next event.
     pub end: Position,
+    /// Where a checkpoint taken after this transaction may resume: `end`,
+    /// or, while an XA transaction is prepared but not yet committed or
+    /// rolled back, the start of the oldest such PREPARE group (its rows
+    /// must be read again after a restart). Always a transaction boundary.
+    pub resume: Position,
     /// Commit timestamp (seconds since the epoch), for lag.
     pub timestamp: u32,
 }
@@ -64,7 +74,8 @@ pub struct Transaction {
 #[derive(Debug)]
 pub enum SourceItem {
     Transaction(Transaction),
-    /// The source is alive; the position is a boundary when not inside a
-    /// transaction.
+    /// The source is alive; the position is where it is, given when that
+    /// is a boundary a checkpoint may hold (no transaction open, no XA
+    /// transaction prepared).
     Heartbeat(Option<Position>),
 }

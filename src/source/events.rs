@@ -7,11 +7,22 @@
 //! A transaction's `end` is the position right after its commit event
 //! (XID, or a `COMMIT` query for non-transactional tables), which is the
 //! start of the next event and never inside a transaction. Rows are only
-//! handed out when their transaction commits; a transaction that ends in
-//! `ROLLBACK` is dropped whole. DDL and rotations are boundaries of their
-//! own. So a checkpoint taken at any `end` resumes at a transaction
-//! boundary, which is the only place the server accepts (ER 1236 or orphan
-//! rows events otherwise).
+//! handed out when their transaction commits. Rows the source rolled back
+//! (`ROLLBACK`, `ROLLBACK TO` a savepoint) are dropped, except those of
+//! non-transactional tables, which persisted ([`super::rollback`]). DDL and
+//! rotations are boundaries of their own. So a checkpoint taken at any
+//! `end` resumes at a transaction boundary, which is the only place the
+//! server accepts (ER 1236 or orphan rows events otherwise).
+//!
+//! XA transactions commit in two steps: the rows of a PREPARE group are
+//! held until its `XA COMMIT` (then handed out, ending there) or `XA
+//! ROLLBACK` (then dropped); see [`super::xa`]. While one is held, a
+//! checkpoint must not pass the start of its PREPARE group (nor sit
+//! between a PREPARE and its COMMIT), so every transaction also carries
+//! `resume`: its `end`, or such a start if earlier
+//! ([`Decoder::resume_position`]). The start of a group is the `end` of
+//! the last transaction or boundary handed out before it, so `resume` is a
+//! boundary too.
 //!
 //! Versions come from the position of the rows event (or of the compressed
 //! payload that holds it) and the row's index in it, so replaying the same
@@ -36,8 +47,11 @@ use mysql_common::binlog::events::{
 };
 
 use super::change::{RowChange, SourceItem, Transaction};
+use super::history::SchemaHistory;
+use super::rollback::{savepoint_name, Engines, Savepoints};
 use super::row_image::{decode_row, DecodeError};
-use super::schema::{from_table_map, SchemaCache, SchemaOrigin, TableSchema};
+use super::schema::{complete_with, from_table_map, SchemaCache, SchemaOrigin, TableSchema};
+use super::xa::{self, Held, Prepared, Xid};
 use super::{checksum, SourceError};
 use crate::position::Position;
 use crate::version::Version;
@@ -78,6 +92,9 @@ struct Payload {
 /// Assembles committed transactions from binlog events.
 pub struct Decoder {
     cache: SchemaCache,
+    /// The schema history: when set, TABLE_MAPs without column names are
+    /// decoded with the columns of their position, and DDL is recorded.
+    history: Option<SchemaHistory>,
     opts: DecoderOptions,
     file: String,
     /// Start of the next event (what a checkpoint may hold).
@@ -92,6 +109,19 @@ pub struct Decoder {
     /// The open transaction was begun by a rows event, not BEGIN or a GTID.
     implicit: bool,
     payload: Option<Payload>,
+    /// Savepoints of the open transaction.
+    savepoints: Savepoints,
+    /// Which tables are transactional, for rolled-back rows.
+    engines: Engines,
+    /// The xid of the open transaction, when it is an XA one.
+    open_xa: Option<Xid>,
+    /// Prepared XA transactions whose outcome is still to come.
+    prepared: Prepared,
+    /// End of the last transaction or boundary handed out: where the event
+    /// group being read began.
+    last_end: Position,
+    /// Where this decoder started reading.
+    started: Position,
 }
 
 /// An event as [`Decoder::place`] placed it.
@@ -133,9 +163,10 @@ impl Decoder {
     pub fn new(start: Position, opts: DecoderOptions) -> Decoder {
         Decoder {
             cache: SchemaCache::default(),
+            history: None,
             opts,
             file: start.file.clone(),
-            pos: start,
+            pos: start.clone(),
             fde_seen: false,
             tables: HashMap::new(),
             tmes: HashMap::new(),
@@ -143,6 +174,12 @@ impl Decoder {
             txn: None,
             implicit: false,
             payload: None,
+            savepoints: Savepoints::default(),
+            engines: Engines::default(),
+            open_xa: None,
+            prepared: Prepared::default(),
+            last_end: start.clone(),
+            started: start.clone(),
         }
     }
 
@@ -151,9 +188,35 @@ impl Decoder {
         &self.pos
     }
 
+    /// Follows the schema history (see [`super::history`]): TABLE_MAPs
+    /// without column names are decoded with the columns of their
+    /// position instead of information_schema's current ones.
+    pub fn set_history(&mut self, history: SchemaHistory) {
+        self.history = Some(history);
+    }
+
+    /// Hands the schema history back (to close its connection).
+    pub fn take_history(&mut self) -> Option<SchemaHistory> {
+        self.history.take()
+    }
+
     /// Row changes seen since the last commit, if a transaction is open.
     pub fn open_rows(&self) -> Option<usize> {
         self.txn.as_ref().map(Vec::len)
+    }
+
+    /// Prepared XA transactions whose XA COMMIT or XA ROLLBACK has not
+    /// been read yet.
+    pub fn prepared_xa(&self) -> usize {
+        self.prepared.len()
+    }
+
+    /// Where a checkpoint may resume now: the end of the last transaction
+    /// handed out, unless that is after an XA PREPARE still pending or
+    /// between the PREPARE and the COMMIT of a committed one; then the
+    /// start of that PREPARE group (see [`super::xa`]).
+    pub fn resume_position(&self) -> Position {
+        self.prepared.peek(&self.last_end)
     }
 
     /// Handles one event. `conn` serves information_schema look-ups for
@@ -173,19 +236,19 @@ impl Decoder {
         use EventType::*;
         let ty = match event.header().event_type() {
             Ok(ty) => ty,
-            Err(UnknownEventType(raw)) => return self.on_unlisted(raw, event, &ev),
+            Err(UnknownEventType(raw)) => return self.on_unlisted(raw, event, &ev, conn).await,
         };
         match ty {
             ROTATE_EVENT => self.on_rotate(event, &ev),
             FORMAT_DESCRIPTION_EVENT => self.on_format_description(&ev),
-            QUERY_EVENT => self.on_query(event, &ev),
+            QUERY_EVENT => self.on_query(event, &ev, conn).await,
             XID_EVENT => self.on_xid(event, &ev),
             TABLE_MAP_EVENT => self.on_table_map(event, &ev, conn).await,
             WRITE_ROWS_EVENT_V1 | UPDATE_ROWS_EVENT_V1 | DELETE_ROWS_EVENT_V1 | WRITE_ROWS_EVENT
             | UPDATE_ROWS_EVENT | DELETE_ROWS_EVENT => self.on_rows(event, &ev),
             TRANSACTION_PAYLOAD_EVENT => self.on_payload(&ev),
             HEARTBEAT_EVENT => Ok(Some(self.heartbeat())),
-            XA_PREPARE_LOG_EVENT => self.on_xa_prepare(&ev),
+            XA_PREPARE_LOG_EVENT => self.on_xa_prepare(event, &ev),
             PRE_GA_WRITE_ROWS_EVENT | PRE_GA_UPDATE_ROWS_EVENT | PRE_GA_DELETE_ROWS_EVENT => {
                 Err(SourceError::Definite(format!(
                     "pre-GA rows event (type {}) at {}: binlogs of MySQL 5.1.15 and older are not supported",
@@ -280,11 +343,12 @@ impl Decoder {
     }
 
     /// The event types mysql_common does not list, by raw number.
-    fn on_unlisted(
+    async fn on_unlisted(
         &mut self,
         raw: u8,
         event: &Event,
         ev: &Placed,
+        conn: Option<&mut Conn>,
     ) -> Result<Option<SourceItem>, SourceError> {
         match raw {
             HEARTBEAT_V2 => Ok(Some(self.heartbeat())),
@@ -294,7 +358,7 @@ impl Decoder {
             }
             MARIADB_GTID => self.on_mariadb_gtid(event, ev),
             MARIADB_COMPRESSED_FIRST..=MARIADB_COMPRESSED_LAST => {
-                self.on_compressed(raw, event, ev)
+                self.on_compressed(raw, event, ev, conn).await
             }
             _ => self.on_unknown(ev),
         }
@@ -303,11 +367,12 @@ impl Decoder {
     /// MariaDB's compressed QUERY and rows events (`log_bin_compress=ON`):
     /// handled as the plain events they compress
     /// ([`super::rebuild::inflate_mariadb`]), placed where they are.
-    fn on_compressed(
+    async fn on_compressed(
         &mut self,
         raw: u8,
         event: &Event,
         ev: &Placed,
+        conn: Option<&mut Conn>,
     ) -> Result<Option<SourceItem>, SourceError> {
         let plain =
             super::rebuild::inflate_mariadb(event).map_err(|message| SourceError::Decode {
@@ -315,7 +380,7 @@ impl Decoder {
                 message: format!("MariaDB compressed event (type {raw}): {message}"),
             })?;
         if raw == MARIADB_COMPRESSED_FIRST {
-            self.on_query(&plain, ev)
+            self.on_query(&plain, ev, conn).await
         } else {
             self.on_rows(&plain, ev)
         }
@@ -382,9 +447,14 @@ impl Decoder {
         Ok(self.idle_boundary(ev.log_pos, ev.timestamp))
     }
 
-    /// QUERY: BEGIN, COMMIT, ROLLBACK, savepoints inside a transaction, and
-    /// DDL outside one.
-    fn on_query(&mut self, event: &Event, ev: &Placed) -> Result<Option<SourceItem>, SourceError> {
+    /// QUERY: BEGIN, COMMIT, ROLLBACK, savepoints inside a transaction, XA
+    /// statements, and DDL outside a transaction.
+    async fn on_query(
+        &mut self,
+        event: &Event,
+        ev: &Placed,
+        conn: Option<&mut Conn>,
+    ) -> Result<Option<SourceItem>, SourceError> {
         let qe: QueryEvent<'_> = event.read_event().map_err(|e| bad(&ev.start, ev.ty, e))?;
         let q = qe.query();
         let word = q
@@ -394,29 +464,166 @@ impl Decoder {
             .to_ascii_uppercase();
         self.advance(ev);
         let end_pos = self.end_position();
+        let open = self.txn.is_some();
         match word.as_str() {
             "BEGIN" => {
                 self.begin(&ev.start)?;
                 Ok(None)
             }
             "COMMIT" => Ok(Some(self.commit(end_pos, ev.timestamp))),
-            "ROLLBACK" if !q.to_ascii_uppercase().contains(" TO ") => {
-                if let Some(rows) = self.txn.take() {
-                    if !rows.is_empty() {
-                        tracing::warn!(position = %ev.start, rows = rows.len(), "transaction ended in ROLLBACK; its rows are not applied");
+            "XA" => self.on_xa_query(&q, ev, end_pos),
+            "ROLLBACK" if is_rollback_to(&q) => self.on_rollback_to(&q, ev, conn).await,
+            "ROLLBACK" => self.on_rollback(ev, conn).await,
+            "SAVEPOINT" | "RELEASE" if open => {
+                let rows = self.txn.as_ref().map_or(0, Vec::len);
+                match savepoint_name(&q) {
+                    Some(name) if word == "SAVEPOINT" => self.savepoints.set(&name, rows),
+                    Some(name) => self.savepoints.release(&name),
+                    None => {
+                        return Err(SourceError::Definite(format!(
+                            "cannot read the savepoint name in {:?} at {}",
+                            truncate(&q, 200),
+                            ev.start
+                        )))
                     }
                 }
-                Ok(Some(self.boundary(ev.timestamp)))
+                Ok(None)
             }
-            _ if self.txn.is_some() => Ok(None), // SAVEPOINT and friends
+            _ if open => Ok(None),
             _ => {
                 // DDL: schemas may have changed
                 tracing::info!(position = %ev.start, query = %truncate(&q, 200), "DDL on the source; schema cache dropped");
+                if let Some(h) = self.history.as_mut() {
+                    // recorded before the boundary after it is handed out
+                    h.on_ddl(&qe.schema(), &q, &ev.start, &self.pos)
+                        .await
+                        .map_err(SourceError::Schema)?;
+                }
                 self.cache.invalidate();
+                self.engines.invalidate();
                 self.tables.clear();
                 self.tmes.clear();
                 Ok(Some(self.boundary(ev.timestamp)))
             }
+        }
+    }
+
+    /// `ROLLBACK`: the transaction's rows are dropped, except those of
+    /// non-transactional tables, which persisted on the source (see
+    /// [`super::rollback`]).
+    async fn on_rollback(
+        &mut self,
+        ev: &Placed,
+        conn: Option<&mut Conn>,
+    ) -> Result<Option<SourceItem>, SourceError> {
+        let rows = self.txn.take().unwrap_or_default();
+        let kept = self.persisted(rows, ev, conn).await?;
+        let end = self.pos.clone();
+        Ok(Some(self.finish(kept, end, ev.timestamp)))
+    }
+
+    /// `ROLLBACK TO savepoint`: the rows after the savepoint are dropped,
+    /// except those of non-transactional tables.
+    async fn on_rollback_to(
+        &mut self,
+        q: &str,
+        ev: &Placed,
+        conn: Option<&mut Conn>,
+    ) -> Result<Option<SourceItem>, SourceError> {
+        let Some(rows) = self.txn.as_mut() else {
+            return Ok(None);
+        };
+        let keep = savepoint_name(q).and_then(|n| self.savepoints.rollback_to(&n));
+        let Some(keep) = keep else {
+            return Err(SourceError::Definite(format!(
+                "{:?} at {} names a savepoint this transaction never set in the binlog; refusing to guess which rows the source rolled back",
+                truncate(q, 200),
+                ev.start
+            )));
+        };
+        let undone = rows.split_off(keep.min(rows.len()));
+        let kept = self.persisted(undone, ev, conn).await?;
+        self.txn.get_or_insert_with(Vec::new).extend(kept);
+        Ok(None)
+    }
+
+    /// Of rolled-back rows, those that persisted on the source: the rows
+    /// of non-transactional tables, with a warning naming each table.
+    async fn persisted(
+        &mut self,
+        rows: Vec<RowChange>,
+        ev: &Placed,
+        conn: Option<&mut Conn>,
+    ) -> Result<Vec<RowChange>, SourceError> {
+        if rows.is_empty() {
+            return Ok(rows);
+        }
+        let (kept, undone) = self.engines.persisted(rows, conn).await?;
+        let mut tables: Vec<String> = kept.iter().map(|c| c.table.full_name()).collect();
+        tables.sort();
+        tables.dedup();
+        for table in tables {
+            tracing::warn!(position = %ev.start, table = %table, "rows of a non-transactional table in a rolled-back transaction persisted on the source; applying them");
+        }
+        if !undone.is_empty() {
+            tracing::info!(position = %ev.start, rows = undone.len(), "rows rolled back on the source are not applied");
+        }
+        Ok(kept)
+    }
+
+    /// `XA START`, `XA END`, `XA COMMIT`, `XA ROLLBACK` (see [`super::xa`]).
+    fn on_xa_query(
+        &mut self,
+        q: &str,
+        ev: &Placed,
+        end_pos: Position,
+    ) -> Result<Option<SourceItem>, SourceError> {
+        // the first word is `XA` (two bytes)
+        let after_xa = q.trim_start().get(2..).unwrap_or("").trim_start();
+        let verb_len = after_xa.find(char::is_whitespace).unwrap_or(after_xa.len());
+        let verb = after_xa[..verb_len].to_ascii_uppercase();
+        let xid = || -> Result<(Xid, String), SourceError> {
+            let (xid, rest) = Xid::parse(&after_xa[verb_len..]).map_err(|e| {
+                SourceError::Definite(format!("{e} (the query at {} is {q:?})", ev.start))
+            })?;
+            Ok((xid, rest.trim().to_ascii_uppercase()))
+        };
+        match verb.as_str() {
+            "START" | "BEGIN" => {
+                // MySQL opens an XA transaction with this query, no BEGIN
+                let (x, _) = xid()?;
+                self.begin(&ev.start)?;
+                self.open_xa = Some(x);
+                Ok(None)
+            }
+            "COMMIT" => {
+                let (x, rest) = xid()?;
+                let open = self.txn.take().unwrap_or_default();
+                if rest.starts_with("ONE") {
+                    return Ok(Some(self.finish(open, end_pos, ev.timestamp)));
+                }
+                match self.prepared.commit(&x, &end_pos) {
+                    Some(mut held) => {
+                        held.changes.extend(open);
+                        Ok(Some(self.finish(held.changes, end_pos, ev.timestamp)))
+                    }
+                    None => Err(SourceError::Definite(format!(
+                        "XA COMMIT {x} at {}: reshard never read its XA PREPARE, which must be before where this stream started ({}), so the transaction's rows are neither in the targets nor in the stream. Re-seed the targets (run without a checkpoint: the copy waits until `XA RECOVER` lists nothing) or stream --from a position before its XA PREPARE",
+                        ev.start, self.started
+                    ))),
+                }
+            }
+            "ROLLBACK" => {
+                let (x, _) = xid()?;
+                if let Some(held) = self.prepared.rollback(&x) {
+                    tracing::info!(position = %ev.start, xid = %x, rows = held.changes.len(), "XA ROLLBACK: the prepared rows are not applied");
+                }
+                self.txn = None;
+                Ok(Some(self.boundary(ev.timestamp)))
+            }
+            // XA END inside the transaction; nothing else changes rows
+            _ if self.txn.is_some() => Ok(None),
+            _ => Ok(Some(self.boundary(ev.timestamp))),
         }
     }
 
@@ -442,16 +649,7 @@ impl Decoder {
         let schema = if (self.opts.filter)(&db, &table) {
             let (mut schema, has_names) = from_table_map(&tme).map_err(SourceError::Schema)?;
             if !has_names {
-                match conn {
-                    Some(conn) => {
-                        schema = self
-                            .cache
-                            .complete(conn, schema)
-                            .await
-                            .map_err(SourceError::Schema)?;
-                    }
-                    None => positional_names(&mut schema),
-                }
+                schema = self.name_columns(schema, &ev.start, conn).await?;
             }
             Some(Arc::new(schema))
         } else {
@@ -470,6 +668,31 @@ impl Decoder {
         self.tables.insert(id, schema);
         self.advance(ev);
         Ok(None)
+    }
+
+    /// Names the columns of a TABLE_MAP without names: from the schema
+    /// history at the event's position when there is one, else from
+    /// information_schema now (`conn`), else by position.
+    async fn name_columns(
+        &mut self,
+        mut schema: TableSchema,
+        at: &Position,
+        conn: Option<&mut Conn>,
+    ) -> Result<TableSchema, SourceError> {
+        if let Some(h) = &self.history {
+            let (catalog, valid_from) = h.catalog_at(&schema.db, &schema.table, at)?;
+            let table = (schema.db.clone(), schema.table.clone());
+            return complete_with(schema, catalog).map_err(|e| {
+                SourceError::Schema(h.mismatch(e, (&table.0, &table.1), at, valid_from))
+            });
+        }
+        match conn {
+            Some(conn) => Ok(self.cache.complete(conn, schema).await?),
+            None => {
+                positional_names(&mut schema);
+                Ok(schema)
+            }
+        }
     }
 
     /// WRITE/UPDATE/DELETE rows (v1 and v2).
@@ -500,25 +723,46 @@ impl Decoder {
         Ok(None)
     }
 
-    /// HEARTBEAT (v1, v2): the source is idle at its current position.
+    /// HEARTBEAT (v1, v2): the source is idle at its current position,
+    /// which a checkpoint may hold unless a transaction is open or an XA
+    /// transaction is prepared.
     fn heartbeat(&self) -> SourceItem {
-        SourceItem::Heartbeat(self.txn.is_none().then(|| self.pos.clone()))
+        let idle = self.txn.is_none() && self.prepared.is_empty();
+        SourceItem::Heartbeat(idle.then(|| self.pos.clone()))
     }
 
-    /// XA PREPARE: the transaction's rows are in the binlog now, but it
-    /// commits (or rolls back) later with an `XA COMMIT` query. Applying
-    /// them now could apply a rollback; dropping them would lose a commit.
-    /// Refuse rather than guess.
-    fn on_xa_prepare(&mut self, ev: &Placed) -> Result<Option<SourceItem>, SourceError> {
-        if self.txn.as_ref().is_some_and(|t| !t.is_empty()) {
-            return Err(SourceError::Definite(format!(
-                "XA PREPARE at {} holds rows of mapped tables; XA transactions are not supported yet (their commit comes later as `XA COMMIT`). Avoid XA on mapped tables",
-                ev.start
-            )));
-        }
-        self.txn = None;
+    /// XA_PREPARE_LOG: ends an XA transaction's PREPARE group, whose rows
+    /// are held until its XA COMMIT or XA ROLLBACK; or, with `one_phase`
+    /// (MySQL's `XA COMMIT … ONE PHASE`), commits it.
+    fn on_xa_prepare(
+        &mut self,
+        event: &Event,
+        ev: &Placed,
+    ) -> Result<Option<SourceItem>, SourceError> {
+        let (one_phase, x) =
+            Xid::from_prepare_log(event.data()).map_err(|e| SourceError::Decode {
+                position: ev.start.clone(),
+                message: e.to_string(),
+            })?;
         self.advance(ev);
-        Ok(self.idle_boundary(ev.log_pos, ev.timestamp))
+        let end = self.end_position();
+        if one_phase {
+            return Ok(Some(self.commit(end, ev.timestamp)));
+        }
+        if let Some(open) = self.open_xa.as_ref().filter(|o| **o != x) {
+            tracing::warn!(position = %ev.start, started = %open, prepared = %x, "XA PREPARE names another xid than the transaction's start; holding its rows under the PREPARE's");
+        }
+        let changes = self.txn.take().unwrap_or_default();
+        tracing::info!(position = %ev.start, xid = %x, rows = changes.len(), "XA PREPARE: rows held until its XA COMMIT or XA ROLLBACK");
+        let held = Held {
+            start: self.last_end.clone(),
+            prepared_at: ev.start.clone(),
+            changes,
+        };
+        self.prepared
+            .prepare(x, held)
+            .map_err(|e| SourceError::Definite(e.to_string()))?;
+        Ok(Some(self.finish(Vec::new(), end, ev.timestamp)))
     }
 
     /// MariaDB GTID: begins a transaction unless standalone (DDL).
@@ -530,6 +774,14 @@ impl Decoder {
         let flags = event.data().get(12).copied().unwrap_or(0);
         if flags & FL_STANDALONE == 0 {
             self.begin(&ev.start)?;
+        }
+        if flags & xa::FL_PREPARED_XA != 0 {
+            // MariaDB opens an XA PREPARE group with this flag, no query
+            self.open_xa =
+                Xid::from_mariadb_gtid(event.data()).map_err(|e| SourceError::Decode {
+                    position: ev.start.clone(),
+                    message: e.to_string(),
+                })?;
         }
         self.advance(ev);
         Ok(None)
@@ -586,9 +838,9 @@ impl Decoder {
                 "rows event at {start}: table map {table_id} was not kept by the decoder"
             ))
         })?;
-        let (base, mut index) = match (&self.payload, inner) {
-            (Some(p), true) => (p.start.clone(), p.rows),
-            _ => (start.clone(), 0),
+        let (base, mut index, span) = match (&self.payload, inner) {
+            (Some(p), true) => (p.start.clone(), p.rows, p.end.saturating_sub(p.start.pos)),
+            _ => (start.clone(), 0, u64::from(event.header().event_size())),
         };
         let txn = self.txn.get_or_insert_with(Vec::new);
         // every real row takes at least one byte (its null bitmap): a row of
@@ -622,6 +874,7 @@ impl Decoder {
                 after,
                 version,
                 position: base.clone(),
+                span,
             });
         }
         if let (Some(p), true) = (self.payload.as_mut(), inner) {
@@ -643,6 +896,8 @@ impl Decoder {
         }
         self.txn = Some(Vec::new());
         self.implicit = false;
+        self.savepoints.clear();
+        self.open_xa = None;
         Ok(())
     }
 
@@ -656,9 +911,20 @@ impl Decoder {
     }
 
     fn commit(&mut self, end: Position, timestamp: u32) -> SourceItem {
+        let changes = self.txn.take().unwrap_or_default();
+        self.finish(changes, end, timestamp)
+    }
+
+    /// Hands out `changes` as a transaction ending at `end` (a boundary),
+    /// with the position a checkpoint may hold after it.
+    fn finish(&mut self, changes: Vec<RowChange>, end: Position, timestamp: u32) -> SourceItem {
         self.pos = end.clone();
+        self.last_end = end.clone();
+        self.savepoints.clear();
+        self.open_xa = None;
         SourceItem::Transaction(Transaction {
-            changes: self.txn.take().unwrap_or_default(),
+            changes,
+            resume: self.prepared.resume(&end),
             end,
             timestamp,
         })
@@ -672,11 +938,8 @@ impl Decoder {
     }
 
     fn boundary(&mut self, timestamp: u32) -> SourceItem {
-        SourceItem::Transaction(Transaction {
-            changes: Vec::new(),
-            end: self.pos.clone(),
-            timestamp,
-        })
+        let end = self.pos.clone();
+        self.finish(Vec::new(), end, timestamp)
     }
 }
 
@@ -689,6 +952,18 @@ fn positional_names(schema: &mut TableSchema) {
     schema.origin = SchemaOrigin::Positional;
 }
 
+/// `ROLLBACK [WORK] TO …`, not a whole-transaction `ROLLBACK`.
+fn is_rollback_to(q: &str) -> bool {
+    let mut words = q.split_whitespace().skip(1);
+    let next = words.next().unwrap_or("");
+    let next = if next.eq_ignore_ascii_case("WORK") {
+        words.next().unwrap_or("")
+    } else {
+        next
+    };
+    next.eq_ignore_ascii_case("TO") || next.to_ascii_uppercase().starts_with("TO`")
+}
+
 fn bad(at: &Position, ty: u8, e: std::io::Error) -> SourceError {
     SourceError::Decode {
         position: at.clone(),
@@ -696,7 +971,8 @@ fn bad(at: &Position, ty: u8, e: std::io::Error) -> SourceError {
     }
 }
 
-fn truncate(s: &str, n: usize) -> String {
+/// `s` cut to at most `n` bytes (at a character boundary), for messages.
+pub(super) fn truncate(s: &str, n: usize) -> String {
     if s.len() <= n {
         s.to_string()
     } else {
@@ -707,3 +983,6 @@ fn truncate(s: &str, n: usize) -> String {
         format!("{}…", &s[..end])
     }
 }
+
+#[cfg(test)]
+mod tests;

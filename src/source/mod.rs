@@ -17,25 +17,38 @@
 //!   re-made as the plain events mysql_common parses;
 //! * [`json_binary`] — MySQL's binary JSON → the text MySQL prints;
 //! * [`schema`] — table schemas from TABLE_MAP metadata or information_schema;
+//! * [`history`] — the schema history: each mapped table's columns by
+//!   position, for TABLE_MAPs without names (see its docs); [`ddl`] reads
+//!   the head of a DDL statement for it;
+//! * [`collation`] — the collations of key columns, learned at start-up;
 //! * [`row_image`] — binlog row images → bindable values;
 //! * [`rows`] — table rows read by `SELECT` in the same form, by key
 //!   ranges (the initial copy, dry-run sampling, verify);
+//! * [`xa`] — XA ids and the rows of prepared XA transactions, held until
+//!   their outcome;
+//! * [`rollback`] — savepoints, rolled-back rows and which of them
+//!   persisted (non-transactional tables);
 //! * [`change`] — the types handed to the router.
 
 pub mod archive;
 pub mod change;
 pub mod checksum;
+pub mod collation;
+pub mod ddl;
 pub mod events;
 pub mod file;
 pub mod framing;
+pub mod history;
 pub mod json_binary;
 pub mod preflight;
 pub mod rebuild;
+pub mod rollback;
 pub mod row_image;
 pub mod rows;
 pub mod schema;
 pub mod stream;
 pub mod view;
+pub mod xa;
 
 pub use change::{RowChange, SourceItem, Transaction};
 pub use events::{Decoder, DecoderOptions, EventAt};

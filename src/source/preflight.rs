@@ -107,7 +107,7 @@ pub async fn run_all(conn: &mut Conn) -> Result<(bool, bool), PreflightError> {
     let checksum = ensure_checksum(conn).await?;
     let full = row_metadata_full(conn).await?;
     if !full {
-        tracing::warn!("binlog_row_metadata is not FULL: column names and keys come from information_schema; a table altered while reshard is behind can only be decoded if its DDL is seen");
+        tracing::warn!("binlog_row_metadata is not FULL: column names and keys come from reshard's schema history (information_schema at the start, then every DDL followed in the stream); events of a table altered before reshard first recorded it cannot be decoded");
     }
     Ok((checksum, full))
 }

@@ -14,6 +14,13 @@
 //!   date-time (every session runs at `time_zone = '+00:00'`);
 //! * SET and BIT arrive as raw bytes and become their integer value;
 //! * YEAR arrives as text where `0000` shows as `1900`;
+//! * `BINARY(n)` arrives without its trailing zero bytes (the server
+//!   strips the pad byte when it logs the value) and gets them back, so that
+//!   the value is the `n` bytes the server stores, compares and hashes:
+//!   `DELETE … WHERE id = ?` binds a value that matches the row, and the
+//!   canonical key (lane, batch, tombstone) is the same as the one the
+//!   initial copy computes from the `SELECT`ed row. This is the only place
+//!   the padding is restored; every later use sees the full value.
 //! * MySQL's binary JSON becomes the JSON text MySQL prints for it
 //!   ([`super::json_binary`]);
 //! * DECIMAL stays exact text; strings stay bytes in their column's
@@ -24,7 +31,7 @@ use mysql_common::binlog::value::BinlogValue;
 use mysql_common::constants::ColumnType;
 use mysql_common::value::Value;
 
-use super::schema::{Column, TableSchema};
+use super::schema::{Column, TableSchema, BINARY_CHARSET};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
@@ -117,6 +124,9 @@ pub(crate) fn normalize(v: BinlogValue<'static>, col: &Column) -> Result<Value, 
             }
             Value::UInt(n)
         }
+        (MYSQL_TYPE_STRING, Value::Bytes(b)) if col.charset == BINARY_CHARSET => {
+            Value::Bytes(pad_binary(b, col.length))
+        }
         (MYSQL_TYPE_BIT, Value::Bytes(b)) => {
             if b.len() > 8 {
                 return Err(format!("BIT value of {} bytes", b.len()));
@@ -128,6 +138,17 @@ pub(crate) fn normalize(v: BinlogValue<'static>, col: &Column) -> Result<Value, 
         }
         (_, v) => v,
     })
+}
+
+/// A `BINARY(n)` value with the zero bytes the binlog left out (`n`: the
+/// column's byte length; 0 when unknown, then the value stays as logged).
+fn pad_binary(mut b: Vec<u8>, n: u32) -> Vec<u8> {
+    if let Ok(n) = usize::try_from(n) {
+        if b.len() < n {
+            b.resize(n, 0);
+        }
+    }
+    b
 }
 
 /// Seconds since the epoch → UTC date-time value.
@@ -216,6 +237,36 @@ mod tests {
         )
         .unwrap();
         assert_eq!(v, Value::Date(2023, 11, 14, 22, 13, 20, 123));
+    }
+
+    #[test]
+    fn binary_values_get_their_zero_padding_back() {
+        let binary16 = Column {
+            charset: BINARY_CHARSET,
+            length: 16,
+            ..Column::new("id", ColumnType::MYSQL_TYPE_STRING)
+        };
+        let norm = |b: &[u8], c: &Column| {
+            normalize(BinlogValue::Value(Value::Bytes(b.to_vec())), c).unwrap()
+        };
+        let mut full = vec![0xAB; 15];
+        full.push(0);
+        assert_eq!(norm(&[0xAB; 15], &binary16), Value::Bytes(full));
+        assert_eq!(norm(&[], &binary16), Value::Bytes(vec![0; 16]));
+        assert_eq!(norm(&[7; 16], &binary16), Value::Bytes(vec![7; 16]));
+        // CHAR keeps its value as logged (its pad is a space the server
+        // ignores), and so does a BINARY of unknown length
+        let char10 = Column {
+            charset: 45,
+            length: 40,
+            ..Column::new("c", ColumnType::MYSQL_TYPE_STRING)
+        };
+        assert_eq!(norm(b"ab", &char10), Value::Bytes(b"ab".to_vec()));
+        let unknown = Column {
+            length: 0,
+            ..binary16
+        };
+        assert_eq!(norm(b"ab", &unknown), Value::Bytes(b"ab".to_vec()));
     }
 
     #[test]

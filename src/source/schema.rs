@@ -2,8 +2,10 @@
 //!
 //! Column names, signedness, character sets and the primary key come from
 //! the TABLE_MAP event when the source writes `binlog_row_metadata=FULL`;
-//! otherwise from `information_schema`, cached per table and dropped on any
-//! DDL (see [`SchemaCache::invalidate`]). A TABLE_MAP whose column count or
+//! otherwise, in a pipeline, from the schema history at the event's
+//! position ([`super::history`]), and elsewhere (dry-run) from
+//! `information_schema`, cached per table and dropped on any DDL (see
+//! [`SchemaCache::invalidate`]). A TABLE_MAP whose column count or
 //! types disagree with the schema we hold is an error, never a guess: rows
 //! decoded against the wrong columns would be written to the wrong columns.
 
@@ -16,6 +18,7 @@ use mysql_common::binlog::events::{OptionalMetaExtractor, OptionalMetadataField,
 use mysql_common::constants::ColumnType;
 
 use crate::db::DbError;
+use crate::position::Position;
 
 /// Collation id of the `binary` character set.
 pub const BINARY_CHARSET: u16 = 63;
@@ -115,8 +118,35 @@ pub enum SchemaError {
         "table {table} does not exist on the source (information_schema has no columns for it)"
     )]
     Missing { table: String },
+    /// The binlog does not name the columns, and the schema history
+    /// cannot tell them at this position or disagrees with the TABLE_MAP
+    /// (see [`super::history`]).
+    #[error("cannot decode {} at {}: {}. {}", .0.table, .0.position, .0.reason, history_fix(.0.resume.as_ref()))]
+    History(Box<HistoryGap>),
     #[error(transparent)]
     Db(#[from] DbError),
+}
+
+/// Why the schema history cannot decode a table at a position.
+#[derive(Debug)]
+pub struct HistoryGap {
+    /// `db.table`
+    pub table: String,
+    pub position: Position,
+    pub reason: String,
+    /// Where the history knows the table again, if anywhere.
+    pub resume: Option<Position>,
+}
+
+/// What to do when the schema history cannot decode a table.
+fn history_fix(resume: Option<&Position>) -> String {
+    let from = resume.map_or_else(|| "FILE:POS".to_string(), Position::to_string);
+    format!(
+        "The events before the DDL cannot be decoded with certainty, and reshard does not guess. \
+         To go on, restart from a position after the DDL: `reshard run --from {from} --force` (or raise [pipeline] epoch), \
+         and re-seed the table's rows changed before it (`reshard verify` lists them). \
+         Set binlog_row_metadata=FULL on the source so that new events name their columns"
+    )
 }
 
 /// Reads types and metadata from a TABLE_MAP event. Returns the schema if the
@@ -239,8 +269,9 @@ pub fn from_table_map(tme: &TableMapEvent<'_>) -> Result<(TableSchema, bool), Sc
     ))
 }
 
-/// One column as `information_schema` describes it.
-#[derive(Debug, Clone)]
+/// One column as `information_schema` describes it (also the form the
+/// schema history stores, see [`super::history`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CatalogColumn {
     pub name: String,
     /// DATA_TYPE, lower case.
@@ -257,10 +288,13 @@ pub struct CatalogColumn {
     /// CHARACTER_OCTET_LENGTH.
     pub octets: Option<u64>,
     pub labels: Vec<Vec<u8>>,
+    /// COLLATION_NAME (`None` for non-character columns).
+    #[serde(default)]
+    pub collation: Option<String>,
 }
 
 /// A table's catalog columns and primary-key column names.
-type Catalog = (Vec<CatalogColumn>, Vec<String>);
+pub type Catalog = (Vec<CatalogColumn>, Vec<String>);
 
 /// Caches `information_schema` descriptions of source tables.
 #[derive(Default)]
@@ -274,11 +308,12 @@ impl SchemaCache {
         self.tables.clear();
     }
 
-    /// Completes a schema decoded from a TABLE_MAP without names.
+    /// Completes a schema decoded from a TABLE_MAP without names with the
+    /// table's catalog as information_schema shows it now.
     pub async fn complete(
         &mut self,
         conn: &mut Conn,
-        mut schema: TableSchema,
+        schema: TableSchema,
     ) -> Result<TableSchema, SchemaError> {
         let key = (schema.db.clone(), schema.table.clone());
         let entry = match self.tables.get(&key) {
@@ -289,41 +324,50 @@ impl SchemaCache {
                 e
             }
         };
-        let (cols, pk) = &*entry;
-        let table = schema.full_name();
-        if cols.len() != schema.columns.len() {
-            return Err(SchemaError::ColumnCount {
+        complete_with(schema, &entry)
+    }
+}
+
+/// Completes a schema decoded from a TABLE_MAP without names with a
+/// catalog of its table: names, signedness, labels, the primary key. The
+/// TABLE_MAP's column count and types must match the catalog's.
+pub fn complete_with(
+    mut schema: TableSchema,
+    (cols, pk): &Catalog,
+) -> Result<TableSchema, SchemaError> {
+    let table = schema.full_name();
+    if cols.len() != schema.columns.len() {
+        return Err(SchemaError::ColumnCount {
+            table,
+            binlog: schema.columns.len(),
+            catalog: cols.len(),
+        });
+    }
+    for (c, cat) in schema.columns.iter_mut().zip(cols.iter()) {
+        if !type_matches(c.ty, &cat.data_type) {
+            return Err(SchemaError::ColumnType {
                 table,
-                binlog: schema.columns.len(),
-                catalog: cols.len(),
+                column: cat.name.clone(),
+                binlog: c.ty,
+                catalog: cat.data_type.clone(),
             });
         }
-        for (c, cat) in schema.columns.iter_mut().zip(cols.iter()) {
-            if !type_matches(c.ty, &cat.data_type) {
-                return Err(SchemaError::ColumnType {
-                    table,
-                    column: cat.name.clone(),
-                    binlog: c.ty,
-                    catalog: cat.data_type.clone(),
-                });
-            }
-            c.name = cat.name.clone();
-            c.unsigned = cat.unsigned;
-            if c.charset == 0 && cat.charset_binary {
-                c.charset = BINARY_CHARSET;
-            }
-            if c.labels.is_empty() {
-                c.labels = cat.labels.clone();
-            }
-            c.data_type = Some(cat.data_type.clone());
+        c.name = cat.name.clone();
+        c.unsigned = cat.unsigned;
+        if c.charset == 0 && cat.charset_binary {
+            c.charset = BINARY_CHARSET;
         }
-        schema.pk = pk
-            .iter()
-            .filter_map(|name| schema.column_index(name))
-            .collect();
-        schema.origin = SchemaOrigin::InformationSchema;
-        Ok(schema)
+        if c.labels.is_empty() {
+            c.labels = cat.labels.clone();
+        }
+        c.data_type = Some(cat.data_type.clone());
     }
+    schema.pk = pk
+        .iter()
+        .filter_map(|name| schema.column_index(name))
+        .collect();
+    schema.origin = SchemaOrigin::InformationSchema;
+    Ok(schema)
 }
 
 /// The byte length of a CHAR/BINARY column from its TABLE_MAP metadata: the
@@ -350,7 +394,8 @@ pub async fn load_catalog(
     let rows: Vec<mysql_async::Row> = conn
         .exec(
             "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_SET_NAME, IS_NULLABLE, \
-             COALESCE(NUMERIC_SCALE, DATETIME_PRECISION, 0), COALESCE(NUMERIC_PRECISION, 0), CHARACTER_OCTET_LENGTH \
+             COALESCE(NUMERIC_SCALE, DATETIME_PRECISION, 0), COALESCE(NUMERIC_PRECISION, 0), CHARACTER_OCTET_LENGTH, \
+             COLLATION_NAME \
              FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
              ORDER BY ORDINAL_POSITION",
             (db, table),
@@ -394,6 +439,7 @@ pub async fn load_catalog(
             labels,
             data_type,
             column_type,
+            collation: Some(text(8)).filter(|c| !c.is_empty()),
         });
     }
     let pk: Vec<String> = conn

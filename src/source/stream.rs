@@ -2,8 +2,21 @@
 //! a [`Decoder`], which assembles the transactions (see
 //! [`super::events`] for why the positions it reports are safe to resume
 //! from).
+//!
+//! # A stream that went silent
+//!
+//! The tailer asks the source for a heartbeat every `heartbeat` period
+//! of idleness, so a live stream never stays silent longer than that. A
+//! source that vanished without closing the connection (a failover, a
+//! dead host, a dropped NAT entry: a half-open connection) sends nothing
+//! and no error either. So a stream with no event and no heartbeat for
+//! [`stall_after`] (three heartbeat periods and a margin) is declared dead
+//! with a transient error, and the attempt resumes from the checkpoint on
+//! a new connection. The schema connection, idle between table look-ups,
+//! and the schema history's control connection, idle between DDLs, are
+//! pinged so that the servers' `wait_timeout` does not close them.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use mysql_async::prelude::Queryable;
@@ -12,9 +25,10 @@ use mysql_async::{BinlogStream, BinlogStreamRequest, Conn};
 use super::change::SourceItem;
 pub use super::events::TableFilter;
 use super::events::{Decoder, DecoderOptions, EventAt};
+use super::history::SchemaHistory;
 use super::schema::SchemaError;
 use super::SourceError;
-use crate::db::{DbError, Flavor};
+use crate::db::{self, DbError, Flavor};
 use crate::position::Position;
 
 /// Where a tailer starts.
@@ -40,7 +54,20 @@ pub struct Tailer {
     stream: BinlogStream,
     schema_conn: Conn,
     decoder: Decoder,
+    /// The heartbeat period asked for.
+    heartbeat: Duration,
+    /// How often the idle schema connection is pinged, and when it was.
+    keepalive: Duration,
+    schema_pinged: Instant,
 }
+
+/// How long a stream with the given heartbeat period may stay silent.
+pub fn stall_after(heartbeat: Duration) -> Duration {
+    heartbeat * 3 + Duration::from_secs(2)
+}
+
+/// A ping of the schema connection that takes longer means it is dead.
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Tailer {
     /// Registers as a replica on `stream_conn` and requests the binlog from
@@ -59,7 +86,7 @@ impl Tailer {
     /// GTID set `uuid:1-5[,…]` (streams what is not in the set).
     pub async fn open(
         mut stream_conn: Conn,
-        schema_conn: Conn,
+        mut schema_conn: Conn,
         at: StartAt,
         opts: TailerOptions,
     ) -> Result<Tailer, SourceError> {
@@ -138,10 +165,14 @@ impl Tailer {
                 filter: opts.filter,
             },
         );
+        let keepalive = db::keepalive_interval(&mut schema_conn).await;
         Ok(Tailer {
             stream,
             schema_conn,
             decoder,
+            heartbeat: opts.heartbeat,
+            keepalive,
+            schema_pinged: Instant::now(),
         })
     }
 
@@ -150,10 +181,41 @@ impl Tailer {
         self.decoder.position()
     }
 
-    /// The next committed transaction or heartbeat.
+    /// Decodes TABLE_MAPs without column names by the schema history
+    /// (see [`super::history`]).
+    pub fn set_history(&mut self, history: SchemaHistory) {
+        self.decoder.set_history(history);
+    }
+
+    /// Hands the schema history back, e.g. to go on with it in a tailer
+    /// reopened where this one left off.
+    pub fn take_history(&mut self) -> Option<SchemaHistory> {
+        self.decoder.take_history()
+    }
+
+    /// The next committed transaction or heartbeat; an error when the
+    /// stream stays silent too long (see the module docs).
     pub async fn next(&mut self) -> Result<SourceItem, SourceError> {
+        let mut heard = Instant::now();
         loop {
-            let event = match self.stream.next().await {
+            let ping = self.schema_pinged + self.keepalive;
+            if Instant::now() >= ping {
+                self.keep_alive().await?;
+                continue;
+            }
+            let stalled = heard + stall_after(self.heartbeat);
+            let next = tokio::select! {
+                biased;
+                next = self.stream.next() => next,
+                _ = tokio::time::sleep_until(stalled.min(ping).into()) => {
+                    if Instant::now() >= stalled {
+                        return Err(self.stalled());
+                    }
+                    continue;
+                }
+            };
+            heard = Instant::now();
+            let event = match next {
                 None => {
                     return Err(SourceError::Transient(format!(
                         "the source closed the binlog stream at {}",
@@ -173,8 +235,32 @@ impl Tailer {
         }
     }
 
-    /// Closes the replica connection.
-    pub async fn close(self) {
+    /// Pings the idle schema connection and the schema history's.
+    async fn keep_alive(&mut self) -> Result<(), SourceError> {
+        db::ping(&mut self.schema_conn, "source", PING_TIMEOUT).await?;
+        if let Some(mut history) = self.decoder.take_history() {
+            let pinged = history.keep_alive(PING_TIMEOUT).await;
+            self.decoder.set_history(history);
+            pinged?;
+        }
+        self.schema_pinged = Instant::now();
+        Ok(())
+    }
+
+    fn stalled(&self) -> SourceError {
+        SourceError::Transient(format!(
+            "no binlog event and no heartbeat from the source for {}s at {} (heartbeats were asked for every {}s): the connection is presumed dead",
+            stall_after(self.heartbeat).as_secs(),
+            self.decoder.position(),
+            self.heartbeat.as_secs(),
+        ))
+    }
+
+    /// Closes the replica connection (and the history's).
+    pub async fn close(mut self) {
+        if let Some(h) = self.decoder.take_history() {
+            h.close().await;
+        }
         let _ = self.stream.close().await;
         let _ = self.schema_conn.disconnect().await;
     }

@@ -1,56 +1,132 @@
-//! A canonical byte encoding of a row key, used as the tombstone key, to
-//! pick a lane and to find two operations on one key within a batch.
+//! Byte encodings of a row key.
+//!
+//! * [`encode`] / [`decode`]: the key's values, losslessly (the initial
+//!   copy saves the last key it copied and resumes after it).
+//! * [`canonical`]: the key's **identity** on the target: equal exactly
+//!   when the target's primary key finds the keys equal. It is the
+//!   tombstone key, picks the lane ([`lane_hash`]) and finds two
+//!   operations on one key within a batch. The bound values of upserts and
+//!   deletes stay the real bytes; only the identity is canonical.
 //!
 //! Each value is a type tag followed by a self-delimiting body, so two
 //! different keys never encode to the same bytes ("ab","c" ≠ "a","bc").
 //! A column always decodes to the same value type, so one key has one
-//! encoding. Limitation: keys are compared byte-wise here, so two keys a
-//! case-insensitive collation treats as equal ('a' and 'A') get two
-//! tombstones.
+//! encoding.
+//!
+//! # The canonical key (see "Keys and collations" in `docs/architecture.md`)
+//!
+//! A key column of a non-binary text type compares under its collation:
+//! under `utf8mb4_general_ci`, 'a' = 'A' = 'a ' (PAD SPACE) = 'á'. Its part
+//! of the canonical key is the collation's comparable form
+//! ([`Collation::weigh`], tag 8), so collation-equal spellings of one key
+//! share one tombstone and one lane and collapse within a batch. Every
+//! other column (integers, dates, `binary` strings, `BINARY(n)` with its
+//! padding restored by the decoder) is part of the key as [`encode`]
+//! writes it: their equality is byte equality.
+//!
+//! A canonical key longer than [`KEY_MAX`] bytes (the tombstone key column
+//! is `VARBINARY(2048)`; MySQL keys may be 3072 bytes, and collation
+//! weights can be longer than the text) is replaced by a tag byte and its
+//! SHA-256 digest, never truncated: two keys share a digest only by a
+//! SHA-256 collision.
+
+use std::sync::Arc;
 
 use mysql_common::value::Value;
+use sha2::{Digest, Sha256};
 
-/// Encodes key values.
+use super::collation::Collation;
+
+/// How one key column takes part in the canonical key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyPart {
+    /// Equal values have equal bytes (as [`encode`] writes them).
+    Exact,
+    /// Text compared under a collation.
+    Collated(Arc<Collation>),
+}
+
+/// The longest canonical key stored as it is (the width of the tombstone
+/// key column); longer ones are digested.
+pub const KEY_MAX: usize = 2048;
+
+/// Tag of a collated text part (its weights).
+const TAG_COLLATED: u8 = 8;
+/// Tag of a digested key: SHA-256 of the canonical key.
+const TAG_DIGEST: u8 = 0xFE;
+
+fn encode_value(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::NULL => out.push(0),
+        Value::Int(i) => {
+            out.push(1);
+            out.extend_from_slice(&((*i as u64) ^ (1 << 63)).to_be_bytes());
+        }
+        Value::UInt(u) => {
+            out.push(2);
+            out.extend_from_slice(&u.to_be_bytes());
+        }
+        Value::Bytes(b) => {
+            out.push(3);
+            out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+            out.extend_from_slice(b);
+        }
+        Value::Float(f) => {
+            out.push(4);
+            out.extend_from_slice(&f.to_bits().to_be_bytes());
+        }
+        Value::Double(f) => {
+            out.push(5);
+            out.extend_from_slice(&f.to_bits().to_be_bytes());
+        }
+        Value::Date(y, m, d, h, mi, s, us) => {
+            out.push(6);
+            out.extend_from_slice(&y.to_be_bytes());
+            out.extend_from_slice(&[*m, *d, *h, *mi, *s]);
+            out.extend_from_slice(&us.to_be_bytes());
+        }
+        Value::Time(neg, d, h, mi, s, us) => {
+            out.push(7);
+            out.push(u8::from(*neg));
+            out.extend_from_slice(&d.to_be_bytes());
+            out.extend_from_slice(&[*h, *mi, *s]);
+            out.extend_from_slice(&us.to_be_bytes());
+        }
+    }
+}
+
+/// Encodes key values losslessly.
 pub fn encode(key: &[Value]) -> Vec<u8> {
     let mut out = Vec::with_capacity(16 * key.len());
     for v in key {
-        match v {
-            Value::NULL => out.push(0),
-            Value::Int(i) => {
-                out.push(1);
-                out.extend_from_slice(&((*i as u64) ^ (1 << 63)).to_be_bytes());
+        encode_value(v, &mut out);
+    }
+    out
+}
+
+/// The canonical key of `key` whose columns take part as `parts` say (a
+/// missing part is [`KeyPart::Exact`]); see the module docs. For keys
+/// without collated text it is [`encode`]'s bytes.
+pub fn canonical(key: &[Value], parts: &[KeyPart]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 * key.len());
+    for (i, v) in key.iter().enumerate() {
+        match (v, parts.get(i)) {
+            (Value::Bytes(b), Some(KeyPart::Collated(c))) => {
+                out.push(TAG_COLLATED);
+                let at = out.len();
+                out.extend_from_slice(&[0; 4]);
+                c.weigh(b, &mut out);
+                let len = (out.len() - at - 4) as u32;
+                out[at..at + 4].copy_from_slice(&len.to_be_bytes());
             }
-            Value::UInt(u) => {
-                out.push(2);
-                out.extend_from_slice(&u.to_be_bytes());
-            }
-            Value::Bytes(b) => {
-                out.push(3);
-                out.extend_from_slice(&(b.len() as u32).to_be_bytes());
-                out.extend_from_slice(b);
-            }
-            Value::Float(f) => {
-                out.push(4);
-                out.extend_from_slice(&f.to_bits().to_be_bytes());
-            }
-            Value::Double(f) => {
-                out.push(5);
-                out.extend_from_slice(&f.to_bits().to_be_bytes());
-            }
-            Value::Date(y, m, d, h, mi, s, us) => {
-                out.push(6);
-                out.extend_from_slice(&y.to_be_bytes());
-                out.extend_from_slice(&[*m, *d, *h, *mi, *s]);
-                out.extend_from_slice(&us.to_be_bytes());
-            }
-            Value::Time(neg, d, h, mi, s, us) => {
-                out.push(7);
-                out.push(u8::from(*neg));
-                out.extend_from_slice(&d.to_be_bytes());
-                out.extend_from_slice(&[*h, *mi, *s]);
-                out.extend_from_slice(&us.to_be_bytes());
-            }
+            _ => encode_value(v, &mut out),
         }
+    }
+    if out.len() > KEY_MAX {
+        let digest = Sha256::digest(&out);
+        out.clear();
+        out.push(TAG_DIGEST);
+        out.extend_from_slice(&digest);
     }
     out
 }
@@ -141,6 +217,58 @@ mod tests {
         assert_eq!(decode(&encode(&key)).unwrap(), key);
         assert!(decode(&[9]).is_none());
         assert!(decode(&[3, 0, 0, 0, 9, b'x']).is_none());
+    }
+
+    fn ci() -> KeyPart {
+        use super::super::collation::{WeightTable, Weights};
+        let upper: Vec<[u8; 1]> = (0u8..128).map(|c| [c.to_ascii_uppercase()]).collect();
+        let table = WeightTable::from_sequence(upper.iter().map(|w| Some(&w[..]))).unwrap();
+        KeyPart::Collated(Arc::new(Collation::new(
+            "ascii_ci",
+            0,
+            true,
+            Weights::SingleByte(table),
+        )))
+    }
+
+    #[test]
+    fn canonical_keys_follow_the_collation() {
+        let parts = [ci(), KeyPart::Exact];
+        let k = |s: &str, n: i64| canonical(&[Value::Bytes(s.into()), Value::Int(n)], &parts);
+        assert_eq!(k("abc", 1), k("ABC  ", 1));
+        assert_ne!(k("abc", 1), k("abd", 1));
+        assert_ne!(k("abc", 1), k("abc", 2));
+        // an exact column stays byte-exact, and equals encode() without
+        // collated parts (tombstones of such keys did not change)
+        let exact = [KeyPart::Exact, KeyPart::Exact];
+        let key = [Value::Bytes(b"abc".to_vec()), Value::Int(1)];
+        assert_eq!(canonical(&key, &exact), encode(&key));
+        assert_eq!(canonical(&key, &[]), encode(&key));
+        // collated parts are self-delimiting too
+        let two = [ci(), ci()];
+        let kk =
+            |a: &str, b: &str| canonical(&[Value::Bytes(a.into()), Value::Bytes(b.into())], &two);
+        assert_ne!(kk("ab", "c"), kk("a", "bc"));
+        assert_eq!(kk("ab", "c"), kk("AB", "C"));
+    }
+
+    #[test]
+    fn long_keys_are_digested_never_truncated() {
+        let long = |last: u8| {
+            let mut b = vec![b'x'; 3072];
+            b[3071] = last;
+            canonical(&[Value::Bytes(b)], &[KeyPart::Exact])
+        };
+        assert_eq!(long(b'a').len(), 33);
+        assert_eq!(long(b'a')[0], TAG_DIGEST);
+        assert_ne!(long(b'a'), long(b'b'), "keys differing in the last byte");
+        assert_eq!(long(b'a'), long(b'a'));
+        // the longest key kept as it is
+        let fits = canonical(&[Value::Bytes(vec![1; KEY_MAX - 5])], &[]);
+        assert_eq!(fits.len(), KEY_MAX);
+        assert_eq!(fits[0], 3);
+        let over = canonical(&[Value::Bytes(vec![1; KEY_MAX - 4])], &[]);
+        assert_eq!(over.len(), 33);
     }
 
     #[test]

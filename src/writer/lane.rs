@@ -30,8 +30,9 @@ use mysql_async::{Conn, Params, Transaction, TxOpts};
 use mysql_common::value::Value;
 use tokio::sync::mpsc;
 
+use super::link::Link;
 use super::op::{OpKind, TargetTable, WriteOp};
-use super::sql;
+use super::{outage, sql};
 use crate::checkpoint::LaneProgress;
 use crate::control::shard;
 use crate::db::{DbError, Retry};
@@ -124,10 +125,15 @@ impl TombstoneHints {
 
 const MAX_PARAMS: usize = 30_000;
 const RETRIES: u32 = 5;
+/// The longest one try of a batch may take (lock waits included) before
+/// its connection is presumed dead.
+const BATCH_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Runs a lane until its queue closes; the pending batch is applied first.
+/// The connection is kept alive while idle, and a shard that cannot be
+/// written is ridden out (see [`super::link`] and [`super::outage`]).
 pub async fn run(
-    mut conn: Conn,
+    mut link: Link,
     cfg: LaneConfig,
     mut rx: mpsc::Receiver<LaneMsg>,
     progress: mpsc::UnboundedSender<LaneProgress>,
@@ -138,8 +144,18 @@ pub async fn run(
     let mut hints = TombstoneHints::default();
     let mut closed = false;
     while !closed {
-        // wait for work
-        match rx.recv().await {
+        // wait for work, keeping an idle connection alive
+        let msg = match link.ping_due() {
+            Some(at) => match tokio::time::timeout_at(at, rx.recv()).await {
+                Ok(msg) => msg,
+                Err(_) => {
+                    link.keep_alive().await;
+                    continue;
+                }
+            },
+            None => rx.recv().await,
+        };
+        match msg {
             None => closed = true,
             Some(msg) => take(msg, &cfg, &mut ops, &mut mark, &progress),
         }
@@ -153,22 +169,44 @@ pub async fn run(
                     Ok(Some(msg)) => take(msg, &cfg, &mut ops, &mut mark, &progress),
                 }
             }
-            let batch = std::mem::take(&mut ops);
+            let batch = dedup(std::mem::take(&mut ops));
             let end = mark.as_ref().map(|m| m.end.clone());
-            apply_batch(&mut conn, &cfg, batch, end.as_ref(), &stats, &mut hints)
-                .await
-                .map_err(|source| LaneError {
-                    shard: cfg.shard.clone(),
-                    lane: cfg.lane,
-                    source,
-                })?;
+            let mut pending = Pending {
+                batch: &batch,
+                end: end.as_ref(),
+                stats: &stats,
+                hints: &mut hints,
+            };
+            if let Err(e) = pending.apply_on(&mut link, &cfg, None).await {
+                if e.retry() == Retry::Definite {
+                    return Err(LaneError {
+                        shard: cfg.shard.clone(),
+                        lane: cfg.lane,
+                        source: e,
+                    });
+                }
+                let later = outage::ride_out(&mut link, &cfg, &mut rx, &mut pending, e).await?;
+                if let Some(m) = mark.take() {
+                    let _ = progress.send(m);
+                }
+                mark = later;
+            }
         }
         if let Some(m) = mark.take() {
             let _ = progress.send(m);
         }
     }
-    let _ = conn.disconnect().await;
+    link.close().await;
     Ok(())
+}
+
+/// A lane's batch until it is applied.
+pub(super) struct Pending<'a> {
+    pub batch: &'a [(Arc<TargetTable>, Vec<BatchOp>)],
+    /// The position recorded with it (its mark's, if one came with it).
+    pub end: Option<&'a Position>,
+    pub stats: &'a Stats,
+    pub hints: &'a mut TombstoneHints,
 }
 
 fn take(
@@ -212,17 +250,54 @@ pub async fn apply_batch(
     hints: &mut TombstoneHints,
 ) -> Result<(), DbError> {
     let batch = dedup(ops);
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        match apply(conn, cfg, &batch, end, stats, hints).await {
-            Ok(()) => return Ok(()),
-            // deadlocks and lock waits: the transaction was rolled back, try again
-            Err(e) if e.is_lock_conflict() && attempt < RETRIES => {
-                tracing::warn!(shard = %cfg.shard, lane = cfg.lane, attempt, error = %e, "batch rolled back, retrying");
-                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+    let mut pending = Pending {
+        batch: &batch,
+        end,
+        stats,
+        hints,
+    };
+    pending.apply(conn, cfg).await
+}
+
+impl Pending<'_> {
+    /// Applies the batch on the link's connection (opened first, within
+    /// `quick` when given); a failed connection is the caller's to drop.
+    pub(super) async fn apply_on(
+        &mut self,
+        link: &mut Link,
+        cfg: &LaneConfig,
+        quick: Option<Duration>,
+    ) -> Result<(), DbError> {
+        let conn = link.conn(quick).await?;
+        self.apply(conn, cfg).await
+    }
+
+    /// [`apply_batch`] after [`dedup`]. Each try is bounded by
+    /// [`BATCH_TIMEOUT`]: a connection that stops answering (half-open) is
+    /// a lost connection, not a lane stuck for the kernel's retransmission
+    /// timeout.
+    async fn apply(&mut self, conn: &mut Conn, cfg: &LaneConfig) -> Result<(), DbError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let tried = tokio::time::timeout(BATCH_TIMEOUT, apply(conn, cfg, self))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(DbError::no_answer(
+                        &cfg.shard,
+                        "applying a batch",
+                        BATCH_TIMEOUT,
+                    ))
+                });
+            match tried {
+                Ok(()) => return Ok(()),
+                // deadlocks and lock waits: the transaction was rolled back, try again
+                Err(e) if e.is_lock_conflict() && attempt < RETRIES => {
+                    tracing::warn!(shard = %cfg.shard, lane = cfg.lane, attempt, error = %e, "batch rolled back, retrying");
+                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
         }
     }
 }
@@ -237,12 +312,21 @@ pub struct BatchOp {
 }
 
 /// Keeps the newest operation per (table, key), grouped by table.
+///
+/// A group is one *column list* of a table, not one table name: after a
+/// column was added on the source, one batch can hold upserts written
+/// with the old columns and with the new ones, and each needs its own
+/// statement. The groups are applied in order in one transaction, and
+/// every step compares versions, so a key appearing in two groups ends
+/// up exactly as if both operations were in one.
 pub fn dedup(ops: Vec<WriteOp>) -> Vec<(Arc<TargetTable>, Vec<BatchOp>)> {
     let mut groups: Vec<(Arc<TargetTable>, Vec<BatchOp>)> = Vec::new();
-    let mut group_of: HashMap<String, usize> = HashMap::new();
     let mut seen: HashMap<(usize, Vec<u8>), usize> = HashMap::new();
     for op in ops {
-        let g = *group_of.entry(op.table.name.clone()).or_insert_with(|| {
+        let found = groups
+            .iter()
+            .position(|(t, _)| Arc::ptr_eq(t, &op.table) || **t == *op.table);
+        let g = found.unwrap_or_else(|| {
             groups.push((op.table.clone(), Vec::new()));
             groups.len() - 1
         });
@@ -292,11 +376,10 @@ struct Counts {
 async fn apply(
     conn: &mut Conn,
     cfg: &LaneConfig,
-    batch: &[(Arc<TargetTable>, Vec<BatchOp>)],
-    end: Option<&Position>,
-    stats: &Stats,
-    hints: &mut TombstoneHints,
+    pending: &mut Pending<'_>,
 ) -> Result<(), DbError> {
+    let (batch, end, stats) = (pending.batch, pending.end, pending.stats);
+    let hints = &mut *pending.hints;
     let server = cfg.shard.as_str();
     let mut tx = conn
         .start_transaction(TxOpts::default())
@@ -475,17 +558,68 @@ async fn upsert_newer(
                 params.push(Value::Bytes(o.version.to_bytes().to_vec()));
             }
         }
-        tx.exec_drop(
-            sql::upsert(tname, &table.columns, &table.key, chunk.len()),
-            Params::Positional(params),
-        )
-        .await
-        .map_err(|e| DbError::query(server, format!("upserting into {tname}"), e))?;
+        let upserted = tx
+            .exec_drop(
+                sql::upsert(tname, &table.columns, &table.key, chunk.len()),
+                Params::Positional(params),
+            )
+            .await
+            .map_err(|e| DbError::query(server, format!("upserting into {tname}"), e));
+        if let Err(e) = upserted {
+            if e.code() == Some(ER_BAD_FIELD_ERROR) {
+                return Err(missing_columns(tx, server, table, e).await.into());
+            }
+            return Err(e.into());
+        }
         if check {
             check_landed(tx, server, tname, &key_cols, chunk).await?;
         }
     }
     Ok(live.len() as u64)
+}
+
+/// MySQL's "Unknown column" error.
+const ER_BAD_FIELD_ERROR: u16 = 1054;
+
+/// An upsert named a column the target table lacks — typically one added
+/// on the source, which the router now carries. Retrying cannot help, so
+/// the error names the columns and the fix (a definite error: see
+/// `docs/architecture.md`, "Schema history").
+async fn missing_columns(
+    tx: &mut Transaction<'_>,
+    server: &str,
+    table: &TargetTable,
+    error: DbError,
+) -> DbError {
+    let tname = table.name.as_str();
+    let present: Vec<String> = match tx.exec(sql::TARGET_COLUMNS, (tname,)).await {
+        Ok(cols) => cols,
+        Err(_) => return error,
+    };
+    let missing: Vec<&str> = table
+        .columns
+        .iter()
+        .filter(|c| !present.iter().any(|p| p.eq_ignore_ascii_case(c)))
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() {
+        return error;
+    }
+    let quoted: Vec<String> = missing.iter().map(|c| format!("`{c}`")).collect();
+    let names: Vec<String> = missing.iter().map(|c| format!("{c:?}")).collect();
+    DbError::unexpected(
+        server,
+        format!("upserting into {tname}"),
+        format!(
+            "target table `{tname}` has no column {} that the rule for {} writes (added on the source by a DDL, or derived by the rule). \
+             reshard does not change target tables: add the column on every target first (ALTER TABLE `{tname}` ADD COLUMN {} …, nullable or with a default), \
+             or leave it out of the rule (exclude = [{}]); then run reshard again, it resumes from the checkpoint",
+            quoted.join(", "),
+            table.source,
+            quoted.join(", "),
+            names.join(", "),
+        ),
+    )
 }
 
 /// Whether the target table has a secondary UNIQUE key, learned once per
@@ -568,6 +702,7 @@ mod tests {
     fn op(key: i64, version: u128, kind: OpKind) -> WriteOp {
         let table = Arc::new(TargetTable {
             name: "t".into(),
+            source: "db.t".into(),
             columns: vec!["id".into()],
             key: vec![0],
         });
@@ -600,6 +735,31 @@ mod tests {
         assert_eq!(list[0].tombstone, Some(Version(12)));
         assert_eq!(list[1].op.version, Version(11));
         assert_eq!(list[1].tombstone, None);
+    }
+
+    /// A column added on the source mid-batch: the upserts written with the
+    /// old and with the new column list go to statements of their own.
+    #[test]
+    fn dedup_keeps_column_lists_of_one_table_apart() {
+        let wide = Arc::new(TargetTable {
+            name: "t".into(),
+            source: "db.t".into(),
+            columns: vec!["id".into(), "c".into()],
+            key: vec![0],
+        });
+        let mut late = op(2, 11, OpKind::Upsert(vec![Value::Int(2), Value::NULL]));
+        late.table = wide.clone();
+        let ops = vec![
+            op(1, 10, OpKind::Upsert(vec![Value::Int(1)])),
+            late,
+            op(3, 9, OpKind::Delete),
+        ];
+        let groups = dedup(ops);
+        assert_eq!(groups.len(), 2);
+        assert_eq!(groups[0].0.columns, ["id"]);
+        assert_eq!(groups[0].1.len(), 2);
+        assert!(Arc::ptr_eq(&groups[1].0, &wide));
+        assert_eq!(groups[1].1.len(), 1);
     }
 
     /// Regression: a delete collapsed under a later upsert of the same key

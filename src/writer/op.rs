@@ -13,6 +13,8 @@ use crate::version::Version;
 pub struct TargetTable {
     /// Table name on every target (in the shard's database).
     pub name: String,
+    /// The source table (`db.table`) whose rule writes it, for messages.
+    pub source: String,
     /// Column names, in the order of [`OpKind::Upsert`] values; the version
     /// column is not among them.
     pub columns: Vec<String>,
@@ -35,7 +37,9 @@ pub struct WriteOp {
     pub table: Arc<TargetTable>,
     /// Values of the key columns.
     pub key: Vec<Value>,
-    /// [`super::keyenc::encode`] of `key`: tombstone key, lane hash, dedup.
+    /// [`super::keyenc::canonical`] of `key`: the key's identity on the
+    /// target (tombstone key, lane hash, batch deduplication); equal for
+    /// spellings the key's collation finds equal.
     pub key_enc: Vec<u8>,
     pub kind: OpKind,
     pub version: Version,

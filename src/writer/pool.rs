@@ -18,10 +18,11 @@ use tokio::task::{JoinError, JoinSet};
 
 use super::keyenc::lane_hash;
 use super::lane::{self, LaneConfig, LaneError, LaneMsg, Stats};
+use super::link::Link;
 use super::op::WriteOp;
 use crate::checkpoint::LaneProgress;
 use crate::config::Config;
-use crate::db::{self, DbError, Session};
+use crate::db::DbError;
 use crate::position::Position;
 
 /// A lane's queue is gone: the lane stopped, and its error (if any) comes
@@ -40,9 +41,10 @@ pub struct LanePool {
 }
 
 impl LanePool {
-    /// Connects every lane (a target that cannot be reached fails here,
-    /// before anything is read) and starts it. Lanes report their progress
-    /// on the returned receiver.
+    /// Starts every lane; each connects to its shard when it first has
+    /// work, so a shard that is down does not hold up the others (see
+    /// [`super::outage`]). Lanes report their progress on the returned
+    /// receiver.
     pub async fn start(
         cfg: &Config,
         stats: Arc<Stats>,
@@ -56,7 +58,7 @@ impl LanePool {
         let (progress_tx, progress_rx) = mpsc::unbounded_channel::<LaneProgress>();
         for (s, ep) in cfg.targets.values().enumerate() {
             for l in 0..p.lanes_per_shard {
-                let conn = db::connect(ep, Session::Write, p.connect_timeout).await?;
+                let link = Link::new(ep.clone(), p.connect_timeout);
                 let (tx, rx) = mpsc::channel(p.batch_size * 4);
                 pool.senders.push(tx);
                 let lc = LaneConfig {
@@ -68,7 +70,7 @@ impl LanePool {
                     linger: p.linger,
                 };
                 pool.tasks
-                    .spawn(lane::run(conn, lc, rx, progress_tx.clone(), stats.clone()));
+                    .spawn(lane::run(link, lc, rx, progress_tx.clone(), stats.clone()));
             }
         }
         Ok((pool, progress_rx))
@@ -95,6 +97,21 @@ impl LanePool {
         let l = self.lane_of(&op);
         let tx = self.senders.get(l).ok_or(LaneGone)?;
         tx.send(LaneMsg::Op(op)).await.map_err(|_| LaneGone)
+    }
+
+    /// Like [`LanePool::send`], but cancel safe: the operation is taken out
+    /// of `op` only once its lane has room, so a caller may drop this
+    /// future (a `select!` arm that lost) and offer the same `op` again.
+    pub async fn send_from(&self, op: &mut Option<WriteOp>) -> Result<(), LaneGone> {
+        let Some(o) = op.as_ref() else {
+            return Ok(());
+        };
+        let tx = self.senders.get(self.lane_of(o)).ok_or(LaneGone)?;
+        let permit = tx.reserve().await.map_err(|_| LaneGone)?;
+        if let Some(o) = op.take() {
+            permit.send(LaneMsg::Op(o));
+        }
+        Ok(())
     }
 
     /// Queues mark `seq` on every lane: every operation of transactions up

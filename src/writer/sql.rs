@@ -8,6 +8,15 @@
 //! version assigned earlier would make the later comparisons see the new
 //! version and keep the old values. `VALUES()` works on MariaDB and on
 //! MySQL (deprecated since 8.0.20, still accepted).
+//!
+//! Key columns are assigned too, so that the stored bytes follow the
+//! source when a key changes to a spelling its collation finds equal
+//! ('abc' → 'ABC' finds the row 'abc' as a duplicate; see
+//! [`super::keyenc`]). Each is guarded by the version **and** by
+//! `k <=> VALUES(k)`: true for the row found by its primary key, false for
+//! a row found through a secondary UNIQUE key, whose own key must never be
+//! rewritten (the landed check then sees the collision, see
+//! [`landed`]).
 
 use crate::db::quote_ident;
 
@@ -55,6 +64,14 @@ pub fn upsert(table: &str, columns: &[String], key: &[usize], rows: usize) -> St
             format!("{c} = IF({newer}, VALUES({c}), {c})")
         })
         .collect();
+    for &k in key {
+        if let Some(c) = columns.get(k) {
+            let c = quote_ident(c);
+            sets.push(format!(
+                "{c} = IF({newer} AND {c} <=> VALUES({c}), VALUES({c}), {c})"
+            ));
+        }
+    }
     sets.push(format!("{v} = IF({newer}, VALUES({v}), {v})"));
     sql.push_str(&sets.join(", "));
     sql
@@ -90,6 +107,10 @@ pub fn landed(table: &str, key_columns: &[&str], rows: usize) -> String {
     )
 }
 
+/// The column names of a target table.
+pub const TARGET_COLUMNS: &str = "SELECT COLUMN_NAME FROM information_schema.COLUMNS \
+     WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?";
+
 /// Whether a target table has a UNIQUE key besides its primary key.
 pub const SECONDARY_UNIQUE: &str = "SELECT COUNT(*) FROM information_schema.STATISTICS \
      WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND NON_UNIQUE = 0 AND INDEX_NAME <> 'PRIMARY'";
@@ -99,7 +120,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn upsert_assigns_version_last_and_skips_key_columns() {
+    fn upsert_assigns_version_last_and_key_columns_only_on_their_own_row() {
         let cols = vec!["id".to_string(), "name".to_string(), "shard_no".to_string()];
         let sql = upsert("orders", &cols, &[0], 2);
         assert_eq!(
@@ -108,6 +129,7 @@ mod tests {
              ON DUPLICATE KEY UPDATE \
              `name` = IF(VALUES(`_reshard_version`) > `_reshard_version`, VALUES(`name`), `name`), \
              `shard_no` = IF(VALUES(`_reshard_version`) > `_reshard_version`, VALUES(`shard_no`), `shard_no`), \
+             `id` = IF(VALUES(`_reshard_version`) > `_reshard_version` AND `id` <=> VALUES(`id`), VALUES(`id`), `id`), \
              `_reshard_version` = IF(VALUES(`_reshard_version`) > `_reshard_version`, VALUES(`_reshard_version`), `_reshard_version`)"
         );
         assert!(sql.ends_with("`_reshard_version`)"));

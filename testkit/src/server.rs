@@ -82,6 +82,8 @@ impl ServerOptions {
 pub struct MariaDb {
     port: u16,
     server_id: u32,
+    /// What it was started with, for [`MariaDb::start_again`].
+    opts: ServerOptions,
     client: PathBuf,
     child: Option<Child>,
     watchdog: Option<Watchdog>,
@@ -111,6 +113,7 @@ impl MariaDb {
         let mut server = MariaDb {
             port: 0,
             server_id: opts.server_id,
+            opts: opts.clone(),
             client: bins.client.clone(),
             child: None,
             watchdog: Some(watchdog),
@@ -238,13 +241,40 @@ impl MariaDb {
 
     /// Stop the server: SIGTERM, wait up to 10 s, then SIGKILL. Also stops
     /// the watchdog. Idempotent; [`Drop`] calls it. The data dir stays until
-    /// the value is dropped.
+    /// the value is dropped; [`MariaDb::start_again`] starts it again.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             terminate(&mut child, self.port);
         }
         // Dropping the watchdog kills it; the server is already gone.
         self.watchdog.take();
+    }
+
+    /// Start a stopped server again: the same data dir, port and options,
+    /// as after a restart of a production server (clients see their
+    /// connections drop and the server come back at the same address).
+    /// Does nothing when it is running. Fails when the port was taken in
+    /// the meantime.
+    pub fn start_again(&mut self) -> Result<(), TestkitError> {
+        if self.is_running() {
+            return Ok(());
+        }
+        let bins = Binaries::locate()?;
+        if self.watchdog.is_none() {
+            self.watchdog = Some(Watchdog::spawn(self.dir.path())?);
+        }
+        let opts = self.opts.clone();
+        match self.launch(&bins, self.port, &opts) {
+            Ok(()) => Ok(()),
+            Err(Launch::PortInUse(e) | Launch::Failed(e)) => Err(e),
+        }
+    }
+
+    /// [`MariaDb::stop`] (SIGTERM: a clean shutdown), then
+    /// [`MariaDb::start_again`].
+    pub fn restart(&mut self) -> Result<(), TestkitError> {
+        self.stop();
+        self.start_again()
     }
 
     /// `mariadb-install-db` into the data dir, with root authenticating by
@@ -645,6 +675,25 @@ mod tests {
             db.sql("SHOW DATABASES LIKE 'keep_me'").expect("show"),
             "keep_me\n"
         );
+    }
+
+    #[test]
+    fn start_again_keeps_port_data_and_accounts() {
+        let mut db = MariaDb::start(ServerOptions::source(9)).expect("start MariaDB");
+        let port = db.port();
+        db.sql("CREATE DATABASE kept").expect("create");
+        db.restart().expect("restart");
+        assert_eq!(db.port(), port);
+        assert_eq!(
+            db.sql("SHOW DATABASES LIKE 'kept'").expect("show"),
+            "kept\n"
+        );
+        assert_eq!(db.sql("SELECT @@log_bin").expect("log_bin"), "1\n");
+        db.stop();
+        assert!(db.sql("SELECT 1").is_err());
+        db.start_again().expect("start again");
+        db.start_again().expect("running: nothing to do");
+        assert_eq!(db.sql("SELECT 1").expect("up"), "1\n");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod tables;
 
 use std::process::{Child, Output, Stdio};
 use std::sync::OnceLock;
@@ -25,6 +26,17 @@ pub fn cluster() -> &'static Cluster {
 /// Runs a reshard command to completion.
 pub fn reshard(s: &Scenario, args: &[&str]) -> Output {
     s.reshard(BIN, args).output().expect("run reshard")
+}
+
+/// `reshard status --json`, asserting success.
+pub fn status_json(s: &Scenario) -> serde_json::Value {
+    let out = reshard(s, &["status", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// `reshard migrate`, asserting success.
@@ -54,21 +66,36 @@ pub fn spawn_run(s: &Scenario, extra: &[&str]) -> Child {
         .expect("spawn reshard run")
 }
 
-/// SIGTERM, then wait (at most `timeout`) for a clean exit.
-pub fn terminate(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+/// Sends signal `sig` (e.g. `libc::SIGTERM`) to the child.
+pub fn signal(child: &Child, sig: i32) {
     unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
+        libc::kill(child.id() as i32, sig);
     }
+}
+
+/// Waits at most `timeout` for the child to exit; `None` if it did not.
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
     let deadline = std::time::Instant::now() + timeout;
     loop {
         if let Some(st) = child.try_wait().expect("wait") {
-            return st;
+            return Some(st);
         }
         if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// SIGTERM, then wait (at most `timeout`) for a clean exit.
+pub fn terminate(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    signal(child, libc::SIGTERM);
+    match wait_exit(child, timeout) {
+        Some(st) => st,
+        None => {
             let _ = child.kill();
             panic!("reshard did not exit within {timeout:?} of SIGTERM");
         }
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -80,4 +107,22 @@ pub fn crash(child: &mut Child) {
 
 pub fn run_log(s: &Scenario) -> String {
     std::fs::read_to_string(s.dir.path().join("run.log")).unwrap_or_default()
+}
+
+/// Polls `cond` every 100 ms until it holds, or panics at the deadline with
+/// the run log.
+pub async fn wait_until<F, Fut>(s: &Scenario, what: &str, timeout: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    while !cond().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}\n{}",
+            run_log(s)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -1,0 +1,561 @@
+//! Recovery inside the process (README, "Running for weeks: retries and
+//! recovery"): a target down for 15 s, a source restart, every reshard
+//! connection killed, connections closed by `wait_timeout` — each under a
+//! steady load on the source — are ridden out by one `reshard run`
+//! process. It keeps running, resumes from its checkpoint, converges, and
+//! `reshard verify` exits 0; SIGTERM then ends it with exit code 0.
+//!
+//! These tests stop, restart and reconfigure servers, so they take turns
+//! on a cluster of their own (a source and two targets; the control
+//! database is on the first target, shards s0 and s2 too, s1 and s3 on the
+//! second).
+
+mod common;
+
+use std::process::Child;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use common::{migrate, reshard, run_log, spawn_run, terminate, wait_until};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, TxOpts};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use reshard_testkit::scenario::{connect, Scenario};
+use reshard_testkit::{Cluster, MariaDb};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Mutex, MutexGuard};
+use tokio::task::{JoinHandle, JoinSet};
+
+/// The servers of this test binary, one test at a time (each test has a
+/// runtime of its own; the lock is an async one so that holding it across
+/// awaits blocks no runtime). A test that failed may have left a server
+/// stopped or reconfigured: each test starts from servers that run with
+/// their defaults.
+async fn servers() -> MutexGuard<'static, Cluster> {
+    static CLUSTER: OnceLock<Mutex<Cluster>> = OnceLock::new();
+    let cluster = CLUSTER.get_or_init(|| match Cluster::start(2) {
+        Ok(c) => Mutex::new(c),
+        Err(e) => panic!("cannot start the MariaDB test cluster: {e}"),
+    });
+    let mut guard = cluster.lock().await;
+    let c = &mut *guard;
+    for server in std::iter::once(&mut c.source).chain(c.targets.iter_mut()) {
+        server.start_again().expect("start the server again");
+        set_wait_timeout(server, 28800);
+    }
+    guard
+}
+
+fn set_wait_timeout(server: &MariaDb, secs: u32) {
+    server
+        .sql(&format!("SET GLOBAL wait_timeout = {secs}"))
+        .expect("set wait_timeout");
+}
+
+/// A steady load on the source: small transactions that insert, update
+/// (moving rows between shards too) and delete, from one connection that
+/// is opened again whenever the source drops it. Statements are written
+/// so that a transaction whose outcome was lost can run again.
+struct Load {
+    stop: Arc<AtomicBool>,
+    commits: Arc<AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl Load {
+    fn start(s: &Scenario, first_id: u64) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let commits = Arc::new(AtomicU64::new(0));
+        let url = s.source_url.clone();
+        let (stop2, commits2) = (stop.clone(), commits.clone());
+        let task = tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(first_id);
+            let mut next = first_id;
+            let mut conn: Option<Conn> = None;
+            while !stop2.load(Ordering::Relaxed) {
+                let c = match conn.as_mut() {
+                    Some(c) => c,
+                    None => match connect(&url).await {
+                        Ok(c) => conn.insert(c),
+                        Err(_) => {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    },
+                };
+                match one_transaction(c, &mut rng, first_id, next).await {
+                    Ok(()) => {
+                        commits2.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => conn = None,
+                }
+                next += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        Load {
+            stop,
+            commits,
+            task,
+        }
+    }
+
+    fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `n` more transactions were committed.
+    async fn wait_for(&self, n: u64, what: &str, s: &Scenario) {
+        let goal = self.commits() + n;
+        wait_until(s, what, Duration::from_secs(120), || async {
+            self.commits() >= goal
+        })
+        .await;
+    }
+
+    async fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("load task");
+        self.commits.load(Ordering::Relaxed)
+    }
+}
+
+async fn one_transaction(
+    c: &mut Conn,
+    rng: &mut StdRng,
+    first: u64,
+    id: u64,
+) -> Result<(), mysql_async::Error> {
+    let mut tx = c.start_transaction(TxOpts::default()).await?;
+    tx.exec_drop(
+        "INSERT INTO orders (id, buyer_id, note, qty) VALUES (?, ?, ?, ?) \
+         ON DUPLICATE KEY UPDATE buyer_id = VALUES(buyer_id), note = VALUES(note), qty = VALUES(qty)",
+        (id, rng.gen_range(-1000..1000), format!("order {id}"), rng.gen_range(0..100)),
+    )
+    .await?;
+    tx.exec_drop(
+        "INSERT INTO items (order_id, line, sku) VALUES (?, 1, ?) ON DUPLICATE KEY UPDATE sku = VALUES(sku)",
+        (id, format!("SKU{id}")),
+    )
+    .await?;
+    if id > first + 10 {
+        let other = rng.gen_range(first..id);
+        match rng.gen_range(0..4) {
+            0 => {
+                tx.exec_drop(
+                    "UPDATE orders SET note = ? WHERE id = ?",
+                    (format!("changed at {id}"), other),
+                )
+                .await?
+            }
+            // the shard key: the row moves to another shard
+            1 => {
+                tx.exec_drop(
+                    "UPDATE orders SET buyer_id = ? WHERE id = ?",
+                    (rng.gen_range(-1000..1000), other),
+                )
+                .await?
+            }
+            2 => {
+                tx.exec_drop("DELETE FROM orders WHERE id = ?", (other,))
+                    .await?;
+                tx.exec_drop("DELETE FROM items WHERE order_id = ?", (other,))
+                    .await?
+            }
+            _ => {
+                tx.exec_drop(
+                    "UPDATE items SET price = ? WHERE order_id = ?",
+                    (rng.gen_range(0..10_000), other),
+                )
+                .await?
+            }
+        }
+    }
+    tx.commit().await
+}
+
+/// A binlog position as an ordered pair (file sequence, offset).
+fn ordered(p: &(String, u64)) -> (u64, u64) {
+    let seq =
+        p.0.rsplit('.')
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+    (seq, p.1)
+}
+
+async fn checkpoint(s: &Scenario) -> Option<(u64, u64)> {
+    s.checkpoint().await.ok().flatten().map(|c| ordered(&c))
+}
+
+async fn head(s: &Scenario) -> (u64, u64) {
+    ordered(&s.source_head().await.expect("source head"))
+}
+
+/// Waits until the checkpoint reaches the source head as it is now (the
+/// pipeline streams and applies).
+async fn wait_applied_to_now(s: &Scenario, what: &str) {
+    let now = head(s).await;
+    wait_until(s, what, Duration::from_secs(120), || async {
+        checkpoint(s).await.is_some_and(|c| c >= now)
+    })
+    .await;
+}
+
+/// Rows and newest version of both tables of a shard: changes whenever a
+/// write lands there.
+async fn shard_state(s: &Scenario, shard: &str) -> String {
+    let mut c = connect(&s.shard_urls[shard]).await.expect("connect shard");
+    let mut out = String::new();
+    for table in ["orders", "items"] {
+        let row: Option<(u64, Option<String>)> = c
+            .query_first(format!(
+                "SELECT COUNT(*), HEX(MAX(_reshard_version)) FROM `{table}`"
+            ))
+            .await
+            .expect("shard state");
+        out.push_str(&format!("{table}={row:?} "));
+    }
+    out
+}
+
+fn assert_running(run: &mut Child, s: &Scenario, when: &str) {
+    if let Some(status) = run.try_wait().expect("wait") {
+        panic!(
+            "reshard run exited ({status}) {when}; it must ride out transient failures\n{}",
+            run_log(s)
+        );
+    }
+}
+
+/// The end of every test: the load has stopped; the pipeline catches up,
+/// the targets equal the routed source, `verify` exits 0, the process is
+/// still the one started at the beginning, and SIGTERM ends it with 0.
+async fn converges_and_stops(s: &Scenario, run: &mut Child) {
+    s.wait_caught_up(Duration::from_secs(120))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", run_log(s)));
+    assert_running(run, s, "before the end");
+    let diffs = s.compare(20).await.expect("compare");
+    assert!(diffs.is_empty(), "{}\n{}", diffs.join("\n"), run_log(s));
+    let out = reshard(s, &["verify"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "verify: {}{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        run_log(s)
+    );
+    assert_running(run, s, "at the end");
+    let status = terminate(run, Duration::from_secs(60));
+    assert!(status.success(), "SIGTERM: {status}\n{}", run_log(s));
+}
+
+/// Starts `run` on a fresh scenario and waits until it streams under load.
+async fn start_under_load(s: &Scenario) -> (Child, Load) {
+    migrate(s);
+    let run = spawn_run(s, &[]);
+    wait_until(
+        s,
+        "the first checkpoint",
+        Duration::from_secs(60),
+        || async { checkpoint(s).await.is_some() },
+    )
+    .await;
+    let load = Load::start(s, 1);
+    load.wait_for(100, "the load to start", s).await;
+    wait_applied_to_now(s, "the pipeline to stream").await;
+    (run, load)
+}
+
+/// The connections of the processlist that `filter` selects (an SQL
+/// condition), except the one asking.
+fn connections(server: &MariaDb, filter: &str) -> Vec<String> {
+    server
+        .sql(&format!(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND USER = 'root' AND ({filter})"
+        ))
+        .expect("processlist")
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Kills connections; returns how many were still there to kill.
+fn kill(server: &MariaDb, ids: &[String]) -> usize {
+    ids.iter()
+        .filter(|id| server.sql(&format!("KILL CONNECTION {id}")).is_ok())
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_down_for_15s_other_shards_go_on_and_the_checkpoint_waits() {
+    let mut c = servers().await;
+    let s = Scenario::create(&c, "rec_outage").unwrap();
+    let (mut run, load) = start_under_load(&s).await;
+
+    // s1 and s3 live on the second target
+    c.targets[1].stop();
+    let down_at = head(&s).await;
+    let started = Instant::now();
+    let outage = Duration::from_secs(15);
+    let mut healthy_early = None;
+    let mut commits_early = 0;
+    while started.elapsed() < outage {
+        if let Some(cp) = checkpoint(&s).await {
+            assert!(
+                cp <= down_at,
+                "the checkpoint {cp:?} passed the source head {down_at:?} of when s1/s3 went down: it names work the down shards never applied\n{}",
+                run_log(&s)
+            );
+        }
+        if healthy_early.is_none() && started.elapsed() > Duration::from_secs(3) {
+            healthy_early = Some(format!(
+                "{}{}",
+                shard_state(&s, "s0").await,
+                shard_state(&s, "s2").await
+            ));
+            commits_early = load.commits();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let healthy_late = format!(
+        "{}{}",
+        shard_state(&s, "s0").await,
+        shard_state(&s, "s2").await
+    );
+    assert!(load.commits() > commits_early, "the load went on");
+    assert_ne!(
+        healthy_early.as_deref(),
+        Some(healthy_late.as_str()),
+        "s0 and s2 stopped applying while s1/s3 were down\n{}",
+        run_log(&s)
+    );
+    assert_running(&mut run, &s, "during the target outage");
+    c.targets[1].start_again().expect("start the target again");
+
+    load.wait_for(100, "the load after the outage", &s).await;
+    wait_applied_to_now(&s, "the pipeline to resume after the outage").await;
+    load.stop().await;
+    converges_and_stops(&s, &mut run).await;
+    let log = run_log(&s);
+    assert!(log.contains("s1"), "the retry names the shard\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_restart_under_load() {
+    let mut c = servers().await;
+    let s = Scenario::create(&c, "rec_source").unwrap();
+    let (mut run, load) = start_under_load(&s).await;
+
+    c.source.restart().expect("restart the source");
+    load.wait_for(200, "the load after the restart", &s).await;
+    wait_applied_to_now(&s, "the pipeline to resume after the restart").await;
+    assert_running(&mut run, &s, "after the source restart");
+    load.stop().await;
+    converges_and_stops(&s, &mut run).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_reshard_connection_killed_on_a_target_and_on_the_source() {
+    let c = servers().await;
+    let s = Scenario::create(&c, "rec_kill").unwrap();
+    let (mut run, load) = start_under_load(&s).await;
+
+    for round in 0..2 {
+        // the control database (with the lease) and shards s0 and s2
+        let target = connections(&c.targets[0], "DB LIKE 'rec\\_kill\\_%'");
+        // the binlog stream and the schema connection (no database)
+        let source = connections(&c.source, "DB IS NULL OR COMMAND LIKE 'Binlog Dump%'");
+        let on_target = kill(&c.targets[0], &target);
+        let on_source = kill(&c.source, &source);
+        eprintln!(
+            "round {round}: killed {on_target} of {} on the target, {on_source} of {} on the source (the others had closed)",
+            target.len(),
+            source.len()
+        );
+        // control and lanes; binlog stream and schema connection
+        assert!(
+            target.len() >= 3 && source.len() >= 2,
+            "{target:?} / {source:?}"
+        );
+        load.wait_for(100, "the load after the kill", &s).await;
+        wait_applied_to_now(&s, "the pipeline to resume after the kill").await;
+        assert_running(&mut run, &s, "after its connections were killed");
+    }
+    load.stop().await;
+    converges_and_stops(&s, &mut run).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_past_wait_timeout_then_continue() {
+    let c = servers().await;
+    for server in c.servers() {
+        set_wait_timeout(server, 5);
+    }
+    let s = Scenario::create(&c, "rec_idle").unwrap();
+    // a heartbeat every second: a source that did not send them would be
+    // taken for dead (and retried) during the idle time
+    s.configure("heartbeat_secs = 1").unwrap();
+    let (mut run, load) = start_under_load(&s).await;
+    load.stop().await;
+    wait_applied_to_now(&s, "the pipeline to catch up before the idle time").await;
+
+    // idle: every connection reshard holds outlives wait_timeout
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    assert_running(&mut run, &s, "after the idle time");
+    let holder = c.targets[0]
+        .sql("SELECT IS_USED_LOCK('reshard:rec_idle')")
+        .expect("lease holder");
+    assert_ne!(
+        holder.trim(),
+        "NULL",
+        "the lease was lost while idle: another reshard could take the pipeline\n{}",
+        run_log(&s)
+    );
+
+    let load = Load::start(&s, 1_000_000);
+    load.wait_for(100, "the load after the idle time", &s).await;
+    wait_applied_to_now(&s, "the pipeline to apply after the idle time").await;
+    load.stop().await;
+    converges_and_stops(&s, &mut run).await;
+    for server in c.servers() {
+        set_wait_timeout(server, 28800);
+    }
+    let log = run_log(&s);
+    assert!(
+        !log.contains("transient failure"),
+        "idle connections are kept alive, not lost and retried\n{log}"
+    );
+}
+
+/// A TCP proxy in front of a server whose connections can be frozen: no
+/// byte passes any more either way, but no socket closes — what both ends
+/// see when the network path dies without a FIN or RST (a half-open
+/// connection). Connections made after the freeze pass normally.
+struct Proxy {
+    port: u16,
+    generation: watch::Sender<u64>,
+    task: JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(upstream: u16) -> Proxy {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (generation, _) = watch::channel(0u64);
+        let gen = generation.clone();
+        let task = tokio::spawn(async move {
+            let mut pipes = JoinSet::new();
+            while let Ok((inbound, _)) = listener.accept().await {
+                let born = *gen.borrow();
+                let frozen = gen.subscribe();
+                pipes.spawn(async move {
+                    let Ok(outbound) = TcpStream::connect(("127.0.0.1", upstream)).await else {
+                        return;
+                    };
+                    let (ri, wi) = inbound.into_split();
+                    let (ro, wo) = outbound.into_split();
+                    tokio::join!(
+                        pass(ri, wo, born, frozen.clone()),
+                        pass(ro, wi, born, frozen)
+                    );
+                });
+            }
+        });
+        Proxy {
+            port,
+            generation,
+            task,
+        }
+    }
+
+    /// Freezes every connection open now.
+    fn freeze(&self) {
+        self.generation.send_modify(|g| *g += 1);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        // the pipes (and their sockets) go with the accept task's JoinSet
+        self.task.abort();
+    }
+}
+
+/// Copies bytes until the connection is closed or frozen; a frozen one
+/// keeps its sockets open and silent until the proxy is dropped.
+async fn pass(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    born: u64,
+    mut generation: watch::Receiver<u64>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let now = generation.clone();
+    loop {
+        tokio::select! {
+            _ = async { generation.wait_for(|g| *g > born).await.map(|_| ()) } => break,
+            n = from.read(&mut buf) => match n {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    let frozen = *now.borrow() > born;
+                    if frozen || to.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            },
+        }
+    }
+    std::future::pending::<()>().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_source_and_control_connections_are_detected() {
+    let c = servers().await;
+    let s = Scenario::create(&c, "rec_halfopen").unwrap();
+    s.configure("heartbeat_secs = 1").unwrap();
+    let source = Proxy::start(c.source.port()).await;
+    let control = Proxy::start(c.targets[0].port()).await;
+    let config = std::fs::read_to_string(&s.config).unwrap();
+    let direct_source = format!("127.0.0.1:{}\"", c.source.port());
+    let direct_control = format!("127.0.0.1:{}/rec_halfopen_meta", c.targets[0].port());
+    assert!(config.contains(&direct_source) && config.contains(&direct_control));
+    let config = config
+        .replace(&direct_source, &format!("127.0.0.1:{}\"", source.port))
+        .replace(
+            &direct_control,
+            &format!("127.0.0.1:{}/rec_halfopen_meta", control.port),
+        );
+    std::fs::write(&s.config, config).unwrap();
+    let (mut run, load) = start_under_load(&s).await;
+
+    // the binlog stream and the schema connection go silent without
+    // closing, then the control connection (holding the lease)
+    source.freeze();
+    load.wait_for(200, "the load after the source froze", &s)
+        .await;
+    wait_applied_to_now(&s, "the pipeline to resume on a new stream").await;
+    assert_running(&mut run, &s, "after the source connections went half-open");
+    control.freeze();
+    load.wait_for(200, "the load after the control froze", &s)
+        .await;
+    wait_applied_to_now(&s, "the pipeline to resume with the lease").await;
+    assert_running(&mut run, &s, "after the control connection went half-open");
+    load.stop().await;
+    converges_and_stops(&s, &mut run).await;
+    let log = run_log(&s);
+    assert!(
+        log.contains("no binlog event and no heartbeat"),
+        "the silent stream was noticed\n{log}"
+    );
+    assert!(
+        log.contains("lost control connection"),
+        "the lease was taken back from the half-open control session\n{log}"
+    );
+}
