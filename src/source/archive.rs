@@ -132,6 +132,22 @@ impl Archive {
         self.dir.join(file)
     }
 
+    /// The versions of the server builds that wrote the files (their
+    /// format descriptions' `@@version`), each once, in file order.
+    pub fn server_versions(&self) -> Result<Vec<String>, ArchiveError> {
+        let mut versions = Vec::new();
+        for file in &self.files {
+            let mut reader = EventReader::open(self.path(file)).map_err(Box::new)?;
+            if reader.next().map_err(Box::new)?.is_some() {
+                let v = reader.server_version();
+                if !v.is_empty() && !versions.contains(&v) {
+                    versions.push(v);
+                }
+            }
+        }
+        Ok(versions)
+    }
+
     /// The last transaction boundary of the archive: the end of the last
     /// file, or where the transaction it ends inside began (a file copied
     /// while the server was still writing it).

@@ -162,6 +162,15 @@ impl EventReader {
         self.offset
     }
 
+    /// The server version the last format description read names (the
+    /// writing server's `@@version`, at most 50 bytes), empty before one.
+    pub fn server_version(&self) -> String {
+        self.fde
+            .server_version()
+            .trim_end_matches(['\0', ' '])
+            .to_string()
+    }
+
     /// Events read so far (inner events of payloads included).
     pub fn events(&self) -> u64 {
         self.events
