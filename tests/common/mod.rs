@@ -3,6 +3,7 @@
 //! `reshard` binary.
 #![allow(dead_code)]
 
+pub mod collations;
 pub mod fixtures;
 pub mod tables;
 
