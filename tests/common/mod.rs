@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod load;
 pub mod tables;
 
 use std::process::{Child, Output, Stdio};
