@@ -19,12 +19,9 @@ async fn lease_pids(s: &Scenario, name: &str) -> Vec<u32> {
     let Ok(mut c) = connect(&s.control_url).await else {
         return Vec::new();
     };
-    c.exec(
-        "SELECT pid FROM reshard_lease WHERE pipeline = ?",
-        (name,),
-    )
-    .await
-    .unwrap_or_default()
+    c.exec("SELECT pid FROM reshard_lease WHERE pipeline = ?", (name,))
+        .await
+        .unwrap_or_default()
 }
 
 /// Waits until every lease row of the scenario's pipeline names `run`.
@@ -42,9 +39,12 @@ async fn a_second_run_is_refused_and_a_killed_holder_is_replaced_at_once() {
     let s = Scenario::create(cluster(), "own_single").unwrap();
     migrate(&s);
     let mut first = spawn_run(&s, &[]);
-    wait_until(&s, "the first checkpoint", Duration::from_secs(60), || async {
-        checkpoint(&s).await.is_some()
-    })
+    wait_until(
+        &s,
+        "the first checkpoint",
+        Duration::from_secs(60),
+        || async { checkpoint(&s).await.is_some() },
+    )
     .await;
     wait_lease_held_by(&s, &first, "the first run to hold the lease").await;
     let load = Load::start(&s, 1);

@@ -206,7 +206,7 @@ async fn idle_past_wait_timeout_then_continue() {
     tokio::time::sleep(Duration::from_secs(15)).await;
     assert_running(&mut run, &s, "after the idle time");
     let holder = c.targets[0]
-        .sql("SELECT IS_USED_LOCK('reshard:rec_idle')")
+        .sql("SELECT IS_USED_LOCK('reshard:rec_idle:s0')")
         .expect("lease holder");
     assert_ne!(
         holder.trim(),

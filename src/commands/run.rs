@@ -2,7 +2,7 @@
 //!
 //! Start-up, in order: config and rules (errors name file, line, column);
 //! a connection to every server; reshard's tables migrated; source
-//! pre-flight checks; the pipeline lease; the start position. Then streaming
+//! pre-flight checks; the shard leases; the start position. Then streaming
 //! attempts, each resuming from the stored checkpoint; transient failures
 //! retry with backoff, definite ones stop with exit code 2. Tombstone
 //! pruning ([`crate::checkpoint::prune`]) runs beside them, for as long as
@@ -17,6 +17,9 @@
 //!   every change would be dropped silently. Raising `[pipeline] epoch`
 //!   continues on purpose.
 //! * `--from FILE:POS`: there, saved as the checkpoint before streaming.
+//! * neither, for a shard subset whose shards other subsets applied
+//!   before: where they stopped ([`crate::control::subset`]; a copy would
+//!   keep rows deleted since);
 //! * neither: the initial copy ([`crate::snapshot`]) at a consistent
 //!   position P saved *before* any row is copied (with the checkpoint P),
 //!   then streaming from P. A crash mid-copy resumes the copy.
@@ -30,6 +33,7 @@ use super::replicator::{attempt_backoff, pause_and_reconnect, shutdown_signal, R
 use super::servers::Servers;
 use crate::checkpoint::{prune, Checkpoint};
 use crate::config::Config;
+use crate::control::subset::Inherit;
 use crate::control::{self, checkpoint};
 use crate::db::{self, Retry};
 use crate::pipeline::{run_attempt, Attempt, Outcome, PipelineError};
@@ -144,6 +148,7 @@ async fn start_position(
             );
         }
     }
+    let subsets = control::subset::list(&mut servers.control, &p.base_name).await?;
     if let Some(from) = from {
         let cp = Checkpoint {
             position: from.clone(),
@@ -154,11 +159,25 @@ async fn start_position(
         if existing.as_ref().is_some_and(|old| p.epoch > old.epoch) {
             checkpoint::set_epoch_start(&mut servers.control, &p.name, &from).await?;
         }
+        inherit_floor(cfg, &mut servers.control, &subsets).await?;
         return Ok((from, false));
     }
     match existing {
         Some(cp) => {
             check_continuity(cfg, servers, &cp, identity).await?;
+            control::subset::check_resume(
+                &p.name,
+                &cp.position,
+                p.epoch,
+                &cfg.applied_shards(),
+                &subsets,
+            )
+            .with_context(|| {
+                format!(
+                    "resuming subset {} at its checkpoint {}",
+                    p.name, cp.position
+                )
+            })?;
             if cp.epoch != p.epoch || cp.source_identity != identity {
                 let new = Checkpoint {
                     epoch: p.epoch,
@@ -184,14 +203,53 @@ async fn start_position(
                 copying,
             ))
         }
-        None => {
-            let flavor = db::flavor(&mut servers.source, "source").await?;
-            let pos = snapshot::consistent_position(&mut servers.source, flavor).await?;
-            snapshot::begin(&mut servers.control, &p.name, &pos, p.epoch, identity).await?;
-            tracing::info!(position = %pos, "no checkpoint: copying the existing rows at a consistent snapshot position, then streaming from it");
-            Ok((pos, true))
-        }
+        None => new_start(cfg, servers, identity, &subsets).await,
     }
+}
+
+/// The start of a pipeline (or shard subset) without a checkpoint: where
+/// other subsets left its shards, else the initial copy at a consistent
+/// position (see [`crate::control::subset`]).
+async fn new_start(
+    cfg: &Config,
+    servers: &mut Servers,
+    identity: &str,
+    subsets: &[control::subset::Subset],
+) -> anyhow::Result<(Position, bool)> {
+    let p = &cfg.pipeline;
+    let shards = cfg.applied_shards();
+    let inherited = control::subset::inherit(&p.name, &shards, subsets, p.epoch, identity)
+        .with_context(|| format!("starting the new shard subset {}", p.name))?;
+    if let Inherit::Resume { position, from, .. } = inherited {
+        let cp = Checkpoint {
+            position: position.clone(),
+            epoch: p.epoch,
+            source_identity: identity.to_string(),
+        };
+        check_continuity(cfg, servers, &cp, identity).await?;
+        checkpoint::save(&mut servers.control, &p.name, &cp).await?;
+        inherit_floor(cfg, &mut servers.control, subsets).await?;
+        tracing::info!(position = %position, from = %from.join(", "), "no checkpoint for this shard subset: resuming its shards where the subsets that applied them stopped");
+        return Ok((position, false));
+    }
+    let flavor = db::flavor(&mut servers.source, "source").await?;
+    let pos = snapshot::consistent_position(&mut servers.source, flavor).await?;
+    snapshot::begin(&mut servers.control, &p.name, &pos, p.epoch, identity).await?;
+    tracing::info!(position = %pos, "no checkpoint: copying the existing rows at a consistent snapshot position, then streaming from it");
+    Ok((pos, true))
+}
+
+/// Raises this subset's floor to the highest floor of a row that covers
+/// one of its shards: their tombstones may be pruned up to there.
+async fn inherit_floor(
+    cfg: &Config,
+    control: &mut mysql_async::Conn,
+    subsets: &[control::subset::Subset],
+) -> anyhow::Result<()> {
+    if let Some(f) = control::subset::floor(&cfg.applied_shards(), subsets) {
+        checkpoint::raise_floor(control, &cfg.pipeline.name, f).await?;
+    }
+    Ok(())
 }
 
 /// Refuses to stream when positions would produce versions that go

@@ -229,4 +229,3 @@ pub async fn converges_and_stops(s: &Scenario, run: &mut Child) {
     let status = terminate(run, Duration::from_secs(60));
     assert!(status.success(), "SIGTERM: {status}\n{}", run_log(s));
 }
-
