@@ -31,7 +31,7 @@ use anyhow::{bail, Context};
 
 use super::replicator::{attempt_backoff, pause_and_reconnect, shutdown_signal, Replicator};
 use super::servers::Servers;
-use crate::checkpoint::{prune, Checkpoint};
+use crate::checkpoint::{continuity, prune, Checkpoint};
 use crate::config::Config;
 use crate::control::subset::Inherit;
 use crate::control::{self, checkpoint};
@@ -60,6 +60,8 @@ pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Re
     // pruning runs for as long as `run` does, between attempts too, and
     // ends with it on every path (a dropped task is aborted)
     let _pruning = prune::start(&cfg, &router);
+    // the GTID state at the checkpoint, for the next start's failover check
+    let _anchoring = continuity::start(&cfg);
 
     let mut backoff = attempt_backoff();
     loop {
@@ -119,7 +121,10 @@ pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Re
             archive: None,
         };
         match run_attempt(attempt).await {
-            Ok(Outcome::Shutdown) | Ok(Outcome::ReachedEnd) => return Ok(ExitCode::SUCCESS),
+            Ok(Outcome::Shutdown) | Ok(Outcome::ReachedEnd) => {
+                continuity::log_record(&cfg).await;
+                return Ok(ExitCode::SUCCESS);
+            }
             Err(e) if e.retry() == Retry::Definite => return Err(e.into()),
             Err(e) => {
                 if !pause_and_reconnect(&cfg, &mut control, &mut backoff, &stop_rx, &e).await? {
@@ -156,6 +161,8 @@ async fn start_position(
             source_identity: identity.to_string(),
         };
         checkpoint::save(&mut servers.control, &p.name, &cp).await?;
+        // a position chosen by hand may be of another history
+        checkpoint::clear_anchor(&mut servers.control, &p.name).await?;
         if existing.as_ref().is_some_and(|old| p.epoch > old.epoch) {
             checkpoint::set_epoch_start(&mut servers.control, &p.name, &from).await?;
         }
@@ -185,6 +192,7 @@ async fn start_position(
                     ..cp.clone()
                 };
                 checkpoint::save(&mut servers.control, &p.name, &new).await?;
+                checkpoint::clear_anchor(&mut servers.control, &p.name).await?;
                 if p.epoch > cp.epoch {
                     checkpoint::set_epoch_start(&mut servers.control, &p.name, &cp.position)
                         .await?;
@@ -253,7 +261,9 @@ async fn inherit_floor(
 }
 
 /// Refuses to stream when positions would produce versions that go
-/// backwards, unless the operator raised the epoch.
+/// backwards, unless the operator raised the epoch, and when the source no
+/// longer holds the checkpoint's history (restored, reset, failed over:
+/// [`continuity`]).
 async fn check_continuity(
     cfg: &Config,
     servers: &mut Servers,
@@ -278,6 +288,16 @@ async fn check_continuity(
     }
     let files = source::binlog_files(&mut servers.source).await?;
     if files.contains(&cp.position.file) {
+        if !raised {
+            let name = &cfg.pipeline.name;
+            continuity::check(
+                &mut servers.source,
+                &mut servers.control,
+                name,
+                &cp.position,
+            )
+            .await?;
+        }
         return Ok(());
     }
     let cp_seq = cp.position.seq()?;

@@ -29,3 +29,13 @@ CREATE TABLE IF NOT EXISTS reshard_subset (
 
 INSERT IGNORE INTO reshard_subset (pipeline, base_pipeline, shards)
   SELECT pipeline, pipeline, '' FROM reshard_checkpoint;
+
+-- Failover safety (docs/architecture.md, "Errors, retries and ownership"):
+-- a position at or before the checkpoint and the GTID state the source
+-- reported for it (MariaDB's BINLOG_GTID_POS). A source restored from a
+-- backup, reset or failed over to a lagging server no longer includes it,
+-- and `run` refuses to resume.
+ALTER TABLE reshard_checkpoint
+  ADD COLUMN anchor_file VARCHAR(255) NOT NULL DEFAULT '',
+  ADD COLUMN anchor_pos BIGINT UNSIGNED NOT NULL DEFAULT 0,
+  ADD COLUMN anchor_gtid VARCHAR(4096) CHARACTER SET ascii NOT NULL DEFAULT '';
