@@ -11,7 +11,8 @@
 //! lost transactions stay on the targets, and the new ones are versioned as
 //! if they came after them.
 //!
-//! So before `run` resumes ([`check`]):
+//! So before `run` resumes ([`check`]; and before each attempt after a
+//! failure, [`recheck`], which also wants the same server):
 //!
 //! * the checkpoint (and the anchor below) must be inside the source's
 //!   binlog: its file listed and at least that long. A restored server
@@ -45,7 +46,7 @@ use mysql_async::Conn;
 
 use crate::config::Config;
 use crate::control::checkpoint::{self, Anchor};
-use crate::db::{self, DbError, Session};
+use crate::db::{self, DbError, Retry, Session};
 use crate::position::Position;
 use crate::task::Background;
 
@@ -69,12 +70,24 @@ pub enum ContinuityError {
         found: String,
         position: Position,
     },
+    #[error("the source is another server than the one the checkpoint was taken on: {found}, not {expected} (a failover while reshard was running?); its binlog positions are not comparable. {HOW}")]
+    ServerChanged { expected: String, found: String },
     #[error("the source holds another history than the checkpoint's: at {position} it reports the GTID state {found}, but reshard recorded {expected} there. {HOW}")]
     Diverged {
         expected: String,
         found: String,
         position: Position,
     },
+}
+
+impl ContinuityError {
+    /// Only a failure to ask the source can pass; the rest is definite.
+    pub fn retry(&self) -> Retry {
+        match self {
+            ContinuityError::Db(e) => e.retry(),
+            _ => Retry::Definite,
+        }
+    }
 }
 
 const HOW: &str = "Resuming here would stream another history: the rows of the lost transactions stay on the targets and new changes could be versioned below them. To continue on purpose, raise [pipeline] epoch and start with `reshard run --from FILE:POS --force` at a position of the source's current history (e.g. its head), re-apply a range with `reshard replay --from-gtid SET`, or re-seed the targets";
@@ -145,6 +158,25 @@ pub async fn check(
         inside(&sizes, "anchor", &a.position)?;
     }
     Ok(())
+}
+
+/// Before an attempt that follows a failure, when the source may have
+/// failed over in the meantime: the source is still the server the
+/// checkpoint `cp` was taken on (`identity`), and [`check`] holds.
+pub async fn recheck(cfg: &Config, identity: &str, cp: &Position) -> Result<(), ContinuityError> {
+    let budget = cfg.pipeline.connect_timeout;
+    let mut source = db::connect(&cfg.source, Session::Read, budget).await?;
+    let found = crate::source::server_identity(&mut source).await?;
+    if found != identity {
+        return Err(ContinuityError::ServerChanged {
+            expected: identity.to_string(),
+            found,
+        });
+    }
+    let mut control = db::connect(&cfg.control, Session::Read, budget).await?;
+    let result = check(&mut source, &mut control, &cfg.pipeline.name, cp).await;
+    let _ = source.disconnect().await;
+    result
 }
 
 /// A position inside its file, when the file is listed (a purged or

@@ -31,7 +31,8 @@ use anyhow::{bail, Context};
 
 use super::replicator::{attempt_backoff, pause_and_reconnect, shutdown_signal, Replicator};
 use super::servers::Servers;
-use crate::checkpoint::{continuity, prune, Checkpoint};
+use crate::checkpoint::continuity::{self, ContinuityError};
+use crate::checkpoint::{prune, Checkpoint};
 use crate::config::Config;
 use crate::control::subset::Inherit;
 use crate::control::{self, checkpoint};
@@ -64,6 +65,8 @@ pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Re
     let _anchoring = continuity::start(&cfg);
 
     let mut backoff = attempt_backoff();
+    // the start checked the source; a later attempt follows a failure
+    let mut after_failure = false;
     loop {
         if needs_copy {
             let result = snapshot::copy(snapshot::Copy {
@@ -92,17 +95,16 @@ pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Re
                 }
             }
         }
-        let cp = match checkpoint::load(&mut control, &cfg.pipeline.name).await {
-            Ok(cp) => cp.context("the checkpoint disappeared from the control database")?,
-            Err(e) if e.retry() == Retry::Definite => return Err(e.into()),
+        let cp = match resume_point(&cfg, &mut control, &identity, after_failure).await? {
+            Ok(cp) => cp,
             Err(e) => {
-                let e = PipelineError::from(e);
                 if !pause_and_reconnect(&cfg, &mut control, &mut backoff, &stop_rx, &e).await? {
                     return Ok(ExitCode::SUCCESS);
                 }
                 continue;
             }
         };
+        after_failure = true;
         let mut skipped = 0;
         let attempt = Attempt {
             cfg: &cfg,
@@ -133,6 +135,33 @@ pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Re
             }
         }
     }
+}
+
+/// The stored checkpoint an attempt starts from; after a failure, also
+/// checked against the source, which may have failed over meanwhile
+/// ([`continuity::recheck`]). `Ok(Err(_))`: a transient failure to pause
+/// on; `Err`: stop.
+async fn resume_point(
+    cfg: &Config,
+    control: &mut mysql_async::Conn,
+    identity: &str,
+    after_failure: bool,
+) -> anyhow::Result<Result<Checkpoint, PipelineError>> {
+    let cp = match checkpoint::load(control, &cfg.pipeline.name).await {
+        Ok(cp) => cp.context("the checkpoint disappeared from the control database")?,
+        Err(e) if e.retry() == Retry::Definite => return Err(e.into()),
+        Err(e) => return Ok(Err(e.into())),
+    };
+    if after_failure {
+        match continuity::recheck(cfg, identity, &cp.position).await {
+            Ok(()) => {}
+            Err(ContinuityError::Db(e)) if e.retry() == Retry::Transient => {
+                return Ok(Err(e.into()))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Ok(cp))
 }
 
 async fn start_position(
