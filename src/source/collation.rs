@@ -223,6 +223,7 @@ impl KeyCollations {
                 .into_iter()
                 .map(|((db, table, column), part)| (lower(db, table, column), Learned { part }))
                 .collect(),
+            binlog: FromBinlog::default(),
         }
     }
 
