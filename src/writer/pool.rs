@@ -42,6 +42,18 @@ pub struct LaneGone;
 /// How a lane task ended.
 pub type LaneExit = Result<Result<(), LaneError>, JoinError>;
 
+/// The lane of an operation among `per_shard` lanes per shard: its
+/// shard's lanes, chosen by [`lane_hash`] of table and key. (A function of
+/// its own so that the simulation in `tests/sim` assigns lanes with it.)
+pub fn lane_of(op: &WriteOp, per_shard: usize) -> usize {
+    op.shard * per_shard + lane_in_shard(op, per_shard)
+}
+
+/// The index of an operation's lane among its shard's `per_shard` lanes.
+fn lane_in_shard(op: &WriteOp, per_shard: usize) -> usize {
+    (lane_hash(&op.table.name, &op.key_enc) % per_shard as u64) as usize
+}
+
 /// The writer lanes of one attempt.
 pub struct LanePool {
     senders: Vec<mpsc::Sender<LaneMsg>>,
@@ -109,7 +121,7 @@ impl LanePool {
     /// when another process applies its shard.
     fn lane_of(&self, op: &WriteOp) -> Option<usize> {
         let first = (*self.first_lane.get(op.shard)?)?;
-        Some(first + (lane_hash(&op.table.name, &op.key_enc) % self.per_shard as u64) as usize)
+        Some(first + lane_in_shard(op, self.per_shard))
     }
 
     /// Queues an operation on its key's lane (waiting while the queue is

@@ -3,6 +3,7 @@
 //! `reshard` binary.
 #![allow(dead_code)]
 
+pub mod collations;
 pub mod fixtures;
 pub mod load;
 pub mod tables;
