@@ -1,5 +1,5 @@
 //! The deterministic simulation of copy, stream, lanes, crashes, replays,
-//! pruning and epoch raises (the harness is `tests/sim/`; what it checks
+//! pruning, XA and epoch raises (the harness is `tests/sim/`; what it checks
 //! and why is "Invariants and the simulation" in `docs/architecture.md`).
 //!
 //! * `exhaustive_*`: every schedule of a small model (BFS, states
@@ -99,14 +99,20 @@ fn exhaustive_failover_model() {
     exhaustive(&search::failover());
 }
 
+/// Seeds `SIM_FIRST_SEED..` (default 0) onwards, `n` of them.
 fn random_run(n: u64) {
     let t = Instant::now();
     let threads = threads();
+    let first: u64 = std::env::var("SIM_FIRST_SEED")
+        .ok()
+        .and_then(|t| t.replace('_', "").parse().ok())
+        .unwrap_or(0);
     let (mut done, mut steps, mut seen) = (0u64, 0u64, Coverage::default());
     // in rounds of a million, with a progress line after each
     while done < n {
         let end = (done + 1_000_000).min(n);
-        match search::sample(done..end, threads, true, Variant::default(), &|_| {}) {
+        let seeds = first + done..first + end;
+        match search::sample(seeds, threads, true, Variant::default(), &|_| {}) {
             Ok(s) => {
                 assert_eq!(s.schedules, end - done);
                 steps += s.steps;
@@ -117,7 +123,8 @@ fn random_run(n: u64) {
         done = end;
         let secs = t.elapsed().as_secs_f64();
         println!(
-            "random: {done} schedules ({steps} steps) in {secs:.1}s on {threads} threads: {:.0} schedules/s",
+            "random: {done} schedules (seeds {first}..{}, {steps} steps) in {secs:.1}s on {threads} threads: {:.0} schedules/s",
+            first + done,
             done as f64 / secs
         );
     }
@@ -129,8 +136,8 @@ fn random_schedules() {
     random_run(schedules(10_000));
 }
 
-/// The long run: `SIM_SCHEDULES=10000000 cargo test --release --test
-/// simulation many_random_schedules -- --ignored --nocapture`.
+/// The long run: `SIM_SCHEDULES=10000000 nice -n 19 cargo test --release
+/// --test simulation many_random_schedules -- --ignored --nocapture`.
 #[test]
 #[ignore = "long: run by hand (see BENCHMARKS.md)"]
 fn many_random_schedules() {

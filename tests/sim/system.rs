@@ -686,7 +686,9 @@ impl Env {
         let p = self.w.starts[0].clone();
         State {
             committed: 0,
-            targets: vec![Arc::new(Target::default()); self.p.shards],
+            targets: (0..self.p.shards)
+                .map(|_| Arc::new(Target::default()))
+                .collect(),
             ctl: Control {
                 floor: Version::at(0, &p, 0).expect("P versions"),
                 checkpoint: p,
