@@ -28,10 +28,7 @@ fn threads() -> usize {
 }
 
 fn schedules(default: u64) -> u64 {
-    std::env::var("SIM_SCHEDULES")
-        .ok()
-        .and_then(|t| t.replace('_', "").parse().ok())
-        .unwrap_or(default)
+    env_u64("SIM_SCHEDULES").unwrap_or(default)
 }
 
 fn exhaustive(m: &Model) {
@@ -99,14 +96,19 @@ fn exhaustive_failover_model() {
     exhaustive(&search::failover());
 }
 
-/// Seeds `SIM_FIRST_SEED..` (default 0) onwards, `n` of them.
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name)
+        .ok()
+        .and_then(|t| t.replace('_', "").parse().ok())
+}
+
+/// Seeds `SIM_FIRST_SEED..` (default 0) onwards, `n` of them, or fewer
+/// when `SIM_MAX_SECS` is set and a round ends past it.
 fn random_run(n: u64) {
     let t = Instant::now();
     let threads = threads();
-    let first: u64 = std::env::var("SIM_FIRST_SEED")
-        .ok()
-        .and_then(|t| t.replace('_', "").parse().ok())
-        .unwrap_or(0);
+    let first = env_u64("SIM_FIRST_SEED").unwrap_or(0);
+    let budget = env_u64("SIM_MAX_SECS");
     let (mut done, mut steps, mut seen) = (0u64, 0u64, Coverage::default());
     // in rounds of a million, with a progress line after each
     while done < n {
@@ -127,6 +129,12 @@ fn random_run(n: u64) {
             first + done,
             done as f64 / secs
         );
+        if budget.is_some_and(|b| secs > b as f64) && done < n {
+            println!(
+                "random: stopped at the time budget (SIM_MAX_SECS) after {done} of {n} schedules"
+            );
+            break;
+        }
     }
     println!("random: covered {seen}");
 }
