@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use super::servers::Servers;
 use crate::config::{redact_url, Config};
 use crate::control;
-use crate::control::lease::{self, Acquire, Owner};
+use crate::control::lease::{self, Acquire, Claim, Owner};
 use crate::db::{self, Backoff, Flavor};
 use crate::pipeline::PipelineError;
 use crate::rules::lookup::Lookups;
@@ -254,14 +254,35 @@ fn load(path: &Path) -> anyhow::Result<(Config, Router, Lookups)> {
     Ok((cfg, router, lookups))
 }
 
-/// Takes the pipeline lease, or says who holds it.
+/// Takes the lease of every shard this process applies, or says who holds
+/// one, and registers the process's subset (see
+/// [`crate::control::subset`]).
 async fn take_lease(cfg: &Config, control: &mut Conn) -> anyhow::Result<()> {
     let me = Owner::this_process();
-    let name = &cfg.pipeline.name;
-    match lease::acquire(control, name, me, Duration::ZERO).await? {
+    let claim = Claim::of(cfg);
+    let acquired = lease::acquire(control, &claim, me, Duration::ZERO).await?;
+    refused(cfg, acquired)?;
+    control::subset::register(control, &cfg.pipeline).await?;
+    Ok(())
+}
+
+/// The error of a refused lease.
+fn refused(cfg: &Config, acquired: Acquire) -> anyhow::Result<()> {
+    let name = &cfg.pipeline.base_name;
+    match acquired {
         Acquire::Acquired => Ok(()),
-        Acquire::HeldBy(Some(h)) => bail!("pipeline {name:?} is already running: another reshard holds its lease in the control database ({h})"),
-        Acquire::HeldBy(None) => bail!("pipeline {name:?} is already running (another reshard holds its lease in the control database)"),
+        Acquire::HeldBy { shard, holder: Some(h) } => bail!(
+            "pipeline {name:?} is already running on shard {shard}: another reshard ({}) holds its lease in the control database ({h})",
+            h.subset
+        ),
+        Acquire::HeldBy { shard, holder: None } => bail!(
+            "pipeline {name:?} is already running on shard {shard} (another reshard holds its lease in the control database)"
+        ),
+        Acquire::SameServerId(h) => bail!(
+            "[source] server_id {} is already used by another reshard of pipeline {name:?} ({}, {h}); the source would drop one binlog stream whenever the other connects. Give every process its own server_id",
+            cfg.server_id,
+            h.subset
+        ),
     }
 }
 
@@ -413,10 +434,10 @@ pub async fn pause_and_reconnect(
 /// Makes sure `control` holds the lease (see [`pause_and_reconnect`]):
 /// `None` when it does, else why not yet.
 async fn keep_lease(cfg: &Config, control: &mut Conn) -> anyhow::Result<Option<&'static str>> {
-    let name = &cfg.pipeline.name;
+    let claim = Claim::of(cfg);
     // a live connection answers at once; a dead one is replaced (and its
     // session killed) below
-    let check = tokio::time::timeout(Duration::from_secs(2), lease::holds(control, name)).await;
+    let check = tokio::time::timeout(Duration::from_secs(2), lease::holds(control, &claim)).await;
     if let Ok(Ok(true)) = check {
         return Ok(None);
     }
@@ -426,18 +447,21 @@ async fn keep_lease(cfg: &Config, control: &mut Conn) -> anyhow::Result<Option<&
         Err(_) => return Ok(Some("control database unreachable")),
     };
     let me = Owner::this_process();
-    match lease::acquire(&mut fresh, name, me, lease::TAKEOVER_WAIT).await {
+    match lease::acquire(&mut fresh, &claim, me, lease::TAKEOVER_WAIT).await {
         Ok(Acquire::Acquired) => {
-            tracing::info!("pipeline lease taken again on a new control connection");
+            tracing::info!("shard leases taken again on a new control connection");
             *control = fresh;
             Ok(None)
         }
-        Ok(Acquire::HeldBy(Some(h))) if h.owner == *me => Ok(Some(
+        Ok(Acquire::HeldBy {
+            holder: Some(h), ..
+        }) if h.owner == *me => Ok(Some(
             "this process's lost control connection still holds the lease",
         )),
-        Ok(Acquire::HeldBy(h)) => {
-            let holder = h.map(|h| format!(" ({h})")).unwrap_or_default();
-            bail!("lost the pipeline lease to another reshard while reconnecting{holder}")
+        Ok(refusal) => {
+            refused(cfg, refusal)
+                .context("lost the lease to another reshard while reconnecting")?;
+            Ok(None)
         }
         Err(_) => Ok(Some("control database failed while taking the lease")),
     }

@@ -210,6 +210,23 @@ fn is_text(data_type: &str) -> bool {
 }
 
 impl KeyCollations {
+    /// Key columns `(db, table, column)` with their parts given rather
+    /// than learned from a server, refusing any other key column as
+    /// [`CollationLoader::finish`] does (the simulation in `tests/sim`
+    /// routes with it).
+    pub fn given<'a>(
+        columns: impl IntoIterator<Item = ((&'a str, &'a str, &'a str), KeyPart)>,
+    ) -> KeyCollations {
+        KeyCollations {
+            strict: true,
+            columns: columns
+                .into_iter()
+                .map(|((db, table, column), part)| (lower(db, table, column), Learned { part }))
+                .collect(),
+            binlog: FromBinlog::default(),
+        }
+    }
+
     /// How column `i` of `schema` takes part in the canonical key. A
     /// TABLE_MAP that gives the column another collation than the one
     /// learned is an error (the column changed by DDL since start-up).

@@ -5,6 +5,7 @@
 
 pub mod collations;
 pub mod fixtures;
+pub mod load;
 pub mod tables;
 
 use std::process::{Child, Output, Stdio};
