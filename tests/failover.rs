@@ -13,26 +13,12 @@ mod common;
 
 use std::path::Path;
 use std::process::Child;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::load::*;
 use common::{migrate, reshard, run_log, spawn_run, terminate, wait_exit, wait_until};
 use mysql_async::prelude::Queryable;
 use reshard_testkit::scenario::{connect, Scenario};
-use reshard_testkit::Cluster;
-use tokio::sync::{Mutex, MutexGuard};
-
-async fn servers() -> MutexGuard<'static, Cluster> {
-    static CLUSTER: OnceLock<Mutex<Cluster>> = OnceLock::new();
-    let cluster = CLUSTER.get_or_init(|| match Cluster::start(2) {
-        Ok(c) => Mutex::new(c),
-        Err(e) => panic!("cannot start the MariaDB test cluster: {e}"),
-    });
-    let mut guard = cluster.lock().await;
-    guard.source.start_again().expect("start the source");
-    guard
-}
 
 /// `cp -a from/. to/` (to emptied first).
 fn copy_dir(from: &Path, to: &Path) {
@@ -95,7 +81,7 @@ async fn anchor_gtid(s: &Scenario) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_restored_without_its_last_transactions_is_refused() {
-    let mut c = servers().await;
+    let mut c = own_cluster().await;
     let s = Scenario::create(&c, "fo_restore").unwrap();
     migrate(&s);
     apply_some(&s, 1, 100).await;
@@ -145,7 +131,7 @@ async fn a_source_restored_without_its_last_transactions_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_master_is_refused_and_an_epoch_raise_continues() {
-    let c = servers().await;
+    let c = own_cluster().await;
     let s = Scenario::create(&c, "fo_reset").unwrap();
     migrate(&s);
     apply_some(&s, 1, 100).await;

@@ -13,43 +13,16 @@
 mod common;
 
 use std::process::Child;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::load::*;
 use common::{migrate, run_log, spawn_run, wait_until};
 use reshard_testkit::scenario::Scenario;
-use reshard_testkit::{Cluster, MariaDb};
+use reshard_testkit::MariaDb;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Mutex, MutexGuard};
+use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
-
-/// The servers of this test binary, one test at a time (each test has a
-/// runtime of its own; the lock is an async one so that holding it across
-/// awaits blocks no runtime). A test that failed may have left a server
-/// stopped or reconfigured: each test starts from servers that run with
-/// their defaults.
-async fn servers() -> MutexGuard<'static, Cluster> {
-    static CLUSTER: OnceLock<Mutex<Cluster>> = OnceLock::new();
-    let cluster = CLUSTER.get_or_init(|| match Cluster::start(2) {
-        Ok(c) => Mutex::new(c),
-        Err(e) => panic!("cannot start the MariaDB test cluster: {e}"),
-    });
-    let mut guard = cluster.lock().await;
-    let c = &mut *guard;
-    for server in std::iter::once(&mut c.source).chain(c.targets.iter_mut()) {
-        server.start_again().expect("start the server again");
-        set_wait_timeout(server, 28800);
-    }
-    guard
-}
-
-fn set_wait_timeout(server: &MariaDb, secs: u32) {
-    server
-        .sql(&format!("SET GLOBAL wait_timeout = {secs}"))
-        .expect("set wait_timeout");
-}
 
 /// Starts `run` on a fresh scenario and waits until it streams under load.
 async fn start_under_load(s: &Scenario) -> (Child, Load) {
@@ -91,7 +64,7 @@ fn kill(server: &MariaDb, ids: &[String]) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn target_down_for_15s_other_shards_go_on_and_the_checkpoint_waits() {
-    let mut c = servers().await;
+    let mut c = own_cluster().await;
     let s = Scenario::create(&c, "rec_outage").unwrap();
     let (mut run, load) = start_under_load(&s).await;
 
@@ -145,7 +118,7 @@ async fn target_down_for_15s_other_shards_go_on_and_the_checkpoint_waits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn source_restart_under_load() {
-    let mut c = servers().await;
+    let mut c = own_cluster().await;
     let s = Scenario::create(&c, "rec_source").unwrap();
     let (mut run, load) = start_under_load(&s).await;
 
@@ -159,7 +132,7 @@ async fn source_restart_under_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_reshard_connection_killed_on_a_target_and_on_the_source() {
-    let c = servers().await;
+    let c = own_cluster().await;
     let s = Scenario::create(&c, "rec_kill").unwrap();
     let (mut run, load) = start_under_load(&s).await;
 
@@ -190,7 +163,7 @@ async fn every_reshard_connection_killed_on_a_target_and_on_the_source() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_past_wait_timeout_then_continue() {
-    let c = servers().await;
+    let c = own_cluster().await;
     for server in c.servers() {
         set_wait_timeout(server, 5);
     }
@@ -313,7 +286,7 @@ async fn pass(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_open_source_and_control_connections_are_detected() {
-    let c = servers().await;
+    let c = own_cluster().await;
     let s = Scenario::create(&c, "rec_halfopen").unwrap();
     s.configure("heartbeat_secs = 1").unwrap();
     let source = Proxy::start(c.source.port()).await;

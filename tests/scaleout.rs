@@ -13,7 +13,7 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use common::load::*;
-use common::{cluster, crash, migrate, reshard, status_json, terminate, wait_until, BIN};
+use common::{cluster, crash, migrate, status_json, terminate, wait_until, BIN};
 use mysql_async::prelude::Queryable;
 use reshard_testkit::scenario::{connect, Scenario};
 
@@ -115,17 +115,6 @@ async fn appliers(s: &Scenario, shard: &str) -> Vec<String> {
     c.query("SELECT DISTINCT pipeline FROM _reshard_applied ORDER BY pipeline")
         .await
         .unwrap()
-}
-
-fn assert_verified(s: &Scenario, logs: &str) {
-    let out = reshard(s, &["verify"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "verify: {}{}\n{logs}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

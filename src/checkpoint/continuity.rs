@@ -222,7 +222,7 @@ async fn gtid_at(source: &mut Conn, p: &Position) -> Option<String> {
 }
 
 /// `SHOW BINARY LOGS` as (file, size).
-async fn binlog_sizes(source: &mut Conn) -> Result<Vec<(String, u64)>, DbError> {
+pub async fn binlog_sizes(source: &mut Conn) -> Result<Vec<(String, u64)>, DbError> {
     let rows: Vec<mysql_async::Row> = source
         .query("SHOW BINARY LOGS")
         .await

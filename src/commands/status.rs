@@ -10,6 +10,7 @@ use mysql_async::Conn;
 use serde::Serialize;
 
 use super::servers::Servers;
+use crate::checkpoint::continuity;
 use crate::checkpoint::Checkpoint;
 use crate::config::Config;
 use crate::control::{self, checkpoint};
@@ -104,7 +105,9 @@ async fn collect(servers: &mut Servers, cfg: &Config) -> anyhow::Result<Status> 
     let cp = checkpoint::load(&mut servers.control, &name).await?;
     let floor = checkpoint::floor(&mut servers.control, &name).await?;
     let head = source::head(&mut servers.source).await?;
-    let files = binlog_sizes(&mut servers.source).await;
+    let files = continuity::binlog_sizes(&mut servers.source)
+        .await
+        .unwrap_or_default();
     let source_ts = checkpoint::source_ts(&mut servers.control, &name).await?;
     let (lag_b, lag_s) = lags(cp.as_ref(), &head, &files, source_ts.unwrap_or(0));
     let snapshot = snapshot_status(&mut servers.control, &name).await?;
@@ -173,20 +176,6 @@ async fn subsets(
             }
         })
         .collect())
-}
-
-/// `SHOW BINARY LOGS` as (file, size); empty when the source refuses.
-async fn binlog_sizes(source: &mut Conn) -> Vec<(String, u64)> {
-    use mysql_async::prelude::Queryable;
-    source
-        .query::<mysql_async::Row, _>("SHOW BINARY LOGS")
-        .await
-        .map(|rows| {
-            rows.into_iter()
-                .filter_map(|r| Some((r.get::<String, _>(0)?, r.get::<u64, _>(1)?)))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The initial copy's state and per-table progress, if there was a copy.

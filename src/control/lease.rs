@@ -219,6 +219,7 @@ pub async fn acquire(
         .filter(|r| r.owner == *me && r.connection_id != me_id)
         .map(|r| r.connection_id)
         .collect();
+    lost.sort_unstable();
     lost.dedup();
     for id in &lost {
         tracing::info!(

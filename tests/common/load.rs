@@ -4,7 +4,7 @@
 
 use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
@@ -12,6 +12,8 @@ use mysql_async::{Conn, TxOpts};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reshard_testkit::scenario::{connect, Scenario};
+use reshard_testkit::{Cluster, MariaDb};
+use tokio::sync::{Mutex, MutexGuard};
 use tokio::task::JoinHandle;
 
 use super::{reshard, run_log, terminate, wait_until};
@@ -216,16 +218,45 @@ pub async fn converges_and_stops(s: &Scenario, run: &mut Child) {
     assert_running(run, s, "before the end");
     let diffs = s.compare(20).await.expect("compare");
     assert!(diffs.is_empty(), "{}\n{}", diffs.join("\n"), run_log(s));
+    assert_verified(s, &run_log(s));
+    assert_running(run, s, "at the end");
+    let status = terminate(run, Duration::from_secs(60));
+    assert!(status.success(), "SIGTERM: {status}\n{}", run_log(s));
+}
+
+/// `reshard verify` exits 0 (`logs` are shown when it does not).
+pub fn assert_verified(s: &Scenario, logs: &str) {
     let out = reshard(s, &["verify"]);
     assert_eq!(
         out.status.code(),
         Some(0),
-        "verify: {}{}\n{}",
+        "verify: {}{}\n{logs}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
-        run_log(s)
     );
-    assert_running(run, s, "at the end");
-    let status = terminate(run, Duration::from_secs(60));
-    assert!(status.success(), "SIGTERM: {status}\n{}", run_log(s));
+}
+
+/// The servers of a test binary whose tests stop, restart and reconfigure
+/// them: one test at a time (an async lock, so holding it across awaits
+/// blocks no runtime), each starting from servers that run with their
+/// defaults (a failed test may have left one stopped or reconfigured).
+pub async fn own_cluster() -> MutexGuard<'static, Cluster> {
+    static CLUSTER: OnceLock<Mutex<Cluster>> = OnceLock::new();
+    let cluster = CLUSTER.get_or_init(|| match Cluster::start(2) {
+        Ok(c) => Mutex::new(c),
+        Err(e) => panic!("cannot start the MariaDB test cluster: {e}"),
+    });
+    let mut guard = cluster.lock().await;
+    let c = &mut *guard;
+    for server in std::iter::once(&mut c.source).chain(c.targets.iter_mut()) {
+        server.start_again().expect("start the server again");
+        set_wait_timeout(server, 28800);
+    }
+    guard
+}
+
+pub fn set_wait_timeout(server: &MariaDb, secs: u32) {
+    server
+        .sql(&format!("SET GLOBAL wait_timeout = {secs}"))
+        .expect("set wait_timeout");
 }
