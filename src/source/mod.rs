@@ -8,7 +8,7 @@
 //!   payloads, table maps, schema completion;
 //! * [`framing`] — the event iterator over binlog files (framing, CRC32,
 //!   TRANSACTION_PAYLOAD decompression), shared by [`file`], [`archive`]
-//!   and `inspect`;
+//!   and `inspect`; [`bounds`] checks bodies before mysql_common parses;
 //! * [`file`] — the offline reader of binlog files over the same decoder;
 //! * [`archive`] — a directory of archived binlog files as a source of the
 //!   pipeline (`replay --binlog-dir`), next to the [`stream`] tailer;
@@ -31,6 +31,7 @@
 //! * [`change`] — the types handed to the router.
 
 pub mod archive;
+pub mod bounds;
 pub mod change;
 pub mod checksum;
 pub mod collation;
