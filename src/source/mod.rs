@@ -29,6 +29,7 @@ pub mod change;
 pub mod checksum;
 pub mod collation;
 pub mod ddl;
+pub mod decode;
 pub mod events;
 pub mod file;
 pub mod framing;
