@@ -44,13 +44,17 @@
 //! meets an unknown `XA COMMIT` only when the pipeline started (`--from`,
 //! the initial copy) after its PREPARE.
 //!
-//! Held rows live in memory; a prepared transaction that stays open for
-//! long holds its rows (and the checkpoint) for as long.
+//! Held rows are the PREPARE group's rows events in a [`Spool`]: in
+//! memory within the decoder's budget, in a temporary file beyond it, so
+//! any number of prepared transactions of any size costs bounded memory.
+//! A prepared transaction that stays open for long holds its rows (and
+//! the checkpoint) for as long; after a restart they are read again from
+//! the binlog, starting at the PREPARE group.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::change::RowChange;
+use super::spool::Spool;
 use crate::position::Position;
 
 /// An XA transaction id: format id, global transaction id and branch
@@ -238,12 +242,13 @@ impl fmt::Display for Xid {
 }
 
 /// A prepared XA transaction: where its PREPARE group starts, where its
-/// XA_PREPARE_LOG event is, and its rows.
+/// XA_PREPARE_LOG event is, and its rows (held as events, in memory or a
+/// temporary file, see [`super::spool`]).
 #[derive(Debug)]
 pub struct Held {
     pub start: Position,
     pub prepared_at: Position,
-    pub changes: Vec<RowChange>,
+    pub rows: Spool,
 }
 
 /// The prepared XA transactions whose outcome has not been read yet, and
@@ -357,7 +362,7 @@ mod tests {
         Held {
             start: pos(start),
             prepared_at: pos(start + 50),
-            changes: Vec::new(),
+            rows: Spool::default(),
         }
     }
 

@@ -52,6 +52,20 @@ pub enum RowsError {
     Value { column: usize, error: ValueError },
 }
 
+impl std::fmt::Display for RowsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RowsError::Malformed(m) => f.write_str(m),
+            RowsError::Partial { got, expected } => {
+                write!(f, "row images hold {got} of {expected} columns")
+            }
+            RowsError::Value { column, error } => {
+                write!(f, "column {}: {error:?}", column + 1)
+            }
+        }
+    }
+}
+
 impl From<Short> for RowsError {
     fn from(_: Short) -> Self {
         RowsError::Malformed("the event ends inside its header".into())

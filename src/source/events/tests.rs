@@ -8,6 +8,8 @@ use mysql_common::binlog::events::FormatDescriptionEvent;
 use mysql_common::value::Value;
 
 use super::*;
+use crate::source::RowChange;
+use crate::version::Version;
 
 const FILE: &str = "mysql-bin.000007";
 const QUERY: u8 = 2;
@@ -18,6 +20,15 @@ const DELETE_ROWS: u8 = 32;
 const HEARTBEAT: u8 = 27;
 const ANONYMOUS_GTID: u8 = 34;
 const XA_PREPARE_LOG: u8 = 38;
+
+/// A transaction as the tests look at it: the rows of all its chunks,
+/// its end and where a checkpoint after it may resume.
+#[derive(Debug)]
+struct Txn {
+    changes: Vec<RowChange>,
+    end: Position,
+    resume: Position,
+}
 
 /// A decoder fed with events framed one after the other.
 struct Log {
@@ -38,13 +49,15 @@ impl Log {
                     epoch: 0,
                     checksum: false,
                     filter: Arc::new(|_, _| true),
+                    hold: Hold::default(),
                 },
             ),
             offset: start,
         }
     }
 
-    async fn feed(&mut self, ty: u8, body: Vec<u8>) -> Result<Option<SourceItem>, SourceError> {
+    /// Feeds an event; returns every item it produced.
+    async fn feed(&mut self, ty: u8, body: Vec<u8>) -> Result<Vec<SourceItem>, SourceError> {
         let size = 19 + body.len() as u32;
         let mut raw = Vec::new();
         raw.extend(1_700_000_000u32.to_le_bytes());
@@ -61,20 +74,39 @@ impl Log {
             inner: false,
         };
         self.offset += u64::from(size);
-        self.dec.handle(&event, at, None).await
+        self.dec.handle(&event, at, None).await?;
+        let mut items = Vec::new();
+        while let Some(item) = self.dec.next_item()? {
+            items.push(item);
+        }
+        Ok(items)
     }
 
     /// Feeds an event that must not end a transaction.
     async fn quiet(&mut self, ty: u8, body: Vec<u8>) {
-        let item = self.feed(ty, body).await.unwrap();
-        assert!(item.is_none(), "unexpected {item:?}");
+        let items = self.feed(ty, body).await.unwrap();
+        assert!(items.is_empty(), "unexpected {items:?}");
     }
 
-    /// Feeds an event that must end a transaction or boundary.
-    async fn txn(&mut self, ty: u8, body: Vec<u8>) -> Transaction {
-        match self.feed(ty, body).await.unwrap() {
-            Some(SourceItem::Transaction(t)) => t,
-            other => panic!("expected a transaction, got {other:?}"),
+    /// Feeds an event that must end a transaction or boundary: its rows'
+    /// chunks, then its end.
+    async fn txn(&mut self, ty: u8, body: Vec<u8>) -> Txn {
+        let mut changes = Vec::new();
+        let mut items = self.feed(ty, body).await.unwrap().into_iter();
+        loop {
+            match items.next() {
+                Some(SourceItem::Rows(c)) => changes.extend(c.changes),
+                Some(SourceItem::Transaction(t)) => {
+                    assert!(items.next().is_none(), "items after the transaction");
+                    assert_eq!(t.rows, changes.len() as u64);
+                    return Txn {
+                        changes,
+                        end: t.end,
+                        resume: t.resume,
+                    };
+                }
+                other => panic!("expected a transaction, got {other:?}"),
+            }
         }
     }
 
@@ -142,7 +174,7 @@ fn mariadb_gtid(seq: u64, flags: u8, gtrid: Option<&str>) -> Vec<u8> {
     b
 }
 
-fn keys(t: &Transaction) -> Vec<(Value, &'static str)> {
+fn keys(t: &Txn) -> Vec<(Value, &'static str)> {
     t.changes
         .iter()
         .map(|c| {
@@ -157,7 +189,7 @@ fn int(n: i64) -> Value {
 }
 
 /// MySQL's PREPARE group: a GTID, `XA START`, rows, `XA END`, XA_PREPARE.
-async fn mysql_prepare(log: &mut Log, xid: &str, rows: &[(i32, i32)]) -> (u64, u64, Transaction) {
+async fn mysql_prepare(log: &mut Log, xid: &str, rows: &[(i32, i32)]) -> (u64, u64, Txn) {
     let start = log.offset;
     log.quiet(ANONYMOUS_GTID, vec![0; 25]).await;
     log.quiet(QUERY, query(&format!("XA START X'{}',X'',1", hex(xid))))
@@ -173,13 +205,13 @@ fn hex(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn mysql_commit(log: &mut Log, verb: &str, xid: &str) -> Transaction {
+async fn mysql_commit(log: &mut Log, verb: &str, xid: &str) -> Txn {
     log.quiet(ANONYMOUS_GTID, vec![0; 25]).await;
     log.txn(QUERY, query(&format!("XA {verb} X'{}',X'',1", hex(xid))))
         .await
 }
 
-async fn plain(log: &mut Log, rows: &[(i32, i32)]) -> Transaction {
+async fn plain(log: &mut Log, rows: &[(i32, i32)]) -> Txn {
     log.quiet(ANONYMOUS_GTID, vec![0; 25]).await;
     log.quiet(QUERY, query("BEGIN")).await;
     log.insert("t", rows).await;
@@ -207,7 +239,7 @@ async fn mysql_xa_rows_are_held_until_the_commit_and_keep_their_versions() {
         .await
         .unwrap();
     assert!(
-        matches!(hb, Some(SourceItem::Heartbeat(None))),
+        matches!(hb.as_slice(), [SourceItem::Heartbeat(None)]),
         "no idle position while an XA is prepared: {hb:?}"
     );
     let commit = mysql_commit(&mut log, "COMMIT", "x1").await;
