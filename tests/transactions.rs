@@ -394,6 +394,18 @@ async fn initial_copy_waits_for_prepared_xa_transactions() {
     )
     .await;
     sql(&mut x, &["XA COMMIT 'snap_wait'"]).await;
+    // the checkpoint is at the copy's position before the copy: wait for
+    // the copy itself, or the comparison can run before it
+    wait_until(
+        &s,
+        "the initial copy to end",
+        Duration::from_secs(60),
+        || {
+            let log = run_log(&s);
+            async move { log.contains("initial copy done") }
+        },
+    )
+    .await;
     converges(&s, run).await;
     assert_eq!(target_orders(&s, 50).await, 1);
 }

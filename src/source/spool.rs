@@ -39,7 +39,7 @@
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -81,7 +81,7 @@ pub enum SpoolError {
 pub struct Budget {
     limit: usize,
     used: Arc<AtomicUsize>,
-    dir: Option<PathBuf>,
+    dir: Option<Arc<Path>>,
 }
 
 impl Default for Budget {
@@ -97,7 +97,7 @@ impl Budget {
         Budget {
             limit,
             used: Arc::new(AtomicUsize::new(0)),
-            dir,
+            dir: dir.map(Arc::from),
         }
     }
 
@@ -107,7 +107,9 @@ impl Budget {
     }
 
     fn dir(&self) -> PathBuf {
-        self.dir.clone().unwrap_or_else(std::env::temp_dir)
+        self.dir
+            .as_deref()
+            .map_or_else(std::env::temp_dir, Path::to_path_buf)
     }
 
     fn io(&self, source: std::io::Error) -> SpoolError {

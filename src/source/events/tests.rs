@@ -42,6 +42,10 @@ fn pos(n: u64) -> Position {
 
 impl Log {
     fn new(start: u64) -> Log {
+        Log::with_hold(start, Hold::default())
+    }
+
+    fn with_hold(start: u64, hold: Hold) -> Log {
         Log {
             dec: Decoder::new(
                 pos(start),
@@ -49,7 +53,7 @@ impl Log {
                     epoch: 0,
                     checksum: false,
                     filter: Arc::new(|_, _| true),
-                    hold: Hold::default(),
+                    hold,
                 },
             ),
             offset: start,
@@ -406,4 +410,61 @@ async fn non_transactional_rows_of_a_rolled_back_group_are_applied() {
     log.insert("u", &[(6, 6)]).await;
     let t = log.txn(QUERY, query("ROLLBACK")).await;
     assert!(t.changes.is_empty());
+}
+
+/// A transaction of many rows events comes out in chunks of whole events
+/// (then its end), with the versions of its events; rows held past the
+/// memory budget go to a file and come back the same, for an open group
+/// and for a prepared XA transaction.
+#[tokio::test]
+async fn large_transactions_come_out_in_chunks_also_from_a_file() {
+    for memory in [1 << 20, 0] {
+        let hold = Hold {
+            memory,
+            dir: None,
+            chunk_rows: 3,
+            chunk_bytes: 1 << 20,
+        };
+        let mut log = Log::with_hold(4, hold);
+        let (start, _, _) = mysql_prepare(&mut log, "big", &[(100, 0), (101, 0)]).await;
+        log.quiet(QUERY, query("BEGIN")).await;
+        let mut at = Vec::new();
+        for k in 0..4 {
+            at.push(log.insert("t", &[(2 * k, 0), (2 * k + 1, 0)]).await);
+        }
+        assert_eq!(log.dec.open_rows(), Some(8));
+        let items = log.feed(XID, vec![1; 8]).await.unwrap();
+        let sizes: Vec<usize> = items
+            .iter()
+            .map(|i| match i {
+                SourceItem::Rows(c) => c.changes.len(),
+                _ => 0,
+            })
+            .collect();
+        assert_eq!(
+            sizes,
+            [4, 4, 0],
+            "memory {memory}: chunks of whole events, then the end"
+        );
+        let SourceItem::Rows(first) = &items[0] else {
+            panic!("{items:?}")
+        };
+        assert_eq!(
+            first.changes[3].version,
+            Version::at(0, &pos(at[1]), 1).unwrap()
+        );
+        assert_eq!(first.changes[3].position(), pos(at[1]));
+        let SourceItem::Transaction(t) = &items[2] else {
+            panic!("{items:?}")
+        };
+        assert_eq!((t.rows, t.resume.clone()), (8, pos(start)));
+        assert_eq!(first.end, t.end);
+        let c = mysql_commit(&mut log, "COMMIT", "big").await;
+        assert_eq!(keys(&c), vec![(int(100), "insert"), (int(101), "insert")]);
+        assert_eq!(
+            log.dec.held_memory(),
+            0,
+            "memory {memory}: nothing held any more"
+        );
+    }
 }
