@@ -401,6 +401,22 @@ rules = "shard-rules"
         assert!(c.pipeline.linger <= Duration::from_millis(100));
         assert_eq!(c.pipeline.shutdown_timeout, Duration::from_secs(30));
         assert!(!format!("{:?}", c).contains("s3cret"));
+        assert_eq!(c.pipeline.hold, Hold::default());
+        assert_eq!(c.pipeline.hold.memory, 64 << 20);
+    }
+
+    #[test]
+    fn large_transaction_settings() {
+        let text =
+            format!("{GOOD}hold_memory_mb = 8\nspool_dir = \"spool\"\nstream_chunk_rows = 250\n");
+        let c = Config::parse(Path::new("/etc/reshard/reshard.toml"), &text, &env).unwrap();
+        let h = &c.pipeline.hold;
+        assert_eq!(h.memory, 8 << 20);
+        assert_eq!(h.dir.as_deref(), Some(Path::new("/etc/reshard/spool")));
+        assert_eq!(h.chunk_rows, 250);
+        let zero = format!("{GOOD}stream_chunk_rows = 0\n");
+        let e = Config::parse(Path::new("/r.toml"), &zero, &env).unwrap_err();
+        assert!(e.to_string().contains("stream_chunk_rows"), "{e}");
     }
 
     #[test]
