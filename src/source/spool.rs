@@ -27,7 +27,9 @@
 //! budget's directory (deleted by the system when it is closed, also after
 //! a crash) and keeps at most [`WRITE_BUFFER`] bytes in memory from then
 //! on. The events are decoded only when they are handed out, a bounded
-//! chunk at a time ([`Release`]).
+//! chunk at a time ([`Release`]). A finished spool leaves its buffer (at
+//! most 4 MiB) to the next one, so a stream of small transactions does not
+//! allocate a new one each time.
 //!
 //! # Records
 //!
@@ -41,7 +43,7 @@ use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::change::RowChange;
 use super::decode::{decode_error, Layout, RowsEvent};
@@ -50,6 +52,10 @@ use crate::version::Version;
 
 /// Bytes a spool that moved to its file keeps in memory before writing.
 pub const WRITE_BUFFER: usize = 256 * 1024;
+
+/// The largest buffer a finished spool leaves to the next one (so that a
+/// stream of transactions does not grow a new buffer for each).
+const MAX_SPARE: usize = 4 << 20;
 
 /// A table as a TABLE_MAP described it: its schema and column layout.
 #[derive(Debug)]
@@ -82,6 +88,8 @@ pub struct Budget {
     limit: usize,
     used: Arc<AtomicUsize>,
     dir: Option<Arc<Path>>,
+    /// The buffer of the last finished spool, for the next one.
+    spare: Arc<Mutex<Vec<u8>>>,
 }
 
 impl Default for Budget {
@@ -98,12 +106,33 @@ impl Budget {
             limit,
             used: Arc::new(AtomicUsize::new(0)),
             dir: dir.map(Arc::from),
+            spare: Arc::default(),
         }
     }
 
     /// Bytes held in memory now.
     pub fn used(&self) -> usize {
         self.used.load(Ordering::Relaxed)
+    }
+
+    fn take_spare(&self) -> Vec<u8> {
+        let mut spare = self
+            .spare
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default();
+        spare.clear();
+        spare
+    }
+
+    fn give_back(&self, buf: Vec<u8>) {
+        if buf.capacity() <= MAX_SPARE {
+            if let Ok(mut spare) = self.spare.lock() {
+                if spare.capacity() < buf.capacity() {
+                    *spare = buf;
+                }
+            }
+        }
     }
 
     fn dir(&self) -> PathBuf {
@@ -216,16 +245,17 @@ impl Default for Spool {
 impl Drop for Spool {
     fn drop(&mut self) {
         self.uncount();
+        self.budget.give_back(std::mem::take(&mut self.mem));
     }
 }
 
 impl Spool {
     pub fn new(budget: Budget) -> Spool {
         Spool {
+            mem: budget.take_spare(),
             budget,
             tables: Vec::new(),
             files: Vec::new(),
-            mem: Vec::new(),
             counted: 0,
             file: None,
             file_len: 0,
@@ -334,7 +364,7 @@ impl Spool {
         self.file = Some(file);
         self.flush()?;
         self.uncount();
-        self.mem = Vec::new();
+        self.budget.give_back(std::mem::take(&mut self.mem));
         Ok(())
     }
 
@@ -521,7 +551,8 @@ impl Release {
     /// The next rows, whole events at a time until at least `rows` row
     /// changes or `bytes` bytes of events; empty at the end.
     pub fn chunk(&mut self, rows: usize, bytes: usize) -> Result<Vec<RowChange>, SpoolError> {
-        let mut out = Vec::new();
+        // one allocation for the chunk (a rows event more may come)
+        let mut out = Vec::with_capacity(rows.clamp(1, 1 << 16) + rows / 4);
         let mut read = 0;
         while out.len() < rows.max(1) && read < bytes.max(1) {
             let next = self.reader.next(&self.spool.mem, &mut self.body);
