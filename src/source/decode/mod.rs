@@ -37,6 +37,25 @@ pub use layout::{Codec, Layout, LayoutError, TableMapColumns};
 use super::row_image::DecodeError;
 use super::schema::TableSchema;
 
+/// An event of raw type `ty` with `body`, framed as in a binlog file
+/// without checksums, ending at `log_pos` (for tests).
+#[cfg(test)]
+pub(crate) fn test_event(ty: u8, log_pos: u32, body: &[u8]) -> mysql_common::binlog::events::Event {
+    use mysql_common::binlog::consts::BinlogVersion;
+    use mysql_common::binlog::events::{Event, FormatDescriptionEvent};
+    let size = 19 + body.len() as u32;
+    let mut raw = Vec::new();
+    raw.extend(1_700_000_000u32.to_le_bytes());
+    raw.push(ty);
+    raw.extend(1u32.to_le_bytes());
+    raw.extend(size.to_le_bytes());
+    raw.extend(log_pos.to_le_bytes());
+    raw.extend(0u16.to_le_bytes());
+    raw.extend(body);
+    let fde = FormatDescriptionEvent::new(BinlogVersion::Version4);
+    Event::read(&fde, &raw[..]).expect("a well-formed test event")
+}
+
 /// A [`RowsError`] as the decoder reports it, naming the table and column.
 pub fn decode_error(e: RowsError, schema: &TableSchema) -> DecodeError {
     match e {

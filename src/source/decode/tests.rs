@@ -5,8 +5,7 @@
 //! Both must produce the same values (within the ranges where the generic
 //! path is right, see the module docs).
 
-use mysql_common::binlog::consts::BinlogVersion;
-use mysql_common::binlog::events::{Event, EventData, FormatDescriptionEvent, TableMapEvent};
+use mysql_common::binlog::events::{Event, EventData, TableMapEvent};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -211,17 +210,7 @@ fn table_map(cols: &[Col]) -> Vec<u8> {
 }
 
 fn event(ty: u8, body: &[u8]) -> Event {
-    let size = 19 + body.len() as u32;
-    let mut raw = Vec::new();
-    raw.extend(1_700_000_000u32.to_le_bytes());
-    raw.push(ty);
-    raw.extend(1u32.to_le_bytes());
-    raw.extend(size.to_le_bytes());
-    raw.extend(1000u32.to_le_bytes());
-    raw.extend(0u16.to_le_bytes());
-    raw.extend(body);
-    let fde = FormatDescriptionEvent::new(BinlogVersion::Version4);
-    Event::read(&fde, &raw[..]).unwrap()
+    test_event(ty, 1000, body)
 }
 
 fn random_image(rng: &mut StdRng, cols: &[Col]) -> Vec<u8> {

@@ -3,8 +3,6 @@
 //! rolled-back groups. Events are framed as in a binlog file without
 //! checksums and handed over as [`EventAt::File`].
 
-use mysql_common::binlog::consts::BinlogVersion;
-use mysql_common::binlog::events::FormatDescriptionEvent;
 use mysql_common::value::Value;
 
 use super::*;
@@ -63,16 +61,7 @@ impl Log {
     /// Feeds an event; returns every item it produced.
     async fn feed(&mut self, ty: u8, body: Vec<u8>) -> Result<Vec<SourceItem>, SourceError> {
         let size = 19 + body.len() as u32;
-        let mut raw = Vec::new();
-        raw.extend(1_700_000_000u32.to_le_bytes());
-        raw.push(ty);
-        raw.extend(1u32.to_le_bytes());
-        raw.extend(size.to_le_bytes());
-        raw.extend((self.offset as u32 + size).to_le_bytes());
-        raw.extend(0u16.to_le_bytes());
-        raw.extend(body);
-        let fde = FormatDescriptionEvent::new(BinlogVersion::Version4);
-        let event = Event::read(&fde, &raw[..]).unwrap();
+        let event = crate::source::decode::test_event(ty, self.offset as u32 + size, &body);
         let at = EventAt::File {
             offset: self.offset,
             inner: false,
