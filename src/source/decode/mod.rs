@@ -12,9 +12,9 @@
 //! allocation, strings and DECIMAL text with one.
 //!
 //! The values are the ones the generic path produces (checked against it
-//! in [`tests`] and by the fixture binlogs and the server round trips of
+//! in its tests and by the fixture binlogs and the server round trips of
 //! `tests/crc32.rs`), except where that path is wrong: negative TIME(1)/(2)
-//! with a fraction ([`temporal`]), TIMESTAMPs past 2038, old-format TIMEs
+//! with a fraction (`temporal`), TIMESTAMPs past 2038, old-format TIMEs
 //! of 24 hours or more, and DECIMAL digit groups out of range (refused).
 //!
 //! Nothing here panics on malformed bytes: every length is checked against
