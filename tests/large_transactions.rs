@@ -32,6 +32,21 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .expect("VmHWM in /proc/<pid>/status")
 }
 
+/// Waits until the initial copy (of empty tables) is done: before, the
+/// checkpoint is already at the copy's position.
+async fn copied(s: &Scenario) {
+    wait_until(
+        s,
+        "the initial copy to end",
+        Duration::from_secs(60),
+        || {
+            let log = run_log(s);
+            async move { log.contains("initial copy done") }
+        },
+    )
+    .await;
+}
+
 /// One `INSERT … SELECT` of [`ROWS`] orders, then one `UPDATE` of all of
 /// them: two single transactions of `ROWS` row changes each.
 async fn large_transactions(s: &Scenario) {
@@ -56,13 +71,7 @@ async fn a_large_update_streams_with_bounded_memory() {
     s.configure("lanes_per_shard = 1").unwrap();
     migrate(&s);
     let mut run = spawn_run(&s, &[]);
-    wait_until(
-        &s,
-        "the initial copy to end",
-        Duration::from_secs(60),
-        || async { s.checkpoint().await.ok().flatten().is_some() },
-    )
-    .await;
+    copied(&s).await;
     large_transactions(&s).await;
     s.wait_caught_up(Duration::from_secs(600)).await.unwrap();
     let peak = peak_rss_kib(run.id());
@@ -102,15 +111,22 @@ async fn targets_with_qty(s: &Scenario, qty: u64) -> u64 {
 }
 
 /// kill -9 while a single large UPDATE (moving half its rows to other
-/// shards: a delete there and an upsert here) is half applied: the
-/// checkpoint never passed the transaction, and a restart applies it
-/// again whole and converges.
+/// shards: a delete there and an upsert here) is half applied, its rows
+/// held in a spool file (a 1 MiB memory budget): the checkpoint never
+/// passed the transaction, and a restart applies it again whole and
+/// converges.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_in_the_middle_of_a_large_transaction_converges() {
     const N: u64 = 100_000;
     let s = Scenario::create(cluster(), "large_crash").unwrap();
-    s.configure("stream_chunk_rows = 500").unwrap();
+    // a small memory budget: the update's rows go through a spool file
+    let spool = s.dir.path().join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    s.configure("stream_chunk_rows = 500\nhold_memory_mb = 1\nspool_dir = \"spool\"")
+        .unwrap();
     migrate(&s);
+    let mut run = spawn_run(&s, &[]);
+    copied(&s).await;
     let mut c = s.source().await.unwrap();
     c.query_drop(format!(
         "INSERT INTO orders (id, buyer_id, note, qty) \
@@ -118,7 +134,6 @@ async fn a_crash_in_the_middle_of_a_large_transaction_converges() {
     ))
     .await
     .unwrap();
-    let mut run = spawn_run(&s, &[]);
     s.wait_caught_up(Duration::from_secs(300)).await.unwrap();
     let before = s.source_head().await.unwrap();
     c.query_drop(
@@ -135,6 +150,11 @@ async fn a_crash_in_the_middle_of_a_large_transaction_converges() {
     )
     .await;
     crash(&mut run);
+    assert!(
+        run_log(&s).contains("held in a temporary file"),
+        "{}",
+        run_log(&s)
+    );
     let applied = targets_with_qty(&s, 2).await;
     assert!(
         applied < N,
@@ -155,4 +175,6 @@ async fn a_crash_in_the_middle_of_a_large_transaction_converges() {
         "targets differ after the restart: {diffs:?}"
     );
     assert_eq!(targets_with_qty(&s, 2).await, N);
+    // spool files have no name: a crash leaves none behind
+    assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0);
 }

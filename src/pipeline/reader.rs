@@ -382,3 +382,95 @@ fn describe(at: &StartAt) -> String {
         StartAt::Gtid(g) => format!("GTID {g}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{Chunk, Transaction};
+
+    fn pos(n: u64) -> Position {
+        Position::new("b.000001", n)
+    }
+
+    fn rows(end: u64) -> Result<SourceItem, SourceError> {
+        Ok(SourceItem::Rows(Chunk {
+            changes: Vec::new(),
+            end: pos(end),
+        }))
+    }
+
+    fn txn(resume: u64, end: u64) -> Result<SourceItem, SourceError> {
+        Ok(SourceItem::Transaction(Transaction {
+            end: pos(end),
+            resume: pos(resume),
+            timestamp: 0,
+            rows: 0,
+        }))
+    }
+
+    /// What a stream reopened after `sent` lets through of `again`.
+    fn replay(
+        sent: &[Result<SourceItem, SourceError>],
+        again: &[Result<SourceItem, SourceError>],
+    ) -> Vec<usize> {
+        let mut done = Forwarded::default();
+        for item in sent {
+            done.record(Sent::of(item));
+        }
+        let mut repeats = done.repeats();
+        let mut through = Vec::new();
+        for (i, item) in again.iter().enumerate() {
+            if let Some(r) = repeats.as_mut() {
+                match r.forwarded(item) {
+                    Some(true) => continue,
+                    Some(false) => {}
+                    None => repeats = None,
+                }
+            }
+            through.push(i);
+        }
+        through
+    }
+
+    #[test]
+    fn a_pause_inside_a_large_transaction_skips_its_forwarded_chunks() {
+        // T1 ends at 100; T2 (to 200) was cut after two of its chunks
+        let sent = [rows(100), txn(100, 100), rows(200), rows(200)];
+        let again = [
+            rows(100),
+            txn(100, 100),
+            rows(200),
+            rows(200),
+            rows(200),
+            txn(200, 200),
+            rows(300),
+        ];
+        assert_eq!(replay(&sent, &again), [4, 5, 6]);
+        let mut done = Forwarded::default();
+        sent.iter().for_each(|i| done.record(Sent::of(i)));
+        let at = done.resume(&StartAt::Gtid(String::new()));
+        assert!(matches!(at, StartAt::Position(p) if p == pos(100)));
+    }
+
+    #[test]
+    fn a_pause_before_any_boundary_skips_the_chunks_from_the_start() {
+        let again = [rows(200), rows(200), txn(200, 200)];
+        assert_eq!(replay(&[rows(200)], &again), [1, 2]);
+    }
+
+    #[test]
+    fn a_held_xa_transaction_is_read_again_from_its_prepare() {
+        // the PREPARE group (50..100) is held: T2's resume stays at 50, and
+        // the reopened stream repeats T2 before the COMMIT's chunks
+        let sent = [txn(50, 100), txn(50, 200), rows(300)];
+        let again = [
+            txn(50, 100),
+            Ok(SourceItem::Heartbeat(None)),
+            txn(50, 200),
+            rows(300),
+            rows(300),
+            txn(300, 300),
+        ];
+        assert_eq!(replay(&sent, &again), [1, 4, 5]);
+    }
+}

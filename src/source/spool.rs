@@ -357,10 +357,7 @@ impl Spool {
     /// Moves the records to a temporary file.
     fn spill(&mut self) -> Result<(), SpoolError> {
         let file = tempfile::tempfile_in(self.budget.dir()).map_err(|e| self.budget.io(e))?;
-        tracing::debug!(
-            held = self.mem.len(),
-            "a large transaction's rows move to a temporary file"
-        );
+        tracing::info!(dir = %self.budget.dir().display(), held_bytes = self.mem.len(), "a transaction's rows exceed hold_memory_mb: held in a temporary file");
         self.file = Some(file);
         self.flush()?;
         self.uncount();
