@@ -174,7 +174,7 @@ pub struct Decoder {
     /// The xid of the open transaction, when it is an XA one.
     open_xa: Option<Xid>,
     /// Prepared XA transactions whose outcome is still to come.
-    prepared: Prepared,
+    prepared: Prepared<Spool>,
     /// End of the last transaction or boundary handed out: where the event
     /// group being read began.
     last_end: Position,

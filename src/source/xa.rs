@@ -54,6 +54,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use super::change::RowChange;
+#[cfg(doc)]
 use super::spool::Spool;
 use crate::position::Position;
 
@@ -242,22 +244,34 @@ impl fmt::Display for Xid {
 }
 
 /// A prepared XA transaction: where its PREPARE group starts, where its
-/// XA_PREPARE_LOG event is, and its rows (held as events, in memory or a
-/// temporary file, see [`super::spool`]).
-#[derive(Debug)]
-pub struct Held {
+/// XA_PREPARE_LOG event is, and its rows: the decoder holds them as their
+/// rows events in a [`Spool`] (in memory or a temporary file), the
+/// simulation in `tests/sim` as decoded changes (the default).
+#[derive(Debug, Clone)]
+pub struct Held<R = Vec<RowChange>> {
     pub start: Position,
     pub prepared_at: Position,
-    pub rows: Spool,
+    pub changes: R,
 }
 
 /// The prepared XA transactions whose outcome has not been read yet, and
 /// the spans (PREPARE group start, end of the COMMIT) of committed ones
-/// that a checkpoint could still fall into.
-#[derive(Debug, Default)]
-pub struct Prepared {
-    held: BTreeMap<Xid, Held>,
+/// that a checkpoint could still fall into. (`Clone` lets the simulation
+/// in `tests/sim` copy a stream's state; the decoder holds
+/// `Prepared<Spool>`.)
+#[derive(Debug, Clone)]
+pub struct Prepared<R = Vec<RowChange>> {
+    held: BTreeMap<Xid, Held<R>>,
     committed: Vec<(Position, Position)>,
+}
+
+impl<R> Default for Prepared<R> {
+    fn default() -> Self {
+        Prepared {
+            held: BTreeMap::new(),
+            committed: Vec::new(),
+        }
+    }
 }
 
 /// A second PREPARE of an xid that is still prepared.
@@ -269,9 +283,9 @@ pub struct DuplicatePrepare {
     pub again: Position,
 }
 
-impl Prepared {
+impl<R> Prepared<R> {
     /// Holds the rows of `xid`, whose PREPARE group starts at `held.start`.
-    pub fn prepare(&mut self, xid: Xid, held: Held) -> Result<(), DuplicatePrepare> {
+    pub fn prepare(&mut self, xid: Xid, held: Held<R>) -> Result<(), DuplicatePrepare> {
         if let Some(first) = self.held.get(&xid) {
             return Err(DuplicatePrepare {
                 xid,
@@ -285,7 +299,7 @@ impl Prepared {
 
     /// `XA COMMIT xid`, ending at `end`: its held rows, if it was
     /// prepared.
-    pub fn commit(&mut self, xid: &Xid, end: &Position) -> Option<Held> {
+    pub fn commit(&mut self, xid: &Xid, end: &Position) -> Option<Held<R>> {
         let held = self.held.remove(xid)?;
         self.committed.push((held.start.clone(), end.clone()));
         Some(held)
@@ -293,7 +307,7 @@ impl Prepared {
 
     /// `XA ROLLBACK xid`: its held rows, if it was prepared. (A restart
     /// that reads the ROLLBACK without the PREPARE loses nothing.)
-    pub fn rollback(&mut self, xid: &Xid) -> Option<Held> {
+    pub fn rollback(&mut self, xid: &Xid) -> Option<Held<R>> {
         self.held.remove(xid)
     }
 
@@ -362,7 +376,7 @@ mod tests {
         Held {
             start: pos(start),
             prepared_at: pos(start + 50),
-            rows: Spool::default(),
+            changes: Vec::new(),
         }
     }
 

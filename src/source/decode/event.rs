@@ -118,6 +118,12 @@ impl<'a> RowsEvent<'a> {
 
     /// Checks that the images hold every one of the table's `columns`.
     pub fn check_full(&self, columns: usize) -> Result<(), RowsError> {
+        if columns == 0 {
+            // an image of no column takes no byte: the rows would never end
+            return Err(RowsError::Malformed(
+                "rows of a table without columns (a damaged event)".into(),
+            ));
+        }
         if self.width != columns || self.present != columns {
             return Err(RowsError::Partial {
                 got: self.present,
@@ -144,8 +150,12 @@ impl<'a> RowsEvent<'a> {
         let mut n = 0;
         let images = if self.kind == Kind::Update { 2 } else { 1 };
         while !c.is_empty() {
+            let before = c.rest().len();
             for _ in 0..images {
                 skip_image(layout, &mut c)?;
+            }
+            if c.rest().len() == before {
+                return Err(RowsError::Malformed("a row image of no bytes".into()));
             }
             n += 1;
         }

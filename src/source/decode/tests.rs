@@ -285,6 +285,9 @@ fn partial_images_are_refused_before_any_row() {
         })
     );
     assert!(ev.stmt_end);
+    // a table of no columns: its images would take no bytes
+    let empty = RowsEvent::parse(30, 6, &[7, 0, 0, 0, 0, 0, 1, 0, 2, 0, 0, 1, 2]).unwrap();
+    assert!(empty.check_full(0).is_err());
     // a truncated header is an error, not a panic
     for n in 0..11 {
         assert!(RowsEvent::parse(31, 6, &body[..n]).is_err() || n >= 11);

@@ -167,7 +167,7 @@ impl Decoder {
             "ROLLBACK" => {
                 let (x, _) = xid()?;
                 if let Some(held) = self.prepared.rollback(&x) {
-                    tracing::info!(position = %ev.start, xid = %x, rows = held.rows.rows(), "XA ROLLBACK: the prepared rows are not applied");
+                    tracing::info!(position = %ev.start, xid = %x, rows = held.changes.rows(), "XA ROLLBACK: the prepared rows are not applied");
                 }
                 self.txn = None;
                 Ok(Some(self.boundary(ev.timestamp)))
@@ -185,7 +185,10 @@ impl Decoder {
         if one_phase {
             return self.finish(open, end_pos, ev.timestamp).map(Some);
         }
-        let Some(Held { rows: mut held, .. }) = self.prepared.commit(&x, &end_pos) else {
+        let Some(Held {
+            changes: mut held, ..
+        }) = self.prepared.commit(&x, &end_pos)
+        else {
             return Err(SourceError::Definite(format!(
                 "XA COMMIT {x} at {}: reshard never read its XA PREPARE, which must be before where this stream started ({}), so the transaction's rows are neither in the targets nor in the stream. Re-seed the targets (run without a checkpoint: the copy waits until `XA RECOVER` lists nothing) or stream --from a position before its XA PREPARE",
                 ev.start, self.started
@@ -229,7 +232,7 @@ impl Decoder {
         let held = Held {
             start: self.last_end.clone(),
             prepared_at: ev.start.clone(),
-            rows,
+            changes: rows,
         };
         self.prepared
             .prepare(x, held)
