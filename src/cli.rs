@@ -33,6 +33,11 @@ pub enum Command {
         /// With --from: replace an existing checkpoint.
         #[arg(long, requires = "from")]
         force: bool,
+        /// Let the DDL event starting at FILE:POS through whatever
+        /// `on_ddl` says (after making the targets fit; a halt names it).
+        /// Repeatable.
+        #[arg(long, value_name = "FILE:POS")]
+        accept_ddl: Vec<Position>,
     },
     /// Validate config and rules against the real schemas, route a sample
     /// of source rows (and optionally a binlog range) and report the
@@ -85,6 +90,10 @@ pub enum Command {
         /// ends at the archive's end without --to.
         #[arg(long, value_name = "DIR", conflicts_with = "from_gtid")]
         binlog_dir: Option<PathBuf>,
+        /// Let the DDL event starting at FILE:POS through whatever
+        /// `on_ddl` says. Repeatable.
+        #[arg(long, value_name = "FILE:POS")]
+        accept_ddl: Vec<Position>,
     },
     /// Checkpoint, floor, source head, lag and initial-copy progress.
     Status {

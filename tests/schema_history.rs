@@ -50,6 +50,9 @@ async fn turn(metadata: &str, name: &str, with_b: bool) -> (Turn, Scenario) {
         .sql(&format!("SET GLOBAL binlog_row_metadata = {metadata}"))
         .unwrap();
     let s = Scenario::create(cluster(), name).unwrap();
+    // these tests are about decoding across DDL: the DDL policy lets every
+    // DDL through (tests/ddl_policy.rs tests the policy)
+    s.configure("on_ddl = \"ignore\"").unwrap();
     let cols = if with_b {
         "id INT PRIMARY KEY, a INT NULL, b INT NULL"
     } else {

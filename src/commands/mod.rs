@@ -51,7 +51,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             from,
             force,
-        } => run::run(&config, from, force).await,
+            accept_ddl,
+        } => run::run(&config, from, force, accept_ddl).await,
         Command::Migrate { config } => migrate::migrate(&config).await,
         Command::Inspect {
             files,
@@ -92,6 +93,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             to,
             below_floor,
             binlog_dir,
+            accept_ddl,
         } => {
             replay::replay(
                 &config,
@@ -101,6 +103,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     to,
                     below_floor,
                     binlog_dir,
+                    accept_ddl,
                 },
             )
             .await

@@ -37,9 +37,14 @@ use crate::position::Position;
 use crate::snapshot;
 use crate::source::{self, StartAt};
 
-pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    path: &Path,
+    from: Option<Position>,
+    force: bool,
+    accept_ddl: Vec<Position>,
+) -> anyhow::Result<ExitCode> {
     let Replicator {
-        cfg,
+        mut cfg,
         mut router,
         mut lookups,
         mut servers,
@@ -47,6 +52,7 @@ pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Re
         checksum,
         identity,
     } = Replicator::start(path).await?;
+    cfg.pipeline.accept_ddl = accept_ddl;
     let (start, mut needs_copy) =
         start_position(&cfg, &mut servers, from, force, &identity).await?;
     tracing::info!(pipeline = %cfg.pipeline.name, start = %start, epoch = cfg.pipeline.epoch, "starting");

@@ -27,6 +27,21 @@ pub enum OnDeriveError {
     DeadLetter,
 }
 
+/// What a DDL statement on a mapped source table does to the pipeline
+/// (see [`crate::source::ddl_policy`]). Whatever the mode, a DDL that drops,
+/// renames or retypes a key, shard-expression or version column halts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnDdl {
+    /// Stop at every DDL of a mapped table (default; Vitess's `--on-ddl=STOP`).
+    Halt,
+    /// Carry added nullable or defaulted columns (adding them to the
+    /// targets), go on past changes that touch no column, halt on the rest.
+    Follow,
+    /// Log a warning and go on; the targets are the operator's business.
+    Ignore,
+}
+
 /// A MySQL endpoint: its name for messages and its URL (secret inside).
 #[derive(Clone)]
 pub struct Endpoint {
@@ -76,6 +91,10 @@ pub struct Pipeline {
     pub connect_timeout: Duration,
     pub progress_interval: Duration,
     pub on_derive_error: OnDeriveError,
+    pub on_ddl: OnDdl,
+    /// DDL events (by start position) the operator handled and lets
+    /// through whatever `on_ddl` says (`run --accept-ddl`; not a config key).
+    pub accept_ddl: Vec<crate::position::Position>,
     pub heartbeat: Duration,
     pub lookup_ttl: Duration,
     pub snapshot_chunk_rows: usize,
@@ -292,6 +311,8 @@ impl Check<'_> {
             connect_timeout: Duration::from_secs(p.connect_timeout_secs),
             progress_interval: Duration::from_secs(p.progress_interval_secs.max(1)),
             on_derive_error: p.on_derive_error,
+            on_ddl: p.on_ddl,
+            accept_ddl: Vec::new(),
             heartbeat: Duration::from_secs(p.heartbeat_secs.max(1)),
             lookup_ttl: Duration::from_secs(p.lookup_ttl_secs),
             snapshot_chunk_rows: p.snapshot_chunk_rows,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::OnDeriveError;
+use super::{OnDdl, OnDeriveError};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,6 +66,10 @@ pub struct RawPipeline {
     /// `halt` (default) or `dead-letter`.
     #[serde(default = "default_on_error")]
     pub on_derive_error: OnDeriveError,
+    /// What a DDL statement on a mapped table does: `halt` (default),
+    /// `follow` or `ignore`.
+    #[serde(default = "default_on_ddl")]
+    pub on_ddl: OnDdl,
     /// How long a `lookup()` table is cached before it is re-read, in
     /// seconds. Default 60.
     #[serde(default = "default_lookup_ttl")]
@@ -111,6 +115,9 @@ fn default_progress() -> u64 {
 }
 fn default_on_error() -> OnDeriveError {
     OnDeriveError::Halt
+}
+fn default_on_ddl() -> OnDdl {
+    OnDdl::Halt
 }
 fn default_chunk() -> usize {
     1000
