@@ -144,11 +144,55 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Rows whose shard could not be derived (`on_derive_error =
+    /// "dead-letter"`): show them, re-drive them through the current
+    /// rules, or discard them.
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
     /// Create or upgrade reshard's own tables (control schema, and the
     /// per-shard tables on every target).
     Migrate {
         /// The config file (reshard.toml).
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+    },
+}
+
+/// `reshard dead-letters …`.
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterAction {
+    /// Show the dead letters: table, key, position, expression, error.
+    List {
+        /// The config file (reshard.toml).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Only this source table (DB.TABLE).
+        #[arg(long, value_name = "DB.TABLE")]
+        table: Option<String>,
+        /// Print exactly one JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Route the dead letters again through the current rules and apply
+    /// them at their own versions (never over newer data). Takes the
+    /// pipeline lease: stop `run` first. Exit 1 when some stay.
+    Retry {
+        /// The config file (reshard.toml).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Only this source table (DB.TABLE).
+        #[arg(long, value_name = "DB.TABLE")]
+        table: Option<String>,
+    },
+    /// Delete the dead letters (their rows stay off the targets).
+    Drop {
+        /// The config file (reshard.toml).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Only this source table (DB.TABLE).
+        #[arg(long, value_name = "DB.TABLE")]
+        table: Option<String>,
     },
 }

@@ -519,7 +519,7 @@ async fn route_chunk(
                 }
             }
             Routed::Unroutable(e) if p.on_derive_error == OnDeriveError::DeadLetter => {
-                control::dead_letter::record(c.control, &p.name, &change, &e.to_string()).await?;
+                control::dead_letter::record(c.control, &p.name, &change, &e).await?;
             }
             Routed::Unroutable(e) => return Err(stop(e)),
         }
