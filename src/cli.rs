@@ -144,6 +144,20 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Cut-over fence: exit 0 once every shard has applied the source
+    /// through FILE:POS, MariaDB GTIDs, or `now` (the source's head at the
+    /// call); exit 1 on timeout with the lag per shard.
+    Wait {
+        /// The config file (reshard.toml).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// `now`, FILE:POS or GTIDs (MariaDB domain-server-seq,…).
+        #[arg(long, value_name = "FILE:POS|GTID|now")]
+        until: String,
+        /// Give up after this many seconds (default: wait as long as it takes).
+        #[arg(long, value_name = "S")]
+        timeout: Option<u64>,
+    },
     /// Rows whose shard could not be derived (`on_derive_error =
     /// "dead-letter"`): show them, re-drive them through the current
     /// rules, or discard them.

@@ -15,6 +15,7 @@ pub mod run;
 mod servers;
 pub mod status;
 pub mod verify;
+pub mod wait;
 
 use std::process::ExitCode;
 
@@ -95,6 +96,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         } => run::run(&config, from, force, accept_ddl).await,
         Command::Migrate { config } => migrate::migrate(&config).await,
         Command::DeadLetters { action } => dead_letter_action(action).await,
+        Command::Wait {
+            config,
+            until,
+            timeout,
+        } => wait::wait(&config, &until, timeout).await,
         Command::Inspect {
             files,
             start_position,

@@ -42,7 +42,7 @@ struct SnapshotStatus {
 }
 
 /// Bytes of binlog between two positions, from `SHOW BINARY LOGS` sizes.
-fn lag_bytes(from: &Position, to: &Position, files: &[(String, u64)]) -> Option<u64> {
+pub(super) fn lag_bytes(from: &Position, to: &Position, files: &[(String, u64)]) -> Option<u64> {
     if from >= to {
         return Some(0);
     }
@@ -112,7 +112,7 @@ async fn collect(servers: &mut Servers, name: String) -> anyhow::Result<Status> 
 }
 
 /// `SHOW BINARY LOGS` as (file, size); empty when the source refuses.
-async fn binlog_sizes(source: &mut Conn) -> Vec<(String, u64)> {
+pub(super) async fn binlog_sizes(source: &mut Conn) -> Vec<(String, u64)> {
     use mysql_async::prelude::Queryable;
     source
         .query::<mysql_async::Row, _>("SHOW BINARY LOGS")
