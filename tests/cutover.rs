@@ -2,7 +2,8 @@
 //! servers: under an application's load the source is made read-only,
 //! `wait --until now` returns once every shard has applied everything, and
 //! `verify` then exits 0 at once (without re-checks). Before `run` starts,
-//! the same fence times out with exit 1 and the lag of every shard.
+//! the same fence times out with exit 1 and the lag of every shard. A GTID
+//! fence (MariaDB) is reached at the source's last GTID, not at a later one.
 //!
 //! Its own test binary: `read_only` is a global setting of the source.
 
@@ -107,6 +108,22 @@ async fn read_only_then_wait_until_now_then_verify_is_clean() {
         "verify after the fence ({:?}):\n{stdout}\n{stderr}",
         started.elapsed()
     );
+    // the same fence by GTID: the source's last one is reached, a later one not
+    let gtid: Option<String> = s
+        .source()
+        .await
+        .unwrap()
+        .query_first("SELECT @@gtid_binlog_pos")
+        .await
+        .unwrap();
+    let gtid = gtid.unwrap();
+    let (code, stdout, stderr) = out(&s, &["wait", "--until", &gtid, "--timeout", "60"]);
+    assert_eq!(code, Some(0), "{gtid}: {stdout}\n{stderr}");
+    let (domain_server, seq) = gtid.split(',').next().unwrap().rsplit_once('-').unwrap();
+    let later = format!("{domain_server}-{}", seq.parse::<u64>().unwrap() + 1000);
+    let (code, stdout, _) = out(&s, &["wait", "--until", &later, "--timeout", "1"]);
+    assert_eq!(code, Some(1), "{later}: {stdout}");
+    assert!(stdout.contains("GTID not reached"), "{stdout}");
     let st = terminate(&mut run, Duration::from_secs(30));
     assert!(st.success(), "{}", run_log(&s));
 }
