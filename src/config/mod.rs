@@ -42,15 +42,71 @@ pub enum OnDdl {
     Ignore,
 }
 
+/// How a connection uses TLS (`ssl_mode`, or `?ssl-mode=` in the URL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// Never.
+    Disabled,
+    /// TLS when the server offers it, without verifying its certificate
+    /// (the MySQL clients' default).
+    #[default]
+    Preferred,
+    /// TLS or no connection; the certificate is verified against
+    /// `ca_file` when one is given, the host name is not.
+    Required,
+    /// TLS with the certificate verified against `ca_file` (else the
+    /// built-in web roots) and issued for the host name of the URL.
+    VerifyIdentity,
+}
+
+impl std::str::FromStr for TlsMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s.to_ascii_lowercase().replace('_', "-").as_str() {
+            "disabled" => TlsMode::Disabled,
+            "preferred" => TlsMode::Preferred,
+            "required" => TlsMode::Required,
+            "verify-identity" => TlsMode::VerifyIdentity,
+            _ => {
+                return Err(format!(
+                    "{s:?} is not a TLS mode (disabled, preferred, required, verify-identity)"
+                ))
+            }
+        })
+    }
+}
+
+/// TLS settings of an endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tls {
+    pub mode: TlsMode,
+    /// CA certificate(s) (PEM), absolute.
+    pub ca_file: Option<PathBuf>,
+}
+
 /// A MySQL endpoint: its name for messages and its URL (secret inside).
 #[derive(Clone)]
 pub struct Endpoint {
     /// `source`, `control`, or the shard name.
     pub name: String,
     pub url: String,
+    /// From `password_file`: replaces the URL's password. Never shown.
+    pub password: Option<String>,
+    pub tls: Tls,
 }
 
 impl Endpoint {
+    /// An endpoint with the URL's own password and TLS `preferred`.
+    pub fn new(name: impl Into<String>, url: impl Into<String>) -> Endpoint {
+        Endpoint {
+            name: name.into(),
+            url: url.into(),
+            password: None,
+            tls: Tls::default(),
+        }
+    }
+
     /// The URL with the password replaced by `***`, for every message.
     pub fn redacted(&self) -> String {
         redact_url(&self.url)
@@ -125,6 +181,13 @@ pub enum ConfigError {
         key: String,
         var: String,
     },
+    #[error("{path}: {key}: cannot read {file}: {source}")]
+    File {
+        path: PathBuf,
+        key: String,
+        file: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {key}: {message}")]
     Invalid {
         path: PathBuf,
@@ -167,14 +230,14 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
         let check = Check { path, env };
-        let source = check.endpoint("source.url", "source", &raw.source.url)?;
+        let source = check.endpoint("source", "source", &raw.source.url, raw.source.conn())?;
         if raw.source.server_id == 0 {
             return Err(check.invalid(
                 "source.server_id",
                 "must be a non-zero replica server id, unique among the source's replicas".into(),
             ));
         }
-        let control = check.control(&raw.control.url)?;
+        let control = check.control(&raw.control.url, raw.control.conn())?;
         let targets = check.targets(&raw.targets)?;
         let pipeline = check.pipeline(raw.pipeline)?;
         Ok(Config {
@@ -211,16 +274,27 @@ impl Check<'_> {
         }
     }
 
-    /// A server URL with `${VAR}`s expanded, which must parse.
-    fn endpoint(&self, key: &str, name: &str, url: &str) -> Result<Endpoint, ConfigError> {
+    /// A server's endpoint: the URL with `${VAR}`s expanded and its TLS
+    /// parameters taken out (it must then parse), the password from
+    /// `password_file`, the TLS settings. `section` prefixes the keys in
+    /// messages (`source`, `control`, `targets.NAME`).
+    fn endpoint(
+        &self,
+        section: &str,
+        name: &str,
+        url: &str,
+        conn: raw::RawConnOpts,
+    ) -> Result<Endpoint, ConfigError> {
+        let key = format!("{section}.url");
         let url = expand_env(url, self.env).map_err(|var| ConfigError::MissingVar {
             path: self.path.to_path_buf(),
-            key: key.to_string(),
+            key: key.clone(),
             var,
         })?;
+        let (url, url_mode, url_ca) = split_tls_params(&url).map_err(|m| self.invalid(&key, m))?;
         if let Err(e) = mysql_async::Opts::from_url(&url) {
             return Err(self.invalid(
-                key,
+                &key,
                 format!(
                     "{} is not a valid mysql:// URL: {}",
                     redact_url(&url),
@@ -228,15 +302,51 @@ impl Check<'_> {
                 ),
             ));
         }
+        let password = match &conn.password_file {
+            Some(f) => Some(self.password(&format!("{section}.password_file"), f)?),
+            None => None,
+        };
+        let ca_file = conn.ca_file.or(url_ca).map(|f| self.relative(&f));
+        if let Some(f) = &ca_file {
+            std::fs::metadata(f).map_err(|source| ConfigError::File {
+                path: self.path.to_path_buf(),
+                key: format!("{section}.ca_file"),
+                file: f.clone(),
+                source,
+            })?;
+        }
         Ok(Endpoint {
             name: name.to_string(),
             url,
+            password,
+            tls: Tls {
+                mode: conn.ssl_mode.or(url_mode).unwrap_or_default(),
+                ca_file,
+            },
         })
     }
 
+    /// A path relative to the config file's directory.
+    fn relative(&self, file: &str) -> PathBuf {
+        self.path.parent().unwrap_or(Path::new(".")).join(file)
+    }
+
+    /// The password in `file`, without one trailing newline.
+    fn password(&self, key: &str, file: &str) -> Result<String, ConfigError> {
+        let f = self.relative(file);
+        let text = std::fs::read_to_string(&f).map_err(|source| ConfigError::File {
+            path: self.path.to_path_buf(),
+            key: key.to_string(),
+            file: f.clone(),
+            source,
+        })?;
+        let pw = text.strip_suffix('\n').unwrap_or(&text);
+        Ok(pw.strip_suffix('\r').unwrap_or(pw).to_string())
+    }
+
     /// `[control] url`, which must name the control database.
-    fn control(&self, url: &str) -> Result<Endpoint, ConfigError> {
-        let control = self.endpoint("control.url", "control", url)?;
+    fn control(&self, url: &str, conn: raw::RawConnOpts) -> Result<Endpoint, ConfigError> {
+        let control = self.endpoint("control", "control", url, conn)?;
         if db_name(&control.url).is_none() {
             return Err(self.invalid(
                 "control.url",
@@ -252,15 +362,16 @@ impl Check<'_> {
     /// `[targets]`: at least one, each URL naming its database.
     fn targets(
         &self,
-        raw: &BTreeMap<String, String>,
+        raw: &BTreeMap<String, raw::RawTarget>,
     ) -> Result<BTreeMap<String, Endpoint>, ConfigError> {
         if raw.is_empty() {
             return Err(self.invalid("targets", "at least one target shard is required".into()));
         }
         let mut targets = BTreeMap::new();
-        for (name, url) in raw {
+        for (name, target) in raw {
             let key = format!("targets.{name}");
-            let ep = self.endpoint(&key, name, url)?;
+            let (url, conn) = target.parts();
+            let ep = self.endpoint(&key, name, url, conn)?;
             if db_name(&ep.url).is_none() {
                 return Err(self.invalid(
                     &key,
@@ -321,6 +432,30 @@ impl Check<'_> {
             prune_interval: Duration::from_secs(p.prune_interval_secs.max(1)),
         })
     }
+}
+
+/// Takes `ssl-mode` and `ssl-ca` out of a URL's query (mysql_async does
+/// not know them): the URL without them, and their values.
+#[allow(clippy::type_complexity)]
+fn split_tls_params(url: &str) -> Result<(String, Option<TlsMode>, Option<String>), String> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_string(), None, None));
+    };
+    let (mut mode, mut ca, mut keep) = (None, None, Vec::new());
+    for param in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = param.split_once('=').unwrap_or((param, ""));
+        match k.replace('_', "-").as_str() {
+            "ssl-mode" => mode = Some(v.parse::<TlsMode>()?),
+            "ssl-ca" => ca = Some(v.to_string()),
+            _ => keep.push(param),
+        }
+    }
+    let url = if keep.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", keep.join("&"))
+    };
+    Ok((url, mode, ca))
 }
 
 /// The database named in a URL's path, if any.
@@ -447,6 +582,55 @@ rules = "shard-rules"
         let msg = e.to_string();
         assert!(msg.contains("serverid"), "{msg}");
         assert!(msg.starts_with("r.toml:5:1:"), "{msg}");
+    }
+
+    #[test]
+    fn passwords_come_from_files_and_tls_from_sections_or_urls() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw"), "f1le-pw\n").unwrap();
+        std::fs::write(dir.path().join("ca.pem"), "-").unwrap();
+        let text = GOOD
+            .replace(
+                "server_id = 4001",
+                "server_id = 4001\npassword_file = \"pw\"\nssl_mode = \"verify-identity\"\nca_file = \"ca.pem\"",
+            )
+            .replace(
+                "shard1 = \"mysql://root@127.0.0.1:3308/shop\"",
+                "shard1 = { url = \"mysql://root@127.0.0.1:3308/shop?ssl-mode=required&ssl-ca=ca.pem\", password_file = \"pw\" }",
+            );
+        let c = Config::parse(&dir.path().join("r.toml"), &text, &env).unwrap();
+        assert_eq!(c.source.password.as_deref(), Some("f1le-pw"));
+        assert_eq!(c.source.tls.mode, TlsMode::VerifyIdentity);
+        assert_eq!(c.source.tls.ca_file, Some(dir.path().join("ca.pem")));
+        let s1 = &c.targets["shard1"];
+        assert_eq!(s1.url, "mysql://root@127.0.0.1:3308/shop");
+        assert_eq!(
+            (s1.tls.mode, s1.password.as_deref()),
+            (TlsMode::Required, Some("f1le-pw"))
+        );
+        assert_eq!(c.targets["shard0"].tls.mode, TlsMode::Preferred);
+        assert!(!format!("{c:?}").contains("f1le-pw"));
+        let bad = text.replace("password_file = \"pw\" }", "password_fil = \"pw\" }");
+        let e = Config::parse(&dir.path().join("r.toml"), &bad, &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("password_fil") && e.contains("r.toml:14:"),
+            "{e}"
+        );
+        let bad = text.replace("ssl-mode=required", "ssl-mode=sometimes");
+        let e = Config::parse(&dir.path().join("r.toml"), &bad, &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("targets.shard1.url") && e.contains("not a TLS mode"),
+            "{e}"
+        );
+        let bad = text.replace("\"pw\"\nssl_mode", "\"nope\"\nssl_mode");
+        let e = Config::parse(&dir.path().join("r.toml"), &bad, &env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("source.password_file: cannot read"), "{e}");
     }
 
     #[test]
