@@ -52,8 +52,8 @@ pub enum TlsMode {
     /// (the MySQL clients' default).
     #[default]
     Preferred,
-    /// TLS or no connection; the certificate is verified against
-    /// `ca_file` when one is given, the host name is not.
+    /// TLS or no connection, without verifying the certificate
+    /// (encryption against eavesdroppers, not against impostors).
     Required,
     /// TLS with the certificate verified against `ca_file` (else the
     /// built-in web roots) and issued for the host name of the URL.
@@ -81,7 +81,8 @@ impl std::str::FromStr for TlsMode {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tls {
     pub mode: TlsMode,
-    /// CA certificate(s) (PEM), absolute.
+    /// CA certificate(s) (PEM), absolute: what `verify-identity` trusts
+    /// (instead of the built-in web roots).
     pub ca_file: Option<PathBuf>,
 }
 

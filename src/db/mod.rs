@@ -225,27 +225,22 @@ pub fn opts(
 /// [`crate::config::TlsMode`]; `preferred` falls back to a plain
 /// connection in [`connect_opts`] when the server offers no TLS).
 fn ssl_opts(tls: &Tls) -> Option<SslOpts> {
-    let roots = || tls.ca_file.iter().map(|f| f.clone().into()).collect();
-    let verify_ca = tls.ca_file.is_some();
+    let unverified = || {
+        SslOpts::default()
+            .with_danger_accept_invalid_certs(true)
+            .with_danger_skip_domain_validation(true)
+    };
     match tls.mode {
         TlsMode::Disabled => None,
-        TlsMode::Preferred => Some(
-            SslOpts::default()
-                .with_danger_accept_invalid_certs(true)
-                .with_danger_skip_domain_validation(true),
-        ),
-        TlsMode::Required => Some(
-            SslOpts::default()
-                .with_root_certs(roots())
-                .with_disable_built_in_roots(verify_ca)
-                .with_danger_accept_invalid_certs(!verify_ca)
-                .with_danger_skip_domain_validation(true),
-        ),
-        TlsMode::VerifyIdentity => Some(
-            SslOpts::default()
-                .with_root_certs(roots())
-                .with_disable_built_in_roots(verify_ca),
-        ),
+        TlsMode::Preferred | TlsMode::Required => Some(unverified()),
+        TlsMode::VerifyIdentity => {
+            let roots = tls.ca_file.iter().map(|f| f.clone().into()).collect();
+            Some(
+                SslOpts::default()
+                    .with_root_certs(roots)
+                    .with_disable_built_in_roots(tls.ca_file.is_some()),
+            )
+        }
     }
 }
 
