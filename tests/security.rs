@@ -305,3 +305,59 @@ async fn tls_in_every_mode_and_no_password_in_any_output() {
         "the outputs name the accounts"
     );
 }
+
+/// Pre-flight names every privilege an account lacks with the `GRANT`
+/// that fixes it (one per scope), and `run` starts once they are granted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_grant_is_named_with_the_grant_that_fixes_it() {
+    let c = cluster();
+    let s = Scenario::create(c, "grants").unwrap();
+    migrate(&s);
+    c.source
+        .sql("CREATE USER 'lim_src'@'%' IDENTIFIED BY 'lim-src-pw'; GRANT REPLICATION CLIENT ON *.* TO 'lim_src'@'%'; GRANT SELECT ON grants_src.orders TO 'lim_src'@'%'")
+        .unwrap();
+    c.targets[0]
+        .sql("CREATE USER 'lim_tgt'@'%' IDENTIFIED BY 'lim-tgt-pw'; GRANT SELECT, INSERT, UPDATE ON grants_s0.* TO 'lim_tgt'@'%'")
+        .unwrap();
+    let root = format!("root:{}@", MariaDb::ROOT_PASSWORD);
+    let src = format!("{root}127.0.0.1:{}\"", c.source.port());
+    edit(&s, &src, &src.replace(&root, "lim_src:lim-src-pw@"));
+    let s0 = format!("{root}127.0.0.1:{}/grants_s0", c.targets[0].port());
+    edit(&s, &s0, &s0.replace(&root, "lim_tgt:lim-tgt-pw@"));
+
+    let out = reshard(&s, &["run"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for fix in [
+        "GRANT REPLICATION SLAVE ON *.* TO 'lim_src'@'%';",
+        "GRANT SELECT ON `grants_src`.`items` TO 'lim_src'@'%';",
+        "GRANT DELETE ON `grants_s0`.* TO 'lim_tgt'@'%';",
+    ] {
+        assert!(err.contains(fix), "{fix} not in:\n{err}");
+    }
+    assert!(
+        !err.contains("lim-src-pw") && !err.contains("lim-tgt-pw"),
+        "{err}"
+    );
+
+    c.source
+        .sql("GRANT REPLICATION SLAVE ON *.* TO 'lim_src'@'%'; GRANT SELECT ON grants_src.items TO 'lim_src'@'%'")
+        .unwrap();
+    c.targets[0]
+        .sql("GRANT DELETE ON grants_s0.* TO 'lim_tgt'@'%'")
+        .unwrap();
+    let mut run = Stopped(spawn_run(&s, &[]));
+    s.bulk_load(20).await.unwrap();
+    wait_until(
+        &s,
+        "the copy and stream",
+        Duration::from_secs(90),
+        || async { s.compare(1).await.is_ok_and(|d| d.is_empty()) },
+    )
+    .await;
+    assert!(
+        terminate(&mut run.0, Duration::from_secs(30)).success(),
+        "{}",
+        run_log(&s)
+    );
+}

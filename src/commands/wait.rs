@@ -103,12 +103,13 @@ async fn reached(fence: &Fence, cp: &Position, source: &mut Conn) -> anyhow::Res
     match fence {
         Fence::Position(p) => Ok(cp >= p),
         Fence::Gtid(want) => {
-            let at: Option<Option<String>> = source
+            // NULL when the position is not in the binlog any more
+            let at: Option<mysql_async::Row> = source
                 .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (&cp.file, cp.pos))
                 .await
                 .context("source: BINLOG_GTID_POS at the checkpoint")?;
             let have = at
-                .flatten()
+                .and_then(|r| r.get::<Option<String>, _>(0).flatten())
                 .and_then(|s| parse_gtids(&s))
                 .unwrap_or_default();
             Ok(want

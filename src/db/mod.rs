@@ -14,6 +14,8 @@
 //!   type above passes that decision on instead of making its own. The
 //!   list of transient causes, and the [`Backoff`] between tries, are in
 //!   [`retry`].
+//! * [`grants`] checks, before anything runs, that each account has the
+//!   privileges reshard needs, naming the `GRANT` for any it lacks.
 
 use std::time::{Duration, Instant};
 
@@ -22,6 +24,7 @@ use mysql_async::{Conn, Opts, OptsBuilder, SslOpts};
 
 use crate::config::{redact_url, Endpoint, Tls, TlsMode};
 
+pub mod grants;
 pub mod retry;
 
 pub use retry::{Backoff, Transient, ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT};
