@@ -176,25 +176,86 @@ pub enum ConfigError {
         column: usize,
         message: String,
     },
-    #[error("{path}: {key}: environment variable ${{{var}}} is not set")]
+    #[error("{}: {key}: environment variable ${{{var}}} is not set", located(path, *at))]
     MissingVar {
         path: PathBuf,
+        /// Line and column of the key, once known.
+        at: Option<(usize, usize)>,
         key: String,
         var: String,
     },
-    #[error("{path}: {key}: cannot read {file}: {source}")]
+    #[error("{}: {key}: cannot read {file}: {source}", located(path, *at))]
     File {
         path: PathBuf,
+        at: Option<(usize, usize)>,
         key: String,
         file: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: {key}: {message}")]
+    #[error("{}: {key}: {message}", located(path, *at))]
     Invalid {
         path: PathBuf,
+        at: Option<(usize, usize)>,
         key: String,
         message: String,
     },
+}
+
+/// `path:line:column`, or the path alone.
+fn located(path: &Path, at: Option<(usize, usize)>) -> String {
+    match at {
+        Some((l, c)) => format!("{}:{l}:{c}", path.display()),
+        None => path.display().to_string(),
+    }
+}
+
+impl ConfigError {
+    /// Places an error about a key at the key's line and column in `text`.
+    fn place(mut self, text: &str) -> ConfigError {
+        if let ConfigError::MissingVar { key, at, .. }
+        | ConfigError::File { key, at, .. }
+        | ConfigError::Invalid { key, at, .. } = &mut self
+        {
+            *at = key_position(text, key);
+        }
+        self
+    }
+}
+
+/// Where `section.key[.inner]` is written in a config text (1-based line
+/// and column of the key), when it is written as `[section]` then
+/// `key = …` (`inner` inside an inline table on that line).
+fn key_position(text: &str, key: &str) -> Option<(usize, usize)> {
+    let mut parts = key.splitn(3, '.');
+    let (section, name, inner) = (parts.next()?, parts.next(), parts.next());
+    let lines: Vec<&str> = text.lines().collect();
+    let header = lines
+        .iter()
+        .position(|l| l.trim() == format!("[{section}]"))?;
+    let Some(name) = name else {
+        return Some((header + 1, 1));
+    };
+    for (i, line) in lines.iter().enumerate().skip(header + 1) {
+        let t = line.trim_start();
+        if t.starts_with('[') {
+            break;
+        }
+        let is_key = t
+            .strip_prefix(name)
+            .is_some_and(|rest| rest.trim_start().starts_with('='));
+        if !is_key {
+            continue;
+        }
+        let mut col = line.len() - t.len();
+        if let Some(inner) = inner {
+            col = line
+                .find(&format!("{inner} "))
+                .or_else(|| line.find(&format!("{inner}=")))
+                .unwrap_or(col);
+        }
+        return Some((i + 1, line[..col].chars().count() + 1));
+    }
+    Some((header + 1, 1))
 }
 
 impl Config {
@@ -222,7 +283,7 @@ impl Config {
                 message: e.message().to_string(),
             }
         })?;
-        Self::from_raw(path, raw, env)
+        Self::from_raw(path, raw, env).map_err(|e| e.place(text))
     }
 
     fn from_raw(
@@ -270,6 +331,7 @@ impl Check<'_> {
     fn invalid(&self, key: &str, message: String) -> ConfigError {
         ConfigError::Invalid {
             path: self.path.to_path_buf(),
+            at: None,
             key: key.to_string(),
             message,
         }
@@ -289,6 +351,7 @@ impl Check<'_> {
         let key = format!("{section}.url");
         let url = expand_env(url, self.env).map_err(|var| ConfigError::MissingVar {
             path: self.path.to_path_buf(),
+            at: None,
             key: key.clone(),
             var,
         })?;
@@ -311,6 +374,7 @@ impl Check<'_> {
         if let Some(f) = &ca_file {
             std::fs::metadata(f).map_err(|source| ConfigError::File {
                 path: self.path.to_path_buf(),
+                at: None,
                 key: format!("{section}.ca_file"),
                 file: f.clone(),
                 source,
@@ -337,6 +401,7 @@ impl Check<'_> {
         let f = self.relative(file);
         let text = std::fs::read_to_string(&f).map_err(|source| ConfigError::File {
             path: self.path.to_path_buf(),
+            at: None,
             key: key.to_string(),
             file: f.clone(),
             source,
@@ -631,7 +696,10 @@ rules = "shard-rules"
         let e = Config::parse(&dir.path().join("r.toml"), &bad, &env)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("source.password_file: cannot read"), "{e}");
+        assert!(
+            e.contains("r.toml:5:1: source.password_file: cannot read"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -644,7 +712,10 @@ rules = "shard-rules"
     fn target_without_database_is_rejected() {
         let text = GOOD.replace("3308/shop", "3308");
         let e = Config::parse(Path::new("r.toml"), &text, &env).unwrap_err();
-        assert!(e.to_string().contains("targets.shard1"), "{e}");
+        assert!(
+            e.to_string().starts_with("r.toml:11:1: targets.shard1:"),
+            "{e}"
+        );
     }
 
     #[test]
