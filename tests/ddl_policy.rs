@@ -45,7 +45,7 @@ async fn streaming(name: &str, on_ddl: Option<&str>) -> (Scenario, Child) {
     }
     migrate(&s);
     let from = head(&s).await;
-    sql(
+    on_source(
         &s,
         &["INSERT INTO t (id, a, note) SELECT seq, seq % 7, CONCAT('n', seq) FROM seq_1_to_20"],
     )
@@ -53,15 +53,6 @@ async fn streaming(name: &str, on_ddl: Option<&str>) -> (Scenario, Child) {
     let run = spawn_run(&s, &["--from", &from]);
     caught_up(&s).await;
     (s, run)
-}
-
-async fn sql(s: &Scenario, statements: &[&str]) {
-    let mut c = s.source().await.unwrap();
-    for q in statements {
-        c.query_drop(*q)
-            .await
-            .unwrap_or_else(|e| panic!("{q}: {e}"));
-    }
 }
 
 async fn on_targets(s: &Scenario, q: &str) {
@@ -143,7 +134,7 @@ async fn target_rows(s: &Scenario) -> u64 {
 async fn halt_stops_at_each_ddl_until_accepted() {
     let (s, mut run) = streaming("ddl_halt", None).await;
     let before = head(&s).await;
-    sql(
+    on_source(
         &s,
         &[
             "ALTER TABLE t ADD COLUMN c VARCHAR(10) NULL",
@@ -160,10 +151,10 @@ async fn halt_stops_at_each_ddl_until_accepted() {
 
     on_targets(&s, "ALTER TABLE t ADD COLUMN c VARCHAR(10) NULL").await;
     let mut run = spawn_run(&s, &["--accept-ddl", &pos]);
-    sql(&s, &["UPDATE t SET c = CONCAT('c', id) WHERE id % 2 = 0"]).await;
+    on_source(&s, &["UPDATE t SET c = CONCAT('c', id) WHERE id % 2 = 0"]).await;
     converged(&s, &T_WITH_C).await;
 
-    sql(&s, &["TRUNCATE TABLE t"]).await;
+    on_source(&s, &["TRUNCATE TABLE t"]).await;
     halts(
         &s,
         &mut run,
@@ -178,7 +169,7 @@ async fn halt_stops_at_each_ddl_until_accepted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follow_adds_columns_to_the_targets_and_halts_on_routing_columns() {
     let (s, mut run) = streaming("ddl_follow", Some("follow")).await;
-    sql(
+    on_source(
         &s,
         &[
             "ALTER TABLE t ADD COLUMN c VARCHAR(10) CHARACTER SET latin1 NULL DEFAULT 'd\u{e9}f', ADD INDEX by_note (note)",
@@ -203,7 +194,7 @@ async fn follow_adds_columns_to_the_targets_and_halts_on_routing_columns() {
         run_log(&s)
     );
 
-    sql(
+    on_source(
         &s,
         &[
             "ALTER TABLE t MODIFY a BIGINT NOT NULL",
@@ -224,7 +215,7 @@ async fn follow_adds_columns_to_the_targets_and_halts_on_routing_columns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ignore_passes_truncate_but_not_a_dropped_shard_column() {
     let (s, mut run) = streaming("ddl_ignore", Some("ignore")).await;
-    sql(
+    on_source(
         &s,
         &[
             "TRUNCATE TABLE t",
@@ -240,7 +231,7 @@ async fn ignore_passes_truncate_but_not_a_dropped_shard_column() {
         run_log(&s)
     );
 
-    sql(&s, &["ALTER TABLE t DROP COLUMN a"]).await;
+    on_source(&s, &["ALTER TABLE t DROP COLUMN a"]).await;
     halts(
         &s,
         &mut run,

@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::time::Duration;
 
 use common::tables::{add_table, compare_table, head, only_own_rules, Table};
 use common::*;
@@ -33,15 +32,6 @@ const U: Table = Table {
     ..T
 };
 
-async fn sql(s: &Scenario, statements: &[&str]) {
-    let mut c = s.source().await.unwrap();
-    for q in statements {
-        c.query_drop(*q)
-            .await
-            .unwrap_or_else(|e| panic!("{q}: {e}"));
-    }
-}
-
 fn out(s: &Scenario, args: &[&str]) -> (Option<i32>, String, String) {
     let o = reshard(s, args);
     (
@@ -58,16 +48,6 @@ fn letters(s: &Scenario, table: &str) -> serde_json::Value {
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
-/// Runs `run` until caught up with the source, then stops it.
-async fn run_once(s: &Scenario, extra: &[&str]) {
-    let mut run = spawn_run(s, extra);
-    s.wait_caught_up(Duration::from_secs(90))
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", run_log(s)));
-    let st = terminate(&mut run, Duration::from_secs(30));
-    assert!(st.success(), "{}", run_log(s));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn null_shard_keys_round_trip_through_a_rule_fix_without_overwriting_newer_changes() {
     let s = Scenario::create(cluster(), "dlq").unwrap();
@@ -77,7 +57,7 @@ async fn null_shard_keys_round_trip_through_a_rule_fix_without_overwriting_newer
     s.configure("on_derive_error = \"dead-letter\"").unwrap();
     migrate(&s);
     let from = head(&s).await;
-    sql(
+    on_source(
         &s,
         &[
             "INSERT INTO t VALUES (1, NULL, 'v1'), (2, NULL, 'w1'), (3, NULL, 'x1'), (4, 4, 'y1')",
@@ -85,7 +65,7 @@ async fn null_shard_keys_round_trip_through_a_rule_fix_without_overwriting_newer
         ],
     )
     .await;
-    run_once(&s, &["--from", &from]).await;
+    run_until_caught_up(&s, &["--from", &from]).await;
 
     let t = format!("{}.t", s.source_db);
     let json = letters(&s, &t);
@@ -130,7 +110,7 @@ async fn null_shard_keys_round_trip_through_a_rule_fix_without_overwriting_newer
         .await
         .unwrap();
     let moved = moved.unwrap();
-    sql(
+    on_source(
         &s,
         &[
             &format!("UPDATE t SET tenant = {moved}, note = 'v2' WHERE id = 1"),
@@ -138,7 +118,7 @@ async fn null_shard_keys_round_trip_through_a_rule_fix_without_overwriting_newer
         ],
     )
     .await;
-    run_once(&s, &[]).await;
+    run_until_caught_up(&s, &[]).await;
 
     let (code, stdout, stderr) = out(&s, &["dead-letters", "retry", "--table", &t]);
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");

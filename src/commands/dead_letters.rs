@@ -200,14 +200,7 @@ async fn apply(cfg: &Config, ops: Vec<WriteOp>) -> anyhow::Result<()> {
             continue;
         };
         let mut conn = db::connect(ep, Session::Write, p.connect_timeout).await?;
-        let lane = LaneConfig {
-            pipeline: p.name.clone(),
-            shard: ep.name.clone(),
-            lane: 0,
-            lane_in_shard: 0,
-            batch_size: p.batch_size,
-            linger: p.linger,
-        };
+        let lane = LaneConfig::single(p, &ep.name);
         let mut hints = TombstoneHints::default();
         while !ops.is_empty() {
             let rest = ops.split_off(ops.len().min(p.batch_size));

@@ -319,14 +319,7 @@ impl Writers {
         let mut shards = Vec::new();
         for ep in cfg.targets.values() {
             let conn = db::connect(ep, Session::Write, p.connect_timeout).await?;
-            let lane = LaneConfig {
-                pipeline: p.name.clone(),
-                shard: ep.name.clone(),
-                lane: 0,
-                lane_in_shard: 0,
-                batch_size: p.batch_size,
-                linger: p.linger,
-            };
+            let lane = LaneConfig::single(p, &ep.name);
             shards.push((lane, conn, TombstoneHints::default()));
         }
         Ok(Writers {
