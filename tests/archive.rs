@@ -2,13 +2,18 @@
 //! files replayed into fresh targets equal a live run's targets, with
 //! MariaDB's compressed events (`log_bin_compress=ON`) live and in the
 //! files; without a reachable source when the files carry column names;
-//! and an error naming the table when neither does.
+//! and an error naming the table when neither does. Text keys compare under
+//! their collation as on a live run (learned from the source, or kept in
+//! the control database for the build that wrote the files), else are
+//! refused by name.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::collations::{collation_workload, insert_first_spellings, CI_LATIN1, CI_UTF8};
+use common::tables::{add_table, compare_table, only_own_rules};
 use common::*;
 use mysql_async::prelude::Queryable;
 use rand::{Rng, SeedableRng};
@@ -226,10 +231,10 @@ async fn archive(conn: &mut mysql_async::Conn, from: &str, dir: &Path, index: bo
     active
 }
 
-/// MariaDB compressed events (types 165–171) in the files of `dir`, as
-/// `inspect` shows them (decoded: none is undecodable).
-fn compressed_events(dir: &Path) -> usize {
-    let mut n = 0;
+/// Event counts by type name in the files of `dir`, as `inspect --json`
+/// shows them; none may be undecodable.
+fn event_types(dir: &Path) -> std::collections::BTreeMap<String, usize> {
+    let mut n = std::collections::BTreeMap::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "index") {
@@ -247,10 +252,9 @@ fn compressed_events(dir: &Path) -> usize {
         );
         for line in String::from_utf8(out.stdout).unwrap().lines() {
             let r: serde_json::Value = serde_json::from_str(line).unwrap();
-            if (165..=171).contains(&r["type_code"].as_u64().unwrap()) {
-                assert!(r.get("undecodable").is_none(), "{r}");
-                n += 1;
-            }
+            assert!(r.get("undecodable").is_none(), "{r}");
+            *n.entry(r["type"].as_str().unwrap().to_string())
+                .or_default() += 1;
         }
     }
     n
@@ -316,10 +320,15 @@ fn replay(s: &Scenario, dir: &Path, from: &str) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// Held by the tests that archive and purge the source's binlog files
+/// (and set its binlog globals), so that they never purge each other's.
+static SOURCE_BINLOGS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Acceptance "live and archived agree", then the same archive path
 /// without a source, then with neither metadata nor source.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_and_archived_agree() {
+    let _files = SOURCE_BINLOGS.lock().await;
     let a = Scenario::create(cluster(), "arlive").unwrap();
     add_kinds(&a, &a.source_db, true);
     migrate(&a);
@@ -368,11 +377,23 @@ async fn live_and_archived_agree() {
         .await
         .unwrap();
     let next = archive(&mut root, &file, &dir1, true).await;
-    let compressed = compressed_events(&dir1);
-    assert!(
-        compressed > 100,
-        "log_bin_compress wrote {compressed} compressed events"
-    );
+    // MariaDB's own events, compressed ones (log_bin_compress) included,
+    // all decoded in the files (and above, live)
+    let types = event_types(&dir1);
+    let compressed: usize = types
+        .iter()
+        .filter(|(t, _)| t.contains("_COMPRESSED"))
+        .map(|(_, n)| n)
+        .sum();
+    assert!(compressed > 100, "{types:?}");
+    for t in [
+        "MARIADB_ANNOTATE_ROWS",
+        "MARIADB_GTID_LIST",
+        "MARIADB_BINLOG_CHECKPOINT",
+        "MARIADB_GTID",
+    ] {
+        assert!(types.contains_key(t), "no {t} in {types:?}");
+    }
     let b = fresh_targets("arfile", &a);
     let (code, out) = replay(&b, &dir1, &from);
     assert_eq!(code, 0, "{out}");
@@ -414,6 +435,131 @@ async fn live_and_archived_agree() {
     );
 }
 
+/// A scenario of fresh targets for `src`'s collation tables: the same
+/// rules (reading `src`'s source tables), its own control database.
+async fn fresh_collation_targets(name: &str, src: &Scenario) -> Scenario {
+    let s = Scenario::create(cluster(), name).unwrap();
+    only_own_rules(&s);
+    for t in [&CI_UTF8, &CI_LATIN1] {
+        add_table(&s, t).await;
+        let rule = format!("{}.toml", t.name);
+        std::fs::copy(
+            src.dir.path().join("rules").join(&rule),
+            s.dir.path().join("rules").join(&rule),
+        )
+        .unwrap();
+    }
+    migrate(&s);
+    s
+}
+
+/// Every row of the collation tables on every shard, byte-exact with its
+/// version, and the tombstones' fingerprint.
+async fn collation_targets(s: &Scenario) -> Vec<String> {
+    let mut out = s.target_fingerprint().await.unwrap();
+    for (shard, url) in &s.shard_urls {
+        let mut c = connect(url).await.unwrap();
+        for t in [&CI_UTF8, &CI_LATIN1] {
+            let rows: Vec<String> = c
+                .query(format!(
+                    "SELECT CONCAT_WS('|', HEX(k), tenant, IFNULL(n, 'NULL'), HEX(_reshard_version)) FROM {} ORDER BY HEX(k)",
+                    t.name
+                ))
+                .await
+                .unwrap();
+            out.extend(rows.into_iter().map(|r| format!("{shard}.{}: {r}", t.name)));
+        }
+    }
+    out
+}
+
+/// Bug: `replay --binlog-dir` compared text keys byte-wise (it learned no
+/// key collations), so a key changed to a collation-equal spelling became
+/// a delete plus an upsert of two keys, and the archived replay's targets
+/// (tombstones, and rows when the two land out of order) differed from a
+/// live run's. Now: learned from the source for the tables it has, taken
+/// from the control database for the build that wrote the files without
+/// one, and an error naming the table, column and collation otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archived_text_keys_compare_under_their_collation() {
+    let _files = SOURCE_BINLOGS.lock().await;
+    let tables = [&CI_UTF8, &CI_LATIN1];
+    let a = Scenario::create(cluster(), "arcoll").unwrap();
+    only_own_rules(&a);
+    for t in tables {
+        add_table(&a, t).await;
+    }
+    a.configure("lanes_per_shard = 4\nbatch_size = 50").unwrap();
+    migrate(&a);
+    let mut root = connect(&cluster().source.url("")).await.unwrap();
+    root.query_drop("SET GLOBAL binlog_row_metadata = FULL")
+        .await
+        .unwrap();
+    root.query_drop("FLUSH BINARY LOGS").await.unwrap();
+    let (file, pos) = a.source_head().await.unwrap();
+    let from = format!("{file}:{pos}");
+    let mut run = spawn_run(&a, &["--from", &from]);
+    let mut c = a.source().await.unwrap();
+    for t in tables {
+        insert_first_spellings(&mut c, t.name, 20).await;
+        collation_workload(&mut c, t.name, 20).await;
+    }
+    a.wait_caught_up(Duration::from_secs(120))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", run_log(&a)));
+    assert!(
+        terminate(&mut run, Duration::from_secs(30)).success(),
+        "{}",
+        run_log(&a)
+    );
+    for t in tables {
+        let diffs = compare_table(&a, t, 20).await;
+        assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    }
+    let live = collation_targets(&a).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("files");
+    archive(&mut root, &file, &dir, true).await;
+
+    // the source has the tables: learned from it, as `run` does
+    let b = fresh_collation_targets("arcollb", &a).await;
+    let (code, out) = replay(&b, &dir, &from);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(collation_targets(&b).await, live, "{out}");
+    verify_ok(&b);
+
+    // no source: the weights the control database keeps for the build
+    // that wrote the files (here copied from the live run's)
+    let d = fresh_collation_targets("arcolld", &a).await;
+    cluster()
+        .targets[0]
+        .sql("INSERT INTO arcolld_meta.reshard_collation SELECT * FROM arcoll_meta.reshard_collation")
+        .unwrap();
+    source_reachable(&d, false);
+    let (code, out) = replay(&d, &dir, &from);
+    source_reachable(&d, true);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(collation_targets(&d).await, live, "{out}");
+
+    // neither the table on the source nor weights kept: refused by name
+    let e = fresh_collation_targets("arcolle", &a).await;
+    let src = &a.source_db;
+    root.query_drop(format!("RENAME TABLE {src}.ci_utf8 TO {src}.ci_utf8_away"))
+        .await
+        .unwrap();
+    let (code, out) = replay(&e, &dir, &from);
+    root.query_drop(format!("RENAME TABLE {src}.ci_utf8_away TO {src}.ci_utf8"))
+        .await
+        .unwrap();
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(&format!("{src}.ci_utf8"))
+            && out.contains("column k")
+            && out.contains("utf8mb4_general_ci"),
+        "{out}"
+    );
+}
+
 /// The documented MySQL 8/9 fixture rows, replayed from archived files into
 /// MariaDB targets, without a MySQL server.
 struct Case {
@@ -425,6 +571,8 @@ struct Case {
     /// Target columns (before the version column) and the row key.
     columns: &'static str,
     key: &'static str,
+    /// What the refusal names, for a case that must be refused.
+    refused: Option<&'static str>,
 }
 
 const CASES: &[Case] = &[
@@ -435,14 +583,16 @@ const CASES: &[Case] = &[
         target: "fx_json",
         columns: "a VARCHAR(255) NOT NULL PRIMARY KEY",
         key: "a",
+        refused: None,
     },
     // 8.0.26, FULL metadata: BIT
     Case {
         file: "rust_mysql_common/mysql_type_bit.000001",
         source: "mysql.foo",
         target: "fx_bit",
-        columns: "a BIT(3) NULL, b VARCHAR(64) NOT NULL PRIMARY KEY, c BIT(8) NULL",
-        key: "b",
+        columns: "a BIT(3) NOT NULL PRIMARY KEY, b VARCHAR(64) NULL, c BIT(8) NULL",
+        key: "a",
+        refused: None,
     },
     // 9.0.1, FULL metadata with a primary key: VECTOR (as bytes)
     Case {
@@ -451,6 +601,7 @@ const CASES: &[Case] = &[
         target: "fx_vector",
         columns: "id BIGINT UNSIGNED NOT NULL PRIMARY KEY, vector_column VARBINARY(64) NULL",
         key: "id",
+        refused: None,
     },
     // 8.0.32, a ZSTD TRANSACTION_PAYLOAD; names from the source's schema
     Case {
@@ -459,6 +610,7 @@ const CASES: &[Case] = &[
         target: "fx_payload",
         columns: "c1 INT NOT NULL PRIMARY KEY",
         key: "c1",
+        refused: None,
     },
     // 8.0.40: a TIME beyond 24 hours; names from the source's schema
     Case {
@@ -467,6 +619,7 @@ const CASES: &[Case] = &[
         target: "fx_time",
         columns: "c TIME NOT NULL PRIMARY KEY",
         key: "c",
+        refused: None,
     },
     // 5.6 with binlog_row_image=MINIMAL: refused
     Case {
@@ -476,6 +629,7 @@ const CASES: &[Case] = &[
         columns:
             "id INT NOT NULL PRIMARY KEY, license INT NULL, name VARCHAR(64) NULL, b TINYBLOB NULL",
         key: "id",
+        refused: Some("binlog_row_image"),
     },
 ];
 
@@ -593,9 +747,9 @@ async fn mysql_binlogs_replay_into_mariadb() {
         as_archive(&fixtures.join(case.file), &dir);
         set_pipeline_name(&s, case.target);
         let (code, out) = replay(&s, &dir, "binlog.000001:4");
-        if case.target == "fx_samplet" {
+        if let Some(named) = case.refused {
             assert_eq!(code, 2, "{out}");
-            assert!(out.contains("binlog_row_image"), "{out}");
+            assert!(out.contains(named), "{out}");
         } else {
             assert_eq!(code, 0, "{}: {out}", case.file);
         }
@@ -607,6 +761,17 @@ async fn mysql_binlogs_replay_into_mariadb() {
     let (code, out) = replay(&s, &dir, "binlog.000001:4");
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("binlog_row_value_options"), "{out}");
+    // a key under utf8mb4_0900_ai_ci (the TABLE_MAP's collation; UCA 9.0
+    // has contractions) cannot be compared exactly: refused by name
+    let text_key = "source = \"mysql.foo\"\ntarget = \"fx_bit\"\nkey = [\"b\"]\nshard = \"0\"\nshards = [\"s0\", \"s1\", \"s2\", \"s3\"]\n";
+    std::fs::write(s.dir.path().join("rules").join("fx_bit.toml"), text_key).unwrap();
+    set_pipeline_name(&s, "fx_bit_text");
+    let (code, out) = replay(&s, &tmp.path().join("fx_bit"), "binlog.000001:4");
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("utf8mb4_0900_ai_ci") && out.contains("column b of mysql.foo"),
+        "{out}"
+    );
 
     let mut s0 = connect(&s.shard_urls["s0"]).await.unwrap();
     let mut json: Vec<String> = s0.query("SELECT a FROM fx_json").await.unwrap();

@@ -11,7 +11,6 @@
 
 mod common;
 
-
 use common::tables::{add_table, compare_table, head, only_own_rules, Table};
 use common::*;
 use mysql_async::prelude::Queryable;

@@ -196,7 +196,8 @@ async fn apply(cfg: &Config, ops: Vec<WriteOp>) -> anyhow::Result<()> {
     let p = &cfg.pipeline;
     let stats = Stats::default();
     for (i, ep) in cfg.targets.values().enumerate() {
-        let Some(mut ops) = per_shard.remove(&i) else {
+        // another process's shard: its own letter of the change is its own
+        let Some(mut ops) = per_shard.remove(&i).filter(|_| cfg.applies(&ep.name)) else {
             continue;
         };
         let mut conn = db::connect(ep, Session::Write, p.connect_timeout).await?;

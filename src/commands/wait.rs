@@ -29,7 +29,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
 use super::servers::Servers;
-use super::status::{binlog_sizes, lag_bytes};
+use super::status::lag_bytes;
 use super::EXIT_FINDINGS;
 use crate::config::Config;
 use crate::control::{checkpoint, shard};
@@ -159,7 +159,9 @@ async fn lag_report(
     fence: &Fence,
     cp: Option<&Position>,
 ) -> anyhow::Result<String> {
-    let files = binlog_sizes(&mut servers.source).await;
+    let files = crate::checkpoint::continuity::binlog_sizes(&mut servers.source)
+        .await
+        .unwrap_or_default();
     let mut out = format!(
         "timed out before {fence}: checkpoint {}\n",
         cp.map_or_else(|| "none".to_string(), Position::to_string)

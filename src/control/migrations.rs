@@ -58,8 +58,11 @@ pub const CONTROL: &[Migration] = &[
         name: "0006_position_log_epoch",
         sql: include_str!("../../migrations/control/0006_position_log_epoch.sql"),
     },
-    // 0007 is another change's (the metrics/throttling work); numbers
-    // only need to increase
+    Migration {
+        version: 7,
+        name: "0007_scale_out_and_failover",
+        sql: include_str!("../../migrations/control/0007_scale_out_and_failover.sql"),
+    },
     Migration {
         version: 8,
         name: "0008_dead_letter_retry",
@@ -179,7 +182,8 @@ mod tests {
         assert_eq!(split_statements(CONTROL[2].sql).len(), 1);
         assert_eq!(split_statements(CONTROL[4].sql).len(), 1);
         assert_eq!(split_statements(CONTROL[5].sql).len(), 2);
-        assert_eq!(split_statements(CONTROL[6].sql).len(), 1);
+        assert_eq!(split_statements(CONTROL[6].sql).len(), 5);
+        assert_eq!(split_statements(CONTROL[7].sql).len(), 1);
         assert_eq!(split_statements(SHARD[0].sql).len(), 2);
         assert_eq!(split_statements("-- only a comment\n"), Vec::<&str>::new());
     }

@@ -107,6 +107,7 @@ fn ddl_policy(cfg: &Config, router: &Router) -> DdlPolicy {
             let mut shards: Vec<Endpoint> = r
                 .shards
                 .iter()
+                .filter(|s| cfg.applies(s))
                 .filter_map(|s| cfg.targets.get(s).cloned())
                 .collect();
             shards.sort_by(|a, b| a.name.cmp(&b.name));

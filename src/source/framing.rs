@@ -162,6 +162,15 @@ impl EventReader {
         self.offset
     }
 
+    /// The server version the last format description read names (the
+    /// writing server's `@@version`, at most 50 bytes), empty before one.
+    pub fn server_version(&self) -> String {
+        self.fde
+            .server_version()
+            .trim_end_matches(['\0', ' '])
+            .to_string()
+    }
+
     /// Events read so far (inner events of payloads included).
     pub fn events(&self) -> u64 {
         self.events
@@ -359,8 +368,7 @@ impl EventReader {
     /// its own CRC32 (it carries one whenever it names an algorithm).
     fn format_description(&mut self, offset: u64, raw: &[u8]) -> Result<Event, FileError> {
         let event = self.parse(offset, raw, &self.fde.clone())?;
-        let fde = event
-            .read_event::<FormatDescriptionEvent<'_>>()
+        let fde = guarded(|| event.read_event::<FormatDescriptionEvent<'_>>())
             .map_err(|e| self.corrupt(offset, format!("format description: {e}")))?
             .into_owned()
             .with_footer(event.footer());
@@ -428,7 +436,7 @@ impl EventReader {
     /// Decompresses a TRANSACTION_PAYLOAD; its events come next. A payload
     /// mysql_common cannot read or inflate is returned as undecodable.
     fn inflate(&mut self, offset: u64, event: &Event) -> Result<Option<String>, FileError> {
-        let tpe: TransactionPayloadEvent<'_> = match event.read_event() {
+        let tpe: TransactionPayloadEvent<'_> = match guarded(|| event.read_event()) {
             Ok(t) => t,
             Err(e) => return Ok(Some(format!("TRANSACTION_PAYLOAD: {e}"))),
         };
@@ -502,6 +510,15 @@ fn check_size(size: u64, left: u64, ty: u8) -> Result<(), (bool, String)> {
         ));
     }
     Ok(())
+}
+
+/// Runs a mysql_common parser, turning its error or panic into a message.
+pub fn guarded<T>(parse: impl FnOnce() -> std::io::Result<T>) -> Result<T, String> {
+    match catch_unwind(AssertUnwindSafe(parse)) {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(p) => Err(format!("the parser panicked: {}", panic_text(&p))),
+    }
 }
 
 /// The message of a caught panic.

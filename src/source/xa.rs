@@ -239,7 +239,7 @@ impl fmt::Display for Xid {
 
 /// A prepared XA transaction: where its PREPARE group starts, where its
 /// XA_PREPARE_LOG event is, and its rows.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Held {
     pub start: Position,
     pub prepared_at: Position,
@@ -248,8 +248,9 @@ pub struct Held {
 
 /// The prepared XA transactions whose outcome has not been read yet, and
 /// the spans (PREPARE group start, end of the COMMIT) of committed ones
-/// that a checkpoint could still fall into.
-#[derive(Debug, Default)]
+/// that a checkpoint could still fall into. (`Clone` lets the simulation
+/// in `tests/sim` copy a stream's state.)
+#[derive(Debug, Default, Clone)]
 pub struct Prepared {
     held: BTreeMap<Xid, Held>,
     committed: Vec<(Position, Position)>,

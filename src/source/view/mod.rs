@@ -198,11 +198,11 @@ impl EventView {
         // the event's own type: a re-made event comes back here
         let ty = event.header().event_type_raw();
         if super::rebuild::is_mariadb_compressed(ty) {
-            let plain = super::rebuild::inflate_mariadb(event)?;
+            let plain = super::rebuild::inflate_mariadb(event).map_err(|e| e.0)?;
             return self.describe(&plain, rec);
         }
         if super::rebuild::is_pre_ga_rows(ty) {
-            let v1 = super::rebuild::pre_ga_as_v1(event)?;
+            let v1 = super::rebuild::pre_ga_as_v1(event).map_err(|e| e.0)?;
             return self.rows(&v1, rec).map(|()| Txn::Inside);
         }
         match ty {

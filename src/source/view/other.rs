@@ -77,7 +77,7 @@ pub(super) fn describe(
                     let ranges: Vec<String> = s
                         .intervals()
                         .iter()
-                        .map(|i| match i.end() - i.start() {
+                        .map(|i| match i.end().wrapping_sub(i.start()) {
                             1 => i.start().to_string(),
                             _ => format!("{}-{}", i.start(), i.end().saturating_sub(1)),
                         })
