@@ -6,7 +6,8 @@
 //!
 //! The checkpoint is the end of a source transaction all of whose
 //! operations, and all earlier ones, are durable on every shard
-//! (`docs/architecture.md`, "Checkpoint watermark"). So once it is at or
+//! (`docs/architecture.md`, "Checkpoint watermark", and its cut-over
+//! fence). So once it is at or
 //! past the fence position, every shard holds every change up to it.
 //! `now` is the source's head when `wait` starts: after the application
 //! stopped writing (`read_only`), that is every change there will be, and
