@@ -93,7 +93,14 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             from,
             force,
             accept_ddl,
-        } => run::run(&config, from, force, accept_ddl).await,
+        } => {
+            let args = run::RunArgs {
+                from,
+                force,
+                accept_ddl,
+            };
+            run::run(&config, args).await
+        }
         Command::Migrate { config } => migrate::migrate(&config).await,
         Command::DeadLetters { action } => dead_letter_action(action).await,
         Command::Wait {

@@ -42,12 +42,15 @@ use crate::position::Position;
 use crate::snapshot;
 use crate::source::{self, StartAt};
 
-pub async fn run(
-    path: &Path,
-    from: Option<Position>,
-    force: bool,
-    accept_ddl: Vec<Position>,
-) -> anyhow::Result<ExitCode> {
+/// Arguments of `run`.
+pub struct RunArgs {
+    pub from: Option<Position>,
+    pub force: bool,
+    /// DDL events let through whatever `on_ddl` says.
+    pub accept_ddl: Vec<Position>,
+}
+
+pub async fn run(path: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     let Replicator {
         mut cfg,
         mut router,
@@ -57,9 +60,9 @@ pub async fn run(
         checksum,
         identity,
     } = Replicator::start(path).await?;
-    cfg.pipeline.accept_ddl = accept_ddl;
+    cfg.pipeline.accept_ddl = args.accept_ddl;
     let (start, mut needs_copy) =
-        start_position(&cfg, &mut servers, from, force, &identity).await?;
+        start_position(&cfg, &mut servers, args.from, args.force, &identity).await?;
     tracing::info!(pipeline = %cfg.pipeline.name, start = %start, epoch = cfg.pipeline.epoch, "starting");
     // the other start-up connections are not needed any more
     let Servers { mut control, .. } = servers;
