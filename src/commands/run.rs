@@ -51,6 +51,9 @@ pub struct RunArgs {
 }
 
 pub async fn run(path: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
+    // listening from the start: a SIGTERM during the start-up checks is a
+    // shutdown request (the first attempt drains at once, exit 0), not death
+    let stop_rx = shutdown_signal();
     let Replicator {
         mut cfg,
         mut router,
@@ -66,7 +69,6 @@ pub async fn run(path: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(pipeline = %cfg.pipeline.name, start = %start, epoch = cfg.pipeline.epoch, "starting");
     // the other start-up connections are not needed any more
     let Servers { mut control, .. } = servers;
-    let stop_rx = shutdown_signal();
     // pruning runs for as long as `run` does, between attempts too, and
     // ends with it on every path (a dropped task is aborted)
     let _pruning = prune::start(&cfg, &router);
