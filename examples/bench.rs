@@ -96,10 +96,7 @@ async fn main() -> Res<()> {
     );
 
     // 1. decode: the tailer alone
-    let ep = Endpoint {
-        name: "source".into(),
-        url: source.url(""),
-    };
+    let ep = Endpoint::new("source", source.url(""));
     let budget = Duration::from_secs(10);
     let stream = db::connect(&ep, Session::Read, budget).await?;
     let schema = db::connect(&ep, Session::Read, budget).await?;

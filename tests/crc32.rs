@@ -671,10 +671,7 @@ async fn binlog_rows(
     start: Position,
     end: &Position,
 ) -> BTreeMap<i64, (Vec<Cell>, Arc<TableSchema>)> {
-    let ep = Endpoint {
-        name: "source".into(),
-        url: cluster().source.url(""),
-    };
+    let ep = Endpoint::new("source", cluster().source.url(""));
     let budget = Duration::from_secs(10);
     let stream = db::connect(&ep, Session::Read, budget)
         .await
@@ -728,10 +725,7 @@ async fn binlog_rows(
 /// information_schema, rows through `source::rows`' select list on a
 /// writer session (binary character set, UTC), normalized like binlog rows.
 async fn snapshot_rows(db: &str) -> BTreeMap<i64, (Vec<Cell>, Arc<TableSchema>)> {
-    let ep = Endpoint {
-        name: "source".into(),
-        url: cluster().source.url(""),
-    };
+    let ep = Endpoint::new("source", cluster().source.url(""));
     let mut reader = db::connect(&ep, Session::Write, Duration::from_secs(10))
         .await
         .expect("reader connection");

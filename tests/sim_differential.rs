@@ -219,10 +219,7 @@ async fn run_kind(kind: &Kind, sequences: u64, batches: usize) {
         col = kind.column
     ))
     .expect("create the table");
-    let ep = Endpoint {
-        name: "s0".into(),
-        url: srv.url(kind.db),
-    };
+    let ep = Endpoint::new("s0", srv.url(kind.db));
     let mut conn = db::connect(&ep, Session::Write, Duration::from_secs(10))
         .await
         .expect("connect");

@@ -46,6 +46,8 @@ pub struct ReplayArgs {
     pub below_floor: bool,
     /// Read archived binlog files from this directory instead of the server.
     pub binlog_dir: Option<PathBuf>,
+    /// DDL events let through whatever `on_ddl` says.
+    pub accept_ddl: Vec<Position>,
 }
 
 pub async fn replay(path: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
@@ -65,7 +67,7 @@ pub async fn replay(path: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
         return super::replay_archive::replay_archive(path, dir, from, &args).await;
     }
     let Replicator {
-        cfg,
+        mut cfg,
         router,
         lookups,
         mut servers,
@@ -79,6 +81,7 @@ pub async fn replay(path: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
             bail!("--to {to} is beyond the source's current head {head}");
         }
     }
+    cfg.pipeline.accept_ddl = args.accept_ddl.clone();
     let read = Read::Server { flavor, checksum };
     let replay = Replay::new(cfg, router, lookups, servers.control, identity, read);
     run_replay(replay, start, args.to.clone(), &args).await

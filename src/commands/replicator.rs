@@ -45,6 +45,7 @@ impl Replicator {
     pub async fn start(path: &Path) -> anyhow::Result<Replicator> {
         let (cfg, router, lookups) = load(path)?;
         let mut servers = Servers::connect(&cfg).await?;
+        check_grants(&cfg, &router, &mut servers).await?;
         servers.ensure_migrated(&cfg).await?;
         let flavor = db::flavor(&mut servers.source, "source").await?;
         let (checksum, _) = preflight::run_all(&mut servers.source)
@@ -65,6 +66,73 @@ impl Replicator {
             identity,
         })
     }
+}
+
+/// Every account has what reshard needs (see [`db::grants`]): the source
+/// account replication and `SELECT` on the mapped tables, the control
+/// account DML and DDL on the control database, each target account DML
+/// on its target tables and reshard's own. Stops naming each missing
+/// privilege with the `GRANT` that fixes it.
+async fn check_grants(cfg: &Config, router: &Router, servers: &mut Servers) -> anyhow::Result<()> {
+    use db::grants::{missing, Need, Scope};
+    let mut source = vec![
+        Need::new("REPLICATION SLAVE", Scope::Global),
+        Need {
+            also: &["BINLOG MONITOR", "SUPER"],
+            ..Need::new("REPLICATION CLIENT", Scope::Global)
+        },
+    ];
+    source.extend(router.rules().map(|r| {
+        Need::new(
+            "SELECT",
+            Scope::Table(r.source_db.clone(), r.source_table.clone()),
+        )
+    }));
+    let mut gaps = missing(&mut servers.source, "source", &source).await?;
+    let control_db = crate::config::db_name(&cfg.control.url).unwrap_or_default();
+    let control: Vec<Need> = [
+        "SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "INDEX",
+    ]
+    .into_iter()
+    .map(|p| Need::new(p, Scope::Db(control_db.clone())))
+    .collect();
+    gaps.extend(missing(&mut servers.control, "control", &control).await?);
+    for (name, conn) in &mut servers.targets {
+        let db = cfg
+            .targets
+            .get(name)
+            .and_then(|ep| crate::config::db_name(&ep.url))
+            .unwrap_or_default();
+        let mut tables: Vec<String> = router
+            .rules()
+            .filter(|r| r.shards.contains(name))
+            .map(|r| r.target.clone())
+            .chain([
+                "_reshard_tombstone".to_string(),
+                "_reshard_applied".to_string(),
+            ])
+            .collect();
+        tables.sort();
+        tables.dedup();
+        let needs: Vec<Need> = tables
+            .iter()
+            .flat_map(|t| {
+                ["SELECT", "INSERT", "UPDATE", "DELETE"].map(|p| Need {
+                    grant_on: Some(Scope::Db(db.clone())),
+                    ..Need::new(p, Scope::Table(db.clone(), t.clone()))
+                })
+            })
+            .collect();
+        gaps.extend(missing(conn, &format!("target {name}"), &needs).await?);
+    }
+    if gaps.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = gaps.iter().map(|g| format!("  {g}")).collect();
+    bail!(
+        "missing privileges (README, \"Grants\"):\n{}",
+        lines.join("\n")
+    )
 }
 
 /// Learns the collations of every mapped table's key columns from the

@@ -42,10 +42,20 @@ use crate::position::Position;
 use crate::snapshot;
 use crate::source::{self, StartAt};
 
-pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Result<ExitCode> {
+/// Arguments of `run`.
+pub struct RunArgs {
+    pub from: Option<Position>,
+    pub force: bool,
+    /// DDL events let through whatever `on_ddl` says.
+    pub accept_ddl: Vec<Position>,
+}
+
+pub async fn run(path: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
+    // listening from the start: a SIGTERM during the start-up checks is a
+    // shutdown request (the first attempt drains at once, exit 0), not death
     let stop_rx = shutdown_signal();
     let Replicator {
-        cfg,
+        mut cfg,
         mut router,
         mut lookups,
         mut servers,
@@ -53,8 +63,9 @@ pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Re
         checksum,
         identity,
     } = Replicator::start(path).await?;
+    cfg.pipeline.accept_ddl = args.accept_ddl;
     let (start, mut needs_copy) =
-        start_position(&cfg, &mut servers, from, force, &identity).await?;
+        start_position(&cfg, &mut servers, args.from, args.force, &identity).await?;
     tracing::info!(pipeline = %cfg.pipeline.name, start = %start, epoch = cfg.pipeline.epoch, "starting");
     // the other start-up connections are not needed any more
     let Servers { mut control, .. } = servers;

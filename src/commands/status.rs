@@ -64,7 +64,7 @@ struct SnapshotStatus {
 }
 
 /// Bytes of binlog between two positions, from `SHOW BINARY LOGS` sizes.
-fn lag_bytes(from: &Position, to: &Position, files: &[(String, u64)]) -> Option<u64> {
+pub(super) fn lag_bytes(from: &Position, to: &Position, files: &[(String, u64)]) -> Option<u64> {
     if from >= to {
         return Some(0);
     }

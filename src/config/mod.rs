@@ -28,15 +28,87 @@ pub enum OnDeriveError {
     DeadLetter,
 }
 
+/// What a DDL statement on a mapped source table does to the pipeline
+/// (see [`crate::source::ddl_policy`]). Whatever the mode, a DDL that drops,
+/// renames or retypes a key, shard-expression or version column halts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnDdl {
+    /// Stop at every DDL of a mapped table (default; Vitess's `--on-ddl=STOP`).
+    Halt,
+    /// Carry added nullable or defaulted columns (adding them to the
+    /// targets), go on past changes that touch no column, halt on the rest.
+    Follow,
+    /// Log a warning and go on; the targets are the operator's business.
+    Ignore,
+}
+
+/// How a connection uses TLS (`ssl_mode`, or `?ssl-mode=` in the URL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// Never.
+    Disabled,
+    /// TLS when the server offers it, without verifying its certificate
+    /// (the MySQL clients' default).
+    #[default]
+    Preferred,
+    /// TLS or no connection, without verifying the certificate
+    /// (encryption against eavesdroppers, not against impostors).
+    Required,
+    /// TLS with the certificate verified against `ca_file` (else the
+    /// built-in web roots) and issued for the host name of the URL.
+    VerifyIdentity,
+}
+
+impl std::str::FromStr for TlsMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s.to_ascii_lowercase().replace('_', "-").as_str() {
+            "disabled" => TlsMode::Disabled,
+            "preferred" => TlsMode::Preferred,
+            "required" => TlsMode::Required,
+            "verify-identity" => TlsMode::VerifyIdentity,
+            _ => {
+                return Err(format!(
+                    "{s:?} is not a TLS mode (disabled, preferred, required, verify-identity)"
+                ))
+            }
+        })
+    }
+}
+
+/// TLS settings of an endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tls {
+    pub mode: TlsMode,
+    /// CA certificate(s) (PEM), absolute: what `verify-identity` trusts
+    /// (instead of the built-in web roots).
+    pub ca_file: Option<PathBuf>,
+}
+
 /// A MySQL endpoint: its name for messages and its URL (secret inside).
 #[derive(Clone)]
 pub struct Endpoint {
     /// `source`, `control`, or the shard name.
     pub name: String,
     pub url: String,
+    /// From `password_file`: replaces the URL's password. Never shown.
+    pub password: Option<String>,
+    pub tls: Tls,
 }
 
 impl Endpoint {
+    /// An endpoint with the URL's own password and TLS `preferred`.
+    pub fn new(name: impl Into<String>, url: impl Into<String>) -> Endpoint {
+        Endpoint {
+            name: name.into(),
+            url: url.into(),
+            password: None,
+            tls: Tls::default(),
+        }
+    }
+
     /// The URL with the password replaced by `***`, for every message.
     pub fn redacted(&self) -> String {
         redact_url(&self.url)
@@ -108,6 +180,10 @@ pub struct Pipeline {
     pub connect_timeout: Duration,
     pub progress_interval: Duration,
     pub on_derive_error: OnDeriveError,
+    pub on_ddl: OnDdl,
+    /// DDL events (by start position) the operator handled and lets
+    /// through whatever `on_ddl` says (`run --accept-ddl`; not a config key).
+    pub accept_ddl: Vec<crate::position::Position>,
     pub heartbeat: Duration,
     pub lookup_ttl: Duration,
     pub snapshot_chunk_rows: usize,
@@ -135,18 +211,86 @@ pub enum ConfigError {
         column: usize,
         message: String,
     },
-    #[error("{path}: {key}: environment variable ${{{var}}} is not set")]
+    #[error("{}: {key}: environment variable ${{{var}}} is not set", located(path, *at))]
     MissingVar {
         path: PathBuf,
+        /// Line and column of the key, once known.
+        at: Option<(usize, usize)>,
         key: String,
         var: String,
     },
-    #[error("{path}: {key}: {message}")]
+    #[error("{}: {key}: cannot read {file}: {source}", located(path, *at))]
+    File {
+        path: PathBuf,
+        at: Option<(usize, usize)>,
+        key: String,
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {key}: {message}", located(path, *at))]
     Invalid {
         path: PathBuf,
+        at: Option<(usize, usize)>,
         key: String,
         message: String,
     },
+}
+
+/// `path:line:column`, or the path alone.
+fn located(path: &Path, at: Option<(usize, usize)>) -> String {
+    match at {
+        Some((l, c)) => format!("{}:{l}:{c}", path.display()),
+        None => path.display().to_string(),
+    }
+}
+
+impl ConfigError {
+    /// Places an error about a key at the key's line and column in `text`.
+    fn place(mut self, text: &str) -> ConfigError {
+        if let ConfigError::MissingVar { key, at, .. }
+        | ConfigError::File { key, at, .. }
+        | ConfigError::Invalid { key, at, .. } = &mut self
+        {
+            *at = key_position(text, key);
+        }
+        self
+    }
+}
+
+/// Where `section.key[.inner]` is written in a config text (1-based line
+/// and column of the key), when it is written as `[section]` then
+/// `key = …` (`inner` inside an inline table on that line).
+fn key_position(text: &str, key: &str) -> Option<(usize, usize)> {
+    let mut parts = key.splitn(3, '.');
+    let (section, name, inner) = (parts.next()?, parts.next(), parts.next());
+    let lines: Vec<&str> = text.lines().collect();
+    let header = lines
+        .iter()
+        .position(|l| l.trim() == format!("[{section}]"))?;
+    let Some(name) = name else {
+        return Some((header + 1, 1));
+    };
+    for (i, line) in lines.iter().enumerate().skip(header + 1) {
+        let t = line.trim_start();
+        if t.starts_with('[') {
+            break;
+        }
+        let is_key = t
+            .strip_prefix(name)
+            .is_some_and(|rest| rest.trim_start().starts_with('='));
+        if !is_key {
+            continue;
+        }
+        let mut col = line.len() - t.len();
+        if let Some(inner) = inner {
+            col = line
+                .find(&format!("{inner} "))
+                .or_else(|| line.find(&format!("{inner}=")))
+                .unwrap_or(col);
+        }
+        return Some((i + 1, line[..col].chars().count() + 1));
+    }
+    Some((header + 1, 1))
 }
 
 impl Config {
@@ -174,7 +318,7 @@ impl Config {
                 message: e.message().to_string(),
             }
         })?;
-        Self::from_raw(path, text, raw, env)
+        Self::from_raw(path, text, raw, env).map_err(|e| e.place(text))
     }
 
     fn from_raw(
@@ -184,14 +328,14 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
         let check = Check { path, text, env };
-        let source = check.endpoint("source.url", "source", &raw.source.url)?;
+        let source = check.endpoint("source", "source", &raw.source.url, raw.source.conn())?;
         if raw.source.server_id == 0 {
             return Err(check.invalid(
                 "source.server_id",
                 "must be a non-zero replica server id, unique among the source's replicas".into(),
             ));
         }
-        let control = check.control(&raw.control.url)?;
+        let control = check.control(&raw.control.url, raw.control.conn())?;
         let targets = check.targets(&raw.targets)?;
         let shards = check.shards(raw.pipeline.shards.take(), &targets)?;
         let pipeline = check.pipeline(raw.pipeline, shards)?;
@@ -225,21 +369,34 @@ impl Check<'_> {
     fn invalid(&self, key: &str, message: String) -> ConfigError {
         ConfigError::Invalid {
             path: self.path.to_path_buf(),
+            at: None,
             key: key.to_string(),
             message,
         }
     }
 
-    /// A server URL with `${VAR}`s expanded, which must parse.
-    fn endpoint(&self, key: &str, name: &str, url: &str) -> Result<Endpoint, ConfigError> {
+    /// A server's endpoint: the URL with `${VAR}`s expanded and its TLS
+    /// parameters taken out (it must then parse), the password from
+    /// `password_file`, the TLS settings. `section` prefixes the keys in
+    /// messages (`source`, `control`, `targets.NAME`).
+    fn endpoint(
+        &self,
+        section: &str,
+        name: &str,
+        url: &str,
+        conn: raw::RawConnOpts,
+    ) -> Result<Endpoint, ConfigError> {
+        let key = format!("{section}.url");
         let url = expand_env(url, self.env).map_err(|var| ConfigError::MissingVar {
             path: self.path.to_path_buf(),
-            key: key.to_string(),
+            at: None,
+            key: key.clone(),
             var,
         })?;
+        let (url, url_mode, url_ca) = split_tls_params(&url).map_err(|m| self.invalid(&key, m))?;
         if let Err(e) = mysql_async::Opts::from_url(&url) {
             return Err(self.invalid(
-                key,
+                &key,
                 format!(
                     "{} is not a valid mysql:// URL: {}",
                     redact_url(&url),
@@ -247,15 +404,53 @@ impl Check<'_> {
                 ),
             ));
         }
+        let password = match &conn.password_file {
+            Some(f) => Some(self.password(&format!("{section}.password_file"), f)?),
+            None => None,
+        };
+        let ca_file = conn.ca_file.or(url_ca).map(|f| self.relative(&f));
+        if let Some(f) = &ca_file {
+            std::fs::metadata(f).map_err(|source| ConfigError::File {
+                path: self.path.to_path_buf(),
+                at: None,
+                key: format!("{section}.ca_file"),
+                file: f.clone(),
+                source,
+            })?;
+        }
         Ok(Endpoint {
             name: name.to_string(),
             url,
+            password,
+            tls: Tls {
+                mode: conn.ssl_mode.or(url_mode).unwrap_or_default(),
+                ca_file,
+            },
         })
     }
 
+    /// A path relative to the config file's directory.
+    fn relative(&self, file: &str) -> PathBuf {
+        self.path.parent().unwrap_or(Path::new(".")).join(file)
+    }
+
+    /// The password in `file`, without one trailing newline.
+    fn password(&self, key: &str, file: &str) -> Result<String, ConfigError> {
+        let f = self.relative(file);
+        let text = std::fs::read_to_string(&f).map_err(|source| ConfigError::File {
+            path: self.path.to_path_buf(),
+            at: None,
+            key: key.to_string(),
+            file: f.clone(),
+            source,
+        })?;
+        let pw = text.strip_suffix('\n').unwrap_or(&text);
+        Ok(pw.strip_suffix('\r').unwrap_or(pw).to_string())
+    }
+
     /// `[control] url`, which must name the control database.
-    fn control(&self, url: &str) -> Result<Endpoint, ConfigError> {
-        let control = self.endpoint("control.url", "control", url)?;
+    fn control(&self, url: &str, conn: raw::RawConnOpts) -> Result<Endpoint, ConfigError> {
+        let control = self.endpoint("control", "control", url, conn)?;
         if db_name(&control.url).is_none() {
             return Err(self.invalid(
                 "control.url",
@@ -271,15 +466,16 @@ impl Check<'_> {
     /// `[targets]`: at least one, each URL naming its database.
     fn targets(
         &self,
-        raw: &BTreeMap<String, String>,
+        raw: &BTreeMap<String, raw::RawTarget>,
     ) -> Result<BTreeMap<String, Endpoint>, ConfigError> {
         if raw.is_empty() {
             return Err(self.invalid("targets", "at least one target shard is required".into()));
         }
         let mut targets = BTreeMap::new();
-        for (name, url) in raw {
+        for (name, target) in raw {
             let key = format!("targets.{name}");
-            let ep = self.endpoint(&key, name, url)?;
+            let (url, conn) = target.parts();
+            let ep = self.endpoint(&key, name, url, conn)?;
             if db_name(&ep.url).is_none() {
                 return Err(self.invalid(
                     &key,
@@ -398,6 +594,8 @@ impl Check<'_> {
             connect_timeout: Duration::from_secs(p.connect_timeout_secs),
             progress_interval: Duration::from_secs(p.progress_interval_secs.max(1)),
             on_derive_error: p.on_derive_error,
+            on_ddl: p.on_ddl,
+            accept_ddl: Vec::new(),
             heartbeat: Duration::from_secs(p.heartbeat_secs.max(1)),
             lookup_ttl: Duration::from_secs(p.lookup_ttl_secs),
             snapshot_chunk_rows: p.snapshot_chunk_rows,
@@ -413,6 +611,30 @@ impl Check<'_> {
             },
         })
     }
+}
+
+/// Takes `ssl-mode` and `ssl-ca` out of a URL's query (mysql_async does
+/// not know them): the URL without them, and their values.
+#[allow(clippy::type_complexity)]
+fn split_tls_params(url: &str) -> Result<(String, Option<TlsMode>, Option<String>), String> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_string(), None, None));
+    };
+    let (mut mode, mut ca, mut keep) = (None, None, Vec::new());
+    for param in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = param.split_once('=').unwrap_or((param, ""));
+        match k.replace('_', "-").as_str() {
+            "ssl-mode" => mode = Some(v.parse::<TlsMode>()?),
+            "ssl-ca" => ca = Some(v.to_string()),
+            _ => keep.push(param),
+        }
+    }
+    let url = if keep.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", keep.join("&"))
+    };
+    Ok((url, mode, ca))
 }
 
 /// The key of a shard subset's rows in the control database:
@@ -575,6 +797,58 @@ rules = "shard-rules"
     }
 
     #[test]
+    fn passwords_come_from_files_and_tls_from_sections_or_urls() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw"), "f1le-pw\n").unwrap();
+        std::fs::write(dir.path().join("ca.pem"), "-").unwrap();
+        let text = GOOD
+            .replace(
+                "server_id = 4001",
+                "server_id = 4001\npassword_file = \"pw\"\nssl_mode = \"verify-identity\"\nca_file = \"ca.pem\"",
+            )
+            .replace(
+                "shard1 = \"mysql://root@127.0.0.1:3308/shop\"",
+                "shard1 = { url = \"mysql://root@127.0.0.1:3308/shop?ssl-mode=required&ssl-ca=ca.pem\", password_file = \"pw\" }",
+            );
+        let c = Config::parse(&dir.path().join("r.toml"), &text, &env).unwrap();
+        assert_eq!(c.source.password.as_deref(), Some("f1le-pw"));
+        assert_eq!(c.source.tls.mode, TlsMode::VerifyIdentity);
+        assert_eq!(c.source.tls.ca_file, Some(dir.path().join("ca.pem")));
+        let s1 = &c.targets["shard1"];
+        assert_eq!(s1.url, "mysql://root@127.0.0.1:3308/shop");
+        assert_eq!(
+            (s1.tls.mode, s1.password.as_deref()),
+            (TlsMode::Required, Some("f1le-pw"))
+        );
+        assert_eq!(c.targets["shard0"].tls.mode, TlsMode::Preferred);
+        assert!(!format!("{c:?}").contains("f1le-pw"));
+        let bad = text.replace("password_file = \"pw\" }", "password_fil = \"pw\" }");
+        let e = Config::parse(&dir.path().join("r.toml"), &bad, &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("password_fil") && e.contains("r.toml:14:"),
+            "{e}"
+        );
+        let bad = text.replace("ssl-mode=required", "ssl-mode=sometimes");
+        let e = Config::parse(&dir.path().join("r.toml"), &bad, &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("targets.shard1.url") && e.contains("not a TLS mode"),
+            "{e}"
+        );
+        let bad = text.replace("\"pw\"\nssl_mode", "\"nope\"\nssl_mode");
+        let e = Config::parse(&dir.path().join("r.toml"), &bad, &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("r.toml:5:1: source.password_file: cannot read"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn a_shard_subset_has_its_own_key() {
         let text = GOOD.replace("[pipeline]\n", "[pipeline]\nshards = [\"shard1\"]\n");
         let c = Config::parse(Path::new("r.toml"), &text, &env).unwrap();
@@ -633,7 +907,10 @@ rules = "shard-rules"
     fn target_without_database_is_rejected() {
         let text = GOOD.replace("3308/shop", "3308");
         let e = Config::parse(Path::new("r.toml"), &text, &env).unwrap_err();
-        assert!(e.to_string().contains("targets.shard1"), "{e}");
+        assert!(
+            e.to_string().starts_with("r.toml:11:1: targets.shard1:"),
+            "{e}"
+        );
     }
 
     #[test]

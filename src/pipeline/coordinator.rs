@@ -249,8 +249,7 @@ impl<'a> Coordinator<'a> {
                 Err(e @ RouteError::Derive { .. })
                     if p.on_derive_error == OnDeriveError::DeadLetter =>
                 {
-                    control::dead_letter::record(a.control, &p.name, change, &e.to_string())
-                        .await?;
+                    control::dead_letter::record(a.control, &p.name, change, &e).await?;
                     self.dead_letters += 1;
                     continue;
                 }

@@ -324,14 +324,7 @@ impl Writers {
                 continue;
             }
             let conn = db::connect(ep, Session::Write, p.connect_timeout).await?;
-            let lane = LaneConfig {
-                pipeline: p.name.clone(),
-                shard: ep.name.clone(),
-                lane: 0,
-                lane_in_shard: 0,
-                batch_size: p.batch_size,
-                linger: p.linger,
-            };
+            let lane = LaneConfig::single(p, &ep.name);
             shards.push((i, lane, conn, TombstoneHints::default()));
         }
         Ok(Writers {
@@ -525,7 +518,7 @@ async fn route_chunk(
                 }
             }
             Routed::Unroutable(e) if p.on_derive_error == OnDeriveError::DeadLetter => {
-                control::dead_letter::record(c.control, &p.name, &change, &e.to_string()).await?;
+                control::dead_letter::record(c.control, &p.name, &change, &e).await?;
             }
             Routed::Unroutable(e) => return Err(stop(e)),
         }

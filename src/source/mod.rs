@@ -19,7 +19,8 @@
 //! * [`schema`] — table schemas from TABLE_MAP metadata or information_schema;
 //! * [`history`] — the schema history: each mapped table's columns by
 //!   position, for TABLE_MAPs without names (see its docs); [`ddl`] reads
-//!   the head of a DDL statement for it;
+//!   the head of a DDL statement for it; [`ddl_policy`] judges each DDL
+//!   of a mapped table by `[pipeline] on_ddl` (halt, follow, ignore);
 //! * [`collation`] — the collations of key columns, learned at start-up;
 //! * [`row_image`] — mysql_common's row values → bindable values (for
 //!   `inspect`'s event view; the pipeline decodes with [`decode`]);
@@ -42,6 +43,7 @@ pub mod change;
 pub mod checksum;
 pub mod collation;
 pub mod ddl;
+pub mod ddl_policy;
 pub mod decode;
 pub mod events;
 pub mod file;

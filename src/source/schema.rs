@@ -123,6 +123,10 @@ pub enum SchemaError {
     /// (see [`super::history`]).
     #[error("cannot decode {} at {}: {}. {}", .0.table, .0.position, .0.reason, history_fix(.0.resume.as_ref()))]
     History(Box<HistoryGap>),
+    /// A DDL on a mapped table that `[pipeline] on_ddl` stops at (see
+    /// [`super::ddl_policy`]).
+    #[error("{0}")]
+    Ddl(Box<super::ddl_policy::DdlHalt>),
     #[error(transparent)]
     Db(#[from] DbError),
 }

@@ -64,6 +64,21 @@ pub struct LaneConfig {
     pub linger: Duration,
 }
 
+impl LaneConfig {
+    /// The one lane of a shard outside the lane pool (the initial copy,
+    /// a dead-letter retry): it records no applied position.
+    pub fn single(p: &crate::config::Pipeline, shard: &str) -> LaneConfig {
+        LaneConfig {
+            pipeline: p.name.clone(),
+            shard: shard.to_string(),
+            lane: 0,
+            lane_in_shard: 0,
+            batch_size: p.batch_size,
+            linger: p.linger,
+        }
+    }
+}
+
 /// Counters shared with the progress reporter.
 #[derive(Debug, Default)]
 pub struct Stats {
