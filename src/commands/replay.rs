@@ -5,7 +5,9 @@
 //! is). Row changes below the pipeline's floor — the snapshot version or
 //! the tombstone pruning floor, whichever is higher — are skipped and
 //! counted, because their deletes may have left no tombstone: applying them
-//! could bring back a deleted row. `--below-floor` applies them anyway (for
+//! could bring back a deleted row. With shard subsets, the floor is the
+//! highest of any subset that applied one of the replay's shards (see
+//! [`crate::control::subset`]). `--below-floor` applies them anyway (for
 //! a target restored from an old backup), with a warning.
 //!
 //! A replay never prunes tombstones (only `run` does, and the lease keeps
@@ -27,7 +29,7 @@ use mysql_async::Conn;
 use super::replicator::{attempt_backoff, pause_and_reconnect, shutdown_signal, Replicator};
 use crate::checkpoint::Checkpoint;
 use crate::config::Config;
-use crate::control::checkpoint;
+use crate::control::{self, checkpoint};
 use crate::db::{Flavor, Retry};
 use crate::pipeline::{run_attempt, Attempt, Outcome};
 use crate::position::Position;
@@ -145,7 +147,12 @@ pub(super) async fn run_replay(
     if let (Some(cp), Some(from)) = (&stored, &args.from) {
         check_epoch(&cfg, &mut control, cp, from).await?;
     }
-    let floor = checkpoint::floor(&mut control, name).await?;
+    // the highest floor of any subset that applied one of these shards:
+    // their tombstones may be pruned up to there
+    let subsets = control::subset::list(&mut control, &cfg.pipeline.base_name).await?;
+    let floor = checkpoint::floor(&mut control, name)
+        .await?
+        .max(control::subset::floor(&cfg.applied_shards(), &subsets));
     if args.below_floor {
         if let Some(f) = floor {
             tracing::warn!(floor = %f, "--below-floor: changes below the floor are applied; rows deleted before the floor may reappear until the replay passes their deletes");

@@ -61,11 +61,42 @@ pub struct Config {
     pub pipeline: Pipeline,
 }
 
+impl Config {
+    /// Whether this process applies the shard `name` (`[pipeline] shards`;
+    /// every shard by default).
+    pub fn applies(&self, name: &str) -> bool {
+        self.pipeline
+            .shards
+            .as_ref()
+            .is_none_or(|s| s.iter().any(|x| x == name))
+    }
+
+    /// The targets this process applies, in name order.
+    pub fn applied_targets(&self) -> impl Iterator<Item = &Endpoint> {
+        self.targets.values().filter(|ep| self.applies(&ep.name))
+    }
+
+    /// The names of the shards this process applies, in name order.
+    pub fn applied_shards(&self) -> Vec<String> {
+        self.applied_targets().map(|ep| ep.name.clone()).collect()
+    }
+}
+
 /// `[pipeline]` after validation.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
-    /// Names this pipeline's checkpoint in the control database.
+    /// Names this process's rows in the control database (checkpoint,
+    /// copy progress, floor, position log, schema history, dead letters)
+    /// and its lanes' rows on the shards: `[pipeline] name`, followed by
+    /// `/` and the shard subset when `shards` names one ([`subset_key`]).
     pub name: String,
+    /// `[pipeline] name` as configured, shared by every shard subset: the
+    /// per-shard leases are taken under it.
+    pub base_name: String,
+    /// `[pipeline] shards`: the subset this process applies, sorted;
+    /// `None` when it applies every shard of `[targets]` (also when the
+    /// list names them all).
+    pub shards: Option<Vec<String>>,
     /// Directory of rule files, absolute.
     pub rules: PathBuf,
     pub epoch: u16,
@@ -139,15 +170,16 @@ impl Config {
                 message: e.message().to_string(),
             }
         })?;
-        Self::from_raw(path, raw, env)
+        Self::from_raw(path, text, raw, env)
     }
 
     fn from_raw(
         path: &Path,
-        raw: raw::RawConfig,
+        text: &str,
+        mut raw: raw::RawConfig,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let check = Check { path, env };
+        let check = Check { path, text, env };
         let source = check.endpoint("source.url", "source", &raw.source.url)?;
         if raw.source.server_id == 0 {
             return Err(check.invalid(
@@ -157,7 +189,8 @@ impl Config {
         }
         let control = check.control(&raw.control.url)?;
         let targets = check.targets(&raw.targets)?;
-        let pipeline = check.pipeline(raw.pipeline)?;
+        let shards = check.shards(raw.pipeline.shards.take(), &targets)?;
+        let pipeline = check.pipeline(raw.pipeline, shards)?;
         Ok(Config {
             path: path.to_path_buf(),
             source,
@@ -180,6 +213,7 @@ impl Config {
 /// paths) and how `${VAR}` is resolved.
 struct Check<'a> {
     path: &'a Path,
+    text: &'a str,
     env: &'a dyn Fn(&str) -> Option<String>,
 }
 
@@ -256,9 +290,65 @@ impl Check<'_> {
         Ok(targets)
     }
 
+    /// An error at a place in the file.
+    fn at(&self, span: std::ops::Range<usize>, message: String) -> ConfigError {
+        let (line, column) = line_col(self.text, span.start);
+        ConfigError::Syntax {
+            path: self.path.to_path_buf(),
+            line,
+            column,
+            message,
+        }
+    }
+
+    /// `[pipeline] shards`: every name a target, none twice, at least one.
+    /// A list of every target is the default (`None`).
+    fn shards(
+        &self,
+        raw: Option<toml::Spanned<Vec<toml::Spanned<String>>>>,
+        targets: &BTreeMap<String, Endpoint>,
+    ) -> Result<Option<Vec<String>>, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        let span = raw.span();
+        let mut names: Vec<String> = Vec::new();
+        for name in raw.into_inner() {
+            let span = name.span();
+            let name = name.into_inner();
+            if !targets.contains_key(&name) {
+                let known: Vec<&str> = targets.keys().map(String::as_str).collect();
+                return Err(self.at(
+                    span,
+                    format!(
+                        "pipeline.shards: unknown shard {name:?} (the shards of [targets] are {})",
+                        known.join(", ")
+                    ),
+                ));
+            }
+            if names.contains(&name) {
+                return Err(self.at(span, format!("pipeline.shards: {name:?} is named twice")));
+            }
+            names.push(name);
+        }
+        if names.is_empty() {
+            return Err(self.at(
+                span,
+                "pipeline.shards: name at least one shard (leave the key out to apply every shard)"
+                    .into(),
+            ));
+        }
+        names.sort();
+        Ok((names.len() < targets.len()).then_some(names))
+    }
+
     /// `[pipeline]`: limits checked, the rules directory made absolute
     /// against the config file's directory, durations typed.
-    fn pipeline(&self, p: raw::RawPipeline) -> Result<Pipeline, ConfigError> {
+    fn pipeline(
+        &self,
+        p: raw::RawPipeline,
+        shards: Option<Vec<String>>,
+    ) -> Result<Pipeline, ConfigError> {
         let base = self.path.parent().unwrap_or(Path::new("."));
         let rules = base.join(&p.rules);
         let positive = |key: &str, v: u64| -> Result<(), ConfigError> {
@@ -281,8 +371,19 @@ impl Check<'_> {
         if p.name.is_empty() || p.name.len() > 64 {
             return Err(self.invalid("pipeline.name", "must be 1 to 64 characters".into()));
         }
+        let name = match &shards {
+            None => p.name.clone(),
+            Some(s) => subset_key(&p.name, s).ok_or_else(|| {
+                self.invalid(
+                    "pipeline.name",
+                    format!("must be at most {} characters with `shards`", 64 - 18),
+                )
+            })?,
+        };
         Ok(Pipeline {
-            name: p.name,
+            name,
+            base_name: p.name,
+            shards,
             rules,
             epoch: p.epoch,
             lanes_per_shard: p.lanes_per_shard,
@@ -300,6 +401,23 @@ impl Check<'_> {
             prune_interval: Duration::from_secs(p.prune_interval_secs.max(1)),
         })
     }
+}
+
+/// The key of a shard subset's rows in the control database:
+/// `name/s0,s1`, or `name/#` and 16 hex digits of the list's SHA-256 when
+/// that is longer than the 64 characters the control tables allow; `None`
+/// when even that does not fit.
+pub fn subset_key(name: &str, shards: &[String]) -> Option<String> {
+    use sha2::Digest;
+    let list = shards.join(",");
+    let key = format!("{name}/{list}");
+    if key.len() <= 64 {
+        return Some(key);
+    }
+    let digest = sha2::Sha256::digest(list.as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let key = format!("{name}/#{hex}");
+    (key.len() <= 64).then_some(key)
 }
 
 /// The database named in a URL's path, if any.
@@ -426,6 +544,55 @@ rules = "shard-rules"
         let msg = e.to_string();
         assert!(msg.contains("serverid"), "{msg}");
         assert!(msg.starts_with("r.toml:5:1:"), "{msg}");
+    }
+
+    #[test]
+    fn a_shard_subset_has_its_own_key() {
+        let text = GOOD.replace("[pipeline]\n", "[pipeline]\nshards = [\"shard1\"]\n");
+        let c = Config::parse(Path::new("r.toml"), &text, &env).unwrap();
+        assert_eq!(c.pipeline.name, "default/shard1");
+        assert_eq!(c.pipeline.base_name, "default");
+        assert_eq!(c.applied_shards(), vec!["shard1".to_string()]);
+        assert!(c.applies("shard1") && !c.applies("shard0"));
+        // every shard is the default
+        let all = GOOD.replace(
+            "[pipeline]\n",
+            "[pipeline]\nshards = [\"shard1\", \"shard0\"]\n",
+        );
+        let c = Config::parse(Path::new("r.toml"), &all, &env).unwrap();
+        assert_eq!(
+            (c.pipeline.name.as_str(), c.pipeline.shards),
+            ("default", None)
+        );
+        let long: Vec<String> = (0..40).map(|i| format!("shard{i}")).collect();
+        let key = subset_key("default", &long).unwrap();
+        assert!(
+            key.starts_with("default/#") && key.len() == 8 + 1 + 16,
+            "{key}"
+        );
+        assert_eq!(subset_key(&"n".repeat(60), &long), None);
+    }
+
+    #[test]
+    fn an_unknown_shard_in_the_subset_is_named_with_its_line() {
+        let text = GOOD.replace(
+            "[pipeline]\n",
+            "[pipeline]\nshards = [\"shard0\", \"shard9\"]\n",
+        );
+        let e = Config::parse(Path::new("r.toml"), &text, &env).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with("r.toml:14:21:"), "{msg}");
+        assert!(msg.contains("unknown shard \"shard9\""), "{msg}");
+        assert!(msg.contains("shard0, shard1"), "{msg}");
+        let twice = GOOD.replace(
+            "[pipeline]\n",
+            "[pipeline]\nshards = [\"shard0\", \"shard0\"]\n",
+        );
+        let e = Config::parse(Path::new("r.toml"), &twice, &env).unwrap_err();
+        assert!(e.to_string().contains("named twice"), "{e}");
+        let none = GOOD.replace("[pipeline]\n", "[pipeline]\nshards = []\n");
+        let e = Config::parse(Path::new("r.toml"), &none, &env).unwrap_err();
+        assert!(e.to_string().contains("at least one shard"), "{e}");
     }
 
     #[test]

@@ -41,6 +41,11 @@ pub struct RawPipeline {
     /// Pipeline name (key of its checkpoint). Default `default`.
     #[serde(default = "default_name")]
     pub name: String,
+    /// The target shards this process applies (scale-out: several
+    /// processes, disjoint subsets). Default: every shard of `[targets]`.
+    /// Spanned, so an unknown name is reported with its line and column.
+    #[serde(default)]
+    pub shards: Option<toml::Spanned<Vec<toml::Spanned<String>>>>,
     /// Version epoch; raise it to continue on purpose after the source's
     /// binlog numbering went backwards. Default 0.
     #[serde(default)]

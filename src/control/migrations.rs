@@ -58,6 +58,11 @@ pub const CONTROL: &[Migration] = &[
         name: "0006_position_log_epoch",
         sql: include_str!("../../migrations/control/0006_position_log_epoch.sql"),
     },
+    Migration {
+        version: 7,
+        name: "0007_scale_out_and_failover",
+        sql: include_str!("../../migrations/control/0007_scale_out_and_failover.sql"),
+    },
 ];
 
 pub const SHARD: &[Migration] = &[Migration {
@@ -170,7 +175,9 @@ mod tests {
         assert_eq!(split_statements(CONTROL[0].sql).len(), 2);
         assert_eq!(split_statements(CONTROL[1].sql).len(), 4);
         assert_eq!(split_statements(CONTROL[2].sql).len(), 1);
-        assert_eq!(split_statements(CONTROL[4].sql).len(), 2);
+        assert_eq!(split_statements(CONTROL[4].sql).len(), 1);
+        assert_eq!(split_statements(CONTROL[5].sql).len(), 2);
+        assert_eq!(split_statements(CONTROL[6].sql).len(), 5);
         assert_eq!(split_statements(SHARD[0].sql).len(), 2);
         assert_eq!(split_statements("-- only a comment\n"), Vec::<&str>::new());
     }

@@ -290,8 +290,8 @@ impl<'a> Coordinator<'a> {
         if self.lease_checked.elapsed() < lease::CHECK_EVERY {
             return Ok(());
         }
-        let name = &self.a.cfg.pipeline.name;
-        let check = lease::holds(self.a.control, name);
+        let claim = lease::Claim::of(self.a.cfg);
+        let check = lease::holds(self.a.control, &claim);
         match tokio::time::timeout(lease::CHECK_TIMEOUT, check).await {
             Ok(Ok(true)) => {
                 self.lease_checked = Instant::now();

@@ -307,9 +307,11 @@ pub async fn copy(mut c: Copy<'_>) -> Result<CopyOutcome, PipelineError> {
     Ok(CopyOutcome::Done)
 }
 
-/// One writer connection per target shard, in the router's shard order.
+/// One writer connection per target shard this process applies, with the
+/// router's index of the shard. (With `[pipeline] shards`, the rows routed
+/// to the other shards are dropped: each subset copies its own shards.)
 struct Writers {
-    shards: Vec<(LaneConfig, Conn, TombstoneHints)>,
+    shards: Vec<(usize, LaneConfig, Conn, TombstoneHints)>,
     stats: Stats,
 }
 
@@ -317,7 +319,10 @@ impl Writers {
     async fn connect(cfg: &Config) -> Result<Writers, PipelineError> {
         let p = &cfg.pipeline;
         let mut shards = Vec::new();
-        for ep in cfg.targets.values() {
+        for (i, ep) in cfg.targets.values().enumerate() {
+            if !cfg.applies(&ep.name) {
+                continue;
+            }
             let conn = db::connect(ep, Session::Write, p.connect_timeout).await?;
             let lane = LaneConfig {
                 pipeline: p.name.clone(),
@@ -327,7 +332,7 @@ impl Writers {
                 batch_size: p.batch_size,
                 linger: p.linger,
             };
-            shards.push((lane, conn, TombstoneHints::default()));
+            shards.push((i, lane, conn, TombstoneHints::default()));
         }
         Ok(Writers {
             shards,
@@ -339,8 +344,8 @@ impl Writers {
     async fn apply(&mut self, mut per_shard: BTreeMap<usize, Vec<WriteOp>>) -> Result<(), DbError> {
         let stats = &self.stats;
         let mut futures = Vec::new();
-        for (i, (lc, conn, hints)) in self.shards.iter_mut().enumerate() {
-            if let Some(ops) = per_shard.remove(&i) {
+        for (i, lc, conn, hints) in self.shards.iter_mut() {
+            if let Some(ops) = per_shard.remove(i) {
                 futures.push(async move { apply_batch(conn, lc, ops, None, stats, hints).await });
             }
         }
@@ -351,7 +356,7 @@ impl Writers {
     }
 
     async fn disconnect(self) {
-        for (_, conn, _) in self.shards {
+        for (_, _, conn, _) in self.shards {
             let _ = conn.disconnect().await;
         }
     }

@@ -36,14 +36,16 @@
 //! checkpoint can reach the end of the archive.
 
 use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 
+use futures_util::FutureExt;
 use mysql_async::Conn;
 
 use super::change::{SourceItem, Transaction};
 use super::events::{Decoder, DecoderOptions, TableFilter};
 use super::file::{framed_at, BinlogFile, FileError};
-use super::framing::{EventReader, MAGIC};
+use super::framing::{panic_text, EventReader, MAGIC};
 use super::schema::SchemaOrigin;
 use super::SourceError;
 use crate::position::{file_seq, Position};
@@ -128,6 +130,22 @@ impl Archive {
     /// The path of one of the files.
     pub fn path(&self, file: &str) -> PathBuf {
         self.dir.join(file)
+    }
+
+    /// The versions of the server builds that wrote the files (their
+    /// format descriptions' `@@version`), each once, in file order.
+    pub fn server_versions(&self) -> Result<Vec<String>, ArchiveError> {
+        let mut versions = Vec::new();
+        for file in &self.files {
+            let mut reader = EventReader::open(self.path(file)).map_err(Box::new)?;
+            if reader.next().map_err(Box::new)?.is_some() {
+                let v = reader.server_version();
+                if !v.is_empty() && !versions.contains(&v) {
+                    versions.push(v);
+                }
+            }
+        }
+        Ok(versions)
     }
 
     /// The last transaction boundary of the archive: the end of the last
@@ -289,14 +307,26 @@ impl ArchiveReader {
             if let Some(why) = &framed.undecodable {
                 return Err(reader.corrupt(framed.offset, why.clone()).into());
             }
-            let item = decoder
-                .handle(&framed.event, framed_at(&framed), self.schema_conn.as_mut())
-                .await
-                .map_err(|e| FileError::Event {
+            // a panic inside mysql_common's parsers is an error at this
+            // event, as for the offline reader (never a dead reader task)
+            let handled = AssertUnwindSafe(decoder.handle(
+                &framed.event,
+                framed_at(&framed),
+                self.schema_conn.as_mut(),
+            ))
+            .catch_unwind()
+            .await;
+            let item = match handled {
+                Ok(r) => r.map_err(|e| FileError::Event {
                     file: reader.path().to_string(),
                     offset: framed.offset,
                     source: Box::new(e),
-                })?;
+                })?,
+                Err(p) => {
+                    let message = format!("decoding the event panicked: {}", panic_text(&p));
+                    return Err(reader.corrupt(framed.offset, message).into());
+                }
+            };
             if let Some(item) = item {
                 return self.hand_on(item).map(Some);
             }

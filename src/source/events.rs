@@ -843,7 +843,9 @@ impl Decoder {
             _ => (start.clone(), 0, u64::from(event.header().event_size())),
         };
         let txn = self.txn.get_or_insert_with(Vec::new);
-        for row in rows.rows(tme) {
+        // every real row takes at least one byte (its null bitmap): a row of
+        // no bytes (a damaged event whose images name no column) ends it
+        for row in rows.rows(tme).take(rows.rows_data().len()) {
             let (before, after) = row.map_err(|e| SourceError::Decode {
                 position: start.clone(),
                 message: format!("{}: {e}", schema.full_name()),

@@ -7,8 +7,14 @@
 //!   the offline reader: transaction assembly, positions, compressed
 //!   payloads, table maps, schema completion;
 //! * [`framing`] — the event iterator over binlog files (framing, CRC32,
-//!   TRANSACTION_PAYLOAD decompression), shared by [`file`] and `inspect`;
+//!   TRANSACTION_PAYLOAD decompression), shared by [`file`], [`archive`]
+//!   and `inspect`; [`bounds`] checks bodies before mysql_common parses;
 //! * [`file`] — the offline reader of binlog files over the same decoder;
+//! * [`archive`] — a directory of archived binlog files as a source of the
+//!   pipeline (`replay --binlog-dir`), next to the [`stream`] tailer;
+//! * [`view`] — the event-level view behind `reshard inspect`;
+//! * [`rebuild`] — MariaDB's compressed events and pre-GA rows events
+//!   re-made as the plain events mysql_common parses;
 //! * [`json_binary`] — MySQL's binary JSON → the text MySQL prints;
 //! * [`schema`] — table schemas from TABLE_MAP metadata or information_schema;
 //! * [`history`] — the schema history: each mapped table's columns by
@@ -25,6 +31,7 @@
 //! * [`change`] — the types handed to the router.
 
 pub mod archive;
+pub mod bounds;
 pub mod change;
 pub mod checksum;
 pub mod collation;

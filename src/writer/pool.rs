@@ -10,6 +10,15 @@
 //! key's operations reach the target in binlog order (the module docs of
 //! [`super::lane`] argue why each batch is then safe). The coordinator only
 //! decides *what* to send; *where* an operation goes is decided here.
+//!
+//! # Shards of other processes
+//!
+//! With `[pipeline] shards`, the pool has lanes for this process's shards
+//! only, and drops the operations routed to the others: another process
+//! applies them, from its own checkpoint. Marks go to this process's lanes,
+//! so the watermark — and the checkpoint of this subset — names what is
+//! durable on *its* shards, which is all its checkpoint row claims
+//! (`docs/architecture.md`, "Scale-out: shard subsets").
 
 use std::sync::Arc;
 
@@ -37,7 +46,12 @@ pub type LaneExit = Result<Result<(), LaneError>, JoinError>;
 /// shard's lanes, chosen by [`lane_hash`] of table and key. (A function of
 /// its own so that the simulation in `tests/sim` assigns lanes with it.)
 pub fn lane_of(op: &WriteOp, per_shard: usize) -> usize {
-    op.shard * per_shard + (lane_hash(&op.table.name, &op.key_enc) % per_shard as u64) as usize
+    op.shard * per_shard + lane_in_shard(op, per_shard)
+}
+
+/// The index of an operation's lane among its shard's `per_shard` lanes.
+fn lane_in_shard(op: &WriteOp, per_shard: usize) -> usize {
+    (lane_hash(&op.table.name, &op.key_enc) % per_shard as u64) as usize
 }
 
 /// The writer lanes of one attempt.
@@ -45,6 +59,9 @@ pub struct LanePool {
     senders: Vec<mpsc::Sender<LaneMsg>>,
     tasks: JoinSet<Result<(), LaneError>>,
     per_shard: usize,
+    /// Per router shard index: the index of its first lane, or `None`
+    /// when another process applies the shard.
+    first_lane: Vec<Option<usize>>,
 }
 
 impl LanePool {
@@ -61,9 +78,16 @@ impl LanePool {
             senders: Vec::new(),
             tasks: JoinSet::new(),
             per_shard: p.lanes_per_shard,
+            first_lane: Vec::new(),
         };
         let (progress_tx, progress_rx) = mpsc::unbounded_channel::<LaneProgress>();
-        for (s, ep) in cfg.targets.values().enumerate() {
+        for ep in cfg.targets.values() {
+            if !cfg.applies(&ep.name) {
+                pool.first_lane.push(None);
+                continue;
+            }
+            let s = pool.first_lane.iter().flatten().count();
+            pool.first_lane.push(Some(s * p.lanes_per_shard));
             for l in 0..p.lanes_per_shard {
                 let link = Link::new(ep.clone(), p.connect_timeout);
                 let (tx, rx) = mpsc::channel(p.batch_size * 4);
@@ -93,14 +117,19 @@ impl LanePool {
         self.senders.is_empty()
     }
 
-    /// The lane of an operation: its shard's lanes, chosen by key.
-    fn lane_of(&self, op: &WriteOp) -> usize {
-        lane_of(op, self.per_shard)
+    /// The lane of an operation: its shard's lanes, chosen by key; `None`
+    /// when another process applies its shard.
+    fn lane_of(&self, op: &WriteOp) -> Option<usize> {
+        let first = (*self.first_lane.get(op.shard)?)?;
+        Some(first + lane_in_shard(op, self.per_shard))
     }
 
-    /// Queues an operation on its key's lane (waiting while the queue is full).
+    /// Queues an operation on its key's lane (waiting while the queue is
+    /// full); drops it when another process applies its shard.
     pub async fn send(&self, op: WriteOp) -> Result<(), LaneGone> {
-        let l = self.lane_of(&op);
+        let Some(l) = self.lane_of(&op) else {
+            return Ok(());
+        };
         let tx = self.senders.get(l).ok_or(LaneGone)?;
         tx.send(LaneMsg::Op(op)).await.map_err(|_| LaneGone)
     }
@@ -112,7 +141,12 @@ impl LanePool {
         let Some(o) = op.as_ref() else {
             return Ok(());
         };
-        let tx = self.senders.get(self.lane_of(o)).ok_or(LaneGone)?;
+        let Some(l) = self.lane_of(o) else {
+            // another process applies its shard
+            *op = None;
+            return Ok(());
+        };
+        let tx = self.senders.get(l).ok_or(LaneGone)?;
         let permit = tx.reserve().await.map_err(|_| LaneGone)?;
         if let Some(o) = op.take() {
             permit.send(LaneMsg::Op(o));

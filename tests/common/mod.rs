@@ -3,7 +3,9 @@
 //! `reshard` binary.
 #![allow(dead_code)]
 
+pub mod collations;
 pub mod fixtures;
+pub mod load;
 pub mod tables;
 
 use std::process::{Child, Output, Stdio};
