@@ -714,7 +714,6 @@ mod tests {
             key: k,
             kind,
             version: Version(version),
-            position: Position::new("b.000001", 4),
         }
     }
 
