@@ -216,7 +216,7 @@ pub fn opts(
     let mut b = OptsBuilder::from_opts(base)
         .prefer_socket(false)
         .init(init)
-        .stmt_cache_size(256)
+        .stmt_cache_size(16)
         .ssl_opts(ssl_opts(&ep.tls));
     if let Some(pw) = &ep.password {
         b = b.pass(Some(pw.clone()));
