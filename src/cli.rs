@@ -33,6 +33,11 @@ pub enum Command {
         /// With --from: replace an existing checkpoint.
         #[arg(long, requires = "from")]
         force: bool,
+        /// Let the DDL event starting at FILE:POS through whatever
+        /// `on_ddl` says (after making the targets fit; a halt names it).
+        /// Repeatable.
+        #[arg(long, value_name = "FILE:POS")]
+        accept_ddl: Vec<Position>,
     },
     /// Validate config and rules against the real schemas, route a sample
     /// of source rows (and optionally a binlog range) and report the
@@ -85,6 +90,10 @@ pub enum Command {
         /// ends at the archive's end without --to.
         #[arg(long, value_name = "DIR", conflicts_with = "from_gtid")]
         binlog_dir: Option<PathBuf>,
+        /// Let the DDL event starting at FILE:POS through whatever
+        /// `on_ddl` says. Repeatable.
+        #[arg(long, value_name = "FILE:POS")]
+        accept_ddl: Vec<Position>,
     },
     /// Checkpoint, floor, source head, lag and initial-copy progress.
     Status {
@@ -135,11 +144,69 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Cut-over fence: exit 0 once every shard has applied the source
+    /// through FILE:POS, MariaDB GTIDs, or `now` (the source's head at the
+    /// call); exit 1 on timeout with the lag per shard.
+    Wait {
+        /// The config file (reshard.toml).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// `now`, FILE:POS or GTIDs (MariaDB domain-server-seq,…).
+        #[arg(long, value_name = "FILE:POS|GTID|now")]
+        until: String,
+        /// Give up after this many seconds (default: wait as long as it takes).
+        #[arg(long, value_name = "S")]
+        timeout: Option<u64>,
+    },
+    /// Rows whose shard could not be derived (`on_derive_error =
+    /// "dead-letter"`): show them, re-drive them through the current
+    /// rules, or discard them.
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
     /// Create or upgrade reshard's own tables (control schema, and the
     /// per-shard tables on every target).
     Migrate {
         /// The config file (reshard.toml).
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+    },
+}
+
+/// `reshard dead-letters …`.
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterAction {
+    /// Show the dead letters: table, key, position, expression, error.
+    List {
+        /// The config file (reshard.toml).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Only this source table (DB.TABLE).
+        #[arg(long, value_name = "DB.TABLE")]
+        table: Option<String>,
+        /// Print exactly one JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Route the dead letters again through the current rules and apply
+    /// them at their own versions (never over newer data). Takes the
+    /// pipeline lease: stop `run` first. Exit 1 when some stay.
+    Retry {
+        /// The config file (reshard.toml).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Only this source table (DB.TABLE).
+        #[arg(long, value_name = "DB.TABLE")]
+        table: Option<String>,
+    },
+    /// Delete the dead letters (their rows stay off the targets).
+    Drop {
+        /// The config file (reshard.toml).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Only this source table (DB.TABLE).
+        #[arg(long, value_name = "DB.TABLE")]
+        table: Option<String>,
     },
 }

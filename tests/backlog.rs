@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use mysql_async::prelude::Queryable;
 use reshard_testkit::scenario::{connect, Scenario};
+use reshard_testkit::Cluster;
 
 /// Rows per multi-row statement (one source transaction each).
 const CHUNK: u64 = 1000;
@@ -162,21 +163,21 @@ async fn checkpoint_and_progress_advance_during_a_backlog() {
 
 /// Sets the source's global `net_write_timeout` for the sessions opened
 /// while it lives, and restores the default when dropped.
-struct NetWriteTimeout;
+struct NetWriteTimeout<'a>(&'a Cluster);
 
-impl NetWriteTimeout {
-    fn set(secs: u32) -> NetWriteTimeout {
-        cluster()
+impl<'a> NetWriteTimeout<'a> {
+    fn set(cluster: &'a Cluster, secs: u32) -> NetWriteTimeout<'a> {
+        cluster
             .source
             .sql(&format!("SET GLOBAL net_write_timeout = {secs}"))
             .unwrap();
-        NetWriteTimeout
+        NetWriteTimeout(cluster)
     }
 }
 
-impl Drop for NetWriteTimeout {
+impl Drop for NetWriteTimeout<'_> {
     fn drop(&mut self) {
-        let _ = cluster().source.sql("SET GLOBAL net_write_timeout = 60");
+        let _ = self.0.source.sql("SET GLOBAL net_write_timeout = 60");
     }
 }
 
@@ -202,9 +203,15 @@ async fn wait_for_log(s: &Scenario, what: &[&str], timeout: Duration) -> Option<
 /// checkpoint would: here at an XA transaction prepared before the backlog
 /// and committed after the stall, whose rows the new stream must read
 /// again. The attempt never fails, and the XA rows arrive.
+///
+/// Its servers are its own: the source-wide `net_write_timeout` and the XA
+/// transaction pending across the other tests' `--from` positions would
+/// otherwise reach them (another test's run met the XA COMMIT without its
+/// PREPARE and rightly stopped).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_shard_does_not_cost_the_binlog_stream() {
-    let s = Scenario::create(cluster(), "stall").unwrap();
+    let own = Cluster::start(2).unwrap();
+    let s = Scenario::create(&own, "stall").unwrap();
     s.configure("lanes_per_shard = 1\nbatch_size = 50").unwrap();
     migrate(&s);
     let start = s.source_head().await.unwrap();
@@ -218,7 +225,7 @@ async fn a_stalled_shard_does_not_cost_the_binlog_stream() {
         xa.query_drop(q).await.unwrap();
     }
     queue_backlog(&s, 100_000).await;
-    let timeout = NetWriteTimeout::set(5);
+    let timeout = NetWriteTimeout::set(&own, 5);
     // shard s0 stalls: its lane waits for the table lock
     let mut lock = connect(&s.shard_urls["s0"]).await.unwrap();
     lock.query_drop("LOCK TABLES orders WRITE").await.unwrap();
@@ -541,4 +548,51 @@ async fn a_second_sigterm_exits_at_once() {
     lock.query_drop("UNLOCK TABLES").await.unwrap();
     drop(lock);
     restart_converges(&s).await;
+}
+
+/// A SIGTERM during start-up asked the process to stop, but the listener
+/// was installed only once start-up was over (and only when its task first
+/// ran): before that, the signal's default action killed the process, so a
+/// stop sent early (a rolling restart, an operator's Ctrl-C) ended it by
+/// signal instead of with exit 0. Start-up is held here on a control table
+/// lock, so the signal surely arrives during it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_start_up_stops_cleanly() {
+    let s = Scenario::create(cluster(), "earlyterm").unwrap();
+    migrate(&s);
+    let mut lock = connect(&s.control_url).await.unwrap();
+    lock.query_drop("LOCK TABLES reshard_checkpoint WRITE")
+        .await
+        .unwrap();
+    let mut run = spawn_run(&s, &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let waiting: Vec<String> = lock
+            .query(
+                "SELECT COALESCE(INFO, '') FROM information_schema.PROCESSLIST \
+                 WHERE STATE LIKE 'Waiting for table%' AND INFO LIKE '%reshard_checkpoint%'",
+            )
+            .await
+            .unwrap();
+        if !waiting.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "start-up never read the checkpoint\n{}",
+            run_log(&s)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal(&run, libc::SIGTERM);
+    // the process is still there, waiting for the lock, not killed
+    let early = wait_exit(&mut run, Duration::from_millis(300));
+    lock.query_drop("UNLOCK TABLES").await.unwrap();
+    let st = early.or_else(|| wait_exit(&mut run, Duration::from_secs(60)));
+    let log = run_log(&s);
+    let Some(st) = st else {
+        crash(&mut run);
+        panic!("no exit after SIGTERM\n{log}");
+    };
+    assert_eq!(st.code(), Some(0), "{st:?}\n{log}");
 }

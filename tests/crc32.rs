@@ -671,10 +671,7 @@ async fn binlog_rows(
     start: Position,
     end: &Position,
 ) -> BTreeMap<i64, (Vec<Cell>, Arc<TableSchema>)> {
-    let ep = Endpoint {
-        name: "source".into(),
-        url: cluster().source.url(""),
-    };
+    let ep = Endpoint::new("source", cluster().source.url(""));
     let budget = Duration::from_secs(10);
     let stream = db::connect(&ep, Session::Read, budget)
         .await
@@ -694,6 +691,7 @@ async fn binlog_rows(
             flavor: Flavor::MariaDb,
             checksum: true,
             filter: Arc::new(move |d: &str, t: &str| d == want && t == "t"),
+            hold: Default::default(),
         },
     )
     .await
@@ -704,18 +702,19 @@ async fn binlog_rows(
             .await
             .expect("the tailer stalled")
             .expect("tailer error");
-        if let SourceItem::Transaction(txn) = item {
-            for ch in txn.changes {
-                let after = ch.after.expect("only inserts");
-                let id = match after.first() {
-                    Some(Cell::Int(i)) => *i,
-                    other => panic!("id cell {other:?}"),
-                };
-                rows.insert(id, (after, ch.table.clone()));
+        match item {
+            SourceItem::Rows(chunk) => {
+                for ch in chunk.changes {
+                    let after = ch.after.expect("only inserts");
+                    let id = match after.first() {
+                        Some(Cell::Int(i)) => *i,
+                        other => panic!("id cell {other:?}"),
+                    };
+                    rows.insert(id, (after, ch.table.clone()));
+                }
             }
-            if txn.end >= *end {
-                break;
-            }
+            SourceItem::Transaction(txn) if txn.end >= *end => break,
+            _ => {}
         }
     }
     tailer.close().await;
@@ -726,10 +725,7 @@ async fn binlog_rows(
 /// information_schema, rows through `source::rows`' select list on a
 /// writer session (binary character set, UTC), normalized like binlog rows.
 async fn snapshot_rows(db: &str) -> BTreeMap<i64, (Vec<Cell>, Arc<TableSchema>)> {
-    let ep = Endpoint {
-        name: "source".into(),
-        url: cluster().source.url(""),
-    };
+    let ep = Endpoint::new("source", cluster().source.url(""));
     let mut reader = db::connect(&ep, Session::Write, Duration::from_secs(10))
         .await
         .expect("reader connection");

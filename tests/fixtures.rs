@@ -13,7 +13,7 @@ use common::fixtures::{self, binlogs, path, BROKEN};
 
 use mysql_common::value::Value;
 use reshard::source::file::{FileError, FileSummary};
-use reshard::source::{BinlogFile, SourceItem, Transaction};
+use reshard::source::{BinlogFile, RowChange, SourceItem, Transaction};
 
 fn fixtures() -> Option<PathBuf> {
     fixtures::dir()
@@ -23,15 +23,26 @@ fn decode(path: &Path) -> Result<FileSummary, FileError> {
     BinlogFile::decode_all(path, Arc::new(|_, _| true))
 }
 
+/// A committed transaction: the rows of its chunks, and its end.
+#[derive(Debug)]
+struct Txn {
+    changes: Vec<RowChange>,
+    t: Transaction,
+}
+
 /// All committed transactions with rows.
-fn transactions(path: &Path) -> Vec<Transaction> {
+fn transactions(path: &Path) -> Vec<Txn> {
     let mut f = BinlogFile::open(path).unwrap();
     let mut out = Vec::new();
+    let mut changes = Vec::new();
     while let Some(item) = f.next().unwrap() {
-        if let SourceItem::Transaction(t) = item {
-            if !t.changes.is_empty() {
-                out.push(t);
-            }
+        match item {
+            SourceItem::Rows(c) => changes.extend(c.changes),
+            SourceItem::Transaction(t) if !changes.is_empty() => out.push(Txn {
+                changes: std::mem::take(&mut changes),
+                t,
+            }),
+            _ => {}
         }
     }
     out
@@ -196,7 +207,7 @@ fn binlog_parser_expected_rows() {
         after.contains(&bytes("3950 North 1st Street CA 95134")),
         "{after:?}"
     );
-    assert_eq!(first.position.file, "mysql-bin.01");
+    assert_eq!(first.position().file, "mysql-bin.01");
 }
 
 /// mysql-binlog-connector-java expects 1462 events in the Sakila binlog;
@@ -266,18 +277,9 @@ fn documented_values() {
     if let Some(p) = path("rust_mysql_common/transaction_compression.000001") {
         // rows inside a compressed payload are versioned by the payload's
         // start, and the transaction ends after the payload
-        let mut f = BinlogFile::open(&p).unwrap();
-        let mut got = None;
-        while let Some(item) = f.next().unwrap() {
-            if let SourceItem::Transaction(t) = item {
-                if !t.changes.is_empty() {
-                    got = Some(t);
-                }
-            }
-        }
-        let t = got.unwrap();
-        let start = t.changes[0].position.pos;
-        assert!(t.end.pos > start && start > 4, "{t:?}");
+        let t = transactions(&p).pop().unwrap();
+        let start = t.changes[0].position().pos;
+        assert!(t.t.end.pos > start && start > 4, "{t:?}");
     }
 }
 
@@ -301,5 +303,88 @@ fn non_binlogs_and_damage_are_errors() {
     assert!(
         e.to_string().contains("mysql-bin.000070 at byte offset"),
         "{e}"
+    );
+}
+
+/// A length-encoded integer as MySQL writes it.
+fn lenenc(v: u64) -> Vec<u8> {
+    match v {
+        0..=250 => vec![v as u8],
+        251..=0xffff => [vec![252], (v as u16).to_le_bytes().to_vec()].concat(),
+        0x1_0000..=0xff_ffff => [vec![253], v.to_le_bytes()[..3].to_vec()].concat(),
+        _ => [vec![254], v.to_le_bytes().to_vec()].concat(),
+    }
+}
+
+/// transaction_compression.000001 with its TRANSACTION_PAYLOAD re-made to
+/// hold the WRITE_ROWS event three times (recompressed, sizes and CRC32
+/// rewritten): every row inside one payload gets a version of its own,
+/// in order, all at the payload's position (no ties).
+#[test]
+fn rows_inside_one_payload_get_distinct_versions() {
+    let Some(p) = path("rust_mysql_common/transaction_compression.000001") else {
+        return;
+    };
+    let raw = std::fs::read(&p).unwrap();
+    let (at, size) = {
+        let mut at = 4;
+        loop {
+            let size = u32::from_le_bytes(raw[at + 9..at + 13].try_into().unwrap()) as usize;
+            if raw[at + 4] == 40 {
+                break (at, size);
+            }
+            at += size;
+        }
+    };
+    // the payload: fields (type, length, value) up to the end mark, zstd
+    let body = &raw[at + 19..at + size - 4];
+    let mut q = 0;
+    while body[q] != 0 {
+        q += 2 + usize::from(body[q + 1]);
+    }
+    let inner = zstd::decode_all(&body[q + 1..]).unwrap();
+    let mut events = Vec::new();
+    let mut i = 0;
+    while i < inner.len() {
+        let n = u32::from_le_bytes(inner[i + 9..i + 13].try_into().unwrap()) as usize;
+        let ev = inner[i..i + n].to_vec();
+        let copies = if ev[4] == 30 { 3 } else { 1 };
+        for _ in 0..copies {
+            events.extend_from_slice(&ev);
+        }
+        i += n;
+    }
+    let packed = zstd::encode_all(&events[..], 3).unwrap();
+    let mut fields = Vec::new();
+    for (ty, v) in [(1u8, packed.len() as u64), (2, 0), (3, events.len() as u64)] {
+        let enc = lenenc(v);
+        fields.push(ty);
+        fields.extend(lenenc(enc.len() as u64));
+        fields.extend(enc);
+    }
+    fields.push(0);
+    fields.extend(packed);
+    let new_size = 19 + fields.len() + 4;
+    let mut ev = raw[at..at + 19].to_vec();
+    ev[9..13].copy_from_slice(&(new_size as u32).to_le_bytes());
+    ev[13..17].copy_from_slice(&((at + new_size) as u32).to_le_bytes());
+    ev.extend(fields);
+    let crc = crc32fast::hash(&ev);
+    ev.extend(crc.to_le_bytes());
+    let file = [&raw[..at], &ev[..], &raw[at + size..]].concat();
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path().join("binlog.000042");
+    std::fs::write(&copy, file).unwrap();
+    let t = transactions(&copy);
+    let changes = &t[0].changes;
+    assert_eq!(changes.len(), 3);
+    assert!(changes.iter().all(|c| c.position().pos == at as u64));
+    let rows: Vec<u32> = changes.iter().map(|c| c.version.row()).collect();
+    assert_eq!(rows, [0, 1, 2], "one version per row, in order");
+    assert!(changes.windows(2).all(|w| w[0].version < w[1].version));
+    assert_eq!(
+        t[0].t.end.pos,
+        (at + new_size) as u64,
+        "the transaction ends after the payload"
     );
 }

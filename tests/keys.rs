@@ -7,6 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::collations::{collation_workload, exec, insert_first_spellings, CI_LATIN1, CI_UTF8};
 use common::tables::{add_table, compare_table, head, only_own_rules, Table};
 use common::*;
 use mysql_async::prelude::Queryable;
@@ -236,96 +237,6 @@ async fn insert_uuid_tx(tx: &mut mysql_async::Transaction<'_>, id: &[u8]) {
 // ---------------------------------------------------------------------
 // 2. Keys equal under the column's collation
 
-const CI_UTF8: Table = Table {
-    name: "ci_utf8",
-    columns: "k VARCHAR(40) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL, tenant INT NOT NULL, n INT NULL",
-    key: "PRIMARY KEY (k)",
-    shard: "crc32(tenant) % 4",
-    shard_sql: "CRC32(tenant) % 4",
-};
-
-const CI_LATIN1: Table = Table {
-    name: "ci_latin1",
-    columns: "k VARCHAR(40) CHARACTER SET latin1 COLLATE latin1_swedish_ci NOT NULL, tenant INT NOT NULL, n INT NULL",
-    key: "PRIMARY KEY (k)",
-    shard: "crc32(tenant) % 4",
-    shard_sql: "CRC32(tenant) % 4",
-};
-
-/// Pairs of keys equal under both collations (case, accents, trailing
-/// spaces under PAD SPACE), the first spelling inserted, the second the
-/// one a key is changed to.
-fn equal_pairs(i: usize) -> [(String, String); 4] {
-    [
-        (format!("case-{i}-abc"), format!("CASE-{i}-Abc")),
-        (format!("cafe-{i}"), format!("caf\u{e9}-{i}")),
-        (format!("pad-{i}"), format!("pad-{i}  ")),
-        (
-            format!("Mixed-{i}-\u{c9}t\u{e9}"),
-            format!("mIXED-{i}-\u{e9}T\u{c9} "),
-        ),
-    ]
-}
-
-async fn exec(c: &mut Conn, sql: String, params: Vec<Value>) {
-    c.exec_drop(sql, params).await.unwrap();
-}
-
-/// The changes of one table: key spellings changed to collation-equal
-/// ones (alone, with other columns, and back), a key deleted and its
-/// other spelling inserted (in one transaction and in two), non-key
-/// updates in between.
-async fn collation_workload(c: &mut Conn, table: &str, keys: usize) {
-    for i in 0..keys {
-        for (j, (a, b)) in equal_pairs(i).into_iter().enumerate() {
-            let t = format!("UPDATE {table} SET k = ? WHERE k = ?");
-            match (i + j) % 4 {
-                0 => exec(c, t, vec![b.into(), a.into()]).await,
-                1 => {
-                    exec(c, t.clone(), vec![b.clone().into(), a.clone().into()]).await;
-                    exec(
-                        c,
-                        format!("UPDATE {table} SET n = n + 1 WHERE k = ?"),
-                        vec![b.clone().into()],
-                    )
-                    .await;
-                    exec(c, t, vec![a.into(), b.into()]).await;
-                }
-                2 => {
-                    let mut tx = c
-                        .start_transaction(mysql_async::TxOpts::default())
-                        .await
-                        .unwrap();
-                    tx.exec_drop(format!("DELETE FROM {table} WHERE k = ?"), (a.clone(),))
-                        .await
-                        .unwrap();
-                    tx.exec_drop(
-                        format!("INSERT INTO {table} (k, tenant, n) VALUES (?, ?, 100)"),
-                        (b, i as i64),
-                    )
-                    .await
-                    .unwrap();
-                    tx.commit().await.unwrap();
-                }
-                _ => {
-                    exec(
-                        c,
-                        format!("DELETE FROM {table} WHERE k = ?"),
-                        vec![a.into()],
-                    )
-                    .await;
-                    exec(
-                        c,
-                        format!("INSERT INTO {table} (k, tenant, n) VALUES (?, ?, 200)"),
-                        vec![b.into(), (i as i64).into()],
-                    )
-                    .await;
-                }
-            }
-        }
-    }
-}
-
 /// Issue 8, item 2: under `utf8mb4_general_ci` and `latin1_swedish_ci`
 /// 'a' = 'A', 'e' = 'é' and trailing spaces are ignored. Keys changed to a
 /// collation-equal spelling must end with the source's current bytes on
@@ -338,16 +249,7 @@ async fn keys_equal_under_the_collation_keep_the_sources_bytes() {
     let keys = 40;
     let mut c = s.source().await.unwrap();
     for t in tables {
-        for i in 0..keys {
-            for (a, _) in equal_pairs(i) {
-                exec(
-                    &mut c,
-                    format!("INSERT INTO {} (k, tenant, n) VALUES (?, ?, 0)", t.name),
-                    vec![a.into(), (i as i64).into()],
-                )
-                .await;
-            }
-        }
+        insert_first_spellings(&mut c, t.name, keys).await;
     }
     let mut run = spawn_run(&s, &[]);
     wait_for_copy(&s, &mut run);

@@ -13,247 +13,16 @@
 mod common;
 
 use std::process::Child;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::{migrate, reshard, run_log, spawn_run, terminate, wait_until};
-use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, TxOpts};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-use reshard_testkit::scenario::{connect, Scenario};
-use reshard_testkit::{Cluster, MariaDb};
+use common::load::*;
+use common::{migrate, run_log, spawn_run, wait_until};
+use reshard_testkit::scenario::Scenario;
+use reshard_testkit::MariaDb;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Mutex, MutexGuard};
+use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
-
-/// The servers of this test binary, one test at a time (each test has a
-/// runtime of its own; the lock is an async one so that holding it across
-/// awaits blocks no runtime). A test that failed may have left a server
-/// stopped or reconfigured: each test starts from servers that run with
-/// their defaults.
-async fn servers() -> MutexGuard<'static, Cluster> {
-    static CLUSTER: OnceLock<Mutex<Cluster>> = OnceLock::new();
-    let cluster = CLUSTER.get_or_init(|| match Cluster::start(2) {
-        Ok(c) => Mutex::new(c),
-        Err(e) => panic!("cannot start the MariaDB test cluster: {e}"),
-    });
-    let mut guard = cluster.lock().await;
-    let c = &mut *guard;
-    for server in std::iter::once(&mut c.source).chain(c.targets.iter_mut()) {
-        server.start_again().expect("start the server again");
-        set_wait_timeout(server, 28800);
-    }
-    guard
-}
-
-fn set_wait_timeout(server: &MariaDb, secs: u32) {
-    server
-        .sql(&format!("SET GLOBAL wait_timeout = {secs}"))
-        .expect("set wait_timeout");
-}
-
-/// A steady load on the source: small transactions that insert, update
-/// (moving rows between shards too) and delete, from one connection that
-/// is opened again whenever the source drops it. Statements are written
-/// so that a transaction whose outcome was lost can run again.
-struct Load {
-    stop: Arc<AtomicBool>,
-    commits: Arc<AtomicU64>,
-    task: JoinHandle<()>,
-}
-
-impl Load {
-    fn start(s: &Scenario, first_id: u64) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let commits = Arc::new(AtomicU64::new(0));
-        let url = s.source_url.clone();
-        let (stop2, commits2) = (stop.clone(), commits.clone());
-        let task = tokio::spawn(async move {
-            let mut rng = StdRng::seed_from_u64(first_id);
-            let mut next = first_id;
-            let mut conn: Option<Conn> = None;
-            while !stop2.load(Ordering::Relaxed) {
-                let c = match conn.as_mut() {
-                    Some(c) => c,
-                    None => match connect(&url).await {
-                        Ok(c) => conn.insert(c),
-                        Err(_) => {
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
-                    },
-                };
-                match one_transaction(c, &mut rng, first_id, next).await {
-                    Ok(()) => {
-                        commits2.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(_) => conn = None,
-                }
-                next += 1;
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        });
-        Load {
-            stop,
-            commits,
-            task,
-        }
-    }
-
-    fn commits(&self) -> u64 {
-        self.commits.load(Ordering::Relaxed)
-    }
-
-    /// Waits until `n` more transactions were committed.
-    async fn wait_for(&self, n: u64, what: &str, s: &Scenario) {
-        let goal = self.commits() + n;
-        wait_until(s, what, Duration::from_secs(120), || async {
-            self.commits() >= goal
-        })
-        .await;
-    }
-
-    async fn stop(self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        self.task.await.expect("load task");
-        self.commits.load(Ordering::Relaxed)
-    }
-}
-
-async fn one_transaction(
-    c: &mut Conn,
-    rng: &mut StdRng,
-    first: u64,
-    id: u64,
-) -> Result<(), mysql_async::Error> {
-    let mut tx = c.start_transaction(TxOpts::default()).await?;
-    tx.exec_drop(
-        "INSERT INTO orders (id, buyer_id, note, qty) VALUES (?, ?, ?, ?) \
-         ON DUPLICATE KEY UPDATE buyer_id = VALUES(buyer_id), note = VALUES(note), qty = VALUES(qty)",
-        (id, rng.gen_range(-1000..1000), format!("order {id}"), rng.gen_range(0..100)),
-    )
-    .await?;
-    tx.exec_drop(
-        "INSERT INTO items (order_id, line, sku) VALUES (?, 1, ?) ON DUPLICATE KEY UPDATE sku = VALUES(sku)",
-        (id, format!("SKU{id}")),
-    )
-    .await?;
-    if id > first + 10 {
-        let other = rng.gen_range(first..id);
-        match rng.gen_range(0..4) {
-            0 => {
-                tx.exec_drop(
-                    "UPDATE orders SET note = ? WHERE id = ?",
-                    (format!("changed at {id}"), other),
-                )
-                .await?
-            }
-            // the shard key: the row moves to another shard
-            1 => {
-                tx.exec_drop(
-                    "UPDATE orders SET buyer_id = ? WHERE id = ?",
-                    (rng.gen_range(-1000..1000), other),
-                )
-                .await?
-            }
-            2 => {
-                tx.exec_drop("DELETE FROM orders WHERE id = ?", (other,))
-                    .await?;
-                tx.exec_drop("DELETE FROM items WHERE order_id = ?", (other,))
-                    .await?
-            }
-            _ => {
-                tx.exec_drop(
-                    "UPDATE items SET price = ? WHERE order_id = ?",
-                    (rng.gen_range(0..10_000), other),
-                )
-                .await?
-            }
-        }
-    }
-    tx.commit().await
-}
-
-/// A binlog position as an ordered pair (file sequence, offset).
-fn ordered(p: &(String, u64)) -> (u64, u64) {
-    let seq =
-        p.0.rsplit('.')
-            .next()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-    (seq, p.1)
-}
-
-async fn checkpoint(s: &Scenario) -> Option<(u64, u64)> {
-    s.checkpoint().await.ok().flatten().map(|c| ordered(&c))
-}
-
-async fn head(s: &Scenario) -> (u64, u64) {
-    ordered(&s.source_head().await.expect("source head"))
-}
-
-/// Waits until the checkpoint reaches the source head as it is now (the
-/// pipeline streams and applies).
-async fn wait_applied_to_now(s: &Scenario, what: &str) {
-    let now = head(s).await;
-    wait_until(s, what, Duration::from_secs(120), || async {
-        checkpoint(s).await.is_some_and(|c| c >= now)
-    })
-    .await;
-}
-
-/// Rows and newest version of both tables of a shard: changes whenever a
-/// write lands there.
-async fn shard_state(s: &Scenario, shard: &str) -> String {
-    let mut c = connect(&s.shard_urls[shard]).await.expect("connect shard");
-    let mut out = String::new();
-    for table in ["orders", "items"] {
-        let row: Option<(u64, Option<String>)> = c
-            .query_first(format!(
-                "SELECT COUNT(*), HEX(MAX(_reshard_version)) FROM `{table}`"
-            ))
-            .await
-            .expect("shard state");
-        out.push_str(&format!("{table}={row:?} "));
-    }
-    out
-}
-
-fn assert_running(run: &mut Child, s: &Scenario, when: &str) {
-    if let Some(status) = run.try_wait().expect("wait") {
-        panic!(
-            "reshard run exited ({status}) {when}; it must ride out transient failures\n{}",
-            run_log(s)
-        );
-    }
-}
-
-/// The end of every test: the load has stopped; the pipeline catches up,
-/// the targets equal the routed source, `verify` exits 0, the process is
-/// still the one started at the beginning, and SIGTERM ends it with 0.
-async fn converges_and_stops(s: &Scenario, run: &mut Child) {
-    s.wait_caught_up(Duration::from_secs(120))
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", run_log(s)));
-    assert_running(run, s, "before the end");
-    let diffs = s.compare(20).await.expect("compare");
-    assert!(diffs.is_empty(), "{}\n{}", diffs.join("\n"), run_log(s));
-    let out = reshard(s, &["verify"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "verify: {}{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        run_log(s)
-    );
-    assert_running(run, s, "at the end");
-    let status = terminate(run, Duration::from_secs(60));
-    assert!(status.success(), "SIGTERM: {status}\n{}", run_log(s));
-}
 
 /// Starts `run` on a fresh scenario and waits until it streams under load.
 async fn start_under_load(s: &Scenario) -> (Child, Load) {
@@ -295,7 +64,7 @@ fn kill(server: &MariaDb, ids: &[String]) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn target_down_for_15s_other_shards_go_on_and_the_checkpoint_waits() {
-    let mut c = servers().await;
+    let mut c = own_cluster().await;
     let s = Scenario::create(&c, "rec_outage").unwrap();
     let (mut run, load) = start_under_load(&s).await;
 
@@ -349,7 +118,7 @@ async fn target_down_for_15s_other_shards_go_on_and_the_checkpoint_waits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn source_restart_under_load() {
-    let mut c = servers().await;
+    let mut c = own_cluster().await;
     let s = Scenario::create(&c, "rec_source").unwrap();
     let (mut run, load) = start_under_load(&s).await;
 
@@ -363,7 +132,7 @@ async fn source_restart_under_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_reshard_connection_killed_on_a_target_and_on_the_source() {
-    let c = servers().await;
+    let c = own_cluster().await;
     let s = Scenario::create(&c, "rec_kill").unwrap();
     let (mut run, load) = start_under_load(&s).await;
 
@@ -394,7 +163,7 @@ async fn every_reshard_connection_killed_on_a_target_and_on_the_source() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_past_wait_timeout_then_continue() {
-    let c = servers().await;
+    let c = own_cluster().await;
     for server in c.servers() {
         set_wait_timeout(server, 5);
     }
@@ -410,7 +179,7 @@ async fn idle_past_wait_timeout_then_continue() {
     tokio::time::sleep(Duration::from_secs(15)).await;
     assert_running(&mut run, &s, "after the idle time");
     let holder = c.targets[0]
-        .sql("SELECT IS_USED_LOCK('reshard:rec_idle')")
+        .sql("SELECT IS_USED_LOCK('reshard:rec_idle:s0')")
         .expect("lease holder");
     assert_ne!(
         holder.trim(),
@@ -517,7 +286,7 @@ async fn pass(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_open_source_and_control_connections_are_detected() {
-    let c = servers().await;
+    let c = own_cluster().await;
     let s = Scenario::create(&c, "rec_halfopen").unwrap();
     s.configure("heartbeat_secs = 1").unwrap();
     let source = Proxy::start(c.source.port()).await;

@@ -50,6 +50,9 @@ async fn turn(metadata: &str, name: &str, with_b: bool) -> (Turn, Scenario) {
         .sql(&format!("SET GLOBAL binlog_row_metadata = {metadata}"))
         .unwrap();
     let s = Scenario::create(cluster(), name).unwrap();
+    // these tests are about decoding across DDL: the DDL policy lets every
+    // DDL through (tests/ddl_policy.rs tests the policy)
+    s.configure("on_ddl = \"ignore\"").unwrap();
     let cols = if with_b {
         "id INT PRIMARY KEY, a INT NULL, b INT NULL"
     } else {
@@ -171,14 +174,6 @@ fn assert_halts(s: &Scenario, run: &mut Child, needles: &[&str]) -> String {
     log
 }
 
-/// Runs `sql` on the source, in order.
-async fn on_source(s: &Scenario, sql: &[&str]) {
-    let mut src = s.source().await.unwrap();
-    for q in sql {
-        src.query_drop(*q).await.unwrap();
-    }
-}
-
 /// Migrates, loads 20 rows into `t` and starts `run` from before them;
 /// returns once it has caught up.
 async fn streaming(s: &Scenario) -> Child {
@@ -194,16 +189,6 @@ async fn streaming(s: &Scenario) -> Child {
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", run_log(s)));
     run
-}
-
-/// Starts `run`, waits until it has caught up with the source, and stops it.
-async fn run_until_caught_up(s: &Scenario, extra: &[&str]) {
-    let mut run = spawn_run(s, extra);
-    s.wait_caught_up(Duration::from_secs(90))
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", run_log(s)));
-    let st = terminate(&mut run, Duration::from_secs(30));
-    assert!(st.success(), "{}", run_log(s));
 }
 
 fn pos((file, pos): (String, u64)) -> String {

@@ -225,6 +225,16 @@ async fn sampler(shards: Vec<String>, stop: Arc<AtomicBool>, seed: u64) -> (u64,
     (reads, violations)
 }
 
+/// Waits until the run log shows `runs` runs started (past start-up:
+/// connected, lease taken, collations ready).
+async fn wait_started(s: &Scenario, runs: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while run_log(s).matches(" starting pipeline=").count() < runs {
+        assert!(std::time::Instant::now() < deadline, "{}", run_log(s));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashes_restarts_and_replays_converge_and_never_go_backwards() {
     let seed: u64 = std::env::var("RESHARD_TEST_SEED")
@@ -301,19 +311,11 @@ async fn crashes_restarts_and_replays_converge_and_never_go_backwards() {
     let mut boundaries: Vec<(String, u64)> = Vec::new();
     let mut crashes = 0;
     let mut replays = 0;
-    // runs that got through their start-up (pre-flight, lease, collations)
-    let started = |s: &Scenario| run_log(s).matches(" starting pipeline=").count();
-    let mut runs_started = 0;
     while crashes < 10 || replays < 2 || !workload.is_finished() || !tagged.is_finished() {
-        // a crash at a random point of the run's work, not of its start-up
-        // (which takes longer than the work on a loaded machine): every run
-        // copies or streams for a while
-        wait_until(&s, "the run to start", Duration::from_secs(60), || {
-            let now = started(&s);
-            async move { now > runs_started }
-        })
-        .await;
-        runs_started = started(&s);
+        // the crash comes at a random point after this run started, however
+        // long its start-up takes on a loaded machine (a fixed interval from
+        // the spawn killed every run before it did anything)
+        wait_started(&s, crashes + 1).await;
         tokio::time::sleep(Duration::from_millis(rng.gen_range(150..600))).await;
         if let Some(cp) = s.checkpoint().await.unwrap() {
             if boundaries.last() != Some(&cp) {

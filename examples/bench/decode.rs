@@ -104,10 +104,7 @@ fn timed(expected: u64, (rows, secs): (u64, f64)) -> Res<f64> {
 }
 
 async fn tailer_decode(b: &Bench, w: &Workload) -> Res<(u64, f64)> {
-    let ep = Endpoint {
-        name: "source".into(),
-        url: b.source.url(""),
-    };
+    let ep = Endpoint::new("source", b.source.url(""));
     let budget = Duration::from_secs(10);
     let stream = db::connect(&ep, Session::Read, budget).await?;
     let schema = db::connect(&ep, Session::Read, budget).await?;
@@ -123,14 +120,15 @@ async fn tailer_decode(b: &Bench, w: &Workload) -> Res<(u64, f64)> {
             flavor: Flavor::MariaDb,
             checksum: true,
             filter: Arc::new(|d: &str, t: &str| d == "bench" && t == "t"),
+            hold: Default::default(),
         },
     )
     .await?;
     let mut rows = 0u64;
     loop {
         match tailer.next().await? {
+            SourceItem::Rows(chunk) => rows += chunk.changes.len() as u64,
             SourceItem::Transaction(txn) => {
-                rows += txn.changes.len() as u64;
                 if txn.end >= w.end {
                     break;
                 }
@@ -148,8 +146,8 @@ fn file_decode(path: &Path) -> Res<(u64, f64)> {
     let mut f = BinlogFile::open(path)?;
     let mut rows = 0u64;
     while let Some(item) = f.next()? {
-        if let SourceItem::Transaction(txn) = item {
-            rows += txn.changes.len() as u64;
+        if let SourceItem::Rows(chunk) = item {
+            rows += chunk.changes.len() as u64;
         }
     }
     Ok((rows, t.elapsed().as_secs_f64()))

@@ -159,10 +159,7 @@ impl Bench {
     }
 
     pub fn shard_endpoint(&self, shard: usize) -> Endpoint {
-        Endpoint {
-            name: format!("s{shard}"),
-            url: self.target_of(shard).url(&format!("s{shard}")),
-        }
+        Endpoint::new(format!("s{shard}"), self.target_of(shard).url(&format!("s{shard}")))
     }
 
     /// Creates `name` on the source and, with the version column, in every

@@ -243,10 +243,10 @@ fn routed(cfg: &Path, file: &Path) -> Res<(Vec<String>, Vec<Row>)> {
     let mut columns = Vec::new();
     let mut rows = Vec::new();
     while let Some(item) = f.next()? {
-        let SourceItem::Transaction(txn) = item else {
+        let SourceItem::Rows(chunk) = item else {
             continue;
         };
-        for change in &txn.changes {
+        for change in &chunk.changes {
             for op in router.route(change, no_context())? {
                 let OpKind::Upsert(values) = op.kind else {
                     return Err("the workload has no deletes".into());
@@ -388,10 +388,7 @@ async fn replace_load(
     }
     let mut conns_open = Vec::new();
     for (server, stmts) in work {
-        let ep = Endpoint {
-            name: format!("target{server}"),
-            url: b.targets[server].url(""),
-        };
+        let ep = Endpoint::new(format!("target{server}"), b.targets[server].url(""));
         let conn = db::connect(&ep, Session::Write, Duration::from_secs(10)).await?;
         conns_open.push((conn, stmts));
     }

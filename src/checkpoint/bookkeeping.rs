@@ -54,8 +54,9 @@ pub struct Advance {
     pub log_position: bool,
 }
 
-/// Checkpoint bookkeeping of one attempt.
-#[derive(Debug)]
+/// Checkpoint bookkeeping of one attempt. (`Clone` and `Hash` let the
+/// simulation in `tests/sim` copy and fingerprint a pipeline's state.)
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Bookkeeping {
     /// Number of the last dispatched transaction (or heartbeat advance).
     seq: u64,

@@ -1,9 +1,11 @@
 //! Checkpoints: the checkpoint value ([`Checkpoint`]), the low-watermark
 //! computation ([`tracker`]), the coordinator's bookkeeping of what to save
-//! ([`bookkeeping`]) and tombstone pruning with its replay floor
-//! ([`prune`]). The tables they are stored in are [`crate::control`]'s.
+//! ([`bookkeeping`]), tombstone pruning with its replay floor
+//! ([`prune`]) and the failover check of a resumed checkpoint
+//! ([`continuity`]). The tables they are stored in are [`crate::control`]'s.
 
 pub mod bookkeeping;
+pub mod continuity;
 pub mod prune;
 pub mod tracker;
 

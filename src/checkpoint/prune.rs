@@ -36,7 +36,8 @@
 //! Only `run` ([`start`]), for as long as it runs. `replay` reads the floor
 //! once, at its start, and must not see it move: a tombstone pruned
 //! mid-replay would let the replay's older insert resurrect its row. A
-//! `run` cannot prune beside a replay either: both hold the pipeline lease.
+//! `run` cannot prune beside a replay of the same shards either: both hold
+//! their shards' leases, and a `run` prunes only the shards it applies.
 //!
 //! Tables versioned by a column (`version = { column }`) keep their
 //! tombstones: their versions do not order by binlog position.
@@ -107,7 +108,9 @@ pub async fn prune_once(
     };
     control::checkpoint::raise_floor(&mut control, &p.name, threshold).await?;
     let mut pruned = 0u64;
-    for ep in cfg.targets.values() {
+    // only this process's shards: another subset prunes its own, under
+    // its own floor (see `crate::control::subset`)
+    for ep in cfg.applied_targets() {
         let mut conn = db::connect(ep, Session::Write, budget).await?;
         pruned += shard::prune_tombstones(&mut conn, &ep.name, tables, threshold).await?;
     }

@@ -15,7 +15,7 @@
 use crate::position::Position;
 
 /// Progress reported by one lane.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LaneProgress {
     pub lane: usize,
     pub seq: u64,
@@ -23,8 +23,9 @@ pub struct LaneProgress {
     pub timestamp: u32,
 }
 
-/// Combines lane progress into the watermark.
-#[derive(Debug)]
+/// Combines lane progress into the watermark. (`Clone` and `Hash` let the
+/// simulation in `tests/sim` copy and fingerprint a pipeline's state.)
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Tracker {
     lanes: Vec<Option<LaneProgress>>,
 }

@@ -4,6 +4,7 @@
 //! Exit codes: 0 ok, 1 findings, 2 error (see `docs/architecture.md`,
 //! "Errors, retries and ownership").
 
+pub mod dead_letters;
 pub mod dry_run;
 pub mod inspect;
 pub mod migrate;
@@ -14,10 +15,11 @@ pub mod run;
 mod servers;
 pub mod status;
 pub mod verify;
+pub mod wait;
 
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, DeadLetterAction};
 
 /// Exit code for findings (dry-run, verify).
 pub const EXIT_FINDINGS: u8 = 1;
@@ -44,6 +46,45 @@ fn emit_report<R: serde::Serialize>(
     })
 }
 
+/// `reshard dead-letters …`.
+async fn dead_letter_action(action: DeadLetterAction) -> anyhow::Result<ExitCode> {
+    use dead_letters::Filter;
+    match action {
+        DeadLetterAction::List {
+            config,
+            table,
+            json,
+        } => {
+            dead_letters::list(
+                &config,
+                Filter {
+                    table: table.as_deref(),
+                },
+                json,
+            )
+            .await
+        }
+        DeadLetterAction::Retry { config, table } => {
+            dead_letters::retry(
+                &config,
+                Filter {
+                    table: table.as_deref(),
+                },
+            )
+            .await
+        }
+        DeadLetterAction::Drop { config, table } => {
+            dead_letters::drop(
+                &config,
+                Filter {
+                    table: table.as_deref(),
+                },
+            )
+            .await
+        }
+    }
+}
+
 /// Dispatches a parsed command line.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
@@ -51,8 +92,22 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
             from,
             force,
-        } => run::run(&config, from, force).await,
+            accept_ddl,
+        } => {
+            let args = run::RunArgs {
+                from,
+                force,
+                accept_ddl,
+            };
+            run::run(&config, args).await
+        }
         Command::Migrate { config } => migrate::migrate(&config).await,
+        Command::DeadLetters { action } => dead_letter_action(action).await,
+        Command::Wait {
+            config,
+            until,
+            timeout,
+        } => wait::wait(&config, &until, timeout).await,
         Command::Inspect {
             files,
             start_position,
@@ -92,6 +147,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             to,
             below_floor,
             binlog_dir,
+            accept_ddl,
         } => {
             replay::replay(
                 &config,
@@ -101,6 +157,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     to,
                     below_floor,
                     binlog_dir,
+                    accept_ddl,
                 },
             )
             .await

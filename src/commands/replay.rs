@@ -5,7 +5,9 @@
 //! is). Row changes below the pipeline's floor — the snapshot version or
 //! the tombstone pruning floor, whichever is higher — are skipped and
 //! counted, because their deletes may have left no tombstone: applying them
-//! could bring back a deleted row. `--below-floor` applies them anyway (for
+//! could bring back a deleted row. With shard subsets, the floor is the
+//! highest of any subset that applied one of the replay's shards (see
+//! [`crate::control::subset`]). `--below-floor` applies them anyway (for
 //! a target restored from an old backup), with a warning.
 //!
 //! A replay never prunes tombstones (only `run` does, and the lease keeps
@@ -27,7 +29,7 @@ use mysql_async::Conn;
 use super::replicator::{attempt_backoff, pause_and_reconnect, shutdown_signal, Replicator};
 use crate::checkpoint::Checkpoint;
 use crate::config::Config;
-use crate::control::checkpoint;
+use crate::control::{self, checkpoint};
 use crate::db::{Flavor, Retry};
 use crate::pipeline::{run_attempt, Attempt, Outcome};
 use crate::position::Position;
@@ -44,9 +46,13 @@ pub struct ReplayArgs {
     pub below_floor: bool,
     /// Read archived binlog files from this directory instead of the server.
     pub binlog_dir: Option<PathBuf>,
+    /// DDL events let through whatever `on_ddl` says.
+    pub accept_ddl: Vec<Position>,
 }
 
 pub async fn replay(path: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    // listening from the start (see `shutdown_signal`)
+    let _ = shutdown_signal();
     let start = match (&args.from, &args.from_gtid) {
         (Some(p), None) => StartAt::Position(p.clone()),
         (None, Some(g)) => StartAt::Gtid(g.clone()),
@@ -61,7 +67,7 @@ pub async fn replay(path: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
         return super::replay_archive::replay_archive(path, dir, from, &args).await;
     }
     let Replicator {
-        cfg,
+        mut cfg,
         router,
         lookups,
         mut servers,
@@ -75,6 +81,7 @@ pub async fn replay(path: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
             bail!("--to {to} is beyond the source's current head {head}");
         }
     }
+    cfg.pipeline.accept_ddl = args.accept_ddl.clone();
     let read = Read::Server { flavor, checksum };
     let replay = Replay::new(cfg, router, lookups, servers.control, identity, read);
     run_replay(replay, start, args.to.clone(), &args).await
@@ -127,6 +134,7 @@ pub(super) async fn run_replay(
     to: Option<Position>,
     args: &ReplayArgs,
 ) -> anyhow::Result<ExitCode> {
+    let stop_rx = shutdown_signal();
     let Replay {
         cfg,
         mut router,
@@ -145,7 +153,12 @@ pub(super) async fn run_replay(
     if let (Some(cp), Some(from)) = (&stored, &args.from) {
         check_epoch(&cfg, &mut control, cp, from).await?;
     }
-    let floor = checkpoint::floor(&mut control, name).await?;
+    // the highest floor of any subset that applied one of these shards:
+    // their tombstones may be pruned up to there
+    let subsets = control::subset::list(&mut control, &cfg.pipeline.base_name).await?;
+    let floor = checkpoint::floor(&mut control, name)
+        .await?
+        .max(control::subset::floor(&cfg.applied_shards(), &subsets));
     if args.below_floor {
         if let Some(f) = floor {
             tracing::warn!(floor = %f, "--below-floor: changes below the floor are applied; rows deleted before the floor may reappear until the replay passes their deletes");
@@ -165,7 +178,6 @@ pub(super) async fn run_replay(
     let forward_only = checkpoint::load(&mut control, name)
         .await?
         .map(|c| c.position);
-    let stop_rx = shutdown_signal();
     let mut backoff = attempt_backoff();
     loop {
         let mut skipped = 0u64;

@@ -7,7 +7,12 @@
 //! The source server is optional: when it is reachable, TABLE_MAPs without
 //! column names are completed from its information_schema; when it is not,
 //! the files must carry the names (`binlog_row_metadata=FULL`), and a table
-//! whose names are missing is an error naming it. Without `--to`, the
+//! whose names are missing is an error naming it. Key collations are
+//! settled at start ([`super::replicator::archive_key_collations`]):
+//! learned from the source for the tables it has, else from the TABLE_MAP's
+//! collation ids and the weights kept for the build that wrote the files,
+//! else an error naming the key column ("Keys and collations" in
+//! `docs/architecture.md`). Without `--to`, the
 //! replay ends at the archive's last transaction boundary (a replay of
 //! files does not go on streaming).
 
@@ -52,7 +57,7 @@ pub async fn replay_archive(
         router,
         lookups,
         mut servers,
-    } = ArchiveReplicator::start(path).await?;
+    } = ArchiveReplicator::start(path, &archive.server_versions()?).await?;
     let identity = identity(&cfg, &mut servers, &archive).await?;
     tracing::info!(dir = %dir.display(), from = %from, to = %to, files = archive.files.len(), source = servers.source.is_some(), "replaying archived binlog files");
     let read = Read::Archive(ArchiveSource {

@@ -5,6 +5,7 @@
 //! (see [`crate::control::lease`] and `docs/architecture.md`, "Errors,
 //! retries and ownership").
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,13 +18,14 @@ use tokio::sync::watch;
 use super::servers::Servers;
 use crate::config::{redact_url, Config};
 use crate::control;
-use crate::control::lease::{self, Acquire, Owner};
+use crate::control::lease::{self, Acquire, Claim, Owner};
 use crate::db::{self, Backoff, Flavor};
 use crate::pipeline::PipelineError;
 use crate::rules::lookup::Lookups;
 use crate::rules::{load_dir, Router, Rule};
 use crate::source::collation::{CollationLoader, KeyCollations};
 use crate::source::{self, preflight};
+use crate::writer::collation::Collation;
 
 /// A replicating command after its start-up checks.
 pub struct Replicator {
@@ -43,6 +45,7 @@ impl Replicator {
     pub async fn start(path: &Path) -> anyhow::Result<Replicator> {
         let (cfg, router, lookups) = load(path)?;
         let mut servers = Servers::connect(&cfg).await?;
+        check_grants(&cfg, &router, &mut servers).await?;
         servers.ensure_migrated(&cfg).await?;
         let flavor = db::flavor(&mut servers.source, "source").await?;
         let (checksum, _) = preflight::run_all(&mut servers.source)
@@ -65,6 +68,73 @@ impl Replicator {
     }
 }
 
+/// Every account has what reshard needs (see [`db::grants`]): the source
+/// account replication and `SELECT` on the mapped tables, the control
+/// account DML and DDL on the control database, each target account DML
+/// on its target tables and reshard's own. Stops naming each missing
+/// privilege with the `GRANT` that fixes it.
+async fn check_grants(cfg: &Config, router: &Router, servers: &mut Servers) -> anyhow::Result<()> {
+    use db::grants::{missing, Need, Scope};
+    let mut source = vec![
+        Need::new("REPLICATION SLAVE", Scope::Global),
+        Need {
+            also: &["BINLOG MONITOR", "SUPER"],
+            ..Need::new("REPLICATION CLIENT", Scope::Global)
+        },
+    ];
+    source.extend(router.rules().map(|r| {
+        Need::new(
+            "SELECT",
+            Scope::Table(r.source_db.clone(), r.source_table.clone()),
+        )
+    }));
+    let mut gaps = missing(&mut servers.source, "source", &source).await?;
+    let control_db = crate::config::db_name(&cfg.control.url).unwrap_or_default();
+    let control: Vec<Need> = [
+        "SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "INDEX",
+    ]
+    .into_iter()
+    .map(|p| Need::new(p, Scope::Db(control_db.clone())))
+    .collect();
+    gaps.extend(missing(&mut servers.control, "control", &control).await?);
+    for (name, conn) in &mut servers.targets {
+        let db = cfg
+            .targets
+            .get(name)
+            .and_then(|ep| crate::config::db_name(&ep.url))
+            .unwrap_or_default();
+        let mut tables: Vec<String> = router
+            .rules()
+            .filter(|r| r.shards.contains(name))
+            .map(|r| r.target.clone())
+            .chain([
+                "_reshard_tombstone".to_string(),
+                "_reshard_applied".to_string(),
+            ])
+            .collect();
+        tables.sort();
+        tables.dedup();
+        let needs: Vec<Need> = tables
+            .iter()
+            .flat_map(|t| {
+                ["SELECT", "INSERT", "UPDATE", "DELETE"].map(|p| Need {
+                    grant_on: Some(Scope::Db(db.clone())),
+                    ..Need::new(p, Scope::Table(db.clone(), t.clone()))
+                })
+            })
+            .collect();
+        gaps.extend(missing(conn, &format!("target {name}"), &needs).await?);
+    }
+    if gaps.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = gaps.iter().map(|g| format!("  {g}")).collect();
+    bail!(
+        "missing privileges (README, \"Grants\"):\n{}",
+        lines.join("\n")
+    )
+}
+
 /// Learns the collations of every mapped table's key columns from the
 /// source (or takes them from the control database, where they are kept
 /// per source build), refusing a column reshard cannot compare exactly
@@ -74,6 +144,30 @@ pub async fn key_collations<'a>(
     control: &mut Conn,
     rules: impl Iterator<Item = &'a Arc<Rule>>,
 ) -> anyhow::Result<KeyCollations> {
+    let learned = learn_key_collations(source, control, rules, false).await?;
+    Ok(learned.loader.finish())
+}
+
+/// What [`learn_key_collations`] learned.
+struct Learned<'a> {
+    loader: CollationLoader,
+    /// The source's `@@version`.
+    version: String,
+    /// The rules whose tables the source does not have (only when asked
+    /// to skip them).
+    absent: Vec<&'a Arc<Rule>>,
+}
+
+/// Learns the key collations of the rules' tables from the source, keeping
+/// each new one in the control database at once (a start that dies later
+/// need not learn it again). With `skip_absent`, a table the source does
+/// not have is returned instead of refused.
+async fn learn_key_collations<'a>(
+    source: &mut Conn,
+    control: &mut Conn,
+    rules: impl Iterator<Item = &'a Arc<Rule>>,
+    skip_absent: bool,
+) -> anyhow::Result<Learned<'a>> {
     let version: Option<String> = source
         .query_first("SELECT @@version")
         .await
@@ -83,13 +177,21 @@ pub async fn key_collations<'a>(
     let known = control::collations::load(control, &version).await?;
     let kept = known.len();
     let mut loader = CollationLoader::with_known(known);
-    let mut stored = 0;
+    let (mut stored, mut absent) = (0, Vec::new());
     for r in rules {
-        loader
-            .learn_table(source, &r.source_db, &r.source_table, r.key.as_deref())
-            .await
-            .with_context(|| format!("{}: the key of {}", r.file.display(), r.source_name()))?;
-        // kept at once: a start that dies later need not learn it again
+        let (db, table, key) = (&r.source_db, &r.source_table, r.key.as_deref());
+        let present = if skip_absent {
+            loader.learn_table_if_present(source, db, table, key).await
+        } else {
+            loader
+                .learn_table(source, db, table, key)
+                .await
+                .map(|()| true)
+        }
+        .with_context(|| format!("{}: the key of {}", r.file.display(), r.source_name()))?;
+        if !present {
+            absent.push(r);
+        }
         for c in loader.learned_now().iter().skip(stored) {
             control::collations::store(control, &version, c).await?;
             stored += 1;
@@ -101,9 +203,77 @@ pub async fn key_collations<'a>(
         ms = started.elapsed().as_millis() as u64,
         "key collations ready"
     );
-    Ok(loader.finish())
+    Ok(Learned {
+        loader,
+        version,
+        absent,
+    })
 }
 
+/// The key collations of `replay --binlog-dir`: learned from the source,
+/// when reachable, for the tables it has (as `run` does); every other
+/// table's key columns take the collation their TABLE_MAP names, with the
+/// weights the control database keeps for the server build(s) that wrote
+/// the files, `builds` (their format descriptions' versions). A text key
+/// whose weights are known by neither way is an error when its first row
+/// is routed, never compared byte-wise.
+pub async fn archive_key_collations<'a>(
+    source: Option<&mut Conn>,
+    control: &mut Conn,
+    rules: impl Iterator<Item = &'a Arc<Rule>>,
+    builds: &[String],
+) -> anyhow::Result<KeyCollations> {
+    let mut by_id: HashMap<u16, Arc<Collation>> = HashMap::new();
+    let (loader, absent) = match source {
+        Some(source) => {
+            let learned = learn_key_collations(source, control, rules, true).await?;
+            // the source's weights serve the files when it is their build
+            let wrote = |fde: &String| {
+                *fde == learned.version
+                    || (fde.chars().count() >= 49 && learned.version.starts_with(fde.as_str()))
+            };
+            if builds.iter().any(wrote) {
+                for c in learned.loader.known().filter(|c| c.id != 0) {
+                    by_id.insert(c.id, c.clone());
+                }
+            }
+            let why = "the table does not exist on the source";
+            (learned.loader, with_reason(learned.absent, why))
+        }
+        None => {
+            let why = "the source server is not reachable";
+            (CollationLoader::default(), with_reason(rules, why))
+        }
+    };
+    for build in builds {
+        for c in control::collations::load_for_binlog(control, build)
+            .await?
+            .into_values()
+        {
+            if c.id != 0 {
+                by_id.entry(c.id).or_insert(c);
+            }
+        }
+    }
+    tracing::info!(
+        from_binlog = absent.len(),
+        weights = by_id.len(),
+        builds = builds.join(", "),
+        "key collations of tables not on the source come from their TABLE_MAPs"
+    );
+    Ok(loader.finish_with_binlog(absent, by_id, builds.join(", ")))
+}
+
+/// `(db, table, why)` of each rule's source table.
+fn with_reason<'a>(
+    rules: impl IntoIterator<Item = &'a Arc<Rule>>,
+    why: &str,
+) -> Vec<(String, String, String)> {
+    rules
+        .into_iter()
+        .map(|r| (r.source_db.clone(), r.source_table.clone(), why.to_string()))
+        .collect()
+}
 /// `replay --binlog-dir` after its start-up checks: like [`Replicator`],
 /// but the source server is optional (the binlog comes from files; the
 /// source only answers for column names the files lack) and its settings
@@ -117,12 +287,21 @@ pub struct ArchiveReplicator {
 
 impl ArchiveReplicator {
     /// Loads config and rules, connects the control server and the targets
-    /// (and the source when reachable), checks migrations and takes the
-    /// pipeline lease.
-    pub async fn start(path: &Path) -> anyhow::Result<ArchiveReplicator> {
+    /// (and the source when reachable), checks migrations, settles the key
+    /// collations (see [`archive_key_collations`]; `builds`: the versions
+    /// of the servers that wrote the files) and takes the pipeline lease.
+    pub async fn start(path: &Path, builds: &[String]) -> anyhow::Result<ArchiveReplicator> {
         let (cfg, router, lookups) = load(path)?;
         let mut servers = Servers::connect_source_optional(&cfg).await?;
         servers.ensure_migrated(&cfg).await?;
+        let collations = archive_key_collations(
+            servers.source.as_mut(),
+            &mut servers.control,
+            router.rules(),
+            builds,
+        )
+        .await?;
+        let router = router.with_key_collations(Arc::new(collations));
         take_lease(&cfg, &mut servers.control).await?;
         Ok(ArchiveReplicator {
             cfg,
@@ -143,14 +322,35 @@ fn load(path: &Path) -> anyhow::Result<(Config, Router, Lookups)> {
     Ok((cfg, router, lookups))
 }
 
-/// Takes the pipeline lease, or says who holds it.
+/// Takes the lease of every shard this process applies, or says who holds
+/// one, and registers the process's subset (see
+/// [`crate::control::subset`]).
 async fn take_lease(cfg: &Config, control: &mut Conn) -> anyhow::Result<()> {
     let me = Owner::this_process();
-    let name = &cfg.pipeline.name;
-    match lease::acquire(control, name, me, Duration::ZERO).await? {
+    let claim = Claim::of(cfg);
+    let acquired = lease::acquire(control, &claim, me, Duration::ZERO).await?;
+    refused(cfg, acquired)?;
+    control::subset::register(control, &cfg.pipeline).await?;
+    Ok(())
+}
+
+/// The error of a refused lease.
+fn refused(cfg: &Config, acquired: Acquire) -> anyhow::Result<()> {
+    let name = &cfg.pipeline.base_name;
+    match acquired {
         Acquire::Acquired => Ok(()),
-        Acquire::HeldBy(Some(h)) => bail!("pipeline {name:?} is already running: another reshard holds its lease in the control database ({h})"),
-        Acquire::HeldBy(None) => bail!("pipeline {name:?} is already running (another reshard holds its lease in the control database)"),
+        Acquire::HeldBy { shard, holder: Some(h) } => bail!(
+            "pipeline {name:?} is already running on shard {shard}: another reshard ({}) holds its lease in the control database ({h})",
+            h.subset
+        ),
+        Acquire::HeldBy { shard, holder: None } => bail!(
+            "pipeline {name:?} is already running on shard {shard} (another reshard holds its lease in the control database)"
+        ),
+        Acquire::SameServerId(h) => bail!(
+            "[source] server_id {} is already used by another reshard of pipeline {name:?} ({}, {h}); the source would drop one binlog stream whenever the other connects. Give every process its own server_id",
+            cfg.server_id,
+            h.subset
+        ),
     }
 }
 
@@ -162,11 +362,22 @@ async fn take_lease(cfg: &Config, control: &mut Conn) -> anyhow::Result<()> {
 /// for death by a signal). That is always safe: the checkpoint only ever
 /// names work applied on every shard, the servers roll back the batches in
 /// flight, and a restart applies again whatever followed the checkpoint.
+///
+/// It listens from the moment it is called (not from when its task first
+/// runs), so the commands call it first thing: a signal during start-up is
+/// a request to stop, never death by the signal's default action.
+/// One listener per process: later calls return a receiver of the same
+/// one.
 pub fn shutdown_signal() -> watch::Receiver<bool> {
+    static STOP: std::sync::OnceLock<watch::Receiver<bool>> = std::sync::OnceLock::new();
+    STOP.get_or_init(listen_for_stop).clone()
+}
+
+fn listen_for_stop() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
+    // listening once, for both signals, so none is missed in between
+    let mut signals = StopSignals::listen();
     tokio::spawn(async move {
-        // listening once, for both signals, so none is missed in between
-        let mut signals = StopSignals::listen();
         let first = signals.next().await;
         tracing::info!(
             signal = first.name(),
@@ -302,10 +513,10 @@ pub async fn pause_and_reconnect(
 /// Makes sure `control` holds the lease (see [`pause_and_reconnect`]):
 /// `None` when it does, else why not yet.
 async fn keep_lease(cfg: &Config, control: &mut Conn) -> anyhow::Result<Option<&'static str>> {
-    let name = &cfg.pipeline.name;
+    let claim = Claim::of(cfg);
     // a live connection answers at once; a dead one is replaced (and its
     // session killed) below
-    let check = tokio::time::timeout(Duration::from_secs(2), lease::holds(control, name)).await;
+    let check = tokio::time::timeout(Duration::from_secs(2), lease::holds(control, &claim)).await;
     if let Ok(Ok(true)) = check {
         return Ok(None);
     }
@@ -315,18 +526,21 @@ async fn keep_lease(cfg: &Config, control: &mut Conn) -> anyhow::Result<Option<&
         Err(_) => return Ok(Some("control database unreachable")),
     };
     let me = Owner::this_process();
-    match lease::acquire(&mut fresh, name, me, lease::TAKEOVER_WAIT).await {
+    match lease::acquire(&mut fresh, &claim, me, lease::TAKEOVER_WAIT).await {
         Ok(Acquire::Acquired) => {
-            tracing::info!("pipeline lease taken again on a new control connection");
+            tracing::info!("shard leases taken again on a new control connection");
             *control = fresh;
             Ok(None)
         }
-        Ok(Acquire::HeldBy(Some(h))) if h.owner == *me => Ok(Some(
+        Ok(Acquire::HeldBy {
+            holder: Some(h), ..
+        }) if h.owner == *me => Ok(Some(
             "this process's lost control connection still holds the lease",
         )),
-        Ok(Acquire::HeldBy(h)) => {
-            let holder = h.map(|h| format!(" ({h})")).unwrap_or_default();
-            bail!("lost the pipeline lease to another reshard while reconnecting{holder}")
+        Ok(refusal) => {
+            refused(cfg, refusal)
+                .context("lost the lease to another reshard while reconnecting")?;
+            Ok(None)
         }
         Err(_) => Ok(Some("control database failed while taking the lease")),
     }

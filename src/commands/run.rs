@@ -2,7 +2,7 @@
 //!
 //! Start-up, in order: config and rules (errors name file, line, column);
 //! a connection to every server; reshard's tables migrated; source
-//! pre-flight checks; the pipeline lease; the start position. Then streaming
+//! pre-flight checks; the shard leases; the start position. Then streaming
 //! attempts, each resuming from the stored checkpoint; transient failures
 //! retry with backoff, definite ones stop with exit code 2. Tombstone
 //! pruning ([`crate::checkpoint::prune`]) runs beside them, for as long as
@@ -17,6 +17,9 @@
 //!   every change would be dropped silently. Raising `[pipeline] epoch`
 //!   continues on purpose.
 //! * `--from FILE:POS`: there, saved as the checkpoint before streaming.
+//! * neither, for a shard subset whose shards other subsets applied
+//!   before: where they stopped ([`crate::control::subset`]; a copy would
+//!   keep rows deleted since);
 //! * neither: the initial copy ([`crate::snapshot`]) at a consistent
 //!   position P saved *before* any row is copied (with the checkpoint P),
 //!   then streaming from P. A crash mid-copy resumes the copy.
@@ -28,8 +31,10 @@ use anyhow::{bail, Context};
 
 use super::replicator::{attempt_backoff, pause_and_reconnect, shutdown_signal, Replicator};
 use super::servers::Servers;
+use crate::checkpoint::continuity::{self, ContinuityError};
 use crate::checkpoint::{prune, Checkpoint};
 use crate::config::Config;
+use crate::control::subset::Inherit;
 use crate::control::{self, checkpoint};
 use crate::db::{self, Retry};
 use crate::pipeline::{run_attempt, Attempt, Outcome, PipelineError};
@@ -37,9 +42,20 @@ use crate::position::Position;
 use crate::snapshot;
 use crate::source::{self, StartAt};
 
-pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Result<ExitCode> {
+/// Arguments of `run`.
+pub struct RunArgs {
+    pub from: Option<Position>,
+    pub force: bool,
+    /// DDL events let through whatever `on_ddl` says.
+    pub accept_ddl: Vec<Position>,
+}
+
+pub async fn run(path: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
+    // listening from the start: a SIGTERM during the start-up checks is a
+    // shutdown request (the first attempt drains at once, exit 0), not death
+    let stop_rx = shutdown_signal();
     let Replicator {
-        cfg,
+        mut cfg,
         mut router,
         mut lookups,
         mut servers,
@@ -47,17 +63,21 @@ pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Re
         checksum,
         identity,
     } = Replicator::start(path).await?;
+    cfg.pipeline.accept_ddl = args.accept_ddl;
     let (start, mut needs_copy) =
-        start_position(&cfg, &mut servers, from, force, &identity).await?;
+        start_position(&cfg, &mut servers, args.from, args.force, &identity).await?;
     tracing::info!(pipeline = %cfg.pipeline.name, start = %start, epoch = cfg.pipeline.epoch, "starting");
     // the other start-up connections are not needed any more
     let Servers { mut control, .. } = servers;
-    let stop_rx = shutdown_signal();
     // pruning runs for as long as `run` does, between attempts too, and
     // ends with it on every path (a dropped task is aborted)
     let _pruning = prune::start(&cfg, &router);
+    // the GTID state at the checkpoint, for the next start's failover check
+    let _anchoring = continuity::start(&cfg);
 
     let mut backoff = attempt_backoff();
+    // the start checked the source; a later attempt follows a failure
+    let mut after_failure = false;
     loop {
         if needs_copy {
             let result = snapshot::copy(snapshot::Copy {
@@ -86,17 +106,16 @@ pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Re
                 }
             }
         }
-        let cp = match checkpoint::load(&mut control, &cfg.pipeline.name).await {
-            Ok(cp) => cp.context("the checkpoint disappeared from the control database")?,
-            Err(e) if e.retry() == Retry::Definite => return Err(e.into()),
+        let cp = match resume_point(&cfg, &mut control, &identity, after_failure).await? {
+            Ok(cp) => cp,
             Err(e) => {
-                let e = PipelineError::from(e);
                 if !pause_and_reconnect(&cfg, &mut control, &mut backoff, &stop_rx, &e).await? {
                     return Ok(ExitCode::SUCCESS);
                 }
                 continue;
             }
         };
+        after_failure = true;
         let mut skipped = 0;
         let attempt = Attempt {
             cfg: &cfg,
@@ -115,7 +134,10 @@ pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Re
             archive: None,
         };
         match run_attempt(attempt).await {
-            Ok(Outcome::Shutdown) | Ok(Outcome::ReachedEnd) => return Ok(ExitCode::SUCCESS),
+            Ok(Outcome::Shutdown) | Ok(Outcome::ReachedEnd) => {
+                continuity::log_record(&cfg).await;
+                return Ok(ExitCode::SUCCESS);
+            }
             Err(e) if e.retry() == Retry::Definite => return Err(e.into()),
             Err(e) => {
                 if !pause_and_reconnect(&cfg, &mut control, &mut backoff, &stop_rx, &e).await? {
@@ -124,6 +146,33 @@ pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Re
             }
         }
     }
+}
+
+/// The stored checkpoint an attempt starts from; after a failure, also
+/// checked against the source, which may have failed over meanwhile
+/// ([`continuity::recheck`]). `Ok(Err(_))`: a transient failure to pause
+/// on; `Err`: stop.
+async fn resume_point(
+    cfg: &Config,
+    control: &mut mysql_async::Conn,
+    identity: &str,
+    after_failure: bool,
+) -> anyhow::Result<Result<Checkpoint, PipelineError>> {
+    let cp = match checkpoint::load(control, &cfg.pipeline.name).await {
+        Ok(cp) => cp.context("the checkpoint disappeared from the control database")?,
+        Err(e) if e.retry() == Retry::Definite => return Err(e.into()),
+        Err(e) => return Ok(Err(e.into())),
+    };
+    if after_failure {
+        match continuity::recheck(cfg, identity, &cp.position).await {
+            Ok(()) => {}
+            Err(ContinuityError::Db(e)) if e.retry() == Retry::Transient => {
+                return Ok(Err(e.into()))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Ok(cp))
 }
 
 async fn start_position(
@@ -144,6 +193,7 @@ async fn start_position(
             );
         }
     }
+    let subsets = control::subset::list(&mut servers.control, &p.base_name).await?;
     if let Some(from) = from {
         let cp = Checkpoint {
             position: from.clone(),
@@ -151,14 +201,30 @@ async fn start_position(
             source_identity: identity.to_string(),
         };
         checkpoint::save(&mut servers.control, &p.name, &cp).await?;
+        // a position chosen by hand may be of another history
+        checkpoint::clear_anchor(&mut servers.control, &p.name).await?;
         if existing.as_ref().is_some_and(|old| p.epoch > old.epoch) {
             checkpoint::set_epoch_start(&mut servers.control, &p.name, &from).await?;
         }
+        inherit_floor(cfg, &mut servers.control, &subsets).await?;
         return Ok((from, false));
     }
     match existing {
         Some(cp) => {
             check_continuity(cfg, servers, &cp, identity).await?;
+            control::subset::check_resume(
+                &p.name,
+                &cp.position,
+                p.epoch,
+                &cfg.applied_shards(),
+                &subsets,
+            )
+            .with_context(|| {
+                format!(
+                    "resuming subset {} at its checkpoint {}",
+                    p.name, cp.position
+                )
+            })?;
             if cp.epoch != p.epoch || cp.source_identity != identity {
                 let new = Checkpoint {
                     epoch: p.epoch,
@@ -166,6 +232,7 @@ async fn start_position(
                     ..cp.clone()
                 };
                 checkpoint::save(&mut servers.control, &p.name, &new).await?;
+                checkpoint::clear_anchor(&mut servers.control, &p.name).await?;
                 if p.epoch > cp.epoch {
                     checkpoint::set_epoch_start(&mut servers.control, &p.name, &cp.position)
                         .await?;
@@ -184,18 +251,59 @@ async fn start_position(
                 copying,
             ))
         }
-        None => {
-            let flavor = db::flavor(&mut servers.source, "source").await?;
-            let pos = snapshot::consistent_position(&mut servers.source, flavor).await?;
-            snapshot::begin(&mut servers.control, &p.name, &pos, p.epoch, identity).await?;
-            tracing::info!(position = %pos, "no checkpoint: copying the existing rows at a consistent snapshot position, then streaming from it");
-            Ok((pos, true))
-        }
+        None => new_start(cfg, servers, identity, &subsets).await,
     }
 }
 
+/// The start of a pipeline (or shard subset) without a checkpoint: where
+/// other subsets left its shards, else the initial copy at a consistent
+/// position (see [`crate::control::subset`]).
+async fn new_start(
+    cfg: &Config,
+    servers: &mut Servers,
+    identity: &str,
+    subsets: &[control::subset::Subset],
+) -> anyhow::Result<(Position, bool)> {
+    let p = &cfg.pipeline;
+    let shards = cfg.applied_shards();
+    let inherited = control::subset::inherit(&p.name, &shards, subsets, p.epoch, identity)
+        .with_context(|| format!("starting the new shard subset {}", p.name))?;
+    if let Inherit::Resume { position, from, .. } = inherited {
+        let cp = Checkpoint {
+            position: position.clone(),
+            epoch: p.epoch,
+            source_identity: identity.to_string(),
+        };
+        check_continuity(cfg, servers, &cp, identity).await?;
+        checkpoint::save(&mut servers.control, &p.name, &cp).await?;
+        inherit_floor(cfg, &mut servers.control, subsets).await?;
+        tracing::info!(position = %position, from = %from.join(", "), "no checkpoint for this shard subset: resuming its shards where the subsets that applied them stopped");
+        return Ok((position, false));
+    }
+    let flavor = db::flavor(&mut servers.source, "source").await?;
+    let pos = snapshot::consistent_position(&mut servers.source, flavor).await?;
+    snapshot::begin(&mut servers.control, &p.name, &pos, p.epoch, identity).await?;
+    tracing::info!(position = %pos, "no checkpoint: copying the existing rows at a consistent snapshot position, then streaming from it");
+    Ok((pos, true))
+}
+
+/// Raises this subset's floor to the highest floor of a row that covers
+/// one of its shards: their tombstones may be pruned up to there.
+async fn inherit_floor(
+    cfg: &Config,
+    control: &mut mysql_async::Conn,
+    subsets: &[control::subset::Subset],
+) -> anyhow::Result<()> {
+    if let Some(f) = control::subset::floor(&cfg.applied_shards(), subsets) {
+        checkpoint::raise_floor(control, &cfg.pipeline.name, f).await?;
+    }
+    Ok(())
+}
+
 /// Refuses to stream when positions would produce versions that go
-/// backwards, unless the operator raised the epoch.
+/// backwards, unless the operator raised the epoch, and when the source no
+/// longer holds the checkpoint's history (restored, reset, failed over:
+/// [`continuity`]).
 async fn check_continuity(
     cfg: &Config,
     servers: &mut Servers,
@@ -220,6 +328,16 @@ async fn check_continuity(
     }
     let files = source::binlog_files(&mut servers.source).await?;
     if files.contains(&cp.position.file) {
+        if !raised {
+            let name = &cfg.pipeline.name;
+            continuity::check(
+                &mut servers.source,
+                &mut servers.control,
+                name,
+                &cp.position,
+            )
+            .await?;
+        }
         return Ok(());
     }
     let cp_seq = cp.position.seq()?;

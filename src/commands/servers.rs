@@ -22,7 +22,7 @@ impl Servers<Option<Conn>> {
     /// Like [`Servers::connect`], but an unreachable source is `None` (with
     /// a warning) rather than an error.
     pub async fn connect_source_optional(cfg: &Config) -> anyhow::Result<Self> {
-        let (source, control, targets) = connect_all(cfg, true, false).await?;
+        let (source, control, targets) = connect_all(cfg, true, false, false).await?;
         let source = match source {
             Ok(c) => Some(c),
             Err(e) => {
@@ -39,16 +39,24 @@ impl Servers<Option<Conn>> {
 }
 
 impl Servers {
-    /// Connects to source, control and every target, in parallel.
+    /// Connects to source, control and the targets this process applies
+    /// (`[pipeline] shards`: a process does not depend on the shards of
+    /// another), in parallel.
     pub async fn connect(cfg: &Config) -> anyhow::Result<Servers> {
-        Self::connect_with(cfg, true).await
+        let (source, control, targets) = connect_all(cfg, true, true, false).await?;
+        Ok(Servers {
+            source: source.context("source server")?,
+            control,
+            targets,
+        })
     }
 
-    /// Like [`Servers::connect`]; with `control_db` false the control
-    /// server is reached without selecting its database (which `migrate`
-    /// creates), for commands that must work before `migrate`.
+    /// Like [`Servers::connect`], but with every target (`verify`,
+    /// `dry-run`); with `control_db` false the control server is reached
+    /// without selecting its database (which `migrate` creates), for
+    /// commands that must work before `migrate`.
     pub async fn connect_with(cfg: &Config, control_db: bool) -> anyhow::Result<Servers> {
-        let (source, control, targets) = connect_all(cfg, control_db, true).await?;
+        let (source, control, targets) = connect_all(cfg, control_db, true, true).await?;
         Ok(Servers {
             source: source.context("source server")?,
             control,
@@ -57,13 +65,15 @@ impl Servers {
     }
 }
 
-/// Connects every server in parallel; the source's failure is returned
+/// Connects every server in parallel (of the targets, every one or only
+/// those this process applies); the source's failure is returned
 /// (or, when `require_source`, is the error, reported before any other
 /// server's), the others' are errors.
 async fn connect_all(
     cfg: &Config,
     control_db: bool,
     require_source: bool,
+    all_targets: bool,
 ) -> anyhow::Result<(anyhow::Result<Conn>, Conn, Vec<(String, Conn)>)> {
     let budget = cfg.pipeline.connect_timeout;
     let source = db::connect(&cfg.source, Session::Read, budget);
@@ -73,7 +83,12 @@ async fn connect_all(
         if control_db { None } else { Some(None) },
     )?;
     let control = db::connect_opts(&cfg.control, control_opts, budget);
-    let targets = futures_util::future::join_all(cfg.targets.values().map(|ep| async move {
+    let wanted: Vec<&crate::config::Endpoint> = if all_targets {
+        cfg.targets.values().collect()
+    } else {
+        cfg.applied_targets().collect()
+    };
+    let targets = futures_util::future::join_all(wanted.into_iter().map(|ep| async move {
         (
             ep.name.clone(),
             db::connect(ep, Session::Read, budget).await,

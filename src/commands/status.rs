@@ -1,5 +1,7 @@
 //! `reshard status`: checkpoint, floor, source head, lag in bytes and
-//! seconds, and the progress of the initial copy.
+//! seconds, and the progress of the initial copy — of this process's
+//! checkpoint row, and (`subsets`) of every shard subset of the pipeline
+//! with the process that applies it, if one runs.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -8,6 +10,8 @@ use mysql_async::Conn;
 use serde::Serialize;
 
 use super::servers::Servers;
+use crate::checkpoint::continuity;
+use crate::checkpoint::Checkpoint;
 use crate::config::Config;
 use crate::control::{self, checkpoint};
 use crate::position::Position;
@@ -32,6 +36,24 @@ struct Status {
     lag_seconds: Option<u64>,
     snapshot: Option<SnapshotStatus>,
     dead_letters: u64,
+    /// Every checkpoint row of the pipeline (one per shard subset).
+    subsets: Vec<SubsetStatus>,
+}
+
+/// One checkpoint row of the pipeline and who applies its shards.
+#[derive(Debug, Serialize)]
+struct SubsetStatus {
+    pipeline: String,
+    /// Its shards; empty: every shard of `[targets]`.
+    shards: Vec<String>,
+    checkpoint: Option<String>,
+    epoch: Option<u16>,
+    floor: Option<String>,
+    lag_bytes: Option<u64>,
+    lag_seconds: Option<u64>,
+    copying: bool,
+    /// The process holding its shards' leases (host, pid, since), if any.
+    running: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -42,7 +64,7 @@ struct SnapshotStatus {
 }
 
 /// Bytes of binlog between two positions, from `SHOW BINARY LOGS` sizes.
-fn lag_bytes(from: &Position, to: &Position, files: &[(String, u64)]) -> Option<u64> {
+pub(super) fn lag_bytes(from: &Position, to: &Position, files: &[(String, u64)]) -> Option<u64> {
     if from >= to {
         return Some(0);
     }
@@ -68,7 +90,7 @@ pub async fn status(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(path)?;
     let mut servers = Servers::connect(&cfg).await?;
     servers.ensure_migrated(&cfg).await?;
-    let st = collect(&mut servers, cfg.pipeline.name.clone()).await?;
+    let st = collect(&mut servers, &cfg).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&st)?);
     } else {
@@ -78,26 +100,19 @@ pub async fn status(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 /// Reads everything `status` shows.
-async fn collect(servers: &mut Servers, name: String) -> anyhow::Result<Status> {
+async fn collect(servers: &mut Servers, cfg: &Config) -> anyhow::Result<Status> {
+    let name = cfg.pipeline.name.clone();
     let cp = checkpoint::load(&mut servers.control, &name).await?;
     let floor = checkpoint::floor(&mut servers.control, &name).await?;
     let head = source::head(&mut servers.source).await?;
-    let files = binlog_sizes(&mut servers.source).await;
+    let files = continuity::binlog_sizes(&mut servers.source)
+        .await
+        .unwrap_or_default();
     let source_ts = checkpoint::source_ts(&mut servers.control, &name).await?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let lag_b = cp
-        .as_ref()
-        .and_then(|c| lag_bytes(&c.position, &head, &files));
-    let lag_s = match (&cp, source_ts) {
-        (Some(_), _) if lag_b == Some(0) => Some(0),
-        (Some(_), Some(ts)) if ts > 0 => Some(now.saturating_sub(u64::from(ts))),
-        _ => None,
-    };
+    let (lag_b, lag_s) = lags(cp.as_ref(), &head, &files, source_ts.unwrap_or(0));
     let snapshot = snapshot_status(&mut servers.control, &name).await?;
     let dead_letters = control::dead_letter::count(&mut servers.control, &name).await?;
+    let subsets = subsets(servers, &cfg.pipeline.base_name, &head, &files).await?;
     Ok(Status {
         pipeline: name,
         checkpoint: cp.as_ref().map(|c| c.position.to_string()),
@@ -108,21 +123,59 @@ async fn collect(servers: &mut Servers, name: String) -> anyhow::Result<Status> 
         lag_seconds: lag_s,
         snapshot,
         dead_letters,
+        subsets,
     })
 }
 
-/// `SHOW BINARY LOGS` as (file, size); empty when the source refuses.
-async fn binlog_sizes(source: &mut Conn) -> Vec<(String, u64)> {
-    use mysql_async::prelude::Queryable;
-    source
-        .query::<mysql_async::Row, _>("SHOW BINARY LOGS")
-        .await
-        .map(|rows| {
-            rows.into_iter()
-                .filter_map(|r| Some((r.get::<String, _>(0)?, r.get::<u64, _>(1)?)))
-                .collect()
+/// Lag in bytes and seconds of a checkpoint behind the source head.
+fn lags(
+    cp: Option<&Checkpoint>,
+    head: &Position,
+    files: &[(String, u64)],
+    source_ts: u32,
+) -> (Option<u64>, Option<u64>) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let lag_b = cp.and_then(|c| lag_bytes(&c.position, head, files));
+    let lag_s = match cp {
+        Some(_) if lag_b == Some(0) => Some(0),
+        Some(_) if source_ts > 0 => Some(now.saturating_sub(u64::from(source_ts))),
+        _ => None,
+    };
+    (lag_b, lag_s)
+}
+
+/// Every subset of the pipeline `base`, with the process applying it.
+async fn subsets(
+    servers: &mut Servers,
+    base: &str,
+    head: &Position,
+    files: &[(String, u64)],
+) -> anyhow::Result<Vec<SubsetStatus>> {
+    let rows = control::subset::list(&mut servers.control, base).await?;
+    let live = control::lease::live_holders(&mut servers.control, base).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let (lag_b, lag_s) = lags(r.checkpoint.as_ref(), head, files, r.source_ts);
+            SubsetStatus {
+                running: live
+                    .iter()
+                    .find(|h| h.subset == r.key)
+                    .map(|h| format!("host {}, pid {}", h.owner.host, h.owner.pid)),
+                pipeline: r.key,
+                shards: r.shards.unwrap_or_default(),
+                checkpoint: r.checkpoint.as_ref().map(|c| c.position.to_string()),
+                epoch: r.checkpoint.as_ref().map(|c| c.epoch),
+                floor: r.floor.map(|f| f.to_string()),
+                lag_bytes: lag_b,
+                lag_seconds: lag_s,
+                copying: r.copying,
+            }
         })
-        .unwrap_or_default()
+        .collect())
 }
 
 /// The initial copy's state and per-table progress, if there was a copy.
@@ -171,6 +224,7 @@ fn render(st: &Status) -> String {
         opt(st.lag_seconds.map(|s| s.to_string()))
     );
     let _ = writeln!(out, "dead letters {}", st.dead_letters);
+    render_subsets(&mut out, &st.subsets);
     if let Some(s) = &st.snapshot {
         let _ = writeln!(out, "snapshot     {} at {}", s.state, s.position);
         for t in &s.tables {
@@ -191,6 +245,36 @@ fn render(st: &Status) -> String {
         }
     }
     out
+}
+
+/// The subsets part of the human form (only when there are several, or
+/// the one there is is a subset).
+fn render_subsets(out: &mut String, subsets: &[SubsetStatus]) {
+    use std::fmt::Write;
+    if subsets.len() < 2 && subsets.iter().all(|s| s.shards.is_empty()) {
+        return;
+    }
+    let _ = writeln!(out, "subsets      {}", subsets.len());
+    for s in subsets {
+        let shards = if s.shards.is_empty() {
+            "all shards".to_string()
+        } else {
+            s.shards.join(",")
+        };
+        let _ = writeln!(
+            out,
+            "  {:<30} {:<16} checkpoint {}{}, lag {} bytes, {} s, {}",
+            s.pipeline,
+            shards,
+            s.checkpoint.as_deref().unwrap_or("-"),
+            if s.copying { " (copying)" } else { "" },
+            s.lag_bytes.map_or("-".into(), |b| b.to_string()),
+            s.lag_seconds.map_or("-".into(), |b| b.to_string()),
+            s.running
+                .as_deref()
+                .map_or("not running".into(), |r| format!("running: {r}"))
+        );
+    }
 }
 
 #[cfg(test)]

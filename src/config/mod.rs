@@ -11,6 +11,7 @@
 pub mod raw;
 mod redact;
 
+use crate::source::Hold;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,15 +28,87 @@ pub enum OnDeriveError {
     DeadLetter,
 }
 
+/// What a DDL statement on a mapped source table does to the pipeline
+/// (see [`crate::source::ddl_policy`]). Whatever the mode, a DDL that drops,
+/// renames or retypes a key, shard-expression or version column halts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnDdl {
+    /// Stop at every DDL of a mapped table (default; Vitess's `--on-ddl=STOP`).
+    Halt,
+    /// Carry added nullable or defaulted columns (adding them to the
+    /// targets), go on past changes that touch no column, halt on the rest.
+    Follow,
+    /// Log a warning and go on; the targets are the operator's business.
+    Ignore,
+}
+
+/// How a connection uses TLS (`ssl_mode`, or `?ssl-mode=` in the URL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// Never.
+    Disabled,
+    /// TLS when the server offers it, without verifying its certificate
+    /// (the MySQL clients' default).
+    #[default]
+    Preferred,
+    /// TLS or no connection, without verifying the certificate
+    /// (encryption against eavesdroppers, not against impostors).
+    Required,
+    /// TLS with the certificate verified against `ca_file` (else the
+    /// built-in web roots) and issued for the host name of the URL.
+    VerifyIdentity,
+}
+
+impl std::str::FromStr for TlsMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s.to_ascii_lowercase().replace('_', "-").as_str() {
+            "disabled" => TlsMode::Disabled,
+            "preferred" => TlsMode::Preferred,
+            "required" => TlsMode::Required,
+            "verify-identity" => TlsMode::VerifyIdentity,
+            _ => {
+                return Err(format!(
+                    "{s:?} is not a TLS mode (disabled, preferred, required, verify-identity)"
+                ))
+            }
+        })
+    }
+}
+
+/// TLS settings of an endpoint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tls {
+    pub mode: TlsMode,
+    /// CA certificate(s) (PEM), absolute: what `verify-identity` trusts
+    /// (instead of the built-in web roots).
+    pub ca_file: Option<PathBuf>,
+}
+
 /// A MySQL endpoint: its name for messages and its URL (secret inside).
 #[derive(Clone)]
 pub struct Endpoint {
     /// `source`, `control`, or the shard name.
     pub name: String,
     pub url: String,
+    /// From `password_file`: replaces the URL's password. Never shown.
+    pub password: Option<String>,
+    pub tls: Tls,
 }
 
 impl Endpoint {
+    /// An endpoint with the URL's own password and TLS `preferred`.
+    pub fn new(name: impl Into<String>, url: impl Into<String>) -> Endpoint {
+        Endpoint {
+            name: name.into(),
+            url: url.into(),
+            password: None,
+            tls: Tls::default(),
+        }
+    }
+
     /// The URL with the password replaced by `***`, for every message.
     pub fn redacted(&self) -> String {
         redact_url(&self.url)
@@ -73,14 +146,55 @@ pub enum Lanes {
     PerShard(usize),
 }
 
+impl Lanes {
+    /// How many lanes write each shard (with `lanes_per_server`, all of
+    /// its server's).
+    pub fn per_shard(self) -> usize {
+        match self {
+            Lanes::PerServer(n) | Lanes::PerShard(n) => n,
+        }
+    }
+}
+
 /// `lanes_per_shard` when neither it nor `lanes_per_server` is set.
 pub const DEFAULT_LANES_PER_SHARD: usize = 2;
+
+impl Config {
+    /// Whether this process applies the shard `name` (`[pipeline] shards`;
+    /// every shard by default).
+    pub fn applies(&self, name: &str) -> bool {
+        self.pipeline
+            .shards
+            .as_ref()
+            .is_none_or(|s| s.iter().any(|x| x == name))
+    }
+
+    /// The targets this process applies, in name order.
+    pub fn applied_targets(&self) -> impl Iterator<Item = &Endpoint> {
+        self.targets.values().filter(|ep| self.applies(&ep.name))
+    }
+
+    /// The names of the shards this process applies, in name order.
+    pub fn applied_shards(&self) -> Vec<String> {
+        self.applied_targets().map(|ep| ep.name.clone()).collect()
+    }
+}
 
 /// `[pipeline]` after validation.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
-    /// Names this pipeline's checkpoint in the control database.
+    /// Names this process's rows in the control database (checkpoint,
+    /// copy progress, floor, position log, schema history, dead letters)
+    /// and its lanes' rows on the shards: `[pipeline] name`, followed by
+    /// `/` and the shard subset when `shards` names one ([`subset_key`]).
     pub name: String,
+    /// `[pipeline] name` as configured, shared by every shard subset: the
+    /// per-shard leases are taken under it.
+    pub base_name: String,
+    /// `[pipeline] shards`: the subset this process applies, sorted;
+    /// `None` when it applies every shard of `[targets]` (also when the
+    /// list names them all).
+    pub shards: Option<Vec<String>>,
     /// Directory of rule files, absolute.
     pub rules: PathBuf,
     pub epoch: u16,
@@ -91,6 +205,10 @@ pub struct Pipeline {
     pub connect_timeout: Duration,
     pub progress_interval: Duration,
     pub on_derive_error: OnDeriveError,
+    pub on_ddl: OnDdl,
+    /// DDL events (by start position) the operator handled and lets
+    /// through whatever `on_ddl` says (`run --accept-ddl`; not a config key).
+    pub accept_ddl: Vec<crate::position::Position>,
     pub heartbeat: Duration,
     pub lookup_ttl: Duration,
     pub snapshot_chunk_rows: usize,
@@ -100,6 +218,9 @@ pub struct Pipeline {
     pub snapshot_readers: usize,
     pub tombstone_retention: Duration,
     pub prune_interval: Duration,
+    /// How transactions' rows are held until their outcome and handed out
+    /// (`hold_memory_mb`, `spool_dir`, `stream_chunk_rows`).
+    pub hold: Hold,
 }
 
 /// A config that cannot be used. Every variant names the file.
@@ -117,18 +238,86 @@ pub enum ConfigError {
         column: usize,
         message: String,
     },
-    #[error("{path}: {key}: environment variable ${{{var}}} is not set")]
+    #[error("{}: {key}: environment variable ${{{var}}} is not set", located(path, *at))]
     MissingVar {
         path: PathBuf,
+        /// Line and column of the key, once known.
+        at: Option<(usize, usize)>,
         key: String,
         var: String,
     },
-    #[error("{path}: {key}: {message}")]
+    #[error("{}: {key}: cannot read {file}: {source}", located(path, *at))]
+    File {
+        path: PathBuf,
+        at: Option<(usize, usize)>,
+        key: String,
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {key}: {message}", located(path, *at))]
     Invalid {
         path: PathBuf,
+        at: Option<(usize, usize)>,
         key: String,
         message: String,
     },
+}
+
+/// `path:line:column`, or the path alone.
+fn located(path: &Path, at: Option<(usize, usize)>) -> String {
+    match at {
+        Some((l, c)) => format!("{}:{l}:{c}", path.display()),
+        None => path.display().to_string(),
+    }
+}
+
+impl ConfigError {
+    /// Places an error about a key at the key's line and column in `text`.
+    fn place(mut self, text: &str) -> ConfigError {
+        if let ConfigError::MissingVar { key, at, .. }
+        | ConfigError::File { key, at, .. }
+        | ConfigError::Invalid { key, at, .. } = &mut self
+        {
+            *at = key_position(text, key);
+        }
+        self
+    }
+}
+
+/// Where `section.key[.inner]` is written in a config text (1-based line
+/// and column of the key), when it is written as `[section]` then
+/// `key = …` (`inner` inside an inline table on that line).
+fn key_position(text: &str, key: &str) -> Option<(usize, usize)> {
+    let mut parts = key.splitn(3, '.');
+    let (section, name, inner) = (parts.next()?, parts.next(), parts.next());
+    let lines: Vec<&str> = text.lines().collect();
+    let header = lines
+        .iter()
+        .position(|l| l.trim() == format!("[{section}]"))?;
+    let Some(name) = name else {
+        return Some((header + 1, 1));
+    };
+    for (i, line) in lines.iter().enumerate().skip(header + 1) {
+        let t = line.trim_start();
+        if t.starts_with('[') {
+            break;
+        }
+        let is_key = t
+            .strip_prefix(name)
+            .is_some_and(|rest| rest.trim_start().starts_with('='));
+        if !is_key {
+            continue;
+        }
+        let mut col = line.len() - t.len();
+        if let Some(inner) = inner {
+            col = line
+                .find(&format!("{inner} "))
+                .or_else(|| line.find(&format!("{inner}=")))
+                .unwrap_or(col);
+        }
+        return Some((i + 1, line[..col].chars().count() + 1));
+    }
+    Some((header + 1, 1))
 }
 
 impl Config {
@@ -156,25 +345,27 @@ impl Config {
                 message: e.message().to_string(),
             }
         })?;
-        Self::from_raw(path, raw, env)
+        Self::from_raw(path, text, raw, env).map_err(|e| e.place(text))
     }
 
     fn from_raw(
         path: &Path,
-        raw: raw::RawConfig,
+        text: &str,
+        mut raw: raw::RawConfig,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let check = Check { path, env };
-        let source = check.endpoint("source.url", "source", &raw.source.url)?;
+        let check = Check { path, text, env };
+        let source = check.endpoint("source", "source", &raw.source.url, raw.source.conn())?;
         if raw.source.server_id == 0 {
             return Err(check.invalid(
                 "source.server_id",
                 "must be a non-zero replica server id, unique among the source's replicas".into(),
             ));
         }
-        let control = check.control(&raw.control.url)?;
+        let control = check.control(&raw.control.url, raw.control.conn())?;
         let targets = check.targets(&raw.targets)?;
-        let pipeline = check.pipeline(raw.pipeline)?;
+        let shards = check.shards(raw.pipeline.shards.take(), &targets)?;
+        let pipeline = check.pipeline(raw.pipeline, shards)?;
         Ok(Config {
             path: path.to_path_buf(),
             source,
@@ -197,6 +388,7 @@ impl Config {
 /// paths) and how `${VAR}` is resolved.
 struct Check<'a> {
     path: &'a Path,
+    text: &'a str,
     env: &'a dyn Fn(&str) -> Option<String>,
 }
 
@@ -204,21 +396,34 @@ impl Check<'_> {
     fn invalid(&self, key: &str, message: String) -> ConfigError {
         ConfigError::Invalid {
             path: self.path.to_path_buf(),
+            at: None,
             key: key.to_string(),
             message,
         }
     }
 
-    /// A server URL with `${VAR}`s expanded, which must parse.
-    fn endpoint(&self, key: &str, name: &str, url: &str) -> Result<Endpoint, ConfigError> {
+    /// A server's endpoint: the URL with `${VAR}`s expanded and its TLS
+    /// parameters taken out (it must then parse), the password from
+    /// `password_file`, the TLS settings. `section` prefixes the keys in
+    /// messages (`source`, `control`, `targets.NAME`).
+    fn endpoint(
+        &self,
+        section: &str,
+        name: &str,
+        url: &str,
+        conn: raw::RawConnOpts,
+    ) -> Result<Endpoint, ConfigError> {
+        let key = format!("{section}.url");
         let url = expand_env(url, self.env).map_err(|var| ConfigError::MissingVar {
             path: self.path.to_path_buf(),
-            key: key.to_string(),
+            at: None,
+            key: key.clone(),
             var,
         })?;
+        let (url, url_mode, url_ca) = split_tls_params(&url).map_err(|m| self.invalid(&key, m))?;
         if let Err(e) = mysql_async::Opts::from_url(&url) {
             return Err(self.invalid(
-                key,
+                &key,
                 format!(
                     "{} is not a valid mysql:// URL: {}",
                     redact_url(&url),
@@ -226,15 +431,53 @@ impl Check<'_> {
                 ),
             ));
         }
+        let password = match &conn.password_file {
+            Some(f) => Some(self.password(&format!("{section}.password_file"), f)?),
+            None => None,
+        };
+        let ca_file = conn.ca_file.or(url_ca).map(|f| self.relative(&f));
+        if let Some(f) = &ca_file {
+            std::fs::metadata(f).map_err(|source| ConfigError::File {
+                path: self.path.to_path_buf(),
+                at: None,
+                key: format!("{section}.ca_file"),
+                file: f.clone(),
+                source,
+            })?;
+        }
         Ok(Endpoint {
             name: name.to_string(),
             url,
+            password,
+            tls: Tls {
+                mode: conn.ssl_mode.or(url_mode).unwrap_or_default(),
+                ca_file,
+            },
         })
     }
 
+    /// A path relative to the config file's directory.
+    fn relative(&self, file: &str) -> PathBuf {
+        self.path.parent().unwrap_or(Path::new(".")).join(file)
+    }
+
+    /// The password in `file`, without one trailing newline.
+    fn password(&self, key: &str, file: &str) -> Result<String, ConfigError> {
+        let f = self.relative(file);
+        let text = std::fs::read_to_string(&f).map_err(|source| ConfigError::File {
+            path: self.path.to_path_buf(),
+            at: None,
+            key: key.to_string(),
+            file: f.clone(),
+            source,
+        })?;
+        let pw = text.strip_suffix('\n').unwrap_or(&text);
+        Ok(pw.strip_suffix('\r').unwrap_or(pw).to_string())
+    }
+
     /// `[control] url`, which must name the control database.
-    fn control(&self, url: &str) -> Result<Endpoint, ConfigError> {
-        let control = self.endpoint("control.url", "control", url)?;
+    fn control(&self, url: &str, conn: raw::RawConnOpts) -> Result<Endpoint, ConfigError> {
+        let control = self.endpoint("control", "control", url, conn)?;
         if db_name(&control.url).is_none() {
             return Err(self.invalid(
                 "control.url",
@@ -250,15 +493,16 @@ impl Check<'_> {
     /// `[targets]`: at least one, each URL naming its database.
     fn targets(
         &self,
-        raw: &BTreeMap<String, String>,
+        raw: &BTreeMap<String, raw::RawTarget>,
     ) -> Result<BTreeMap<String, Endpoint>, ConfigError> {
         if raw.is_empty() {
             return Err(self.invalid("targets", "at least one target shard is required".into()));
         }
         let mut targets = BTreeMap::new();
-        for (name, url) in raw {
+        for (name, target) in raw {
             let key = format!("targets.{name}");
-            let ep = self.endpoint(&key, name, url)?;
+            let (url, conn) = target.parts();
+            let ep = self.endpoint(&key, name, url, conn)?;
             if db_name(&ep.url).is_none() {
                 return Err(self.invalid(
                     &key,
@@ -273,9 +517,65 @@ impl Check<'_> {
         Ok(targets)
     }
 
+    /// An error at a place in the file.
+    fn at(&self, span: std::ops::Range<usize>, message: String) -> ConfigError {
+        let (line, column) = line_col(self.text, span.start);
+        ConfigError::Syntax {
+            path: self.path.to_path_buf(),
+            line,
+            column,
+            message,
+        }
+    }
+
+    /// `[pipeline] shards`: every name a target, none twice, at least one.
+    /// A list of every target is the default (`None`).
+    fn shards(
+        &self,
+        raw: Option<toml::Spanned<Vec<toml::Spanned<String>>>>,
+        targets: &BTreeMap<String, Endpoint>,
+    ) -> Result<Option<Vec<String>>, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        let span = raw.span();
+        let mut names: Vec<String> = Vec::new();
+        for name in raw.into_inner() {
+            let span = name.span();
+            let name = name.into_inner();
+            if !targets.contains_key(&name) {
+                let known: Vec<&str> = targets.keys().map(String::as_str).collect();
+                return Err(self.at(
+                    span,
+                    format!(
+                        "pipeline.shards: unknown shard {name:?} (the shards of [targets] are {})",
+                        known.join(", ")
+                    ),
+                ));
+            }
+            if names.contains(&name) {
+                return Err(self.at(span, format!("pipeline.shards: {name:?} is named twice")));
+            }
+            names.push(name);
+        }
+        if names.is_empty() {
+            return Err(self.at(
+                span,
+                "pipeline.shards: name at least one shard (leave the key out to apply every shard)"
+                    .into(),
+            ));
+        }
+        names.sort();
+        Ok((names.len() < targets.len()).then_some(names))
+    }
+
     /// `[pipeline]`: limits checked, the rules directory made absolute
     /// against the config file's directory, durations typed.
-    fn pipeline(&self, p: raw::RawPipeline) -> Result<Pipeline, ConfigError> {
+    fn pipeline(
+        &self,
+        p: raw::RawPipeline,
+        shards: Option<Vec<String>>,
+    ) -> Result<Pipeline, ConfigError> {
         let base = self.path.parent().unwrap_or(Path::new("."));
         let rules = base.join(&p.rules);
         let positive = |key: &str, v: u64| -> Result<(), ConfigError> {
@@ -306,6 +606,7 @@ impl Check<'_> {
         positive("pipeline.connect_timeout_secs", p.connect_timeout_secs)?;
         positive("pipeline.snapshot_chunk_rows", p.snapshot_chunk_rows as u64)?;
         positive("pipeline.snapshot_readers", p.snapshot_readers as u64)?;
+        positive("pipeline.stream_chunk_rows", p.stream_chunk_rows as u64)?;
         if p.batch_size > 10_000 {
             return Err(self.invalid(
                 "pipeline.batch_size",
@@ -315,8 +616,19 @@ impl Check<'_> {
         if p.name.is_empty() || p.name.len() > 64 {
             return Err(self.invalid("pipeline.name", "must be 1 to 64 characters".into()));
         }
+        let name = match &shards {
+            None => p.name.clone(),
+            Some(s) => subset_key(&p.name, s).ok_or_else(|| {
+                self.invalid(
+                    "pipeline.name",
+                    format!("must be at most {} characters with `shards`", 64 - 18),
+                )
+            })?,
+        };
         Ok(Pipeline {
-            name: p.name,
+            name,
+            base_name: p.name,
+            shards,
             rules,
             epoch: p.epoch,
             lanes,
@@ -326,6 +638,8 @@ impl Check<'_> {
             connect_timeout: Duration::from_secs(p.connect_timeout_secs),
             progress_interval: Duration::from_secs(p.progress_interval_secs.max(1)),
             on_derive_error: p.on_derive_error,
+            on_ddl: p.on_ddl,
+            accept_ddl: Vec::new(),
             heartbeat: Duration::from_secs(p.heartbeat_secs.max(1)),
             lookup_ttl: Duration::from_secs(p.lookup_ttl_secs),
             snapshot_chunk_rows: p.snapshot_chunk_rows,
@@ -333,8 +647,56 @@ impl Check<'_> {
             snapshot_readers: p.snapshot_readers,
             tombstone_retention: Duration::from_secs(p.tombstone_retention_secs),
             prune_interval: Duration::from_secs(p.prune_interval_secs.max(1)),
+            hold: Hold {
+                memory: usize::try_from(p.hold_memory_mb.saturating_mul(1 << 20))
+                    .unwrap_or(usize::MAX),
+                dir: p.spool_dir.map(|d| base.join(d)),
+                chunk_rows: p.stream_chunk_rows,
+                ..Hold::default()
+            },
         })
     }
+}
+
+/// Takes `ssl-mode` and `ssl-ca` out of a URL's query (mysql_async does
+/// not know them): the URL without them, and their values.
+#[allow(clippy::type_complexity)]
+fn split_tls_params(url: &str) -> Result<(String, Option<TlsMode>, Option<String>), String> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_string(), None, None));
+    };
+    let (mut mode, mut ca, mut keep) = (None, None, Vec::new());
+    for param in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = param.split_once('=').unwrap_or((param, ""));
+        match k.replace('_', "-").as_str() {
+            "ssl-mode" => mode = Some(v.parse::<TlsMode>()?),
+            "ssl-ca" => ca = Some(v.to_string()),
+            _ => keep.push(param),
+        }
+    }
+    let url = if keep.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", keep.join("&"))
+    };
+    Ok((url, mode, ca))
+}
+
+/// The key of a shard subset's rows in the control database:
+/// `name/s0,s1`, or `name/#` and 16 hex digits of the list's SHA-256 when
+/// that is longer than the 64 characters the control tables allow; `None`
+/// when even that does not fit.
+pub fn subset_key(name: &str, shards: &[String]) -> Option<String> {
+    use sha2::Digest;
+    let list = shards.join(",");
+    let key = format!("{name}/{list}");
+    if key.len() <= 64 {
+        return Some(key);
+    }
+    let digest = sha2::Sha256::digest(list.as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let key = format!("{name}/#{hex}");
+    (key.len() <= 64).then_some(key)
 }
 
 /// The database named in a URL's path, if any.
@@ -424,6 +786,22 @@ rules = "shard-rules"
         assert!(c.pipeline.linger <= Duration::from_millis(100));
         assert_eq!(c.pipeline.shutdown_timeout, Duration::from_secs(30));
         assert!(!format!("{:?}", c).contains("s3cret"));
+        assert_eq!(c.pipeline.hold, Hold::default());
+        assert_eq!(c.pipeline.hold.memory, 64 << 20);
+    }
+
+    #[test]
+    fn large_transaction_settings() {
+        let text =
+            format!("{GOOD}hold_memory_mb = 8\nspool_dir = \"spool\"\nstream_chunk_rows = 250\n");
+        let c = Config::parse(Path::new("/etc/reshard/reshard.toml"), &text, &env).unwrap();
+        let h = &c.pipeline.hold;
+        assert_eq!(h.memory, 8 << 20);
+        assert_eq!(h.dir.as_deref(), Some(Path::new("/etc/reshard/spool")));
+        assert_eq!(h.chunk_rows, 250);
+        let zero = format!("{GOOD}stream_chunk_rows = 0\n");
+        let e = Config::parse(Path::new("/r.toml"), &zero, &env).unwrap_err();
+        assert!(e.to_string().contains("stream_chunk_rows"), "{e}");
     }
 
     #[test]
@@ -464,6 +842,107 @@ rules = "shard-rules"
     }
 
     #[test]
+    fn passwords_come_from_files_and_tls_from_sections_or_urls() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw"), "f1le-pw\n").unwrap();
+        std::fs::write(dir.path().join("ca.pem"), "-").unwrap();
+        let text = GOOD
+            .replace(
+                "server_id = 4001",
+                "server_id = 4001\npassword_file = \"pw\"\nssl_mode = \"verify-identity\"\nca_file = \"ca.pem\"",
+            )
+            .replace(
+                "shard1 = \"mysql://root@127.0.0.1:3308/shop\"",
+                "shard1 = { url = \"mysql://root@127.0.0.1:3308/shop?ssl-mode=required&ssl-ca=ca.pem\", password_file = \"pw\" }",
+            );
+        let c = Config::parse(&dir.path().join("r.toml"), &text, &env).unwrap();
+        assert_eq!(c.source.password.as_deref(), Some("f1le-pw"));
+        assert_eq!(c.source.tls.mode, TlsMode::VerifyIdentity);
+        assert_eq!(c.source.tls.ca_file, Some(dir.path().join("ca.pem")));
+        let s1 = &c.targets["shard1"];
+        assert_eq!(s1.url, "mysql://root@127.0.0.1:3308/shop");
+        assert_eq!(
+            (s1.tls.mode, s1.password.as_deref()),
+            (TlsMode::Required, Some("f1le-pw"))
+        );
+        assert_eq!(c.targets["shard0"].tls.mode, TlsMode::Preferred);
+        assert!(!format!("{c:?}").contains("f1le-pw"));
+        let bad = text.replace("password_file = \"pw\" }", "password_fil = \"pw\" }");
+        let e = Config::parse(&dir.path().join("r.toml"), &bad, &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("password_fil") && e.contains("r.toml:14:"),
+            "{e}"
+        );
+        let bad = text.replace("ssl-mode=required", "ssl-mode=sometimes");
+        let e = Config::parse(&dir.path().join("r.toml"), &bad, &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("targets.shard1.url") && e.contains("not a TLS mode"),
+            "{e}"
+        );
+        let bad = text.replace("\"pw\"\nssl_mode", "\"nope\"\nssl_mode");
+        let e = Config::parse(&dir.path().join("r.toml"), &bad, &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("r.toml:5:1: source.password_file: cannot read"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_shard_subset_has_its_own_key() {
+        let text = GOOD.replace("[pipeline]\n", "[pipeline]\nshards = [\"shard1\"]\n");
+        let c = Config::parse(Path::new("r.toml"), &text, &env).unwrap();
+        assert_eq!(c.pipeline.name, "default/shard1");
+        assert_eq!(c.pipeline.base_name, "default");
+        assert_eq!(c.applied_shards(), vec!["shard1".to_string()]);
+        assert!(c.applies("shard1") && !c.applies("shard0"));
+        // every shard is the default
+        let all = GOOD.replace(
+            "[pipeline]\n",
+            "[pipeline]\nshards = [\"shard1\", \"shard0\"]\n",
+        );
+        let c = Config::parse(Path::new("r.toml"), &all, &env).unwrap();
+        assert_eq!(
+            (c.pipeline.name.as_str(), c.pipeline.shards),
+            ("default", None)
+        );
+        let long: Vec<String> = (0..40).map(|i| format!("shard{i}")).collect();
+        let key = subset_key("default", &long).unwrap();
+        assert!(
+            key.starts_with("default/#") && key.len() == 8 + 1 + 16,
+            "{key}"
+        );
+        assert_eq!(subset_key(&"n".repeat(60), &long), None);
+    }
+
+    #[test]
+    fn an_unknown_shard_in_the_subset_is_named_with_its_line() {
+        let text = GOOD.replace(
+            "[pipeline]\n",
+            "[pipeline]\nshards = [\"shard0\", \"shard9\"]\n",
+        );
+        let e = Config::parse(Path::new("r.toml"), &text, &env).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with("r.toml:14:21:"), "{msg}");
+        assert!(msg.contains("unknown shard \"shard9\""), "{msg}");
+        assert!(msg.contains("shard0, shard1"), "{msg}");
+        let twice = GOOD.replace(
+            "[pipeline]\n",
+            "[pipeline]\nshards = [\"shard0\", \"shard0\"]\n",
+        );
+        let e = Config::parse(Path::new("r.toml"), &twice, &env).unwrap_err();
+        assert!(e.to_string().contains("named twice"), "{e}");
+        let none = GOOD.replace("[pipeline]\n", "[pipeline]\nshards = []\n");
+        let e = Config::parse(Path::new("r.toml"), &none, &env).unwrap_err();
+        assert!(e.to_string().contains("at least one shard"), "{e}");
+    }
+
+    #[test]
     fn missing_env_var_is_named() {
         let e = Config::parse(Path::new("r.toml"), GOOD, &|_| None).unwrap_err();
         assert!(e.to_string().contains("${SOURCE_PASSWORD}"), "{e}");
@@ -473,7 +952,10 @@ rules = "shard-rules"
     fn target_without_database_is_rejected() {
         let text = GOOD.replace("3308/shop", "3308");
         let e = Config::parse(Path::new("r.toml"), &text, &env).unwrap_err();
-        assert!(e.to_string().contains("targets.shard1"), "{e}");
+        assert!(
+            e.to_string().starts_with("r.toml:11:1: targets.shard1:"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -3,17 +3,19 @@
 
 use std::collections::BTreeMap;
 
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
-use super::OnDeriveError;
+use super::{OnDdl, OnDeriveError, TlsMode};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub source: RawSource,
     pub control: RawControl,
-    /// shard name → `mysql://user:pass@host:port/db`
-    pub targets: BTreeMap<String, String>,
+    /// shard name → `mysql://user:pass@host:port/db`, or a table with
+    /// `url` and the connection options of [`RawEndpoint`].
+    pub targets: BTreeMap<String, RawTarget>,
     pub pipeline: RawPipeline,
 }
 
@@ -24,6 +26,10 @@ pub struct RawSource {
     pub url: String,
     /// The replica server id reshard registers with; unique among replicas.
     pub server_id: u32,
+    /// See [`RawConnOpts`].
+    pub password_file: Option<String>,
+    pub ssl_mode: Option<TlsMode>,
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -31,6 +37,96 @@ pub struct RawSource {
 pub struct RawControl {
     /// Database for checkpoints and dead letters, e.g. `mysql://root@host/reshard_meta`.
     pub url: String,
+    /// See [`RawConnOpts`].
+    pub password_file: Option<String>,
+    pub ssl_mode: Option<TlsMode>,
+    pub ca_file: Option<String>,
+}
+
+/// Connection options besides the URL, in a server's section.
+#[derive(Debug, Default)]
+pub struct RawConnOpts {
+    /// A file holding the password (relative to the config file; one
+    /// trailing newline is dropped). Replaces a password in the URL.
+    pub password_file: Option<String>,
+    /// `disabled`, `preferred` (default), `required`, `verify-identity`.
+    pub ssl_mode: Option<TlsMode>,
+    /// CA certificate(s) (PEM) to verify the server against.
+    pub ca_file: Option<String>,
+}
+
+/// A target: its URL alone, or a table with the URL and options.
+#[derive(Debug)]
+pub enum RawTarget {
+    Url(String),
+    Full(RawEndpoint),
+}
+
+/// `[targets] name = { url = "…", password_file = "…", … }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEndpoint {
+    pub url: String,
+    pub password_file: Option<String>,
+    pub ssl_mode: Option<TlsMode>,
+    pub ca_file: Option<String>,
+}
+
+impl RawSource {
+    pub fn conn(&self) -> RawConnOpts {
+        RawConnOpts {
+            password_file: self.password_file.clone(),
+            ssl_mode: self.ssl_mode,
+            ca_file: self.ca_file.clone(),
+        }
+    }
+}
+
+impl RawControl {
+    pub fn conn(&self) -> RawConnOpts {
+        RawConnOpts {
+            password_file: self.password_file.clone(),
+            ssl_mode: self.ssl_mode,
+            ca_file: self.ca_file.clone(),
+        }
+    }
+}
+
+impl RawTarget {
+    /// The URL and the options.
+    pub fn parts(&self) -> (&str, RawConnOpts) {
+        match self {
+            RawTarget::Url(u) => (u, RawConnOpts::default()),
+            RawTarget::Full(e) => (
+                &e.url,
+                RawConnOpts {
+                    password_file: e.password_file.clone(),
+                    ssl_mode: e.ssl_mode,
+                    ca_file: e.ca_file.clone(),
+                },
+            ),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RawTarget {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Either;
+        impl<'de> Visitor<'de> for Either {
+            type Value = RawTarget;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a mysql:// URL, or a table with url, password_file, ssl_mode, ca_file")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<RawTarget, E> {
+                Ok(RawTarget::Url(s.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, m: A) -> Result<RawTarget, A::Error> {
+                RawEndpoint::deserialize(de::value::MapAccessDeserializer::new(m))
+                    .map(RawTarget::Full)
+            }
+        }
+        d.deserialize_any(Either)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -41,6 +137,11 @@ pub struct RawPipeline {
     /// Pipeline name (key of its checkpoint). Default `default`.
     #[serde(default = "default_name")]
     pub name: String,
+    /// The target shards this process applies (scale-out: several
+    /// processes, disjoint subsets). Default: every shard of `[targets]`.
+    /// Spanned, so an unknown name is reported with its line and column.
+    #[serde(default)]
+    pub shards: Option<toml::Spanned<Vec<toml::Spanned<String>>>>,
     /// Version epoch; raise it to continue on purpose after the source's
     /// binlog numbering went backwards. Default 0.
     #[serde(default)]
@@ -71,6 +172,10 @@ pub struct RawPipeline {
     /// `halt` (default) or `dead-letter`.
     #[serde(default = "default_on_error")]
     pub on_derive_error: OnDeriveError,
+    /// What a DDL statement on a mapped table does: `halt` (default),
+    /// `follow` or `ignore`.
+    #[serde(default = "default_on_ddl")]
+    pub on_ddl: OnDdl,
     /// How long a `lookup()` table is cached before it is re-read, in
     /// seconds. Default 60.
     #[serde(default = "default_lookup_ttl")]
@@ -95,6 +200,21 @@ pub struct RawPipeline {
     /// Source heartbeat period in seconds. Default 5.
     #[serde(default = "default_heartbeat")]
     pub heartbeat_secs: u64,
+    /// MiB of rows events held in memory while their transaction's outcome
+    /// is not read yet (the open transaction and every prepared XA
+    /// transaction together); beyond, they go to a temporary file in
+    /// `spool_dir`. Default 64.
+    #[serde(default = "default_hold_memory")]
+    pub hold_memory_mb: u64,
+    /// Directory of those temporary files, relative to the config file.
+    /// Default: the system's temporary directory.
+    #[serde(default)]
+    pub spool_dir: Option<String>,
+    /// Row changes of a transaction handed to the router at a time (a
+    /// large transaction streams through in chunks of this size). Default
+    /// 1000.
+    #[serde(default = "default_chunk")]
+    pub stream_chunk_rows: usize,
 }
 
 fn default_name() -> String {
@@ -121,6 +241,9 @@ fn default_progress() -> u64 {
 fn default_on_error() -> OnDeriveError {
     OnDeriveError::Halt
 }
+fn default_on_ddl() -> OnDdl {
+    OnDdl::Halt
+}
 fn default_chunk() -> usize {
     1000
 }
@@ -135,4 +258,7 @@ fn default_lookup_ttl() -> u64 {
 }
 fn default_heartbeat() -> u64 {
     5
+}
+fn default_hold_memory() -> u64 {
+    64
 }

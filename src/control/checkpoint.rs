@@ -149,3 +149,49 @@ pub async fn set_epoch_start(
     .await
     .map_err(err("recording the epoch start"))
 }
+
+/// A position at or before the checkpoint and the source's GTID state
+/// there (see [`crate::checkpoint::continuity`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchor {
+    pub position: Position,
+    /// MariaDB `BINLOG_GTID_POS` of the position.
+    pub gtid: String,
+}
+
+/// The checkpoint's anchor, if one is recorded.
+pub async fn anchor(conn: &mut Conn, pipeline: &str) -> Result<Option<Anchor>, DbError> {
+    let r: Option<(String, u64, String)> = conn
+        .exec_first(
+            "SELECT anchor_file, anchor_pos, anchor_gtid FROM reshard_checkpoint WHERE pipeline = ?",
+            (pipeline,),
+        )
+        .await
+        .map_err(err("reading the checkpoint's anchor"))?;
+    Ok(r.filter(|(f, _, _)| !f.is_empty())
+        .map(|(f, p, gtid)| Anchor {
+            position: Position::new(f, p),
+            gtid,
+        }))
+}
+
+/// Records the checkpoint's anchor.
+pub async fn set_anchor(conn: &mut Conn, pipeline: &str, a: &Anchor) -> Result<(), DbError> {
+    conn.exec_drop(
+        "UPDATE reshard_checkpoint SET anchor_file = ?, anchor_pos = ?, anchor_gtid = ? WHERE pipeline = ?",
+        (&a.position.file, a.position.pos, &a.gtid, pipeline),
+    )
+    .await
+    .map_err(err("recording the checkpoint's anchor"))
+}
+
+/// Forgets the anchor: the checkpoint was moved to another history
+/// (`--from`, an epoch raise).
+pub async fn clear_anchor(conn: &mut Conn, pipeline: &str) -> Result<(), DbError> {
+    conn.exec_drop(
+        "UPDATE reshard_checkpoint SET anchor_file = '', anchor_pos = 0, anchor_gtid = '' WHERE pipeline = ?",
+        (pipeline,),
+    )
+    .await
+    .map_err(err("clearing the checkpoint's anchor"))
+}

@@ -31,13 +31,35 @@ pub async fn load(
         )
         .await
         .map_err(err("reading the learned collations"))?;
-    Ok(rows
-        .into_iter()
+    Ok(decode(rows))
+}
+
+/// The collations kept for the build a binlog file's format description
+/// names: its version, cut to the 49 characters the event holds, is the
+/// build's `@@version` or, when that long, its beginning.
+pub async fn load_for_binlog(
+    conn: &mut Conn,
+    fde_version: &str,
+) -> Result<HashMap<String, Arc<Collation>>, DbError> {
+    let n = fde_version.chars().count();
+    let rows: Vec<(String, u16, bool, Vec<u8>)> = conn
+        .exec(
+            "SELECT collation_name, collation_id, pad_space, weights FROM reshard_collation WHERE server_version = ? OR (? >= 49 AND LEFT(server_version, ?) = ?)",
+            (fde_version, n, n, fde_version),
+        )
+        .await
+        .map_err(err("reading the learned collations"))?;
+    Ok(decode(rows))
+}
+
+/// The rows that decode, by collation name.
+fn decode(rows: Vec<(String, u16, bool, Vec<u8>)>) -> HashMap<String, Arc<Collation>> {
+    rows.into_iter()
         .filter_map(|(name, id, pad, w)| {
             let c = Collation::from_weight_bytes(&name, id, pad, &w)?;
             Some((name, Arc::new(c)))
         })
-        .collect())
+        .collect()
 }
 
 /// Keeps a collation learned from source build `server_version` (a

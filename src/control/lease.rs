@@ -1,9 +1,18 @@
-//! The pipeline lease: a named lock (`GET_LOCK('reshard:<pipeline>')`) on
-//! the control connection, held as long as that connection's session
-//! lives, so two `run`s (or a `run` and a `replay`) of one pipeline cannot
-//! interleave their checkpoints. The lease row (`reshard_lease`) records
-//! which connection took it and which process that is ([`Owner`]: host,
-//! pid, start time), to name the holder when another process is refused.
+//! The shard leases: one named lock per target shard
+//! (`GET_LOCK('reshard:<pipeline>:<shard>')`, [`lock_name`]) on the control
+//! connection, held as long as that connection's session lives. A process
+//! takes the lease of every shard it applies ([`Claim`]: all of them, or
+//! its `[pipeline] shards` subset), all or none, so no shard ever has two
+//! appliers: two `run`s of one subset, a `run` and a `replay`, or two
+//! subsets that overlap cannot interleave their writes and checkpoints,
+//! while processes with disjoint subsets run side by side
+//! (`docs/architecture.md`, "Scale-out: shard subsets"). The lease rows
+//! (`reshard_lease`, one per shard) record which connection took each lock
+//! and which process that is ([`Owner`]: host, pid, start time; the
+//! subset; the replica server id), to name the holder when another process
+//! is refused, and to refuse a second process of the pipeline that would
+//! stream with the same server id (the source drops a replica's stream
+//! when another connects with its id).
 //!
 //! # Taking the lease again
 //!
@@ -13,16 +22,16 @@
 //! know yet: the old session — and the lock — live on until the server
 //! notices, which for a half-open connection can be hours. Waiting for
 //! that, or giving up with "another reshard holds the lease", are both
-//! wrong. So [`acquire`] looks at the lease row first: when it names *this
-//! process* and the lock is held by the connection it names, that
+//! wrong. So [`acquire`] looks at the lease rows first: when one names
+//! *this process* and its lock is held by the connection it names, that
 //! connection is our own lost one, and it is `KILL`ed before `GET_LOCK`
-//! waits (boundedly) for the server to release the lock. Another process's
+//! waits (boundedly) for the server to release the locks. Another process's
 //! connection is never killed: the identity must match, and the lock
 //! holder must be the recorded connection (a connection id reused after a
 //! server restart does not hold our lock).
 //!
 //! While it runs, the coordinator checks every [`CHECK_EVERY`] that the
-//! control connection still holds the lease ([`holds`], bounded by
+//! control connection still holds every lease ([`holds`], bounded by
 //! [`CHECK_TIMEOUT`]); that keeps the connection from idling past
 //! `wait_timeout` and notices a dead one within seconds.
 
@@ -33,6 +42,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
 use super::err;
+use crate::config::Config;
 use crate::db::DbError;
 
 /// How often a running pipeline checks that it still holds the lease.
@@ -76,10 +86,16 @@ fn host_name() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// The lease row: the connection that took the lease, and its process.
+/// A lease row: the connection that took a shard's lease, and its process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holder {
     pub owner: Owner,
+    /// The shard whose lease this is.
+    pub shard: String,
+    /// The key of the holder's checkpoint row (`name` or `name/s0,s1`).
+    pub subset: String,
+    /// The replica server id the holder streams the binlog with.
+    pub server_id: u32,
     pub connection_id: u64,
     /// When it was taken (UTC, as the control server reports it).
     pub acquired_at: String,
@@ -118,63 +134,143 @@ fn utc_text(us: u64) -> String {
     )
 }
 
+/// What a process claims: the lease of every shard it applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// `[pipeline] name` as configured (shared by every subset).
+    pub pipeline: String,
+    /// The key of this process's checkpoint row.
+    pub subset: String,
+    /// The shards it applies, sorted.
+    pub shards: Vec<String>,
+    /// `[source] server_id`.
+    pub server_id: u32,
+}
+
+impl Claim {
+    /// The claim of a process running `cfg`.
+    pub fn of(cfg: &Config) -> Claim {
+        Claim {
+            pipeline: cfg.pipeline.base_name.clone(),
+            subset: cfg.pipeline.name.clone(),
+            shards: cfg.applied_shards(),
+            server_id: cfg.server_id,
+        }
+    }
+
+    fn locks(&self) -> Vec<String> {
+        self.shards
+            .iter()
+            .map(|s| lock_name(&self.pipeline, s))
+            .collect()
+    }
+}
+
 /// The outcome of [`acquire`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Acquire {
-    /// This connection holds the lease.
+    /// This connection holds the lease of every claimed shard.
     Acquired,
-    /// Another session holds it: the recorded holder when the row names
-    /// the connection that holds the lock (`None` when it does not, e.g.
-    /// the holder is taking it right now).
-    HeldBy(Option<Holder>),
+    /// Another session holds the lease of `shard`: the recorded holder
+    /// when the row names the connection that holds the lock (`None` when
+    /// it does not, e.g. the holder is taking it right now). Nothing is
+    /// held.
+    HeldBy {
+        shard: String,
+        holder: Option<Holder>,
+    },
+    /// Another live process of the pipeline streams with the same replica
+    /// server id: the source would drop one stream whenever the other
+    /// connects. Nothing is held.
+    SameServerId(Holder),
 }
 
-fn lock_name(pipeline: &str) -> String {
-    format!("reshard:{pipeline}")
+/// The named lock of one shard of a pipeline. MySQL limits lock names to
+/// 64 characters; a longer name is replaced by a digest.
+pub fn lock_name(pipeline: &str, shard: &str) -> String {
+    use sha2::Digest;
+    let name = format!("reshard:{pipeline}:{shard}");
+    if name.len() <= 64 {
+        return name;
+    }
+    let digest = sha2::Sha256::digest(format!("{pipeline}\0{shard}").as_bytes());
+    let hex: String = digest[..24].iter().map(|b| format!("{b:02x}")).collect();
+    format!("reshard:#{hex}")
 }
 
-/// Takes the pipeline's lease on `conn` for `me`. When the lease row says
-/// the lock is held by a lost connection of `me` itself, that connection
-/// is killed first and the lock awaited for up to `wait` (see the module
-/// docs); otherwise the lock is only taken when free.
+/// Takes the lease of every shard of `claim` on `conn` for `me`, or none.
+/// When a lease row says a lock is held by a lost connection of `me`
+/// itself, that connection is killed first and the locks awaited for up to
+/// `wait` (see the module docs); otherwise a lock is only taken when free.
 pub async fn acquire(
     conn: &mut Conn,
-    pipeline: &str,
+    claim: &Claim,
     me: &Owner,
     wait: Duration,
 ) -> Result<Acquire, DbError> {
-    let name = lock_name(pipeline);
-    let row = holder(conn, pipeline).await?;
-    let (used_by, me_id): (Option<u64>, u64) = conn
-        .exec_first("SELECT IS_USED_LOCK(?), CONNECTION_ID()", (&name,))
+    let rows = live_holders(conn, &claim.pipeline).await?;
+    let me_id: Option<u64> = conn
+        .query_first("SELECT CONNECTION_ID()")
         .await
-        .map_err(err("reading the pipeline lease"))?
-        .unwrap_or((None, 0));
-    let mut timeout = 0;
-    if let (Some(row), Some(id)) = (&row, used_by) {
-        if row.owner == *me && row.connection_id == id && id != me_id {
-            tracing::info!(
-                connection = id,
-                "the pipeline lease is held by this process's lost control connection; killing it"
-            );
-            kill(conn, id).await?;
-            timeout = wait.as_secs().max(1);
+        .map_err(err("reading the connection id"))?;
+    let me_id = me_id.unwrap_or(0);
+    let mut lost: Vec<u64> = rows
+        .iter()
+        .filter(|r| r.owner == *me && r.connection_id != me_id)
+        .map(|r| r.connection_id)
+        .collect();
+    lost.sort_unstable();
+    lost.dedup();
+    for id in &lost {
+        tracing::info!(
+            connection = id,
+            "a shard lease is held by this process's lost control connection; killing it"
+        );
+        kill(conn, *id).await?;
+    }
+    let timeout = if lost.is_empty() {
+        0
+    } else {
+        wait.as_secs().max(1)
+    };
+    for (i, (shard, name)) in claim.shards.iter().zip(claim.locks()).enumerate() {
+        let got: Option<Option<i64>> = conn
+            .exec_first("SELECT GET_LOCK(?, ?)", (&name, timeout))
+            .await
+            .map_err(err("taking a shard lease"))?;
+        if got.flatten() != Some(1) {
+            release(conn, &claim.locks()[..i]).await?;
+            let holder = live_holders(conn, &claim.pipeline)
+                .await?
+                .into_iter()
+                .find(|h| h.shard == *shard);
+            return Ok(Acquire::HeldBy {
+                shard: shard.clone(),
+                holder,
+            });
         }
     }
-    let got: Option<Option<i64>> = conn
-        .exec_first("SELECT GET_LOCK(?, ?)", (&name, timeout))
-        .await
-        .map_err(err("taking the pipeline lease"))?;
-    if got.flatten() == Some(1) {
-        record(conn, pipeline, me).await?;
-        return Ok(Acquire::Acquired);
+    let twin = rows.into_iter().find(|r| {
+        r.server_id == claim.server_id && r.owner != *me && !claim.shards.contains(&r.shard)
+    });
+    if let Some(twin) = twin {
+        release(conn, &claim.locks()).await?;
+        return Ok(Acquire::SameServerId(twin));
     }
-    let used_by: Option<Option<u64>> = conn
-        .exec_first("SELECT IS_USED_LOCK(?)", (&name,))
-        .await
-        .map_err(err("reading the pipeline lease"))?;
-    let named = row.filter(|r| used_by.flatten() == Some(r.connection_id));
-    Ok(Acquire::HeldBy(named))
+    for shard in &claim.shards {
+        record(conn, claim, shard, me).await?;
+    }
+    Ok(Acquire::Acquired)
+}
+
+/// `RELEASE_LOCK` of each name.
+async fn release(conn: &mut Conn, names: &[String]) -> Result<(), DbError> {
+    for name in names {
+        conn.exec_drop("DO RELEASE_LOCK(?)", (name,))
+            .await
+            .map_err(err("releasing a shard lease"))?;
+    }
+    Ok(())
 }
 
 /// `KILL CONNECTION id`; a connection that is already gone is fine.
@@ -187,53 +283,87 @@ async fn kill(conn: &mut Conn, id: u64) -> Result<(), DbError> {
     }
 }
 
-/// Writes the lease row for the connection that just took the lock.
-async fn record(conn: &mut Conn, pipeline: &str, me: &Owner) -> Result<(), DbError> {
+/// Writes the lease row of `shard` for the connection that just took it.
+async fn record(conn: &mut Conn, claim: &Claim, shard: &str, me: &Owner) -> Result<(), DbError> {
     conn.exec_drop(
-        "INSERT INTO reshard_lease (pipeline, connection_id, host, pid, started_us) \
-         VALUES (?, CONNECTION_ID(), ?, ?, ?) ON DUPLICATE KEY UPDATE \
-         connection_id = VALUES(connection_id), host = VALUES(host), pid = VALUES(pid), \
-         started_us = VALUES(started_us), acquired_at = CURRENT_TIMESTAMP(6)",
-        (pipeline, &me.host, me.pid, me.started_us),
+        "INSERT INTO reshard_lease (pipeline, shard, holder, connection_id, host, pid, started_us, server_id) \
+         VALUES (?, ?, ?, CONNECTION_ID(), ?, ?, ?, ?) ON DUPLICATE KEY UPDATE \
+         holder = VALUES(holder), connection_id = VALUES(connection_id), host = VALUES(host), \
+         pid = VALUES(pid), started_us = VALUES(started_us), server_id = VALUES(server_id), \
+         acquired_at = CURRENT_TIMESTAMP(6)",
+        (&claim.pipeline, shard, &claim.subset, &me.host, me.pid, me.started_us, claim.server_id),
     )
     .await
-    .map_err(err("recording the pipeline lease"))
+    .map_err(err("recording a shard lease"))
 }
 
-/// The lease row (the last process that took the lease; it may have let go
-/// since).
-pub async fn holder(conn: &mut Conn, pipeline: &str) -> Result<Option<Holder>, DbError> {
-    let row: Option<(u64, String, u32, u64, String)> = conn
-        .exec_first(
-            "SELECT connection_id, host, pid, started_us, DATE_FORMAT(acquired_at, '%Y-%m-%d %H:%i:%s') \
-             FROM reshard_lease WHERE pipeline = ?",
+/// shard, subset, connection, host, pid, start time, server id, taken at
+type LeaseRow = (String, String, u64, String, u32, u64, u32, String);
+
+/// The lease rows of a pipeline (the last process that took each shard's
+/// lease; it may have let go since).
+pub async fn holders(conn: &mut Conn, pipeline: &str) -> Result<Vec<Holder>, DbError> {
+    let rows: Vec<LeaseRow> = conn
+        .exec(
+            "SELECT shard, holder, connection_id, host, pid, started_us, server_id, \
+             DATE_FORMAT(acquired_at, '%Y-%m-%d %H:%i:%s') FROM reshard_lease WHERE pipeline = ? ORDER BY shard",
             (pipeline,),
         )
         .await
-        .map_err(err("reading the pipeline lease"))?;
-    Ok(row.map(
-        |(connection_id, host, pid, started_us, acquired_at)| Holder {
-            owner: Owner {
-                host,
-                pid,
-                started_us,
+        .map_err(err("reading the shard leases"))?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(shard, subset, connection_id, host, pid, started_us, server_id, acquired_at)| {
+                Holder {
+                    owner: Owner {
+                        host,
+                        pid,
+                        started_us,
+                    },
+                    shard,
+                    subset,
+                    server_id,
+                    connection_id,
+                    acquired_at,
+                }
             },
-            connection_id,
-            acquired_at,
-        },
-    ))
+        )
+        .collect())
 }
 
-/// Whether `conn` holds the pipeline's lease (a query on the connection,
-/// so it also proves the connection alive).
-pub async fn holds(conn: &mut Conn, pipeline: &str) -> Result<bool, DbError> {
+/// The lease rows whose lock is held right now by the connection they
+/// name (so the process they name is, or its lost session still is, the
+/// holder).
+pub async fn live_holders(conn: &mut Conn, pipeline: &str) -> Result<Vec<Holder>, DbError> {
+    let mut live = Vec::new();
+    for h in holders(conn, pipeline).await? {
+        let used_by: Option<Option<u64>> = conn
+            .exec_first("SELECT IS_USED_LOCK(?)", (lock_name(pipeline, &h.shard),))
+            .await
+            .map_err(err("reading a shard lease"))?;
+        if used_by.flatten() == Some(h.connection_id) {
+            live.push(h);
+        }
+    }
+    Ok(live)
+}
+
+/// Whether `conn` holds the lease of every shard of `claim` (a query on
+/// the connection, so it also proves the connection alive).
+pub async fn holds(conn: &mut Conn, claim: &Claim) -> Result<bool, DbError> {
+    let locks = claim.locks();
+    if locks.is_empty() {
+        return Ok(false);
+    }
+    let sql = format!(
+        "SELECT {}",
+        vec!["IS_USED_LOCK(?) <=> CONNECTION_ID()"; locks.len()].join(" AND ")
+    );
     let held: Option<Option<i64>> = conn
-        .exec_first(
-            "SELECT IS_USED_LOCK(?) = CONNECTION_ID()",
-            (lock_name(pipeline),),
-        )
+        .exec_first(sql, locks)
         .await
-        .map_err(err("checking the pipeline lease"))?;
+        .map_err(err("checking the shard leases"))?;
     Ok(held.flatten() == Some(1))
 }
 
@@ -257,6 +387,9 @@ mod tests {
                 pid: 42,
                 started_us: 1_700_000_000_123_456,
             },
+            shard: "s0".into(),
+            subset: "shop".into(),
+            server_id: 4001,
             connection_id: 99,
             acquired_at: "2023-11-14 22:13:21".into(),
         };
@@ -266,5 +399,16 @@ mod tests {
         );
         assert_eq!(utc_text(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(utc_text(951_782_400_000_000), "2000-02-29 00:00:00 UTC");
+    }
+
+    #[test]
+    fn lock_names_fit_mysqls_64_characters() {
+        assert_eq!(lock_name("shop", "s0"), "reshard:shop:s0");
+        let long = lock_name(&"p".repeat(64), "shard0");
+        assert!(
+            long.starts_with("reshard:#") && long.len() == 9 + 48,
+            "{long}"
+        );
+        assert_ne!(long, lock_name(&"p".repeat(64), "shard1"));
     }
 }

@@ -60,8 +60,18 @@ pub const CONTROL: &[Migration] = &[
     },
     Migration {
         version: 7,
-        name: "0007_snapshot_parts",
-        sql: include_str!("../../migrations/control/0007_snapshot_parts.sql"),
+        name: "0007_scale_out_and_failover",
+        sql: include_str!("../../migrations/control/0007_scale_out_and_failover.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "0008_dead_letter_retry",
+        sql: include_str!("../../migrations/control/0008_dead_letter_retry.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "0009_snapshot_parts",
+        sql: include_str!("../../migrations/control/0009_snapshot_parts.sql"),
     },
 ];
 
@@ -177,6 +187,9 @@ mod tests {
         assert_eq!(split_statements(CONTROL[2].sql).len(), 1);
         assert_eq!(split_statements(CONTROL[4].sql).len(), 1);
         assert_eq!(split_statements(CONTROL[5].sql).len(), 2);
+        assert_eq!(split_statements(CONTROL[6].sql).len(), 5);
+        assert_eq!(split_statements(CONTROL[7].sql).len(), 1);
+        assert_eq!(split_statements(CONTROL[8].sql).len(), 1);
         assert_eq!(split_statements(SHARD[0].sql).len(), 2);
         assert_eq!(split_statements("-- only a comment\n"), Vec::<&str>::new());
     }

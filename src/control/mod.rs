@@ -1,13 +1,15 @@
 //! reshard's own tables, and the only place their SQL text lives.
 //!
-//! In the **control database** (`[control] url`), per pipeline:
+//! In the **control database** (`[control] url`), per pipeline (per shard
+//! subset with `[pipeline] shards`):
 //!
 //! * [`checkpoint`] — the checkpoint row: position, epoch, source identity,
 //!   the replay floor, the commit time of the checkpointed transaction and
 //!   where the current epoch began;
 //! * [`snapshot`] — the initial copy: its position P and per-table progress;
 //! * [`dead_letter`] — rows that could not be routed;
-//! * [`lease`] — the named lock that gives a pipeline one owner;
+//! * [`lease`] — the named locks that give every shard one applier;
+//! * [`subset`] — which shards each checkpoint row stands for (scale-out);
 //! * [`position_log`] — (commit time, position) pairs that turn binlog age
 //!   into a tombstone pruning threshold;
 //! * [`schema_history`] — the columns of each mapped source table from the
@@ -36,6 +38,7 @@ pub mod position_log;
 pub mod schema_history;
 pub mod shard;
 pub mod snapshot;
+pub mod subset;
 
 use crate::db::DbError;
 

@@ -184,6 +184,23 @@ pub async fn record_applied(
     .map_err(|e| DbError::query(lane.shard, "recording the applied position", e))
 }
 
+/// The applied positions of the pipeline's lanes of `shard` (lanes that
+/// never committed a batch have none).
+pub async fn applied(
+    conn: &mut Conn,
+    pipeline: &str,
+    shard: &str,
+) -> Result<Vec<Position>, DbError> {
+    let rows: Vec<(String, u64)> = conn
+        .exec(
+            "SELECT binlog_file, binlog_pos FROM `_reshard_applied` WHERE pipeline = ? AND shard = ?",
+            (pipeline, shard),
+        )
+        .await
+        .map_err(|e| DbError::query(shard, "reading the applied positions", e))?;
+    Ok(rows.into_iter().map(|(f, p)| Position::new(f, p)).collect())
+}
+
 /// Deletes the tombstones of `tables` below `below`, in small batches with
 /// a short pause between them; returns how many went.
 pub async fn prune_tombstones(

@@ -20,12 +20,13 @@ use std::sync::Arc;
 use mysql_async::Conn;
 use tokio::sync::watch;
 
-use crate::config::Config;
+use crate::config::{Config, Endpoint};
 use crate::db::{self, Flavor, Session};
 use crate::position::Position;
 use crate::rules::lookup::Lookups;
 use crate::rules::Router;
 use crate::source::archive::ArchiveSource;
+use crate::source::ddl_policy::{DdlPolicy, Watch};
 use crate::source::history::SchemaHistory;
 use crate::source::{SourceError, StartAt};
 use crate::version::Version;
@@ -98,6 +99,42 @@ pub async fn run_attempt(a: Attempt<'_>) -> Result<Outcome, PipelineError> {
     coordinator.drain(result).await
 }
 
+/// `[pipeline] on_ddl` over the router's tables: what each rule routes by
+/// and where its target tables are (see [`crate::source::ddl_policy`]).
+fn ddl_policy(cfg: &Config, router: &Router) -> DdlPolicy {
+    let tables = router
+        .rules()
+        .map(|r| {
+            let mut shards: Vec<Endpoint> = r
+                .shards
+                .iter()
+                .filter(|s| cfg.applies(s))
+                .filter_map(|s| cfg.targets.get(s).cloned())
+                .collect();
+            shards.sort_by(|a, b| a.name.cmp(&b.name));
+            shards.dedup_by(|a, b| a.name == b.name);
+            let watch = Watch {
+                rule_file: r.file.display().to_string(),
+                key: r.key.clone(),
+                shard: r.shard.expr.columns(),
+                version: r.version_column.clone(),
+                target: r.target.clone(),
+                rename: r.rename.clone(),
+                exclude: r.exclude.clone(),
+                shards,
+            };
+            ((r.source_db.clone(), r.source_table.clone()), watch)
+        })
+        .collect();
+    DdlPolicy {
+        mode: cfg.pipeline.on_ddl,
+        tables,
+        accepted: cfg.pipeline.accept_ddl.clone(),
+        config: cfg.path.display().to_string(),
+        connect_timeout: cfg.pipeline.connect_timeout,
+    }
+}
+
 /// The schema history of the router's tables (see
 /// [`crate::source::history`]), with every table's columns recorded as
 /// valid at `at` when given: where streaming starts, or the initial copy's
@@ -117,6 +154,7 @@ pub async fn open_history(
     let mut history = SchemaHistory::load(control, &p.name, p.epoch, mapped)
         .await
         .map_err(SourceError::Schema)?;
+    history.set_policy(ddl_policy(cfg, router));
     if let Some(at) = at {
         let mut source = db::connect(&cfg.source, Session::Read, budget).await?;
         let prepared = history.prepare(&mut source, at).await;

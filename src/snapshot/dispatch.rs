@@ -18,6 +18,7 @@
 
 use std::collections::VecDeque;
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mysql_common::value::Value;
@@ -116,8 +117,9 @@ impl Dispatcher {
             c.lookups.refresh(c.control).await?;
         }
         let rows = page.rows.len() as u64;
+        let file: Arc<str> = Arc::from(c.position.file.as_str());
         for row in page.rows {
-            let change = RowChange::selected(schema.clone(), row, self.version, c.position.clone());
+            let change = RowChange::selected(schema.clone(), row, self.version, file.clone());
             for op in route(c, &change).await? {
                 if self.pool.send(op).await.is_err() {
                     return Err(self.lane_exited().await);
@@ -238,8 +240,7 @@ async fn route(
     match c.router.route_row(change, &*c.lookups).map_err(stop)? {
         Routed::Ops(ops) => Ok(ops),
         Routed::Unroutable(e) if c.cfg.pipeline.on_derive_error == OnDeriveError::DeadLetter => {
-            control::dead_letter::record(c.control, &c.cfg.pipeline.name, change, &e.to_string())
-                .await?;
+            control::dead_letter::record(c.control, &c.cfg.pipeline.name, change, &e).await?;
             Ok(Vec::new())
         }
         Routed::Unroutable(e) => Err(stop(e)),

@@ -36,14 +36,16 @@
 //! checkpoint can reach the end of the archive.
 
 use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 
+use futures_util::FutureExt;
 use mysql_async::Conn;
 
 use super::change::{SourceItem, Transaction};
 use super::events::{Decoder, DecoderOptions, TableFilter};
 use super::file::{framed_at, BinlogFile, FileError};
-use super::framing::{EventReader, MAGIC};
+use super::framing::{panic_text, EventReader, MAGIC};
 use super::schema::SchemaOrigin;
 use super::SourceError;
 use crate::position::{file_seq, Position};
@@ -130,6 +132,22 @@ impl Archive {
         self.dir.join(file)
     }
 
+    /// The versions of the server builds that wrote the files (their
+    /// format descriptions' `@@version`), each once, in file order.
+    pub fn server_versions(&self) -> Result<Vec<String>, ArchiveError> {
+        let mut versions = Vec::new();
+        for file in &self.files {
+            let mut reader = EventReader::open(self.path(file)).map_err(Box::new)?;
+            if reader.next().map_err(Box::new)?.is_some() {
+                let v = reader.server_version();
+                if !v.is_empty() && !versions.contains(&v) {
+                    versions.push(v);
+                }
+            }
+        }
+        Ok(versions)
+    }
+
     /// The last transaction boundary of the archive: the end of the last
     /// file, or where the transaction it ends inside began (a file copied
     /// while the server was still writing it).
@@ -148,6 +166,7 @@ impl Archive {
                 epoch: 0,
                 checksum: false,
                 filter: none,
+                hold: Default::default(),
             },
         )
         .map_err(Box::new)?;
@@ -278,6 +297,9 @@ impl ArchiveReader {
             let Some((reader, decoder)) = self.current.as_mut() else {
                 continue;
             };
+            if let Some(item) = decoder.next_item()? {
+                return self.hand_on(item).map(Some);
+            }
             let Some(framed) = reader.next()? else {
                 let end = self.file_end();
                 self.current = None;
@@ -289,16 +311,25 @@ impl ArchiveReader {
             if let Some(why) = &framed.undecodable {
                 return Err(reader.corrupt(framed.offset, why.clone()).into());
             }
-            let item = decoder
-                .handle(&framed.event, framed_at(&framed), self.schema_conn.as_mut())
-                .await
-                .map_err(|e| FileError::Event {
+            // a panic inside mysql_common's parsers is an error at this
+            // event, as for the offline reader (never a dead reader task)
+            let handled = AssertUnwindSafe(decoder.handle(
+                &framed.event,
+                framed_at(&framed),
+                self.schema_conn.as_mut(),
+            ))
+            .catch_unwind()
+            .await;
+            match handled {
+                Ok(r) => r.map_err(|e| FileError::Event {
                     file: reader.path().to_string(),
                     offset: framed.offset,
                     source: Box::new(e),
-                })?;
-            if let Some(item) = item {
-                return self.hand_on(item).map(Some);
+                })?,
+                Err(p) => {
+                    let message = format!("decoding the event panicked: {}", panic_text(&p));
+                    return Err(reader.corrupt(framed.offset, message).into());
+                }
             }
         }
     }
@@ -334,17 +365,17 @@ impl ArchiveReader {
         self.last_end = Some(end.clone());
         let resume = decoder.resume_position();
         Some(SourceItem::Transaction(Transaction {
-            changes: Vec::new(),
             end,
             resume,
             timestamp: self.timestamp,
+            rows: 0,
         }))
     }
 
     /// Checks that every row has named columns, and remembers the end.
     fn hand_on(&mut self, item: SourceItem) -> Result<SourceItem, SourceError> {
-        if let SourceItem::Transaction(t) = &item {
-            if let Some(c) = t
+        if let SourceItem::Rows(chunk) = &item {
+            if let Some(c) = chunk
                 .changes
                 .iter()
                 .find(|c| c.table.origin == SchemaOrigin::Positional)
@@ -352,9 +383,11 @@ impl ArchiveReader {
                 return Err(SourceError::Definite(format!(
                     "table {} at {}: the binlog's TABLE_MAP carries no column names (binlog_row_metadata=MINIMAL) and no source connection was available to read them from information_schema; set binlog_row_metadata=FULL on the source for future archives, or make the source reachable",
                     c.table.full_name(),
-                    c.position
+                    c.position()
                 )));
             }
+        }
+        if let SourceItem::Transaction(t) = &item {
             self.timestamp = t.timestamp;
             self.last_end = Some(t.end.clone());
         }

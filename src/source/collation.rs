@@ -38,6 +38,16 @@
 //! PAD SPACE is asked of the server too (`'a' = 'a '`), not derived from
 //! the name.
 //!
+//! # Archived files
+//!
+//! `replay --binlog-dir` learns the tables the source has as above. A
+//! table the source does not have takes each text key column's collation
+//! from its TABLE_MAP (the collation id) and the weights kept for that id
+//! under the build that wrote the files (`FromBinlog`): the weights a
+//! live run against that build learned, so the canonical keys are the live
+//! run's. Without them the column is refused by name, never compared
+//! byte-wise.
+//!
 //! Learning a full Unicode collation takes the source about half a second;
 //! `run` and `replay` keep what they learned in the control database
 //! ([`crate::control::collations`], per source build) and reuse it on the
@@ -50,7 +60,9 @@ use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
 use super::rows::IdentityError;
-use super::schema::{load_catalog, CatalogColumn, SchemaError, TableSchema, BINARY_CHARSET};
+use super::schema::{
+    load_catalog, CatalogColumn, Column, SchemaError, TableSchema, BINARY_CHARSET,
+};
 use crate::db::DbError;
 use crate::writer::collation::{Collation, WeightTable, Weights};
 use crate::writer::keyenc::KeyPart;
@@ -74,6 +86,14 @@ pub enum CollationError {
     },
     #[error("key column {column} of {table} was not a key column when reshard started (the table changed by DDL): restart reshard so that it learns its collation")]
     NotLearned { table: String, column: String },
+    #[error("key column {column} of {table} has collation {collation} in the binlog's TABLE_MAP, but {why}: reshard refuses rather than compare the key byte-wise, which would make two spellings of one key two keys. Create the table (with the same key) on the source so that reshard learns the collation there, or replay with a control database that keeps its weights (every `run` or `replay` against the server build that wrote the files, {builds}, keeps them)")]
+    Unknown {
+        table: String,
+        column: String,
+        collation: String,
+        why: String,
+        builds: String,
+    },
     #[error("{0}")]
     Identity(#[from] IdentityError),
     #[error(transparent)]
@@ -98,7 +118,80 @@ pub struct KeyCollations {
     strict: bool,
     /// (db, table, column), lower case.
     columns: HashMap<(String, String, String), Learned>,
+    /// Tables whose key collations come from their TABLE_MAPs (archived
+    /// files whose tables the source does not have).
+    binlog: FromBinlog,
 }
+
+/// Key collations read from the TABLE_MAP (`replay --binlog-dir`): the
+/// column's collation id, resolved to the weights that the control
+/// database keeps for the server build that wrote the files.
+#[derive(Debug, Clone, Default)]
+struct FromBinlog {
+    /// (db, table), lower case → why its key was not learned from the
+    /// source (for messages).
+    tables: HashMap<(String, String), String>,
+    /// The weights of the build that wrote the files, by collation id.
+    by_id: HashMap<u16, Arc<Collation>>,
+    /// That build's `@@version`s (from the files' format descriptions).
+    builds: String,
+}
+
+impl FromBinlog {
+    /// How column `col` of `table` (not learned from the source) takes
+    /// part in the key: bytes for a non-text or binary column; the weights
+    /// kept for its TABLE_MAP collation id; else an error naming the
+    /// table, column and collation, never a byte-wise comparison.
+    fn part(&self, table: &str, col: &Column, why: &str) -> Result<KeyPart, CollationError> {
+        if !col.ty.is_character_type() || col.charset == BINARY_CHARSET {
+            return Ok(KeyPart::Exact);
+        }
+        if let Some(c) = self.by_id.get(&col.charset) {
+            return Ok(KeyPart::Collated(c.clone()));
+        }
+        let (collation, why) = match col.charset {
+            0 => (
+                "unknown".to_string(),
+                format!("the TABLE_MAP carries no collation for it (binlog_row_metadata=NO_LOG) and {why}"),
+            ),
+            id => {
+                let name = collation_name(id);
+                if name.contains("_0900_") {
+                    return Err(CollationError::Unsupported {
+                        table: table.to_string(),
+                        column: col.name.clone(),
+                        collation: name,
+                        why: CONTRACTIONS.into(),
+                    });
+                }
+                (
+                    name,
+                    format!("{why}, and the control database keeps no weights for it"),
+                )
+            }
+        };
+        Err(CollationError::Unknown {
+            table: table.to_string(),
+            column: col.name.clone(),
+            collation,
+            why,
+            builds: self.builds.clone(),
+        })
+    }
+}
+
+/// The name MySQL gives collation `id` (with the id), or the id alone.
+/// Ids below 256 name the same collations on MariaDB.
+fn collation_name(id: u16) -> String {
+    use mysql_common::collations::{Collation as Known, CollationId};
+    match CollationId::from(id) {
+        CollationId::UNKNOWN_COLLATION_ID => format!("id {id}"),
+        known => format!("{} (id {id})", Known::from(known).collation()),
+    }
+}
+
+/// Why language and UCA 9.0/14.0 collations are refused.
+const CONTRACTIONS: &str = "a language or UCA 9.0/14.0 collation has contractions (several characters that weigh as one, like 'ch' in Czech); use a key column with a collation reshard supports (`_bin`, `_general_ci`, `_unicode_ci`, `_unicode_520_ci`)";
 
 fn lower(db: &str, table: &str, column: &str) -> (String, String, String) {
     (
@@ -117,6 +210,23 @@ fn is_text(data_type: &str) -> bool {
 }
 
 impl KeyCollations {
+    /// Key columns `(db, table, column)` with their parts given rather
+    /// than learned from a server, refusing any other key column as
+    /// [`CollationLoader::finish`] does (the simulation in `tests/sim`
+    /// routes with it).
+    pub fn given<'a>(
+        columns: impl IntoIterator<Item = ((&'a str, &'a str, &'a str), KeyPart)>,
+    ) -> KeyCollations {
+        KeyCollations {
+            strict: true,
+            columns: columns
+                .into_iter()
+                .map(|((db, table, column), part)| (lower(db, table, column), Learned { part }))
+                .collect(),
+            binlog: FromBinlog::default(),
+        }
+    }
+
     /// How column `i` of `schema` takes part in the canonical key. A
     /// TABLE_MAP that gives the column another collation than the one
     /// learned is an error (the column changed by DDL since start-up).
@@ -128,6 +238,10 @@ impl KeyCollations {
             .columns
             .get(&lower(&schema.db, &schema.table, &col.name));
         let Some(learned) = found else {
+            let table = (schema.db.to_lowercase(), schema.table.to_lowercase());
+            if let Some(why) = self.binlog.tables.get(&table) {
+                return self.binlog.part(&schema.full_name(), col, why);
+            }
             if self.strict {
                 return Err(CollationError::NotLearned {
                     table: schema.full_name(),
@@ -214,10 +328,56 @@ impl CollationLoader {
         Ok(())
     }
 
+    /// Like [`CollationLoader::learn_table`], but false when the source
+    /// has no such table.
+    pub async fn learn_table_if_present(
+        &mut self,
+        conn: &mut Conn,
+        db: &str,
+        table: &str,
+        key: Option<&[String]>,
+    ) -> Result<bool, CollationError> {
+        match self.learn_table(conn, db, table, key).await {
+            Err(CollationError::Schema(SchemaError::Missing { .. })) => Ok(false),
+            r => r.map(|()| true),
+        }
+    }
+
+    /// Every collation known: kept from earlier starts or learned now.
+    pub fn known(&self) -> impl Iterator<Item = &Arc<Collation>> {
+        self.cache.values()
+    }
+
     /// The collations learned, refusing key columns learned later.
     pub fn finish(self) -> KeyCollations {
         KeyCollations {
             strict: true,
+            ..self.learned
+        }
+    }
+
+    /// Like [`CollationLoader::finish`], for archived files: the key
+    /// columns of `tables` (`(db, table, why not learned from the
+    /// source)`) take the collation their TABLE_MAP names, resolved in
+    /// `by_id`, the weights kept for the build(s) `builds` that wrote the
+    /// files (see "Keys and collations" in `docs/architecture.md`).
+    pub fn finish_with_binlog(
+        self,
+        tables: Vec<(String, String, String)>,
+        by_id: HashMap<u16, Arc<Collation>>,
+        builds: String,
+    ) -> KeyCollations {
+        let tables = tables
+            .into_iter()
+            .map(|(db, t, why)| ((db.to_lowercase(), t.to_lowercase()), why))
+            .collect();
+        KeyCollations {
+            strict: true,
+            binlog: FromBinlog {
+                tables,
+                by_id,
+                builds,
+            },
             ..self.learned
         }
     }
@@ -342,7 +502,7 @@ async fn learn(conn: &mut Conn, name: &str) -> Result<Result<Collation, String>,
             Err(why) => return Ok(Err(why)),
         }
     } else if utf8 {
-        return Ok(Err("a language or UCA 9.0/14.0 collation has contractions (several characters that weigh as one, like 'ch' in Czech); use a key column with a collation reshard supports (`_bin`, `_general_ci`, `_unicode_ci`, `_unicode_520_ci`)".into()));
+        return Ok(Err(CONTRACTIONS.into()));
     } else {
         return Ok(Err(format!(
             "only UTF-8 and single-byte character sets are supported, {} is neither",
@@ -506,4 +666,86 @@ async fn contractions(conn: &mut Conn, name: &str, d: &Described) -> Result<u64,
         .await
         .map_err(|e| DbError::query("source", format!("checking collation {name}"), e))?;
     Ok(n.unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use mysql_common::constants::ColumnType;
+
+    use super::*;
+    use crate::source::schema::SchemaOrigin;
+
+    fn table(charset: u16, ty: ColumnType) -> TableSchema {
+        let mut k = Column::new("k", ty);
+        k.charset = charset;
+        TableSchema {
+            db: "Db".into(),
+            table: "T".into(),
+            columns: vec![k],
+            pk: vec![0],
+            origin: SchemaOrigin::BinlogMetadata,
+        }
+    }
+
+    fn from_binlog(by_id: HashMap<u16, Arc<Collation>>) -> KeyCollations {
+        CollationLoader::default().finish_with_binlog(
+            vec![(
+                "db".into(),
+                "t".into(),
+                "the source server is not reachable".into(),
+            )],
+            by_id,
+            "10.11.6-MariaDB-log".into(),
+        )
+    }
+
+    /// A key column of a table not on the source takes its TABLE_MAP
+    /// collation's kept weights; binary and non-text columns are bytes;
+    /// anything else is refused by table, column and collation, never
+    /// compared byte-wise.
+    #[test]
+    fn keys_of_archived_tables_take_the_table_maps_collation_or_are_refused() {
+        let general = Arc::new(Collation::new(
+            "utf8mb4_general_ci",
+            45,
+            true,
+            Weights::Bytes,
+        ));
+        let kc = from_binlog(HashMap::from([(45, general.clone())]));
+        let varchar = ColumnType::MYSQL_TYPE_VARCHAR;
+        match kc.part(&table(45, varchar), 0) {
+            Ok(KeyPart::Collated(c)) => assert_eq!(c, general),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            kc.part(&table(BINARY_CHARSET, varchar), 0),
+            Ok(KeyPart::Exact)
+        ));
+        assert!(matches!(
+            kc.part(&table(0, ColumnType::MYSQL_TYPE_LONG), 0),
+            Ok(KeyPart::Exact)
+        ));
+        let e = kc.part(&table(8, varchar), 0).unwrap_err().to_string();
+        assert!(
+            e.contains("column k of Db.T")
+                && e.contains("latin1_swedish_ci (id 8)")
+                && e.contains("not reachable")
+                && e.contains("10.11.6-MariaDB-log"),
+            "{e}"
+        );
+        let e = kc.part(&table(0, varchar), 0).unwrap_err().to_string();
+        assert!(
+            e.contains("binlog_row_metadata") && e.contains("unknown"),
+            "{e}"
+        );
+        let e = kc.part(&table(255, varchar), 0).unwrap_err().to_string();
+        assert!(
+            e.contains("utf8mb4_0900_ai_ci") && e.contains("contractions"),
+            "{e}"
+        );
+        // a table neither learned nor from the files: refused as before
+        let mut other = table(45, varchar);
+        other.table = "U".into();
+        assert!(kc.part(&other, 0).is_err());
+    }
 }

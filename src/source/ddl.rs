@@ -7,9 +7,11 @@
 //! identifiers and MySQL's executable comments `/*!…*/` are handled) and
 //! reads only the statement's head: `ALTER TABLE t`, `CREATE TABLE t`,
 //! `CREATE INDEX … ON t`, `DROP TABLE a, b`, `RENAME TABLE a TO b`,
-//! `DROP DATABASE d`. What the statement does to the columns is left to
-//! the server that replays it. Statements that change no table's columns
-//! (`TRUNCATE`, `GRANT`, views, routines…) are [`Ddl::None`]; an `ALTER`,
+//! `DROP DATABASE d`, `TRUNCATE [TABLE] t`. What the statement does to the
+//! columns is left to the server that replays it. `TRUNCATE` changes no
+//! column but deletes every row without row events ([`Ddl::Truncate`], for
+//! the DDL policy); other statements that change no table's columns
+//! (`GRANT`, views, routines…) are [`Ddl::None`]; an `ALTER`,
 //! `CREATE`, `DROP` or `RENAME` of a kind not listed is [`Ddl::Unknown`],
 //! with every name it mentions, so that the caller can refuse to guess for
 //! the tables it may touch.
@@ -51,6 +53,9 @@ pub enum Ddl {
     Rename { pairs: Vec<(TableRef, TableRef)> },
     /// `DROP DATABASE d`.
     DropDatabase { db: String },
+    /// `TRUNCATE [TABLE] t`: no column changes, but every row is deleted
+    /// without row events.
+    Truncate { table: TableRef },
     /// Changes no table's columns.
     None,
     /// A definition statement reshard does not interpret: every name it
@@ -289,6 +294,10 @@ pub fn classify(default_db: &str, query: &str) -> Ddl {
         "CREATE" => create(&mut r),
         "DROP" => drop(&mut r),
         "RENAME" => rename(&mut r),
+        "TRUNCATE" => {
+            r.eat("TABLE");
+            r.table().map(|table| Ddl::Truncate { table })
+        }
         _ => return Ddl::None,
     };
     ddl.unwrap_or_else(|| {
@@ -572,7 +581,6 @@ mod tests {
     #[test]
     fn statements_without_column_changes_are_none() {
         for q in [
-            "TRUNCATE TABLE t",
             "GRANT SELECT ON d.t TO u",
             "CREATE DEFINER=`root`@`%` TRIGGER tr BEFORE INSERT ON t FOR EACH ROW SET @x = 1",
             "CREATE OR REPLACE VIEW v AS SELECT * FROM t",
@@ -588,6 +596,16 @@ mod tests {
             panic!()
         };
         assert!(mentions.iter().any(|m| m.table == "t"));
+    }
+
+    #[test]
+    fn truncate_names_its_table() {
+        for q in ["TRUNCATE TABLE d2.t", "truncate `d2`.`t`"] {
+            assert!(
+                matches!(classify("d", q), Ddl::Truncate { table } if table.db == "d2" && table.table == "t"),
+                "{q}"
+            );
+        }
     }
 
     #[test]

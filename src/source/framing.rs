@@ -14,7 +14,9 @@
 //! sends them. Every error names the file and the byte offset of the event;
 //! nothing on this path panics on bad input (as a last line of defence, a
 //! panic inside mysql_common's parsers is caught and reported as an error
-//! too). A decompressed payload is capped at [`MAX_PAYLOAD`], so a corrupt
+//! too). Bodies whose mysql_common parsers trust counts or lengths are
+//! checked first ([`super::bounds`]) and handed on as undecodable when
+//! they fail. A decompressed payload is capped at [`MAX_PAYLOAD`], so a corrupt
 //! one cannot exhaust memory.
 //!
 //! What is *fatal* here is only what makes the file unwalkable or its bytes
@@ -34,6 +36,7 @@ use mysql_common::binlog::events::{
     BinlogEventFooter, Event, FormatDescriptionEvent, TransactionPayloadEvent,
 };
 
+use super::bounds;
 use super::file::FileError;
 
 /// The magic at the start of every binlog file.
@@ -60,8 +63,9 @@ pub struct Framed {
     /// decompressed payload.
     pub inner: Option<u64>,
     pub event: Event,
-    /// A TRANSACTION_PAYLOAD whose content cannot be decompressed: why (its
-    /// inner events are not read).
+    /// Why the body must not be parsed: it fails the bounds checks
+    /// ([`super::bounds`]), or it is a TRANSACTION_PAYLOAD whose content
+    /// cannot be decompressed (its inner events are not read).
     pub undecodable: Option<String>,
 }
 
@@ -160,6 +164,15 @@ impl EventReader {
     /// The offset of the next event in the file.
     pub fn offset(&self) -> u64 {
         self.offset
+    }
+
+    /// The server version the last format description read names (the
+    /// writing server's `@@version`, at most 50 bytes), empty before one.
+    pub fn server_version(&self) -> String {
+        self.fde
+            .server_version()
+            .trim_end_matches(['\0', ' '])
+            .to_string()
     }
 
     /// Events read so far (inner events of payloads included).
@@ -270,8 +283,8 @@ impl EventReader {
             }
             self.parse(offset, &raw, &self.fde)?
         };
-        let mut undecodable = None;
-        if ty == TRANSACTION_PAYLOAD {
+        let mut undecodable = bounds::check(&event).err();
+        if ty == TRANSACTION_PAYLOAD && undecodable.is_none() {
             undecodable = self.inflate(offset, &event)?;
         }
         Ok(Some(Framed {
@@ -328,11 +341,12 @@ impl EventReader {
             BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_OFF,
         ));
         let event = self.parse(offset, &raw, &fde)?;
+        let undecodable = bounds::check(&event).err();
         Ok(Some(Framed {
             offset,
             inner: Some(at as u64),
             event,
-            undecodable: None,
+            undecodable,
         }))
     }
 
@@ -359,8 +373,7 @@ impl EventReader {
     /// its own CRC32 (it carries one whenever it names an algorithm).
     fn format_description(&mut self, offset: u64, raw: &[u8]) -> Result<Event, FileError> {
         let event = self.parse(offset, raw, &self.fde.clone())?;
-        let fde = event
-            .read_event::<FormatDescriptionEvent<'_>>()
+        let fde = guarded(|| event.read_event::<FormatDescriptionEvent<'_>>())
             .map_err(|e| self.corrupt(offset, format!("format description: {e}")))?
             .into_owned()
             .with_footer(event.footer());
@@ -428,7 +441,7 @@ impl EventReader {
     /// Decompresses a TRANSACTION_PAYLOAD; its events come next. A payload
     /// mysql_common cannot read or inflate is returned as undecodable.
     fn inflate(&mut self, offset: u64, event: &Event) -> Result<Option<String>, FileError> {
-        let tpe: TransactionPayloadEvent<'_> = match event.read_event() {
+        let tpe: TransactionPayloadEvent<'_> = match guarded(|| event.read_event()) {
             Ok(t) => t,
             Err(e) => return Ok(Some(format!("TRANSACTION_PAYLOAD: {e}"))),
         };
@@ -502,6 +515,15 @@ fn check_size(size: u64, left: u64, ty: u8) -> Result<(), (bool, String)> {
         ));
     }
     Ok(())
+}
+
+/// Runs a mysql_common parser, turning its error or panic into a message.
+pub fn guarded<T>(parse: impl FnOnce() -> std::io::Result<T>) -> Result<T, String> {
+    match catch_unwind(AssertUnwindSafe(parse)) {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(p) => Err(format!("the parser panicked: {}", panic_text(&p))),
+    }
 }
 
 /// The message of a caught panic.

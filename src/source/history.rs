@@ -79,6 +79,8 @@ pub struct SchemaHistory {
     scratch: String,
     mapped: Vec<Key>,
     tables: HashMap<Key, BTreeMap<Position, Arc<Record>>>,
+    /// `[pipeline] on_ddl`, judged after each DDL is recorded.
+    policy: Option<super::ddl_policy::DdlPolicy>,
 }
 
 impl SchemaHistory {
@@ -101,6 +103,7 @@ impl SchemaHistory {
             ),
             mapped,
             tables: HashMap::new(),
+            policy: None,
         };
         for r in records {
             h.insert(r);
@@ -295,7 +298,51 @@ impl SchemaHistory {
         end: &Position,
     ) -> Result<(), SchemaError> {
         let ddl = ddl::classify(default_db, query);
-        let todo: Vec<Key> = touched(&ddl, &self.mapped)
+        self.record_ddl(&ddl, query, start, end).await?;
+        self.judge(&ddl, query, start, end).await
+    }
+
+    /// Judges the DDL by the pipeline's DDL policy, when one is set
+    /// ([`super::ddl_policy`]), from the records around it.
+    async fn judge(
+        &self,
+        ddl: &Ddl,
+        query: &str,
+        start: &Position,
+        end: &Position,
+    ) -> Result<(), SchemaError> {
+        let Some(policy) = &self.policy else {
+            return Ok(());
+        };
+        let mut keys = touched(ddl, &self.mapped);
+        if let Some(t) = super::ddl_policy::truncated_table(ddl) {
+            keys.extend(Some(key(t)).filter(|k| self.mapped.contains(k)));
+        }
+        let changes = keys
+            .into_iter()
+            .map(|k| super::ddl_policy::Touched {
+                before: self.record_before(&k, end).cloned(),
+                after: self.tables.get(&k).and_then(|m| m.get(end)).cloned(),
+                key: k,
+            })
+            .collect();
+        policy.judge((ddl, query), start, end, changes).await
+    }
+
+    /// Sets the DDL policy the history judges every DDL by.
+    pub fn set_policy(&mut self, policy: super::ddl_policy::DdlPolicy) {
+        self.policy = Some(policy);
+    }
+
+    /// Records what a DDL did to the mapped tables it touched.
+    async fn record_ddl(
+        &mut self,
+        ddl: &Ddl,
+        query: &str,
+        start: &Position,
+        end: &Position,
+    ) -> Result<(), SchemaError> {
+        let todo: Vec<Key> = touched(ddl, &self.mapped)
             .into_iter()
             .filter(|k| !self.record_exactly(k, end))
             .collect();
@@ -303,7 +350,7 @@ impl SchemaHistory {
             return Ok(());
         }
         let note = format!("the DDL at {start}: `{}`", truncate(query, 500));
-        let records = match &ddl {
+        let records = match ddl {
             Ddl::Alter { table, renamed_to } => {
                 let mut out = Vec::new();
                 if todo.contains(&key(table)) {
@@ -332,7 +379,7 @@ impl SchemaHistory {
                 .iter()
                 .map(|(d, t)| absent(d, t, end, note.clone()))
                 .collect(),
-            Ddl::Unknown { .. } | Ddl::None => {
+            Ddl::Unknown { .. } | Ddl::None | Ddl::Truncate { .. } => {
                 let why = format!("a statement reshard cannot interpret changed it: {note}");
                 todo.iter()
                     .map(|(d, t)| unknown(d, t, end, why.clone()))
@@ -552,7 +599,7 @@ fn touched(ddl: &Ddl, mapped: &[Key]) -> Vec<Key> {
             .filter(|(_, t)| mentions.iter().any(|m| &m.table == t))
             .cloned()
             .collect(),
-        Ddl::None => Vec::new(),
+        Ddl::None | Ddl::Truncate { .. } => Vec::new(),
     };
     let mut out: Vec<Key> = named.into_iter().filter(|k| mapped.contains(k)).collect();
     out.sort_unstable();

@@ -34,6 +34,11 @@ use std::io::Read;
 use mysql_common::binlog::consts::{BinlogChecksumAlg, EventType};
 use mysql_common::binlog::events::{BinlogEventFooter, Event, FormatDescriptionEvent};
 
+/// Why an event cannot be re-made (the message says what is wrong with it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RebuildError(pub String);
+
 /// Refuse to inflate a compressed event beyond this (MariaDB's own limit
 /// is `max_allowed_packet`, at most 1 GiB).
 pub const MAX_INFLATED: u64 = 1 << 30;
@@ -54,7 +59,11 @@ pub fn is_pre_ga_rows(ty: u8) -> bool {
 }
 
 /// The plain event a MariaDB compressed one stands for.
-pub fn inflate_mariadb(event: &Event) -> Result<Event, String> {
+pub fn inflate_mariadb(event: &Event) -> Result<Event, RebuildError> {
+    inflate(event).map_err(RebuildError)
+}
+
+fn inflate(event: &Event) -> Result<Event, String> {
     let ty = event.header().event_type_raw();
     let data = event.data();
     let fde = event.fde();
@@ -157,7 +166,11 @@ fn inflate_tail(tail: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 /// The v1 rows event a pre-GA rows event is laid out like.
-pub fn pre_ga_as_v1(event: &Event) -> Result<Event, String> {
+pub fn pre_ga_as_v1(event: &Event) -> Result<Event, RebuildError> {
+    as_v1(event).map_err(RebuildError)
+}
+
+fn as_v1(event: &Event) -> Result<Event, String> {
     let ty = event.header().event_type_raw();
     let data = event.data();
     let post = post_header_len(event.fde(), ty);

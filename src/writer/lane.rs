@@ -34,6 +34,7 @@ use super::link::Link;
 use super::op::{OpKind, TargetTable, WriteOp};
 use super::{outage, sql};
 use crate::checkpoint::LaneProgress;
+use crate::config::{db_name, Endpoint};
 use crate::control::shard;
 use crate::db::{DbError, Retry};
 use crate::position::Position;
@@ -96,6 +97,27 @@ impl LaneConfig {
                     ),
                 )
             })
+    }
+}
+
+impl LaneConfig {
+    /// The one lane of a shard outside the lane pool (a dead-letter
+    /// retry), for the shard of router index `index`: it records no
+    /// applied position.
+    pub fn single(p: &crate::config::Pipeline, index: usize, ep: &Endpoint) -> LaneConfig {
+        LaneConfig {
+            pipeline: p.name.clone(),
+            shard: ep.name.clone(),
+            lane: 0,
+            lane_in_shard: 0,
+            batch_size: p.batch_size,
+            linger: p.linger,
+            shards: vec![LaneShard {
+                index,
+                name: ep.name.clone(),
+                database: db_name(&ep.url).unwrap_or_default(),
+            }],
+        }
     }
 }
 
@@ -296,6 +318,27 @@ fn take(
     }
 }
 
+/// Applies a batch in one transaction (retrying deadlocks) on a
+/// connection of its own: what a lane does with each batch, for writes
+/// outside the lane pool (a dead-letter retry).
+pub async fn apply_batch(
+    conn: &mut Conn,
+    cfg: &LaneConfig,
+    ops: Vec<WriteOp>,
+    end: Option<&Position>,
+    stats: &Stats,
+    hints: &mut TombstoneHints,
+) -> Result<(), DbError> {
+    let batch = dedup(ops);
+    let mut pending = Pending {
+        batch: &batch,
+        end,
+        stats,
+        hints,
+    };
+    pending.apply(conn, cfg).await
+}
+
 impl Pending<'_> {
     /// Applies the batch on the link's connection (opened first, within
     /// `quick` when given); a failed connection is the caller's to drop.
@@ -309,7 +352,7 @@ impl Pending<'_> {
         self.apply(conn, cfg).await
     }
 
-    /// Applies the batch in one transaction, retrying deadlocks. Each try is bounded by
+    /// [`apply_batch`] after [`dedup`]. Each try is bounded by
     /// [`BATCH_TIMEOUT`]: a connection that stops answering (half-open) is
     /// a lost connection, not a lane stuck for the kernel's retransmission
     /// timeout.
@@ -828,7 +871,6 @@ mod tests {
             key: k,
             kind,
             version: Version(version),
-            position: Position::new("b.000001", 4),
         }
     }
 

@@ -8,9 +8,12 @@
 //! * [`lane`] — one connection applying batches in order;
 //! * [`link`] — a lane's connection, kept alive and reopened;
 //!   [`outage`] — what a lane does while its shard cannot be written;
-//! * [`pool`] — the lanes of an attempt, and which lane a key goes to.
+//! * [`pool`] — the lanes of an attempt, and which lane a key goes to;
+//! * [`follow`] — columns the source added, added to the target tables
+//!   (`on_ddl = "follow"`).
 
 pub mod collation;
+pub mod follow;
 pub mod keyenc;
 pub mod lane;
 pub mod link;

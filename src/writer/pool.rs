@@ -26,6 +26,15 @@
 //! key's operations reach the target in binlog order (the module docs of
 //! [`super::lane`] argue why each batch is then safe). The coordinator only
 //! decides *what* to send; *where* an operation goes is decided here.
+//!
+//! # Shards of other processes
+//!
+//! With `[pipeline] shards`, the pool has lanes for this process's shards
+//! only, and drops the operations routed to the others: another process
+//! applies them, from its own checkpoint. Marks go to this process's lanes,
+//! so the watermark — and the checkpoint of this subset — names what is
+//! durable on *its* shards, which is all its checkpoint row claims
+//! (`docs/architecture.md`, "Scale-out: shard subsets").
 
 use std::sync::Arc;
 
@@ -49,17 +58,31 @@ pub struct LaneGone;
 /// How a lane task ended.
 pub type LaneExit = Result<Result<(), LaneError>, JoinError>;
 
+/// The lane of an operation among `per_shard` lanes per shard: its
+/// shard's lanes, chosen by [`lane_hash`] of table and key. (A function of
+/// its own so that the simulation in `tests/sim` assigns lanes with it.)
+pub fn lane_of(op: &WriteOp, per_shard: usize) -> usize {
+    op.shard * per_shard + lane_in_shard(op, per_shard)
+}
+
+/// The index of an operation's lane among its shard's `per_shard` lanes.
+fn lane_in_shard(op: &WriteOp, per_shard: usize) -> usize {
+    (lane_hash(&op.table.name, &op.key_enc) % per_shard as u64) as usize
+}
+
 /// The writer lanes of one attempt.
 pub struct LanePool {
     senders: Vec<mpsc::Sender<LaneMsg>>,
     tasks: JoinSet<Result<(), LaneError>>,
-    /// Per shard index: its group's first lane and how many lanes it has.
-    lanes_of_shard: Vec<(usize, usize)>,
+    /// Per router shard index: its group's first lane and how many lanes
+    /// it has, or `None` when another process applies the shard.
+    lanes_of_shard: Vec<Option<(usize, usize)>>,
 }
 
-/// The shards (indices in name order of `[targets]`) that share lanes:
-/// those of one server with `lanes_per_server` (equal connection options
-/// but for the database), else each shard alone; and the group's lanes.
+/// The shards this process applies (indices in name order of `[targets]`)
+/// that share lanes: those of one server with `lanes_per_server` (equal
+/// connection options but for the database), else each shard alone; and
+/// the group's lanes.
 pub fn groups(cfg: &Config) -> Result<Vec<(Vec<usize>, usize)>, DbError> {
     let mut groups: Vec<(Option<mysql_async::Opts>, Vec<usize>)> = Vec::new();
     let (per_server, n) = match cfg.pipeline.lanes {
@@ -67,6 +90,9 @@ pub fn groups(cfg: &Config) -> Result<Vec<(Vec<usize>, usize)>, DbError> {
         Lanes::PerShard(n) => (false, n),
     };
     for (s, ep) in cfg.targets.values().enumerate() {
+        if !cfg.applies(&ep.name) {
+            continue;
+        }
         if !per_server {
             groups.push((None, vec![s]));
             continue;
@@ -94,7 +120,7 @@ impl LanePool {
         let mut pool = LanePool {
             senders: Vec::new(),
             tasks: JoinSet::new(),
-            lanes_of_shard: vec![(0, 1); endpoints.len()],
+            lanes_of_shard: vec![None; endpoints.len()],
         };
         let (progress_tx, progress_rx) = mpsc::unbounded_channel::<LaneProgress>();
         for (members, width) in groups(cfg)? {
@@ -102,7 +128,7 @@ impl LanePool {
                 continue;
             };
             for &s in &members {
-                pool.lanes_of_shard[s] = (pool.senders.len(), width);
+                pool.lanes_of_shard[s] = Some((pool.senders.len(), width));
             }
             let shards = lane_shards(&endpoints, &members);
             let label: Vec<&str> = members
@@ -142,15 +168,19 @@ impl LanePool {
         self.senders.is_empty()
     }
 
-    /// The lane of an operation: one of its shard's group, chosen by key.
-    fn lane_of(&self, op: &WriteOp) -> usize {
-        let (first, width) = self.lanes_of_shard.get(op.shard).copied().unwrap_or((0, 1));
-        first + (lane_hash(&op.table.name, &op.key_enc) % width.max(1) as u64) as usize
+    /// The lane of an operation: one of its shard's group, chosen by key;
+    /// `None` when another process applies its shard.
+    fn lane_of(&self, op: &WriteOp) -> Option<usize> {
+        let (first, width) = (*self.lanes_of_shard.get(op.shard)?)?;
+        Some(first + lane_in_shard(op, width))
     }
 
-    /// Queues an operation on its key's lane (waiting while the queue is full).
+    /// Queues an operation on its key's lane (waiting while the queue is
+    /// full); drops it when another process applies its shard.
     pub async fn send(&self, op: WriteOp) -> Result<(), LaneGone> {
-        let l = self.lane_of(&op);
+        let Some(l) = self.lane_of(&op) else {
+            return Ok(());
+        };
         let tx = self.senders.get(l).ok_or(LaneGone)?;
         tx.send(LaneMsg::Op(op)).await.map_err(|_| LaneGone)
     }
@@ -162,7 +192,12 @@ impl LanePool {
         let Some(o) = op.as_ref() else {
             return Ok(());
         };
-        let tx = self.senders.get(self.lane_of(o)).ok_or(LaneGone)?;
+        let Some(l) = self.lane_of(o) else {
+            // another process applies its shard
+            *op = None;
+            return Ok(());
+        };
+        let tx = self.senders.get(l).ok_or(LaneGone)?;
         let permit = tx.reserve().await.map_err(|_| LaneGone)?;
         if let Some(o) = op.take() {
             permit.send(LaneMsg::Op(o));

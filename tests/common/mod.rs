@@ -3,7 +3,9 @@
 //! `reshard` binary.
 #![allow(dead_code)]
 
+pub mod collations;
 pub mod fixtures;
+pub mod load;
 pub mod tables;
 
 use std::process::{Child, Output, Stdio};
@@ -125,4 +127,26 @@ where
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Runs `sql` on the scenario's source database, in order.
+pub async fn on_source(s: &Scenario, sql: &[&str]) {
+    use mysql_async::prelude::Queryable;
+    let mut src = s.source().await.unwrap();
+    for q in sql {
+        src.query_drop(*q)
+            .await
+            .unwrap_or_else(|e| panic!("{q}: {e}"));
+    }
+}
+
+/// Starts `run`, waits until it has caught up with the source, and stops
+/// it (it must exit 0).
+pub async fn run_until_caught_up(s: &Scenario, extra: &[&str]) {
+    let mut run = spawn_run(s, extra);
+    s.wait_caught_up(Duration::from_secs(90))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", run_log(s)));
+    let st = terminate(&mut run, Duration::from_secs(30));
+    assert!(st.success(), "{}", run_log(s));
 }

@@ -169,7 +169,11 @@ impl EventView {
             rows: None,
             undecodable: framed.undecodable.clone(),
         };
-        let described = catch_unwind(AssertUnwindSafe(|| self.describe(&framed.event, &mut rec)));
+        let described = match rec.undecodable {
+            // its body is not to be parsed (see `framing`)
+            Some(_) => Ok(Ok(Txn::Inside)),
+            None => catch_unwind(AssertUnwindSafe(|| self.describe(&framed.event, &mut rec))),
+        };
         let txn = match described {
             Ok(Ok(txn)) => txn,
             Ok(Err(why)) => {
@@ -198,11 +202,11 @@ impl EventView {
         // the event's own type: a re-made event comes back here
         let ty = event.header().event_type_raw();
         if super::rebuild::is_mariadb_compressed(ty) {
-            let plain = super::rebuild::inflate_mariadb(event)?;
+            let plain = super::rebuild::inflate_mariadb(event).map_err(|e| e.0)?;
             return self.describe(&plain, rec);
         }
         if super::rebuild::is_pre_ga_rows(ty) {
-            let v1 = super::rebuild::pre_ga_as_v1(event)?;
+            let v1 = super::rebuild::pre_ga_as_v1(event).map_err(|e| e.0)?;
             return self.rows(&v1, rec).map(|()| Txn::Inside);
         }
         match ty {

@@ -14,6 +14,9 @@ use crate::source::json_binary;
 use crate::source::row_image::normalize;
 use crate::source::schema::{from_table_map, Column, TableSchema};
 
+/// Column values shown per rows event at most (about 100 MB of records).
+const MAX_CELLS: usize = 1_000_000;
+
 impl EventView {
     /// TABLE_MAP: remembers the table for the rows events that follow.
     pub(super) fn table_map(&mut self, event: &Event, rec: &mut EventRecord) -> Result<(), String> {
@@ -83,8 +86,18 @@ impl EventView {
         let after_bits: Option<Vec<bool>> = data
             .columns_after_image()
             .map(|s| (0..n).map(|i| s.get(i).is_some_and(|b| *b)).collect());
+        let width = mapped.schema.columns.len().max(n).max(1);
         let mut out = Vec::new();
-        for row in data.rows(&mapped.tme) {
+        // every real row takes at least one byte (its null bitmap), and the
+        // cells shown per event are capped, so memory follows the event
+        let rows = data.rows(&mapped.tme).take(data.rows_data().len());
+        for (k, row) in rows.enumerate() {
+            if (k + 1) * width > MAX_CELLS {
+                rec.rows = Some(out);
+                return Err(format!(
+                    "more than {MAX_CELLS} column values in one event; the first {k} row(s) are shown"
+                ));
+            }
             let row = match row {
                 Ok(r) => r,
                 Err(e) => {

@@ -736,7 +736,10 @@ impl<'a> Value<'a> {
                 Ok(JsonDom::Scalar(JsonScalar::String(s.into_owned())))
             }
             Value::SmallArray(complex_value) => {
-                let mut elements = Vec::with_capacity(complex_value.element_count() as usize);
+                // reshard: the count is untrusted input; each entry takes >= 2 bytes
+                let mut elements = Vec::with_capacity(
+                    (complex_value.element_count() as usize).min(complex_value.data.len() / 2),
+                );
                 for i in 0.. {
                     if let Some(value) = complex_value.elem_at(i)? {
                         let y = value.parse()?;
@@ -748,7 +751,10 @@ impl<'a> Value<'a> {
                 Ok(JsonDom::Container(JsonContainer::Array(elements)))
             }
             Value::LargeArray(complex_value) => {
-                let mut elements = Vec::with_capacity(complex_value.element_count() as usize);
+                // reshard: the count is untrusted input; each entry takes >= 2 bytes
+                let mut elements = Vec::with_capacity(
+                    (complex_value.element_count() as usize).min(complex_value.data.len() / 2),
+                );
                 for value in complex_value.iter() {
                     elements.push(value?.parse()?);
                 }

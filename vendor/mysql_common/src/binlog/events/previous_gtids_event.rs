@@ -140,7 +140,8 @@ impl<'de> MyDeserialize<'de> for PreviousGtidsEvent<'de> {
             header & ((1u64 << 56) - 1)
         };
 
-        let mut sids = Vec::with_capacity(n_sids as usize);
+        // reshard: the count is untrusted input; each SID takes >= 24 bytes
+        let mut sids = Vec::with_capacity((n_sids as usize).min(buf.len() / 24));
 
         for _ in 0..n_sids {
             // UUID (16 bytes)
@@ -198,7 +199,8 @@ impl<'de> MyDeserialize<'de> for PreviousGtidsEvent<'de> {
             let n_intervals = u64::from_le_bytes(n_intervals_bytes);
 
             // Intervals (16 bytes each)
-            let mut intervals = Vec::with_capacity(n_intervals as usize);
+            // reshard: the count is untrusted input; each interval takes 16 bytes
+            let mut intervals = Vec::with_capacity((n_intervals as usize).min(buf.len() / 16));
             for _ in 0..n_intervals {
                 let interval: GnoInterval = buf.parse(())?;
                 intervals.push(interval);

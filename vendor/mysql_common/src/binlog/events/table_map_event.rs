@@ -736,7 +736,8 @@ impl<'de> MyDeserialize<'de> for SetStrValues<'de> {
 
     fn deserialize((): Self::Ctx, buf: &mut ParseBuf<'de>) -> io::Result<Self> {
         let num_variants: RawInt<LenEnc> = buf.parse(())?;
-        let mut values = Vec::with_capacity(num_variants.0 as usize);
+        // reshard: the count is untrusted input; each value takes >= 1 byte
+        let mut values = Vec::with_capacity((num_variants.0 as usize).min(buf.len()));
         for _ in 0..num_variants.0 {
             values.push(buf.parse(())?);
         }
@@ -877,7 +878,8 @@ impl<'de> MyDeserialize<'de> for EnumStrValues<'de> {
 
     fn deserialize((): Self::Ctx, buf: &mut ParseBuf<'de>) -> io::Result<Self> {
         let num_variants: RawInt<LenEnc> = buf.parse(())?;
-        let mut values = Vec::with_capacity(num_variants.0 as usize);
+        // reshard: the count is untrusted input; each value takes >= 1 byte
+        let mut values = Vec::with_capacity((num_variants.0 as usize).min(buf.len()));
         for _ in 0..num_variants.0 {
             values.push(buf.parse(())?);
         }
