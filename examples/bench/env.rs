@@ -159,7 +159,10 @@ impl Bench {
     }
 
     pub fn shard_endpoint(&self, shard: usize) -> Endpoint {
-        Endpoint::new(format!("s{shard}"), self.target_of(shard).url(&format!("s{shard}")))
+        Endpoint::new(
+            format!("s{shard}"),
+            self.target_of(shard).url(&format!("s{shard}")),
+        )
     }
 
     /// Creates `name` on the source and, with the version column, in every

@@ -191,11 +191,7 @@ impl Target {
         self.write_groups(dedup(ops), read, coll, assigned, hint);
     }
 
-    fn read(
-        &self,
-        groups: &[Group],
-        hint: &mut Option<bool>,
-    ) -> TombRead {
+    fn read(&self, groups: &[Group], hint: &mut Option<bool>) -> TombRead {
         let mut out = TombRead::new();
         for Group { ops: batch, .. } in groups {
             let any_upsert = batch.iter().any(|b| matches!(b.op.kind, OpKind::Upsert(_)));
