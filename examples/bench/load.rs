@@ -54,8 +54,8 @@ pub enum Form {
     Upsert,
     /// The same as text with literals.
     UpsertText,
-    /// The versioned upsert as a lane sends it: `BEGIN`, the text upsert,
-    /// the (prepared) applied-position row, `COMMIT` (four round trips).
+    /// The versioned upsert as a lane sends it: `BEGIN`, the prepared
+    /// upsert, the applied-position row, `COMMIT` (four round trips).
     UpsertTxn,
     /// The same transaction as one text script, one round trip.
     UpsertScript,
@@ -78,7 +78,7 @@ impl Form {
             Form::Upsert => "versioned upsert, prepared, autocommit",
             Form::UpsertText => "versioned upsert, text literals, autocommit",
             Form::UpsertTxn => {
-                "versioned upsert (text) + applied row, BEGIN/COMMIT (4 round trips, as a lane)"
+                "versioned upsert + applied row, prepared, BEGIN/COMMIT (4 round trips, as a lane)"
             }
             Form::UpsertScript => {
                 "versioned upsert + applied row in one text script (1 round trip)"
@@ -332,11 +332,10 @@ fn statements(form: Form, sh: usize, columns: &[String], chunk: &[&Row]) -> Vec<
         ))],
         Form::UpsertTxn => vec![
             Statement::Text(b"BEGIN".to_vec()),
-            Statement::Text(text(
-                &sql::upsert_head(&table, columns),
-                &sql::upsert_tail(columns, &key),
-                true,
-            )),
+            Statement::Prepared(
+                sql::upsert(&table, columns, &key, chunk.len()),
+                params(true),
+            ),
             Statement::Prepared(applied, Vec::new()),
             Statement::Text(b"COMMIT".to_vec()),
         ],
