@@ -10,17 +10,6 @@ use reshard_testkit::{MariaDb, ServerOptions};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
-fn bin() -> std::path::PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|p| {
-            p.parent()
-                .and_then(|d| d.parent())
-                .map(|d| d.join("reshard"))
-        })
-        .unwrap_or_else(|| "reshard".into())
-}
-
 /// Runs a command with stdout to /dev/null; returns the seconds it took.
 fn timed(cmd: &mut Command) -> Res<f64> {
     let t = Instant::now();
@@ -77,8 +66,9 @@ fn main() -> Res<()> {
         .iter()
         .map(|f| f.metadata().map(|m| m.len()).unwrap_or(0))
         .sum();
-    let inspect = timed(Command::new(bin()).arg("inspect").args(&files))?;
-    let json = timed(Command::new(bin()).args(["inspect", "--json"]).args(&files))?;
+    let bin = reshard_testkit::reshard_binary("RESHARD_BIN");
+    let inspect = timed(Command::new(&bin).arg("inspect").args(&files))?;
+    let json = timed(Command::new(&bin).args(["inspect", "--json"]).args(&files))?;
     let mariadb = timed(
         Command::new("mariadb-binlog")
             .args(["--base64-output=DECODE-ROWS", "-v"])
