@@ -172,6 +172,8 @@ pub(super) async fn run_replay(
     let forward_only = checkpoint::load(&mut control, name)
         .await?
         .map(|c| c.position);
+    // the endpoint, the throttle and the monitor, for as long as the replay
+    let _observer = crate::monitor::start(&cfg).await?;
     let stop_rx = shutdown_signal();
     let mut backoff = attempt_backoff();
     loop {

@@ -58,6 +58,9 @@ pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Re
     // the other start-up connections are not needed any more
     let Servers { mut control, .. } = servers;
     let stop_rx = shutdown_signal();
+    // the metrics endpoint, the throttle and the monitor (lag, stall
+    // alarm, figures for `status`), for as long as `run` runs
+    let _observer = crate::monitor::start(&cfg).await?;
     // pruning runs for as long as `run` does, between attempts too, and
     // ends with it on every path (a dropped task is aborted)
     let _pruning = prune::start(&cfg, &router);

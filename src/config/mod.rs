@@ -8,6 +8,7 @@
 //! file (never the working directory) and checks cross-field rules.
 //! Commands only ever see a [`Config`].
 
+pub mod observe;
 pub mod raw;
 mod redact;
 
@@ -59,6 +60,10 @@ pub struct Config {
     /// Shard name → endpoint, in name order.
     pub targets: BTreeMap<String, Endpoint>,
     pub pipeline: Pipeline,
+    /// `[metrics]`.
+    pub metrics: observe::Metrics,
+    /// `[throttle]`.
+    pub throttle: observe::Throttle,
 }
 
 impl Config {
@@ -114,6 +119,8 @@ pub struct Pipeline {
     pub snapshot_rows_per_sec: u64,
     pub tombstone_retention: Duration,
     pub prune_interval: Duration,
+    /// `None`: stalls are not reported.
+    pub stall: Option<Duration>,
 }
 
 /// A config that cannot be used. Every variant names the file.
@@ -191,6 +198,9 @@ impl Config {
         let targets = check.targets(&raw.targets)?;
         let shards = check.shards(raw.pipeline.shards.take(), &targets)?;
         let pipeline = check.pipeline(raw.pipeline, shards)?;
+        let invalid = |(key, message): (String, String)| check.invalid(&key, message);
+        let metrics = observe::metrics(raw.metrics).map_err(invalid)?;
+        let throttle = observe::throttle(raw.throttle).map_err(invalid)?;
         Ok(Config {
             path: path.to_path_buf(),
             source,
@@ -198,6 +208,8 @@ impl Config {
             control,
             targets,
             pipeline,
+            metrics,
+            throttle,
         })
     }
 
@@ -399,6 +411,7 @@ impl Check<'_> {
             snapshot_rows_per_sec: p.snapshot_rows_per_sec,
             tombstone_retention: Duration::from_secs(p.tombstone_retention_secs),
             prune_interval: Duration::from_secs(p.prune_interval_secs.max(1)),
+            stall: (p.stall_secs > 0).then(|| Duration::from_secs(p.stall_secs)),
         })
     }
 }

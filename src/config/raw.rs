@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::observe::{RawMetrics, RawThrottle};
 use super::OnDeriveError;
 
 #[derive(Debug, Deserialize)]
@@ -15,6 +16,12 @@ pub struct RawConfig {
     /// shard name → `mysql://user:pass@host:port/db`
     pub targets: BTreeMap<String, String>,
     pub pipeline: RawPipeline,
+    /// `[metrics]`: the Prometheus endpoint. Default: none.
+    #[serde(default)]
+    pub metrics: RawMetrics,
+    /// `[throttle]`: rows/s cap and target lag. Default: none.
+    #[serde(default)]
+    pub throttle: RawThrottle,
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,6 +98,11 @@ pub struct RawPipeline {
     /// Source heartbeat period in seconds. Default 5.
     #[serde(default = "default_heartbeat")]
     pub heartbeat_secs: u64,
+    /// A stage with work that makes no progress for this long is reported
+    /// stalled (error log, `reshard_stalled`), in seconds; 0 = never.
+    /// Default 120.
+    #[serde(default = "default_stall")]
+    pub stall_secs: u64,
 }
 
 fn default_name() -> String {
@@ -131,4 +143,7 @@ fn default_lookup_ttl() -> u64 {
 }
 fn default_heartbeat() -> u64 {
     5
+}
+fn default_stall() -> u64 {
+    120
 }

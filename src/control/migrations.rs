@@ -63,6 +63,11 @@ pub const CONTROL: &[Migration] = &[
         name: "0007_scale_out_and_failover",
         sql: include_str!("../../migrations/control/0007_scale_out_and_failover.sql"),
     },
+    Migration {
+        version: 8,
+        name: "0008_figures",
+        sql: include_str!("../../migrations/control/0008_figures.sql"),
+    },
 ];
 
 pub const SHARD: &[Migration] = &[Migration {
@@ -178,6 +183,7 @@ mod tests {
         assert_eq!(split_statements(CONTROL[4].sql).len(), 1);
         assert_eq!(split_statements(CONTROL[5].sql).len(), 2);
         assert_eq!(split_statements(CONTROL[6].sql).len(), 5);
+        assert_eq!(split_statements(CONTROL[7].sql).len(), 1);
         assert_eq!(split_statements(SHARD[0].sql).len(), 2);
         assert_eq!(split_statements("-- only a comment\n"), Vec::<&str>::new());
     }

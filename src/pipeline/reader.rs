@@ -234,6 +234,7 @@ async fn forward(
             repeats = None;
         }
         let failed = item.is_err();
+        let blocked = crate::metrics::global().board.reader_blocked();
         let pending = match tx.send_timeout(item, patience).await {
             Ok(()) => None,
             Err(SendTimeoutError::Closed(_)) => break,
@@ -253,6 +254,7 @@ async fn forward(
                 close_history(history).await;
                 return;
             }
+            drop(blocked);
             last = b.or(last);
             let at = match &last {
                 Some((resume, _)) => StartAt::Position(resume.clone()),
@@ -276,6 +278,7 @@ async fn forward(
             }
             continue;
         }
+        drop(blocked);
         if failed {
             break;
         }

@@ -265,6 +265,7 @@ async fn save_progress(
 /// then marks the snapshot done.
 pub async fn copy(mut c: Copy<'_>) -> Result<CopyOutcome, PipelineError> {
     let p = &c.cfg.pipeline;
+    let _copying = crate::metrics::global().board.copying();
     let mut source = db::connect(&c.cfg.source, Session::Write, p.connect_timeout).await?;
     let mut writers = Writers::connect(c.cfg).await?;
     let version =
@@ -482,6 +483,7 @@ async fn copy_table(
         }
         let per_shard = route_chunk(c, t.reader.schema(), page, version).await?;
         writers.apply(per_shard).await?;
+        crate::metrics::global().copied(&t.full, n as u64);
         t.rows += n as u64;
         let finished = n < chunk;
         save_progress(c.control, &p.name, t, finished).await?;

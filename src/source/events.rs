@@ -232,6 +232,7 @@ impl Decoder {
         at: EventAt,
         conn: Option<&mut Conn>,
     ) -> Result<Option<SourceItem>, SourceError> {
+        crate::metrics::global().event_read(event.header().event_type_raw());
         let ev = self.place(event, at)?;
         use EventType::*;
         let ty = match event.header().event_type() {

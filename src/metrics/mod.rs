@@ -1,0 +1,349 @@
+//! What a running reshard counts, for Prometheus (`[metrics] listen`,
+//! [`serve`]), for `status` ([`figures`], kept in the control database by
+//! [`crate::monitor`]) and for the stall alarm ([`board`]).
+//!
+//! # One registry, read two ways
+//!
+//! Every figure lives once, in the process's [`Metrics`] (a `prometheus`
+//! registry and the handles of its metrics). The endpoint encodes the
+//! registry with the crate's text encoder; `status` shows
+//! [`figures::Figures`], built from the same `gather()`. So the scrape and
+//! `status --json` cannot disagree about what they both show.
+//!
+//! # Cheap on the hot path
+//!
+//! Nothing here is called per row. The writer records a batch once it is
+//! committed ([`Metrics::batch_applied`]: one counter add per table and
+//! kind of operation in the batch); the decoder counts an event with one
+//! atomic add on a handle resolved once per event type
+//! ([`Metrics::event_read`]); the copy records a chunk, a dead letter is
+//! recorded where it is written. Labels are looked up per batch, never
+//! allocated per row.
+//!
+//! # Process-wide
+//!
+//! Like a `tracing` subscriber, the registry is one per process
+//! ([`global`]): the writer lanes, the decoder and the copy record into it
+//! without a handle being passed through every stage. Each command runs in
+//! a process of its own, so nothing is shared between pipelines.
+
+pub mod board;
+pub mod figures;
+pub mod serve;
+
+use std::sync::{Arc, LazyLock, OnceLock};
+use std::time::Duration;
+
+use prometheus::{
+    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry,
+};
+
+use crate::writer::lane::BatchOp;
+use crate::writer::{OpKind, TargetTable};
+pub use board::Board;
+
+/// Upper bounds of `reshard_batch_seconds`.
+const BATCH_BUCKETS: &[f64] = &[
+    0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+/// Stages that can be stalled whatever the lanes are (each starts at 0).
+pub const STAGES: &[&str] = &["reader", "router", "copy"];
+
+/// The process's metrics (see the module docs).
+pub struct Metrics {
+    registry: Registry,
+    rows_applied: IntCounterVec,
+    events_read: IntCounterVec,
+    /// `events_read` resolved per event type code, on first use.
+    events_by_code: [OnceLock<IntCounter>; 256],
+    pub source_lag_seconds: Gauge,
+    pub source_lag_bytes: IntGauge,
+    pub checkpoint_position: IntGaugeVec,
+    batch_seconds: Histogram,
+    retries: IntCounterVec,
+    dead_letters: IntCounterVec,
+    snapshot_rows: IntCounterVec,
+    pub stalled: IntGaugeVec,
+    pub throttled: IntGaugeVec,
+    pub throttle_wait_seconds: prometheus::CounterVec,
+    pub target_lag_seconds: GaugeVec,
+    /// Progress clocks of the stages, for the stall alarm.
+    pub board: Board,
+}
+
+/// The process's metrics.
+pub fn global() -> &'static Metrics {
+    static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+    &METRICS
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help)
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let m = Metrics {
+            rows_applied: counter_vec(
+                &registry,
+                opts("reshard_rows_applied_total", "Row operations committed on the target shards (after deduplication within a batch), by shard, target table and operation (upsert, delete)."),
+                &["shard", "table", "op"],
+            ),
+            events_read: counter_vec(
+                &registry,
+                opts("reshard_events_read_total", "Binlog events read, by event type."),
+                &["type"],
+            ),
+            events_by_code: [const { OnceLock::new() }; 256],
+            source_lag_seconds: register(&registry, gauge("reshard_source_lag_seconds", "Seconds since the source committed the transaction at the checkpoint (0 when the checkpoint is at the source head).")),
+            source_lag_bytes: register(&registry, int_gauge("reshard_source_lag_bytes", "Bytes of source binlog between the checkpoint and the source head.")),
+            checkpoint_position: register(&registry, int_gauge_vec(opts("reshard_checkpoint_position", "Offset of the checkpoint in its binlog file (the label)."), &["file"])),
+            batch_seconds: register(&registry, histogram()),
+            retries: counter_vec(
+                &registry,
+                opts("reshard_retries_total", "Work retried after a transient failure, by stage (writer, pipeline) and cause."),
+                &["stage", "reason"],
+            ),
+            dead_letters: counter_vec(
+                &registry,
+                opts("reshard_dead_letters_total", "Rows written to the dead-letter table, by source table."),
+                &["table"],
+            ),
+            snapshot_rows: counter_vec(
+                &registry,
+                opts("reshard_snapshot_rows_total", "Rows read and applied by the initial copy, by source table."),
+                &["table"],
+            ),
+            stalled: register(&registry, int_gauge_vec(opts("reshard_stalled", "1 while a stage has had work and made no progress for stall_secs: reader, router, copy, or lane:SHARD/N."), &["stage"])),
+            throttled: register(&registry, int_gauge_vec(opts("reshard_throttled", "1 while the throttle holds writes back: reason rate (max_rows_per_sec) or lag (a target server's lag above max_lag_secs, server label)."), &["reason", "server"])),
+            throttle_wait_seconds: register(&registry, prometheus::CounterVec::new(opts("reshard_throttle_wait_seconds_total", "Seconds writer lanes waited for the throttle, summed over lanes, by reason."), &["reason"]).unwrap_or_else(|e| unreachable_metric(e))),
+            target_lag_seconds: register(&registry, GaugeVec::new(opts("reshard_target_lag_seconds", "Replication lag of each target server as the throttle last measured it (NaN: unknown)."), &["server"]).unwrap_or_else(|e| unreachable_metric(e))),
+            board: Board::new(),
+            registry,
+        };
+        for stage in STAGES {
+            m.stalled.with_label_values(&[stage]).set(0);
+        }
+        m
+    }
+
+    /// The registry (for the endpoint and the figures).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// A batch committed on `shard` (by a lane or the copy) after one try
+    /// of `took`: counts its operations per target table and kind, once
+    /// per batch.
+    pub fn batch_applied(
+        &self,
+        shard: &str,
+        batch: &[(Arc<TargetTable>, Vec<BatchOp>)],
+        took: Duration,
+    ) {
+        for (table, ops) in batch {
+            let deletes = ops.iter().filter(|b| b.op.kind == OpKind::Delete).count() as u64;
+            let upserts = ops.len() as u64 - deletes;
+            for (op, n) in [("upsert", upserts), ("delete", deletes)] {
+                if n > 0 {
+                    self.rows_applied
+                        .with_label_values(&[shard, table.name.as_str(), op])
+                        .inc_by(n);
+                }
+            }
+        }
+        self.batch_seconds.observe(took.as_secs_f64());
+        self.board.committed();
+    }
+
+    /// A binlog event of type `code` was read.
+    pub fn event_read(&self, code: u8) {
+        let counter = self.events_by_code[usize::from(code)].get_or_init(|| {
+            self.events_read
+                .with_label_values(&[&event_type_name(code)])
+        });
+        counter.inc();
+        self.board.event_read();
+    }
+
+    /// Work retried at `stage` because of `reason`.
+    pub fn retried(&self, stage: &str, reason: &str) {
+        self.retries.with_label_values(&[stage, reason]).inc();
+    }
+
+    /// A row of source table `table` was dead-lettered.
+    pub fn dead_lettered(&self, table: &str) {
+        self.dead_letters.with_label_values(&[table]).inc();
+    }
+
+    /// The initial copy applied `rows` rows of source table `table`.
+    pub fn copied(&self, table: &str, rows: u64) {
+        self.snapshot_rows.with_label_values(&[table]).inc_by(rows);
+        self.board.copied();
+    }
+
+    /// Moves the checkpoint gauge to `file`, dropping the old file's
+    /// series.
+    pub fn set_checkpoint(&self, old: Option<&str>, file: &str, pos: u64) {
+        if let Some(old) = old.filter(|o| *o != file) {
+            let _ = self.checkpoint_position.remove_label_values(&[old]);
+        }
+        self.checkpoint_position
+            .with_label_values(&[file])
+            .set(i64::try_from(pos).unwrap_or(i64::MAX));
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// `write_rows_v1`, `query`, `mariadb_gtid`… of an event type code (the
+/// name mysql_common gives it, lowercase, without `_EVENT`), or
+/// `unknown_N`.
+pub fn event_type_name(code: u8) -> String {
+    match mysql_common::binlog::consts::EventType::try_from(code) {
+        Ok(t) => format!("{t:?}")
+            .to_ascii_lowercase()
+            .replace("_event", "")
+            .replace("_log", ""),
+        Err(_) => format!("unknown_{code}"),
+    }
+}
+
+/// Registration only fails for a duplicate or malformed name: a bug in
+/// this module, caught by its tests.
+fn unreachable_metric(e: prometheus::Error) -> ! {
+    panic!("metric definition: {e}")
+}
+
+fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, m: M) -> M {
+    if let Err(e) = registry.register(Box::new(m.clone())) {
+        unreachable_metric(e)
+    }
+    m
+}
+
+fn counter_vec(registry: &Registry, o: Opts, labels: &[&str]) -> IntCounterVec {
+    register(
+        registry,
+        IntCounterVec::new(o, labels).unwrap_or_else(|e| unreachable_metric(e)),
+    )
+}
+
+fn int_gauge_vec(o: Opts, labels: &[&str]) -> IntGaugeVec {
+    IntGaugeVec::new(o, labels).unwrap_or_else(|e| unreachable_metric(e))
+}
+
+fn gauge(name: &str, help: &str) -> Gauge {
+    Gauge::with_opts(opts(name, help)).unwrap_or_else(|e| unreachable_metric(e))
+}
+
+fn int_gauge(name: &str, help: &str) -> IntGauge {
+    IntGauge::with_opts(opts(name, help)).unwrap_or_else(|e| unreachable_metric(e))
+}
+
+fn histogram() -> Histogram {
+    Histogram::with_opts(
+        HistogramOpts::new(
+            "reshard_batch_seconds",
+            "Time to apply one writer batch transaction (one try), in seconds.",
+        )
+        .buckets(BATCH_BUCKETS.to_vec()),
+    )
+    .unwrap_or_else(|e| unreachable_metric(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::position::Position;
+    use crate::version::Version;
+    use crate::writer::WriteOp;
+    use mysql_common::value::Value;
+    use prometheus::Encoder;
+
+    fn op(table: &Arc<TargetTable>, kind: OpKind) -> BatchOp {
+        BatchOp {
+            op: WriteOp {
+                shard: 0,
+                table: table.clone(),
+                key_enc: vec![1],
+                key: vec![Value::Int(1)],
+                kind,
+                version: Version(1),
+                position: Position::new("b.000001", 4),
+            },
+            tombstone: None,
+        }
+    }
+
+    fn text(m: &Metrics) -> String {
+        let mut out = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&m.registry().gather(), &mut out)
+            .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn a_batch_counts_per_table_and_operation() {
+        let m = Metrics::new();
+        let t = Arc::new(TargetTable {
+            name: "orders".into(),
+            source: "db.orders".into(),
+            columns: vec!["id".into()],
+            key: vec![0],
+        });
+        let batch = vec![(
+            t.clone(),
+            vec![
+                op(&t, OpKind::Upsert(vec![Value::Int(1)])),
+                op(&t, OpKind::Upsert(vec![Value::Int(2)])),
+                op(&t, OpKind::Delete),
+            ],
+        )];
+        m.batch_applied("s1", &batch, Duration::from_millis(4));
+        m.batch_applied("s1", &batch, Duration::from_millis(4));
+        let text = text(&m);
+        assert!(
+            text.contains(r#"reshard_rows_applied_total{op="upsert",shard="s1",table="orders"} 4"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"reshard_rows_applied_total{op="delete",shard="s1",table="orders"} 2"#),
+            "{text}"
+        );
+        assert!(text.contains("reshard_batch_seconds_count 2"), "{text}");
+        assert!(text.contains(r#"reshard_stalled{stage="reader"} 0"#), "{text}");
+    }
+
+    #[test]
+    fn events_are_named_by_type() {
+        let m = Metrics::new();
+        m.event_read(30);
+        m.event_read(30);
+        m.event_read(2);
+        m.event_read(250);
+        let text = text(&m);
+        assert!(text.contains(r#"reshard_events_read_total{type="write_rows"} 2"#), "{text}");
+        assert!(text.contains(r#"reshard_events_read_total{type="query"} 1"#), "{text}");
+        assert!(text.contains(r#"reshard_events_read_total{type="unknown_250"} 1"#), "{text}");
+    }
+
+    #[test]
+    fn the_checkpoint_gauge_follows_the_file() {
+        let m = Metrics::new();
+        m.set_checkpoint(None, "b.000001", 100);
+        m.set_checkpoint(Some("b.000001"), "b.000002", 4);
+        let text = text(&m);
+        assert!(!text.contains("b.000001"), "{text}");
+        assert!(text.contains(r#"reshard_checkpoint_position{file="b.000002"} 4"#), "{text}");
+    }
+}
