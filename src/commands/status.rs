@@ -278,7 +278,9 @@ fn render_subsets(out: &mut String, subsets: &[SubsetStatus]) {
             s.running
                 .as_deref()
                 .map_or("not running".into(), |r| format!("running: {r}")),
-            s.process.as_ref().map_or(String::new(), |p| brief(&p.figures)),
+            s.process
+                .as_ref()
+                .map_or(String::new(), |p| brief(&p.figures)),
         );
     }
 }

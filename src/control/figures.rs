@@ -41,7 +41,12 @@ pub async fn save(
 
 /// The figures of the pipeline `base` and of its shard subsets.
 pub async fn list(conn: &mut Conn, base: &str) -> Result<Vec<Stored>, DbError> {
-    let like = format!("{}/%", base.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+    let like = format!(
+        "{}/%",
+        base.replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+    );
     let rows: Vec<(String, String, u32, String, i64)> = conn
         .exec(
             "SELECT pipeline, host, pid, figures, TIMESTAMPDIFF(SECOND, updated_at, CURRENT_TIMESTAMP(6)) \

@@ -182,7 +182,11 @@ impl Figures {
             return String::new();
         }
         let mut out = String::new();
-        let _ = writeln!(out, "{indent}{:<12} {:<24} {:>12} {:>12}", "shard", "table", "upserts", "deletes");
+        let _ = writeln!(
+            out,
+            "{indent}{:<12} {:<24} {:>12} {:>12}",
+            "shard", "table", "upserts", "deletes"
+        );
         for ((shard, table), (u, d)) in rows {
             let _ = writeln!(out, "{indent}{shard:<12} {table:<24} {u:>12} {d:>12}");
         }

@@ -204,17 +204,11 @@ impl Default for Metrics {
     }
 }
 
-/// `write_rows_v1`, `query`, `mariadb_gtid`… of an event type code (the
-/// name mysql_common gives it, lowercase, without `_EVENT`), or
-/// `unknown_N`.
+/// `write_rows_v1`, `query`, `mariadb_gtid`… of an event type code: the
+/// name `inspect` prints ([`crate::source::view::event_type_name`]), in
+/// lower case.
 pub fn event_type_name(code: u8) -> String {
-    match mysql_common::binlog::consts::EventType::try_from(code) {
-        Ok(t) => format!("{t:?}")
-            .to_ascii_lowercase()
-            .replace("_event", "")
-            .replace("_log", ""),
-        Err(_) => format!("unknown_{code}"),
-    }
+    crate::source::view::event_type_name(code).to_ascii_lowercase()
 }
 
 /// Registration only fails for a duplicate or malformed name: a bug in
@@ -321,7 +315,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("reshard_batch_seconds_count 2"), "{text}");
-        assert!(text.contains(r#"reshard_stalled{stage="reader"} 0"#), "{text}");
+        assert!(
+            text.contains(r#"reshard_stalled{stage="reader"} 0"#),
+            "{text}"
+        );
     }
 
     #[test]
@@ -330,11 +327,25 @@ mod tests {
         m.event_read(30);
         m.event_read(30);
         m.event_read(2);
+        m.event_read(162);
         m.event_read(250);
         let text = text(&m);
-        assert!(text.contains(r#"reshard_events_read_total{type="write_rows"} 2"#), "{text}");
-        assert!(text.contains(r#"reshard_events_read_total{type="query"} 1"#), "{text}");
-        assert!(text.contains(r#"reshard_events_read_total{type="unknown_250"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"reshard_events_read_total{type="write_rows_v2"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"reshard_events_read_total{type="mariadb_gtid"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"reshard_events_read_total{type="query"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"reshard_events_read_total{type="unknown_250"} 1"#),
+            "{text}"
+        );
     }
 
     #[test]
@@ -344,6 +355,9 @@ mod tests {
         m.set_checkpoint(Some("b.000001"), "b.000002", 4);
         let text = text(&m);
         assert!(!text.contains("b.000001"), "{text}");
-        assert!(text.contains(r#"reshard_checkpoint_position{file="b.000002"} 4"#), "{text}");
+        assert!(
+            text.contains(r#"reshard_checkpoint_position{file="b.000002"} 4"#),
+            "{text}"
+        );
     }
 }

@@ -52,8 +52,9 @@ async fn accept(listener: TcpListener, metrics: &'static Metrics) {
             }
         };
         tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |req| async move { Ok::<_, Infallible>(respond(&req, metrics)) });
+            let service = hyper::service::service_fn(move |req| async move {
+                Ok::<_, Infallible>(respond(&req, metrics))
+            });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(10))

@@ -63,7 +63,10 @@ pub async fn start(cfg: &Config) -> Result<Observer, ServeError> {
         m,
         source: None,
         control: None,
-        stall: cfg.pipeline.stall.map(|s| StallWatch::new(s, Instant::now())),
+        stall: cfg
+            .pipeline
+            .stall
+            .map(|s| StallWatch::new(s, Instant::now())),
         checkpoint_file: None,
         saved: None,
     };
@@ -127,7 +130,9 @@ impl Monitor {
         if let Some((Some(cp), ts)) = cp {
             let (bytes, secs) = lag::lags(Some(&cp), &head, &files, ts.unwrap_or(0));
             if let Some(b) = bytes {
-                self.m.source_lag_bytes.set(i64::try_from(b).unwrap_or(i64::MAX));
+                self.m
+                    .source_lag_bytes
+                    .set(i64::try_from(b).unwrap_or(i64::MAX));
             }
             if let Some(s) = secs {
                 self.m.source_lag_seconds.set(s as f64);
@@ -179,7 +184,13 @@ impl Monitor {
             return;
         };
         let name = &self.cfg.pipeline.name;
-        let r = bounded(control::figures::save(conn, name, Owner::this_process(), &json)).await;
+        let r = bounded(control::figures::save(
+            conn,
+            name,
+            Owner::this_process(),
+            &json,
+        ))
+        .await;
         if forget_on_error(&mut self.control, r).is_some() {
             self.saved = Some(Instant::now());
         }
@@ -206,10 +217,18 @@ async fn open<'a>(
 }
 
 /// `work` within [`QUERY_TIMEOUT`].
-async fn bounded<T>(work: impl std::future::Future<Output = Result<T, DbError>>) -> Result<T, DbError> {
+async fn bounded<T>(
+    work: impl std::future::Future<Output = Result<T, DbError>>,
+) -> Result<T, DbError> {
     tokio::time::timeout(QUERY_TIMEOUT, work)
         .await
-        .unwrap_or_else(|_| Err(DbError::no_answer("monitor", "reading the lag", QUERY_TIMEOUT)))
+        .unwrap_or_else(|_| {
+            Err(DbError::no_answer(
+                "monitor",
+                "reading the lag",
+                QUERY_TIMEOUT,
+            ))
+        })
 }
 
 /// The value, or `None` after dropping the connection that failed.

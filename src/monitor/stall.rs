@@ -43,7 +43,10 @@ pub struct Stuck {
 pub enum Change {
     Began(Stuck),
     /// The stage made progress again after this long stalled.
-    Ended { stage: String, after: Duration },
+    Ended {
+        stage: String,
+        after: Duration,
+    },
 }
 
 /// The progress clocks over time and the stages stalled now.
@@ -97,7 +100,12 @@ impl StallWatch {
 
     /// Takes in the state at `now` (`head`: the source head, when it could
     /// be read) and returns what began and ended.
-    pub fn observe(&mut self, now: Instant, head: Option<&Position>, view: &BoardView) -> Vec<Change> {
+    pub fn observe(
+        &mut self,
+        now: Instant,
+        head: Option<&Position>,
+        view: &BoardView,
+    ) -> Vec<Change> {
         if self.events.update(view.events, now) || self.head_at_event.is_none() {
             if let Some(h) = head {
                 self.head_at_event = Some(h.clone());
@@ -157,7 +165,10 @@ impl StallWatch {
             return if idle >= limit {
                 vec![Stuck {
                     stage: "copy".into(),
-                    what: format!("the initial copy has applied no chunk for {} s", idle.as_secs()),
+                    what: format!(
+                        "the initial copy has applied no chunk for {} s",
+                        idle.as_secs()
+                    ),
                 }]
             } else {
                 Vec::new()
@@ -286,7 +297,10 @@ mod tests {
         // idle source: no event, no stall
         assert!(w.observe(secs(t0, 30), Some(&pos(100)), &v).is_empty());
         let c = w.observe(secs(t0, 31), Some(&pos(200)), &v);
-        assert!(matches!(&c[..], [Change::Began(s)] if s.stage == "reader"), "{c:?}");
+        assert!(
+            matches!(&c[..], [Change::Began(s)] if s.stage == "reader"),
+            "{c:?}"
+        );
     }
 
     #[test]
@@ -300,7 +314,10 @@ mod tests {
         // batches committed 5 s ago: a slow pipeline, not a stalled one
         assert!(w.observe(secs(t0, 11), Some(&pos(100)), &v).is_empty());
         let c = w.observe(secs(t0, 16), Some(&pos(100)), &v);
-        assert!(matches!(&c[..], [Change::Began(s)] if s.stage == "router"), "{c:?}");
+        assert!(
+            matches!(&c[..], [Change::Began(s)] if s.stage == "router"),
+            "{c:?}"
+        );
     }
 
     #[test]
@@ -313,6 +330,9 @@ mod tests {
         v.copying = true;
         assert!(w.observe(secs(t0, 105), Some(&pos(9)), &v).is_empty());
         let c = w.observe(secs(t0, 111), Some(&pos(9)), &v);
-        assert!(matches!(&c[..], [Change::Began(s)] if s.stage == "copy"), "{c:?}");
+        assert!(
+            matches!(&c[..], [Change::Began(s)] if s.stage == "copy"),
+            "{c:?}"
+        );
     }
 }

@@ -83,7 +83,13 @@ mod tests {
         let end = *started.iter().max().unwrap_or(&t0);
         let secs = end.duration_since(t0).as_secs_f64();
         let ops = started.len() as f64 * 37.0;
-        assert!(ops <= rate as f64 * secs + rate as f64 + 37.0, "{ops} ops in {secs} s");
-        assert!(ops >= rate as f64 * secs, "{ops} ops in {secs} s: the cap wastes time");
+        assert!(
+            ops <= rate as f64 * secs + rate as f64 + 37.0,
+            "{ops} ops in {secs} s"
+        );
+        assert!(
+            ops >= rate as f64 * secs,
+            "{ops} ops in {secs} s: the cap wastes time"
+        );
     }
 }

@@ -188,11 +188,7 @@ async fn replica_lag(c: &mut Conn) -> Result<f64, String> {
     for row in &rows {
         let col = ["Seconds_Behind_Master", "Seconds_Behind_Source"]
             .iter()
-            .find_map(|name| {
-                row.columns_ref()
-                    .iter()
-                    .position(|c| c.name_str() == *name)
-            })
+            .find_map(|name| row.columns_ref().iter().position(|c| c.name_str() == *name))
             .ok_or("SHOW SLAVE STATUS has no Seconds_Behind_Master column")?;
         let v = row.as_ref(col).cloned().unwrap_or(Value::NULL);
         let s = seconds(&v).ok_or("Seconds_Behind_Master is NULL: replication is not running")?;

@@ -114,7 +114,9 @@ impl Throttle {
                 let _ = gate.wait_for(Gate::open).await;
                 m.board.lane_throttled(lane.lane, false);
                 let waited = started.elapsed().as_secs_f64();
-                m.throttle_wait_seconds.with_label_values(&["lag"]).inc_by(waited);
+                m.throttle_wait_seconds
+                    .with_label_values(&["lag"])
+                    .inc_by(waited);
                 tracing::debug!(shard = %lane.shard, lane = lane.lane, server = %server, waited_s = waited, "lag throttle released the lane");
             }
         }

@@ -177,7 +177,10 @@ pub async fn run(
                 stats: &stats,
                 hints: &mut hints,
             };
-            let _busy = crate::metrics::global().board.lane_busy(cfg.lane, &cfg.shard, cfg.lane_in_shard);
+            let _busy =
+                crate::metrics::global()
+                    .board
+                    .lane_busy(cfg.lane, &cfg.shard, cfg.lane_in_shard);
             if let Err(e) = pending.apply_on(&mut link, &cfg, None).await {
                 if e.retry() == Retry::Definite {
                     return Err(LaneError {
@@ -294,12 +297,19 @@ impl Pending<'_> {
                 });
             match tried {
                 Ok(()) => {
-                    crate::metrics::global().batch_applied(&cfg.shard, self.batch, started.elapsed());
+                    crate::metrics::global().batch_applied(
+                        &cfg.shard,
+                        self.batch,
+                        started.elapsed(),
+                    );
                     return Ok(());
                 }
                 // deadlocks and lock waits: the transaction was rolled back, try again
                 Err(e) if e.is_lock_conflict() && attempt < RETRIES => {
-                    crate::metrics::global().retried("writer", e.transient().map_or("lock conflict", |t| t.describe()));
+                    crate::metrics::global().retried(
+                        "writer",
+                        e.transient().map_or("lock conflict", |t| t.describe()),
+                    );
                     tracing::warn!(shard = %cfg.shard, lane = cfg.lane, attempt, error = %e, "batch rolled back, retrying");
                     tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
                 }
