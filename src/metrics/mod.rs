@@ -26,6 +26,9 @@
 //! ([`global`]): the writer lanes, the decoder and the copy record into it
 //! without a handle being passed through every stage. Each command runs in
 //! a process of its own, so nothing is shared between pipelines.
+//!
+//! Nothing in the pipeline reads a figure back, so counting cannot change
+//! what is applied (`docs/architecture.md`, "Watching and throttling").
 
 pub mod board;
 pub mod figures;
@@ -346,6 +349,44 @@ mod tests {
             text.contains(r#"reshard_events_read_total{type="unknown_250"} 1"#),
             "{text}"
         );
+    }
+
+    /// The dashboard in docs/ graphs only metrics this registry has.
+    #[test]
+    fn the_grafana_dashboard_names_real_metrics() {
+        let m = Metrics::new();
+        m.retried("writer", "x");
+        m.dead_lettered("t");
+        m.copied("t", 1);
+        m.event_read(2);
+        m.set_checkpoint(None, "b.000001", 4);
+        m.rows_applied
+            .with_label_values(&["s", "t", "upsert"])
+            .inc();
+        m.throttled.with_label_values(&["rate", ""]).set(0);
+        m.throttle_wait_seconds.with_label_values(&["rate"]).inc();
+        m.target_lag_seconds.with_label_values(&["h"]).set(0.0);
+        let names: Vec<String> = m
+            .registry()
+            .gather()
+            .iter()
+            .map(|f| f.name().to_string())
+            .collect();
+        assert_eq!(names.len(), 13, "{names:?}");
+        let dash: serde_json::Value =
+            serde_json::from_str(include_str!("../../docs/grafana-dashboard.json")).unwrap();
+        let panels = dash["panels"].as_array().unwrap();
+        assert!(panels.len() >= 10);
+        for target in panels.iter().flat_map(|p| p["targets"].as_array().unwrap()) {
+            let expr = target["expr"].as_str().unwrap();
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if let Some(base) = word.strip_prefix("reshard_") {
+                    let base = format!("reshard_{base}");
+                    let base = base.strip_suffix("_bucket").unwrap_or(&base);
+                    assert!(names.iter().any(|n| n == base), "{word} in {expr}");
+                }
+            }
+        }
     }
 
     #[test]

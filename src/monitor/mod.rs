@@ -16,7 +16,8 @@
 //! only) and only reads what the pipeline wrote: it decides nothing, and
 //! a server it cannot reach only leaves its figures as they were (it
 //! reconnects at the next second). All of it ends when the returned
-//! [`Observer`] is dropped.
+//! [`Observer`] is dropped. Why none of it can change what the pipeline
+//! applies: `docs/architecture.md`, "Watching and throttling".
 
 pub mod lag;
 pub mod stall;

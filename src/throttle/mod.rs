@@ -15,7 +15,8 @@
 //! Every lane calls [`admit`] before it applies a batch (the copy's
 //! writers too). Waiting there is safe: nothing is applied or
 //! acknowledged meanwhile, so the checkpoint simply stays behind the
-//! waiting lane (`docs/architecture.md`, "Checkpoint watermark"); a full
+//! waiting lane (`docs/architecture.md`, "Checkpoint watermark" and
+//! "Watching and throttling"); a full
 //! lane queue then holds back the coordinator and the reader exactly as a
 //! slow shard does. The wait is outside the batch's time limit and is no
 //! stall ([`crate::metrics::board`]). A shutdown that finds a lane waiting
