@@ -254,15 +254,8 @@ mod tests {
 
     #[test]
     fn figures_read_the_registry() {
-        let m = Metrics::new();
-        m.retried("writer", "deadlock");
-        m.dead_lettered("db.t");
-        m.copied("db.t", 10);
-        m.event_read(2);
+        let m = crate::metrics::tests::touched();
         m.stalled.with_label_values(&["lane:s1/0"]).set(1);
-        m.throttled.with_label_values(&["lag", "h:1"]).set(1);
-        m.target_lag_seconds.with_label_values(&["h:1"]).set(12.0);
-        m.set_checkpoint(None, "b.000002", 77);
         let f = Figures::of(&m);
         assert_eq!(f.retries[0].count, 1);
         assert_eq!(f.dead_letters["db.t"], 1);

@@ -258,7 +258,7 @@ fn histogram() -> Histogram {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::position::Position;
     use crate::version::Version;
@@ -278,6 +278,30 @@ mod tests {
                 position: Position::new("b.000001", 4),
             },
             tombstone: None,
+        }
+    }
+
+    /// Every metric with one series, as a scrape after some work shows.
+    pub(crate) fn touched() -> Metrics {
+        let m = Metrics::new();
+        m.retried("writer", "deadlock");
+        m.dead_lettered("db.t");
+        m.copied("db.t", 10);
+        m.event_read(2);
+        m.set_checkpoint(None, "b.000002", 77);
+        m.rows_applied
+            .with_label_values(&["s", "t", "upsert"])
+            .inc();
+        m.throttle_wait_seconds.with_label_values(&["rate"]).inc();
+        m.throttled.with_label_values(&["lag", "h:1"]).set(1);
+        m.target_lag_seconds.with_label_values(&["h:1"]).set(12.0);
+        m
+    }
+
+    /// `text` holds each of `lines`.
+    fn has(text: &str, lines: &[&str]) {
+        for l in lines {
+            assert!(text.contains(l), "{l} missing from\n{text}");
         }
     }
 
@@ -308,19 +332,14 @@ mod tests {
         )];
         m.batch_applied("s1", &batch, Duration::from_millis(4));
         m.batch_applied("s1", &batch, Duration::from_millis(4));
-        let text = text(&m);
-        assert!(
-            text.contains(r#"reshard_rows_applied_total{op="upsert",shard="s1",table="orders"} 4"#),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"reshard_rows_applied_total{op="delete",shard="s1",table="orders"} 2"#),
-            "{text}"
-        );
-        assert!(text.contains("reshard_batch_seconds_count 2"), "{text}");
-        assert!(
-            text.contains(r#"reshard_stalled{stage="reader"} 0"#),
-            "{text}"
+        has(
+            &text(&m),
+            &[
+                r#"reshard_rows_applied_total{op="upsert",shard="s1",table="orders"} 4"#,
+                r#"reshard_rows_applied_total{op="delete",shard="s1",table="orders"} 2"#,
+                "reshard_batch_seconds_count 2",
+                r#"reshard_stalled{stage="reader"} 0"#,
+            ],
         );
     }
 
@@ -332,40 +351,21 @@ mod tests {
         m.event_read(2);
         m.event_read(162);
         m.event_read(250);
-        let text = text(&m);
-        assert!(
-            text.contains(r#"reshard_events_read_total{type="write_rows_v2"} 2"#),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"reshard_events_read_total{type="mariadb_gtid"} 1"#),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"reshard_events_read_total{type="query"} 1"#),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"reshard_events_read_total{type="unknown_250"} 1"#),
-            "{text}"
+        has(
+            &text(&m),
+            &[
+                r#"reshard_events_read_total{type="write_rows_v2"} 2"#,
+                r#"reshard_events_read_total{type="mariadb_gtid"} 1"#,
+                r#"reshard_events_read_total{type="query"} 1"#,
+                r#"reshard_events_read_total{type="unknown_250"} 1"#,
+            ],
         );
     }
 
     /// The dashboard in docs/ graphs only metrics this registry has.
     #[test]
     fn the_grafana_dashboard_names_real_metrics() {
-        let m = Metrics::new();
-        m.retried("writer", "x");
-        m.dead_lettered("t");
-        m.copied("t", 1);
-        m.event_read(2);
-        m.set_checkpoint(None, "b.000001", 4);
-        m.rows_applied
-            .with_label_values(&["s", "t", "upsert"])
-            .inc();
-        m.throttled.with_label_values(&["rate", ""]).set(0);
-        m.throttle_wait_seconds.with_label_values(&["rate"]).inc();
-        m.target_lag_seconds.with_label_values(&["h"]).set(0.0);
+        let m = touched();
         let names: Vec<String> = m
             .registry()
             .gather()

@@ -227,6 +227,20 @@ mod tests {
         t0 + Duration::from_secs(s)
     }
 
+    fn lane(shard: &str, n: usize, busy_since: Instant, throttled: bool) -> LaneState {
+        LaneState {
+            shard: shard.into(),
+            lane_in_shard: n,
+            busy_since: Some(busy_since),
+            throttled,
+        }
+    }
+
+    /// The changes are the beginning of a stall of `stage` alone.
+    fn began(c: &[Change], stage: &str) {
+        assert!(matches!(c, [Change::Began(s)] if s.stage == stage), "{c:?}");
+    }
+
     #[test]
     fn a_lane_stuck_on_a_batch_is_named_and_not_the_stages_waiting_for_it() {
         let t0 = Instant::now();
@@ -234,15 +248,7 @@ mod tests {
         let mut v = view();
         v.events = 5;
         assert!(w.observe(t0, Some(&pos(100)), &v).is_empty());
-        v.lanes.push((
-            3,
-            LaneState {
-                shard: "s1".into(),
-                lane_in_shard: 1,
-                busy_since: Some(secs(t0, 1)),
-                throttled: false,
-            },
-        ));
+        v.lanes.push((3, lane("s1", 1, secs(t0, 1), false)));
         v.reader_blocked_since = Some(secs(t0, 2));
         assert!(w.observe(secs(t0, 10), Some(&pos(900)), &v).is_empty());
         let c = w.observe(secs(t0, 12), Some(&pos(900)), &v);
@@ -276,15 +282,7 @@ mod tests {
         let t0 = Instant::now();
         let mut w = StallWatch::new(LIMIT, t0);
         let mut v = view();
-        v.lanes.push((
-            0,
-            LaneState {
-                shard: "s0".into(),
-                lane_in_shard: 0,
-                busy_since: Some(t0),
-                throttled: true,
-            },
-        ));
+        v.lanes.push((0, lane("s0", 0, t0, true)));
         assert!(w.observe(secs(t0, 60), None, &v).is_empty());
     }
 
@@ -297,10 +295,7 @@ mod tests {
         // idle source: no event, no stall
         assert!(w.observe(secs(t0, 30), Some(&pos(100)), &v).is_empty());
         let c = w.observe(secs(t0, 31), Some(&pos(200)), &v);
-        assert!(
-            matches!(&c[..], [Change::Began(s)] if s.stage == "reader"),
-            "{c:?}"
-        );
+        began(&c, "reader");
     }
 
     #[test]
@@ -314,10 +309,7 @@ mod tests {
         // batches committed 5 s ago: a slow pipeline, not a stalled one
         assert!(w.observe(secs(t0, 11), Some(&pos(100)), &v).is_empty());
         let c = w.observe(secs(t0, 16), Some(&pos(100)), &v);
-        assert!(
-            matches!(&c[..], [Change::Began(s)] if s.stage == "router"),
-            "{c:?}"
-        );
+        began(&c, "router");
     }
 
     #[test]
@@ -330,9 +322,6 @@ mod tests {
         v.copying = true;
         assert!(w.observe(secs(t0, 105), Some(&pos(9)), &v).is_empty());
         let c = w.observe(secs(t0, 111), Some(&pos(9)), &v);
-        assert!(
-            matches!(&c[..], [Change::Began(s)] if s.stage == "copy"),
-            "{c:?}"
-        );
+        began(&c, "copy");
     }
 }

@@ -40,6 +40,9 @@ impl Gate {
     }
 }
 
+/// Shard → (its server's `host:port`, the server's gate).
+pub type Gates = HashMap<String, (String, watch::Receiver<Gate>)>;
+
 /// One target server and what its check needs.
 struct Server {
     /// `host:port`, the `server` label.
@@ -54,13 +57,7 @@ struct Server {
 
 /// Starts one check per target server this process applies; returns the
 /// gate of every shard (with its server) and the tasks.
-pub fn start(
-    cfg: &Config,
-    max: Duration,
-) -> (
-    HashMap<String, (String, watch::Receiver<Gate>)>,
-    Vec<Background>,
-) {
+pub fn start(cfg: &Config, max: Duration) -> (Gates, Vec<Background>) {
     let mut by_server: HashMap<String, watch::Receiver<Gate>> = HashMap::new();
     let mut gates = HashMap::new();
     let mut tasks = Vec::new();

@@ -35,8 +35,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
-
 pub use bucket::Bucket;
 use lag::Gate;
 
@@ -55,7 +53,7 @@ struct Throttle {
     bucket: Option<Mutex<Bucket>>,
     cap: u64,
     /// Shard → the gate of its server (only with `max_lag_secs`).
-    gates: HashMap<String, (String, watch::Receiver<Gate>)>,
+    gates: lag::Gates,
     /// Lanes waiting for the cap now.
     rate_waiters: AtomicUsize,
     /// When the cap was last logged, in ms after `origin` (+1; 0: never).
