@@ -12,9 +12,11 @@
 //! 2. **the copy** has applied no chunk while it runs;
 //! 3. **the router** (the coordinator, which routes and queues) has taken
 //!    no item from the reader, which waited for it all along, and no lane
-//!    committed anything meanwhile;
+//!    committed anything meanwhile (nor does the throttle hold a lane back,
+//!    which makes the coordinator wait on purpose);
 //! 4. **the reader** has read no binlog event while the source head moved
-//!    (heartbeats count as events, so an idle source is no stall).
+//!    (heartbeats count as events, so an idle source is no stall; the
+//!    reader starts after the initial copy, so its clock starts there).
 //!
 //! A stuck stage stops the stages before it: a lane that cannot commit
 //! fills its queue, the coordinator waits for room, the reader waits for
@@ -111,6 +113,12 @@ impl StallWatch {
                 self.head_at_event = Some(h.clone());
             }
         }
+        if view.copying {
+            // the reader starts after the copy: the source moving meanwhile
+            // is no stall of a reader that is not running yet
+            self.events.at = now;
+            self.head_at_event = head.cloned().or(self.head_at_event.take());
+        }
         self.commits.update(view.commits, now);
         if !view.copying {
             // the copy's clock runs from when it (re)starts
@@ -176,7 +184,9 @@ impl StallWatch {
         }
         if let Some(since) = view.reader_blocked_since {
             let waited = now.saturating_duration_since(since);
-            if waited >= limit && self.commits.idle(now) >= limit {
+            // a throttled lane holds the coordinator back on purpose
+            let throttled = view.lanes.iter().any(|(_, l)| l.throttled);
+            if waited >= limit && self.commits.idle(now) >= limit && !throttled {
                 return vec![Stuck {
                     stage: "router".into(),
                     what: format!(
@@ -310,6 +320,26 @@ mod tests {
         assert!(w.observe(secs(t0, 11), Some(&pos(100)), &v).is_empty());
         let c = w.observe(secs(t0, 16), Some(&pos(100)), &v);
         began(&c, "router");
+    }
+
+    #[test]
+    fn waiting_for_a_throttled_lane_or_for_the_copy_is_no_stall() {
+        let t0 = Instant::now();
+        let mut w = StallWatch::new(LIMIT, t0);
+        let mut v = view();
+        v.copying = true;
+        v.copy_chunks = 1;
+        assert!(w.observe(t0, Some(&pos(100)), &v).is_empty());
+        v.copy_chunks = 2;
+        assert!(w.observe(secs(t0, 29), Some(&pos(800)), &v).is_empty());
+        // the copy ends after the source moved on: the reader starts now
+        v.copying = false;
+        assert!(w.observe(secs(t0, 30), Some(&pos(900)), &v).is_empty());
+        v.lanes.push((1, lane("s0", 1, secs(t0, 30), true)));
+        v.reader_blocked_since = Some(secs(t0, 30));
+        assert!(w.observe(secs(t0, 60), Some(&pos(900)), &v).is_empty());
+        v.lanes.clear();
+        began(&w.observe(secs(t0, 61), Some(&pos(900)), &v), "router");
     }
 
     #[test]
