@@ -609,6 +609,27 @@ rules = "shard-rules"
     }
 
     #[test]
+    fn metrics_and_throttle_sections_deny_unknown_keys() {
+        let c = Config::parse(Path::new("r.toml"), GOOD, &env).unwrap();
+        assert_eq!(c.metrics.listen, None);
+        assert!(!c.throttle.enabled());
+        assert_eq!(c.pipeline.stall, Some(Duration::from_secs(120)));
+        let on = format!("{GOOD}\n[metrics]\nlisten = \"127.0.0.1:9187\"\n\n[throttle]\nmax_rows_per_sec = 500\n");
+        let c = Config::parse(Path::new("r.toml"), &on, &env).unwrap();
+        assert_eq!(c.metrics.listen.map(|a| a.port()), Some(9187));
+        assert_eq!(c.throttle.max_rows_per_sec, 500);
+        for (section, typo) in [("metrics", "lisen = \"x\""), ("throttle", "max_rows = 1")] {
+            let text = format!("{GOOD}\n[{section}]\n{typo}\n");
+            let e = Config::parse(Path::new("r.toml"), &text, &env).unwrap_err();
+            let key = typo.split(' ').next().unwrap_or_default();
+            assert!(e.to_string().contains(key), "{e}");
+        }
+        let bad = format!("{GOOD}\n[metrics]\nlisten = \"localhost\"\n");
+        let e = Config::parse(Path::new("r.toml"), &bad, &env).unwrap_err();
+        assert!(e.to_string().contains("metrics.listen"), "{e}");
+    }
+
+    #[test]
     fn missing_env_var_is_named() {
         let e = Config::parse(Path::new("r.toml"), GOOD, &|_| None).unwrap_err();
         assert!(e.to_string().contains("${SOURCE_PASSWORD}"), "{e}");
