@@ -114,6 +114,7 @@ async fn main() -> Res<()> {
             flavor: Flavor::MariaDb,
             checksum: true,
             filter: Arc::new(|d: &str, t: &str| d == "bench" && t == "t"),
+            hold: Default::default(),
         },
     )
     .await?;
@@ -121,8 +122,8 @@ async fn main() -> Res<()> {
     let mut rows = 0usize;
     loop {
         match tailer.next().await? {
+            SourceItem::Rows(chunk) => rows += chunk.changes.len(),
             SourceItem::Transaction(txn) => {
-                rows += txn.changes.len();
                 if txn.end >= end {
                     break;
                 }

@@ -48,7 +48,7 @@ fn main() -> Res<()> {
         source.sql(&format!(
             "INSERT INTO bench.t SELECT seq, seq % 997, CONCAT('name ', seq, ' \u{e9}'), seq / 7, \
              TIMESTAMP('2024-01-01') + INTERVAL seq SECOND, CONCAT('{{\"k\": ', seq, ', \"tags\": [\"a\", \"b\"]}}') \
-             FROM seq_{}_to_{}",
+             FROM bench.seq_{}_to_{}",
             rows + 1,
             rows + 20_000
         ))?;

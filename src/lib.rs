@@ -7,9 +7,12 @@
 //!
 //! * [`source`] — the *streamer*: pre-flight checks, the binlog tailer
 //!   (COM_BINLOG_DUMP via mysql_async) or the reader of archived binlog
-//!   files, checksum verification, table schemas and the decoding of row
-//!   images into [`source::RowChange`]s grouped into transactions; and the
-//!   event-level view `reshard inspect` prints.
+//!   files, checksum verification, table schemas, the rows of each
+//!   transaction held until its commit (in memory or a temporary file:
+//!   [`source::spool`]) and then decoded straight from the event bytes
+//!   ([`source::decode`]) into [`source::RowChange`]s, handed out in bounded
+//!   chunks followed by the transaction's end; and the event-level view
+//!   `reshard inspect` prints.
 //! * [`rules`] — the *router*: rule files, the expression language
 //!   ([`rules::expr`]) and the derivation of shard, target row and derived
 //!   columns ([`rules::Router`]).

@@ -48,11 +48,12 @@ pub enum VersionError {
     SeqOverflow(u32),
     #[error("event offset {0} does not fit the 32-bit offset field of column versions")]
     ColumnOffsetOverflow(u64),
-    #[error("row {row} of the {span}-byte event (or compressed payload) at {position} does not fit column versions, which order at most 256 row images per byte of their event")]
+    #[error("row {row} of the {span}-byte event (or compressed payload) at offset {offset} of binlog file #{seq} does not fit column versions, which order at most 256 row images per byte of their event")]
     ColumnRowOverflow {
         row: u64,
         span: u64,
-        position: String,
+        seq: u32,
+        offset: u64,
     },
 }
 
@@ -117,28 +118,41 @@ impl Version {
         row: u64,
         span: u64,
     ) -> Result<Self, VersionError> {
+        Version::with_column_at(epoch, column, pos.seq()?, pos.pos, row, span)
+    }
+
+    /// [`Version::with_column`] at the file sequence `seq` and offset
+    /// `offset` (e.g. those of a row's position version).
+    pub fn with_column_at(
+        epoch: u16,
+        column: u64,
+        seq: u32,
+        offset: u64,
+        row: u64,
+        span: u64,
+    ) -> Result<Self, VersionError> {
         let epoch8 = u8::try_from(epoch).map_err(|_| VersionError::EpochOverflow(epoch))?;
         if column >= 1 << 56 {
             return Err(VersionError::ColumnOverflow(column.to_string()));
         }
-        let seq = pos.seq()?;
         if seq >= 1 << 24 {
             return Err(VersionError::SeqOverflow(seq));
         }
-        if pos.pos >= 1 << 32 {
-            return Err(VersionError::ColumnOffsetOverflow(pos.pos));
+        if offset >= 1 << 32 {
+            return Err(VersionError::ColumnOffsetOverflow(offset));
         }
         if row > 0 && row >= span.saturating_mul(ROWS_PER_BYTE) {
             return Err(VersionError::ColumnRowOverflow {
                 row,
                 span,
-                position: pos.to_string(),
+                seq,
+                offset,
             });
         }
-        let ordinal = (pos.pos * ROWS_PER_BYTE)
+        let ordinal = (offset * ROWS_PER_BYTE)
             .checked_add(row)
             .filter(|o| *o < 1 << 40)
-            .ok_or(VersionError::ColumnOffsetOverflow(pos.pos))?;
+            .ok_or(VersionError::ColumnOffsetOverflow(offset))?;
         Ok(Version(
             (u128::from(epoch8) << 120)
                 | (u128::from(column) << 64)
@@ -303,7 +317,8 @@ mod tests {
             Err(VersionError::ColumnRowOverflow {
                 row: 256 * 40,
                 span: 40,
-                position: "b.000001:1000".into()
+                seq: 1,
+                offset: 1000,
             })
         );
         assert!(Version::with_column(0, 1, &p, 0, 0).is_ok());

@@ -19,7 +19,10 @@ use mysql_async::prelude::Queryable;
 use rand::{Rng, SeedableRng};
 use reshard_testkit::scenario::{connect, Scenario, Workload, WorkloadOptions};
 
-/// A table with a column of (nearly) every type.
+/// A table with a column of every type MariaDB 10.11 has (of the
+/// geometries, POINT): integers signed and unsigned, floats,
+/// DECIMAL, dates and times, BIT, ENUM, SET, text and binary strings of
+/// every length class, JSON, POINT, INET4, INET6 and UUID.
 const KINDS: &str = "(
   id INT NOT NULL PRIMARY KEY,
   ti TINYINT NULL, tu TINYINT UNSIGNED NULL, si SMALLINT NULL, su SMALLINT UNSIGNED NULL,
@@ -30,7 +33,8 @@ const KINDS: &str = "(
   en ENUM('a','b','c') NULL, st SET('x','y','z') NULL, ch CHAR(5) NULL,
   bn BINARY(4) NULL, vc VARCHAR(40) CHARACTER SET utf8mb4 NULL, vb VARBINARY(40) NULL,
   tb TINYBLOB NULL, tx TEXT CHARACTER SET utf8mb4 NULL, mb MEDIUMBLOB NULL,
-  lt LONGTEXT CHARACTER SET utf8mb4 NULL, js JSON NULL";
+  lt LONGTEXT CHARACTER SET utf8mb4 NULL, js JSON NULL, tt TINYTEXT NULL, mt MEDIUMTEXT NULL,
+  bl BLOB NULL, lb LONGBLOB NULL, g POINT NULL, i4 INET4 NULL, i6 INET6 NULL, uu UUID NULL";
 
 const VERSION_COL: &str = "_reshard_version BINARY(16) NOT NULL DEFAULT ''";
 
@@ -159,6 +163,39 @@ fn kinds_row(rng: &mut rand::rngs::StdRng, id: i32) -> String {
         hex(rng, 3000),
         format!("'{long}'"),
         json,
+        format!("'tiny {}'", rng.gen::<u8>()),
+        format!("'{}'", "m\u{e9}dium ".repeat(rng.gen_range(0..300))),
+        hex(rng, 300),
+        hex(rng, 5000),
+        format!(
+            "POINT({}, {})",
+            f64::from(rng.gen_range(-1800..1800)) / 10.0,
+            f64::from(rng.gen_range(-900..900)) / 10.0
+        ),
+        // text literals (the workload's session is `NAMES binary`, where a
+        // binary string is the packed form)
+        format!(
+            "_utf8mb4'10.{}.{}.{}'",
+            rng.gen::<u8>(),
+            rng.gen::<u8>(),
+            rng.gen::<u8>()
+        ),
+        format!(
+            "_utf8mb4'2001:db8::{:x}:{:x}'",
+            rng.gen::<u16>(),
+            rng.gen::<u16>()
+        ),
+        // RFC 4122 versions 1 (time-based: MariaDB stores it swapped) and 4
+        format!(
+            "_utf8mb4'{:08x}-{:04x}-{}{:03x}-{:x}{:03x}-{:012x}'",
+            rng.gen::<u32>(),
+            rng.gen::<u16>(),
+            [1, 4][rng.gen_range(0..2)],
+            rng.gen_range(0..0x1000),
+            rng.gen_range(8..12),
+            rng.gen_range(0..0x1000),
+            rng.gen::<u64>() & 0xFFFF_FFFF_FFFF
+        ),
     ];
     for r in rest {
         v.push(null(rng, r));
@@ -302,16 +339,20 @@ fn source_reachable(s: &Scenario, yes: bool) {
 }
 
 fn replay(s: &Scenario, dir: &Path, from: &str) -> (i32, String) {
-    let out = reshard(
-        s,
-        &[
-            "replay",
-            "--binlog-dir",
-            dir.to_str().unwrap(),
-            "--from",
-            from,
-        ],
-    );
+    replay_args(s, dir, from, &[])
+}
+
+/// `replay --binlog-dir DIR --from FROM` and `extra`: (exit code, output).
+fn replay_args(s: &Scenario, dir: &Path, from: &str, extra: &[&str]) -> (i32, String) {
+    let mut args = vec![
+        "replay",
+        "--binlog-dir",
+        dir.to_str().unwrap(),
+        "--from",
+        from,
+    ];
+    args.extend_from_slice(extra);
+    let out = reshard(s, &args);
     let text = format!(
         "{}\n{}",
         String::from_utf8_lossy(&out.stdout),
@@ -573,6 +614,9 @@ struct Case {
     key: &'static str,
     /// What the refusal names, for a case that must be refused.
     refused: Option<&'static str>,
+    /// Replay up to the commit after the first event of this type (else to
+    /// the end of the file).
+    to_after: Option<u8>,
 }
 
 const CASES: &[Case] = &[
@@ -584,6 +628,7 @@ const CASES: &[Case] = &[
         columns: "a VARCHAR(255) NOT NULL PRIMARY KEY",
         key: "a",
         refused: None,
+        to_after: None,
     },
     // 8.0.26, FULL metadata: BIT
     Case {
@@ -593,6 +638,7 @@ const CASES: &[Case] = &[
         columns: "a BIT(3) NOT NULL PRIMARY KEY, b VARCHAR(64) NULL, c BIT(8) NULL",
         key: "a",
         refused: None,
+        to_after: None,
     },
     // 9.0.1, FULL metadata with a primary key: VECTOR (as bytes)
     Case {
@@ -602,6 +648,7 @@ const CASES: &[Case] = &[
         columns: "id BIGINT UNSIGNED NOT NULL PRIMARY KEY, vector_column VARBINARY(64) NULL",
         key: "id",
         refused: None,
+        to_after: None,
     },
     // 8.0.32, a ZSTD TRANSACTION_PAYLOAD; names from the source's schema
     Case {
@@ -611,6 +658,7 @@ const CASES: &[Case] = &[
         columns: "c1 INT NOT NULL PRIMARY KEY",
         key: "c1",
         refused: None,
+        to_after: None,
     },
     // 8.0.40: a TIME beyond 24 hours; names from the source's schema
     Case {
@@ -620,6 +668,7 @@ const CASES: &[Case] = &[
         columns: "c TIME NOT NULL PRIMARY KEY",
         key: "c",
         refused: None,
+        to_after: None,
     },
     // 5.6 with binlog_row_image=MINIMAL: refused
     Case {
@@ -630,6 +679,41 @@ const CASES: &[Case] = &[
             "id INT NOT NULL PRIMARY KEY, license INT NULL, name VARCHAR(64) NULL, b TINYBLOB NULL",
         key: "id",
         refused: Some("binlog_row_image"),
+        to_after: None,
+    },
+    // 8.0.26, FULL metadata with INVISIBLE columns (COLUMN_VISIBILITY)
+    Case {
+        file: "rust_mysql_common/binlog-invisible-columns.000001",
+        source: "mysql.t1",
+        target: "fx_invisible",
+        columns: "f1 INT UNSIGNED NULL, f2 INT UNSIGNED NULL, f3 INT NOT NULL PRIMARY KEY, \
+                  f4 TEXT NULL, f5 BLOB NULL, f6 BIGINT UNSIGNED NULL",
+        key: "f3",
+        refused: None,
+        to_after: None,
+    },
+    // 9.6.0: a tagged GTID (MySQL 8.3+); names from the source's schema
+    Case {
+        file: "rust_mysql_common/binlog_transaction_with_GTID_TAG.000001",
+        source: "test.orders",
+        target: "fx_tagged",
+        columns: "id INT NOT NULL PRIMARY KEY, qty INT NULL, amount DECIMAL(10,2) NULL",
+        key: "id",
+        refused: None,
+        to_after: None,
+    },
+    // 8.0.28, FULL metadata: CHAR, VARCHAR, ENUM, SET and TEXT, keyed by the
+    // ENUM; replayed up to its update (a delete follows)
+    Case {
+        file: "rust_mysql_common/mysql-enum-string-set.000001",
+        source: "mysql.t",
+        target: "fx_enumset",
+        columns: "f1 CHAR(128) NULL, f2 VARCHAR(300) NULL, \
+                  f3 ENUM('var1','variant2','foo') NOT NULL PRIMARY KEY, \
+                  f4 SET('one','two','three','four') NULL, f5 TEXT NULL",
+        key: "f3",
+        refused: None,
+        to_after: Some(31),
     },
 ];
 
@@ -655,57 +739,6 @@ fn set_pipeline_name(s: &Scenario, name: &str) {
     std::fs::write(&s.config, cfg + "\n").unwrap();
 }
 
-/// The INT a single-column WRITE_ROWS inside the first TRANSACTION_PAYLOAD
-/// of a file holds, decoded here from the bytes (header walk, the
-/// payload's field list, zstd, the rows event layout) without reshard.
-fn payload_int(bytes: &[u8]) -> i32 {
-    let lenenc = |b: &[u8], at: &mut usize| -> u64 {
-        let first = b[*at];
-        *at += 1;
-        let n = match first {
-            0..=250 => return u64::from(first),
-            252 => 2,
-            253 => 3,
-            _ => 8,
-        };
-        let v = b[*at..*at + n]
-            .iter()
-            .rev()
-            .fold(0u64, |acc, x| (acc << 8) | u64::from(*x));
-        *at += n;
-        v
-    };
-    let mut at = 4;
-    while at < bytes.len() {
-        let size = u32::from_le_bytes(bytes[at + 9..at + 13].try_into().unwrap()) as usize;
-        if bytes[at + 4] == 40 {
-            // fields (type, length, value) up to the end mark 0, then zstd
-            let body = &bytes[at + 19..at + size - 4];
-            let mut p = 0;
-            while lenenc(body, &mut p) != 0 {
-                let len = lenenc(body, &mut p) as usize;
-                p += len;
-            }
-            let inner = zstd::decode_all(&body[p..]).unwrap();
-            let mut i = 0;
-            while i < inner.len() {
-                let isize = u32::from_le_bytes(inner[i + 9..i + 13].try_into().unwrap()) as usize;
-                if inner[i + 4] == 30 {
-                    let ev = &inner[i + 19..i + isize];
-                    let extra = u16::from_le_bytes([ev[8], ev[9]]) as usize;
-                    let mut q = 8 + extra;
-                    let width = lenenc(ev, &mut q) as usize;
-                    q += width.div_ceil(8) * 2; // columns bitmap, null bitmap
-                    return i32::from_le_bytes(ev[q..q + 4].try_into().unwrap());
-                }
-                i += isize;
-            }
-        }
-        at += size;
-    }
-    panic!("no WRITE_ROWS inside a TRANSACTION_PAYLOAD");
-}
-
 /// Acceptance "MySQL end to end without a MySQL server".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_binlogs_replay_into_mariadb() {
@@ -718,6 +751,7 @@ async fn mysql_binlogs_replay_into_mariadb() {
     c.source
         .sql("CREATE DATABASE IF NOT EXISTS test; CREATE DATABASE IF NOT EXISTS noria; \
               CREATE TABLE test.tb1 (c1 INT); CREATE TABLE noria.t (c TIME); \
+              CREATE TABLE test.orders (id INT NOT NULL, qty INT, amount DECIMAL(10,2)); \
               CREATE TABLE test.samplet (id INT PRIMARY KEY, license INT, name VARCHAR(64), b TINYBLOB)")
         .unwrap();
     for case in CASES {
@@ -746,7 +780,12 @@ async fn mysql_binlogs_replay_into_mariadb() {
         let dir = tmp.path().join(case.target);
         as_archive(&fixtures.join(case.file), &dir);
         set_pipeline_name(&s, case.target);
-        let (code, out) = replay(&s, &dir, "binlog.000001:4");
+        let to = case.to_after.map(|ty| {
+            let raw = std::fs::read(fixtures.join(case.file)).unwrap();
+            format!("binlog.000001:{}", common::fixtures::commit_after(&raw, ty))
+        });
+        let extra: Vec<&str> = to.iter().flat_map(|t| ["--to", t.as_str()]).collect();
+        let (code, out) = replay_args(&s, &dir, "binlog.000001:4", &extra);
         if let Some(named) = case.refused {
             assert_eq!(code, 2, "{out}");
             assert!(out.contains(named), "{out}");
@@ -772,7 +811,12 @@ async fn mysql_binlogs_replay_into_mariadb() {
         out.contains("utf8mb4_0900_ai_ci") && out.contains("column b of mysql.foo"),
         "{out}"
     );
+    documented_rows(&s, &fixtures).await;
+}
 
+/// The replayed rows of [`CASES`] equal the fixtures' documentation or an
+/// independent decode (`fixtures::first_row_ints`, `mariadb-binlog -v`).
+async fn documented_rows(s: &Scenario, fixtures: &Path) {
     let mut s0 = connect(&s.shard_urls["s0"]).await.unwrap();
     let mut json: Vec<String> = s0.query("SELECT a FROM fx_json").await.unwrap();
     json.sort();
@@ -799,10 +843,72 @@ async fn mysql_binlogs_replay_into_mariadb() {
     let payload: Vec<i32> = s0.query("SELECT c1 FROM fx_payload").await.unwrap();
     let raw =
         std::fs::read(fixtures.join("rust_mysql_common/transaction_compression.000001")).unwrap();
-    assert_eq!(payload, vec![payload_int(&raw)]);
+    assert_eq!(payload, common::fixtures::first_row_ints(&raw, 1));
     let time: Vec<String> = s0
         .query("SELECT CAST(c AS CHAR) FROM fx_time")
         .await
         .unwrap();
     assert_eq!(time, vec!["-507:48:27".to_string()]);
+    // as `mariadb-binlog -v` decodes the file
+    type Invisible = (Option<u32>, Option<u32>, i32, String, Vec<u8>, Option<u64>);
+    let invisible: Vec<Invisible> = s0
+        .query("SELECT f1, f2, f3, f4, f5, f6 FROM fx_invisible ORDER BY f3 DESC")
+        .await
+        .unwrap();
+    assert_eq!(
+        invisible,
+        vec![
+            (
+                Some(1),
+                Some(2),
+                -3,
+                "4".into(),
+                vec![5],
+                Some(6_000_000_000)
+            ),
+            (
+                Some(111),
+                Some(222),
+                -333,
+                "444".into(),
+                b"U".to_vec(),
+                None
+            ),
+        ]
+    );
+    // the INTs and the DECIMAL(10,2) decoded here: 4 bytes of integer part
+    // and 1 of fraction, big-endian, the sign bit flipped
+    let raw =
+        std::fs::read(fixtures.join("rust_mysql_common/binlog_transaction_with_GTID_TAG.000001"))
+            .unwrap();
+    let ints = common::fixtures::first_row_ints(&raw, 2);
+    let (_, _, _, ev) = common::fixtures::walk_events(&raw)
+        .into_iter()
+        .find(|e| e.1 == 30)
+        .unwrap();
+    let d = &ev[ev.len() - 4 - 5..ev.len() - 4];
+    let whole = u32::from_be_bytes([d[0] ^ 0x80, d[1], d[2], d[3]]);
+    let amount = format!("{whole}.{:02}", d[4]);
+    let tagged: Vec<(i32, i32, String)> = s0
+        .query("SELECT id, qty, CAST(amount AS CHAR) FROM fx_tagged")
+        .await
+        .unwrap();
+    assert_eq!(tagged, vec![(ints[0], ints[1], amount)]);
+    // rust_mysql_common's upstream test: the row after the update
+    let digits = |n: usize| -> String { "0123456789".chars().cycle().take(n).collect() };
+    let enumset: Vec<(String, String, String, String, String)> = s0
+        .query("SELECT f1, f2, CAST(f3 AS CHAR), CAST(f4 AS CHAR), f5 FROM fx_enumset")
+        .await
+        .unwrap();
+    let f5 = format!("{}{}{}", digits(129), digits(129), digits(40));
+    assert_eq!(
+        enumset,
+        vec![(
+            "field1".into(),
+            "field_2".into(),
+            "variant2".into(),
+            "two,four".into(),
+            f5
+        )]
+    );
 }

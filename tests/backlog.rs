@@ -549,3 +549,50 @@ async fn a_second_sigterm_exits_at_once() {
     drop(lock);
     restart_converges(&s).await;
 }
+
+/// A SIGTERM during start-up asked the process to stop, but the listener
+/// was installed only once start-up was over (and only when its task first
+/// ran): before that, the signal's default action killed the process, so a
+/// stop sent early (a rolling restart, an operator's Ctrl-C) ended it by
+/// signal instead of with exit 0. Start-up is held here on a control table
+/// lock, so the signal surely arrives during it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_start_up_stops_cleanly() {
+    let s = Scenario::create(cluster(), "earlyterm").unwrap();
+    migrate(&s);
+    let mut lock = connect(&s.control_url).await.unwrap();
+    lock.query_drop("LOCK TABLES reshard_checkpoint WRITE")
+        .await
+        .unwrap();
+    let mut run = spawn_run(&s, &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let waiting: Vec<String> = lock
+            .query(
+                "SELECT COALESCE(INFO, '') FROM information_schema.PROCESSLIST \
+                 WHERE STATE LIKE 'Waiting for table%' AND INFO LIKE '%reshard_checkpoint%'",
+            )
+            .await
+            .unwrap();
+        if !waiting.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "start-up never read the checkpoint\n{}",
+            run_log(&s)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal(&run, libc::SIGTERM);
+    // the process is still there, waiting for the lock, not killed
+    let early = wait_exit(&mut run, Duration::from_millis(300));
+    lock.query_drop("UNLOCK TABLES").await.unwrap();
+    let st = early.or_else(|| wait_exit(&mut run, Duration::from_secs(60)));
+    let log = run_log(&s);
+    let Some(st) = st else {
+        crash(&mut run);
+        panic!("no exit after SIGTERM\n{log}");
+    };
+    assert_eq!(st.code(), Some(0), "{st:?}\n{log}");
+}

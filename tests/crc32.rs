@@ -694,6 +694,7 @@ async fn binlog_rows(
             flavor: Flavor::MariaDb,
             checksum: true,
             filter: Arc::new(move |d: &str, t: &str| d == want && t == "t"),
+            hold: Default::default(),
         },
     )
     .await
@@ -704,18 +705,19 @@ async fn binlog_rows(
             .await
             .expect("the tailer stalled")
             .expect("tailer error");
-        if let SourceItem::Transaction(txn) = item {
-            for ch in txn.changes {
-                let after = ch.after.expect("only inserts");
-                let id = match after.first() {
-                    Some(Cell::Int(i)) => *i,
-                    other => panic!("id cell {other:?}"),
-                };
-                rows.insert(id, (after, ch.table.clone()));
+        match item {
+            SourceItem::Rows(chunk) => {
+                for ch in chunk.changes {
+                    let after = ch.after.expect("only inserts");
+                    let id = match after.first() {
+                        Some(Cell::Int(i)) => *i,
+                        other => panic!("id cell {other:?}"),
+                    };
+                    rows.insert(id, (after, ch.table.clone()));
+                }
             }
-            if txn.end >= *end {
-                break;
-            }
+            SourceItem::Transaction(txn) if txn.end >= *end => break,
+            _ => {}
         }
     }
     tailer.close().await;

@@ -13,7 +13,7 @@ use common::fixtures::{self, binlogs, path, BROKEN};
 
 use mysql_common::value::Value;
 use reshard::source::file::{FileError, FileSummary};
-use reshard::source::{BinlogFile, SourceItem, Transaction};
+use reshard::source::{BinlogFile, RowChange, SourceItem, Transaction};
 
 fn fixtures() -> Option<PathBuf> {
     fixtures::dir()
@@ -23,15 +23,26 @@ fn decode(path: &Path) -> Result<FileSummary, FileError> {
     BinlogFile::decode_all(path, Arc::new(|_, _| true))
 }
 
+/// A committed transaction: the rows of its chunks, and its end.
+#[derive(Debug)]
+struct Txn {
+    changes: Vec<RowChange>,
+    t: Transaction,
+}
+
 /// All committed transactions with rows.
-fn transactions(path: &Path) -> Vec<Transaction> {
+fn transactions(path: &Path) -> Vec<Txn> {
     let mut f = BinlogFile::open(path).unwrap();
     let mut out = Vec::new();
+    let mut changes = Vec::new();
     while let Some(item) = f.next().unwrap() {
-        if let SourceItem::Transaction(t) = item {
-            if !t.changes.is_empty() {
-                out.push(t);
-            }
+        match item {
+            SourceItem::Rows(c) => changes.extend(c.changes),
+            SourceItem::Transaction(t) if !changes.is_empty() => out.push(Txn {
+                changes: std::mem::take(&mut changes),
+                t,
+            }),
+            _ => {}
         }
     }
     out
@@ -196,7 +207,7 @@ fn binlog_parser_expected_rows() {
         after.contains(&bytes("3950 North 1st Street CA 95134")),
         "{after:?}"
     );
-    assert_eq!(first.position.file, "mysql-bin.01");
+    assert_eq!(first.position().file, "mysql-bin.01");
 }
 
 /// mysql-binlog-connector-java expects 1462 events in the Sakila binlog;
@@ -266,18 +277,9 @@ fn documented_values() {
     if let Some(p) = path("rust_mysql_common/transaction_compression.000001") {
         // rows inside a compressed payload are versioned by the payload's
         // start, and the transaction ends after the payload
-        let mut f = BinlogFile::open(&p).unwrap();
-        let mut got = None;
-        while let Some(item) = f.next().unwrap() {
-            if let SourceItem::Transaction(t) = item {
-                if !t.changes.is_empty() {
-                    got = Some(t);
-                }
-            }
-        }
-        let t = got.unwrap();
-        let start = t.changes[0].position.pos;
-        assert!(t.end.pos > start && start > 4, "{t:?}");
+        let t = transactions(&p).pop().unwrap();
+        let start = t.changes[0].position().pos;
+        assert!(t.t.end.pos > start && start > 4, "{t:?}");
     }
 }
 
@@ -376,12 +378,12 @@ fn rows_inside_one_payload_get_distinct_versions() {
     let t = transactions(&copy);
     let changes = &t[0].changes;
     assert_eq!(changes.len(), 3);
-    assert!(changes.iter().all(|c| c.position.pos == at as u64));
+    assert!(changes.iter().all(|c| c.position().pos == at as u64));
     let rows: Vec<u32> = changes.iter().map(|c| c.version.row()).collect();
     assert_eq!(rows, [0, 1, 2], "one version per row, in order");
     assert!(changes.windows(2).all(|w| w[0].version < w[1].version));
     assert_eq!(
-        t[0].end.pos,
+        t[0].t.end.pos,
         (at + new_size) as u64,
         "the transaction ends after the payload"
     );

@@ -137,7 +137,6 @@ fn random_op(rng: &mut Rng, kind: &Kind, part: &KeyPart, table: &Arc<TargetTable
         key,
         kind: kind_,
         version: Version(1 + u128::from(rng.below(12))),
-        position: Position::new("b.000001", 4),
     }
 }
 

@@ -59,6 +59,15 @@ async fn converges(s: &Scenario, mut run: Child) {
     assert!(st.success(), "{}", run_log(s));
 }
 
+/// Waits (at most a minute) until the run log holds `text`.
+async fn log_says(s: &Scenario, what: &str, text: &str) {
+    wait_until(s, what, Duration::from_secs(60), || {
+        let log = run_log(s);
+        async move { log.contains(text) }
+    })
+    .await;
+}
+
 /// Runs `statements` in one session on a source whose `items` table is
 /// Aria, while streaming; returns once the targets equal the source.
 async fn aria_session(name: &str, statements: &[&str]) -> Scenario {
@@ -383,17 +392,11 @@ async fn initial_copy_waits_for_prepared_xa_transactions() {
     )
     .await;
     let run = spawn_run(&s, &[]);
-    wait_until(
-        &s,
-        "the copy to wait for XA",
-        Duration::from_secs(60),
-        || {
-            let log = run_log(&s);
-            async move { log.contains("prepared XA") }
-        },
-    )
-    .await;
+    log_says(&s, "the copy to wait for XA", "prepared XA").await;
     sql(&mut x, &["XA COMMIT 'snap_wait'"]).await;
+    // the checkpoint is at the copy's position before the copy: wait for
+    // the copy itself, or the comparison can run before it
+    log_says(&s, "the initial copy to end", "initial copy done").await;
     converges(&s, run).await;
     assert_eq!(target_orders(&s, 50).await, 1);
 }

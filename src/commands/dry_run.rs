@@ -351,7 +351,7 @@ impl Inspection<'_> {
                 schema.clone(),
                 row,
                 Version::ZERO,
-                Position::new("sample.000001", 4),
+                std::sync::Arc::from("sample.000001"),
             );
             routed.push(router.route(&change, lookups));
         })
@@ -446,16 +446,19 @@ impl Inspection<'_> {
                         "the source sent nothing for a while at {position}, before reaching {end}"
                     )
                 })??;
-            let txn = match item {
-                SourceItem::Transaction(t) => t,
+            let chunk = match item {
+                SourceItem::Rows(chunk) => chunk,
+                SourceItem::Transaction(t) => {
+                    position = t.end;
+                    continue;
+                }
                 SourceItem::Heartbeat(Some(p)) => {
                     position = p;
                     continue;
                 }
                 SourceItem::Heartbeat(None) => continue,
             };
-            position = txn.end.clone();
-            for change in &txn.changes {
+            for change in &chunk.changes {
                 if !self.route_change(change) {
                     *binlog_failures.entry(change.table.full_name()).or_insert(0) += 1;
                 }
@@ -510,6 +513,7 @@ impl Inspection<'_> {
                 filter: Arc::new(move |d: &str, t: &str| {
                     wanted.contains(&(d.to_string(), t.to_string()))
                 }),
+                hold: cfg.pipeline.hold.clone(),
             },
         )
         .await?;

@@ -49,6 +49,8 @@ pub struct ReplayArgs {
 }
 
 pub async fn replay(path: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    // listening from the start (see `shutdown_signal`)
+    let _ = shutdown_signal();
     let start = match (&args.from, &args.from_gtid) {
         (Some(p), None) => StartAt::Position(p.clone()),
         (None, Some(g)) => StartAt::Gtid(g.clone()),
@@ -129,6 +131,7 @@ pub(super) async fn run_replay(
     to: Option<Position>,
     args: &ReplayArgs,
 ) -> anyhow::Result<ExitCode> {
+    let stop_rx = shutdown_signal();
     let Replay {
         cfg,
         mut router,
@@ -174,7 +177,6 @@ pub(super) async fn run_replay(
         .map(|c| c.position);
     // the endpoint, the throttle and the monitor, for as long as the replay
     let _observer = crate::monitor::start(&cfg).await?;
-    let stop_rx = shutdown_signal();
     let mut backoff = attempt_backoff();
     loop {
         let mut skipped = 0u64;

@@ -294,11 +294,22 @@ fn refused(cfg: &Config, acquired: Acquire) -> anyhow::Result<()> {
 /// for death by a signal). That is always safe: the checkpoint only ever
 /// names work applied on every shard, the servers roll back the batches in
 /// flight, and a restart applies again whatever followed the checkpoint.
+///
+/// It listens from the moment it is called (not from when its task first
+/// runs), so the commands call it first thing: a signal during start-up is
+/// a request to stop, never death by the signal's default action.
+/// One listener per process: later calls return a receiver of the same
+/// one.
 pub fn shutdown_signal() -> watch::Receiver<bool> {
+    static STOP: std::sync::OnceLock<watch::Receiver<bool>> = std::sync::OnceLock::new();
+    STOP.get_or_init(listen_for_stop).clone()
+}
+
+fn listen_for_stop() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
+    // listening once, for both signals, so none is missed in between
+    let mut signals = StopSignals::listen();
     tokio::spawn(async move {
-        // listening once, for both signals, so none is missed in between
-        let mut signals = StopSignals::listen();
         let first = signals.next().await;
         tracing::info!(
             signal = first.name(),

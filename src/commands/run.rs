@@ -43,6 +43,7 @@ use crate::snapshot;
 use crate::source::{self, StartAt};
 
 pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Result<ExitCode> {
+    let stop_rx = shutdown_signal();
     let Replicator {
         cfg,
         mut router,
@@ -57,7 +58,6 @@ pub async fn run(path: &Path, from: Option<Position>, force: bool) -> anyhow::Re
     tracing::info!(pipeline = %cfg.pipeline.name, start = %start, epoch = cfg.pipeline.epoch, "starting");
     // the other start-up connections are not needed any more
     let Servers { mut control, .. } = servers;
-    let stop_rx = shutdown_signal();
     // the metrics endpoint, the throttle and the monitor (lag, stall
     // alarm, figures for `status`), for as long as `run` runs
     let _observer = crate::monitor::start(&cfg).await?;

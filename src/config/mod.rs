@@ -12,6 +12,7 @@ pub mod observe;
 pub mod raw;
 mod redact;
 
+use crate::source::Hold;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -121,6 +122,9 @@ pub struct Pipeline {
     pub prune_interval: Duration,
     /// `None`: stalls are not reported.
     pub stall: Option<Duration>,
+    /// How transactions' rows are held until their outcome and handed out
+    /// (`hold_memory_mb`, `spool_dir`, `stream_chunk_rows`).
+    pub hold: Hold,
 }
 
 /// A config that cannot be used. Every variant names the file.
@@ -374,6 +378,7 @@ impl Check<'_> {
         positive("pipeline.batch_size", p.batch_size as u64)?;
         positive("pipeline.connect_timeout_secs", p.connect_timeout_secs)?;
         positive("pipeline.snapshot_chunk_rows", p.snapshot_chunk_rows as u64)?;
+        positive("pipeline.stream_chunk_rows", p.stream_chunk_rows as u64)?;
         if p.batch_size > 10_000 {
             return Err(self.invalid(
                 "pipeline.batch_size",
@@ -412,6 +417,13 @@ impl Check<'_> {
             tombstone_retention: Duration::from_secs(p.tombstone_retention_secs),
             prune_interval: Duration::from_secs(p.prune_interval_secs.max(1)),
             stall: (p.stall_secs > 0).then(|| Duration::from_secs(p.stall_secs)),
+            hold: Hold {
+                memory: usize::try_from(p.hold_memory_mb.saturating_mul(1 << 20))
+                    .unwrap_or(usize::MAX),
+                dir: p.spool_dir.map(|d| base.join(d)),
+                chunk_rows: p.stream_chunk_rows,
+                ..Hold::default()
+            },
         })
     }
 }
@@ -520,6 +532,22 @@ rules = "shard-rules"
         assert!(c.pipeline.linger <= Duration::from_millis(100));
         assert_eq!(c.pipeline.shutdown_timeout, Duration::from_secs(30));
         assert!(!format!("{:?}", c).contains("s3cret"));
+        assert_eq!(c.pipeline.hold, Hold::default());
+        assert_eq!(c.pipeline.hold.memory, 64 << 20);
+    }
+
+    #[test]
+    fn large_transaction_settings() {
+        let text =
+            format!("{GOOD}hold_memory_mb = 8\nspool_dir = \"spool\"\nstream_chunk_rows = 250\n");
+        let c = Config::parse(Path::new("/etc/reshard/reshard.toml"), &text, &env).unwrap();
+        let h = &c.pipeline.hold;
+        assert_eq!(h.memory, 8 << 20);
+        assert_eq!(h.dir.as_deref(), Some(Path::new("/etc/reshard/spool")));
+        assert_eq!(h.chunk_rows, 250);
+        let zero = format!("{GOOD}stream_chunk_rows = 0\n");
+        let e = Config::parse(Path::new("/r.toml"), &zero, &env).unwrap_err();
+        assert!(e.to_string().contains("stream_chunk_rows"), "{e}");
     }
 
     #[test]

@@ -103,6 +103,21 @@ pub struct RawPipeline {
     /// Default 120.
     #[serde(default = "default_stall")]
     pub stall_secs: u64,
+    /// MiB of rows events held in memory while their transaction's outcome
+    /// is not read yet (the open transaction and every prepared XA
+    /// transaction together); beyond, they go to a temporary file in
+    /// `spool_dir`. Default 64.
+    #[serde(default = "default_hold_memory")]
+    pub hold_memory_mb: u64,
+    /// Directory of those temporary files, relative to the config file.
+    /// Default: the system's temporary directory.
+    #[serde(default)]
+    pub spool_dir: Option<String>,
+    /// Row changes of a transaction handed to the router at a time (a
+    /// large transaction streams through in chunks of this size). Default
+    /// 1000.
+    #[serde(default = "default_chunk")]
+    pub stream_chunk_rows: usize,
 }
 
 fn default_name() -> String {
@@ -146,4 +161,7 @@ fn default_heartbeat() -> u64 {
 }
 fn default_stall() -> u64 {
     120
+}
+fn default_hold_memory() -> u64 {
+    64
 }

@@ -30,14 +30,15 @@ pub async fn record(
         })
         .unwrap_or_default();
     let row_text = image.map(|r| display_cells(r)).unwrap_or_default();
-    tracing::warn!(table = %change.table.full_name(), position = %change.position, error, "row dead-lettered");
+    let position = change.position();
+    tracing::warn!(table = %change.table.full_name(), %position, error, "row dead-lettered");
     crate::metrics::global().dead_lettered(&change.table.full_name());
     conn.exec_drop(
         "INSERT INTO reshard_dead_letter (pipeline, binlog_file, binlog_pos, source_table, row_key, error, row_image) VALUES (?, ?, ?, ?, ?, ?, ?)",
         (
             pipeline,
-            &change.position.file,
-            change.position.pos,
+            &position.file,
+            position.pos,
             change.table.full_name(),
             display_cells(&key),
             error,

@@ -207,10 +207,13 @@ pub fn opts(
             init.push("SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_AUTO_VALUE_ON_ZERO')".into());
         }
     }
+    // A cached prepared statement keeps ~200 bytes of metadata per
+    // parameter: a lane's 500-row upsert is ~1 MB. 256 of them per lane
+    // grew the process by hundreds of MiB (tests/large_transactions.rs).
     let mut b = OptsBuilder::from_opts(base)
         .prefer_socket(false)
         .init(init)
-        .stmt_cache_size(256);
+        .stmt_cache_size(16);
     if let Some(db) = db_override {
         b = b.db_name(db.map(str::to_string));
     }

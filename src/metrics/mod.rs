@@ -260,7 +260,6 @@ fn histogram() -> Histogram {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::position::Position;
     use crate::version::Version;
     use crate::writer::WriteOp;
     use mysql_common::value::Value;
@@ -275,7 +274,6 @@ pub(crate) mod tests {
                 key: vec![Value::Int(1)],
                 kind,
                 version: Version(1),
-                position: Position::new("b.000001", 4),
             },
             tombstone: None,
         }

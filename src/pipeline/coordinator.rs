@@ -2,7 +2,8 @@
 //!
 //! The event loop ([`Coordinator::run`]) waits, in priority order (a
 //! `biased` select), for: shutdown, a lane that ended, lane progress, the
-//! tick, and the next source item (transaction or heartbeat). Each event
+//! tick, and the next source item (a chunk of a transaction's rows, a
+//! transaction's end, or a heartbeat). Each event
 //! is handled by its own method; the state they share is the
 //! [`Bookkeeping`] (what was dispatched, marked, applied and saved), the
 //! [`Tracker`] (the watermark over the lanes) and the [`LanePool`] (where
@@ -13,6 +14,16 @@
 //! "Checkpoint watermark", and in [`crate::checkpoint::bookkeeping`]: the
 //! coordinator only saves watermarks, and a mark is queued only after
 //! every operation of its transaction was queued.
+//!
+//! # Large transactions
+//!
+//! A transaction's rows arrive in bounded chunks ([`SourceItem::Rows`])
+//! and are routed and queued chunk by chunk; its number is only taken when
+//! its end arrives ([`SourceItem::Transaction`]), after every chunk was
+//! queued. Everything between the reader and the targets is bounded (the
+//! reader's channel, the chunks, the lane queues), so the slowest lane
+//! holds back the coordinator, which holds back the reader, which stops
+//! reading the source (`docs/architecture.md`, "Large transactions").
 //!
 //! # Progress under load
 //!
@@ -41,7 +52,7 @@ use crate::config::OnDeriveError;
 use crate::control::{self, lease};
 use crate::position::Position;
 use crate::rules::RouteError;
-use crate::source::{SourceError, SourceItem, Transaction};
+use crate::source::{Chunk, RowChange, SourceError, SourceItem, Transaction};
 use crate::writer::pool::{LaneExit, LanePool};
 use crate::writer::{Stats, WriteOp};
 
@@ -74,6 +85,10 @@ pub(super) struct Coordinator<'a> {
     stats: Arc<Stats>,
     report: Report,
     dead_letters: u64,
+    /// Rows of a transaction were queued and its end was not read yet.
+    open: bool,
+    /// A lane was gone while the open transaction's rows were queued.
+    lost: bool,
     /// When the control connection last proved it holds the lease.
     lease_checked: Instant,
     /// Marks, checkpoints and progress lines.
@@ -110,6 +125,8 @@ impl<'a> Coordinator<'a> {
                 ops: 0,
             },
             dead_letters: 0,
+            open: false,
+            lost: false,
             lease_checked: Instant::now(),
             ticker,
         }
@@ -162,7 +179,8 @@ impl<'a> Coordinator<'a> {
             None => ControlFlow::Break(Err(PipelineError::ReaderStopped)),
             Some(Err(e)) => ControlFlow::Break(Err(e.into())),
             Some(Ok(SourceItem::Heartbeat(pos))) => self.heartbeat(pos),
-            Some(Ok(SourceItem::Transaction(txn))) => self.transaction(txn).await,
+            Some(Ok(SourceItem::Rows(chunk))) => self.rows(chunk).await,
+            Some(Ok(SourceItem::Transaction(txn))) => self.transaction(txn),
         }
     }
 
@@ -172,32 +190,54 @@ impl<'a> Coordinator<'a> {
         ControlFlow::Continue(())
     }
 
-    /// A committed source transaction: route it and queue its operations;
-    /// ends the attempt once the transaction ending at `stop_at` is queued.
-    async fn transaction(&mut self, txn: Transaction) -> Flow {
-        self.book.begin_transaction();
-        match self.dispatch(&txn).await {
-            Err(e) => return ControlFlow::Break(Err(e)),
-            // not dispatched: never marked
-            Ok(Queued::LaneGone) => return ControlFlow::Continue(()),
-            Ok(Queued::Shutdown) => return ControlFlow::Break(Ok(Outcome::Shutdown)),
-            Ok(Queued::All) => {}
+    /// A chunk of a committed transaction's rows: route them and queue
+    /// their operations. The transaction counts only once its end is
+    /// queued ([`Coordinator::transaction`]), so a mark queued meanwhile
+    /// names the transaction before it.
+    async fn rows(&mut self, chunk: Chunk) -> Flow {
+        if !self.open {
+            self.book.begin_transaction();
+            self.open = true;
+        }
+        match self.dispatch(&chunk.changes).await {
+            Err(e) => ControlFlow::Break(Err(e)),
+            Ok(Queued::All) => ControlFlow::Continue(()),
+            // a lane is gone: its error surfaces from join_next; the
+            // transaction is never marked
+            Ok(Queued::LaneGone) => {
+                self.lost = true;
+                ControlFlow::Continue(())
+            }
+            Ok(Queued::Shutdown) => ControlFlow::Break(Ok(Outcome::Shutdown)),
+        }
+    }
+
+    /// The end of a committed source transaction, after its rows: it is
+    /// dispatched; ends the attempt once the transaction ending at
+    /// `stop_at` is queued.
+    fn transaction(&mut self, txn: Transaction) -> Flow {
+        if !self.open {
+            self.book.begin_transaction();
+        }
+        self.open = false;
+        if std::mem::take(&mut self.lost) {
+            // not all of it was queued: never marked
+            return ControlFlow::Continue(());
         }
         self.book
-            .dispatched(txn.end.clone(), txn.resume.clone(), txn.timestamp);
+            .dispatched(txn.end.clone(), txn.resume, txn.timestamp);
         match &self.a.stop_at {
             Some(stop) if txn.end >= *stop => ControlFlow::Break(Ok(Outcome::ReachedEnd)),
             _ => ControlFlow::Continue(()),
         }
     }
 
-    /// Routes a transaction's changes and queues the operations on their
-    /// lanes.
-    async fn dispatch(&mut self, txn: &Transaction) -> Result<Queued, PipelineError> {
-        if !txn.changes.is_empty() && !self.a.lookups.is_empty() {
+    /// Routes row changes and queues the operations on their lanes.
+    async fn dispatch(&mut self, changes: &[RowChange]) -> Result<Queued, PipelineError> {
+        if !changes.is_empty() && !self.a.lookups.is_empty() {
             self.a.lookups.refresh(self.a.control).await?;
         }
-        for change in &txn.changes {
+        for change in changes {
             let a = &mut self.a;
             let p = &a.cfg.pipeline;
             if a.floor.is_some_and(|floor| change.version < floor) {

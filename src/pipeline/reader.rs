@@ -29,9 +29,11 @@
 //! "Checkpoint watermark"). That is the item's end, or, while an XA
 //! transaction is prepared, the start of its PREPARE group, read again so
 //! that the decoder holds its rows once more. Items the new stream repeats
-//! up to the end of the last forwarded one are dropped, so the coordinator
-//! sees the same sequence as without the pause: nothing skipped, nothing
-//! twice. The reopened tailer goes
+//! up to the end of the last forwarded one are dropped, and so are the
+//! chunks of rows forwarded after it (of a large transaction the pause cut
+//! through: the decoder cuts the same rows into the same chunks on every
+//! read), so the coordinator sees the same sequence as without the pause:
+//! nothing skipped, nothing twice. The reopened tailer goes
 //! on with the same schema history ([`crate::source::history`]): its
 //! records are keyed by position and never change, so reading a DDL again
 //! records nothing new.
@@ -50,15 +52,17 @@ use crate::position::Position;
 use crate::source::archive::{ArchiveReader, ArchiveSource};
 use crate::source::history::SchemaHistory;
 use crate::source::{
-    DecoderOptions, SourceError, SourceItem, StartAt, TableFilter, Tailer, TailerOptions,
+    DecoderOptions, Hold, SourceError, SourceItem, StartAt, TableFilter, Tailer, TailerOptions,
 };
 use crate::task::Background;
 
 /// Source items as the reader forwards them.
 pub(super) type SourceRx = mpsc::Receiver<Result<SourceItem, SourceError>>;
 
-/// Items the channel holds before the reader waits for room.
-const CHANNEL: usize = 64;
+/// Items the channel holds before the reader waits for room. An item is
+/// at most one chunk of `stream_chunk_rows` row changes, so this bounds
+/// the decoded rows between the reader and the coordinator.
+const CHANNEL: usize = 16;
 
 /// Never wait for room longer than this, whatever the source's timeout.
 const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -76,6 +80,7 @@ struct SourceSpec {
     flavor: Flavor,
     checksum: bool,
     filter: TableFilter,
+    hold: Hold,
 }
 
 impl SourceSpec {
@@ -92,6 +97,7 @@ impl SourceSpec {
             flavor: self.flavor,
             checksum: self.checksum,
             filter: self.filter.clone(),
+            hold: self.hold.clone(),
         };
         let tailer = Tailer::open(stream_conn, schema_conn, at, opts).await?;
         Ok((tailer, patience))
@@ -140,6 +146,7 @@ pub(super) async fn start(a: &Attempt<'_>) -> Result<(SourceRx, Background), Pip
         flavor: a.flavor,
         checksum: a.checksum,
         filter,
+        hold: cfg.pipeline.hold.clone(),
     };
     let (mut tailer, patience) = spec.open(a.start.clone()).await?;
     let at = match &a.start {
@@ -177,6 +184,7 @@ async fn start_archive(
         epoch: cfg.pipeline.epoch,
         checksum: false,
         filter,
+        hold: cfg.pipeline.hold.clone(),
     };
     let mut reader = ArchiveReader::new(archive.archive.clone(), start.clone(), opts, schema_conn);
     let (tx, rx) = mpsc::channel(CHANNEL);
@@ -210,6 +218,91 @@ fn boundary(item: &Result<SourceItem, SourceError>) -> Option<(Position, Positio
     }
 }
 
+/// What was forwarded: the last boundary (resume position and end), and
+/// the chunks of rows forwarded since (of the transaction after it).
+#[derive(Default)]
+struct Forwarded {
+    last: Option<(Position, Position)>,
+    chunks: usize,
+}
+
+/// What kind of item was sent.
+enum Sent {
+    Boundary((Position, Position)),
+    Rows,
+    Other,
+}
+
+impl Sent {
+    fn of(item: &Result<SourceItem, SourceError>) -> Sent {
+        match (boundary(item), item) {
+            (Some(b), _) => Sent::Boundary(b),
+            (None, Ok(SourceItem::Rows(_))) => Sent::Rows,
+            _ => Sent::Other,
+        }
+    }
+}
+
+impl Forwarded {
+    fn record(&mut self, sent: Sent) {
+        match sent {
+            Sent::Boundary(b) => {
+                self.last = Some(b);
+                self.chunks = 0;
+            }
+            Sent::Rows => self.chunks += 1,
+            Sent::Other => {}
+        }
+    }
+
+    /// Where to reopen the stream: the last boundary's resume position.
+    fn resume(&self, start: &StartAt) -> StartAt {
+        match &self.last {
+            Some((resume, _)) => StartAt::Position(resume.clone()),
+            None => start.clone(),
+        }
+    }
+
+    /// What the stream reopened at [`Forwarded::resume`] repeats:
+    /// everything up to the last boundary's end, and the chunks forwarded
+    /// since.
+    fn repeats(&self) -> Option<Repeats> {
+        (self.last.is_some() || self.chunks > 0).then(|| Repeats {
+            limit: self.last.as_ref().map(|(_, end)| end.clone()),
+            chunks: self.chunks,
+        })
+    }
+}
+
+/// Items of a reopened stream that were forwarded already.
+struct Repeats {
+    limit: Option<Position>,
+    chunks: usize,
+}
+
+impl Repeats {
+    /// Whether `item` was forwarded already; `None` once the new stream
+    /// has passed everything forwarded.
+    fn forwarded(&mut self, item: &Result<SourceItem, SourceError>) -> Option<bool> {
+        let up_to = |end: &Position| self.limit.as_ref().is_some_and(|l| end <= l);
+        match item {
+            Ok(SourceItem::Rows(c)) if up_to(&c.end) => Some(true),
+            Ok(SourceItem::Rows(_)) if self.chunks > 0 => {
+                // chunks are the same on every read (same rows, same
+                // limits)
+                self.chunks -= 1;
+                Some(true)
+            }
+            Ok(SourceItem::Rows(_)) => None,
+            other => match boundary(other) {
+                Some((_, end)) if up_to(&end) => Some(true),
+                Some(_) => None,
+                None => Some(false),
+            },
+        }
+    }
+}
+
 /// Reads items and forwards them until the coordinator hangs up or an error
 /// was forwarded; pauses the stream while the coordinator takes no item
 /// (see the module docs).
@@ -220,69 +313,61 @@ async fn forward(
     start: StartAt,
     tx: mpsc::Sender<Result<SourceItem, SourceError>>,
 ) {
-    // the last forwarded boundary: where to reopen, and up to where a
-    // reopened stream repeats what was forwarded already
-    let mut last: Option<(Position, Position)> = None;
-    let mut repeats: Option<Position> = None;
+    let mut done = Forwarded::default();
+    let mut repeats: Option<Repeats> = None;
     loop {
         let item = tailer.next().await;
-        let b = boundary(&item);
-        if let (Some(limit), Some((_, end))) = (&repeats, &b) {
-            if end <= limit {
-                continue;
+        if let Some(r) = repeats.as_mut() {
+            match r.forwarded(&item) {
+                Some(true) => continue,
+                Some(false) => {}
+                None => repeats = None,
             }
-            repeats = None;
         }
         let failed = item.is_err();
+        let sent = Sent::of(&item);
         let blocked = crate::metrics::global().board.reader_blocked();
-        let pending = match tx.send_timeout(item, patience).await {
-            Ok(()) => None,
+        let item = match tx.send_timeout(item, patience).await {
+            Ok(()) if failed => break,
+            Ok(()) => {
+                done.record(sent);
+                continue;
+            }
             Err(SendTimeoutError::Closed(_)) => break,
-            Err(SendTimeoutError::Timeout(item)) => Some(item),
+            Err(SendTimeoutError::Timeout(item)) => item,
         };
-        if let Some(item) = pending {
-            // the coordinator is busy: stop reading before the source
-            // gives up on us, and wait for room with nothing open (the
-            // schema history goes on in the reopened tailer)
-            let history = tailer.take_history();
-            tailer.close().await;
-            tracing::info!(
-                waited_ms = patience.as_millis() as u64,
-                "the targets are behind: binlog stream paused until the coordinator takes more"
-            );
-            if tx.send(item).await.is_err() || failed {
-                close_history(history).await;
-                return;
-            }
-            drop(blocked);
-            last = b.or(last);
-            let at = match &last {
-                Some((resume, _)) => StartAt::Position(resume.clone()),
-                None => start.clone(),
-            };
-            match spec.open(at.clone()).await {
-                Ok((mut t, p)) => {
-                    tracing::info!(at = %describe(&at), "binlog stream resumed");
-                    if let Some(h) = history {
-                        t.set_history(h);
-                    }
-                    tailer = t;
-                    patience = p;
-                    repeats = last.as_ref().map(|(_, end)| end.clone());
-                }
-                Err(e) => {
-                    close_history(history).await;
-                    let _ = tx.send(Err(e)).await;
-                    return;
-                }
-            }
-            continue;
+        // the coordinator is busy: stop reading before the source gives
+        // up on us, and wait for room with nothing open (the schema
+        // history goes on in the reopened tailer)
+        let history = tailer.take_history();
+        tailer.close().await;
+        tracing::info!(
+            waited_ms = patience.as_millis() as u64,
+            "the targets are behind: binlog stream paused until the coordinator takes more"
+        );
+        if tx.send(item).await.is_err() || failed {
+            close_history(history).await;
+            return;
         }
         drop(blocked);
-        if failed {
-            break;
+        done.record(sent);
+        let at = done.resume(&start);
+        match spec.open(at.clone()).await {
+            Ok((mut t, p)) => {
+                tracing::info!(at = %describe(&at), "binlog stream resumed");
+                if let Some(h) = history {
+                    t.set_history(h);
+                }
+                tailer = t;
+                patience = p;
+                repeats = done.repeats();
+            }
+            Err(e) => {
+                close_history(history).await;
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
         }
-        last = b.or(last);
     }
     tailer.close().await;
 }
@@ -297,5 +382,97 @@ fn describe(at: &StartAt) -> String {
     match at {
         StartAt::Position(p) => p.to_string(),
         StartAt::Gtid(g) => format!("GTID {g}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{Chunk, Transaction};
+
+    fn pos(n: u64) -> Position {
+        Position::new("b.000001", n)
+    }
+
+    fn rows(end: u64) -> Result<SourceItem, SourceError> {
+        Ok(SourceItem::Rows(Chunk {
+            changes: Vec::new(),
+            end: pos(end),
+        }))
+    }
+
+    fn txn(resume: u64, end: u64) -> Result<SourceItem, SourceError> {
+        Ok(SourceItem::Transaction(Transaction {
+            end: pos(end),
+            resume: pos(resume),
+            timestamp: 0,
+            rows: 0,
+        }))
+    }
+
+    /// What a stream reopened after `sent` lets through of `again`.
+    fn replay(
+        sent: &[Result<SourceItem, SourceError>],
+        again: &[Result<SourceItem, SourceError>],
+    ) -> Vec<usize> {
+        let mut done = Forwarded::default();
+        for item in sent {
+            done.record(Sent::of(item));
+        }
+        let mut repeats = done.repeats();
+        let mut through = Vec::new();
+        for (i, item) in again.iter().enumerate() {
+            if let Some(r) = repeats.as_mut() {
+                match r.forwarded(item) {
+                    Some(true) => continue,
+                    Some(false) => {}
+                    None => repeats = None,
+                }
+            }
+            through.push(i);
+        }
+        through
+    }
+
+    #[test]
+    fn a_pause_inside_a_large_transaction_skips_its_forwarded_chunks() {
+        // T1 ends at 100; T2 (to 200) was cut after two of its chunks
+        let sent = [rows(100), txn(100, 100), rows(200), rows(200)];
+        let again = [
+            rows(100),
+            txn(100, 100),
+            rows(200),
+            rows(200),
+            rows(200),
+            txn(200, 200),
+            rows(300),
+        ];
+        assert_eq!(replay(&sent, &again), [4, 5, 6]);
+        let mut done = Forwarded::default();
+        sent.iter().for_each(|i| done.record(Sent::of(i)));
+        let at = done.resume(&StartAt::Gtid(String::new()));
+        assert!(matches!(at, StartAt::Position(p) if p == pos(100)));
+    }
+
+    #[test]
+    fn a_pause_before_any_boundary_skips_the_chunks_from_the_start() {
+        let again = [rows(200), rows(200), txn(200, 200)];
+        assert_eq!(replay(&[rows(200)], &again), [1, 2]);
+    }
+
+    #[test]
+    fn a_held_xa_transaction_is_read_again_from_its_prepare() {
+        // the PREPARE group (50..100) is held: T2's resume stays at 50, and
+        // the reopened stream repeats T2 before the COMMIT's chunks
+        let sent = [txn(50, 100), txn(50, 200), rows(300)];
+        let again = [
+            txn(50, 100),
+            Ok(SourceItem::Heartbeat(None)),
+            txn(50, 200),
+            rows(300),
+            rows(300),
+            txn(300, 300),
+        ];
+        assert_eq!(replay(&sent, &again), [1, 4, 5]);
     }
 }

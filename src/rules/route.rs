@@ -183,7 +183,7 @@ impl Plan {
             key: cells.map(|c| key_text(self, c)).unwrap_or_default(),
             expr: self.text(&stage),
             stage,
-            position: change.position.to_string(),
+            position: change.position().to_string(),
             cause: cause.into(),
         }
     }
@@ -328,7 +328,6 @@ impl Router {
             key_enc: at.key.canonical,
             kind,
             version: at.version,
-            position: change.position.clone(),
         };
         let mut ops = Vec::with_capacity(2);
         match (old, new) {
@@ -443,14 +442,9 @@ fn version_of(plan: &Plan, cells: &[Cell], change: &RowChange) -> Result<Version
         }
     };
     let row = u64::from(change.version.row());
-    Version::with_column(
-        change.version.epoch(),
-        key,
-        &change.position,
-        row,
-        change.span,
-    )
-    .map_err(|e| fail(e.into()))
+    let v = change.version;
+    Version::with_column_at(v.epoch(), key, v.file_seq(), v.offset(), row, change.span)
+        .map_err(|e| fail(e.into()))
 }
 
 /// The row as expression values; only the columns some expression of the

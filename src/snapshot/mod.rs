@@ -517,8 +517,9 @@ async fn route_chunk(
         ))
     };
     let mut per_shard: BTreeMap<usize, Vec<WriteOp>> = BTreeMap::new();
+    let file: Arc<str> = Arc::from(c.position.file.as_str());
     for row in rows {
-        let change = RowChange::selected(schema.clone(), row, version, c.position.clone());
+        let change = RowChange::selected(schema.clone(), row, version, file.clone());
         match c.router.route_row(&change, &*c.lookups).map_err(stop)? {
             Routed::Ops(ops) => {
                 for op in ops {

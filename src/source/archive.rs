@@ -166,6 +166,7 @@ impl Archive {
                 epoch: 0,
                 checksum: false,
                 filter: none,
+                hold: Default::default(),
             },
         )
         .map_err(Box::new)?;
@@ -296,6 +297,9 @@ impl ArchiveReader {
             let Some((reader, decoder)) = self.current.as_mut() else {
                 continue;
             };
+            if let Some(item) = decoder.next_item()? {
+                return self.hand_on(item).map(Some);
+            }
             let Some(framed) = reader.next()? else {
                 let end = self.file_end();
                 self.current = None;
@@ -316,7 +320,7 @@ impl ArchiveReader {
             ))
             .catch_unwind()
             .await;
-            let item = match handled {
+            match handled {
                 Ok(r) => r.map_err(|e| FileError::Event {
                     file: reader.path().to_string(),
                     offset: framed.offset,
@@ -326,9 +330,6 @@ impl ArchiveReader {
                     let message = format!("decoding the event panicked: {}", panic_text(&p));
                     return Err(reader.corrupt(framed.offset, message).into());
                 }
-            };
-            if let Some(item) = item {
-                return self.hand_on(item).map(Some);
             }
         }
     }
@@ -364,17 +365,17 @@ impl ArchiveReader {
         self.last_end = Some(end.clone());
         let resume = decoder.resume_position();
         Some(SourceItem::Transaction(Transaction {
-            changes: Vec::new(),
             end,
             resume,
             timestamp: self.timestamp,
+            rows: 0,
         }))
     }
 
     /// Checks that every row has named columns, and remembers the end.
     fn hand_on(&mut self, item: SourceItem) -> Result<SourceItem, SourceError> {
-        if let SourceItem::Transaction(t) = &item {
-            if let Some(c) = t
+        if let SourceItem::Rows(chunk) = &item {
+            if let Some(c) = chunk
                 .changes
                 .iter()
                 .find(|c| c.table.origin == SchemaOrigin::Positional)
@@ -382,9 +383,11 @@ impl ArchiveReader {
                 return Err(SourceError::Definite(format!(
                     "table {} at {}: the binlog's TABLE_MAP carries no column names (binlog_row_metadata=MINIMAL) and no source connection was available to read them from information_schema; set binlog_row_metadata=FULL on the source for future archives, or make the source reachable",
                     c.table.full_name(),
-                    c.position
+                    c.position()
                 )));
             }
+        }
+        if let SourceItem::Transaction(t) = &item {
             self.timestamp = t.timestamp;
             self.last_end = Some(t.end.clone());
         }

@@ -1,6 +1,8 @@
-//! What the tailer hands to the router: row changes grouped into committed
-//! source transactions. Every change carries its version (derived from its
-//! event's position) and every transaction the position to resume after it.
+//! What the tailer hands to the router: the row changes of committed
+//! source transactions, in bounded chunks ([`SourceItem::Rows`]) followed
+//! by the transaction's end ([`SourceItem::Transaction`]). Every change
+//! carries its version (derived from its event's position) and every
+//! transaction the position to resume after it.
 
 use std::sync::Arc;
 
@@ -18,32 +20,42 @@ pub struct RowChange {
     pub before: Option<Vec<Value>>,
     /// After image (insert, update).
     pub after: Option<Vec<Value>>,
+    /// Its version: also where it is in the binlog, as integers (file
+    /// sequence and start of its rows event or compressed payload, and the
+    /// row's index there; see [`RowChange::position`]).
     pub version: Version,
-    /// Start of the rows event (or of the compressed payload) it came from.
-    pub position: Position,
     /// Length in bytes of that event or payload (0 for a row read by
     /// `SELECT`): column versions need it to order the row images of one
     /// event ([`crate::version::Version::with_column`]).
     pub span: u64,
+    /// The name of the binlog file it is in, shared by every row of the
+    /// file (for messages and dead letters).
+    pub file: Arc<str>,
 }
 
 impl RowChange {
-    /// A row read by `SELECT` ([`super::rows`]), as the insert the copy
-    /// applies (dry-run and verify route it the same way).
+    /// A row read by `SELECT` ([`super::rows`]) at `position`, as the
+    /// insert the copy applies (dry-run and verify route it the same way).
     pub fn selected(
         table: Arc<TableSchema>,
         row: Vec<Value>,
         version: Version,
-        position: Position,
+        file: Arc<str>,
     ) -> RowChange {
         RowChange {
             table,
             before: None,
             after: Some(row),
             version,
-            position,
             span: 0,
+            file,
         }
+    }
+
+    /// Start of the rows event (or of the compressed payload) it came
+    /// from; for a row read by `SELECT`, the copy's position.
+    pub fn position(&self) -> Position {
+        Position::new(&*self.file, self.version.offset())
     }
 
     pub fn kind(&self) -> &'static str {
@@ -55,10 +67,21 @@ impl RowChange {
     }
 }
 
-/// A committed source transaction (or a boundary without rows: DDL, rotate).
+/// Row changes of a committed transaction, in binlog order: a transaction
+/// with rows is handed out as one or more chunks of bounded size, then its
+/// [`Transaction`].
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    pub changes: Vec<RowChange>,
+    /// The end of the transaction they belong to (its commit is read
+    /// before any of its rows is handed out).
+    pub end: Position,
+}
+
+/// The end of a committed source transaction, after its rows (or a
+/// boundary without rows: DDL, rotate).
 #[derive(Debug, Clone)]
 pub struct Transaction {
-    pub changes: Vec<RowChange>,
     /// Where this transaction ends: the start of the next event.
     pub end: Position,
     /// Where a checkpoint taken after this transaction may resume: `end`,
@@ -68,11 +91,15 @@ pub struct Transaction {
     pub resume: Position,
     /// Commit timestamp (seconds since the epoch), for lag.
     pub timestamp: u32,
+    /// Row changes handed out in its chunks.
+    pub rows: u64,
 }
 
 /// What the tailer yields.
 #[derive(Debug)]
 pub enum SourceItem {
+    /// Rows of the transaction whose [`SourceItem::Transaction`] follows.
+    Rows(Chunk),
     Transaction(Transaction),
     /// The source is alive; the position is where it is, given when that
     /// is a boundary a checkpoint may hold (no transaction open, no XA

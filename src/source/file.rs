@@ -16,7 +16,7 @@ use std::task::{Context, Poll, Waker};
 use mysql_common::binlog::events::Event;
 
 use super::change::SourceItem;
-use super::events::{Decoder, DecoderOptions, EventAt, TableFilter};
+use super::events::{Decoder, DecoderOptions, EventAt, Hold, TableFilter};
 pub use super::framing::MAGIC;
 use super::framing::{panic_text, EventReader, Framed};
 use super::SourceError;
@@ -121,6 +121,8 @@ pub struct BinlogFile {
     reader: EventReader,
     decoder: Decoder,
     failed: bool,
+    /// Offset of the last event handed to the decoder.
+    last_offset: u64,
 }
 
 impl BinlogFile {
@@ -133,6 +135,7 @@ impl BinlogFile {
                 epoch: 0,
                 checksum: false,
                 filter: all,
+                hold: Hold::default(),
             },
         )
     }
@@ -150,6 +153,7 @@ impl BinlogFile {
             reader,
             decoder,
             failed: false,
+            last_offset: 0,
         })
     }
 
@@ -192,15 +196,19 @@ impl BinlogFile {
     pub fn summarize(mut self) -> Result<FileSummary, FileError> {
         let mut s = FileSummary::default();
         while let Some(item) = self.next()? {
-            let SourceItem::Transaction(t) = item else {
-                continue;
+            let chunk = match item {
+                SourceItem::Transaction(t) if t.rows == 0 => {
+                    s.boundaries += 1;
+                    continue;
+                }
+                SourceItem::Transaction(_) => {
+                    s.transactions += 1;
+                    continue;
+                }
+                SourceItem::Rows(chunk) => chunk,
+                SourceItem::Heartbeat(_) => continue,
             };
-            if t.changes.is_empty() {
-                s.boundaries += 1;
-                continue;
-            }
-            s.transactions += 1;
-            for c in &t.changes {
+            for c in &chunk.changes {
                 s.rows += 1;
                 let e = s.tables.entry(c.table.full_name()).or_default();
                 match c.kind() {
@@ -227,33 +235,51 @@ impl BinlogFile {
                 epoch: 0,
                 checksum: false,
                 filter,
+                hold: Hold::default(),
             },
         )?
         .summarize()
     }
 
     fn step(&mut self) -> Result<Option<SourceItem>, FileError> {
-        while let Some(framed) = self.reader.next()? {
+        loop {
+            if let Some(item) = self.take()? {
+                return Ok(Some(item));
+            }
+            let Some(framed) = self.reader.next()? else {
+                return Ok(None);
+            };
             let at = framed_at(&framed);
             let offset = framed.offset;
             if let Some(why) = framed.undecodable {
                 return Err(self.reader.corrupt(offset, why));
             }
-            if let Some(item) = self.feed(&framed.event, at, offset)? {
-                return Ok(Some(item));
-            }
+            self.last_offset = offset;
+            self.feed(&framed.event, at, offset)?;
         }
-        Ok(None)
+    }
+
+    /// The next item the decoder holds (a transaction's rows are decoded
+    /// as they are taken; an error names the event that committed them).
+    fn take(&mut self) -> Result<Option<SourceItem>, FileError> {
+        let decoder = &mut self.decoder;
+        match catch_unwind(AssertUnwindSafe(|| decoder.next_item())) {
+            Ok(Ok(item)) => Ok(item),
+            Ok(Err(e)) => Err(FileError::Event {
+                file: self.reader.path().to_string(),
+                offset: self.last_offset,
+                source: Box::new(e),
+            }),
+            Err(p) => Err(self.reader.corrupt(
+                self.last_offset,
+                format!("decoding rows panicked: {}", panic_text(&p)),
+            )),
+        }
     }
 
     /// Runs the decoder on one event. Offline it has no connection, so its
     /// future never waits: one poll finishes it.
-    fn feed(
-        &mut self,
-        event: &Event,
-        at: EventAt,
-        offset: u64,
-    ) -> Result<Option<SourceItem>, FileError> {
+    fn feed(&mut self, event: &Event, at: EventAt, offset: u64) -> Result<(), FileError> {
         let decoder = &mut self.decoder;
         let polled = catch_unwind(AssertUnwindSafe(|| {
             let fut = decoder.handle(event, at, None);
@@ -265,7 +291,7 @@ impl BinlogFile {
             }
         }));
         match polled {
-            Ok(Some(Ok(item))) => Ok(item),
+            Ok(Some(Ok(()))) => Ok(()),
             Ok(Some(Err(e))) => Err(FileError::Event {
                 file: self.reader.path().to_string(),
                 offset,

@@ -14,7 +14,9 @@
 //! sends them. Every error names the file and the byte offset of the event;
 //! nothing on this path panics on bad input (as a last line of defence, a
 //! panic inside mysql_common's parsers is caught and reported as an error
-//! too). A decompressed payload is capped at [`MAX_PAYLOAD`], so a corrupt
+//! too). Bodies whose mysql_common parsers trust counts or lengths are
+//! checked first ([`super::bounds`]) and handed on as undecodable when
+//! they fail. A decompressed payload is capped at [`MAX_PAYLOAD`], so a corrupt
 //! one cannot exhaust memory.
 //!
 //! What is *fatal* here is only what makes the file unwalkable or its bytes
@@ -34,6 +36,7 @@ use mysql_common::binlog::events::{
     BinlogEventFooter, Event, FormatDescriptionEvent, TransactionPayloadEvent,
 };
 
+use super::bounds;
 use super::file::FileError;
 
 /// The magic at the start of every binlog file.
@@ -60,8 +63,9 @@ pub struct Framed {
     /// decompressed payload.
     pub inner: Option<u64>,
     pub event: Event,
-    /// A TRANSACTION_PAYLOAD whose content cannot be decompressed: why (its
-    /// inner events are not read).
+    /// Why the body must not be parsed: it fails the bounds checks
+    /// ([`super::bounds`]), or it is a TRANSACTION_PAYLOAD whose content
+    /// cannot be decompressed (its inner events are not read).
     pub undecodable: Option<String>,
 }
 
@@ -279,8 +283,8 @@ impl EventReader {
             }
             self.parse(offset, &raw, &self.fde)?
         };
-        let mut undecodable = None;
-        if ty == TRANSACTION_PAYLOAD {
+        let mut undecodable = bounds::check(&event).err();
+        if ty == TRANSACTION_PAYLOAD && undecodable.is_none() {
             undecodable = self.inflate(offset, &event)?;
         }
         Ok(Some(Framed {
@@ -337,11 +341,12 @@ impl EventReader {
             BinlogChecksumAlg::BINLOG_CHECKSUM_ALG_OFF,
         ));
         let event = self.parse(offset, &raw, &fde)?;
+        let undecodable = bounds::check(&event).err();
         Ok(Some(Framed {
             offset,
             inner: Some(at as u64),
             event,
-            undecodable: None,
+            undecodable,
         }))
     }
 

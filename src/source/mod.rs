@@ -8,7 +8,7 @@
 //!   payloads, table maps, schema completion;
 //! * [`framing`] — the event iterator over binlog files (framing, CRC32,
 //!   TRANSACTION_PAYLOAD decompression), shared by [`file`], [`archive`]
-//!   and `inspect`;
+//!   and `inspect`; [`bounds`] checks bodies before mysql_common parses;
 //! * [`file`] — the offline reader of binlog files over the same decoder;
 //! * [`archive`] — a directory of archived binlog files as a source of the
 //!   pipeline (`replay --binlog-dir`), next to the [`stream`] tailer;
@@ -21,20 +21,28 @@
 //!   position, for TABLE_MAPs without names (see its docs); [`ddl`] reads
 //!   the head of a DDL statement for it;
 //! * [`collation`] — the collations of key columns, learned at start-up;
-//! * [`row_image`] — binlog row images → bindable values;
+//! * [`row_image`] — mysql_common's row values → bindable values (for
+//!   `inspect`'s event view; the pipeline decodes with [`decode`]);
 //! * [`rows`] — table rows read by `SELECT` in the same form, by key
 //!   ranges (the initial copy, dry-run sampling, verify);
 //! * [`xa`] — XA ids and the rows of prepared XA transactions, held until
 //!   their outcome;
 //! * [`rollback`] — savepoints, rolled-back rows and which of them
 //!   persisted (non-transactional tables);
+//! * [`spool`] — the rows of an event group held until its outcome, in
+//!   memory within a budget and in a temporary file beyond, handed out in
+//!   bounded chunks;
+//! * [`decode`] — the row decoder: rows events → bindable values, straight
+//!   from the event bytes, with each table's layout read once;
 //! * [`change`] — the types handed to the router.
 
 pub mod archive;
+pub mod bounds;
 pub mod change;
 pub mod checksum;
 pub mod collation;
 pub mod ddl;
+pub mod decode;
 pub mod events;
 pub mod file;
 pub mod framing;
@@ -46,12 +54,13 @@ pub mod rollback;
 pub mod row_image;
 pub mod rows;
 pub mod schema;
+pub mod spool;
 pub mod stream;
 pub mod view;
 pub mod xa;
 
-pub use change::{RowChange, SourceItem, Transaction};
-pub use events::{Decoder, DecoderOptions, EventAt};
+pub use change::{Chunk, RowChange, SourceItem, Transaction};
+pub use events::{Decoder, DecoderOptions, EventAt, Hold};
 pub use file::{BinlogFile, FileError, FileSummary};
 pub use schema::{Column, TableSchema};
 pub use stream::{StartAt, TableFilter, Tailer, TailerOptions};
@@ -95,6 +104,9 @@ pub enum SourceError {
     /// Reading a binlog file offline.
     #[error(transparent)]
     File(Box<file::FileError>),
+    /// Holding or handing out a group's rows ([`spool`]).
+    #[error(transparent)]
+    Spool(#[from] spool::SpoolError),
 }
 
 impl SourceError {

@@ -17,9 +17,11 @@
 //! # What is applied
 //!
 //! * Rows between `SAVEPOINT name` and `ROLLBACK TO name` are removed from
-//!   the open transaction ([`Savepoints`] remembers how many rows the
-//!   transaction held at each savepoint); savepoints set after `name` go
-//!   with them, as on the server.
+//!   the open transaction ([`Savepoints`] remembers where the transaction's
+//!   held rows ended at each savepoint, a [`super::spool::Mark`]);
+//!   savepoints set after `name` go with them, as on the server. Rows are
+//!   held until their group's outcome is read (see [`super::spool`]), so
+//!   a rolled-back row is never handed out.
 //! * A transaction ending in `ROLLBACK` is dropped.
 //! * In both cases, rows of a table whose engine is not transactional
 //!   ([`Engines`], from `information_schema`) did persist on the source:
@@ -32,29 +34,34 @@ use std::collections::HashMap;
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
-use super::change::RowChange;
 use crate::db::DbError;
 
 /// The savepoints of the open transaction: name (compared
-/// case-insensitively, as the server does) and the number of row changes
-/// the transaction held when it was set.
-#[derive(Debug, Default)]
-pub struct Savepoints {
-    set: Vec<(String, usize)>,
+/// case-insensitively, as the server does) and where the transaction's
+/// rows ended when it was set (`M`, a [`super::spool::Mark`]).
+#[derive(Debug)]
+pub struct Savepoints<M> {
+    set: Vec<(String, M)>,
 }
 
-impl Savepoints {
-    /// `SAVEPOINT name` with `rows` changes in the transaction; an older
-    /// savepoint of the same name is replaced.
-    pub fn set(&mut self, name: &str, rows: usize) {
+impl<M> Default for Savepoints<M> {
+    fn default() -> Self {
+        Savepoints { set: Vec::new() }
+    }
+}
+
+impl<M: Copy> Savepoints<M> {
+    /// `SAVEPOINT name` with the transaction's rows ending at `at`; an
+    /// older savepoint of the same name is replaced.
+    pub fn set(&mut self, name: &str, at: M) {
         let name = name.to_lowercase();
         self.set.retain(|(n, _)| *n != name);
-        self.set.push((name, rows));
+        self.set.push((name, at));
     }
 
-    /// `ROLLBACK TO name`: how many row changes to keep, if `name` is set.
+    /// `ROLLBACK TO name`: where the rows to keep end, if `name` is set.
     /// Later savepoints are forgotten; `name` stays.
-    pub fn rollback_to(&mut self, name: &str) -> Option<usize> {
+    pub fn rollback_to(&mut self, name: &str) -> Option<M> {
         let i = self.find(name)?;
         self.set.truncate(i + 1);
         Some(self.set[i].1)
@@ -132,35 +139,25 @@ impl Engines {
             .insert((db.to_string(), table.to_string()), transactional);
     }
 
-    /// Splits rolled-back row changes into those that persisted on the
-    /// source (non-transactional tables) and those the source undid.
-    /// Without a connection, tables not known already count as
-    /// transactional.
-    pub async fn persisted(
+    /// Whether `db.table` is transactional: a rolled-back row of a
+    /// table that is not persisted on the source. Without a connection, a
+    /// table not known already counts as transactional.
+    pub async fn transactional(
         &mut self,
-        rows: Vec<RowChange>,
-        mut conn: Option<&mut Conn>,
-    ) -> Result<(Vec<RowChange>, Vec<RowChange>), DbError> {
-        let mut kept = Vec::new();
-        let mut undone = Vec::new();
-        for row in rows {
-            let key = (row.table.db.clone(), row.table.table.clone());
-            let transactional = match (self.known.get(&key), conn.as_deref_mut()) {
-                (Some(t), _) => *t,
-                (None, Some(c)) => {
-                    let t = transactional(c, &key.0, &key.1).await?;
-                    self.known.insert(key, t);
-                    t
-                }
-                (None, None) => true,
-            };
-            if transactional {
-                undone.push(row);
-            } else {
-                kept.push(row);
-            }
+        db: &str,
+        table: &str,
+        conn: Option<&mut Conn>,
+    ) -> Result<bool, DbError> {
+        let key = (db.to_string(), table.to_string());
+        if let Some(t) = self.known.get(&key) {
+            return Ok(*t);
         }
-        Ok((kept, undone))
+        let Some(c) = conn else {
+            return Ok(true);
+        };
+        let t = transactional(c, db, table).await?;
+        self.known.insert(key, t);
+        Ok(t)
     }
 }
 
@@ -200,7 +197,7 @@ mod tests {
 
     #[test]
     fn rollback_to_keeps_the_savepoint_and_forgets_later_ones() {
-        let mut s = Savepoints::default();
+        let mut s = Savepoints::<usize>::default();
         s.set("a", 1);
         s.set("b", 3);
         s.set("c", 4);

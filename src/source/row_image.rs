@@ -1,4 +1,9 @@
-//! Row images → bindable values.
+//! mysql_common's row values → bindable values.
+//!
+//! The pipeline decodes rows with [`super::decode`], straight from the
+//! event bytes into the values described here; this module serves
+//! `inspect`'s event view, which shows partial images through mysql_common,
+//! and is the reference [`super::decode`]'s tests compare against.
 //!
 //! mysql_common decodes a row image into `BinlogValue`s that are close to,
 //! but not quite, what a target server accepts back. This module fixes the

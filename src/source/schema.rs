@@ -176,26 +176,7 @@ pub fn from_table_map(tme: &TableMapEvent<'_>) -> Result<(TableSchema, bool), Sc
         let k = k.map_err(|e| err(format!("bad primary key metadata: {e}")))?;
         pk.push(usize::try_from(k).map_err(|_| err("primary key index overflows".into()))?);
     }
-    let mut enum_labels: Vec<Vec<Vec<u8>>> = Vec::new();
-    let mut set_labels: Vec<Vec<Vec<u8>>> = Vec::new();
-    for field in tme.iter_optional_meta() {
-        match field {
-            Ok(OptionalMetadataField::EnumStrValue(v)) => {
-                for e in v.iter_values() {
-                    let e = e.map_err(|e| err(format!("bad ENUM labels: {e}")))?;
-                    enum_labels.push(e.values().iter().map(|x| x.value_raw().to_vec()).collect());
-                }
-            }
-            Ok(OptionalMetadataField::SetStrValue(v)) => {
-                for e in v.iter_values() {
-                    let e = e.map_err(|e| err(format!("bad SET labels: {e}")))?;
-                    set_labels.push(e.values().iter().map(|x| x.value_raw().to_vec()).collect());
-                }
-            }
-            Ok(_) => {}
-            Err(e) => return Err(err(format!("bad optional metadata: {e}"))),
-        }
-    }
+    let (enum_labels, set_labels) = labels(tme).map_err(err)?;
     let mut enum_labels = enum_labels.into_iter();
     let mut set_labels = set_labels.into_iter();
     let mut columns = Vec::with_capacity(n);
@@ -267,6 +248,34 @@ pub fn from_table_map(tme: &TableMapEvent<'_>) -> Result<(TableSchema, bool), Sc
         },
         has_names,
     ))
+}
+
+/// The ENUM and SET labels of a TABLE_MAP's optional metadata, per column
+/// of each kind in column order.
+type Labels = Vec<Vec<Vec<u8>>>;
+
+fn labels(tme: &TableMapEvent<'_>) -> Result<(Labels, Labels), String> {
+    let mut enum_labels = Vec::new();
+    let mut set_labels = Vec::new();
+    for field in tme.iter_optional_meta() {
+        match field {
+            Ok(OptionalMetadataField::EnumStrValue(v)) => {
+                for e in v.iter_values() {
+                    let e = e.map_err(|e| format!("bad ENUM labels: {e}"))?;
+                    enum_labels.push(e.values().iter().map(|x| x.value_raw().to_vec()).collect());
+                }
+            }
+            Ok(OptionalMetadataField::SetStrValue(v)) => {
+                for e in v.iter_values() {
+                    let e = e.map_err(|e| format!("bad SET labels: {e}"))?;
+                    set_labels.push(e.values().iter().map(|x| x.value_raw().to_vec()).collect());
+                }
+            }
+            Ok(_) => {}
+            Err(e) => return Err(format!("bad optional metadata: {e}")),
+        }
+    }
+    Ok((enum_labels, set_labels))
 }
 
 /// One column as `information_schema` describes it (also the form the

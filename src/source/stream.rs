@@ -24,7 +24,7 @@ use mysql_async::{BinlogStream, BinlogStreamRequest, Conn};
 
 use super::change::SourceItem;
 pub use super::events::TableFilter;
-use super::events::{Decoder, DecoderOptions, EventAt};
+use super::events::{Decoder, DecoderOptions, EventAt, Hold};
 use super::history::SchemaHistory;
 use super::schema::SchemaError;
 use super::SourceError;
@@ -47,6 +47,8 @@ pub struct TailerOptions {
     pub flavor: Flavor,
     pub checksum: bool,
     pub filter: TableFilter,
+    /// How large transactions are held and handed out.
+    pub hold: Hold,
 }
 
 /// Streams committed transactions from a start position.
@@ -163,6 +165,7 @@ impl Tailer {
                 epoch: opts.epoch,
                 checksum: opts.checksum,
                 filter: opts.filter,
+                hold: opts.hold,
             },
         );
         let keepalive = db::keepalive_interval(&mut schema_conn).await;
@@ -193,11 +196,15 @@ impl Tailer {
         self.decoder.take_history()
     }
 
-    /// The next committed transaction or heartbeat; an error when the
-    /// stream stays silent too long (see the module docs).
+    /// The next item: a chunk of a committed transaction's rows, the end
+    /// of a transaction, or a heartbeat; an error when the stream stays
+    /// silent too long (see the module docs).
     pub async fn next(&mut self) -> Result<SourceItem, SourceError> {
         let mut heard = Instant::now();
         loop {
+            if let Some(item) = self.decoder.next_item()? {
+                return Ok(item);
+            }
             let ping = self.schema_pinged + self.keepalive;
             if Instant::now() >= ping {
                 self.keep_alive().await?;
@@ -225,13 +232,9 @@ impl Tailer {
                 Some(Err(e)) => return Err(stream_error(e, self.decoder.position())),
                 Some(Ok(ev)) => ev,
             };
-            let item = self
-                .decoder
+            self.decoder
                 .handle(&event, EventAt::Stream, Some(&mut self.schema_conn))
                 .await?;
-            if let Some(item) = item {
-                return Ok(item);
-            }
         }
     }
 

@@ -44,13 +44,19 @@
 //! meets an unknown `XA COMMIT` only when the pipeline started (`--from`,
 //! the initial copy) after its PREPARE.
 //!
-//! Held rows live in memory; a prepared transaction that stays open for
-//! long holds its rows (and the checkpoint) for as long.
+//! Held rows are the PREPARE group's rows events in a [`Spool`]: in
+//! memory within the decoder's budget, in a temporary file beyond it, so
+//! any number of prepared transactions of any size costs bounded memory.
+//! A prepared transaction that stays open for long holds its rows (and
+//! the checkpoint) for as long; after a restart they are read again from
+//! the binlog, starting at the PREPARE group.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use super::change::RowChange;
+#[cfg(doc)]
+use super::spool::Spool;
 use crate::position::Position;
 
 /// An XA transaction id: format id, global transaction id and branch
@@ -238,22 +244,34 @@ impl fmt::Display for Xid {
 }
 
 /// A prepared XA transaction: where its PREPARE group starts, where its
-/// XA_PREPARE_LOG event is, and its rows.
+/// XA_PREPARE_LOG event is, and its rows: the decoder holds them as their
+/// rows events in a [`Spool`] (in memory or a temporary file), the
+/// simulation in `tests/sim` as decoded changes (the default).
 #[derive(Debug, Clone)]
-pub struct Held {
+pub struct Held<R = Vec<RowChange>> {
     pub start: Position,
     pub prepared_at: Position,
-    pub changes: Vec<RowChange>,
+    pub changes: R,
 }
 
 /// The prepared XA transactions whose outcome has not been read yet, and
 /// the spans (PREPARE group start, end of the COMMIT) of committed ones
 /// that a checkpoint could still fall into. (`Clone` lets the simulation
-/// in `tests/sim` copy a stream's state.)
-#[derive(Debug, Default, Clone)]
-pub struct Prepared {
-    held: BTreeMap<Xid, Held>,
+/// in `tests/sim` copy a stream's state; the decoder holds
+/// `Prepared<Spool>`.)
+#[derive(Debug, Clone)]
+pub struct Prepared<R = Vec<RowChange>> {
+    held: BTreeMap<Xid, Held<R>>,
     committed: Vec<(Position, Position)>,
+}
+
+impl<R> Default for Prepared<R> {
+    fn default() -> Self {
+        Prepared {
+            held: BTreeMap::new(),
+            committed: Vec::new(),
+        }
+    }
 }
 
 /// A second PREPARE of an xid that is still prepared.
@@ -265,9 +283,9 @@ pub struct DuplicatePrepare {
     pub again: Position,
 }
 
-impl Prepared {
+impl<R> Prepared<R> {
     /// Holds the rows of `xid`, whose PREPARE group starts at `held.start`.
-    pub fn prepare(&mut self, xid: Xid, held: Held) -> Result<(), DuplicatePrepare> {
+    pub fn prepare(&mut self, xid: Xid, held: Held<R>) -> Result<(), DuplicatePrepare> {
         if let Some(first) = self.held.get(&xid) {
             return Err(DuplicatePrepare {
                 xid,
@@ -281,7 +299,7 @@ impl Prepared {
 
     /// `XA COMMIT xid`, ending at `end`: its held rows, if it was
     /// prepared.
-    pub fn commit(&mut self, xid: &Xid, end: &Position) -> Option<Held> {
+    pub fn commit(&mut self, xid: &Xid, end: &Position) -> Option<Held<R>> {
         let held = self.held.remove(xid)?;
         self.committed.push((held.start.clone(), end.clone()));
         Some(held)
@@ -289,7 +307,7 @@ impl Prepared {
 
     /// `XA ROLLBACK xid`: its held rows, if it was prepared. (A restart
     /// that reads the ROLLBACK without the PREPARE loses nothing.)
-    pub fn rollback(&mut self, xid: &Xid) -> Option<Held> {
+    pub fn rollback(&mut self, xid: &Xid) -> Option<Held<R>> {
         self.held.remove(xid)
     }
 

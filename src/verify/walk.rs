@@ -11,7 +11,6 @@ use mysql_common::value::Value;
 use super::canon::{self, Digest, Kind};
 use super::report::{Category, KeyEntry, TableReport};
 use super::{Verifier, VerifyError};
-use crate::position::Position;
 use crate::rules::convert::display_cells;
 use crate::rules::file::Rule;
 use crate::rules::{RouteError, Routed};
@@ -425,7 +424,7 @@ impl Verifier {
             plan.source.schema().clone(),
             row,
             Version::ZERO,
-            Position::new("verify.000001", 4),
+            std::sync::Arc::from("verify.000001"),
         );
         let routed = self
             .router

@@ -731,7 +731,6 @@ mod tests {
             key: k,
             kind,
             version: Version(version),
-            position: Position::new("b.000001", 4),
         }
     }
 

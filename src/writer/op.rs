@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use mysql_common::value::Value;
 
-use crate::position::Position;
 use crate::version::Version;
 
 /// A target table as the writer sees it: name, column order and the
@@ -43,6 +42,4 @@ pub struct WriteOp {
     pub key_enc: Vec<u8>,
     pub kind: OpKind,
     pub version: Version,
-    /// Source position of the change, for messages.
-    pub position: Position,
 }

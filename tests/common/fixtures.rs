@@ -102,6 +102,91 @@ pub fn header_walk(bytes: &[u8]) -> Result<Vec<u8>, u64> {
     Ok(types)
 }
 
+/// A length-encoded integer at `*at` (advanced past it).
+fn lenenc(b: &[u8], at: &mut usize) -> u64 {
+    let first = b[*at];
+    *at += 1;
+    let n = match first {
+        0..=250 => return u64::from(first),
+        252 => 2,
+        253 => 3,
+        _ => 8,
+    };
+    let v = b[*at..*at + n]
+        .iter()
+        .rev()
+        .fold(0u64, |acc, x| (acc << 8) | u64::from(*x));
+    *at += n;
+    v
+}
+
+/// The events of a binlog as (offset, type, end, body after the header), by
+/// the header walk alone; the events inside a ZSTD TRANSACTION_PAYLOAD
+/// (its field list up to the end mark, then zstd) follow it, with its
+/// offset and end. The tests' own decoding, independent of reshard.
+pub fn walk_events(bytes: &[u8]) -> Vec<(u64, u8, u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut at = 4;
+    while at + 19 <= bytes.len() {
+        let size = u32::from_le_bytes(bytes[at + 9..at + 13].try_into().unwrap()) as usize;
+        let (ty, end) = (bytes[at + 4], (at + size) as u64);
+        let body = &bytes[at + 19..at + size];
+        out.push((at as u64, ty, end, body.to_vec()));
+        if ty == 40 {
+            let mut p = 0;
+            while lenenc(body, &mut p) != 0 {
+                let len = lenenc(body, &mut p) as usize;
+                p += len;
+            }
+            // the payload runs to the checksum
+            let inner = zstd::decode_all(&body[p..body.len() - 4]).unwrap();
+            let mut i = 0;
+            while i < inner.len() {
+                let isize = u32::from_le_bytes(inner[i + 9..i + 13].try_into().unwrap()) as usize;
+                out.push((
+                    at as u64,
+                    inner[i + 4],
+                    end,
+                    inner[i + 19..i + isize].to_vec(),
+                ));
+                i += isize;
+            }
+        }
+        at += size;
+    }
+    out
+}
+
+/// The leading `n` INT columns of the first WRITE_ROWS_V2 (none NULL):
+/// post-header (table id, flags, extra data), column count, the columns
+/// and null bitmaps, then the values.
+pub fn first_row_ints(bytes: &[u8], n: usize) -> Vec<i32> {
+    let events = walk_events(bytes);
+    let (_, _, _, ev) = events.iter().find(|e| e.1 == 30).expect("no WRITE_ROWS_V2");
+    let extra = u16::from_le_bytes([ev[8], ev[9]]) as usize;
+    let mut q = 8 + extra;
+    let width = lenenc(ev, &mut q) as usize;
+    q += width.div_ceil(8) * 2;
+    (0..n)
+        .map(|i| i32::from_le_bytes(ev[q + 4 * i..q + 4 * i + 4].try_into().unwrap()))
+        .collect()
+}
+
+/// The end of the first XID after the first event of type `ty`: the
+/// boundary after that event's transaction.
+pub fn commit_after(bytes: &[u8], ty: u8) -> u64 {
+    let events = walk_events(bytes);
+    let from = events
+        .iter()
+        .position(|e| e.1 == ty)
+        .expect("no such event");
+    events[from..]
+        .iter()
+        .find(|e| e.1 == 16)
+        .map(|e| e.2)
+        .expect("no XID after it")
+}
+
 /// What a PROVENANCE table says about one file: event counts by type name
 /// (as `inspect` names them), top level and inside TRANSACTION_PAYLOADs.
 #[derive(Debug, Default, Clone)]

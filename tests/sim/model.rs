@@ -1,12 +1,15 @@
 //! The simulated source: one table `app.t (id, tenant, upd, val)`, a
-//! workload of committed transactions over a few keys, and the binlog
-//! positions they occupy (rotations, a consistent snapshot position P, a
-//! failover to a server whose binlog starts over).
+//! workload of binlog event groups over a few keys — committed
+//! transactions, and the PREPARE and COMMIT/ROLLBACK groups of XA
+//! transactions — and the binlog positions they occupy (rotations, a
+//! consistent snapshot position P, a failover to a server whose binlog
+//! starts over).
 //!
 //! A workload is fixed before a schedule runs; the scheduler only decides
-//! *when* each transaction commits. `states[i]` is the table after the
-//! first `i` transactions, so the source's content at any point of a
-//! schedule is one index.
+//! *when* each group is written. `states[i]` is the committed table after
+//! the first `i` groups (a PREPARE changes nothing visible, its COMMIT
+//! does), so the source's content at any point of a schedule is one
+//! index.
 
 use std::collections::BTreeMap;
 

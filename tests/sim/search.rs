@@ -39,7 +39,7 @@ fn small_params() -> Params {
 }
 
 /// The exhaustive model: 3 keys, 2 shards, 1 lane each, 4 transactions
-/// covering every kind of change, one crash, one replay, one prune.
+/// covering every kind of change (budgets: each test sets its own).
 ///
 /// * txn 0: key 1 changes tenant 1 → 2 (moves s1 → s0);
 /// * txn 1: key 3 inserted; key 2's tenant NULL → 1 (starts matching
@@ -278,8 +278,7 @@ pub fn failover() -> Model {
 }
 
 /// A random model from a seed (workload, sizes and budgets). With
-/// `collation`, a quarter of the workloads have case-insensitive keys
-/// (off until issue 8 item 2 lands: today they diverge).
+/// `collation`, a quarter of the workloads have case-insensitive keys.
 pub fn random(seed: u64, collation: bool) -> (Model, Rng) {
     let mut rng = Rng::new(seed);
     let keys = 2 + rng.below(3) as u8;

@@ -170,7 +170,8 @@ impl Env {
         for &class in &rows {
             let ids = self.routed(Origin::Copy(at, class), |env| {
                 let r = &env.w.states[usize::from(at)][&class];
-                RowChange::selected(env.schema.clone(), r.cells(env.w.mode), version, p.clone())
+                let file = std::sync::Arc::from(p.file.as_str());
+                RowChange::selected(env.schema.clone(), r.cells(env.w.mode), version, file)
             });
             let Some(ids) = ids else {
                 notes.push("dead letter".into());
@@ -235,8 +236,8 @@ impl Env {
                     before: before.as_ref().map(|r| r.cells(self.w.mode)),
                     after: after.as_ref().map(|r| r.cells(self.w.mode)),
                     version: Version::at(epoch, &ev.pos, r as u64).expect("model versions fit"),
-                    position: ev.pos.clone(),
                     span: ev.span,
+                    file: std::sync::Arc::from(ev.pos.file.as_str()),
                 });
             }
         }

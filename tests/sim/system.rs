@@ -686,7 +686,9 @@ impl Env {
         let p = self.w.starts[0].clone();
         State {
             committed: 0,
-            targets: vec![Arc::new(Target::default()); self.p.shards],
+            targets: (0..self.p.shards)
+                .map(|_| Arc::new(Target::default()))
+                .collect(),
             ctl: Control {
                 floor: Version::at(0, &p, 0).expect("P versions"),
                 checkpoint: p,
@@ -742,7 +744,7 @@ impl Env {
         let cursor = (self.w.first_of(seg)..self.w.txns.len())
             .find(|&i| self.w.txns[i].segment == seg && self.w.txns[i].end > start)
             .unwrap_or_else(|| self.w.first_of(seg + 1));
-        Phase::Stream(Box::new(Stream {
+        let mut st = Stream {
             mode,
             book: Bookkeeping::new(start.clone(), forward_only, RETENTION),
             last_end: start.clone(),
@@ -754,7 +756,18 @@ impl Env {
             partial: None,
             lanes: vec![Lane::default(); self.lanes()],
             owed: Vec::new(),
-        }))
+        };
+        // starting where the binlog rotated, the decoder first reads the
+        // ROTATE: a boundary of its own (`close_file`)
+        let rotated = self.w.txns[..cursor]
+            .iter()
+            .find(|t| t.segment == seg && t.end == st.start && t.head != t.end);
+        if let Some(t) = rotated {
+            st.book.begin_transaction();
+            st.book.dispatched(t.head.clone(), t.head.clone(), t.ts);
+            st.last_end = t.head.clone();
+        }
+        Phase::Stream(Box::new(st))
     }
 
     /// `run` restarting from the saved checkpoint.

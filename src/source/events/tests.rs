@@ -3,11 +3,11 @@
 //! rolled-back groups. Events are framed as in a binlog file without
 //! checksums and handed over as [`EventAt::File`].
 
-use mysql_common::binlog::consts::BinlogVersion;
-use mysql_common::binlog::events::FormatDescriptionEvent;
 use mysql_common::value::Value;
 
 use super::*;
+use crate::source::RowChange;
+use crate::version::Version;
 
 const FILE: &str = "mysql-bin.000007";
 const QUERY: u8 = 2;
@@ -18,6 +18,15 @@ const DELETE_ROWS: u8 = 32;
 const HEARTBEAT: u8 = 27;
 const ANONYMOUS_GTID: u8 = 34;
 const XA_PREPARE_LOG: u8 = 38;
+
+/// A transaction as the tests look at it: the rows of all its chunks,
+/// its end and where a checkpoint after it may resume.
+#[derive(Debug)]
+struct Txn {
+    changes: Vec<RowChange>,
+    end: Position,
+    resume: Position,
+}
 
 /// A decoder fed with events framed one after the other.
 struct Log {
@@ -31,6 +40,10 @@ fn pos(n: u64) -> Position {
 
 impl Log {
     fn new(start: u64) -> Log {
+        Log::with_hold(start, Hold::default())
+    }
+
+    fn with_hold(start: u64, hold: Hold) -> Log {
         Log {
             dec: Decoder::new(
                 pos(start),
@@ -38,43 +51,55 @@ impl Log {
                     epoch: 0,
                     checksum: false,
                     filter: Arc::new(|_, _| true),
+                    hold,
                 },
             ),
             offset: start,
         }
     }
 
-    async fn feed(&mut self, ty: u8, body: Vec<u8>) -> Result<Option<SourceItem>, SourceError> {
+    /// Feeds an event; returns every item it produced.
+    async fn feed(&mut self, ty: u8, body: Vec<u8>) -> Result<Vec<SourceItem>, SourceError> {
         let size = 19 + body.len() as u32;
-        let mut raw = Vec::new();
-        raw.extend(1_700_000_000u32.to_le_bytes());
-        raw.push(ty);
-        raw.extend(1u32.to_le_bytes());
-        raw.extend(size.to_le_bytes());
-        raw.extend((self.offset as u32 + size).to_le_bytes());
-        raw.extend(0u16.to_le_bytes());
-        raw.extend(body);
-        let fde = FormatDescriptionEvent::new(BinlogVersion::Version4);
-        let event = Event::read(&fde, &raw[..]).unwrap();
+        let event = crate::source::decode::test_event(ty, self.offset as u32 + size, &body);
         let at = EventAt::File {
             offset: self.offset,
             inner: false,
         };
         self.offset += u64::from(size);
-        self.dec.handle(&event, at, None).await
+        self.dec.handle(&event, at, None).await?;
+        let mut items = Vec::new();
+        while let Some(item) = self.dec.next_item()? {
+            items.push(item);
+        }
+        Ok(items)
     }
 
     /// Feeds an event that must not end a transaction.
     async fn quiet(&mut self, ty: u8, body: Vec<u8>) {
-        let item = self.feed(ty, body).await.unwrap();
-        assert!(item.is_none(), "unexpected {item:?}");
+        let items = self.feed(ty, body).await.unwrap();
+        assert!(items.is_empty(), "unexpected {items:?}");
     }
 
-    /// Feeds an event that must end a transaction or boundary.
-    async fn txn(&mut self, ty: u8, body: Vec<u8>) -> Transaction {
-        match self.feed(ty, body).await.unwrap() {
-            Some(SourceItem::Transaction(t)) => t,
-            other => panic!("expected a transaction, got {other:?}"),
+    /// Feeds an event that must end a transaction or boundary: its rows'
+    /// chunks, then its end.
+    async fn txn(&mut self, ty: u8, body: Vec<u8>) -> Txn {
+        let mut changes = Vec::new();
+        let mut items = self.feed(ty, body).await.unwrap().into_iter();
+        loop {
+            match items.next() {
+                Some(SourceItem::Rows(c)) => changes.extend(c.changes),
+                Some(SourceItem::Transaction(t)) => {
+                    assert!(items.next().is_none(), "items after the transaction");
+                    assert_eq!(t.rows, changes.len() as u64);
+                    return Txn {
+                        changes,
+                        end: t.end,
+                        resume: t.resume,
+                    };
+                }
+                other => panic!("expected a transaction, got {other:?}"),
+            }
         }
     }
 
@@ -142,7 +167,7 @@ fn mariadb_gtid(seq: u64, flags: u8, gtrid: Option<&str>) -> Vec<u8> {
     b
 }
 
-fn keys(t: &Transaction) -> Vec<(Value, &'static str)> {
+fn keys(t: &Txn) -> Vec<(Value, &'static str)> {
     t.changes
         .iter()
         .map(|c| {
@@ -157,7 +182,7 @@ fn int(n: i64) -> Value {
 }
 
 /// MySQL's PREPARE group: a GTID, `XA START`, rows, `XA END`, XA_PREPARE.
-async fn mysql_prepare(log: &mut Log, xid: &str, rows: &[(i32, i32)]) -> (u64, u64, Transaction) {
+async fn mysql_prepare(log: &mut Log, xid: &str, rows: &[(i32, i32)]) -> (u64, u64, Txn) {
     let start = log.offset;
     log.quiet(ANONYMOUS_GTID, vec![0; 25]).await;
     log.quiet(QUERY, query(&format!("XA START X'{}',X'',1", hex(xid))))
@@ -173,13 +198,13 @@ fn hex(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn mysql_commit(log: &mut Log, verb: &str, xid: &str) -> Transaction {
+async fn mysql_commit(log: &mut Log, verb: &str, xid: &str) -> Txn {
     log.quiet(ANONYMOUS_GTID, vec![0; 25]).await;
     log.txn(QUERY, query(&format!("XA {verb} X'{}',X'',1", hex(xid))))
         .await
 }
 
-async fn plain(log: &mut Log, rows: &[(i32, i32)]) -> Transaction {
+async fn plain(log: &mut Log, rows: &[(i32, i32)]) -> Txn {
     log.quiet(ANONYMOUS_GTID, vec![0; 25]).await;
     log.quiet(QUERY, query("BEGIN")).await;
     log.insert("t", rows).await;
@@ -207,7 +232,7 @@ async fn mysql_xa_rows_are_held_until_the_commit_and_keep_their_versions() {
         .await
         .unwrap();
     assert!(
-        matches!(hb, Some(SourceItem::Heartbeat(None))),
+        matches!(hb.as_slice(), [SourceItem::Heartbeat(None)]),
         "no idle position while an XA is prepared: {hb:?}"
     );
     let commit = mysql_commit(&mut log, "COMMIT", "x1").await;
@@ -374,4 +399,61 @@ async fn non_transactional_rows_of_a_rolled_back_group_are_applied() {
     log.insert("u", &[(6, 6)]).await;
     let t = log.txn(QUERY, query("ROLLBACK")).await;
     assert!(t.changes.is_empty());
+}
+
+/// A transaction of many rows events comes out in chunks of whole events
+/// (then its end), with the versions of its events; rows held past the
+/// memory budget go to a file and come back the same, for an open group
+/// and for a prepared XA transaction.
+#[tokio::test]
+async fn large_transactions_come_out_in_chunks_also_from_a_file() {
+    for memory in [1 << 20, 0] {
+        let hold = Hold {
+            memory,
+            dir: None,
+            chunk_rows: 3,
+            chunk_bytes: 1 << 20,
+        };
+        let mut log = Log::with_hold(4, hold);
+        let (start, _, _) = mysql_prepare(&mut log, "big", &[(100, 0), (101, 0)]).await;
+        log.quiet(QUERY, query("BEGIN")).await;
+        let mut at = Vec::new();
+        for k in 0..4 {
+            at.push(log.insert("t", &[(2 * k, 0), (2 * k + 1, 0)]).await);
+        }
+        assert_eq!(log.dec.open_rows(), Some(8));
+        let items = log.feed(XID, vec![1; 8]).await.unwrap();
+        let sizes: Vec<usize> = items
+            .iter()
+            .map(|i| match i {
+                SourceItem::Rows(c) => c.changes.len(),
+                _ => 0,
+            })
+            .collect();
+        assert_eq!(
+            sizes,
+            [4, 4, 0],
+            "memory {memory}: chunks of whole events, then the end"
+        );
+        let SourceItem::Rows(first) = &items[0] else {
+            panic!("{items:?}")
+        };
+        assert_eq!(
+            first.changes[3].version,
+            Version::at(0, &pos(at[1]), 1).unwrap()
+        );
+        assert_eq!(first.changes[3].position(), pos(at[1]));
+        let SourceItem::Transaction(t) = &items[2] else {
+            panic!("{items:?}")
+        };
+        assert_eq!((t.rows, t.resume.clone()), (8, pos(start)));
+        assert_eq!(first.end, t.end);
+        let c = mysql_commit(&mut log, "COMMIT", "big").await;
+        assert_eq!(keys(&c), vec![(int(100), "insert"), (int(101), "insert")]);
+        assert_eq!(
+            log.dec.held_memory(),
+            0,
+            "memory {memory}: nothing held any more"
+        );
+    }
 }

@@ -169,7 +169,11 @@ impl EventView {
             rows: None,
             undecodable: framed.undecodable.clone(),
         };
-        let described = catch_unwind(AssertUnwindSafe(|| self.describe(&framed.event, &mut rec)));
+        let described = match rec.undecodable {
+            // its body is not to be parsed (see `framing`)
+            Some(_) => Ok(Ok(Txn::Inside)),
+            None => catch_unwind(AssertUnwindSafe(|| self.describe(&framed.event, &mut rec))),
+        };
         let txn = match described {
             Ok(Ok(txn)) => txn,
             Ok(Err(why)) => {

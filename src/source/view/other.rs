@@ -23,9 +23,6 @@ pub(super) fn describe(
     if (160..=164).contains(&ty) {
         return mariadb(event.data(), rec, in_txn);
     }
-    if ty == PREVIOUS_GTIDS {
-        check_previous_gtids(event.data())?;
-    }
     let data = event.read_data().map_err(|e| e.to_string())?;
     let Some(data) = data else {
         if event.header().flags_raw() & FL_IGNORABLE != 0 {
@@ -214,43 +211,4 @@ fn mariadb(data: &[u8], rec: &mut EventRecord, in_txn: &mut bool) -> Result<Txn,
         _ => rec.info = Some("the events after this one are encrypted".into()),
     }
     Ok(Txn::Inside)
-}
-
-const PREVIOUS_GTIDS: u8 = 35;
-
-/// Checks the counts inside a PREVIOUS_GTIDS body against its length before
-/// mysql_common parses it: its parser allocates by the counts, so a corrupt
-/// count would abort the process on an allocation of any size.
-fn check_previous_gtids(body: &[u8]) -> Result<(), String> {
-    let bad = || {
-        format!(
-            "malformed PREVIOUS_GTIDS event: its counts exceed its {} bytes",
-            body.len()
-        )
-    };
-    let u64_at = |at: usize| -> Option<u64> {
-        body.get(at..at + 8)
-            .and_then(|b| b.try_into().ok())
-            .map(u64::from_le_bytes)
-    };
-    let raw = u64_at(0).ok_or_else(bad)?;
-    let (format, sids) = (raw >> 56, raw & 0x00FF_FFFF_FFFF_FFFF);
-    let room = body.len() as u64;
-    // every SID takes at least a 16-byte UUID and an 8-byte interval count
-    if sids.saturating_mul(24) > room {
-        return Err(bad());
-    }
-    if format != 0 {
-        return Ok(()); // tagged (MySQL 8.3+): the counts above are the bound
-    }
-    let mut at = 8usize;
-    for _ in 0..sids {
-        let intervals = u64_at(at + 16).ok_or_else(bad)?;
-        let len = intervals.checked_mul(16).ok_or_else(bad)?;
-        at = (at as u64 + 24)
-            .checked_add(len)
-            .filter(|&end| end <= room)
-            .ok_or_else(bad)? as usize;
-    }
-    Ok(())
 }

@@ -1,0 +1,224 @@
+//! Date and time values of row images. The 5.6.4+ formats (DATETIME2,
+//! TIME2, TIMESTAMP2) follow the server's `my_*_packed_from_binary`, as
+//! mysql_common's `binlog::misc` does, with its negative TIME(1)/TIME(2)
+//! fix: a negative value with a fraction subtracts 0x100 from the fraction
+//! byte, which must be signed arithmetic (mysql_common 0.37.3 underflowed
+//! an unsigned one: a panic in debug builds, a wrong TIME in release).
+//!
+//! TIMESTAMP becomes a UTC date-time (every session runs at `time_zone =
+//! '+00:00'`); seconds are unsigned (MariaDB 11.5+ goes past 2038).
+
+use mysql_common::value::Value;
+
+use super::bytes::Cursor;
+use super::layout::Codec;
+use super::values::ValueError;
+use crate::source::row_image::civil_from_unix;
+
+const TIMEF_INT_OFS: i64 = 0x80_0000;
+const TIMEF_OFS: i64 = 0x8000_0000_0000;
+const DATETIMEF_INT_OFS: i64 = 0x80_0000_0000;
+
+/// Bytes of the fractional part for `fsp` digits.
+pub fn frac_len(fsp: u8) -> usize {
+    usize::from(fsp).div_ceil(2)
+}
+
+/// Decodes a temporal codec (the caller passes only those).
+pub fn decode(codec: Codec, c: &mut Cursor<'_>) -> Result<Value, ValueError> {
+    Ok(match codec {
+        Codec::Date => {
+            let v = c.le(3)?;
+            Value::Date(
+                (v >> 9) as u16,
+                ((v >> 5) & 15) as u8,
+                (v & 31) as u8,
+                0,
+                0,
+                0,
+                0,
+            )
+        }
+        Codec::OldDateTime => {
+            let v = c.le(8)?;
+            let (d, t) = (v / 1_000_000, v % 1_000_000);
+            Value::Date(
+                (d / 10_000) as u16,
+                ((d % 10_000) / 100) as u8,
+                (d % 100) as u8,
+                (t / 10_000) as u8,
+                ((t % 10_000) / 100) as u8,
+                (t % 100) as u8,
+                0,
+            )
+        }
+        Codec::OldTime => {
+            let v = c.le(3)? as u32;
+            let h = v / 10_000;
+            Value::Time(
+                false,
+                h / 24,
+                (h % 24) as u8,
+                ((v % 10_000) / 100) as u8,
+                (v % 100) as u8,
+                0,
+            )
+        }
+        Codec::OldTimestamp => timestamp(c.le(4)? as i64, 0)?,
+        Codec::DateTime2 { fsp } => datetime_from_packed(datetime_packed(c, fsp)?),
+        Codec::Time2 { fsp } => time_from_packed(time_packed(c, fsp)?),
+        Codec::Timestamp2 { fsp } => {
+            let secs = c.be(4)? as i64;
+            let micros = match fsp {
+                1 | 2 => c.be_signed(1)? * 10_000,
+                3 | 4 => c.be_signed(2)? * 100,
+                5 | 6 => c.be_signed(3)?,
+                _ => 0,
+            };
+            let micros = u32::try_from(micros)
+                .ok()
+                .filter(|m| *m < 1_000_000)
+                .ok_or_else(|| ValueError::Bad(format!("bad TIMESTAMP fraction {micros}")))?;
+            timestamp(secs, micros)?
+        }
+        other => return Err(ValueError::Bad(format!("{other:?} is not a temporal type"))),
+    })
+}
+
+/// Seconds since the epoch → UTC date-time (0 is the zero date).
+fn timestamp(secs: i64, micros: u32) -> Result<Value, ValueError> {
+    if secs == 0 && micros == 0 {
+        return Ok(Value::Date(0, 0, 0, 0, 0, 0, 0));
+    }
+    let (y, m, d, hh, mm, ss) = civil_from_unix(secs);
+    let y =
+        u16::try_from(y).map_err(|_| ValueError::Bad(format!("TIMESTAMP {secs} out of range")))?;
+    Ok(Value::Date(y, m, d, hh, mm, ss, micros))
+}
+
+fn packed(int: i64, frac: i64) -> i64 {
+    ((int as u64) << 24) as i64 + frac
+}
+
+fn datetime_packed(c: &mut Cursor<'_>, fsp: u8) -> Result<i64, ValueError> {
+    let int = c.be(5)? as i64 - DATETIMEF_INT_OFS;
+    let frac = match fsp {
+        1 | 2 => c.be_signed(1)? * 10_000,
+        3 | 4 => c.be_signed(2)? * 100,
+        5 | 6 => c.be_signed(3)?,
+        _ => return Ok(packed(int, 0)),
+    };
+    Ok(packed(int, frac))
+}
+
+fn datetime_from_packed(mut tmp: i64) -> Value {
+    if tmp < 0 {
+        tmp = tmp.wrapping_neg();
+    }
+    let usec = tmp % (1 << 24);
+    let ymdhms = tmp >> 24;
+    let ymd = ymdhms >> 17;
+    let ym = ymd >> 5;
+    let hms = ymdhms % (1 << 17);
+    Value::Date(
+        (ym / 13) as u16,
+        (ym % 13) as u8,
+        (ymd % (1 << 5)) as u8,
+        (hms >> 12) as u8,
+        ((hms >> 6) % (1 << 6)) as u8,
+        (hms % (1 << 6)) as u8,
+        usec as u32,
+    )
+}
+
+fn time_packed(c: &mut Cursor<'_>, fsp: u8) -> Result<i64, ValueError> {
+    Ok(match fsp {
+        1 | 2 => {
+            let mut int = c.be(3)? as i64 - TIMEF_INT_OFS;
+            let mut frac = c.u8()? as i64;
+            if int < 0 && frac > 0 {
+                int += 1;
+                frac -= 0x100;
+            }
+            packed(int, frac * 10_000)
+        }
+        3 | 4 => {
+            let mut int = c.be(3)? as i64 - TIMEF_INT_OFS;
+            let mut frac = c.be(2)? as i64;
+            if int < 0 && frac > 0 {
+                int += 1;
+                frac -= 0x10000;
+            }
+            packed(int, frac * 100)
+        }
+        5 | 6 => c.be(6)? as i64 - TIMEF_OFS,
+        _ => packed(c.be(3)? as i64 - TIMEF_INT_OFS, 0),
+    })
+}
+
+fn time_from_packed(mut tmp: i64) -> Value {
+    let neg = tmp < 0;
+    if neg {
+        tmp = tmp.wrapping_neg();
+    }
+    let hms = tmp >> 24;
+    let h = ((hms >> 12) as u32) % (1 << 10);
+    let m = ((hms >> 6) as u32) % (1 << 6);
+    let s = (hms as u32) % (1 << 6);
+    let u = tmp % (1 << 24);
+    Value::Time(neg, h / 24, (h % 24) as u8, m as u8, s as u8, u as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dec(codec: Codec, bytes: &[u8]) -> Value {
+        let mut c = Cursor::new(bytes);
+        let v = decode(codec, &mut c).unwrap();
+        assert!(c.is_empty());
+        v
+    }
+
+    #[test]
+    fn negative_time_with_one_or_two_fraction_digits() {
+        // TIME(2) '-00:00:01.50': intpart -2, borrowed back to -1,
+        // and the fraction byte 0x100 - 50 = 206
+        let int = (TIMEF_INT_OFS - 2) as u32;
+        let b = [(int >> 16) as u8, (int >> 8) as u8, int as u8, 206];
+        assert_eq!(
+            dec(Codec::Time2 { fsp: 2 }, &b),
+            Value::Time(true, 0, 0, 0, 1, 500_000)
+        );
+    }
+
+    #[test]
+    fn datetime2_and_timestamp2() {
+        // 2024-01-02 03:04:05.000006 as DATETIME(6)
+        let ym: i64 = 2024 * 13 + 1;
+        let int = ((ym << 5 | 2) << 17) | (3 << 12) | (4 << 6) | 5;
+        let v = (int + DATETIMEF_INT_OFS) as u64;
+        let mut b = v.to_be_bytes()[3..].to_vec();
+        b.extend([0, 0, 6]);
+        assert_eq!(
+            dec(Codec::DateTime2 { fsp: 6 }, &b),
+            Value::Date(2024, 1, 2, 3, 4, 5, 6)
+        );
+        let mut t = 1_700_000_000u32.to_be_bytes().to_vec();
+        t.extend([0, 0x7B]);
+        assert_eq!(
+            dec(Codec::Timestamp2 { fsp: 3 }, &t),
+            Value::Date(2023, 11, 14, 22, 13, 20, 12_300)
+        );
+        assert_eq!(
+            dec(Codec::Timestamp2 { fsp: 0 }, &[0; 4]),
+            Value::Date(0, 0, 0, 0, 0, 0, 0)
+        );
+        // past 2038 (MariaDB 11.5+)
+        let t = 3_000_000_000u32.to_be_bytes();
+        assert_eq!(
+            dec(Codec::Timestamp2 { fsp: 0 }, &t),
+            Value::Date(2065, 1, 24, 5, 20, 0, 0)
+        );
+    }
+}
