@@ -27,6 +27,8 @@ use crate::task::Background;
 /// A server's gate as the lanes see it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Gate {
+    /// Before the first check: closed, like an unknown lag.
+    Unchecked,
     Open,
     /// The lag is above the maximum.
     Lagging(f64),
@@ -65,7 +67,7 @@ pub fn start(cfg: &Config, max: Duration) -> (Gates, Vec<Background>) {
         let key = server_key(&ep.url).unwrap_or_else(|| ep.name.clone());
         let rx = by_server.entry(key.clone()).or_insert_with(|| {
             // closed until the first check says otherwise
-            let (tx, rx) = watch::channel(Gate::Unknown("not checked yet".into()));
+            let (tx, rx) = watch::channel(Gate::Unchecked);
             let server = Server {
                 key: key.clone(),
                 endpoint: ep.clone(),
@@ -118,13 +120,16 @@ async fn check_loop(server: Server, gate: watch::Sender<Gate>) {
 fn log_change(server: &Server, before: &Gate, next: &Gate) {
     let max = server.max.as_secs();
     match next {
+        Gate::Open if *before == Gate::Unchecked => {
+            tracing::debug!(server = %server.key, "replication lag within max_lag_secs")
+        }
         Gate::Open => {
             tracing::info!(server = %server.key, "throttle lifted: the server's replication lag is within max_lag_secs")
         }
-        Gate::Lagging(lag) if before.open() || matches!(before, Gate::Unknown(_)) => {
+        Gate::Lagging(lag) if !matches!(before, Gate::Lagging(_)) => {
             tracing::warn!(server = %server.key, lag_s = lag, max_lag_secs = max, "throttled: the server's replication lag is above max_lag_secs; its shards' lanes wait")
         }
-        Gate::Lagging(_) => {}
+        Gate::Lagging(_) | Gate::Unchecked => {}
         Gate::Unknown(why) => {
             tracing::warn!(server = %server.key, reason = %why, "throttled: the server's replication lag is unknown; its shards' lanes wait until it can be read")
         }
