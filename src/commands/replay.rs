@@ -178,6 +178,8 @@ pub(super) async fn run_replay(
     let forward_only = checkpoint::load(&mut control, name)
         .await?
         .map(|c| c.position);
+    // the endpoint, the throttle and the monitor, for as long as the replay
+    let _observer = crate::monitor::start(&cfg).await?;
     let mut backoff = attempt_backoff();
     loop {
         let mut skipped = 0u64;
