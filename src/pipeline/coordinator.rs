@@ -199,7 +199,8 @@ impl<'a> Coordinator<'a> {
             self.book.begin_transaction();
             self.open = true;
         }
-        match self.dispatch(&chunk.changes).await {
+        let mut changes = chunk.changes;
+        match self.dispatch(&mut changes).await {
             Err(e) => ControlFlow::Break(Err(e)),
             Ok(Queued::All) => ControlFlow::Continue(()),
             // a lane is gone: its error surfaces from join_next; the
@@ -232,11 +233,14 @@ impl<'a> Coordinator<'a> {
         }
     }
 
-    /// Routes row changes and queues the operations on their lanes.
-    async fn dispatch(&mut self, changes: &[RowChange]) -> Result<Queued, PipelineError> {
+    /// Routes row changes and queues the operations on their lanes. The
+    /// changes' values move into the operations
+    /// ([`crate::rules::Router::route_into`]).
+    async fn dispatch(&mut self, changes: &mut [RowChange]) -> Result<Queued, PipelineError> {
         if !changes.is_empty() && !self.a.lookups.is_empty() {
             self.a.lookups.refresh(self.a.control).await?;
         }
+        let mut ops = Vec::with_capacity(2);
         for change in changes {
             let a = &mut self.a;
             let p = &a.cfg.pipeline;
@@ -244,8 +248,8 @@ impl<'a> Coordinator<'a> {
                 *a.skipped += 1;
                 continue;
             }
-            let ops = match a.router.route(change, &*a.lookups) {
-                Ok(ops) => ops,
+            match a.router.route_into(change, &*a.lookups, &mut ops) {
+                Ok(()) => {}
                 Err(e @ RouteError::Derive { .. })
                     if p.on_derive_error == OnDeriveError::DeadLetter =>
                 {
@@ -260,7 +264,7 @@ impl<'a> Coordinator<'a> {
                     })
                 }
             };
-            for op in ops {
+            for op in ops.drain(..) {
                 match self.send_op(op).await? {
                     Queued::All => {}
                     other => return Ok(other),

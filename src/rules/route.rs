@@ -141,6 +141,9 @@ struct Plan {
     version_col: Option<usize>,
     /// Source columns any expression of the rule reads.
     used: Vec<usize>,
+    /// Every target column is the source column at its index, and none is
+    /// derived: an after image is the target row as it is.
+    identity: bool,
 }
 
 impl Plan {
@@ -193,8 +196,9 @@ impl Plan {
 pub struct Router {
     rules: HashMap<(String, String), Arc<Rule>>,
     shard_index: HashMap<String, usize>,
-    plans: HashMap<(String, String), Plan>,
+    plans: Plans,
     collations: Arc<KeyCollations>,
+    scratch: Scratch,
 }
 
 impl Router {
@@ -221,8 +225,9 @@ impl Router {
         Ok(Router {
             rules: map,
             shard_index,
-            plans: HashMap::new(),
+            plans: Plans::default(),
             collations: Arc::new(KeyCollations::default()),
+            scratch: Scratch::default(),
         })
     }
 
@@ -247,26 +252,18 @@ impl Router {
     }
 
     fn plan(&mut self, schema: &Arc<TableSchema>) -> Result<&Plan, RouteError> {
-        let key = (schema.db.clone(), schema.table.clone());
-        let stale = match self.plans.get(&key) {
-            Some(p) => !Arc::ptr_eq(&p.schema, schema) && *p.schema != **schema,
-            None => true,
+        let (rules, plans, _) = self.parts();
+        plans.get(rules, schema)
+    }
+
+    /// The router's parts, borrowed apart.
+    fn parts(&mut self) -> (Rules<'_>, &mut Plans, &mut Scratch) {
+        let rules = Rules {
+            rules: &self.rules,
+            shard_index: &self.shard_index,
+            collations: &self.collations,
         };
-        if stale {
-            let rule = self
-                .rules
-                .get(&key)
-                .ok_or_else(|| RouteError::Bind(format!("no rule for {}", schema.full_name())))?
-                .clone();
-            let plan = compile(rule, schema, &self.shard_index, &self.collations)?;
-            self.plans.insert(key.clone(), plan);
-        } else if let Some(p) = self.plans.get_mut(&key) {
-            // same schema in a new Arc: remember it to skip the compare next time
-            p.schema = schema.clone();
-        }
-        self.plans
-            .get(&key)
-            .ok_or_else(|| RouteError::Bind(format!("no plan for {}", schema.full_name())))
+        (rules, &mut self.plans, &mut self.scratch)
     }
 
     /// Compiles the rule of `schema`'s table against it: the target table
@@ -307,116 +304,311 @@ impl Router {
     /// both → the ordinary update. A non-matching image is never routed
     /// (its shard may not be derivable, e.g. a NULL shard key the filter
     /// exists to exclude).
-    pub fn route(
+    pub fn route<'c>(
         &mut self,
-        change: &RowChange,
+        change: &'c RowChange,
         ctx: &dyn EvalContext,
     ) -> Result<Vec<WriteOp>, RouteError> {
-        let plan = self.plan(&change.table)?;
-        let new = match &change.after {
-            Some(after) => upsert_of(plan, after, change, ctx)?,
-            None => None,
-        };
-        let old = match &change.before {
-            Some(before) => location_of(plan, before, &to_expr_row(before, plan), change, ctx)?,
-            None => None,
-        };
-        let op = |at: Located, kind: OpKind| WriteOp {
-            shard: at.shard,
-            table: plan.target.clone(),
-            key: at.key.cells,
-            key_enc: at.key.canonical,
-            kind,
-            version: at.version,
-        };
         let mut ops = Vec::with_capacity(2);
-        match (old, new) {
-            (Some(old), Some((new, values))) => {
-                if old.shard != new.shard || old.key.canonical != new.key.canonical {
-                    ops.push(op(old, OpKind::Delete));
-                }
-                ops.push(op(new, OpKind::Upsert(values)));
-            }
-            (Some(old), None) => ops.push(op(old, OpKind::Delete)),
-            (None, Some((new, values))) => ops.push(op(new, OpKind::Upsert(values))),
-            (None, None) => {}
-        }
+        let images = |c: &'c RowChange| Images {
+            before: c.before.as_deref().map(Image::Borrowed),
+            after: c.after.as_deref().map(Image::Borrowed),
+        };
+        self.route_with(change, ctx, images, &mut ops)?;
         Ok(ops)
+    }
+
+    /// [`Router::route`], appending to `out`, that **moves** the row's
+    /// values into the operations instead of copying them (the
+    /// coordinator's path: a value is copied once, into the statement,
+    /// not three times). On success `change`'s images are taken (left
+    /// `None`); on an error `change` is untouched, so that it can be
+    /// dead-lettered whole.
+    pub fn route_into(
+        &mut self,
+        change: &mut RowChange,
+        ctx: &dyn EvalContext,
+        out: &mut Vec<WriteOp>,
+    ) -> Result<(), RouteError> {
+        let (rules, plans, scratch) = self.parts();
+        let plan = plans.get(rules, &change.table)?;
+        let decision = decide(plan, change, ctx, scratch)?;
+        let images = Images {
+            before: change.before.take().map(Image::Owned),
+            after: change.after.take().map(Image::Owned),
+        };
+        decision.build(plan, images, out);
+        Ok(())
+    }
+
+    /// Decides for `change` ([`decide`]), then builds its operations from
+    /// the images `images` gives.
+    fn route_with<'c>(
+        &mut self,
+        change: &'c RowChange,
+        ctx: &dyn EvalContext,
+        images: impl FnOnce(&'c RowChange) -> Images<'c>,
+        out: &mut Vec<WriteOp>,
+    ) -> Result<(), RouteError> {
+        let (rules, plans, scratch) = self.parts();
+        let plan = plans.get(rules, &change.table)?;
+        let decision = decide(plan, change, ctx, scratch)?;
+        decision.build(plan, images(change), out);
+        Ok(())
     }
 }
 
-/// Where a row image that passes `where` lives on the targets, and the
-/// version of an operation built from it.
+/// What compiling a plan needs from the router.
+#[derive(Clone, Copy)]
+struct Rules<'a> {
+    rules: &'a HashMap<(String, String), Arc<Rule>>,
+    shard_index: &'a HashMap<String, usize>,
+    collations: &'a KeyCollations,
+}
+
+/// The compiled plan of each table (database → table → plan), looked up
+/// with the schema's borrowed names: routing a change allocates nothing
+/// to find its plan.
+#[derive(Default)]
+struct Plans {
+    by_db: HashMap<String, HashMap<String, Plan>>,
+}
+
+impl Plans {
+    /// The plan for `schema`, compiled again when the table's schema
+    /// changed.
+    fn get(&mut self, rules: Rules<'_>, schema: &Arc<TableSchema>) -> Result<&Plan, RouteError> {
+        let (db, table) = (schema.db.as_str(), schema.table.as_str());
+        let known = self.by_db.get_mut(db).and_then(|t| t.get_mut(table));
+        let fresh = match known {
+            Some(p) if Arc::ptr_eq(&p.schema, schema) => true,
+            Some(p) if *p.schema == **schema => {
+                // same schema in a new Arc: remember it to skip the compare next time
+                p.schema = schema.clone();
+                true
+            }
+            _ => false,
+        };
+        if !fresh {
+            let rule = rules
+                .rules
+                .get(&(schema.db.clone(), schema.table.clone()))
+                .ok_or_else(|| RouteError::Bind(format!("no rule for {}", schema.full_name())))?
+                .clone();
+            let plan = compile(rule, schema, rules.shard_index, rules.collations)?;
+            self.by_db
+                .entry(schema.db.clone())
+                .or_default()
+                .insert(schema.table.clone(), plan);
+        }
+        self.by_db
+            .get(db)
+            .and_then(|t| t.get(table))
+            .ok_or_else(|| RouteError::Bind(format!("no plan for {}", schema.full_name())))
+    }
+
+    fn clear(&mut self) {
+        self.by_db.clear();
+    }
+}
+
+/// Buffers the router reuses from one change to the next.
+#[derive(Default)]
+struct Scratch {
+    /// The row image as expression values ([`to_expr_row`]).
+    row: Vec<Value>,
+    /// The before image's canonical key, compared with the after image's.
+    key: Vec<u8>,
+}
+
+fn decide(
+    plan: &Plan,
+    change: &RowChange,
+    ctx: &dyn EvalContext,
+    scratch: &mut Scratch,
+) -> Result<Decision, RouteError> {
+    let new = match &change.after {
+        Some(after) => upsert_of(plan, after, change, ctx, &mut scratch.row)?,
+        None => None,
+    };
+    let old = match &change.before {
+        Some(before) => {
+            to_expr_row(before, plan, &mut scratch.row);
+            location_of(plan, before, &scratch.row, change, ctx, &mut scratch.key)?
+        }
+        None => None,
+    };
+    // the before image's location is deleted when the row leaves it:
+    // another key, another shard, or no longer matching `where`
+    let old = match (old, &new) {
+        (Some((shard, _)), Some((n, _))) if shard == n.shard && scratch.key == n.canonical => None,
+        (Some((shard, version)), _) => Some(Located {
+            shard,
+            canonical: scratch.key.clone(),
+            version,
+        }),
+        (None, _) => None,
+    };
+    Ok(Decision {
+        delete: old,
+        upsert: new,
+    })
+}
+
+/// Where a row image that passes `where` lives on the targets (its shard
+/// and canonical key), and the version of an operation built from it.
 struct Located {
     shard: usize,
-    key: Key,
+    canonical: Vec<u8>,
     version: Version,
 }
 
-/// A row's key: its cells and its canonical bytes.
-struct Key {
-    cells: Vec<Cell>,
-    canonical: Vec<u8>,
+/// What a change becomes ([`decide`]), before values are read from its
+/// images.
+struct Decision {
+    /// Delete at the before image's location.
+    delete: Option<Located>,
+    /// Upsert at the after image's location, with the derived columns'
+    /// values in order.
+    upsert: Option<(Located, Vec<Cell>)>,
 }
-
-impl Key {
-    fn of(plan: &Plan, row: &[Cell]) -> Key {
-        let cells: Vec<Cell> = plan.key_src.iter().map(|&i| row[i].clone()).collect();
-        let canonical = keyenc::canonical(&cells, &plan.key_parts);
-        Key { cells, canonical }
+impl Decision {
+    /// The operations, in the order they must be applied: the delete at
+    /// the old location before the upsert at the new one. Values are read
+    /// from `images` (cloned from borrowed ones, moved out of owned ones).
+    fn build(self, plan: &Plan, mut images: Images<'_>, out: &mut Vec<WriteOp>) {
+        let op = |at: Located, key: Vec<Cell>, kind: OpKind| WriteOp {
+            shard: at.shard,
+            table: plan.target.clone(),
+            key,
+            key_enc: at.canonical,
+            kind,
+            version: at.version,
+        };
+        if let (Some(at), Some(before)) = (self.delete, images.before.as_mut()) {
+            let key = plan.key_src.iter().map(|&i| before.take(i)).collect();
+            out.push(op(at, key, OpKind::Delete));
+        }
+        if let (Some((at, derived)), Some(after)) = (self.upsert, images.after) {
+            let key = plan.key_src.iter().map(|&i| after.peek(i)).collect();
+            out.push(op(
+                at,
+                key,
+                OpKind::Upsert(target_row(plan, after, derived)),
+            ));
+        }
     }
 }
 
-/// The location of `cells` (whose expression values are `row`) if it
-/// passes the rule's `where`, else `None`.
+/// The images a change's operations take their values from.
+struct Images<'a> {
+    before: Option<Image<'a>>,
+    after: Option<Image<'a>>,
+}
+
+/// A row image: borrowed (its cells are cloned) or owned (they are moved).
+enum Image<'a> {
+    Borrowed(&'a [Cell]),
+    Owned(Vec<Cell>),
+}
+
+impl Image<'_> {
+    /// A copy of cell `i`.
+    fn peek(&self, i: usize) -> Cell {
+        match self {
+            Image::Borrowed(r) => r[i].clone(),
+            Image::Owned(r) => r[i].clone(),
+        }
+    }
+
+    /// Cell `i`, moved out of an owned image (each cell is taken at most
+    /// once: no two target columns read the same source column).
+    fn take(&mut self, i: usize) -> Cell {
+        match self {
+            Image::Borrowed(r) => r[i].clone(),
+            Image::Owned(r) => std::mem::replace(&mut r[i], Cell::NULL),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Image::Borrowed(r) => r.len(),
+            Image::Owned(r) => r.len(),
+        }
+    }
+}
+
+/// The target row of an after image: its cells in target column order,
+/// derived columns in their places. A rule that keeps every source column
+/// in place and derives none takes an owned image whole.
+fn target_row(plan: &Plan, mut after: Image<'_>, derived: Vec<Cell>) -> Vec<Cell> {
+    if plan.identity && after.len() == plan.sources.len() {
+        match after {
+            Image::Owned(row) => return row,
+            Image::Borrowed(row) => return row.to_vec(),
+        }
+    }
+    let mut derived = derived.into_iter();
+    plan.sources
+        .iter()
+        .map(|src| match src {
+            Some(i) => after.take(*i),
+            None => derived.next().unwrap_or(Cell::NULL),
+        })
+        .collect()
+}
+
+/// The shard and version of `cells` (whose expression values are `row`)
+/// if it passes the rule's `where`, with its canonical key written into
+/// `key`; `None` when it does not pass.
 fn location_of(
     plan: &Plan,
     cells: &[Cell],
     row: &[Value],
     change: &RowChange,
     ctx: &dyn EvalContext,
-) -> Result<Option<Located>, RouteError> {
+    key: &mut Vec<u8>,
+) -> Result<Option<(usize, Version)>, RouteError> {
     if !passes(plan, row, change, ctx)? {
         return Ok(None);
     }
-    Ok(Some(Located {
-        shard: shard_of(plan, row, cells, change, ctx)?,
-        key: Key::of(plan, cells),
-        version: version_of(plan, cells, change)?,
-    }))
+    let shard = shard_of(plan, row, cells, change, ctx)?;
+    let version = version_of(plan, cells, change)?;
+    keyenc::canonical_into(
+        plan.key_src.iter().map(|&i| &cells[i]),
+        &plan.key_parts,
+        key,
+    );
+    Ok(Some((shard, version)))
 }
 
-/// The location and target row of an after image that passes `where`.
+/// The location of an after image that passes `where`, and the values of
+/// its derived columns (in order).
 fn upsert_of(
     plan: &Plan,
     after: &[Cell],
     change: &RowChange,
     ctx: &dyn EvalContext,
+    row: &mut Vec<Value>,
 ) -> Result<Option<(Located, Vec<Cell>)>, RouteError> {
-    let row = to_expr_row(after, plan);
-    let Some(at) = location_of(plan, after, &row, change, ctx)? else {
+    to_expr_row(after, plan, row);
+    let mut canonical = Vec::new();
+    let Some((shard, version)) = location_of(plan, after, row, change, ctx, &mut canonical)? else {
         return Ok(None);
     };
-    let mut values = Vec::with_capacity(plan.sources.len());
-    let mut derived = plan.derive.iter();
-    for src in &plan.sources {
-        if let Some(i) = src {
-            values.push(after[*i].clone());
-            continue;
-        }
-        let column = || plan.target.columns[values.len()].clone();
-        let Some(e) = derived.next() else {
-            return Err(RouteError::Bind(format!(
-                "no expression for the derived column {}",
-                column()
-            )));
-        };
-        let v = e.eval(&row, ctx).map_err(|e| {
-            plan.derive_error(Some(after), change, DeriveStage::Column(column()), e)
+    let mut derived = Vec::with_capacity(plan.derive.len());
+    for (e, (column, _)) in plan.derive.iter().zip(&plan.rule.derive) {
+        let v = e.eval(row, ctx).map_err(|e| {
+            plan.derive_error(Some(after), change, DeriveStage::Column(column.clone()), e)
         })?;
-        values.push(expr_to_cell(v));
+        derived.push(expr_to_cell(v));
     }
-    Ok(Some((at, values)))
+    let at = Located {
+        shard,
+        canonical,
+        version,
+    };
+    Ok(Some((at, derived)))
 }
 
 /// The version of an operation built from `cells`: the change's
@@ -449,14 +641,15 @@ fn version_of(plan: &Plan, cells: &[Cell], change: &RowChange) -> Result<Version
 
 /// The row as expression values; only the columns some expression of the
 /// rule reads are converted (the others stay NULL and are never read).
-fn to_expr_row(cells: &[Cell], plan: &Plan) -> Vec<Value> {
-    let mut row = vec![Value::Null; cells.len()];
+/// Written into `row`, a buffer reused from change to change.
+fn to_expr_row(cells: &[Cell], plan: &Plan, row: &mut Vec<Value>) {
+    row.clear();
+    row.resize(cells.len(), Value::Null);
     for &i in &plan.used {
         if let (Some(c), Some(col)) = (cells.get(i), plan.schema.columns.get(i)) {
             row[i] = cell_to_expr(c, col);
         }
     }
-    row
 }
 
 fn key_text(plan: &Plan, cells: &[Cell]) -> String {
@@ -590,6 +783,7 @@ fn compile(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| RouteError::Bind(format!("{file}: {e}")))?;
     let (columns, sources) = target_columns(&rule, schema, &key_src, &file)?;
+    let identity = sources.iter().enumerate().all(|(i, s)| *s == Some(i));
     let key: Vec<usize> = key_src
         .iter()
         .map(|k| sources.iter().position(|s| *s == Some(*k)).unwrap_or(0))
@@ -621,6 +815,7 @@ fn compile(
         }),
         version_col,
         used: used_columns(&rule, schema),
+        identity,
         rule,
     })
 }
@@ -728,4 +923,120 @@ fn used_columns(rule: &Rule, schema: &TableSchema) -> Vec<usize> {
 /// Evaluation context without lookup tables.
 pub fn no_context() -> &'static dyn EvalContext {
     &expr::NoContext
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use mysql_common::constants::ColumnType;
+
+    use super::*;
+    use crate::rules::file::parse_rule;
+    use crate::source::schema::{Column, SchemaOrigin};
+
+    fn schema() -> Arc<TableSchema> {
+        Arc::new(TableSchema {
+            db: "app".into(),
+            table: "t".into(),
+            columns: vec![
+                Column::new("id", ColumnType::MYSQL_TYPE_LONG),
+                Column::new("tenant", ColumnType::MYSQL_TYPE_LONG),
+                Column::new("name", ColumnType::MYSQL_TYPE_VARCHAR),
+                Column::new("secret", ColumnType::MYSQL_TYPE_VARCHAR),
+            ],
+            pk: vec![0],
+            origin: SchemaOrigin::InformationSchema,
+        })
+    }
+
+    fn router(extra: &str) -> Router {
+        let text = format!(
+            "source = \"app.t\"\nshard = \"tenant % 2\"\nshards = [\"s0\", \"s1\"]\n\
+             where = \"tenant < 10\"\n{extra}"
+        );
+        let rule = parse_rule(Path::new("t.toml"), &text).expect("the rule parses");
+        Router::new(vec![rule], &["s0".to_string(), "s1".to_string()]).expect("the rule binds")
+    }
+
+    fn row(id: i64, tenant: i64, name: &str) -> Vec<Cell> {
+        vec![
+            Cell::Int(id),
+            Cell::Int(tenant),
+            Cell::Bytes(name.as_bytes().to_vec()),
+            Cell::Bytes(b"x".to_vec()),
+        ]
+    }
+
+    fn change(before: Option<Vec<Cell>>, after: Option<Vec<Cell>>, n: u64) -> RowChange {
+        RowChange {
+            table: schema(),
+            before,
+            after,
+            version: Version::new(0, 1, 1000, n).expect("fits"),
+            span: 100,
+            file: Arc::from("bin.000001"),
+        }
+    }
+
+    fn changes() -> Vec<RowChange> {
+        vec![
+            change(None, Some(row(1, 0, "a")), 0),
+            change(Some(row(1, 0, "a")), Some(row(1, 0, "b")), 1),
+            change(Some(row(1, 0, "b")), Some(row(2, 0, "b")), 2),
+            change(Some(row(2, 0, "b")), Some(row(2, 1, "b")), 3),
+            change(Some(row(2, 1, "b")), Some(row(2, 11, "b")), 4),
+            change(Some(row(2, 11, "b")), Some(row(2, 1, "c")), 5),
+            change(Some(row(2, 1, "c")), None, 6),
+            change(Some(row(3, 12, "c")), Some(row(3, 13, "d")), 7),
+        ]
+    }
+
+    /// The coordinator's path (values moved out of the change) makes
+    /// exactly the operations of the copying one, with rules that keep
+    /// the row as it is and with rules that reshape it.
+    #[test]
+    fn route_into_moves_what_route_copies() {
+        let rules = [
+            "",
+            "exclude = [\"secret\"]\n[rename]\nname = \"label\"\n[derive]\nslot = \"tenant % 2\"\n",
+        ];
+        for extra in rules {
+            let (mut copying, mut moving) = (router(extra), router(extra));
+            for c in changes() {
+                let copied = copying.route(&c, no_context()).expect("routes");
+                let mut taken = c.clone();
+                let mut moved = Vec::new();
+                moving
+                    .route_into(&mut taken, no_context(), &mut moved)
+                    .expect("routes");
+                assert_eq!(
+                    format!("{copied:?}"),
+                    format!("{moved:?}"),
+                    "{extra}: {c:?}"
+                );
+                assert!(taken.before.is_none() && taken.after.is_none());
+            }
+        }
+        let mut r = router("");
+        let ops = r.route(&changes()[2], no_context()).expect("routes");
+        assert_eq!(ops.len(), 2, "a key change deletes the old key: {ops:?}");
+        assert_eq!(ops[0].kind, OpKind::Delete);
+        assert_eq!(ops[0].key, vec![Cell::Int(1)]);
+        assert_eq!(ops[1].key, vec![Cell::Int(2)]);
+        assert_eq!(ops[1].kind, OpKind::Upsert(row(2, 0, "b")));
+    }
+
+    /// A change the rule cannot route is left whole, for its dead letter.
+    #[test]
+    fn route_into_leaves_an_unroutable_change_whole() {
+        let mut r = router("");
+        let bad = change(None, Some(row(1, -1, "a")), 0);
+        let mut taken = bad.clone();
+        let mut out = Vec::new();
+        let e = r.route_into(&mut taken, no_context(), &mut out);
+        assert!(matches!(e, Err(RouteError::Derive { .. })), "{e:?}");
+        assert!(out.is_empty());
+        assert_eq!(format!("{taken:?}"), format!("{bad:?}"));
+    }
 }

@@ -109,26 +109,37 @@ pub fn encode(key: &[Value]) -> Vec<u8> {
 /// without collated text it is [`encode`]'s bytes.
 pub fn canonical(key: &[Value], parts: &[KeyPart]) -> Vec<u8> {
     let mut out = Vec::with_capacity(16 * key.len());
-    for (i, v) in key.iter().enumerate() {
+    canonical_into(key, parts, &mut out);
+    out
+}
+
+/// [`canonical`] of the key values `key` yields, written into `out`
+/// (cleared first): the router compares a key without allocating.
+pub fn canonical_into<'a>(
+    key: impl IntoIterator<Item = &'a Value>,
+    parts: &[KeyPart],
+    out: &mut Vec<u8>,
+) {
+    out.clear();
+    for (i, v) in key.into_iter().enumerate() {
         match (v, parts.get(i)) {
             (Value::Bytes(b), Some(KeyPart::Collated(c))) => {
                 out.push(TAG_COLLATED);
                 let at = out.len();
                 out.extend_from_slice(&[0; 4]);
-                c.weigh(b, &mut out);
+                c.weigh(b, out);
                 let len = (out.len() - at - 4) as u32;
                 out[at..at + 4].copy_from_slice(&len.to_be_bytes());
             }
-            _ => encode_value(v, &mut out),
+            _ => encode_value(v, out),
         }
     }
     if out.len() > KEY_MAX {
-        let digest = Sha256::digest(&out);
+        let digest = Sha256::digest(&*out);
         out.clear();
         out.push(TAG_DIGEST);
         out.extend_from_slice(&digest);
     }
-    out
 }
 
 /// Inverse of [`encode`] (for resuming a copy after its last key);

@@ -89,7 +89,11 @@ impl Env {
                 .expect("fields of a version fit");
         }
         if !(self.v.where_ignored_on_before && change.before.is_some()) {
-            return self.router.route(&change, no_context());
+            // as the coordinator routes: the change's values move into the ops
+            let mut ops = Vec::new();
+            self.router
+                .route_into(&mut change, no_context(), &mut ops)?;
+            return Ok(ops);
         }
         // route.rs before c18d9b8: the before image located without `where`
         let new = match &change.after {
