@@ -31,7 +31,7 @@
 //! that always has a transaction ready (a catch-up, a burst) cannot starve
 //! it: marks, checkpoints and progress lines come on time whatever the
 //! load. While a transaction is being queued and a lane's queue is full
-//! ([`Coordinator::send_op`]), the coordinator still handles lane progress,
+//! ([`Coordinator::send_slice`]), the coordinator still handles lane progress,
 //! the tick and shutdown; a shutdown then abandons the half-queued
 //! transaction, which is not marked and so is applied again, whole, after
 //! the checkpoint.
@@ -235,12 +235,20 @@ impl<'a> Coordinator<'a> {
 
     /// Routes row changes and queues the operations on their lanes. The
     /// changes' values move into the operations
-    /// ([`crate::rules::Router::route_into`]).
+    /// ([`crate::rules::Router::route_into`]), and the operations go to
+    /// each lane in slices ([`LanePool::send_slice`]): all of them are
+    /// queued before this returns [`Queued::All`], so the transaction's
+    /// end, and a mark after it, follow every one of them.
     async fn dispatch(&mut self, changes: &mut [RowChange]) -> Result<Queued, PipelineError> {
         if !changes.is_empty() && !self.a.lookups.is_empty() {
             self.a.lookups.refresh(self.a.control).await?;
         }
         let mut ops = Vec::with_capacity(2);
+        // about a lane's share of the chunk's operations (an update may make two)
+        let share = changes.len() * 2 / self.lanes.len().max(1) + 1;
+        let mut slices: Vec<Vec<WriteOp>> = (0..self.lanes.len())
+            .map(|l| Vec::with_capacity(share.min(self.lanes.slice_len(l))))
+            .collect();
         for change in changes {
             let a = &mut self.a;
             let p = &a.cfg.pipeline;
@@ -265,22 +273,38 @@ impl<'a> Coordinator<'a> {
                 }
             };
             for op in ops.drain(..) {
-                match self.send_op(op).await? {
-                    Queued::All => {}
-                    other => return Ok(other),
+                // None: another process applies its shard
+                let Some(l) = self.lanes.lane_of(&op) else {
+                    continue;
+                };
+                slices[l].push(op);
+                if slices[l].len() >= self.lanes.slice_len(l) {
+                    match self.send_slice(l, &mut slices[l]).await? {
+                        Queued::All => {}
+                        other => return Ok(other),
+                    }
                 }
+            }
+        }
+        for (l, slice) in slices.iter_mut().enumerate() {
+            match self.send_slice(l, slice).await? {
+                Queued::All => {}
+                other => return Ok(other),
             }
         }
         Ok(Queued::All)
     }
 
-    /// Queues one operation on its lane. While the lane's queue is full,
-    /// lane progress, the tick and shutdown are still handled (in that
-    /// order), so neither a large transaction nor a slow shard holds back
-    /// checkpoints, progress lines or a shutdown.
-    async fn send_op(&mut self, op: WriteOp) -> Result<Queued, PipelineError> {
-        let mut op = Some(op);
-        loop {
+    /// Queues a slice of operations on lane `lane`. While the lane's queue
+    /// is full, lane progress, the tick and shutdown are still handled (in
+    /// that order), so neither a large transaction nor a slow shard holds
+    /// back checkpoints, progress lines or a shutdown.
+    async fn send_slice(
+        &mut self,
+        lane: usize,
+        slice: &mut Vec<WriteOp>,
+    ) -> Result<Queued, PipelineError> {
+        while !slice.is_empty() {
             tokio::select! {
                 biased;
                 _ = self.a.shutdown.changed() => {
@@ -290,14 +314,14 @@ impl<'a> Coordinator<'a> {
                 }
                 Some(p) = self.progress.recv() => self.tracker.update(p),
                 _ = self.ticker.tick() => self.tick().await?,
-                sent = self.lanes.send_from(&mut op) => {
-                    return Ok(match sent {
-                        Ok(()) => Queued::All,
-                        Err(_) => Queued::LaneGone,
-                    });
+                sent = self.lanes.send_slice(lane, slice) => {
+                    if sent.is_err() {
+                        return Ok(Queued::LaneGone);
+                    }
                 }
             }
         }
+        Ok(Queued::All)
     }
 
     /// The tick: queue a mark for what was dispatched, save a new

@@ -30,8 +30,11 @@ use mysql_async::{Conn, Params, Transaction, TxOpts};
 use mysql_common::value::Value;
 use tokio::sync::mpsc;
 
+pub use super::dedup::{dedup, BatchOp, Group};
 use super::link::Link;
 use super::op::{OpKind, TargetTable, WriteOp};
+pub use super::queue::LaneMsg;
+use super::queue::{Inbox, QueueRx};
 use super::{outage, sql};
 use crate::checkpoint::LaneProgress;
 use crate::config::{db_name, Endpoint};
@@ -39,18 +42,6 @@ use crate::control::shard;
 use crate::db::{DbError, Retry};
 use crate::position::Position;
 use crate::version::Version;
-
-/// What a lane receives (through [`super::pool::LanePool`]).
-#[derive(Debug)]
-pub enum LaneMsg {
-    Op(WriteOp),
-    /// Every operation of transactions `<= seq` for this lane was sent.
-    Mark {
-        seq: u64,
-        end: Position,
-        timestamp: u32,
-    },
-}
 
 /// Settings of one lane.
 #[derive(Debug, Clone)]
@@ -208,71 +199,79 @@ const RETRIES: u32 = 5;
 /// its connection is presumed dead.
 const BATCH_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Runs a lane until its queue closes; the pending batch is applied first.
+/// Runs a lane until its queue closes; what it holds is applied first.
 /// The connection is kept alive while idle, and a shard that cannot be
 /// written is ridden out (see [`super::link`] and [`super::outage`]).
 pub async fn run(
     mut link: Link,
     cfg: LaneConfig,
-    mut rx: mpsc::Receiver<LaneMsg>,
+    mut rx: QueueRx,
     progress: mpsc::UnboundedSender<LaneProgress>,
     stats: Arc<Stats>,
 ) -> Result<(), LaneError> {
-    let mut ops: Vec<WriteOp> = Vec::new();
-    let mut mark: Option<LaneProgress> = None;
+    let mut inbox = Inbox::new(cfg.lane, cfg.batch_size);
     let mut hints = TombstoneHints::default();
     let mut closed = false;
-    while !closed {
-        // wait for work, keeping an idle connection alive
-        let msg = match link.ping_due() {
-            Some(at) => match tokio::time::timeout_at(at, rx.recv()).await {
-                Ok(msg) => msg,
-                Err(_) => {
-                    link.keep_alive().await;
-                    continue;
-                }
-            },
-            None => rx.recv().await,
-        };
-        match msg {
-            None => closed = true,
-            Some(msg) => take(msg, &cfg, &mut ops, &mut mark, &progress),
-        }
-        if !ops.is_empty() {
-            // linger for more, bounded by size and time
-            let deadline = tokio::time::Instant::now() + cfg.linger;
-            while ops.len() < cfg.batch_size && !closed {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Err(_) => break,
-                    Ok(None) => closed = true,
-                    Ok(Some(msg)) => take(msg, &cfg, &mut ops, &mut mark, &progress),
-                }
+    loop {
+        if inbox.is_empty() {
+            if closed {
+                break;
             }
-            let batch = dedup(std::mem::take(&mut ops));
-            let end = mark.as_ref().map(|m| m.end.clone());
-            let mut pending = Pending {
-                batch: &batch,
-                end: end.as_ref(),
-                stats: &stats,
-                hints: &mut hints,
+            // wait for work, keeping an idle connection alive
+            let msg = match link.ping_due() {
+                Some(at) => match tokio::time::timeout_at(at, rx.recv()).await {
+                    Ok(msg) => msg,
+                    Err(_) => {
+                        link.keep_alive().await;
+                        continue;
+                    }
+                },
+                None => rx.recv().await,
             };
-            let _busy =
-                crate::metrics::global()
-                    .board
-                    .lane_busy(cfg.lane, &cfg.shard, cfg.lane_in_shard);
-            if let Err(e) = pending.apply_on(&mut link, &cfg, None).await {
-                if e.retry() == Retry::Definite {
-                    return Err(LaneError {
-                        shard: cfg.shard.clone(),
-                        lane: cfg.lane,
-                        source: e,
-                    });
-                }
-                let later = outage::ride_out(&mut link, &cfg, &mut rx, &mut pending, e).await?;
-                if let Some(m) = mark.take() {
-                    let _ = progress.send(m);
-                }
-                mark = later;
+            match msg {
+                None => closed = true,
+                Some(msg) => inbox.take(msg, &progress),
+            }
+            continue;
+        }
+        // linger for more, bounded by size and time
+        let deadline = tokio::time::Instant::now() + cfg.linger;
+        while inbox.len() < cfg.batch_size && !closed {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Err(_) => break,
+                Ok(None) => closed = true,
+                Ok(Some(msg)) => inbox.take(msg, &progress),
+            }
+        }
+        let (ops, mut mark) = inbox.cut(cfg.batch_size);
+        let batch = dedup(ops);
+        let end = mark.as_ref().map(|m| m.end.clone());
+        let mut pending = Pending {
+            batch: &batch,
+            end: end.as_ref(),
+            stats: &stats,
+            hints: &mut hints,
+        };
+        let _busy =
+            crate::metrics::global()
+                .board
+                .lane_busy(cfg.lane, &cfg.shard, cfg.lane_in_shard);
+        if let Err(e) = pending.apply_on(&mut link, &cfg, None).await {
+            if e.retry() == Retry::Definite {
+                return Err(LaneError {
+                    shard: cfg.shard.clone(),
+                    lane: cfg.lane,
+                    source: e,
+                });
+            }
+            let later = outage::ride_out(&mut link, &cfg, &mut rx, &mut pending, e).await?;
+            if let Some(m) = mark.take() {
+                let _ = progress.send(m);
+            }
+            // received while the shard was down: it follows what the
+            // inbox still holds
+            if let Some(m) = later {
+                inbox.mark(m, &progress);
             }
         }
         if let Some(m) = mark.take() {
@@ -290,36 +289,6 @@ pub(super) struct Pending<'a> {
     pub end: Option<&'a Position>,
     pub stats: &'a Stats,
     pub hints: &'a mut TombstoneHints,
-}
-
-fn take(
-    msg: LaneMsg,
-    cfg: &LaneConfig,
-    ops: &mut Vec<WriteOp>,
-    mark: &mut Option<LaneProgress>,
-    progress: &mpsc::UnboundedSender<LaneProgress>,
-) {
-    match msg {
-        LaneMsg::Op(op) => ops.push(op),
-        LaneMsg::Mark {
-            seq,
-            end,
-            timestamp,
-        } => {
-            let p = LaneProgress {
-                lane: cfg.lane,
-                seq,
-                end,
-                timestamp,
-            };
-            if ops.is_empty() {
-                // nothing pending: everything before the mark is applied
-                let _ = progress.send(p);
-            } else {
-                *mark = Some(p);
-            }
-        }
-    }
 }
 
 /// Applies a batch in one transaction (retrying deadlocks) on a
@@ -393,69 +362,6 @@ impl Pending<'_> {
             }
         }
     }
-}
-
-/// An operation after deduplication, with the newest delete of its key
-/// in the batch: a collapsed delete still raises its tombstone, so the
-/// tombstone table ends up the same however the binlog was batched.
-#[derive(Debug)]
-pub struct BatchOp {
-    pub op: WriteOp,
-    pub tombstone: Option<Version>,
-}
-
-/// One shard's operations on one table (one column list) of a batch.
-#[derive(Debug)]
-pub struct Group {
-    pub shard: usize,
-    pub table: Arc<TargetTable>,
-    pub ops: Vec<BatchOp>,
-}
-
-/// Keeps the newest operation per (shard, table, key), grouped by shard
-/// and table (a lane may serve several shards of its server).
-///
-/// A group is one *column list* of a table, not one table name: after a
-/// column was added on the source, one batch can hold upserts written
-/// with the old columns and with the new ones, and each needs its own
-/// statement. The groups are applied in order in one transaction, and
-/// every step compares versions, so a key appearing in two groups ends
-/// up exactly as if both operations were in one.
-pub fn dedup(ops: Vec<WriteOp>) -> Vec<Group> {
-    let mut groups: Vec<Group> = Vec::new();
-    // per group: canonical key → index in its ops
-    let mut seen: Vec<HashMap<Vec<u8>, usize>> = Vec::new();
-    for op in ops {
-        let found = groups.iter().position(|g| {
-            g.shard == op.shard && (Arc::ptr_eq(&g.table, &op.table) || *g.table == *op.table)
-        });
-        let g = found.unwrap_or_else(|| {
-            groups.push(Group {
-                shard: op.shard,
-                table: op.table.clone(),
-                ops: Vec::new(),
-            });
-            seen.push(HashMap::new());
-            groups.len() - 1
-        });
-        let list = &mut groups[g].ops;
-        let del = (op.kind == OpKind::Delete).then_some(op.version);
-        match seen[g].get(op.key_enc.as_slice()) {
-            Some(&i) => {
-                let slot = &mut list[i];
-                let tomb = slot.tombstone.max(del);
-                if slot.op.version <= op.version {
-                    slot.op = op;
-                }
-                slot.tombstone = tomb;
-            }
-            None => {
-                seen[g].insert(op.key_enc.clone(), list.len());
-                list.push(BatchOp { op, tombstone: del });
-            }
-        }
-    }
-    groups
 }
 
 /// Why one table's part of a batch failed.
@@ -544,18 +450,20 @@ async fn apply_table(
     hints: &mut TombstoneHints,
     counts: &mut Counts,
 ) -> Result<(), TableError> {
-    let upserts: Vec<&WriteOp> = ops
+    let upserts: Vec<Upsert<'_>> = ops
         .iter()
-        .map(|b| &b.op)
-        .filter(|o| matches!(o.kind, OpKind::Upsert(_)))
+        .filter_map(|b| match &b.op.kind {
+            OpKind::Upsert(values) => Some(Upsert { op: &b.op, values }),
+            OpKind::Delete => None,
+        })
         .collect();
     let tombs = read_tombstones(tx, part, &upserts, hints).await?;
     counts.applied += delete_older(tx, part, ops).await?;
     raise_tombstones(tx, part, ops, hints).await?;
-    let live: Vec<&WriteOp> = upserts
+    let live: Vec<Upsert<'_>> = upserts
         .into_iter()
-        .filter(|o| match tombs.get(&o.key_enc) {
-            Some(t) if *t >= o.version => {
+        .filter(|u| match tombs.get(&u.op.key_enc) {
+            Some(t) if *t >= u.op.version => {
                 counts.skipped += 1;
                 false
             }
@@ -566,18 +474,25 @@ async fn apply_table(
     Ok(())
 }
 
+/// An upsert of a batch and the row it writes.
+#[derive(Clone, Copy)]
+struct Upsert<'a> {
+    op: &'a WriteOp,
+    values: &'a [Value],
+}
+
 /// Step 1: the tombstones of the keys to upsert (none read when the table
 /// cannot have any, see [`TombstoneHints`]).
 async fn read_tombstones(
     tx: &mut Transaction<'_>,
     part: &Part<'_>,
-    upserts: &[&WriteOp],
+    upserts: &[Upsert<'_>],
     hints: &mut TombstoneHints,
 ) -> Result<HashMap<Vec<u8>, Version>, DbError> {
     if upserts.is_empty() || !hints.may_exist(tx, part).await? {
         return Ok(HashMap::new());
     }
-    let keys: Vec<&[u8]> = upserts.iter().map(|o| o.key_enc.as_slice()).collect();
+    let keys: Vec<&[u8]> = upserts.iter().map(|u| u.op.key_enc.as_slice()).collect();
     let table = shard::TableOf {
         database: &part.shard.database,
         table: &part.table.name,
@@ -669,7 +584,7 @@ async fn upsert_newer(
     tx: &mut Transaction<'_>,
     cfg: &LaneConfig,
     part: &Part<'_>,
-    live: &[&WriteOp],
+    live: &[Upsert<'_>],
     stats: &Stats,
 ) -> Result<u64, TableError> {
     if live.is_empty() {
@@ -679,22 +594,12 @@ async fn upsert_newer(
     let width = table.columns.len() + 1;
     let check = has_secondary_unique(tx, part, stats).await?;
     let key_cols = key_columns(table);
-    let sizes = live.iter().map(|o| match &o.kind {
-        OpKind::Upsert(values) => 27 + values.iter().map(sql::param_bytes).sum::<usize>(),
-        OpKind::Delete => 0,
-    });
     let budget = statement_budget(tx, cfg, stats).await?;
     let mut rest = live;
-    for n in sql::runs(sizes, MAX_PARAMS / width, budget) {
-        let (chunk, tail) = rest.split_at(n.min(rest.len()));
+    while !rest.is_empty() {
+        let (params, rows) = bind_upserts(rest, width, budget);
+        let (chunk, tail) = rest.split_at(rows.min(rest.len()));
         rest = tail;
-        let mut params = Vec::with_capacity(chunk.len() * width);
-        for o in chunk {
-            if let OpKind::Upsert(values) = &o.kind {
-                params.extend(values.iter().cloned());
-                params.push(Value::Bytes(o.version.to_bytes().to_vec()));
-            }
-        }
         let upserted = tx
             .exec_drop(
                 sql::upsert(&part.qualified, &table.columns, &table.key, chunk.len()),
@@ -711,10 +616,30 @@ async fn upsert_newer(
             return Err(e.into());
         }
         if check {
-            check_landed(tx, part, &key_cols, chunk).await?;
+            let ops: Vec<&WriteOp> = chunk.iter().map(|u| u.op).collect();
+            check_landed(tx, part, &key_cols, &ops).await?;
         }
     }
     Ok(live.len() as u64)
+}
+
+/// The parameters of one upsert statement: the rows of `upserts` from the
+/// first on, as many as fit [`MAX_PARAMS`] and `budget` bytes (at least
+/// one), each row's values (cloned: the batch is kept for a retry) and
+/// its version, `width` parameters a row. Sized while bound; returns the
+/// parameters and the number of rows.
+fn bind_upserts(upserts: &[Upsert<'_>], width: usize, budget: usize) -> (Vec<Value>, usize) {
+    let mut run = sql::Run::new(MAX_PARAMS / width, budget);
+    let mut params = Vec::with_capacity(upserts.len().min(MAX_PARAMS / width) * width);
+    for u in upserts {
+        let size = 27 + u.values.iter().map(sql::param_bytes).sum::<usize>();
+        if !run.take(size) {
+            break;
+        }
+        params.extend(u.values.iter().cloned());
+        params.push(Value::Bytes(u.op.version.to_bytes().to_vec()));
+    }
+    (params, run.rows())
 }
 
 /// MySQL's "Unknown column" error.
@@ -863,88 +788,4 @@ async fn record_applied(
         lane_in_shard: cfg.lane_in_shard as u32,
     };
     shard::record_applied(tx, lane, end).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn op(key: i64, version: u128, kind: OpKind) -> WriteOp {
-        let table = Arc::new(TargetTable {
-            name: "t".into(),
-            source: "db.t".into(),
-            columns: vec!["id".into()],
-            key: vec![0],
-        });
-        let k = vec![Value::Int(key)];
-        WriteOp {
-            shard: 0,
-            table,
-            key_enc: crate::writer::keyenc::encode(&k),
-            key: k,
-            kind,
-            version: Version(version),
-        }
-    }
-
-    #[test]
-    fn dedup_keeps_the_newest_op_per_key() {
-        let ops = vec![
-            op(1, 10, OpKind::Upsert(vec![Value::Int(1)])),
-            op(2, 11, OpKind::Upsert(vec![Value::Int(2)])),
-            op(1, 12, OpKind::Delete),
-            op(1, 9, OpKind::Upsert(vec![Value::Int(1)])),
-        ];
-        let groups = dedup(ops);
-        assert_eq!(groups.len(), 1);
-        let list = &groups[0].ops;
-        assert_eq!(list.len(), 2);
-        assert_eq!(list[0].op.kind, OpKind::Delete);
-        assert_eq!(list[0].op.version, Version(12));
-        assert_eq!(list[0].tombstone, Some(Version(12)));
-        assert_eq!(list[1].op.version, Version(11));
-        assert_eq!(list[1].tombstone, None);
-    }
-
-    /// A column added on the source mid-batch: the upserts written with the
-    /// old and with the new column list go to statements of their own.
-    #[test]
-    fn dedup_keeps_column_lists_of_one_table_apart() {
-        let wide = Arc::new(TargetTable {
-            name: "t".into(),
-            source: "db.t".into(),
-            columns: vec!["id".into(), "c".into()],
-            key: vec![0],
-        });
-        let mut late = op(2, 11, OpKind::Upsert(vec![Value::Int(2), Value::NULL]));
-        late.table = wide.clone();
-        let ops = vec![
-            op(1, 10, OpKind::Upsert(vec![Value::Int(1)])),
-            late,
-            op(3, 9, OpKind::Delete),
-        ];
-        let groups = dedup(ops);
-        assert_eq!(groups.len(), 2);
-        assert_eq!(groups[0].table.columns, ["id"]);
-        assert_eq!(groups[0].ops.len(), 2);
-        assert!(Arc::ptr_eq(&groups[1].table, &wide));
-        assert_eq!(groups[1].ops.len(), 1);
-    }
-
-    /// Regression: a delete collapsed under a later upsert of the same key
-    /// in one batch left no tombstone, so re-applying the binlog in other
-    /// batches changed the tombstone table.
-    #[test]
-    fn collapsed_delete_still_raises_its_tombstone() {
-        let ops = vec![
-            op(1, 10, OpKind::Upsert(vec![Value::Int(1)])),
-            op(1, 11, OpKind::Delete),
-            op(1, 12, OpKind::Upsert(vec![Value::Int(1)])),
-        ];
-        let groups = dedup(ops);
-        let list = &groups[0].ops;
-        assert_eq!(list.len(), 1);
-        assert_eq!(list[0].op.version, Version(12));
-        assert_eq!(list[0].tombstone, Some(Version(11)));
-    }
 }

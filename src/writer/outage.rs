@@ -25,10 +25,9 @@
 
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
-
 use super::lane::{LaneConfig, LaneError, LaneMsg, Pending};
 use super::link::Link;
+use super::queue::QueueRx;
 use crate::checkpoint::LaneProgress;
 use crate::db::{Backoff, DbError, Retry};
 
@@ -46,7 +45,7 @@ struct Dropped {
 impl Dropped {
     fn take(&mut self, msg: LaneMsg, cfg: &LaneConfig) {
         match msg {
-            LaneMsg::Op(_) => self.ops += 1,
+            LaneMsg::Op(_) | LaneMsg::Ops(_) => self.ops += msg.ops() as u64,
             LaneMsg::Mark {
                 seq,
                 end,
@@ -73,7 +72,7 @@ impl Dropped {
 pub(super) async fn ride_out(
     link: &mut Link,
     cfg: &LaneConfig,
-    rx: &mut mpsc::Receiver<LaneMsg>,
+    rx: &mut QueueRx,
     pending: &mut Pending<'_>,
     error: DbError,
 ) -> Result<Option<LaneProgress>, LaneError> {
@@ -126,7 +125,7 @@ pub(super) async fn ride_out(
 /// Drops what arrives until `work` finishes; `None` when the queue closed
 /// first.
 async fn drain_while<T>(
-    rx: &mut mpsc::Receiver<LaneMsg>,
+    rx: &mut QueueRx,
     work: impl std::future::Future<Output = T>,
     dropped: &mut Dropped,
     cfg: &LaneConfig,

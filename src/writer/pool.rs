@@ -45,6 +45,7 @@ use super::keyenc::lane_hash;
 use super::lane::{self, LaneConfig, LaneError, LaneMsg, LaneShard, Stats};
 use super::link::Link;
 use super::op::WriteOp;
+use super::queue::{queue, QueueTx};
 use crate::checkpoint::LaneProgress;
 use crate::config::{db_name, Config, Endpoint, Lanes};
 use crate::db::{self, DbError, Session};
@@ -72,7 +73,10 @@ fn lane_in_shard(op: &WriteOp, per_shard: usize) -> usize {
 
 /// The writer lanes of one attempt.
 pub struct LanePool {
-    senders: Vec<mpsc::Sender<LaneMsg>>,
+    senders: Vec<QueueTx>,
+    /// Per lane: the operations a slice sent to it holds at most
+    /// ([`LanePool::slice_len`]).
+    slice_len: Vec<usize>,
     tasks: JoinSet<Result<(), LaneError>>,
     /// Per router shard index: its group's first lane and how many lanes
     /// it has, or `None` when another process applies the shard.
@@ -119,6 +123,7 @@ impl LanePool {
         let endpoints: Vec<&Endpoint> = cfg.targets.values().collect();
         let mut pool = LanePool {
             senders: Vec::new(),
+            slice_len: Vec::new(),
             tasks: JoinSet::new(),
             lanes_of_shard: vec![None; endpoints.len()],
         };
@@ -140,7 +145,7 @@ impl LanePool {
                 // a batch size per shard served: a shared lane's batch
                 // still makes statements of about batch_size rows each
                 let batch_size = p.batch_size * members.len();
-                let (tx, rx) = mpsc::channel(batch_size * 4);
+                let (tx, rx) = queue(batch_size * 4);
                 let lc = LaneConfig {
                     pipeline: p.name.clone(),
                     shard: label.join("+"),
@@ -151,6 +156,7 @@ impl LanePool {
                     shards: shards.clone(),
                 };
                 pool.senders.push(tx);
+                pool.slice_len.push(batch_size.max(1));
                 pool.tasks
                     .spawn(lane::run(link, lc, rx, progress_tx.clone(), stats.clone()));
             }
@@ -170,7 +176,7 @@ impl LanePool {
 
     /// The lane of an operation: one of its shard's group, chosen by key;
     /// `None` when another process applies its shard.
-    fn lane_of(&self, op: &WriteOp) -> Option<usize> {
+    pub fn lane_of(&self, op: &WriteOp) -> Option<usize> {
         let (first, width) = (*self.lanes_of_shard.get(op.shard)?)?;
         Some(first + lane_in_shard(op, width))
     }
@@ -185,37 +191,34 @@ impl LanePool {
         tx.send(LaneMsg::Op(op)).await.map_err(|_| LaneGone)
     }
 
-    /// Like [`LanePool::send`], but cancel safe: the operation is taken out
-    /// of `op` only once its lane has room, so a caller may drop this
-    /// future (a `select!` arm that lost) and offer the same `op` again.
-    pub async fn send_from(&self, op: &mut Option<WriteOp>) -> Result<(), LaneGone> {
-        let Some(o) = op.as_ref() else {
-            return Ok(());
-        };
-        let Some(l) = self.lane_of(o) else {
-            // another process applies its shard
-            *op = None;
-            return Ok(());
-        };
-        let tx = self.senders.get(l).ok_or(LaneGone)?;
-        let permit = tx.reserve().await.map_err(|_| LaneGone)?;
-        if let Some(o) = op.take() {
-            permit.send(LaneMsg::Op(o));
-        }
-        Ok(())
+    /// How many operations a slice for `lane` holds at most: its batch
+    /// size (the lane cuts batches of exactly that many however slices
+    /// fall, [`super::queue::Inbox`]), a quarter of its queue, so that one
+    /// channel send and one wake-up of the lane serve many operations.
+    pub fn slice_len(&self, lane: usize) -> usize {
+        self.slice_len.get(lane).copied().unwrap_or(1)
+    }
+
+    /// Queues the operations of `slice`, all of [`LanePool::lane_of`]
+    /// `lane`, in order, as one message, waiting while the lane's queue is
+    /// full. Cancel safe: the operations are taken out of `slice` only
+    /// once the lane has room, so a caller may drop this future (a
+    /// `select!` arm that lost) and offer the same slice again.
+    pub async fn send_slice(&self, lane: usize, slice: &mut Vec<WriteOp>) -> Result<(), LaneGone> {
+        let tx = self.senders.get(lane).ok_or(LaneGone)?;
+        tx.send_slice(slice).await.map_err(|_| LaneGone)
     }
 
     /// Queues mark `seq` on every lane: every operation of transactions up
     /// to `seq` has been sent.
     pub async fn mark(&self, seq: u64, end: &Position, timestamp: u32) -> Result<(), LaneGone> {
         for s in &self.senders {
-            s.send(LaneMsg::Mark {
+            let mark = LaneMsg::Mark {
                 seq,
                 end: end.clone(),
                 timestamp,
-            })
-            .await
-            .map_err(|_| LaneGone)?;
+            };
+            s.send(mark).await.map_err(|_| LaneGone)?;
         }
         Ok(())
     }

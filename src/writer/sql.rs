@@ -51,30 +51,45 @@ pub fn param_bytes(v: &Value) -> usize {
     }
 }
 
-/// Splits rows of the given sizes (bytes) into runs of at most `max_rows`
-/// rows and `max_bytes` bytes, in order; returns the length of each run.
-/// A row larger than `max_bytes` makes a run of its own (the server
-/// decides whether it fits).
-pub fn runs(
-    sizes: impl IntoIterator<Item = usize>,
+/// The rows of one statement while they are bound: at most `max_rows`
+/// rows and `max_bytes` bytes, sized as each row is bound (no pass of its
+/// own over the values). A row larger than `max_bytes` makes a statement
+/// of its own (the server decides whether it fits).
+#[derive(Debug)]
+pub struct Run {
+    rows: usize,
+    bytes: usize,
     max_rows: usize,
     max_bytes: usize,
-) -> Vec<usize> {
-    let mut out = Vec::new();
-    let (mut rows, mut bytes) = (0usize, 0usize);
-    for size in sizes {
-        if rows > 0 && (rows >= max_rows.max(1) || bytes.saturating_add(size) > max_bytes) {
-            out.push(rows);
-            rows = 0;
-            bytes = 0;
+}
+
+impl Run {
+    pub fn new(max_rows: usize, max_bytes: usize) -> Run {
+        Run {
+            rows: 0,
+            bytes: 0,
+            max_rows: max_rows.max(1),
+            max_bytes,
         }
-        rows += 1;
-        bytes = bytes.saturating_add(size);
     }
-    if rows > 0 {
-        out.push(rows);
+
+    /// Takes a row of `size` bytes if it fits (the first row always
+    /// does); `false` when the statement is full.
+    pub fn take(&mut self, size: usize) -> bool {
+        if self.rows > 0
+            && (self.rows >= self.max_rows || self.bytes.saturating_add(size) > self.max_bytes)
+        {
+            return false;
+        }
+        self.rows += 1;
+        self.bytes = self.bytes.saturating_add(size);
+        true
     }
-    out
+
+    /// Rows taken.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
 }
 
 /// The version column on every target table.
@@ -192,6 +207,27 @@ pub const MAX_ALLOWED_PACKET: &str = "SELECT @@max_allowed_packet";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The row counts of the statements rows of `sizes` make.
+    fn runs(
+        sizes: impl IntoIterator<Item = usize>,
+        max_rows: usize,
+        max_bytes: usize,
+    ) -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut run = Run::new(max_rows, max_bytes);
+        for size in sizes {
+            if !run.take(size) {
+                out.push(run.rows());
+                run = Run::new(max_rows, max_bytes);
+                assert!(run.take(size), "a first row always fits");
+            }
+        }
+        if run.rows() > 0 {
+            out.push(run.rows());
+        }
+        out
+    }
 
     #[test]
     fn runs_respect_the_row_and_byte_budgets() {
