@@ -371,8 +371,11 @@ struct Rules<'a> {
 /// to find its plan.
 #[derive(Default)]
 struct Plans {
-    by_db: HashMap<String, HashMap<String, Plan>>,
+    by_db: HashMap<String, HashMap<String, Plan, FastHash>, FastHash>,
 }
+
+/// The plan maps are looked up for every change: foldhash, not SipHash.
+type FastHash = foldhash::fast::RandomState;
 
 impl Plans {
     /// The plan for `schema`, compiled again when the table's schema
@@ -592,7 +595,7 @@ fn upsert_of(
     row: &mut Vec<Value>,
 ) -> Result<Option<(Located, Vec<Cell>)>, RouteError> {
     to_expr_row(after, plan, row);
-    let mut canonical = Vec::new();
+    let mut canonical = Vec::with_capacity(16 * plan.key_src.len());
     let Some((shard, version)) = location_of(plan, after, row, change, ctx, &mut canonical)? else {
         return Ok(None);
     };

@@ -93,13 +93,7 @@ impl QueueTx {
     /// Queues `msg`, waiting for room. Cancel safe: dropped before it
     /// returns, nothing was queued and no room is held.
     pub async fn send(&self, msg: LaneMsg) -> Result<(), Closed> {
-        let room = self
-            .room
-            .acquire_many(permits(msg.ops(), self.capacity))
-            .await
-            .map_err(|_| Closed)?;
-        let slot = self.tx.reserve().await.map_err(|_| Closed)?;
-        room.forget();
+        let slot = self.room_for(msg.ops()).await?;
         slot.send(msg);
         Ok(())
     }
@@ -111,15 +105,22 @@ impl QueueTx {
         if slice.is_empty() {
             return Ok(());
         }
+        let slot = self.room_for(slice.len()).await?;
+        slot.send(LaneMsg::Ops(std::mem::take(slice)));
+        Ok(())
+    }
+
+    /// Waits for room for a message of `ops` operations and a slot in the
+    /// channel; the room is taken only once both are there (cancel safe).
+    async fn room_for(&self, ops: usize) -> Result<mpsc::Permit<'_, LaneMsg>, Closed> {
         let room = self
             .room
-            .acquire_many(permits(slice.len(), self.capacity))
+            .acquire_many(permits(ops, self.capacity))
             .await
             .map_err(|_| Closed)?;
         let slot = self.tx.reserve().await.map_err(|_| Closed)?;
         room.forget();
-        slot.send(LaneMsg::Ops(std::mem::take(slice)));
-        Ok(())
+        Ok(slot)
     }
 }
 
@@ -225,7 +226,7 @@ impl Inbox {
         rest.extend(self.ops.drain(n..));
         let batch = std::mem::replace(&mut self.ops, rest);
         let covered = self.marks.iter().take_while(|(at, _)| *at <= n).count();
-        let mark = self.marks.drain(..covered).last().map(|(_, p)| p);
+        let mark = self.marks.drain(..covered).next_back().map(|(_, p)| p);
         for (at, _) in &mut self.marks {
             *at -= n;
         }

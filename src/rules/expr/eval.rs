@@ -202,11 +202,26 @@ fn call(
         }
         _ => {}
     }
-    let values = args.iter().map(eval).collect::<Result<Vec<_>, _>>()?;
+    // up to three arguments on the stack: a shard expression is evaluated
+    // for every row change
+    let mut inline = [NULL; 3];
+    let heap: Vec<Value>;
+    let values: &[Value] = match args.len() {
+        n if n <= inline.len() => {
+            for (slot, arg) in inline.iter_mut().zip(args) {
+                *slot = eval(arg)?;
+            }
+            &inline[..n]
+        }
+        _ => {
+            heap = args.iter().map(eval).collect::<Result<Vec<_>, _>>()?;
+            &heap
+        }
+    };
     let arg = |i: usize| values.get(i).unwrap_or(&NULL);
     match func {
         Func::Crc32 => Ok(functions::crc32(arg(0))),
-        Func::Concat => Ok(functions::concat(&values)),
+        Func::Concat => Ok(functions::concat(values)),
         Func::Substr => Ok(functions::substr(arg(0), arg(1), values.get(2))),
         Func::Lower => Ok(functions::lower(arg(0))),
         Func::Upper => Ok(functions::upper(arg(0))),
@@ -214,7 +229,7 @@ fn call(
         Func::Year => functions::date_part("year", arg(0), DatePart::Year),
         Func::Month => functions::date_part("month", arg(0), DatePart::Month),
         Func::Day => functions::date_part("day", arg(0), DatePart::Day),
-        Func::Hash64 => Ok(Value::UInt(functions::hash64(&values))),
+        Func::Hash64 => Ok(Value::UInt(functions::hash64(values))),
         // Handled above.
         Func::Coalesce | Func::If => Ok(Value::Null),
     }
