@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::load::{self, checkpoint_of};
 use common::*;
 use mysql_async::prelude::Queryable;
 use reshard_testkit::scenario::{connect, Scenario, Workload, WorkloadOptions};
@@ -208,4 +209,114 @@ async fn status_and_tombstone_pruning() {
     assert!(st["source_head"].as_str().unwrap().contains("mysql-bin."));
     terminate(&mut run, Duration::from_secs(30));
     assert!(s.compare(10).await.unwrap().is_empty());
+}
+
+/// Runs `run` until it streams and the checkpoint of the rows `key`
+/// reaches the source's head as it is now, and stops it.
+async fn run_to_head(s: &Scenario, key: &str) {
+    let streams = || run_log(s).matches(" streaming ").count();
+    let before = streams();
+    let mut run = spawn_run(s, &[]);
+    let now = load::head(s).await;
+    wait_until(s, "run to catch up", Duration::from_secs(120), || async {
+        streams() > before && checkpoint_of(s, key).await.is_some_and(|c| c >= now)
+    })
+    .await;
+    let st = terminate(&mut run, Duration::from_secs(30));
+    assert!(st.success(), "{}", run_log(s));
+}
+
+/// `run` to a checkpoint C and stop; the source commits T1; X = the
+/// source's head; it commits T2; `replay --from X --to <head>`, then `run`
+/// until caught up: T1, between C and X, must be on the targets. With
+/// `subset`, the replay and the `run` after it apply shards s0 and s1 as a
+/// shard subset without a checkpoint row yet (the pipeline's C vouches for
+/// its shards), and then a subset of s2 and s3 catches up its shards too.
+async fn replay_past_an_unapplied_gap(name: &str, subset: bool) {
+    let s = Scenario::create(cluster(), name).unwrap();
+    migrate(&s);
+    let mut conn = s.source().await.unwrap();
+    let mut w = Workload::new(21);
+    let ops = |operations, seed| WorkloadOptions {
+        operations,
+        seed,
+        rotate_every: 0,
+    };
+    w.run(&mut conn, &ops(200, 21)).await.unwrap();
+    run_until_caught_up(&s, &[]).await;
+    let c = s.checkpoint().await.unwrap().expect("a checkpoint");
+    // T1: never applied by anyone
+    w.run(&mut conn, &ops(300, 22)).await.unwrap();
+    let (xf, xp) = s.source_head().await.unwrap();
+    // T2
+    w.run(&mut conn, &ops(300, 23)).await.unwrap();
+    let (hf, hp) = s.source_head().await.unwrap();
+    // [pipeline] is the config's last section
+    let base = std::fs::read_to_string(&s.config).unwrap();
+    let shards =
+        |list: &str| std::fs::write(&s.config, format!("{base}shards = {list}\n")).unwrap();
+    let key = if subset {
+        shards(r#"["s0", "s1"]"#);
+        format!("{name}/s0,s1")
+    } else {
+        name.to_string()
+    };
+    let out = reshard(
+        &s,
+        &[
+            "replay",
+            "--from",
+            &format!("{xf}:{xp}"),
+            "--to",
+            &format!("{hf}:{hp}"),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let after_replay = checkpoint_of(&s, &key).await;
+    // `run` applies from C: T1, and T2 again (harmless: versions)
+    run_to_head(&s, &key).await;
+    if subset {
+        shards(r#"["s2", "s3"]"#);
+        run_to_head(&s, &format!("{name}/s2,s3")).await;
+        std::fs::write(&s.config, &base).unwrap();
+    }
+    let diffs = s.compare(10).await.unwrap();
+    assert!(
+        diffs.is_empty(),
+        "T1 is missing on the targets:\n{}\n{stderr}\n{}",
+        diffs.join("\n"),
+        run_log(&s)
+    );
+    load::assert_verified(&s, &run_log(&s));
+    // the subset's row is made by its `run`, where the pipeline's row left
+    // its shards
+    let expected = (!subset).then(|| load::ordered(&c));
+    assert_eq!(
+        after_replay, expected,
+        "the replay moved the checkpoint across T1, which it never applied\n{stderr}"
+    );
+    assert!(
+        stderr.contains("checkpoint stays") || stderr.contains("saves none"),
+        "the replay says why it leaves the checkpoint: {stderr}"
+    );
+}
+
+/// A finding of the model checker
+/// (`finding_replay_from_beyond_the_checkpoint_skips_transactions` in
+/// tests/simulation.rs, before the fix): `replay --from X` with X past
+/// the checkpoint C saved checkpoints past X, so the transactions between
+/// C and X, which nobody applied, were skipped by every later `run`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_from_beyond_the_checkpoint_leaves_it_and_run_applies_the_gap() {
+    replay_past_an_unapplied_gap("rpgap", false).await;
+}
+
+/// The same for a shard subset without a checkpoint row whose shards
+/// another row covers: the replay created the subset's row at X, and its
+/// `run` resumed there instead of where the pipeline's row left the
+/// shards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_of_a_new_subset_leaves_its_shards_where_the_pipeline_stopped() {
+    replay_past_an_unapplied_gap("rpgapsub", true).await;
 }
