@@ -226,13 +226,23 @@ async fn run_to_head(s: &Scenario, key: &str) {
     assert!(st.success(), "{}", run_log(s));
 }
 
+/// How the replay of [`replay_past_an_unapplied_gap`] names its start.
+#[derive(PartialEq)]
+enum Start {
+    /// `--from FILE:POS`.
+    Position,
+    /// `--from FILE:POS`, applying shards s0 and s1 as a shard subset
+    /// without a checkpoint row yet (the pipeline's C vouches for its
+    /// shards); a subset of s2 and s3 catches up its shards afterwards.
+    Subset,
+    /// `--from-gtid` the source's GTID state at X.
+    Gtid,
+}
+
 /// `run` to a checkpoint C and stop; the source commits T1; X = the
-/// source's head; it commits T2; `replay --from X --to <head>`, then `run`
-/// until caught up: T1, between C and X, must be on the targets. With
-/// `subset`, the replay and the `run` after it apply shards s0 and s1 as a
-/// shard subset without a checkpoint row yet (the pipeline's C vouches for
-/// its shards), and then a subset of s2 and s3 catches up its shards too.
-async fn replay_past_an_unapplied_gap(name: &str, subset: bool) {
+/// source's head; it commits T2; `replay` from X to the head, then `run`
+/// until caught up: T1, between C and X, must be on the targets.
+async fn replay_past_an_unapplied_gap(name: &str, start: Start) {
     let s = Scenario::create(cluster(), name).unwrap();
     migrate(&s);
     let mut conn = s.source().await.unwrap();
@@ -248,35 +258,45 @@ async fn replay_past_an_unapplied_gap(name: &str, subset: bool) {
     // T1: never applied by anyone
     w.run(&mut conn, &ops(300, 22)).await.unwrap();
     let (xf, xp) = s.source_head().await.unwrap();
+    let gtid_x: Option<String> = conn.query_first("SELECT @@gtid_binlog_pos").await.unwrap();
     // T2
     w.run(&mut conn, &ops(300, 23)).await.unwrap();
     let (hf, hp) = s.source_head().await.unwrap();
+    let to = format!("{hf}:{hp}");
     // [pipeline] is the config's last section
     let base = std::fs::read_to_string(&s.config).unwrap();
     let shards =
         |list: &str| std::fs::write(&s.config, format!("{base}shards = {list}\n")).unwrap();
-    let key = if subset {
+    let key = if start == Start::Subset {
         shards(r#"["s0", "s1"]"#);
         format!("{name}/s0,s1")
     } else {
         name.to_string()
     };
-    let out = reshard(
-        &s,
-        &[
-            "replay",
-            "--from",
-            &format!("{xf}:{xp}"),
-            "--to",
-            &format!("{hf}:{hp}"),
-        ],
-    );
+    let from = match start {
+        Start::Gtid => ["--from-gtid".to_string(), gtid_x.expect("a GTID state")],
+        _ => ["--from".to_string(), format!("{xf}:{xp}")],
+    };
+    let out = reshard(&s, &["replay", &from[0], &from[1], "--to", &to]);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let after_replay = checkpoint_of(&s, &key).await;
+    if start == Start::Gtid {
+        // from the GTID state at C the replay covers T1: the checkpoint moves
+        let at_c: Option<String> = conn
+            .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (&c.0, c.1))
+            .await
+            .unwrap();
+        let at_c = at_c.expect("the GTID state at the checkpoint");
+        let out = reshard(&s, &["replay", "--from-gtid", &at_c, "--to", &to]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        let moved = checkpoint_of(&s, &key).await;
+        assert_eq!(moved, Some(load::ordered(&(hf.clone(), hp))), "{err}");
+    }
     // `run` applies from C: T1, and T2 again (harmless: versions)
     run_to_head(&s, &key).await;
-    if subset {
+    if start == Start::Subset {
         shards(r#"["s2", "s3"]"#);
         run_to_head(&s, &format!("{name}/s2,s3")).await;
         std::fs::write(&s.config, &base).unwrap();
@@ -291,7 +311,7 @@ async fn replay_past_an_unapplied_gap(name: &str, subset: bool) {
     load::assert_verified(&s, &run_log(&s));
     // the subset's row is made by its `run`, where the pipeline's row left
     // its shards
-    let expected = (!subset).then(|| load::ordered(&c));
+    let expected = (start != Start::Subset).then(|| load::ordered(&c));
     assert_eq!(
         after_replay, expected,
         "the replay moved the checkpoint across T1, which it never applied\n{stderr}"
@@ -309,7 +329,7 @@ async fn replay_past_an_unapplied_gap(name: &str, subset: bool) {
 /// C and X, which nobody applied, were skipped by every later `run`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_from_beyond_the_checkpoint_leaves_it_and_run_applies_the_gap() {
-    replay_past_an_unapplied_gap("rpgap", false).await;
+    replay_past_an_unapplied_gap("rpgap", Start::Position).await;
 }
 
 /// The same for a shard subset without a checkpoint row whose shards
@@ -318,5 +338,12 @@ async fn replay_from_beyond_the_checkpoint_leaves_it_and_run_applies_the_gap() {
 /// shards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_of_a_new_subset_leaves_its_shards_where_the_pipeline_stopped() {
-    replay_past_an_unapplied_gap("rpgapsub", true).await;
+    replay_past_an_unapplied_gap("rpgapsub", Start::Subset).await;
+}
+
+/// The same with `--from-gtid`: a GTID set the state at the checkpoint
+/// does not include starts past it; one it includes moves the checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_from_gtids_past_the_checkpoint_leaves_it() {
+    replay_past_an_unapplied_gap("rpgapgtid", Start::Gtid).await;
 }
