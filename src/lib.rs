@@ -29,6 +29,11 @@
 //! * [`inspect`] — the *inspector*: dry-run's schema validation, sampling
 //!   and report.
 //! * [`verify`] — the *verifier*: lock-free, chunked source-vs-targets comparison.
+//! * [`metrics`] — what a running reshard counts (Prometheus endpoint,
+//!   figures for `status`, progress clocks); [`monitor`] — lag, the stall
+//!   alarm and the figures kept for `status`, watched from inside `run`;
+//!   [`throttle`] — holds writer batches back on a rows/s cap or a target
+//!   server's replication lag.
 //! * [`commands`] — one module per CLI command; the only place that uses
 //!   `anyhow`. [`cli`] is the clap definition of the command line that
 //!   `main` parses and hands to them.
@@ -50,12 +55,15 @@ pub mod config;
 pub mod control;
 pub mod db;
 pub mod inspect;
+pub mod metrics;
+pub mod monitor;
 pub mod pipeline;
 pub mod position;
 pub mod rules;
 pub mod snapshot;
 pub mod source;
 pub mod task;
+pub mod throttle;
 pub mod verify;
 pub mod version;
 pub mod writer;

@@ -211,6 +211,8 @@ pub(super) async fn run_replay(
         source,
     };
     let saves = saves(&cfg, &mut control, &identity, stored, &subsets, at).await?;
+    // the endpoint, the throttle and the monitor, for as long as the replay
+    let _observer = crate::monitor::start(&cfg).await?;
     let mut backoff = attempt_backoff();
     loop {
         let mut skipped = 0u64;

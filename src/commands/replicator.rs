@@ -487,6 +487,7 @@ pub async fn pause_and_reconnect(
             .join(": "),
     );
     let mut cause = error.transient_cause();
+    crate::metrics::global().retried(retry_stage(error), cause);
     loop {
         if *stop.borrow() {
             return Ok(false);
@@ -507,6 +508,20 @@ pub async fn pause_and_reconnect(
             None => return Ok(true),
             Some(why) => cause = why,
         }
+    }
+}
+
+/// The stage an attempt failed in, the `stage` label of
+/// `reshard_retries_total` (a lane's own retries count as `writer` where
+/// they happen).
+fn retry_stage(error: &PipelineError) -> &'static str {
+    match error {
+        PipelineError::Source(_) | PipelineError::ReaderStopped => "reader",
+        PipelineError::Lane(_) | PipelineError::LaneStopped | PipelineError::LaneCrashed(_) => {
+            "writer"
+        }
+        PipelineError::LeaseLost(_) => "control",
+        _ => "pipeline",
     }
 }
 

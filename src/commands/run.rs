@@ -69,6 +69,9 @@ pub async fn run(path: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(pipeline = %cfg.pipeline.name, start = %start, epoch = cfg.pipeline.epoch, "starting");
     // the other start-up connections are not needed any more
     let Servers { mut control, .. } = servers;
+    // the metrics endpoint, the throttle and the monitor (lag, stall
+    // alarm, figures for `status`), for as long as `run` runs
+    let _observer = crate::monitor::start(&cfg).await?;
     // pruning runs for as long as `run` does, between attempts too, and
     // ends with it on every path (a dropped task is aborted)
     let _pruning = prune::start(&cfg, &router);

@@ -1,7 +1,9 @@
 //! `reshard status`: checkpoint, floor, source head, lag in bytes and
 //! seconds, and the progress of the initial copy — of this process's
 //! checkpoint row, and (`subsets`) of every shard subset of the pipeline
-//! with the process that applies it, if one runs.
+//! with the process that applies it, if one runs. `process` (and each
+//! subset's) carries the figures the applying process last kept: the
+//! figures of its metrics endpoint ([`crate::metrics::figures`]).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -11,9 +13,10 @@ use serde::Serialize;
 
 use super::servers::Servers;
 use crate::checkpoint::continuity;
-use crate::checkpoint::Checkpoint;
 use crate::config::Config;
 use crate::control::{self, checkpoint};
+use crate::metrics::figures::Figures;
+use crate::monitor::lag::lags;
 use crate::position::Position;
 use crate::source;
 
@@ -36,8 +39,22 @@ struct Status {
     lag_seconds: Option<u64>,
     snapshot: Option<SnapshotStatus>,
     dead_letters: u64,
+    /// The figures of the process applying this checkpoint row, as it
+    /// last kept them.
+    process: Option<ProcessStatus>,
     /// Every checkpoint row of the pipeline (one per shard subset).
     subsets: Vec<SubsetStatus>,
+}
+
+/// A process's figures as it last kept them.
+#[derive(Debug, Clone, Serialize)]
+struct ProcessStatus {
+    host: String,
+    pid: u32,
+    /// Seconds since it kept them (it does every `progress_interval_secs`
+    /// while it runs).
+    age_secs: u64,
+    figures: Figures,
 }
 
 /// One checkpoint row of the pipeline and who applies its shards.
@@ -54,6 +71,8 @@ struct SubsetStatus {
     copying: bool,
     /// The process holding its shards' leases (host, pid, since), if any.
     running: Option<String>,
+    /// The figures its process last kept.
+    process: Option<ProcessStatus>,
 }
 
 #[derive(Debug, Serialize)]
@@ -61,29 +80,6 @@ struct SnapshotStatus {
     position: String,
     state: &'static str,
     tables: Vec<TableCopy>,
-}
-
-/// Bytes of binlog between two positions, from `SHOW BINARY LOGS` sizes.
-pub(super) fn lag_bytes(from: &Position, to: &Position, files: &[(String, u64)]) -> Option<u64> {
-    if from >= to {
-        return Some(0);
-    }
-    if from.file == to.file {
-        return Some(to.pos - from.pos);
-    }
-    let mut total = 0u64;
-    let mut inside = false;
-    for (name, size) in files {
-        if *name == from.file {
-            inside = true;
-            total += size.saturating_sub(from.pos);
-        } else if *name == to.file {
-            return inside.then_some(total + to.pos);
-        } else if inside {
-            total += size;
-        }
-    }
-    None
 }
 
 pub async fn status(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
@@ -112,7 +108,10 @@ async fn collect(servers: &mut Servers, cfg: &Config) -> anyhow::Result<Status> 
     let (lag_b, lag_s) = lags(cp.as_ref(), &head, &files, source_ts.unwrap_or(0));
     let snapshot = snapshot_status(&mut servers.control, &name).await?;
     let dead_letters = control::dead_letter::count(&mut servers.control, &name).await?;
-    let subsets = subsets(servers, &cfg.pipeline.base_name, &head, &files).await?;
+    let base = &cfg.pipeline.base_name;
+    let mut processes = processes(&mut servers.control, base).await?;
+    let process = processes.get(&name).cloned();
+    let subsets = subsets(servers, base, &head, &files, &mut processes).await?;
     Ok(Status {
         pipeline: name,
         checkpoint: cp.as_ref().map(|c| c.position.to_string()),
@@ -123,28 +122,32 @@ async fn collect(servers: &mut Servers, cfg: &Config) -> anyhow::Result<Status> 
         lag_seconds: lag_s,
         snapshot,
         dead_letters,
+        process,
         subsets,
     })
 }
 
-/// Lag in bytes and seconds of a checkpoint behind the source head.
-fn lags(
-    cp: Option<&Checkpoint>,
-    head: &Position,
-    files: &[(String, u64)],
-    source_ts: u32,
-) -> (Option<u64>, Option<u64>) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let lag_b = cp.and_then(|c| lag_bytes(&c.position, head, files));
-    let lag_s = match cp {
-        Some(_) if lag_b == Some(0) => Some(0),
-        Some(_) if source_ts > 0 => Some(now.saturating_sub(u64::from(source_ts))),
-        _ => None,
-    };
-    (lag_b, lag_s)
+/// The figures every process of the pipeline `base` last kept, by
+/// checkpoint row. Figures that do not parse (another version's) are left
+/// out.
+async fn processes(
+    control: &mut Conn,
+    base: &str,
+) -> anyhow::Result<std::collections::HashMap<String, ProcessStatus>> {
+    let stored = control::figures::list(control, base).await?;
+    Ok(stored
+        .into_iter()
+        .filter_map(|s| {
+            let figures = serde_json::from_str(&s.figures).ok()?;
+            let p = ProcessStatus {
+                host: s.host,
+                pid: s.pid,
+                age_secs: s.age_secs,
+                figures,
+            };
+            Some((s.pipeline, p))
+        })
+        .collect())
 }
 
 /// Every subset of the pipeline `base`, with the process applying it.
@@ -153,6 +156,7 @@ async fn subsets(
     base: &str,
     head: &Position,
     files: &[(String, u64)],
+    processes: &mut std::collections::HashMap<String, ProcessStatus>,
 ) -> anyhow::Result<Vec<SubsetStatus>> {
     let rows = control::subset::list(&mut servers.control, base).await?;
     let live = control::lease::live_holders(&mut servers.control, base).await?;
@@ -165,6 +169,7 @@ async fn subsets(
                     .iter()
                     .find(|h| h.subset == r.key)
                     .map(|h| format!("host {}, pid {}", h.owner.host, h.owner.pid)),
+                process: processes.remove(&r.key),
                 pipeline: r.key,
                 shards: r.shards.unwrap_or_default(),
                 checkpoint: r.checkpoint.as_ref().map(|c| c.position.to_string()),
@@ -224,6 +229,14 @@ fn render(st: &Status) -> String {
         opt(st.lag_seconds.map(|s| s.to_string()))
     );
     let _ = writeln!(out, "dead letters {}", st.dead_letters);
+    if let Some(p) = &st.process {
+        let _ = writeln!(
+            out,
+            "process      host {}, pid {} (figures {} s old)",
+            p.host, p.pid, p.age_secs
+        );
+        out.push_str(&p.figures.render(""));
+    }
     render_subsets(&mut out, &st.subsets);
     if let Some(s) = &st.snapshot {
         let _ = writeln!(out, "snapshot     {} at {}", s.state, s.position);
@@ -263,7 +276,7 @@ fn render_subsets(out: &mut String, subsets: &[SubsetStatus]) {
         };
         let _ = writeln!(
             out,
-            "  {:<30} {:<16} checkpoint {}{}, lag {} bytes, {} s, {}",
+            "  {:<30} {:<16} checkpoint {}{}, lag {} bytes, {} s, {}{}",
             s.pipeline,
             shards,
             s.checkpoint.as_deref().unwrap_or("-"),
@@ -272,38 +285,22 @@ fn render_subsets(out: &mut String, subsets: &[SubsetStatus]) {
             s.lag_seconds.map_or("-".into(), |b| b.to_string()),
             s.running
                 .as_deref()
-                .map_or("not running".into(), |r| format!("running: {r}"))
+                .map_or("not running".into(), |r| format!("running: {r}")),
+            s.process
+                .as_ref()
+                .map_or(String::new(), |p| brief(&p.figures)),
         );
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lag_bytes_spans_files() {
-        let files = vec![
-            ("b.000001".to_string(), 1000),
-            ("b.000002".to_string(), 500),
-            ("b.000003".to_string(), 300),
-        ];
-        let p = |f: &str, n| Position::new(f, n);
-        assert_eq!(
-            lag_bytes(&p("b.000001", 900), &p("b.000001", 950), &files),
-            Some(50)
-        );
-        assert_eq!(
-            lag_bytes(&p("b.000001", 900), &p("b.000003", 10), &files),
-            Some(100 + 500 + 10)
-        );
-        assert_eq!(
-            lag_bytes(&p("b.000003", 10), &p("b.000001", 900), &files),
-            Some(0)
-        );
-        assert_eq!(
-            lag_bytes(&p("b.000000", 10), &p("b.000003", 10), &files),
-            None
-        );
+/// A subset's figures in a few words: rows applied, and what holds it up.
+fn brief(f: &Figures) -> String {
+    let mut s = format!(", {} rows applied", f.rows_total());
+    if !f.stalled.is_empty() {
+        s.push_str(&format!(", stalled: {}", f.stalled.join(" ")));
     }
+    if !f.throttled.is_empty() {
+        s.push_str(", throttled");
+    }
+    s
 }

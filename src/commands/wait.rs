@@ -30,11 +30,11 @@ use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
 use super::servers::Servers;
-use super::status::lag_bytes;
 use super::EXIT_FINDINGS;
 use crate::config::Config;
 use crate::control::{checkpoint, shard};
 use crate::db::{self, Flavor};
+use crate::monitor::lag::lag_bytes;
 use crate::position::Position;
 use crate::source;
 

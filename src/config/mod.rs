@@ -8,6 +8,7 @@
 //! file (never the working directory) and checks cross-field rules.
 //! Commands only ever see a [`Config`].
 
+pub mod observe;
 pub mod raw;
 mod redact;
 
@@ -132,6 +133,10 @@ pub struct Config {
     /// Shard name → endpoint, in name order.
     pub targets: BTreeMap<String, Endpoint>,
     pub pipeline: Pipeline,
+    /// `[metrics]`.
+    pub metrics: observe::Metrics,
+    /// `[throttle]`.
+    pub throttle: observe::Throttle,
 }
 
 /// How many writer connections (lanes) the targets get.
@@ -218,6 +223,8 @@ pub struct Pipeline {
     pub snapshot_readers: usize,
     pub tombstone_retention: Duration,
     pub prune_interval: Duration,
+    /// `None`: stalls are not reported.
+    pub stall: Option<Duration>,
     /// How transactions' rows are held until their outcome and handed out
     /// (`hold_memory_mb`, `spool_dir`, `stream_chunk_rows`).
     pub hold: Hold,
@@ -366,6 +373,9 @@ impl Config {
         let targets = check.targets(&raw.targets)?;
         let shards = check.shards(raw.pipeline.shards.take(), &targets)?;
         let pipeline = check.pipeline(raw.pipeline, shards)?;
+        let invalid = |(key, message): (String, String)| check.invalid(&key, message);
+        let metrics = observe::metrics(raw.metrics).map_err(invalid)?;
+        let throttle = observe::throttle(raw.throttle).map_err(invalid)?;
         Ok(Config {
             path: path.to_path_buf(),
             source,
@@ -373,6 +383,8 @@ impl Config {
             control,
             targets,
             pipeline,
+            metrics,
+            throttle,
         })
     }
 
@@ -647,6 +659,7 @@ impl Check<'_> {
             snapshot_readers: p.snapshot_readers,
             tombstone_retention: Duration::from_secs(p.tombstone_retention_secs),
             prune_interval: Duration::from_secs(p.prune_interval_secs.max(1)),
+            stall: (p.stall_secs > 0).then(|| Duration::from_secs(p.stall_secs)),
             hold: Hold {
                 memory: usize::try_from(p.hold_memory_mb.saturating_mul(1 << 20))
                     .unwrap_or(usize::MAX),
@@ -940,6 +953,27 @@ rules = "shard-rules"
         let none = GOOD.replace("[pipeline]\n", "[pipeline]\nshards = []\n");
         let e = Config::parse(Path::new("r.toml"), &none, &env).unwrap_err();
         assert!(e.to_string().contains("at least one shard"), "{e}");
+    }
+
+    #[test]
+    fn metrics_and_throttle_sections_deny_unknown_keys() {
+        let c = Config::parse(Path::new("r.toml"), GOOD, &env).unwrap();
+        assert_eq!(c.metrics.listen, None);
+        assert!(!c.throttle.enabled());
+        assert_eq!(c.pipeline.stall, Some(Duration::from_secs(120)));
+        let on = format!("{GOOD}\n[metrics]\nlisten = \"127.0.0.1:9187\"\n\n[throttle]\nmax_rows_per_sec = 500\n");
+        let c = Config::parse(Path::new("r.toml"), &on, &env).unwrap();
+        assert_eq!(c.metrics.listen.map(|a| a.port()), Some(9187));
+        assert_eq!(c.throttle.max_rows_per_sec, 500);
+        for (section, typo) in [("metrics", "lisen = \"x\""), ("throttle", "max_rows = 1")] {
+            let text = format!("{GOOD}\n[{section}]\n{typo}\n");
+            let e = Config::parse(Path::new("r.toml"), &text, &env).unwrap_err();
+            let key = typo.split(' ').next().unwrap_or_default();
+            assert!(e.to_string().contains(key), "{e}");
+        }
+        let bad = format!("{GOOD}\n[metrics]\nlisten = \"localhost\"\n");
+        let e = Config::parse(Path::new("r.toml"), &bad, &env).unwrap_err();
+        assert!(e.to_string().contains("metrics.listen"), "{e}");
     }
 
     #[test]

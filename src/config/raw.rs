@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
+use super::observe::{RawMetrics, RawThrottle};
 use super::{OnDdl, OnDeriveError, TlsMode};
 
 #[derive(Debug, Deserialize)]
@@ -17,6 +18,12 @@ pub struct RawConfig {
     /// `url` and the connection options of [`RawEndpoint`].
     pub targets: BTreeMap<String, RawTarget>,
     pub pipeline: RawPipeline,
+    /// `[metrics]`: the Prometheus endpoint. Default: none.
+    #[serde(default)]
+    pub metrics: RawMetrics,
+    /// `[throttle]`: rows/s cap and target lag. Default: none.
+    #[serde(default)]
+    pub throttle: RawThrottle,
 }
 
 #[derive(Debug, Deserialize)]
@@ -200,6 +207,11 @@ pub struct RawPipeline {
     /// Source heartbeat period in seconds. Default 5.
     #[serde(default = "default_heartbeat")]
     pub heartbeat_secs: u64,
+    /// A stage with work that makes no progress for this long is reported
+    /// stalled (error log, `reshard_stalled`), in seconds; 0 = never.
+    /// Default 120.
+    #[serde(default = "default_stall")]
+    pub stall_secs: u64,
     /// MiB of rows events held in memory while their transaction's outcome
     /// is not read yet (the open transaction and every prepared XA
     /// transaction together); beyond, they go to a temporary file in
@@ -258,6 +270,9 @@ fn default_lookup_ttl() -> u64 {
 }
 fn default_heartbeat() -> u64 {
     5
+}
+fn default_stall() -> u64 {
+    120
 }
 fn default_hold_memory() -> u64 {
     64

@@ -46,6 +46,7 @@ pub async fn record(
     let error_text = error.to_string();
     let position = change.position();
     tracing::warn!(table = %change.table.full_name(), %position, error = %error_text, "row dead-lettered");
+    crate::metrics::global().dead_lettered(&change.table.full_name());
     conn.exec_drop(
         "INSERT INTO reshard_dead_letter (pipeline, binlog_file, binlog_pos, source_table, row_key, error, row_image, version, span, expression, change_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         vec![

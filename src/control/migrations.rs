@@ -73,6 +73,11 @@ pub const CONTROL: &[Migration] = &[
         name: "0009_snapshot_parts",
         sql: include_str!("../../migrations/control/0009_snapshot_parts.sql"),
     },
+    Migration {
+        version: 10,
+        name: "0010_figures",
+        sql: include_str!("../../migrations/control/0010_figures.sql"),
+    },
 ];
 
 pub const SHARD: &[Migration] = &[Migration {
@@ -190,6 +195,7 @@ mod tests {
         assert_eq!(split_statements(CONTROL[6].sql).len(), 5);
         assert_eq!(split_statements(CONTROL[7].sql).len(), 1);
         assert_eq!(split_statements(CONTROL[8].sql).len(), 1);
+        assert_eq!(split_statements(CONTROL[9].sql).len(), 1);
         assert_eq!(split_statements(SHARD[0].sql).len(), 2);
         assert_eq!(split_statements("-- only a comment\n"), Vec::<&str>::new());
     }

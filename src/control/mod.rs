@@ -8,6 +8,8 @@
 //!   where the current epoch began;
 //! * [`snapshot`] — the initial copy: its position P and per-table progress;
 //! * [`dead_letter`] — rows that could not be routed;
+//! * [`figures`] — the latest figures (metrics) of the process applying
+//!   each checkpoint row, for `status`;
 //! * [`lease`] — the named locks that give every shard one applier;
 //! * [`subset`] — which shards each checkpoint row stands for (scale-out);
 //! * [`position_log`] — (commit time, position) pairs that turn binlog age
@@ -32,6 +34,7 @@
 pub mod checkpoint;
 pub mod collations;
 pub mod dead_letter;
+pub mod figures;
 pub mod lease;
 pub mod migrations;
 pub mod position_log;

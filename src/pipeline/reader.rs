@@ -326,6 +326,7 @@ async fn forward(
         }
         let failed = item.is_err();
         let sent = Sent::of(&item);
+        let blocked = crate::metrics::global().board.reader_blocked();
         let item = match tx.send_timeout(item, patience).await {
             Ok(()) if failed => break,
             Ok(()) => {
@@ -348,6 +349,7 @@ async fn forward(
             close_history(history).await;
             return;
         }
+        drop(blocked);
         done.record(sent);
         let at = done.resume(&start);
         match spec.open(at.clone()).await {

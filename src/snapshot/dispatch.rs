@@ -177,6 +177,7 @@ impl Dispatcher {
             }
             u.done = s.finished;
             self.report.rows += s.rows;
+            crate::metrics::global().copied(&plan.tables[u.table].full, s.rows);
             if !dirty.contains(&s.unit) {
                 dirty.push(s.unit);
             }

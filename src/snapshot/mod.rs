@@ -232,6 +232,7 @@ pub enum CopyOutcome {
 pub async fn copy(mut c: Copy<'_>) -> Result<CopyOutcome, PipelineError> {
     let cfg = c.cfg;
     let p = &cfg.pipeline;
+    let _copying = crate::metrics::global().board.copying();
     let version =
         Version::at(p.epoch, &c.position, 0).map_err(|e| PipelineError::Definite(e.to_string()))?;
     let mut source = db::connect(&cfg.source, Session::Write, p.connect_timeout).await?;

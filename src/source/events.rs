@@ -307,6 +307,7 @@ impl Decoder {
                 self.pos
             )));
         }
+        crate::metrics::global().event_read(event.header().event_type_raw());
         let ev = self.place(event, at)?;
         self.out = match event.header().event_type() {
             Ok(ty) => self.dispatch(ty, event, &ev, conn).await?,

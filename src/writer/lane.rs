@@ -256,6 +256,10 @@ pub async fn run(
                 stats: &stats,
                 hints: &mut hints,
             };
+            let _busy =
+                crate::metrics::global()
+                    .board
+                    .lane_busy(cfg.lane, &cfg.shard, cfg.lane_in_shard);
             if let Err(e) = pending.apply_on(&mut link, &cfg, None).await {
                 if e.retry() == Retry::Definite {
                     return Err(LaneError {
@@ -357,9 +361,11 @@ impl Pending<'_> {
     /// a lost connection, not a lane stuck for the kernel's retransmission
     /// timeout.
     async fn apply(&mut self, conn: &mut Conn, cfg: &LaneConfig) -> Result<(), DbError> {
+        crate::throttle::admit(cfg, self.batch.iter().map(|g| g.ops.len()).sum()).await;
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let started = std::time::Instant::now();
             let tried = tokio::time::timeout(BATCH_TIMEOUT, apply(conn, cfg, self))
                 .await
                 .unwrap_or_else(|_| {
@@ -370,9 +376,16 @@ impl Pending<'_> {
                     ))
                 });
             match tried {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    crate::metrics::global().batch_applied(cfg, self.batch, started.elapsed());
+                    return Ok(());
+                }
                 // deadlocks and lock waits: the transaction was rolled back, try again
                 Err(e) if e.is_lock_conflict() && attempt < RETRIES => {
+                    crate::metrics::global().retried(
+                        "writer",
+                        e.transient().map_or("lock conflict", |t| t.describe()),
+                    );
                     tracing::warn!(shard = %cfg.shard, lane = cfg.lane, attempt, error = %e, "batch rolled back, retrying");
                     tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
                 }

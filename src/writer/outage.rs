@@ -86,6 +86,7 @@ pub(super) async fn ride_out(
         .transient()
         .map_or("transient failure", |t| t.describe());
     tracing::warn!(shard = %cfg.shard, lane = cfg.lane, cause, error = %error, "write to the shard failed; reconnecting and applying the batch again");
+    crate::metrics::global().retried("writer", cause);
     link.lost();
     match pending.apply_on(link, cfg, Some(QUICK_CONNECT)).await {
         Ok(()) => return Ok(None),
@@ -108,6 +109,7 @@ pub(super) async fn ride_out(
             Some(Err(e)) if e.retry() == Retry::Definite => return Err(fail(e)),
             Some(Err(e)) => {
                 tracing::debug!(shard = %cfg.shard, lane = cfg.lane, error = %e, "shard still unavailable");
+                crate::metrics::global().retried("writer", cause);
                 link.lost();
             }
         }

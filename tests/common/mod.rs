@@ -6,6 +6,7 @@
 pub mod collations;
 pub mod fixtures;
 pub mod load;
+pub mod scrape;
 pub mod tables;
 
 use std::process::{Child, Output, Stdio};
