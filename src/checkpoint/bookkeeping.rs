@@ -135,8 +135,12 @@ impl Bookkeeping {
             dispatched_ts: 0,
             mark_ends: VecDeque::new(),
             applied: start.clone(),
+            // what is stored: a replay's checkpoint, else where it starts
+            saved: match &saves {
+                Saves::Past(cp) => cp.clone(),
+                _ => start.clone(),
+            },
             saves: saves.starting_at(&start),
-            saved: start,
             last_logged: None,
             log_every: (tombstone_retention / 10)
                 .clamp(Duration::from_secs(1), Duration::from_secs(60)),
@@ -389,6 +393,7 @@ mod tests {
         let now = Instant::now();
         let mut b = Bookkeeping::new(pos(400), Saves::Past(pos(300)), Duration::from_secs(20));
         assert_eq!(b.saves(), &Saves::Nothing);
+        assert_eq!(b.checkpoint(), &pos(300), "the stored one, for the logs");
         mark(&mut b, 500, 500);
         let a = b.advance(&w(1, 500, 9), now).unwrap();
         assert_eq!((a.save, a.log_position), (None, false));
