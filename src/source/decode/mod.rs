@@ -24,18 +24,32 @@
 pub mod bytes;
 mod decimal;
 pub mod event;
+pub mod image;
 pub mod layout;
 mod temporal;
 pub mod values;
 
 #[cfg(test)]
+mod generic;
+#[cfg(test)]
 mod tests;
 
-pub use event::{Kind, RowsError, RowsEvent};
+pub use event::{Kind, RowsError, RowsEvent, PARTIAL_UPDATE_ROWS};
+pub use image::{DiffOp, Field, JsonDiff};
 pub use layout::{Codec, Layout, LayoutError, TableMapColumns};
 
 use super::row_image::DecodeError;
 use super::schema::TableSchema;
+
+/// The width of the table id in a TABLE_MAP's or rows event's
+/// post-header: 4 bytes where the format description gives the type a
+/// 6-byte post-header (before MySQL 5.1.4), else 6.
+pub fn id_width(event: &mysql_common::binlog::events::Event) -> usize {
+    match event.header().event_type() {
+        Ok(ty) if event.fde().get_event_type_header_length(ty) == 6 => 4,
+        _ => 6,
+    }
+}
 
 /// An event of raw type `ty` with `body`, framed as in a binlog file
 /// without checksums, ending at `log_pos` (for tests).

@@ -1,5 +1,5 @@
 //! The decoder against mysql_common's generic path (rows → `BinlogValue`
-//! → [`crate::source::row_image::decode_row`]) on random tables and rows:
+//! → [`super::generic::decode_row`]) on random tables and rows:
 //! every column type with random metadata, NULLs, signed and unsigned
 //! integers, binary and text strings; insert, update and delete events.
 //! Both must produce the same values (within the ranges where the generic
@@ -10,7 +10,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::*;
-use crate::source::row_image::decode_row;
+use super::generic::decode_row;
 use crate::source::schema::from_table_map;
 
 /// A column: binlog type, TABLE_MAP metadata, whether its values are
