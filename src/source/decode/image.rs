@@ -144,7 +144,10 @@ impl ImageRows<'_, '_> {
             true => value_options(&mut self.c, self.json_columns)?,
             false => None,
         };
-        let nulls = self.c.take(ones(cols, self.ev.width).div_ceil(8)).map_err(short)?;
+        let nulls = self
+            .c
+            .take(ones(cols, self.ev.width).div_ceil(8))
+            .map_err(short)?;
         let mut out = Vec::with_capacity(self.layout.len());
         let (mut in_image, mut json) = (0, 0);
         for (i, codec) in self.layout.codecs.iter().enumerate() {
@@ -213,12 +216,16 @@ fn json_diffs(c: &mut Cursor<'_>) -> Result<Vec<JsonDiff>, ValueError> {
                 )))
             }
         };
-        let path = d.lenenc().map(|n| usize::try_from(n).unwrap_or(usize::MAX))?;
+        let path = d
+            .lenenc()
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX))?;
         let path = String::from_utf8_lossy(d.take(path)?).into_owned();
         let value = match op {
             DiffOp::Remove => None,
             _ => {
-                let n = d.lenenc().map(|n| usize::try_from(n).unwrap_or(usize::MAX))?;
+                let n = d
+                    .lenenc()
+                    .map(|n| usize::try_from(n).unwrap_or(usize::MAX))?;
                 Some(values::json_text(d.take(n)?)?)
             }
         };

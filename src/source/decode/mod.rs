@@ -22,11 +22,11 @@
 //! an allocation larger than the event.
 
 pub mod bytes;
-mod decimal;
+pub(crate) mod decimal;
 pub mod event;
 pub mod image;
 pub mod layout;
-mod temporal;
+pub(crate) mod temporal;
 pub mod values;
 
 #[cfg(test)]

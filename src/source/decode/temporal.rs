@@ -169,6 +169,40 @@ fn time_from_packed(mut tmp: i64) -> Value {
     Value::Time(neg, h / 24, (h % 24) as u8, m as u8, s as u8, u as u32)
 }
 
+/// What a packed temporal value of a JSON document is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packed {
+    Date,
+    DateTime,
+    Time,
+}
+
+/// A date, date-time or time packed into an `i64` (MySQL's
+/// `TIME_to_longlong_*_packed`, the form of the DATE, DATETIME, TIMESTAMP
+/// and TIME scalars of binary JSON documents) as the text MySQL prints for
+/// it in JSON: `YYYY-MM-DD`, `YYYY-MM-DD hh:mm:ss.ffffff` and
+/// `[-]hh:mm:ss.ffffff`. Any `i64` prints (a corrupt one as some text).
+pub fn packed_text(kind: Packed, packed: i64) -> String {
+    let v = match kind {
+        Packed::Time => time_from_packed(packed),
+        Packed::Date | Packed::DateTime => datetime_from_packed(packed),
+    };
+    match (kind, v) {
+        (Packed::Date, Value::Date(y, m, d, ..)) => format!("{y:04}-{m:02}-{d:02}"),
+        (Packed::DateTime, Value::Date(y, m, d, hh, mm, ss, us)) => format!(
+            "{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02}.{:06}",
+            us % 1_000_000
+        ),
+        (_, Value::Time(neg, days, h, mm, ss, us)) => format!(
+            "{}{:02}:{mm:02}:{ss:02}.{:06}",
+            if neg { "-" } else { "" },
+            days * 24 + u32::from(h),
+            us % 1_000_000
+        ),
+        (_, other) => format!("{other:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,5 +254,39 @@ mod tests {
             dec(Codec::Timestamp2 { fsp: 0 }, &t),
             Value::Date(2065, 1, 24, 5, 20, 0, 0)
         );
+    }
+
+    #[test]
+    fn packed_json_scalars_print_as_mysql_does() {
+        use mysql_common::binlog::time::MysqlTime;
+        // 2024-02-29 13:14:15.000016 and TIME 87:31:46.654321, both signs
+        let ymd = ((2024 * 13 + 2) << 5) | 29;
+        let dt = (((ymd << 17) | (13 << 12) | (14 << 6) | 15) << 24) | 16;
+        let t = ((((87 << 12) | (31 << 6) | 46) as i64) << 24) | 654_321;
+        let cases = [
+            (Packed::Date, dt),
+            (Packed::DateTime, dt),
+            (Packed::Time, t),
+            (Packed::Time, -t),
+        ];
+        for (kind, p) in cases {
+            let want = match kind {
+                Packed::Date => format!("{}", MysqlTime::from_int64_date_packed(p)),
+                Packed::DateTime => format!("{:.6}", MysqlTime::from_int64_datetime_packed(p)),
+                Packed::Time => format!("{:.6}", MysqlTime::from_int64_time_packed(p)),
+            };
+            assert_eq!(packed_text(kind, p), want, "{kind:?} {p}");
+        }
+        assert_eq!(
+            packed_text(Packed::DateTime, dt),
+            "2024-02-29 13:14:15.000016"
+        );
+        assert_eq!(packed_text(Packed::Time, -t), "-87:31:46.654321");
+        // no panic on any bits (mysql_common negates i64::MIN)
+        for p in [i64::MIN, i64::MAX, -1] {
+            for kind in [Packed::Date, Packed::DateTime, Packed::Time] {
+                let _ = packed_text(kind, p);
+            }
+        }
     }
 }

@@ -9,8 +9,8 @@ use mysql_common::binlog::events::{Event, EventData, TableMapEvent};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::*;
 use super::generic::decode_row;
+use super::*;
 use crate::source::schema::from_table_map;
 
 /// A column: binlog type, TABLE_MAP metadata, whether its values are
