@@ -25,6 +25,7 @@ use mysql_common::binlog::value::BinlogValue;
 use mysql_common::constants::ColumnType;
 use mysql_common::value::Value;
 
+use super::image::Field;
 use crate::source::row_image::{civil_from_unix, DecodeError};
 use crate::source::schema::{Column, TableSchema, BINARY_CHARSET};
 
@@ -45,6 +46,26 @@ pub(super) fn decode_row(row: BinlogRow, schema: &TableSchema) -> Result<Vec<Val
             column: col.name.clone(),
             message,
         })?);
+    }
+    Ok(out)
+}
+
+/// Decodes an image holding the columns marked in `present` (MINIMAL,
+/// NOBLOB): every column of the table, those left out [`Field::Absent`].
+pub(super) fn decode_partial(
+    row: BinlogRow,
+    present: &[bool],
+    schema: &TableSchema,
+) -> Result<Vec<Field>, String> {
+    let mut values = row.unwrap().into_iter();
+    let mut out = Vec::with_capacity(schema.columns.len());
+    for (i, col) in schema.columns.iter().enumerate() {
+        if !present[i] {
+            out.push(Field::Absent);
+            continue;
+        }
+        let v = values.next().ok_or("fewer values than present columns")?;
+        out.push(Field::Value(normalize(v, col)?));
     }
     Ok(out)
 }

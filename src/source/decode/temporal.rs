@@ -214,6 +214,36 @@ mod tests {
         v
     }
 
+    /// TIME(n) bytes of `sign` `h:m:s.frac` as the server writes them
+    /// (`my_time_packed_to_binary`): the packed value plus `TIMEF_OFS`,
+    /// big-endian, its fraction cut to the column's bytes.
+    fn time2_bytes(neg: bool, (h, m, s): (i64, i64, i64), micros: i64, fsp: u8) -> Vec<u8> {
+        let packed = (((h << 12) | (m << 6) | s) << 24) + micros;
+        let packed = if neg { -packed } else { packed };
+        match fsp {
+            1 | 2 => {
+                // the integer part shifted arithmetically (one less for a
+                // negative value with a fraction), the hundredths of the
+                // remainder (negative with it) as a signed byte
+                let int = ((packed >> 24) + TIMEF_INT_OFS) as u32;
+                let frac = (packed % (1 << 24)) / 10_000;
+                vec![
+                    (int >> 16) as u8,
+                    (int >> 8) as u8,
+                    int as u8,
+                    frac as i8 as u8,
+                ]
+            }
+            _ => unreachable!("only TIME(1)/(2) here"),
+        }
+    }
+
+    /// mysql_common 0.37.3 (`binlog::misc::my_time_packed_from_binary`)
+    /// subtracts 0x100 from the fraction byte of a negative TIME(1)/(2)
+    /// with a fraction as a `u32`: a panic in debug builds, a wrong TIME in
+    /// release. The subtraction here is signed; `tests/crc32.rs`
+    /// (`negative_time_fractions_match_server_crc32`) checks the same
+    /// values against the server.
     #[test]
     fn negative_time_with_one_or_two_fraction_digits() {
         // TIME(2) '-00:00:01.50': intpart -2, borrowed back to -1,
@@ -224,6 +254,39 @@ mod tests {
             dec(Codec::Time2 { fsp: 2 }, &b),
             Value::Time(true, 0, 0, 0, 1, 500_000)
         );
+        assert_eq!(time2_bytes(true, (0, 0, 1), 500_000, 2), b);
+        let cases = [
+            (true, (0, 0, 0), 10_000),
+            (true, (0, 0, 0), 990_000),
+            (true, (12, 34, 56), 100_000),
+            (true, (838, 59, 58), 990_000),
+            (true, (25, 0, 0), 0),
+            (false, (0, 0, 0), 10_000),
+            (false, (838, 59, 59), 0),
+            (false, (100, 1, 2), 470_000),
+        ];
+        for fsp in [1, 2] {
+            for (neg, (h, m, s), micros) in cases {
+                // TIME(1) holds tenths: the server rounds to them
+                let micros = if fsp == 1 {
+                    micros / 100_000 * 100_000
+                } else {
+                    micros
+                };
+                let b = time2_bytes(neg, (h, m, s), micros, fsp);
+                // a zero has no sign
+                let zero = (h, m, s, micros) == (0, 0, 0, 0);
+                let want = Value::Time(
+                    neg && !zero,
+                    (h / 24) as u32,
+                    (h % 24) as u8,
+                    m as u8,
+                    s as u8,
+                    micros as u32,
+                );
+                assert_eq!(dec(Codec::Time2 { fsp }, &b), want, "TIME({fsp}) {b:?}");
+            }
+        }
     }
 
     #[test]
