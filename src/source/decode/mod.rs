@@ -1,10 +1,17 @@
 //! The row decoder: rows events → bindable row images, straight from the
 //! event bytes.
 //!
+//! Every path that turns row images into values goes through it: the
+//! tailer and the archive reader (full images, [`event`]) and `inspect`
+//! (images that leave columns out and partial JSON updates, [`image`]).
+//! No row value is parsed by mysql_common, whose row parser is kept only
+//! as the reference of the tests (`generic`).
+//!
 //! mysql_common's generic path parses every value into a `BinlogValue`,
 //! re-reads the TABLE_MAP's metadata from its start for each column of
 //! each row, builds a column description (with names) per row and value,
-//! and then [`crate::source::row_image`] converts the values once more.
+//! and its values then need converting to the bindable ones
+//! ([`crate::source::row_image`]; `generic` lists how).
 //! This decoder reads each table's layout once per TABLE_MAP
 //! ([`layout::Layout`], cached per table by the caller) and then walks the
 //! images with a bounds-checked cursor ([`bytes::Cursor`]), writing each
