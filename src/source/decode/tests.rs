@@ -250,19 +250,43 @@ fn bitmap(bits: &[bool]) -> Vec<u8> {
     out
 }
 
+/// A random table as the decoder and the generic path see it.
+struct Table {
+    cols: Vec<Col>,
+    tme: TableMapEvent<'static>,
+    schema: crate::source::TableSchema,
+    layout: Layout,
+}
+
+fn random_table(rng: &mut StdRng) -> Table {
+    let cols: Vec<Col> = (0..rng.gen_range(1..24)).map(|_| random_col(rng)).collect();
+    let tm_body = table_map(&cols);
+    let tme = event(19, &tm_body)
+        .read_event::<TableMapEvent<'_>>()
+        .unwrap()
+        .into_owned();
+    let (schema, _) = from_table_map(&tme).unwrap();
+    let layout = Layout::new(&TableMapColumns::read(&tm_body, 6).unwrap(), &schema).unwrap();
+    Table {
+        cols,
+        tme,
+        schema,
+        layout,
+    }
+}
+
 /// `inspect`'s images that leave columns out (MINIMAL, NOBLOB) decode to
 /// the values of the generic path, column by column.
 #[test]
 fn partial_images_decode_what_the_generic_path_decodes() {
     let mut rng = StdRng::seed_from_u64(11);
     for round in 0..300 {
-        let cols: Vec<Col> = (0..rng.gen_range(1..24))
-            .map(|_| random_col(&mut rng))
-            .collect();
-        let tm_body = table_map(&cols);
-        let tm_event = event(19, &tm_body);
-        let tme: TableMapEvent<'_> = tm_event.read_event().unwrap();
-        let (schema, _) = from_table_map(&tme).unwrap();
+        let Table {
+            cols,
+            tme,
+            schema,
+            layout,
+        } = random_table(&mut rng);
         let ty = [30u8, 31, 32, 23, 24, 25][round % 6];
         let images = if matches!(ty, 24 | 31) { 2 } else { 1 };
         // at least one column in each image, so that a row takes bytes
@@ -301,7 +325,6 @@ fn partial_images_decode_what_the_generic_path_decodes() {
             let a = a.map(|r| decode_partial(r, after_mask.unwrap(), &schema).unwrap());
             want.push((b, a));
         }
-        let layout = Layout::new(&TableMapColumns::read(&tm_body, 6).unwrap(), &schema).unwrap();
         let ev = RowsEvent::parse(ty, 6, &body).unwrap();
         let got: Vec<_> = ev.images(&layout).unwrap().map(Result::unwrap).collect();
         assert_eq!(got, want, "round {round}, layout {:?}", layout.codecs);
@@ -312,13 +335,12 @@ fn partial_images_decode_what_the_generic_path_decodes() {
 fn decodes_what_the_generic_path_decodes() {
     let mut rng = StdRng::seed_from_u64(10);
     for round in 0..300 {
-        let cols: Vec<Col> = (0..rng.gen_range(1..24))
-            .map(|_| random_col(&mut rng))
-            .collect();
-        let tm_body = table_map(&cols);
-        let tm_event = event(19, &tm_body);
-        let tme: TableMapEvent<'_> = tm_event.read_event().unwrap();
-        let (schema, _) = from_table_map(&tme).unwrap();
+        let Table {
+            cols,
+            tme,
+            schema,
+            layout,
+        } = random_table(&mut rng);
         let ty = [30u8, 31, 32][round % 3];
         let mut body = vec![7, 0, 0, 0, 0, 0, 1, 0, 2, 0, cols.len() as u8];
         let bitmaps = if ty == 31 { 2 } else { 1 };
@@ -341,7 +363,6 @@ fn decodes_what_the_generic_path_decodes() {
             let a = a.map(|r| decode_row(r, &schema).unwrap());
             want.push((b, a));
         }
-        let layout = Layout::new(&TableMapColumns::read(&tm_body, 6).unwrap(), &schema).unwrap();
         let ev = RowsEvent::parse(ty, 6, &body).unwrap();
         ev.check_full(schema.columns.len()).unwrap();
         let got: Vec<_> = ev.rows(&layout).map(Result::unwrap).collect();
