@@ -281,12 +281,8 @@ fn random_table(rng: &mut StdRng) -> Table {
 fn partial_images_decode_what_the_generic_path_decodes() {
     let mut rng = StdRng::seed_from_u64(11);
     for round in 0..300 {
-        let Table {
-            cols,
-            tme,
-            schema,
-            layout,
-        } = random_table(&mut rng);
+        let t = random_table(&mut rng);
+        let (cols, schema, layout) = (&t.cols, &t.schema, &t.layout);
         let ty = [30u8, 31, 32, 23, 24, 25][round % 6];
         let images = if matches!(ty, 24 | 31) { 2 } else { 1 };
         // at least one column in each image, so that a row takes bytes
@@ -306,7 +302,7 @@ fn partial_images_decode_what_the_generic_path_decodes() {
         }
         for _ in 0..rng.gen_range(1..6) {
             for m in &masks {
-                body.extend(partial_image(&mut rng, &cols, m));
+                body.extend(partial_image(&mut rng, cols, m));
             }
         }
         let rows_event = event(ty, &body);
@@ -319,14 +315,14 @@ fn partial_images_decode_what_the_generic_path_decodes() {
             _ => (Some(&masks[0]), Some(&masks[1])),
         };
         let mut want = Vec::new();
-        for row in rows.rows(&tme) {
+        for row in rows.rows(&t.tme) {
             let (b, a) = row.unwrap();
-            let b = b.map(|r| decode_partial(r, before_mask.unwrap(), &schema).unwrap());
-            let a = a.map(|r| decode_partial(r, after_mask.unwrap(), &schema).unwrap());
+            let b = b.map(|r| decode_partial(r, before_mask.unwrap(), schema).unwrap());
+            let a = a.map(|r| decode_partial(r, after_mask.unwrap(), schema).unwrap());
             want.push((b, a));
         }
         let ev = RowsEvent::parse(ty, 6, &body).unwrap();
-        let got: Vec<_> = ev.images(&layout).unwrap().map(Result::unwrap).collect();
+        let got: Vec<_> = ev.images(layout).unwrap().map(Result::unwrap).collect();
         assert_eq!(got, want, "round {round}, layout {:?}", layout.codecs);
     }
 }
