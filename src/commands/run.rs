@@ -135,6 +135,7 @@ pub async fn run(path: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             shutdown: stop_rx.clone(),
             lookups: &mut lookups,
             archive: None,
+            command: "run",
         };
         match run_attempt(attempt).await {
             Ok(Outcome::Shutdown) | Ok(Outcome::ReachedEnd) => {
