@@ -35,7 +35,9 @@
 //!   bounded chunks;
 //! * [`decode`] — the row decoder: rows events → bindable values, straight
 //!   from the event bytes, with each table's layout read once;
-//! * [`change`] — the types handed to the router.
+//! * [`change`] — the types handed to the router;
+//! * [`gtid`] — MySQL GTID sets, and where one is complete in the source's
+//!   binlog (the cut-over fence on MySQL).
 
 pub mod archive;
 pub mod bounds;
@@ -48,6 +50,7 @@ pub mod decode;
 pub mod events;
 pub mod file;
 pub mod framing;
+pub mod gtid;
 pub mod history;
 pub mod json_binary;
 pub mod preflight;
