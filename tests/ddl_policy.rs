@@ -251,7 +251,10 @@ async fn archive_to(from_file: &str, dir: &Path) -> String {
     let files: Vec<String> = rows.iter().map(|r| r.get(0).unwrap()).collect();
     let active = files.last().unwrap().clone();
     std::fs::create_dir_all(dir).unwrap();
-    for f in files.iter().filter(|f| f.as_str() >= from_file && **f != active) {
+    for f in files
+        .iter()
+        .filter(|f| f.as_str() >= from_file && **f != active)
+    {
         std::fs::copy(cluster().source.datadir().join(f), dir.join(f)).unwrap();
     }
     active
@@ -259,7 +262,13 @@ async fn archive_to(from_file: &str, dir: &Path) -> String {
 
 /// `replay --binlog-dir DIR --from FROM` and `extra`: (exit code, output).
 fn replay_files(s: &Scenario, dir: &Path, from: &str, extra: &[&str]) -> (i32, String) {
-    let mut args = vec!["replay", "--binlog-dir", dir.to_str().unwrap(), "--from", from];
+    let mut args = vec![
+        "replay",
+        "--binlog-dir",
+        dir.to_str().unwrap(),
+        "--from",
+        from,
+    ];
     args.extend_from_slice(extra);
     let out = reshard(s, &args);
     let text = format!(
@@ -349,8 +358,9 @@ async fn archived_files_meet_the_ddl_policy_in_each_mode() {
     let (code, out) = replay_files(&s, &three.0, &three.1, &[]);
     assert_eq!(code, 2, "{out}");
     assert!(
-        out.contains("the shard expression column `a` changed from int(11) NOT NULL to bigint(20) NOT NULL")
-            && out.contains("`reshard replay --config"),
+        out.contains(
+            "the shard expression column `a` changed from int(11) NOT NULL to bigint(20) NOT NULL"
+        ) && out.contains("`reshard replay --config"),
         "{out}"
     );
     let pos = halted_at(&out);

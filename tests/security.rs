@@ -448,9 +448,12 @@ async fn privileges_through_a_default_role_and_all_privileges_count() {
         .unwrap();
     let mut run = Stopped(spawn_run(&s, &[]));
     s.bulk_load(20).await.unwrap();
-    wait_until(&s, "the copy and stream", Duration::from_secs(90), || async {
-        s.compare(1).await.is_ok_and(|d| d.is_empty())
-    })
+    wait_until(
+        &s,
+        "the copy and stream",
+        Duration::from_secs(90),
+        || async { s.compare(1).await.is_ok_and(|d| d.is_empty()) },
+    )
     .await;
     assert!(
         terminate(&mut run.0, Duration::from_secs(30)).success(),

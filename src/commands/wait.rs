@@ -246,7 +246,9 @@ async fn lag_report(
             (Fence::Gtid(_), _, Some(_)) => "GTID not reached".to_string(),
             (_, Some(to), Some(at)) => lag_bytes(at, to, &files)
                 .map_or_else(|| "behind".to_string(), |b| format!("{b} bytes behind")),
-            (_, None, Some(_)) => "the source's binlog does not complete the GTID set yet".to_string(),
+            (_, None, Some(_)) => {
+                "the source's binlog does not complete the GTID set yet".to_string()
+            }
         };
         let at = applied.map_or_else(|| "-".to_string(), |p| p.to_string());
         out.push_str(&format!("  shard {name}: applied through {at}, {lag}\n"));

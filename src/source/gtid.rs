@@ -71,7 +71,8 @@ impl GtidSet {
             let (mut tag, mut any) = (String::new(), false);
             for part in parts {
                 if part.starts_with(|c: char| c.is_ascii_digit()) {
-                    let (a, b) = interval(part).ok_or_else(|| bad(&format!("bad interval {part:?}")))?;
+                    let (a, b) =
+                        interval(part).ok_or_else(|| bad(&format!("bad interval {part:?}")))?;
                     set.add(&uuid, &tag, a, b);
                     any = true;
                 } else if is_tag(part) {
@@ -89,7 +90,10 @@ impl GtidSet {
 
     /// Adds the transactions `a..=b` of `uuid` (with `tag`).
     pub fn add(&mut self, uuid: &str, tag: &str, a: u64, b: u64) {
-        let ranges = self.0.entry((uuid.to_string(), tag.to_string())).or_default();
+        let ranges = self
+            .0
+            .entry((uuid.to_string(), tag.to_string()))
+            .or_default();
         ranges.push((a, b));
         ranges.sort_unstable();
         let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
@@ -281,7 +285,11 @@ fn listing(file: &str, from: u64, limit: usize) -> String {
 }
 
 fn listed(row: &mysql_async::Row) -> Result<Listed, GtidError> {
-    let text = |i: usize| row.get::<Option<String>, _>(i).flatten().unwrap_or_default();
+    let text = |i: usize| {
+        row.get::<Option<String>, _>(i)
+            .flatten()
+            .unwrap_or_default()
+    };
     Listed::from_row(
         row.get::<u64, _>(1).unwrap_or(0),
         &text(2),
@@ -301,7 +309,10 @@ pub enum FenceError {
 
 /// The position of the source's binlog at which `fence` is complete;
 /// `None` while the binlog does not complete it.
-pub async fn fence_position(conn: &mut Conn, fence: &GtidSet) -> Result<Option<Position>, FenceError> {
+pub async fn fence_position(
+    conn: &mut Conn,
+    fence: &GtidSet,
+) -> Result<Option<Position>, FenceError> {
     let files = super::binlog_files(conn).await?;
     for (i, file) in files.iter().enumerate().rev() {
         let previous = previous_gtids(conn, file).await?;
@@ -316,10 +327,9 @@ pub async fn fence_position(conn: &mut Conn, fence: &GtidSet) -> Result<Option<P
 
 /// A file's `Previous_gtids` (empty when it has none).
 async fn previous_gtids(conn: &mut Conn, file: &str) -> Result<GtidSet, FenceError> {
-    let rows: Vec<mysql_async::Row> = conn
-        .query(listing(file, 4, 4))
-        .await
-        .map_err(|e| DbError::query("source", format!("reading the Previous_gtids of {file}"), e))?;
+    let rows: Vec<mysql_async::Row> = conn.query(listing(file, 4, 4)).await.map_err(|e| {
+        DbError::query("source", format!("reading the Previous_gtids of {file}"), e)
+    })?;
     for row in &rows {
         if let Kind::Previous(g) = listed(row)?.kind {
             return Ok(g);
@@ -337,9 +347,14 @@ async fn scan_file(
 ) -> Result<Option<Position>, FenceError> {
     let mut pos = 4;
     loop {
-        let rows: Vec<mysql_async::Row> = conn.query(listing(file, pos, PAGE)).await.map_err(|e| {
-            DbError::query("source", format!("reading the GTIDs of {file} from {pos}"), e)
-        })?;
+        let rows: Vec<mysql_async::Row> =
+            conn.query(listing(file, pos, PAGE)).await.map_err(|e| {
+                DbError::query(
+                    "source",
+                    format!("reading the GTIDs of {file} from {pos}"),
+                    e,
+                )
+            })?;
         for row in &rows {
             let e = listed(row)?;
             if let Some(at) = scan.step(&e) {
@@ -415,9 +430,18 @@ mod tests {
         let mut pos = 197;
         for g in gtids {
             let info = format!("SET @@SESSION.GTID_NEXT= '{g}'");
-            let ty = if *g == "ANONYMOUS" { "Anonymous_Gtid" } else { "Gtid" };
+            let ty = if *g == "ANONYMOUS" {
+                "Anonymous_Gtid"
+            } else {
+                "Gtid"
+            };
             out.push(Listed::from_row(pos, ty, pos + 79, &info).unwrap());
-            for (ty, info) in [("Query", "BEGIN"), ("Table_map", "table_id: 90 (shop.orders)"), ("Write_rows", "table_id: 90 flags: STMT_END_F"), ("Xid", "COMMIT /* xid=12 */")] {
+            for (ty, info) in [
+                ("Query", "BEGIN"),
+                ("Table_map", "table_id: 90 (shop.orders)"),
+                ("Write_rows", "table_id: 90 flags: STMT_END_F"),
+                ("Xid", "COMMIT /* xid=12 */"),
+            ] {
                 pos += 80;
                 out.push(Listed::from_row(pos, ty, pos + 80, info).unwrap());
             }
@@ -443,11 +467,26 @@ mod tests {
         assert_eq!(r[2].kind, Kind::Transaction(Some(set(&format!("{A}:3")))));
         assert_eq!(r[7].kind, Kind::Transaction(None));
         assert_eq!(r[3].kind, Kind::Other);
-        let tagged = Listed::from_row(9, "Gtid_tagged", 99, &format!("SET @@SESSION.GTID_NEXT= '{A}:blue:7'")).unwrap();
-        assert_eq!(tagged.kind, Kind::Transaction(Some(set(&format!("{A}:blue:7")))));
-        let prev = Listed::from_row(126, "Previous_gtids", 197, &format!("{A}:1-2,\n{B}:1-9")).unwrap();
+        let tagged = Listed::from_row(
+            9,
+            "Gtid_tagged",
+            99,
+            &format!("SET @@SESSION.GTID_NEXT= '{A}:blue:7'"),
+        )
+        .unwrap();
+        assert_eq!(
+            tagged.kind,
+            Kind::Transaction(Some(set(&format!("{A}:blue:7"))))
+        );
+        let prev =
+            Listed::from_row(126, "Previous_gtids", 197, &format!("{A}:1-2,\n{B}:1-9")).unwrap();
         assert_eq!(prev.kind, Kind::Previous(set(&format!("{A}:1-2,{B}:1-9"))));
-        assert_eq!(Listed::from_row(900, "Rotate", 944, "mysql-bin.000002;pos=4").unwrap().kind, Kind::FileEnd);
+        assert_eq!(
+            Listed::from_row(900, "Rotate", 944, "mysql-bin.000002;pos=4")
+                .unwrap()
+                .kind,
+            Kind::FileEnd
+        );
         assert!(Listed::from_row(9, "Gtid", 99, "SET @@SESSION.GTID_NEXT= 'nonsense'").is_err());
     }
 
@@ -457,7 +496,11 @@ mod tests {
     fn the_fence_is_the_end_of_the_transaction_that_completes_it() {
         let r = rows(&[&format!("{A}:3"), &format!("{A}:4"), &format!("{A}:5")]);
         // transactions start at 197, 597, 997; each 400 bytes
-        assert_eq!(scan(&format!("{A}:1-2"), &r), (Some(197), true), "already before the first");
+        assert_eq!(
+            scan(&format!("{A}:1-2"), &r),
+            (Some(197), true),
+            "already before the first"
+        );
         assert_eq!(scan(&format!("{A}:3"), &r), (Some(597), true));
         assert_eq!(scan(&format!("{A}:2-4"), &r), (Some(997), true));
         // the last transaction: complete, the position comes from elsewhere

@@ -254,7 +254,9 @@ async fn grant_lines(conn: &mut Conn, server: &str, role: &str) -> Result<Vec<St
         let q = format!("SHOW GRANTS FOR CURRENT_USER() USING {role}");
         match conn.query::<String, _>(&q).await {
             Ok(lines) => return Ok(lines),
-            Err(e) => tracing::debug!(server, error = %e, "SHOW GRANTS … USING the active roles failed; reading the account's own grants"),
+            Err(e) => {
+                tracing::debug!(server, error = %e, "SHOW GRANTS … USING the active roles failed; reading the account's own grants")
+            }
         }
     }
     conn.query("SHOW GRANTS")

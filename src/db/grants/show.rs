@@ -93,7 +93,10 @@ pub enum Line {
     /// `REVOKE privileges ON db.* FROM grantee` (MySQL partial revokes).
     Revoke { privileges: Vec<String>, on: On },
     /// `GRANT role[, role…] TO grantee`.
-    Roles { roles: Vec<String>, grantee: Grantee },
+    Roles {
+        roles: Vec<String>,
+        grantee: Grantee,
+    },
 }
 
 /// Parses one line; `None` for what the check does not use.
@@ -276,7 +279,11 @@ mod tests {
         );
         assert_eq!(
             parse("GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO `r` WITH GRANT OPTION"),
-            grant(&["REPLICATION SLAVE", "BINLOG MONITOR"], On::Global, role("r"))
+            grant(
+                &["REPLICATION SLAVE", "BINLOG MONITOR"],
+                On::Global,
+                role("r")
+            )
         );
         assert_eq!(
             parse("GRANT ALL PRIVILEGES ON `shop\\_s%`.* TO `r2`"),
@@ -284,7 +291,11 @@ mod tests {
         );
         assert_eq!(
             parse("GRANT INSERT ON `shop`.`orders` TO `r`"),
-            grant(&["INSERT"], On::Table("shop".into(), "orders".into()), role("r"))
+            grant(
+                &["INSERT"],
+                On::Table("shop".into(), "orders".into()),
+                role("r")
+            )
         );
         assert_eq!(
             parse("GRANT SELECT, CREATE TEMPORARY TABLES, LOCK TABLES ON `test`.* TO PUBLIC"),
@@ -308,7 +319,11 @@ mod tests {
     fn what_satisfies_no_need_is_skipped() {
         assert_eq!(
             parse("GRANT SELECT (`a`), UPDATE (`id`, `a`), INSERT ON `shop`.`items` TO `u`@`%`"),
-            grant(&["INSERT"], On::Table("shop".into(), "items".into()), user("u", "%"))
+            grant(
+                &["INSERT"],
+                On::Table("shop".into(), "items".into()),
+                user("u", "%")
+            )
         );
         assert_eq!(
             parse("GRANT EXECUTE ON PROCEDURE `mysql`.`addgeometrycolumn` TO `u`@`%`"),
@@ -334,7 +349,11 @@ mod tests {
         );
         assert_eq!(
             parse("GRANT BACKUP_ADMIN,XA_RECOVER_ADMIN ON *.* TO `u`@`%`"),
-            grant(&["BACKUP_ADMIN", "XA_RECOVER_ADMIN"], On::Global, user("u", "%"))
+            grant(
+                &["BACKUP_ADMIN", "XA_RECOVER_ADMIN"],
+                On::Global,
+                user("u", "%")
+            )
         );
         assert_eq!(
             parse("REVOKE INSERT, UPDATE ON `mysql`.* FROM `u`@`%`"),
@@ -345,7 +364,11 @@ mod tests {
         );
         assert_eq!(
             parse("GRANT SELECT ON shop.orders TO 'u'@'10.0.0.%'"),
-            grant(&["SELECT"], On::Table("shop".into(), "orders".into()), user("u", "10.0.0.%"))
+            grant(
+                &["SELECT"],
+                On::Table("shop".into(), "orders".into()),
+                user("u", "10.0.0.%")
+            )
         );
     }
 }
