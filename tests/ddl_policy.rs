@@ -11,6 +11,8 @@
 //!   a dropped shard-expression column still halts.
 //! * `replay --binlog-dir` judges the DDL in archived files the same way,
 //!   in each mode, and `--accept-ddl` lets a halted one through.
+//! * `follow` on a target whose account may not `ALTER` halts with the
+//!   statement to run there, and goes on once the grant is there.
 
 mod common;
 
@@ -404,4 +406,72 @@ async fn archived_files_meet_the_ddl_policy_in_each_mode() {
         "{out}"
     );
     assert_eq!(target_rows(&s).await, 23, "a row after the DDL was applied");
+}
+
+/// `follow` with a target account that lacks `ALTER` on one shard: `run`
+/// halts at the DDL naming that shard, the refused `ALTER TABLE` and the
+/// grant; once `ALTER` is granted, a restart adds the column where it is
+/// missing (the shards that took it are left alone) and converges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_halts_with_the_alter_a_target_refuses_until_it_may() {
+    let s = Scenario::create(cluster(), "ddl_noalter").unwrap();
+    only_own_rules(&s);
+    add_table(&s, &T).await;
+    s.configure("on_ddl = \"follow\"").unwrap();
+    migrate(&s);
+    // s1 through an account with DML only
+    let url = s.shard_urls["s1"].clone();
+    let server = cluster()
+        .targets
+        .iter()
+        .find(|t| url.contains(&format!("127.0.0.1:{}/", t.port())))
+        .unwrap();
+    server
+        .sql("CREATE USER 'noalter'@'%' IDENTIFIED BY 'noalter-pw'; GRANT SELECT, INSERT, UPDATE, DELETE ON ddl_noalter_s1.* TO 'noalter'@'%'")
+        .unwrap();
+    let root = format!("root:{}@", reshard_testkit::MariaDb::ROOT_PASSWORD);
+    let cfg = std::fs::read_to_string(&s.config).unwrap();
+    let limited = url.replace(&root, "noalter:noalter-pw@");
+    assert!(cfg.contains(&url), "{cfg}");
+    std::fs::write(&s.config, cfg.replace(&url, &limited)).unwrap();
+
+    let from = head(&s).await;
+    on_source(
+        &s,
+        &["INSERT INTO t (id, a, note) SELECT seq, seq % 7, CONCAT('n', seq) FROM seq_1_to_20"],
+    )
+    .await;
+    let mut run = spawn_run(&s, &["--from", &from]);
+    caught_up(&s).await;
+    on_source(
+        &s,
+        &[
+            "ALTER TABLE t ADD COLUMN c VARCHAR(10) NULL",
+            "INSERT INTO t (id, a, c) VALUES (100, 3, 'after')",
+        ],
+    )
+    .await;
+    halts(
+        &s,
+        &mut run,
+        &[
+            "could not add the new column(s) to target s1",
+            "ALTER command denied",
+            "run `ALTER TABLE `ddl_noalter_s1`.`t` ADD COLUMN `c` varchar(10)",
+            "grant ALTER",
+        ],
+    );
+    assert!(!run_log(&s).contains("noalter-pw"), "{}", run_log(&s));
+
+    server
+        .sql("GRANT ALTER ON ddl_noalter_s1.* TO 'noalter'@'%'")
+        .unwrap();
+    let mut run = spawn_run(&s, &[]);
+    on_source(&s, &["UPDATE t SET c = CONCAT('c', id) WHERE id % 2 = 0"]).await;
+    converged(&s, &T_WITH_C).await;
+    assert!(
+        terminate(&mut run, Duration::from_secs(30)).success(),
+        "{}",
+        run_log(&s)
+    );
 }
