@@ -339,6 +339,22 @@ async fn a_missing_grant_is_named_with_the_grant_that_fixes_it() {
         !err.contains("lim-src-pw") && !err.contains("lim-tgt-pw"),
         "{err}"
     );
+    // replaying archived files checks the appliers' accounts alone (the
+    // source only serves information_schema then)
+    let archive = tempfile::tempdir().unwrap();
+    let first = c.source.sql("SHOW BINARY LOGS").unwrap();
+    let first = first.split_whitespace().next().unwrap().to_string();
+    std::fs::copy(c.source.datadir().join(&first), archive.path().join(&first)).unwrap();
+    let from = format!("{first}:4");
+    let dir = archive.path().to_str().unwrap();
+    let out = reshard(&s, &["replay", "--binlog-dir", dir, "--from", &from]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("GRANT DELETE ON `grants_s0`.* TO 'lim_tgt'@'%';")
+            && !err.contains("lacks REPLICATION"),
+        "{err}"
+    );
 
     c.source
         .sql("GRANT REPLICATION SLAVE ON *.* TO 'lim_src'@'%'; GRANT SELECT ON grants_src.items TO 'lim_src'@'%'")
