@@ -11,6 +11,8 @@
 //!   a dropped shard-expression column still halts.
 //! * `replay --binlog-dir` judges the DDL in archived files the same way,
 //!   in each mode, and `--accept-ddl` lets a halted one through.
+//! * `follow` halts at a table swap (gh-ost's `RENAME TABLE`) and at a
+//!   `DROP TABLE`.
 //! * `follow` on a target whose account may not `ALTER` halts with the
 //!   statement to run there, and goes on once the grant is there.
 
@@ -474,4 +476,29 @@ async fn follow_halts_with_the_alter_a_target_refuses_until_it_may() {
         "{}",
         run_log(&s)
     );
+}
+
+/// `follow` halts where rows would be lost or keyed anew: a table swap as
+/// gh-ost ends (`RENAME TABLE t TO t_old, t_new TO t`), then, once that is
+/// accepted, a `DROP TABLE`; each before anything after it is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_halts_at_a_table_swap_and_a_drop() {
+    let (s, mut run) = streaming("ddl_swap", Some("follow")).await;
+    on_source(
+        &s,
+        &[
+            "CREATE TABLE t_new LIKE t",
+            "INSERT INTO t_new (id, a) VALUES (900, 1)",
+            "RENAME TABLE t TO t_old, t_new TO t",
+        ],
+    )
+    .await;
+    let pos = halts(&s, &mut run, &["RENAME TABLE t TO t_old, t_new TO t"]);
+    assert_eq!(target_rows(&s).await, 20);
+
+    let mut run = spawn_run(&s, &["--accept-ddl", &pos]);
+    caught_up(&s).await;
+    on_source(&s, &["DROP TABLE t"]).await;
+    halts(&s, &mut run, &["DROP TABLE `t`", "the table was dropped"]);
+    assert_eq!(target_rows(&s).await, 20, "the targets keep the rows");
 }
