@@ -119,7 +119,6 @@ pub async fn run(path: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         };
         after_failure = true;
-        let mut skipped = 0;
         let attempt = Attempt {
             cfg: &cfg,
             router: &mut router,
@@ -128,7 +127,7 @@ pub async fn run(path: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             stop_at: None,
             floor: None,
             forward_only: None,
-            skipped: &mut skipped,
+            skipped: &mut 0,
             source_identity: identity.clone(),
             flavor,
             checksum,

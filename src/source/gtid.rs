@@ -396,7 +396,7 @@ mod tests {
         for bad in [
             "mysql-bin.000001:4",
             "0-1-100",
-            &format!("{A}"),
+            A,
             &format!("{A}:0"),
             &format!("{A}:5-3"),
             &format!("{A}:1-x"),
