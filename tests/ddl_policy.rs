@@ -264,25 +264,6 @@ async fn archive_to(from_file: &str, dir: &Path) -> String {
     active
 }
 
-/// `replay --binlog-dir DIR --from FROM` and `extra`: (exit code, output).
-fn replay_files(s: &Scenario, dir: &Path, from: &str, extra: &[&str]) -> (i32, String) {
-    let mut args = vec![
-        "replay",
-        "--binlog-dir",
-        dir.to_str().unwrap(),
-        "--from",
-        from,
-    ];
-    args.extend_from_slice(extra);
-    let out = reshard(s, &args);
-    let text = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
-
 /// The position `--accept-ddl` takes, from a halt in `out`.
 fn halted_at(out: &str) -> String {
     let halt = out

@@ -319,11 +319,8 @@ async fn a_missing_grant_is_named_with_the_grant_that_fixes_it() {
     c.targets[0]
         .sql("CREATE USER 'lim_tgt'@'%' IDENTIFIED BY 'lim-tgt-pw'; GRANT SELECT, INSERT, UPDATE ON grants_s0.* TO 'lim_tgt'@'%'")
         .unwrap();
-    let root = format!("root:{}@", MariaDb::ROOT_PASSWORD);
-    let src = format!("{root}127.0.0.1:{}\"", c.source.port());
-    edit(&s, &src, &src.replace(&root, "lim_src:lim-src-pw@"));
-    let s0 = format!("{root}127.0.0.1:{}/grants_s0", c.targets[0].port());
-    edit(&s, &s0, &s0.replace(&root, "lim_tgt:lim-tgt-pw@"));
+    use_account(&s, c, None, "lim_src", "lim-src-pw");
+    use_account(&s, c, Some("s0"), "lim_tgt", "lim-tgt-pw");
 
     let out = reshard(&s, &["run"]);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -362,20 +359,7 @@ async fn a_missing_grant_is_named_with_the_grant_that_fixes_it() {
     c.targets[0]
         .sql("GRANT DELETE ON grants_s0.* TO 'lim_tgt'@'%'")
         .unwrap();
-    let mut run = Stopped(spawn_run(&s, &[]));
-    s.bulk_load(20).await.unwrap();
-    wait_until(
-        &s,
-        "the copy and stream",
-        Duration::from_secs(90),
-        || async { s.compare(1).await.is_ok_and(|d| d.is_empty()) },
-    )
-    .await;
-    assert!(
-        terminate(&mut run.0, Duration::from_secs(30)).success(),
-        "{}",
-        run_log(&s)
-    );
+    copies_and_streams(&s).await;
 }
 
 /// The target server that holds `shard` of `s`.
@@ -462,10 +446,15 @@ async fn privileges_through_a_default_role_and_all_privileges_count() {
     server_of(c, &s, "s1")
         .sql("GRANT DELETE ON roles_s1.* TO roles_dml")
         .unwrap();
-    let mut run = Stopped(spawn_run(&s, &[]));
+    copies_and_streams(&s).await;
+}
+
+/// `run` copies and streams 20 rows to the targets, then stops cleanly.
+async fn copies_and_streams(s: &Scenario) {
+    let mut run = Stopped(spawn_run(s, &[]));
     s.bulk_load(20).await.unwrap();
     wait_until(
-        &s,
+        s,
         "the copy and stream",
         Duration::from_secs(90),
         || async { s.compare(1).await.is_ok_and(|d| d.is_empty()) },
@@ -474,6 +463,6 @@ async fn privileges_through_a_default_role_and_all_privileges_count() {
     assert!(
         terminate(&mut run.0, Duration::from_secs(30)).success(),
         "{}",
-        run_log(&s)
+        run_log(s)
     );
 }
