@@ -110,14 +110,17 @@ struct Soak {
     /// it is killed.
     rss: Vec<(Duration, u64)>,
     kills: u32,
+    /// Every run process's log, appended; outside the scenario's temporary
+    /// directory so that it outlives a failed soak.
+    log: std::path::PathBuf,
 }
 
 impl Soak {
-    fn spawn(s: &Scenario, bin: &str) -> Result<Child, Error> {
+    fn spawn(s: &Scenario, bin: &str, log: &std::path::Path) -> Result<Child, Error> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(s.dir.path().join("run.log"))?;
+            .open(log)?;
         Ok(s.reshard(bin, &["run"])
             .stdout(Stdio::null())
             .stderr(log)
@@ -139,7 +142,7 @@ impl Soak {
         self.run.kill()?;
         self.run.wait()?;
         self.kills += 1;
-        self.run = Self::spawn(&self.s, &self.bin)?;
+        self.run = Self::spawn(&self.s, &self.bin, &self.log)?;
         self.run_since = Instant::now();
         self.say(&format!(
             "kill -9 #{} and a new run (pid {})",
@@ -150,7 +153,7 @@ impl Soak {
     }
 
     fn log(&self) -> String {
-        self.s.dir.path().join("run.log").display().to_string()
+        self.log.display().to_string()
     }
 }
 
@@ -269,7 +272,8 @@ async fn soak() -> Result<bool, Error> {
         return Err("reshard migrate failed".into());
     }
     s.bulk_load(20_000).await?;
-    let run = Soak::spawn(&s, &bin)?;
+    let log = std::env::temp_dir().join(format!("reshard-soak-{}.log", std::process::id()));
+    let run = Soak::spawn(&s, &bin, &log)?;
     let mut soak = Soak {
         cluster,
         s,
@@ -279,6 +283,7 @@ async fn soak() -> Result<bool, Error> {
         started: Instant::now(),
         rss: Vec::new(),
         kills: 0,
+        log,
     };
     soak.say(&format!(
         "soak for {:?}: kill -9 every {:?}, a {:?} target outage, a source restart; log {}",

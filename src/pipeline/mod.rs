@@ -20,6 +20,7 @@ use std::sync::Arc;
 use mysql_async::Conn;
 use tokio::sync::watch;
 
+use crate::checkpoint::Saves;
 use crate::config::{Config, Endpoint};
 use crate::db::{self, Flavor, Session};
 use crate::position::Position;
@@ -55,8 +56,9 @@ pub struct Attempt<'a> {
     pub stop_at: Option<Position>,
     /// Replay: skip row changes whose (position) version is below this.
     pub floor: Option<Version>,
-    /// Replay: never move the checkpoint to or below this position.
-    pub forward_only: Option<Position>,
+    /// Which watermarks may be saved as the checkpoint (`run`: all; a
+    /// replay: only forward, none when it starts past the checkpoint).
+    pub saves: Saves,
     /// Row changes skipped below the floor (added to).
     pub skipped: &'a mut u64,
     pub source_identity: String,
