@@ -231,6 +231,7 @@ pub(super) async fn run_replay(
             shutdown: stop_rx.clone(),
             lookups: &mut lookups,
             archive: archive.clone(),
+            command: "replay",
         };
         let result = run_attempt(attempt).await;
         if skipped > 0 {

@@ -119,7 +119,6 @@ pub async fn run(path: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         };
         after_failure = true;
-        let mut skipped = 0;
         let attempt = Attempt {
             cfg: &cfg,
             router: &mut router,
@@ -128,13 +127,14 @@ pub async fn run(path: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             stop_at: None,
             floor: None,
             saves: Saves::All,
-            skipped: &mut skipped,
+            skipped: &mut 0,
             source_identity: identity.clone(),
             flavor,
             checksum,
             shutdown: stop_rx.clone(),
             lookups: &mut lookups,
             archive: None,
+            command: "run",
         };
         match run_attempt(attempt).await {
             Ok(Outcome::Shutdown) | Ok(Outcome::ReachedEnd) => {

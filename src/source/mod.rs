@@ -36,7 +36,9 @@
 //! * [`decode`] — the row decoder: rows events → bindable values, straight
 //!   from the event bytes, with each table's layout read once (for the
 //!   pipeline and for `inspect`: no row value is parsed by mysql_common);
-//! * [`change`] — the types handed to the router.
+//! * [`change`] — the types handed to the router;
+//! * [`gtid`] — MySQL GTID sets, and where one is complete in the source's
+//!   binlog (the cut-over fence on MySQL).
 
 pub mod archive;
 pub mod bounds;
@@ -49,6 +51,7 @@ pub mod decode;
 pub mod events;
 pub mod file;
 pub mod framing;
+pub mod gtid;
 pub mod history;
 pub mod json_binary;
 pub mod preflight;

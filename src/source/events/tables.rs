@@ -102,7 +102,7 @@ impl Decoder {
         at: &Position,
         conn: Option<&mut Conn>,
     ) -> Result<TableSchema, SourceError> {
-        if let Some(h) = &self.history {
+        if let Some(h) = self.history.as_ref().filter(|_| self.names_by_history) {
             let (catalog, valid_from) = h.catalog_at(&schema.db, &schema.table, at)?;
             let table = (schema.db.clone(), schema.table.clone());
             return complete_with(schema, catalog).map_err(|e| {
