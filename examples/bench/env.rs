@@ -310,19 +310,6 @@ impl Bench {
         c.disconnect().await?;
         Ok(p)
     }
-
-    /// Rows of `table` over all shards.
-    pub fn target_rows(&self, table: &str) -> Res<u64> {
-        let mut n = 0;
-        for sh in 0..SHARDS {
-            n += self
-                .target_of(sh)
-                .sql(&format!("SELECT COUNT(*) FROM s{sh}.{table}"))?
-                .trim()
-                .parse::<u64>()?;
-        }
-        Ok(n)
-    }
 }
 
 /// A running `reshard run`.

@@ -44,6 +44,9 @@ use crate::version::Version;
 #[derive(Debug)]
 pub enum LaneMsg {
     Op(WriteOp),
+    /// Several operations at once, in order (the initial copy sends a
+    /// lane its part of a batch in one message: [`crate::snapshot`]).
+    Ops(Vec<WriteOp>),
     /// Every operation of transactions `<= seq` for this lane was sent.
     Mark {
         seq: u64,
@@ -301,6 +304,8 @@ fn take(
 ) {
     match msg {
         LaneMsg::Op(op) => ops.push(op),
+        LaneMsg::Ops(more) if ops.is_empty() => *ops = more,
+        LaneMsg::Ops(more) => ops.extend(more),
         LaneMsg::Mark {
             seq,
             end,
