@@ -31,8 +31,12 @@
 //! the watermark argument above holds unchanged; a lane whose buffer
 //! fills slowly only holds the watermark back. To bound that (and the
 //! rows held), at most [`Dispatcher::max_pending`] pages wait for their
-//! lanes: then every buffer is queued as it is and marked up to the last
-//! page, as it is once the readers are done ([`Dispatcher::flush_all`]).
+//! lanes: no page is dispatched while that many are not applied, and
+//! once every lane has also reported every mark it was sent (so no
+//! progress can come), every buffer is queued as it is and marked up to
+//! the last page ([`Dispatcher::unstick`]), as it is once the readers
+//! are done ([`Dispatcher::flush_all`]). While the lanes are the slower
+//! side, every batch is full.
 
 use std::collections::VecDeque;
 use std::io::IsTerminal;
@@ -69,8 +73,9 @@ struct LaneBuf {
     ops: Vec<WriteOp>,
     /// The page of the oldest of them.
     first_page: u64,
-    /// The last mark queued on the lane.
+    /// The last mark queued on the lane, and the last it reported.
     marked: u64,
+    reported: u64,
     /// Operations per batch of the lane (`batch_size` per shard it serves).
     batch: usize,
 }
@@ -115,6 +120,7 @@ impl Dispatcher {
                 ops: Vec::new(),
                 first_page: 0,
                 marked: 0,
+                reported: 0,
                 batch: batches.get(l).copied().unwrap_or(per_lane).max(1),
             })
             .collect();
@@ -192,9 +198,7 @@ impl Dispatcher {
             finished: page.finished,
         });
         self.dispatched += rows;
-        if !self.has_room() {
-            self.flush_all(&c.position).await?;
-        }
+        self.unstick(&c.position).await?;
         self.throttle(c.cfg.pipeline.snapshot_rows_per_sec).await;
         Ok(())
     }
@@ -253,6 +257,20 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// When [`Dispatcher::max_pending`] pages wait and every lane has
+    /// reported every mark it was sent, nothing more will be applied
+    /// until the buffers are queued: queues them as they are.
+    async fn unstick(&mut self, position: &Position) -> Result<(), PipelineError> {
+        // (a closed pool, while closing, takes nothing more)
+        if self.has_room()
+            || self.pool.is_empty()
+            || self.bufs.iter().any(|b| b.reported < b.marked)
+        {
+            return Ok(());
+        }
+        self.flush_all(position).await
+    }
+
     /// Queues every buffer as it is and marks every lane up to the last
     /// page dispatched: after the last page, and when too many pages wait.
     pub async fn flush_all(&mut self, position: &Position) -> Result<(), PipelineError> {
@@ -283,9 +301,12 @@ impl Dispatcher {
         plan: &mut Plan,
         p: LaneProgress,
     ) -> Result<(), PipelineError> {
+        if let Some(b) = self.bufs.get_mut(p.lane) {
+            b.reported = b.reported.max(p.seq);
+        }
         self.tracker.update(p);
         let Some(w) = self.tracker.watermark().map(|w| w.seq) else {
-            return Ok(());
+            return self.unstick(&c.position).await;
         };
         let mut dirty: Vec<usize> = Vec::new();
         while self.pending.front().is_some_and(|s| s.seq <= w) {
@@ -315,7 +336,7 @@ impl Dispatcher {
         }
         self.report
             .show(c.cfg.pipeline.progress_interval, self.started);
-        Ok(())
+        self.unstick(&c.position).await
     }
 
     /// Closes the lanes: they apply what they hold and end, within
