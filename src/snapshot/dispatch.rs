@@ -80,6 +80,19 @@ struct LaneBuf {
     batch: usize,
 }
 
+impl LaneBuf {
+    /// The last page all of whose operations for this lane are queued,
+    /// once pages up to `seq` were dispatched: `seq` when nothing is
+    /// buffered, else the page before the oldest buffered operation.
+    fn covered(&self, seq: u64) -> u64 {
+        if self.ops.is_empty() {
+            seq
+        } else {
+            self.first_page.saturating_sub(1)
+        }
+    }
+}
+
 /// The dispatcher's state (see the module docs).
 pub struct Dispatcher {
     pool: LanePool,
@@ -242,11 +255,7 @@ impl Dispatcher {
     async fn mark_lanes(&mut self, position: &Position) -> Result<(), PipelineError> {
         for l in 0..self.bufs.len() {
             let b = &self.bufs[l];
-            let done = if b.ops.is_empty() {
-                self.seq
-            } else {
-                b.first_page - 1
-            };
+            let done = b.covered(self.seq);
             if done > b.marked {
                 self.bufs[l].marked = done;
                 if self.pool.mark_lane(l, done, position, 0).await.is_err() {
@@ -462,4 +471,45 @@ pub fn lane_batches(cfg: &crate::config::Config) -> Result<Vec<usize>, crate::db
         ));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn buf(ops: usize, first_page: u64) -> LaneBuf {
+        let op = |k: i64| {
+            let key = vec![Value::Int(k)];
+            WriteOp {
+                shard: 0,
+                table: Arc::new(crate::writer::TargetTable {
+                    name: "t".into(),
+                    source: "d.t".into(),
+                    columns: vec!["id".into()],
+                    key: vec![0],
+                }),
+                key_enc: crate::writer::keyenc::encode(&key),
+                kind: crate::writer::OpKind::Upsert(key.clone()),
+                key,
+                version: Version(1),
+            }
+        };
+        LaneBuf {
+            ops: (0..ops as i64).map(op).collect(),
+            first_page,
+            marked: 0,
+            reported: 0,
+            batch: 500,
+        }
+    }
+
+    /// A lane's mark never covers a page whose operations for it still
+    /// wait in its buffer.
+    #[test]
+    fn a_lane_is_marked_only_up_to_its_oldest_buffered_page() {
+        assert_eq!(buf(0, 0).covered(7), 7, "an empty buffer: every page");
+        assert_eq!(buf(3, 5).covered(7), 4, "pages 5..=7 may still have ops here");
+        assert_eq!(buf(3, 7).covered(7), 6);
+        assert_eq!(buf(1, 1).covered(1), 0, "nothing before the first page");
+    }
 }
