@@ -181,11 +181,12 @@ fn extend_appends_another_group() {
 #[test]
 fn a_spool_grows_to_its_budget_in_one_step_past_a_spare_buffer() {
     let t = table("t");
-    let limit = 3 * MAX_SPARE;
+    let limit = 5 * MAX_SPARE;
     let mut s = Spool::new(Budget::new(limit, None));
     let mut offset = 4;
-    // rows events of 10,000 rows (~90 KB) until past the spare size
-    while s.mem.len() <= MAX_SPARE {
+    // rows events of 10,000 rows (~90 KB) until well past the spare size
+    // (one doubling may still take the buffer past it)
+    while s.mem.len() <= 2 * MAX_SPARE {
         add(&mut s, &t, 0..10_000, offset);
         offset += 100_000;
     }
