@@ -454,4 +454,3 @@ pub fn converged_columns(b: &Bench, table: &str, columns: &str) -> Res<()> {
     }
     Ok(())
 }
-

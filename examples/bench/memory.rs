@@ -101,7 +101,9 @@ impl RssSampler {
                     .and_then(|s| {
                         s.lines()
                             .find_map(|l| l.strip_prefix("VmRSS:"))
-                            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                            .and_then(|v| {
+                                v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()
+                            })
                     })
                     .unwrap_or(0);
                 let mib = kib >> 10;

@@ -53,8 +53,8 @@ use crate::checkpoint::{LaneProgress, Tracker};
 use crate::config::OnDeriveError;
 use crate::control;
 use crate::pipeline::{lane_failure, PipelineError};
-use crate::rules::{RouteError, Routed};
 use crate::position::Position;
+use crate::rules::{RouteError, Routed};
 use crate::source::RowChange;
 use crate::version::Version;
 use crate::writer::{LanePool, WriteOp};
@@ -508,7 +508,11 @@ mod tests {
     #[test]
     fn a_lane_is_marked_only_up_to_its_oldest_buffered_page() {
         assert_eq!(buf(0, 0).covered(7), 7, "an empty buffer: every page");
-        assert_eq!(buf(3, 5).covered(7), 4, "pages 5..=7 may still have ops here");
+        assert_eq!(
+            buf(3, 5).covered(7),
+            4,
+            "pages 5..=7 may still have ops here"
+        );
         assert_eq!(buf(3, 7).covered(7), 6);
         assert_eq!(buf(1, 1).covered(1), 0, "nothing before the first page");
     }
