@@ -145,13 +145,14 @@ pub enum Command {
         json: bool,
     },
     /// Cut-over fence: exit 0 once every shard has applied the source
-    /// through FILE:POS, MariaDB GTIDs, or `now` (the source's head at the
-    /// call); exit 1 on timeout with the lag per shard.
+    /// through FILE:POS, GTIDs, or `now` (the source's head at the call);
+    /// exit 1 on timeout with the lag per shard.
     Wait {
         /// The config file (reshard.toml).
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
-        /// `now`, FILE:POS or GTIDs (MariaDB domain-server-seq,…).
+        /// `now`, FILE:POS or GTIDs (MariaDB domain-server-seq,…; MySQL
+        /// uuid:1-5,…).
         #[arg(long, value_name = "FILE:POS|GTID|now")]
         until: String,
         /// Give up after this many seconds (default: wait as long as it takes).

@@ -109,11 +109,11 @@ fn columns() -> Vec<Col> {
         col("dt3", "DATETIME(3)", datetime),
         col("dt6", "DATETIME(6)", datetime),
         col("d", "DATE", |r| datetime(r)[..11].to_string() + "'"),
-        col("tm", "TIME", |r| time(r, 0)),
-        col("tm1", "TIME(1)", |r| time(r, 1)),
-        col("tm2", "TIME(2)", |r| time(r, 2)),
-        col("tm3", "TIME(3)", |r| time(r, 3)),
-        col("tm6", "TIME(6)", |r| time(r, 6)),
+        col("tm", "TIME", time),
+        col("tm1", "TIME(1)", time),
+        col("tm2", "TIME(2)", time),
+        col("tm3", "TIME(3)", time),
+        col("tm6", "TIME(6)", time),
         col("ts", "TIMESTAMP NULL", timestamp),
         col("ts2", "TIMESTAMP(2) NULL", timestamp),
         col("ts6", "TIMESTAMP(6) NULL", timestamp),
@@ -427,22 +427,9 @@ fn datetime(r: &mut StdRng) -> String {
     }
 }
 
-/// A TIME literal for a TIME(digits) column. Negative values of TIME(1) and
-/// TIME(2) get no fraction: mysql_common 0.37 cannot decode those from the
-/// binlog (see `negative_time_fractions_match_server_crc32`).
-fn time(r: &mut StdRng, digits: u8) -> String {
-    let t = time_any(r);
-    if (1..=2).contains(&digits) && t.starts_with("'-") {
-        match t.split_once('.') {
-            Some((whole, _)) => format!("{whole}'"),
-            None => t,
-        }
-    } else {
-        t
-    }
-}
-
-fn time_any(r: &mut StdRng) -> String {
+/// A TIME literal (for TIME(1)/TIME(2) negative values with a fraction
+/// too, see `negative_time_fractions_match_server_crc32`).
+fn time(r: &mut StdRng) -> String {
     match r.gen_range(0..10) {
         0 => "'-838:59:59'".into(),
         1 => "'838:59:59'".into(),
@@ -962,8 +949,9 @@ async fn crc32_of_every_column_type_matches_server() {
 /// nonzero fraction with an unsigned subtraction
 /// (`binlog::misc::my_time_packed_from_binary`: `frac -= 0x100` on a `u32`):
 /// a debug build panics ("attempt to subtract with overflow"), a release
-/// build yields a wrong TIME. Fixed in `vendor/mysql_common`; this test
-/// pins it.
+/// build yields a wrong TIME. reshard's own row decoder
+/// (`source::decode::temporal`) subtracts signed; this test pins it
+/// against the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn negative_time_fractions_match_server_crc32() {
     run(&negative_time_columns(), 200, 1, 40).await;

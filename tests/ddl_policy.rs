@@ -9,9 +9,16 @@
 //!   also after a restart.
 //! * `ignore`: `TRUNCATE` passes with a warning (the targets keep the rows);
 //!   a dropped shard-expression column still halts.
+//! * `replay --binlog-dir` judges the DDL in archived files the same way,
+//!   in each mode, and `--accept-ddl` lets a halted one through.
+//! * `follow` halts at a table swap (gh-ost's `RENAME TABLE`) and at a
+//!   `DROP TABLE`.
+//! * `follow` on a target whose account may not `ALTER` halts with the
+//!   statement to run there, and goes on once the grant is there.
 
 mod common;
 
+use std::path::Path;
 use std::process::Child;
 use std::time::Duration;
 
@@ -237,4 +244,242 @@ async fn ignore_passes_truncate_but_not_a_dropped_shard_column() {
         &mut run,
         &["the shard expression column `a` was dropped or renamed"],
     );
+}
+
+/// Closes the source's active binlog file and copies every file from
+/// `from_file` on (all closed now) into `dir`; returns the new active file.
+async fn archive_to(from_file: &str, dir: &Path) -> String {
+    let mut root = connect(&cluster().source.url("")).await.unwrap();
+    root.query_drop("FLUSH BINARY LOGS").await.unwrap();
+    let rows: Vec<mysql_async::Row> = root.query("SHOW BINARY LOGS").await.unwrap();
+    let files: Vec<String> = rows.iter().map(|r| r.get(0).unwrap()).collect();
+    let active = files.last().unwrap().clone();
+    std::fs::create_dir_all(dir).unwrap();
+    for f in files
+        .iter()
+        .filter(|f| f.as_str() >= from_file && **f != active)
+    {
+        std::fs::copy(cluster().source.datadir().join(f), dir.join(f)).unwrap();
+    }
+    active
+}
+
+/// The position `--accept-ddl` takes, from a halt in `out`.
+fn halted_at(out: &str) -> String {
+    let halt = out
+        .lines()
+        .rev()
+        .find(|l| l.contains("--accept-ddl "))
+        .unwrap_or_else(|| panic!("no halt message\n{out}"));
+    halt.rsplit("--accept-ddl ")
+        .next()
+        .and_then(|p| p.split('`').next())
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn set_mode(s: &Scenario, from: &str, to: &str) {
+    let cfg = std::fs::read_to_string(&s.config).unwrap();
+    let (from, to) = (format!("on_ddl = \"{from}\""), format!("on_ddl = \"{to}\""));
+    assert!(cfg.contains(&from), "{cfg}");
+    std::fs::write(&s.config, cfg.replace(&from, &to)).unwrap();
+}
+
+/// Archived binlog files replayed with `replay --binlog-dir` meet the DDL
+/// policy as a live stream does: `follow` adds a column to the targets, a
+/// retyped shard-expression column halts (exit 2, nothing after it
+/// applied, the checkpoint before it) until `--accept-ddl`, `ignore` lets
+/// a TRUNCATE pass with a warning, and `halt` stops at an added column.
+/// (Before, the files' DDL was applied blindly in every mode.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archived_files_meet_the_ddl_policy_in_each_mode() {
+    let s = Scenario::create(cluster(), "ddl_files").unwrap();
+    only_own_rules(&s);
+    add_table(&s, &T).await;
+    s.configure("on_ddl = \"follow\"").unwrap();
+    migrate(&s);
+    let tmp = tempfile::tempdir().unwrap();
+    let from = head(&s).await;
+    let file0 = at(&from).0;
+    on_source(
+        &s,
+        &["INSERT INTO t (id, a, note) SELECT seq, seq % 7, CONCAT('n', seq) FROM seq_1_to_20"],
+    )
+    .await;
+    // rows only: the history records `t` where the replay starts
+    let file1 = archive_to(&file0, &tmp.path().join("1")).await;
+    let (code, out) = replay_files(&s, &tmp.path().join("1"), &from, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(target_rows(&s).await, 20, "{out}");
+
+    // follow: the added column is added to the targets and carried
+    on_source(
+        &s,
+        &[
+            "ALTER TABLE t ADD COLUMN c VARCHAR(10) NULL DEFAULT 'dflt'",
+            "INSERT INTO t (id, a, c) VALUES (100, 3, 'after')",
+            "UPDATE t SET c = CONCAT('c', id) WHERE id % 2 = 0",
+        ],
+    )
+    .await;
+    let file2 = archive_to(&file1, &tmp.path().join("2")).await;
+    let (code, out) = replay_files(&s, &tmp.path().join("2"), &format!("{file1}:4"), &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("on_ddl = follow: added"), "{out}");
+    let diffs = compare_table(&s, &T_WITH_C, 20).await;
+    assert!(diffs.is_empty(), "{}\n{out}", diffs.join("\n"));
+
+    // a retyped shard-expression column halts in every mode
+    on_source(
+        &s,
+        &[
+            "ALTER TABLE t MODIFY a BIGINT NOT NULL",
+            "INSERT INTO t (id, a) VALUES (500, 5)",
+        ],
+    )
+    .await;
+    let file3 = archive_to(&file2, &tmp.path().join("3")).await;
+    let three = (tmp.path().join("3"), format!("{file2}:4"));
+    let (code, out) = replay_files(&s, &three.0, &three.1, &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(
+            "the shard expression column `a` changed from int(11) NOT NULL to bigint(20) NOT NULL"
+        ) && out.contains("`reshard replay --config"),
+        "{out}"
+    );
+    let pos = halted_at(&out);
+    assert_eq!(target_rows(&s).await, 21, "a row after the DDL was applied");
+    let cp = s.checkpoint().await.unwrap().unwrap();
+    assert!(cp <= at(&pos), "checkpoint {cp:?} passed the DDL at {pos}");
+    on_targets(&s, "ALTER TABLE t MODIFY a BIGINT NOT NULL").await;
+    let (code, out) = replay_files(&s, &three.0, &three.1, &["--accept-ddl", &pos]);
+    assert_eq!(code, 0, "{out}");
+    let diffs = compare_table(&s, &T_WITH_C, 20).await;
+    assert!(diffs.is_empty(), "{}\n{out}", diffs.join("\n"));
+
+    // ignore: a TRUNCATE passes with a warning; the targets keep the rows
+    set_mode(&s, "follow", "ignore");
+    on_source(
+        &s,
+        &["TRUNCATE TABLE t", "INSERT INTO t (id, a) VALUES (600, 1)"],
+    )
+    .await;
+    let file4 = archive_to(&file3, &tmp.path().join("4")).await;
+    let (code, out) = replay_files(&s, &tmp.path().join("4"), &format!("{file3}:4"), &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ignored (on_ddl = ignore)"), "{out}");
+    assert_eq!(target_rows(&s).await, 23);
+
+    // halt: an added column stops the replay
+    set_mode(&s, "ignore", "halt");
+    on_source(
+        &s,
+        &[
+            "ALTER TABLE t ADD COLUMN d INT NULL",
+            "INSERT INTO t (id, a, d) VALUES (700, 2, 7)",
+        ],
+    )
+    .await;
+    archive_to(&file4, &tmp.path().join("5")).await;
+    let (code, out) = replay_files(&s, &tmp.path().join("5"), &format!("{file4}:4"), &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("ADD COLUMN d") && out.contains("on_ddl = \"halt\""),
+        "{out}"
+    );
+    assert_eq!(target_rows(&s).await, 23, "a row after the DDL was applied");
+}
+
+/// `follow` with a target account that lacks `ALTER` on one shard: `run`
+/// halts at the DDL naming that shard, the refused `ALTER TABLE` and the
+/// grant; once `ALTER` is granted, a restart adds the column where it is
+/// missing (the shards that took it are left alone) and converges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_halts_with_the_alter_a_target_refuses_until_it_may() {
+    let s = Scenario::create(cluster(), "ddl_noalter").unwrap();
+    only_own_rules(&s);
+    add_table(&s, &T).await;
+    s.configure("on_ddl = \"follow\"").unwrap();
+    migrate(&s);
+    // s1 through an account with DML only
+    let url = s.shard_urls["s1"].clone();
+    let server = cluster()
+        .targets
+        .iter()
+        .find(|t| url.contains(&format!("127.0.0.1:{}/", t.port())))
+        .unwrap();
+    server
+        .sql("CREATE USER 'noalter'@'%' IDENTIFIED BY 'noalter-pw'; GRANT SELECT, INSERT, UPDATE, DELETE ON ddl_noalter_s1.* TO 'noalter'@'%'")
+        .unwrap();
+    let root = format!("root:{}@", reshard_testkit::MariaDb::ROOT_PASSWORD);
+    let cfg = std::fs::read_to_string(&s.config).unwrap();
+    let limited = url.replace(&root, "noalter:noalter-pw@");
+    assert!(cfg.contains(&url), "{cfg}");
+    std::fs::write(&s.config, cfg.replace(&url, &limited)).unwrap();
+
+    let from = head(&s).await;
+    on_source(
+        &s,
+        &["INSERT INTO t (id, a, note) SELECT seq, seq % 7, CONCAT('n', seq) FROM seq_1_to_20"],
+    )
+    .await;
+    let mut run = spawn_run(&s, &["--from", &from]);
+    caught_up(&s).await;
+    on_source(
+        &s,
+        &[
+            "ALTER TABLE t ADD COLUMN c VARCHAR(10) NULL",
+            "INSERT INTO t (id, a, c) VALUES (100, 3, 'after')",
+        ],
+    )
+    .await;
+    halts(
+        &s,
+        &mut run,
+        &[
+            "could not add the new column(s) to target s1",
+            "ALTER command denied",
+            "run `ALTER TABLE `ddl_noalter_s1`.`t` ADD COLUMN `c` varchar(10)",
+            "grant ALTER",
+        ],
+    );
+    assert!(!run_log(&s).contains("noalter-pw"), "{}", run_log(&s));
+
+    server
+        .sql("GRANT ALTER ON ddl_noalter_s1.* TO 'noalter'@'%'")
+        .unwrap();
+    let mut run = spawn_run(&s, &[]);
+    on_source(&s, &["UPDATE t SET c = CONCAT('c', id) WHERE id % 2 = 0"]).await;
+    converged(&s, &T_WITH_C).await;
+    assert!(
+        terminate(&mut run, Duration::from_secs(30)).success(),
+        "{}",
+        run_log(&s)
+    );
+}
+
+/// `follow` halts where rows would be lost or keyed anew: a table swap as
+/// gh-ost ends (`RENAME TABLE t TO t_old, t_new TO t`), then, once that is
+/// accepted, a `DROP TABLE`; each before anything after it is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_halts_at_a_table_swap_and_a_drop() {
+    let (s, mut run) = streaming("ddl_swap", Some("follow")).await;
+    on_source(
+        &s,
+        &[
+            "CREATE TABLE t_new LIKE t",
+            "INSERT INTO t_new (id, a) VALUES (900, 1)",
+            "RENAME TABLE t TO t_old, t_new TO t",
+        ],
+    )
+    .await;
+    let pos = halts(&s, &mut run, &["RENAME TABLE t TO t_old, t_new TO t"]);
+    assert_eq!(target_rows(&s).await, 20);
+
+    let mut run = spawn_run(&s, &["--accept-ddl", &pos]);
+    caught_up(&s).await;
+    on_source(&s, &["DROP TABLE t"]).await;
+    halts(&s, &mut run, &["DROP TABLE `t`", "the table was dropped"]);
+    assert_eq!(target_rows(&s).await, 20, "the targets keep the rows");
 }

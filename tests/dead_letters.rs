@@ -7,10 +7,14 @@
 //! moving the row to another shard, one in place. The retry then applies
 //! the old changes at their own versions: the third row appears, the two
 //! newer ones are not overwritten (nor resurrected on the old shard), and
-//! `verify` exits 0. `drop` empties another table's letters.
+//! `verify` exits 0. `drop` empties another table's letters. The letters
+//! are counted per table in `reshard_dead_letters_total` and in `status`.
 
 mod common;
 
+use std::time::Duration;
+
+use common::scrape::{free_port, scrape, sum};
 use common::tables::{add_table, compare_table, head, only_own_rules, Table};
 use common::*;
 use mysql_async::prelude::Queryable;
@@ -54,6 +58,9 @@ async fn null_shard_keys_round_trip_through_a_rule_fix_without_overwriting_newer
     add_table(&s, &T).await;
     add_table(&s, &U).await;
     s.configure("on_derive_error = \"dead-letter\"").unwrap();
+    let port = free_port();
+    s.configure(&format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\""))
+        .unwrap();
     migrate(&s);
     let from = head(&s).await;
     on_source(
@@ -64,9 +71,36 @@ async fn null_shard_keys_round_trip_through_a_rule_fix_without_overwriting_newer
         ],
     )
     .await;
-    run_until_caught_up(&s, &["--from", &from]).await;
-
+    let mut run = spawn_run(&s, &["--from", &from]);
+    s.wait_caught_up(Duration::from_secs(90))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", run_log(&s)));
     let t = format!("{}.t", s.source_db);
+    let u = format!("{}.u", s.source_db);
+    let m = scrape(port).await.expect("the metrics endpoint");
+    let counted = |table: &str| sum(&m, "reshard_dead_letters_total", &[("table", table)]);
+    assert_eq!((counted(&t), counted(&u)), (3.0, 1.0), "{m:?}");
+    wait_until(
+        &s,
+        "status to count the letters",
+        Duration::from_secs(60),
+        || async {
+            let figures = &status_json(&s)["process"]["figures"]["dead_letters"];
+            figures[&t] == 3 && figures[&u] == 1
+        },
+    )
+    .await;
+    let (_, human, _) = out(&s, &["status"]);
+    assert!(
+        human.contains(&format!("dead letters 4 ({t} 3, {u} 1)")),
+        "{human}"
+    );
+    assert!(
+        terminate(&mut run, Duration::from_secs(30)).success(),
+        "{}",
+        run_log(&s)
+    );
+
     let json = letters(&s, &t);
     assert_eq!(json["count"], 3, "{json:#}");
     let first = &json["dead_letters"][0];
@@ -131,7 +165,6 @@ async fn null_shard_keys_round_trip_through_a_rule_fix_without_overwriting_newer
     let (code, stdout, stderr) = out(&s, &["verify", "--table", &t]);
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
 
-    let u = format!("{}.u", s.source_db);
     assert_eq!(letters(&s, &u)["count"], 1);
     let (code, stdout, _) = out(&s, &["dead-letters", "drop", "--table", &u]);
     assert_eq!((code, stdout.trim()), (Some(0), "dropped 1 dead letter(s)"));

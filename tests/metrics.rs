@@ -1,7 +1,9 @@
 //! Operating a running reshard (README, "Metrics, throttling and stall
 //! alarms"): the Prometheus endpoint scraped during a run, `status` showing
 //! the same figures, the rows/s cap and the lag throttle holding writes
-//! back, and the stall alarm naming a lane whose target is frozen.
+//! back (by a lag query, and by `Seconds_Behind_Master` of a target whose
+//! replication is broken), and the stall alarm naming a lane whose target
+//! is frozen.
 //!
 //! The tests share servers of their own (`own_cluster`): one freezes a
 //! target with `FLUSH TABLES WITH READ LOCK`, which would stall any other
@@ -411,5 +413,90 @@ async fn a_target_frozen_by_a_global_read_lock_fires_the_stall_alarm_naming_its_
     .await;
     assert!(run_log(&s).contains("stall over"), "{}", run_log(&s));
     drop(lock);
+    converges_and_stops(&s, &mut run).await;
+}
+
+/// Makes a target a replica of nobody, its IO thread never connected
+/// (`Seconds_Behind_Master` NULL), and undoes it when dropped.
+struct BrokenReplica<'a>(&'a reshard_testkit::MariaDb);
+
+impl<'a> BrokenReplica<'a> {
+    fn start(server: &'a reshard_testkit::MariaDb) -> BrokenReplica<'a> {
+        server
+            .sql("CHANGE MASTER TO MASTER_HOST = '127.0.0.1', MASTER_PORT = 9, MASTER_USER = 'nobody', MASTER_CONNECT_RETRY = 1; START SLAVE")
+            .unwrap();
+        BrokenReplica(server)
+    }
+}
+
+impl Drop for BrokenReplica<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.sql("STOP SLAVE; RESET SLAVE ALL");
+    }
+}
+
+/// The default lag check (`SHOW SLAVE STATUS`) on a target replicating
+/// from a server it cannot reach: the lag is unknown, so that server's
+/// lanes wait (the other server's go on) and the gauge shows NaN; once the
+/// target replicates from nobody again, they resume and converge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_with_broken_replication_is_throttled_until_its_lag_is_known() {
+    let cluster = own_cluster().await;
+    let s = Scenario::create(&cluster, "obs_sbm").unwrap();
+    let port = free_port();
+    with_metrics(
+        &s,
+        port,
+        "\n[throttle]\nmax_lag_secs = 5\ncheck_interval_ms = 200\n",
+    );
+    migrate(&s);
+    let mut run = spawn_run(&s, &[]);
+    started(&s, port).await;
+    let broken = format!("127.0.0.1:{}", cluster.targets[1].port());
+    let throttled = |m: &[Sample]| {
+        sum(
+            m,
+            "reshard_throttled",
+            &[("reason", "lag"), ("server", &broken)],
+        )
+    };
+    let replica = BrokenReplica::start(&cluster.targets[1]);
+    let m = scrape_until(&s, port, "the throttle on target 1", |m| {
+        throttled(m) == 1.0
+    })
+    .await;
+    let lag: Vec<f64> = m
+        .iter()
+        .filter(|x| {
+            x.name == "reshard_target_lag_seconds" && x.labels.get("server") == Some(&broken)
+        })
+        .map(|x| x.value)
+        .collect();
+    assert!(lag.len() == 1 && lag[0].is_nan(), "{lag:?}");
+    s.bulk_load(100).await.unwrap();
+    let mut src = s.source().await.unwrap();
+    let on_s0: u64 = src
+        .query_first("SELECT COUNT(*) FROM orders WHERE CRC32(buyer_id) % 4 = 0")
+        .await
+        .unwrap()
+        .unwrap_or(0);
+    wait_until(
+        &s,
+        "shard s0 to apply its rows",
+        Duration::from_secs(60),
+        || async { rows_on(&s, "s0", "orders").await == on_s0 },
+    )
+    .await;
+    assert_eq!(
+        rows_on(&s, "s1", "orders").await,
+        0,
+        "s1 was written while throttled"
+    );
+    let log = run_log(&s);
+    assert!(log.contains("Seconds_Behind_Master is NULL"), "{log}");
+
+    drop(replica);
+    s.wait_caught_up(Duration::from_secs(120)).await.unwrap();
+    assert_eq!(throttled(&scrape_now(&s, port).await), 0.0);
     converges_and_stops(&s, &mut run).await;
 }

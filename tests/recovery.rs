@@ -3,7 +3,8 @@
 //! connection killed, connections closed by `wait_timeout` — each under a
 //! steady load on the source — are ridden out by one `reshard run`
 //! process. It keeps running, resumes from its checkpoint, converges, and
-//! `reshard verify` exits 0; SIGTERM then ends it with exit code 0.
+//! `reshard verify` exits 0; SIGTERM then ends it with exit code 0. The
+//! retries are counted in `reshard_retries_total{stage,reason}`.
 //!
 //! These tests stop, restart and reconfigure servers, so they take turns
 //! on a cluster of their own (a source and two targets; the control
@@ -16,6 +17,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::load::*;
+use common::scrape::{free_port, scrape};
 use common::{migrate, run_log, spawn_run, wait_until};
 use reshard_testkit::scenario::Scenario;
 use reshard_testkit::MariaDb;
@@ -134,6 +136,9 @@ async fn source_restart_under_load() {
 async fn every_reshard_connection_killed_on_a_target_and_on_the_source() {
     let c = own_cluster().await;
     let s = Scenario::create(&c, "rec_kill").unwrap();
+    let port = free_port();
+    s.configure(&format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\""))
+        .unwrap();
     let (mut run, load) = start_under_load(&s).await;
 
     for round in 0..2 {
@@ -156,6 +161,22 @@ async fn every_reshard_connection_killed_on_a_target_and_on_the_source() {
         load.wait_for(100, "the load after the kill", &s).await;
         wait_applied_to_now(&s, "the pipeline to resume after the kill").await;
         assert_running(&mut run, &s, "after its connections were killed");
+    }
+    // each retry counted by stage and cause, as the log names them
+    let m = scrape(port).await.expect("the metrics endpoint");
+    let retries: Vec<_> = m
+        .iter()
+        .filter(|x| x.name == "reshard_retries_total" && x.value > 0.0)
+        .collect();
+    let total: f64 = retries.iter().map(|x| x.value).sum();
+    assert!(total >= 2.0, "{retries:?}\n{}", run_log(&s));
+    for r in &retries {
+        let stage = r.labels.get("stage").map_or("", String::as_str);
+        let reason = r.labels.get("reason").map_or("", String::as_str);
+        assert!(
+            ["writer", "reader", "control", "pipeline"].contains(&stage) && !reason.is_empty(),
+            "{r:?}"
+        );
     }
     load.stop().await;
     converges_and_stops(&s, &mut run).await;

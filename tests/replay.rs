@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::load::{self, checkpoint_of};
 use common::*;
 use mysql_async::prelude::Queryable;
 use reshard_testkit::scenario::{connect, Scenario, Workload, WorkloadOptions};
@@ -208,4 +209,141 @@ async fn status_and_tombstone_pruning() {
     assert!(st["source_head"].as_str().unwrap().contains("mysql-bin."));
     terminate(&mut run, Duration::from_secs(30));
     assert!(s.compare(10).await.unwrap().is_empty());
+}
+
+/// Runs `run` until it streams and the checkpoint of the rows `key`
+/// reaches the source's head as it is now, and stops it.
+async fn run_to_head(s: &Scenario, key: &str) {
+    let streams = || run_log(s).matches(" streaming ").count();
+    let before = streams();
+    let mut run = spawn_run(s, &[]);
+    let now = load::head(s).await;
+    wait_until(s, "run to catch up", Duration::from_secs(120), || async {
+        streams() > before && checkpoint_of(s, key).await.is_some_and(|c| c >= now)
+    })
+    .await;
+    let st = terminate(&mut run, Duration::from_secs(30));
+    assert!(st.success(), "{}", run_log(s));
+}
+
+/// How the replay of [`replay_past_an_unapplied_gap`] names its start.
+#[derive(PartialEq)]
+enum Start {
+    /// `--from FILE:POS`.
+    Position,
+    /// `--from FILE:POS`, applying shards s0 and s1 as a shard subset
+    /// without a checkpoint row yet (the pipeline's C vouches for its
+    /// shards); a subset of s2 and s3 catches up its shards afterwards.
+    Subset,
+    /// `--from-gtid` the source's GTID state at X.
+    Gtid,
+}
+
+/// `run` to a checkpoint C and stop; the source commits T1; X = the
+/// source's head; it commits T2; `replay` from X to the head, then `run`
+/// until caught up: T1, between C and X, must be on the targets.
+async fn replay_past_an_unapplied_gap(name: &str, start: Start) {
+    let s = Scenario::create(cluster(), name).unwrap();
+    migrate(&s);
+    let mut conn = s.source().await.unwrap();
+    let mut w = Workload::new(21);
+    let ops = |operations, seed| WorkloadOptions {
+        operations,
+        seed,
+        rotate_every: 0,
+    };
+    w.run(&mut conn, &ops(200, 21)).await.unwrap();
+    run_until_caught_up(&s, &[]).await;
+    let c = s.checkpoint().await.unwrap().expect("a checkpoint");
+    // T1: never applied by anyone
+    w.run(&mut conn, &ops(300, 22)).await.unwrap();
+    let (xf, xp) = s.source_head().await.unwrap();
+    let gtid_x: Option<String> = conn.query_first("SELECT @@gtid_binlog_pos").await.unwrap();
+    // T2
+    w.run(&mut conn, &ops(300, 23)).await.unwrap();
+    let (hf, hp) = s.source_head().await.unwrap();
+    let to = format!("{hf}:{hp}");
+    // [pipeline] is the config's last section
+    let base = std::fs::read_to_string(&s.config).unwrap();
+    let shards =
+        |list: &str| std::fs::write(&s.config, format!("{base}shards = {list}\n")).unwrap();
+    let key = if start == Start::Subset {
+        shards(r#"["s0", "s1"]"#);
+        format!("{name}/s0,s1")
+    } else {
+        name.to_string()
+    };
+    let from = match start {
+        Start::Gtid => ["--from-gtid".to_string(), gtid_x.expect("a GTID state")],
+        _ => ["--from".to_string(), format!("{xf}:{xp}")],
+    };
+    let out = reshard(&s, &["replay", &from[0], &from[1], "--to", &to]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let after_replay = checkpoint_of(&s, &key).await;
+    if start == Start::Gtid {
+        // from the GTID state at C the replay covers T1: the checkpoint moves
+        let at_c: Option<String> = conn
+            .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (&c.0, c.1))
+            .await
+            .unwrap();
+        let at_c = at_c.expect("the GTID state at the checkpoint");
+        let out = reshard(&s, &["replay", "--from-gtid", &at_c, "--to", &to]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{err}");
+        let moved = checkpoint_of(&s, &key).await;
+        assert_eq!(moved, Some(load::ordered(&(hf.clone(), hp))), "{err}");
+    }
+    // `run` applies from C: T1, and T2 again (harmless: versions)
+    run_to_head(&s, &key).await;
+    if start == Start::Subset {
+        shards(r#"["s2", "s3"]"#);
+        run_to_head(&s, &format!("{name}/s2,s3")).await;
+        std::fs::write(&s.config, &base).unwrap();
+    }
+    let diffs = s.compare(10).await.unwrap();
+    assert!(
+        diffs.is_empty(),
+        "T1 is missing on the targets:\n{}\n{stderr}\n{}",
+        diffs.join("\n"),
+        run_log(&s)
+    );
+    load::assert_verified(&s, &run_log(&s));
+    // the subset's row is made by its `run`, where the pipeline's row left
+    // its shards
+    let expected = (start != Start::Subset).then(|| load::ordered(&c));
+    assert_eq!(
+        after_replay, expected,
+        "the replay moved the checkpoint across T1, which it never applied\n{stderr}"
+    );
+    assert!(
+        stderr.contains("checkpoint stays") || stderr.contains("saves none"),
+        "the replay says why it leaves the checkpoint: {stderr}"
+    );
+}
+
+/// A finding of the model checker
+/// (`finding_replay_from_beyond_the_checkpoint_skips_transactions` in
+/// tests/simulation.rs, before the fix): `replay --from X` with X past
+/// the checkpoint C saved checkpoints past X, so the transactions between
+/// C and X, which nobody applied, were skipped by every later `run`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_from_beyond_the_checkpoint_leaves_it_and_run_applies_the_gap() {
+    replay_past_an_unapplied_gap("rpgap", Start::Position).await;
+}
+
+/// The same for a shard subset without a checkpoint row whose shards
+/// another row covers: the replay created the subset's row at X, and its
+/// `run` resumed there instead of where the pipeline's row left the
+/// shards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_of_a_new_subset_leaves_its_shards_where_the_pipeline_stopped() {
+    replay_past_an_unapplied_gap("rpgapsub", Start::Subset).await;
+}
+
+/// The same with `--from-gtid`: a GTID set the state at the checkpoint
+/// does not include starts past it; one it includes moves the checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_from_gtids_past_the_checkpoint_leaves_it() {
+    replay_past_an_unapplied_gap("rpgapgtid", Start::Gtid).await;
 }

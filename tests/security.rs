@@ -319,11 +319,8 @@ async fn a_missing_grant_is_named_with_the_grant_that_fixes_it() {
     c.targets[0]
         .sql("CREATE USER 'lim_tgt'@'%' IDENTIFIED BY 'lim-tgt-pw'; GRANT SELECT, INSERT, UPDATE ON grants_s0.* TO 'lim_tgt'@'%'")
         .unwrap();
-    let root = format!("root:{}@", MariaDb::ROOT_PASSWORD);
-    let src = format!("{root}127.0.0.1:{}\"", c.source.port());
-    edit(&s, &src, &src.replace(&root, "lim_src:lim-src-pw@"));
-    let s0 = format!("{root}127.0.0.1:{}/grants_s0", c.targets[0].port());
-    edit(&s, &s0, &s0.replace(&root, "lim_tgt:lim-tgt-pw@"));
+    use_account(&s, c, None, "lim_src", "lim-src-pw");
+    use_account(&s, c, Some("s0"), "lim_tgt", "lim-tgt-pw");
 
     let out = reshard(&s, &["run"]);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -339,6 +336,22 @@ async fn a_missing_grant_is_named_with_the_grant_that_fixes_it() {
         !err.contains("lim-src-pw") && !err.contains("lim-tgt-pw"),
         "{err}"
     );
+    // replaying archived files checks the appliers' accounts alone (the
+    // source only serves information_schema then)
+    let archive = tempfile::tempdir().unwrap();
+    let first = c.source.sql("SHOW BINARY LOGS").unwrap();
+    let first = first.split_whitespace().next().unwrap().to_string();
+    std::fs::copy(c.source.datadir().join(&first), archive.path().join(&first)).unwrap();
+    let from = format!("{first}:4");
+    let dir = archive.path().to_str().unwrap();
+    let out = reshard(&s, &["replay", "--binlog-dir", dir, "--from", &from]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("GRANT DELETE ON `grants_s0`.* TO 'lim_tgt'@'%';")
+            && !err.contains("lacks REPLICATION"),
+        "{err}"
+    );
 
     c.source
         .sql("GRANT REPLICATION SLAVE ON *.* TO 'lim_src'@'%'; GRANT SELECT ON grants_src.items TO 'lim_src'@'%'")
@@ -346,10 +359,102 @@ async fn a_missing_grant_is_named_with_the_grant_that_fixes_it() {
     c.targets[0]
         .sql("GRANT DELETE ON grants_s0.* TO 'lim_tgt'@'%'")
         .unwrap();
-    let mut run = Stopped(spawn_run(&s, &[]));
+    copies_and_streams(&s).await;
+}
+
+/// The target server that holds `shard` of `s`.
+fn server_of<'a>(c: &'a Cluster, s: &Scenario, shard: &str) -> &'a MariaDb {
+    let url = &s.shard_urls[shard];
+    c.targets
+        .iter()
+        .find(|t| url.contains(&format!("127.0.0.1:{}/", t.port())))
+        .unwrap_or_else(|| panic!("no target server for {url}"))
+}
+
+/// Uses `account` (password `pw`) instead of root for the source
+/// (`shard` None) or a shard.
+fn use_account(s: &Scenario, c: &Cluster, shard: Option<&str>, account: &str, pw: &str) {
+    let root = format!("root:{}@", MariaDb::ROOT_PASSWORD);
+    let at = match shard {
+        None => format!("{root}127.0.0.1:{}\"", c.source.port()),
+        Some(shard) => {
+            let db = s.shard_urls[shard].rsplit('/').next().unwrap().to_string();
+            format!("{root}127.0.0.1:{}/{db}", server_of(c, s, shard).port())
+        }
+    };
+    edit(s, &at, &at.replace(&root, &format!("{account}:{pw}@")));
+}
+
+/// Privileges that come through the account's default role (MariaDB
+/// `SET DEFAULT ROLE`), through a role that role holds, and `ALL
+/// PRIVILEGES` on a database all count; what the roles lack is named with
+/// its `GRANT`, and a role granted but not active is named with the `SET
+/// DEFAULT ROLE` that activates it. Once the roles hold it, `run` starts
+/// and converges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn privileges_through_a_default_role_and_all_privileges_count() {
+    let c = cluster();
+    let s = Scenario::create(c, "roles").unwrap();
+    migrate(&s);
+    // the source: replication and `orders` through the default role; the
+    // role that holds `items` is granted but not the default
+    c.source
+        .sql(
+            "CREATE ROLE roles_repl; GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO roles_repl; \
+             GRANT SELECT ON roles_src.orders TO roles_repl; \
+             CREATE ROLE roles_items; GRANT SELECT ON roles_src.items TO roles_items; \
+             CREATE USER 'role_src'@'%' IDENTIFIED BY 'role-src-pw'; \
+             GRANT roles_repl TO 'role_src'@'%'; GRANT roles_items TO 'role_src'@'%'; \
+             SET DEFAULT ROLE roles_repl FOR 'role_src'@'%'",
+        )
+        .unwrap();
+    // s0: ALL PRIVILEGES on its database, granted to the account itself
+    server_of(c, &s, "s0")
+        .sql("CREATE USER 'role_all'@'%' IDENTIFIED BY 'role-all-pw'; GRANT ALL PRIVILEGES ON roles_s0.* TO 'role_all'@'%'")
+        .unwrap();
+    // s1: DML through a role of the default role, DELETE missing
+    server_of(c, &s, "s1")
+        .sql(
+            "CREATE ROLE roles_dml; GRANT SELECT, INSERT, UPDATE ON roles_s1.* TO roles_dml; \
+             CREATE ROLE roles_app; GRANT roles_dml TO roles_app; \
+             CREATE USER 'role_t1'@'%' IDENTIFIED BY 'role-t1-pw'; GRANT roles_app TO 'role_t1'@'%'; \
+             SET DEFAULT ROLE roles_app FOR 'role_t1'@'%'",
+        )
+        .unwrap();
+    use_account(&s, c, None, "role_src", "role-src-pw");
+    use_account(&s, c, Some("s0"), "role_all", "role-all-pw");
+    use_account(&s, c, Some("s1"), "role_t1", "role-t1-pw");
+
+    let out = reshard(&s, &["run"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    for fix in [
+        "GRANT SELECT ON `roles_src`.`items` TO 'role_src'@'%';",
+        "SET DEFAULT ROLE `roles_items` FOR 'role_src'@'%';",
+        "GRANT DELETE ON `roles_s1`.* TO 'role_t1'@'%';",
+    ] {
+        assert!(err.contains(fix), "{fix} not in:\n{err}");
+    }
+    for held in ["REPLICATION", "`roles_src`.`orders`", "role_all", "INSERT"] {
+        assert!(!err.contains(held), "{held} is held, yet named:\n{err}");
+    }
+
+    // granted to the roles, not to the accounts
+    c.source
+        .sql("GRANT SELECT ON roles_src.* TO roles_repl")
+        .unwrap();
+    server_of(c, &s, "s1")
+        .sql("GRANT DELETE ON roles_s1.* TO roles_dml")
+        .unwrap();
+    copies_and_streams(&s).await;
+}
+
+/// `run` copies and streams 20 rows to the targets, then stops cleanly.
+async fn copies_and_streams(s: &Scenario) {
+    let mut run = Stopped(spawn_run(s, &[]));
     s.bulk_load(20).await.unwrap();
     wait_until(
-        &s,
+        s,
         "the copy and stream",
         Duration::from_secs(90),
         || async { s.compare(1).await.is_ok_and(|d| d.is_empty()) },
@@ -358,6 +463,6 @@ async fn a_missing_grant_is_named_with_the_grant_that_fixes_it() {
     assert!(
         terminate(&mut run.0, Duration::from_secs(30)).success(),
         "{}",
-        run_log(&s)
+        run_log(s)
     );
 }

@@ -17,9 +17,21 @@
 //!   [`Bookkeeping::applied`].
 //! * A watermark is handled once (`seq` above the last handled one), so the
 //!   saved checkpoint only moves forward along the binlog.
-//! * A replay passes `forward_only`: the checkpoint it found at start. A
+//! * A replay passes [`Saves::Past`] the checkpoint it found at start. A
 //!   watermark at or below it is not saved, so replaying an old range never
 //!   moves a newer checkpoint back.
+//! * A checkpoint claims that every transaction before it is applied. A
+//!   replay establishes that only for what it applies, from its start on;
+//!   before its start, only the checkpoint it found vouches. So a replay
+//!   that starts *past* that checkpoint saves nothing at all
+//!   ([`Saves::starting_at`]): any watermark of it would jump over the
+//!   transactions between the checkpoint and its start, which nobody
+//!   applied, and the next `run` would resume after them. The checkpoint
+//!   stays; `run` applies from it, the gap and the replayed range again
+//!   (harmless: versions). Nor does such a replay log positions for
+//!   pruning: the pruning threshold must stay a position every change
+//!   before which is applied (see `docs/architecture.md`, "Checkpoint
+//!   watermark" and "Tombstones and the floor").
 //! * The position log (commit time → position, for tombstone pruning) gets
 //!   at most one row per cadence, and only for a watermark with a commit
 //!   time (heartbeats carry none).
@@ -42,11 +54,37 @@ pub struct Mark {
     pub timestamp: u32,
 }
 
+/// Which watermarks an attempt may save as the checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Saves {
+    /// Every one (`run`).
+    All,
+    /// Only those past this position: the checkpoint a replay found at
+    /// its start (it never moves back).
+    Past(Position),
+    /// None (and no position-log rows): a replay that starts past the
+    /// checkpoint, or that applies shards whose checkpoint is another
+    /// subset's.
+    Nothing,
+}
+
+impl Saves {
+    /// What an attempt that starts at `start` may save: [`Saves::Past`] a
+    /// checkpoint before `start` becomes [`Saves::Nothing`] (see the module
+    /// docs: the transactions between were never applied).
+    pub fn starting_at(self, start: &Position) -> Saves {
+        match self {
+            Saves::Past(cp) if *start > cp => Saves::Nothing,
+            s => s,
+        }
+    }
+}
+
 /// What to persist for a new watermark.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Advance {
     /// Save this position as the checkpoint (`None`: a replay must not
-    /// move the checkpoint there).
+    /// move the checkpoint there, see [`Saves`]).
     pub save: Option<Position>,
     /// The watermark's commit time, for the checkpoint row.
     pub timestamp: u32,
@@ -75,7 +113,7 @@ pub struct Bookkeeping {
     applied: Position,
     /// Last position saved as the checkpoint.
     saved: Position,
-    forward_only: Option<Position>,
+    saves: Saves,
     last_logged: Option<Instant>,
     log_every: Duration,
     /// The source sent a heartbeat after the last transaction.
@@ -83,14 +121,11 @@ pub struct Bookkeeping {
 }
 
 impl Bookkeeping {
-    /// Starts at `start` (the checkpoint or replay start). The position log
+    /// Starts at `start` (the checkpoint or replay start), saving what
+    /// `saves` allows from there ([`Saves::starting_at`]). The position log
     /// gets a row about ten times per tombstone retention, between once a
     /// second and once a minute.
-    pub fn new(
-        start: Position,
-        forward_only: Option<Position>,
-        tombstone_retention: Duration,
-    ) -> Self {
+    pub fn new(start: Position, saves: Saves, tombstone_retention: Duration) -> Self {
         Bookkeeping {
             seq: 0,
             marked: 0,
@@ -100,8 +135,12 @@ impl Bookkeeping {
             dispatched_ts: 0,
             mark_ends: VecDeque::new(),
             applied: start.clone(),
-            saved: start,
-            forward_only,
+            // what is stored: a replay's checkpoint, else where it starts
+            saved: match &saves {
+                Saves::Past(cp) => cp.clone(),
+                _ => start.clone(),
+            },
+            saves: saves.starting_at(&start),
             last_logged: None,
             log_every: (tombstone_retention / 10)
                 .clamp(Duration::from_secs(1), Duration::from_secs(60)),
@@ -170,16 +209,26 @@ impl Bookkeeping {
             self.applied = end.clone();
             self.mark_ends.pop_front();
         }
-        let blocked = self.forward_only.as_ref().is_some_and(|min| w.end <= *min);
-        let log_position = w.timestamp > 0
+        let save = match &self.saves {
+            Saves::All => true,
+            Saves::Past(cp) => w.end > *cp,
+            Saves::Nothing => false,
+        };
+        let log_position = self.saves != Saves::Nothing
+            && w.timestamp > 0
             && self
                 .last_logged
                 .is_none_or(|t| now.saturating_duration_since(t) >= self.log_every);
         Some(Advance {
-            save: (!blocked).then(|| w.end.clone()),
+            save: save.then(|| w.end.clone()),
             timestamp: w.timestamp,
             log_position,
         })
+    }
+
+    /// What this attempt may save (after [`Saves::starting_at`]).
+    pub fn saves(&self) -> &Saves {
+        &self.saves
     }
 
     /// The checkpoint `pos` was saved.
@@ -239,7 +288,7 @@ mod tests {
 
     #[test]
     fn marks_only_what_was_dispatched_since_the_last_mark() {
-        let mut b = Bookkeeping::new(pos(4), None, Duration::from_secs(600));
+        let mut b = Bookkeeping::new(pos(4), Saves::All, Duration::from_secs(600));
         assert_eq!(b.mark_due(), None);
         assert_eq!(b.begin_transaction(), 1);
         b.dispatched(pos(100), pos(100), 7);
@@ -261,7 +310,7 @@ mod tests {
 
     #[test]
     fn a_half_dispatched_transaction_is_not_marked() {
-        let mut b = Bookkeeping::new(pos(4), None, Duration::from_secs(600));
+        let mut b = Bookkeeping::new(pos(4), Saves::All, Duration::from_secs(600));
         b.begin_transaction();
         b.dispatched(pos(100), pos(100), 7);
         assert_eq!(b.begin_transaction(), 2);
@@ -277,7 +326,7 @@ mod tests {
 
     #[test]
     fn heartbeats_count_only_when_they_move_forward() {
-        let mut b = Bookkeeping::new(pos(100), None, Duration::from_secs(600));
+        let mut b = Bookkeeping::new(pos(100), Saves::All, Duration::from_secs(600));
         b.heartbeat(Some(pos(50)));
         b.heartbeat(None);
         assert_eq!(b.mark_due(), None);
@@ -300,7 +349,7 @@ mod tests {
     #[test]
     fn while_an_xa_is_prepared_marks_carry_its_start_and_applied_the_end() {
         let now = Instant::now();
-        let mut b = Bookkeeping::new(pos(4), None, Duration::from_secs(600));
+        let mut b = Bookkeeping::new(pos(4), Saves::All, Duration::from_secs(600));
         // a PREPARE group from 100 to 150, then a transaction ending at 200
         let m1 = mark(&mut b, 150, 100);
         let m2 = mark(&mut b, 200, 100);
@@ -321,7 +370,7 @@ mod tests {
     #[test]
     fn a_watermark_is_handled_once_and_saved_forward_only() {
         let now = Instant::now();
-        let mut b = Bookkeeping::new(pos(4), Some(pos(300)), Duration::from_secs(600));
+        let mut b = Bookkeeping::new(pos(4), Saves::Past(pos(300)), Duration::from_secs(600));
         for end in [200, 300, 400] {
             mark(&mut b, end, end);
         }
@@ -337,11 +386,33 @@ mod tests {
         assert_eq!(b.checkpoint(), &pos(400));
     }
 
+    /// The model checker's finding: a replay from 400 with the checkpoint
+    /// at 300 never applied 300..400; saving 500 would skip it for good.
+    #[test]
+    fn a_replay_that_starts_past_the_checkpoint_saves_and_logs_nothing() {
+        let now = Instant::now();
+        let mut b = Bookkeeping::new(pos(400), Saves::Past(pos(300)), Duration::from_secs(20));
+        assert_eq!(b.saves(), &Saves::Nothing);
+        assert_eq!(b.checkpoint(), &pos(300), "the stored one, for the logs");
+        mark(&mut b, 500, 500);
+        let a = b.advance(&w(1, 500, 9), now).unwrap();
+        assert_eq!((a.save, a.log_position), (None, false));
+        b.heartbeat(Some(pos(600)));
+        let m = b.mark_due().unwrap();
+        b.marked(&m);
+        assert_eq!(b.advance(&w(2, 600, 0), now).unwrap().save, None);
+        // at the checkpoint it moves forward as before
+        let b = Bookkeeping::new(pos(300), Saves::Past(pos(300)), Duration::from_secs(20));
+        assert_eq!(b.saves(), &Saves::Past(pos(300)));
+        let b = Bookkeeping::new(pos(400), Saves::All, Duration::from_secs(20));
+        assert_eq!(b.saves(), &Saves::All);
+    }
+
     #[test]
     fn the_position_log_has_a_cadence_and_needs_a_commit_time() {
         let t0 = Instant::now();
         // retention 20 s: one row every 2 s at most
-        let mut b = Bookkeeping::new(pos(4), None, Duration::from_secs(20));
+        let mut b = Bookkeeping::new(pos(4), Saves::All, Duration::from_secs(20));
         let a = b.advance(&w(1, 100, 0), t0).unwrap();
         assert!(!a.log_position, "a heartbeat watermark has no commit time");
         let a = b.advance(&w(2, 200, 9), t0).unwrap();
@@ -360,7 +431,7 @@ mod tests {
     #[test]
     fn lag_is_zero_only_when_idle_and_caught_up() {
         let now = Instant::now();
-        let mut b = Bookkeeping::new(pos(4), None, Duration::from_secs(600));
+        let mut b = Bookkeeping::new(pos(4), Saves::All, Duration::from_secs(600));
         b.begin_transaction();
         b.dispatched(pos(100), pos(100), 1_000);
         assert_eq!(b.lag_secs(1_010), 10);

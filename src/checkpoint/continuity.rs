@@ -212,7 +212,7 @@ async fn binlog_gtid_state(source: &mut Conn) -> Result<Option<String>, DbError>
 /// `BINLOG_GTID_POS(file, pos)`: the GTID state at a position; `None`
 /// when the server cannot say (MySQL, a purged file, a position past the
 /// file's end).
-async fn gtid_at(source: &mut Conn, p: &Position) -> Option<String> {
+pub async fn gtid_at(source: &mut Conn, p: &Position) -> Option<String> {
     source
         .exec_first::<Option<String>, _, _>("SELECT BINLOG_GTID_POS(?, ?)", (&p.file, p.pos))
         .await

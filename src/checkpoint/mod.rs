@@ -9,7 +9,7 @@ pub mod continuity;
 pub mod prune;
 pub mod tracker;
 
-pub use bookkeeping::Bookkeeping;
+pub use bookkeeping::{Bookkeeping, Saves};
 pub use tracker::{LaneProgress, Tracker};
 
 use crate::position::Position;

@@ -1,14 +1,37 @@
 //! `reshard replay`: re-apply a binlog range from the source server.
 //!
-//! Needs no checkpoint and never snapshots. It moves the checkpoint only
-//! forward (a replay of an old range leaves a newer checkpoint where it
-//! is). Row changes below the pipeline's floor — the snapshot version or
-//! the tombstone pruning floor, whichever is higher — are skipped and
+//! Needs no checkpoint and never snapshots. Row changes below the
+//! pipeline's floor — the snapshot version or the tombstone pruning floor,
+//! whichever is higher — are skipped and
 //! counted, because their deletes may have left no tombstone: applying them
 //! could bring back a deleted row. With shard subsets, the floor is the
 //! highest of any subset that applied one of the replay's shards (see
 //! [`crate::control::subset`]). `--below-floor` applies them anyway (for
 //! a target restored from an old backup), with a warning.
+//!
+//! # Which checkpoints a replay saves
+//!
+//! A checkpoint claims that every change before it is applied on every
+//! shard of its row. A replay applies its range from where it starts — its
+//! `--from`, or the floor when it skips changes below a higher one — so it
+//! may only move a checkpoint that already vouches for everything before
+//! that start ([`saves`]; `docs/architecture.md`, "Checkpoint watermark"):
+//!
+//! * its row has a checkpoint C: only forward past C (a replay of an old
+//!   range leaves a newer checkpoint where it is), and not at all when it
+//!   starts past C (`Saves::starting_at`, in the bookkeeping) or skips
+//!   changes below a floor above C: the changes between C and its start
+//!   were applied by nobody, and a checkpoint past them would make every
+//!   later `run` skip them (a finding of the model checker). C stays, with
+//!   a warning; `run` applies from C, re-applying the replayed range
+//!   (harmless: versions). A `--from-gtid` start is at or before C when
+//!   the GTID state at C (`BINLOG_GTID_POS`) includes the set in every
+//!   domain; when the source cannot say (MySQL), nothing is saved;
+//! * no row, but other shard subsets applied its shards: nothing, for the
+//!   same reason — their checkpoints vouch for its shards, and its `run`
+//!   resumes where they stopped ([`crate::control::subset::inherit`]);
+//! * nothing ever applied its shards: the replay's `--from` becomes the
+//!   checkpoint, as with `run --from`, and it moves forward from there.
 //!
 //! A replay never prunes tombstones (only `run` does, and the lease keeps
 //! a `run` from running beside it), so the floor read at its start holds
@@ -27,8 +50,10 @@ use anyhow::bail;
 use mysql_async::Conn;
 
 use super::replicator::{attempt_backoff, pause_and_reconnect, shutdown_signal, Replicator};
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::continuity::{self, GtidState};
+use crate::checkpoint::{Checkpoint, Saves};
 use crate::config::Config;
+use crate::control::subset::{Inherit, Subset};
 use crate::control::{self, checkpoint};
 use crate::db::{Flavor, Retry};
 use crate::pipeline::{run_attempt, Attempt, Outcome};
@@ -37,6 +62,7 @@ use crate::rules::lookup::Lookups;
 use crate::rules::Router;
 use crate::source::archive::ArchiveSource;
 use crate::source::StartAt;
+use crate::version::Version;
 
 /// Arguments of `replay`.
 pub struct ReplayArgs {
@@ -82,7 +108,11 @@ pub async fn replay(path: &Path, args: ReplayArgs) -> anyhow::Result<ExitCode> {
         }
     }
     cfg.pipeline.accept_ddl = args.accept_ddl.clone();
-    let read = Read::Server { flavor, checksum };
+    let read = Read::Server {
+        flavor,
+        checksum,
+        source: servers.source,
+    };
     let replay = Replay::new(cfg, router, lookups, servers.control, identity, read);
     run_replay(replay, start, args.to.clone(), &args).await
 }
@@ -119,15 +149,21 @@ impl Replay {
 
 /// Where a replay reads the binlog.
 pub(super) enum Read {
-    /// From the source server's stream.
-    Server { flavor: Flavor, checksum: bool },
+    /// From the source server's stream (`source`: a connection for the
+    /// start-up questions).
+    Server {
+        flavor: Flavor,
+        checksum: bool,
+        source: Conn,
+    },
     /// From archived files (`--binlog-dir`).
     Archive(ArchiveSource),
 }
 
 /// Replays from `start` to `to` (without, on like `run`): checks the
-/// epoch, reads the floor, makes sure there is a checkpoint row to move
-/// forward, and runs attempts until the end, shutdown or a definite error.
+/// epoch, reads the floor, settles which checkpoints it may save
+/// ([`saves`]), and runs attempts until the end, shutdown or a definite
+/// error.
 pub(super) async fn run_replay(
     r: Replay,
     start: StartAt,
@@ -143,10 +179,14 @@ pub(super) async fn run_replay(
         identity,
         read,
     } = r;
-    let (flavor, checksum, archive) = match read {
-        Read::Server { flavor, checksum } => (flavor, checksum, None),
+    let (flavor, checksum, source, archive) = match read {
+        Read::Server {
+            flavor,
+            checksum,
+            source,
+        } => (flavor, checksum, Some(source), None),
         // flavour and checksums are the stream's: not used for files
-        Read::Archive(a) => (Flavor::MariaDb, false, Some(a)),
+        Read::Archive(a) => (Flavor::MariaDb, false, None, Some(a)),
     };
     let name = &cfg.pipeline.name;
     let stored = checkpoint::load(&mut control, name).await?;
@@ -164,20 +204,13 @@ pub(super) async fn run_replay(
             tracing::warn!(floor = %f, "--below-floor: changes below the floor are applied; rows deleted before the floor may reappear until the replay passes their deletes");
         }
     }
-    if stored.is_none() {
-        // a checkpoint row to move forward, at the replay's start
-        if let Some(from) = &args.from {
-            let cp = Checkpoint {
-                position: from.clone(),
-                epoch: cfg.pipeline.epoch,
-                source_identity: identity.clone(),
-            };
-            checkpoint::save(&mut control, name, &cp).await?;
-        }
-    }
-    let forward_only = checkpoint::load(&mut control, name)
-        .await?
-        .map(|c| c.position);
+    let skips_below = if args.below_floor { None } else { floor };
+    let at = Start {
+        from: &start,
+        skips_below,
+        source,
+    };
+    let saves = saves(&cfg, &mut control, &identity, stored, &subsets, at).await?;
     // the endpoint, the throttle and the monitor, for as long as the replay
     let _observer = crate::monitor::start(&cfg).await?;
     let mut backoff = attempt_backoff();
@@ -189,8 +222,8 @@ pub(super) async fn run_replay(
             control: &mut control,
             start: start.clone(),
             stop_at: to.clone(),
-            floor: if args.below_floor { None } else { floor },
-            forward_only: forward_only.clone(),
+            floor: skips_below,
+            saves: saves.clone(),
             skipped: &mut skipped,
             source_identity: identity.clone(),
             flavor,
@@ -198,6 +231,7 @@ pub(super) async fn run_replay(
             shutdown: stop_rx.clone(),
             lookups: &mut lookups,
             archive: archive.clone(),
+            command: "replay",
         };
         let result = run_attempt(attempt).await;
         if skipped > 0 {
@@ -219,6 +253,90 @@ pub(super) async fn run_replay(
             }
         }
     }
+}
+
+/// Where a replay starts applying, for [`saves`].
+struct Start<'a> {
+    from: &'a StartAt,
+    /// The floor it skips row changes below (none with `--below-floor`).
+    skips_below: Option<Version>,
+    /// The source, to place a `--from-gtid` start (`None`: archived files).
+    source: Option<Conn>,
+}
+
+/// Which checkpoints the replay may save (see the module docs). With no
+/// checkpoint for shards nothing applied yet, saves `--from` as it.
+async fn saves(
+    cfg: &Config,
+    control: &mut Conn,
+    identity: &str,
+    stored: Option<Checkpoint>,
+    subsets: &[Subset],
+    at: Start<'_>,
+) -> anyhow::Result<Saves> {
+    let p = &cfg.pipeline;
+    if let Some(cp) = stored {
+        return Ok(past(cp, at).await);
+    }
+    let shards = cfg.applied_shards();
+    if !matches!(
+        control::subset::inherit(&p.name, &shards, subsets, p.epoch, identity),
+        Ok(Inherit::Fresh)
+    ) {
+        tracing::warn!(subset = %p.name, "this shard subset has no checkpoint, and other subsets applied its shards: the replay saves none, and its `run` resumes where they stopped");
+        return Ok(Saves::Nothing);
+    }
+    let StartAt::Position(from) = at.from else {
+        // the first watermark is the stream's start
+        return Ok(Saves::All);
+    };
+    let cp = Checkpoint {
+        position: from.clone(),
+        epoch: p.epoch,
+        source_identity: identity.to_string(),
+    };
+    checkpoint::save(control, &p.name, &cp).await?;
+    Ok(Saves::Past(from.clone()))
+}
+
+/// [`Saves::Past`] the stored checkpoint `cp`, or [`Saves::Nothing`] when
+/// the replay starts past it: applying from a floor above it, or from
+/// GTIDs the GTID state at `cp` does not include. (A `--from` position
+/// past it is left to `Saves::starting_at`, which the bookkeeping
+/// applies: the coordinator warns.)
+async fn past(cp: Checkpoint, at: Start<'_>) -> Saves {
+    if let Some(floor) = at.skips_below.filter(|f| floor_past(*f, &cp)) {
+        tracing::warn!(floor = %floor, checkpoint = %cp.position, "the replay skips changes below the floor, which is past the checkpoint: nobody applied those between the two, so the checkpoint stays where it is and the next `run` applies from there (or use --below-floor)");
+        return Saves::Nothing;
+    }
+    let StartAt::Gtid(set) = at.from else {
+        return Saves::Past(cp.position);
+    };
+    let mut source = at.source;
+    let have = match source.as_mut() {
+        Some(c) => continuity::gtid_at(c, &cp.position).await,
+        None => None,
+    };
+    let covered = have
+        .as_deref()
+        .and_then(GtidState::parse)
+        .zip(GtidState::parse(set))
+        .is_some_and(|(have, want)| have.includes(&want));
+    if covered {
+        return Saves::Past(cp.position);
+    }
+    tracing::warn!(gtid = %set, checkpoint = %cp.position, gtid_at_checkpoint = have.as_deref().unwrap_or("unknown"), "the replay may start past the checkpoint (the GTID state there does not include --from-gtid): the checkpoint stays where it is and the next `run` applies from there");
+    Saves::Nothing
+}
+
+/// Whether skipping row changes below `floor` starts the replay past the
+/// checkpoint `cp` (also when `cp` cannot be versioned: nothing vouches).
+/// A snapshot's floor is its position's version, the checkpoint it starts
+/// with: not past it.
+fn floor_past(floor: Version, cp: &Checkpoint) -> bool {
+    Version::at(cp.epoch, &cp.position, 0)
+        .ok()
+        .is_none_or(|v| floor > v)
 }
 
 /// Refuses a replay whose versions would be wrong: a config epoch below the
@@ -246,4 +364,31 @@ async fn check_epoch(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cp(epoch: u16, pos: u64) -> Checkpoint {
+        Checkpoint {
+            position: Position::new("b.000002", pos),
+            epoch,
+            source_identity: "server_id=1".into(),
+        }
+    }
+
+    #[test]
+    fn a_floor_above_the_checkpoint_starts_the_replay_past_it() {
+        let floor = |epoch, pos| Version::at(epoch, &Position::new("b.000002", pos), 0).unwrap();
+        assert!(!floor_past(floor(0, 100), &cp(0, 100)), "a fresh copy's");
+        assert!(!floor_past(floor(0, 50), &cp(0, 100)));
+        assert!(floor_past(floor(0, 150), &cp(0, 100)));
+        assert!(!floor_past(floor(0, 150), &cp(1, 100)), "an older epoch's");
+        let unversioned = Checkpoint {
+            position: Position::new("nameless", 4),
+            ..cp(0, 4)
+        };
+        assert!(floor_past(floor(0, 50), &unversioned));
+    }
 }

@@ -12,7 +12,10 @@
 //! learned from the source for the tables it has, else from the TABLE_MAP's
 //! collation ids and the weights kept for the build that wrote the files,
 //! else an error naming the key column ("Keys and collations" in
-//! `docs/architecture.md`). Without `--to`, the
+//! `docs/architecture.md`). A DDL of a mapped table in the files is
+//! recorded in the schema history and judged by `[pipeline] on_ddl` (and
+//! `--accept-ddl`) as on a live stream ("The DDL policy"): a halt stops
+//! the replay before the DDL, with the checkpoint before it. Without `--to`, the
 //! replay ends at the archive's last transaction boundary (a replay of
 //! files does not go on streaming).
 
@@ -53,11 +56,12 @@ pub async fn replay_archive(
         return Ok(ExitCode::SUCCESS);
     }
     let ArchiveReplicator {
-        cfg,
+        mut cfg,
         router,
         lookups,
         mut servers,
     } = ArchiveReplicator::start(path, &archive.server_versions()?).await?;
+    cfg.pipeline.accept_ddl = args.accept_ddl.clone();
     let identity = identity(&cfg, &mut servers, &archive).await?;
     tracing::info!(dir = %dir.display(), from = %from, to = %to, files = archive.files.len(), source = servers.source.is_some(), "replaying archived binlog files");
     let read = Read::Archive(ArchiveSource {

@@ -45,7 +45,9 @@ impl Replicator {
     pub async fn start(path: &Path) -> anyhow::Result<Replicator> {
         let (cfg, router, lookups) = load(path)?;
         let mut servers = Servers::connect(&cfg).await?;
-        check_grants(&cfg, &router, &mut servers).await?;
+        let mut gaps = source_gaps(&router, &mut servers.source).await?;
+        gaps.extend(applier_gaps(&cfg, &router, &mut servers.control, &mut servers.targets).await?);
+        refuse_gaps(&gaps)?;
         servers.ensure_migrated(&cfg).await?;
         let flavor = db::flavor(&mut servers.source, "source").await?;
         let (checksum, _) = preflight::run_all(&mut servers.source)
@@ -68,12 +70,9 @@ impl Replicator {
     }
 }
 
-/// Every account has what reshard needs (see [`db::grants`]): the source
-/// account replication and `SELECT` on the mapped tables, the control
-/// account DML and DDL on the control database, each target account DML
-/// on its target tables and reshard's own. Stops naming each missing
-/// privilege with the `GRANT` that fixes it.
-async fn check_grants(cfg: &Config, router: &Router, servers: &mut Servers) -> anyhow::Result<()> {
+/// What the source account lacks of what reshard needs (see
+/// [`db::grants`]): replication and `SELECT` on the mapped tables.
+async fn source_gaps(router: &Router, conn: &mut Conn) -> anyhow::Result<Vec<db::grants::Missing>> {
     use db::grants::{missing, Need, Scope};
     let mut source = vec![
         Need::new("REPLICATION SLAVE", Scope::Global),
@@ -88,7 +87,19 @@ async fn check_grants(cfg: &Config, router: &Router, servers: &mut Servers) -> a
             Scope::Table(r.source_db.clone(), r.source_table.clone()),
         )
     }));
-    let mut gaps = missing(&mut servers.source, "source", &source).await?;
+    Ok(missing(conn, "source", &source).await?)
+}
+
+/// What the accounts that apply lack: the control account DML and DDL on
+/// the control database, each target account DML on its target tables
+/// and reshard's own.
+async fn applier_gaps(
+    cfg: &Config,
+    router: &Router,
+    control_conn: &mut Conn,
+    targets: &mut [(String, Conn)],
+) -> anyhow::Result<Vec<db::grants::Missing>> {
+    use db::grants::{missing, Need, Scope};
     let control_db = crate::config::db_name(&cfg.control.url).unwrap_or_default();
     let control: Vec<Need> = [
         "SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "INDEX",
@@ -96,8 +107,8 @@ async fn check_grants(cfg: &Config, router: &Router, servers: &mut Servers) -> a
     .into_iter()
     .map(|p| Need::new(p, Scope::Db(control_db.clone())))
     .collect();
-    gaps.extend(missing(&mut servers.control, "control", &control).await?);
-    for (name, conn) in &mut servers.targets {
+    let mut gaps = missing(control_conn, "control", &control).await?;
+    for (name, conn) in targets.iter_mut() {
         let db = cfg
             .targets
             .get(name)
@@ -125,6 +136,11 @@ async fn check_grants(cfg: &Config, router: &Router, servers: &mut Servers) -> a
             .collect();
         gaps.extend(missing(conn, &format!("target {name}"), &needs).await?);
     }
+    Ok(gaps)
+}
+
+/// Stops naming each missing privilege with the `GRANT` that fixes it.
+fn refuse_gaps(gaps: &[db::grants::Missing]) -> anyhow::Result<()> {
     if gaps.is_empty() {
         return Ok(());
     }
@@ -293,6 +309,10 @@ impl ArchiveReplicator {
     pub async fn start(path: &Path, builds: &[String]) -> anyhow::Result<ArchiveReplicator> {
         let (cfg, router, lookups) = load(path)?;
         let mut servers = Servers::connect_source_optional(&cfg).await?;
+        // the source, when reachable, serves information_schema only
+        refuse_gaps(
+            &applier_gaps(&cfg, &router, &mut servers.control, &mut servers.targets).await?,
+        )?;
         servers.ensure_migrated(&cfg).await?;
         let collations = archive_key_collations(
             servers.source.as_mut(),

@@ -32,7 +32,7 @@ use anyhow::{bail, Context};
 use super::replicator::{attempt_backoff, pause_and_reconnect, shutdown_signal, Replicator};
 use super::servers::Servers;
 use crate::checkpoint::continuity::{self, ContinuityError};
-use crate::checkpoint::{prune, Checkpoint};
+use crate::checkpoint::{prune, Checkpoint, Saves};
 use crate::config::Config;
 use crate::control::subset::Inherit;
 use crate::control::{self, checkpoint};
@@ -119,7 +119,6 @@ pub async fn run(path: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         };
         after_failure = true;
-        let mut skipped = 0;
         let attempt = Attempt {
             cfg: &cfg,
             router: &mut router,
@@ -127,14 +126,15 @@ pub async fn run(path: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             start: StartAt::Position(cp.position),
             stop_at: None,
             floor: None,
-            forward_only: None,
-            skipped: &mut skipped,
+            saves: Saves::All,
+            skipped: &mut 0,
             source_identity: identity.clone(),
             flavor,
             checksum,
             shutdown: stop_rx.clone(),
             lookups: &mut lookups,
             archive: None,
+            command: "run",
         };
         match run_attempt(attempt).await {
             Ok(Outcome::Shutdown) | Ok(Outcome::ReachedEnd) => {

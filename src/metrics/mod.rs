@@ -386,9 +386,10 @@ pub(crate) mod tests {
         );
     }
 
-    /// The dashboard in docs/ graphs only metrics this registry has.
-    #[test]
-    fn the_grafana_dashboard_names_real_metrics() {
+    /// Asserts that every `reshard_*` name in a PromQL expression is a
+    /// metric of the registry (histograms by their `_bucket` series);
+    /// returns the names.
+    fn real_metrics(expr: &str) -> Vec<String> {
         let m = touched();
         let names: Vec<String> = m
             .registry()
@@ -397,19 +398,51 @@ pub(crate) mod tests {
             .map(|f| f.name().to_string())
             .collect();
         assert_eq!(names.len(), 13, "{names:?}");
+        let mut used = Vec::new();
+        for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if word.starts_with("reshard_") {
+                let base = word.strip_suffix("_bucket").unwrap_or(word);
+                assert!(names.iter().any(|n| n == base), "{word} in {expr}");
+                used.push(base.to_string());
+            }
+        }
+        used
+    }
+
+    /// The dashboard in docs/ graphs only metrics this registry has.
+    #[test]
+    fn the_grafana_dashboard_names_real_metrics() {
         let dash: serde_json::Value =
             serde_json::from_str(include_str!("../../docs/grafana-dashboard.json")).unwrap();
         let panels = dash["panels"].as_array().unwrap();
         assert!(panels.len() >= 10);
         for target in panels.iter().flat_map(|p| p["targets"].as_array().unwrap()) {
-            let expr = target["expr"].as_str().unwrap();
-            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
-                if let Some(base) = word.strip_prefix("reshard_") {
-                    let base = format!("reshard_{base}");
-                    let base = base.strip_suffix("_bucket").unwrap_or(&base);
-                    assert!(names.iter().any(|n| n == base), "{word} in {expr}");
-                }
+            real_metrics(target["expr"].as_str().unwrap());
+        }
+    }
+
+    /// The README's example alert rules alert on lag, stalls and dead
+    /// letters with metrics this registry has.
+    #[test]
+    fn the_readme_alert_rules_name_real_metrics() {
+        let readme = include_str!("../../README.md");
+        let rules = readme
+            .split("```yaml")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .expect("a yaml block of alert rules in the README");
+        let mut used = Vec::new();
+        for line in rules.lines() {
+            if let Some(expr) = line.trim().strip_prefix("expr:") {
+                used.extend(real_metrics(expr));
             }
+        }
+        for m in [
+            "reshard_source_lag_seconds",
+            "reshard_stalled",
+            "reshard_dead_letters_total",
+        ] {
+            assert!(used.iter().any(|u| u == m), "no alert on {m}: {rules}");
         }
     }
 

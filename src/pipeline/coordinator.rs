@@ -46,7 +46,7 @@ use tokio::time::Interval;
 
 use super::reader::SourceRx;
 use super::{Attempt, Outcome, PipelineError, Stage};
-use crate::checkpoint::bookkeeping::{Advance, Bookkeeping};
+use crate::checkpoint::bookkeeping::{Advance, Bookkeeping, Saves};
 use crate::checkpoint::{Checkpoint, LaneProgress, Tracker};
 use crate::config::OnDeriveError;
 use crate::control::{self, lease};
@@ -104,10 +104,13 @@ impl<'a> Coordinator<'a> {
         start: Position,
     ) -> Self {
         let book = Bookkeeping::new(
-            start,
-            a.forward_only.clone(),
+            start.clone(),
+            a.saves.clone(),
             a.cfg.pipeline.tombstone_retention,
         );
+        if let (Saves::Past(checkpoint), Saves::Nothing) = (&a.saves, book.saves()) {
+            tracing::warn!(start = %start, checkpoint = %checkpoint, "the replay starts past the checkpoint: the transactions between were never applied, so the checkpoint stays where it is and the next `run` applies from there (the replayed range again too, which is harmless)");
+        }
         let linger = a.cfg.pipeline.linger;
         let mut ticker = tokio::time::interval(
             Duration::from_millis(100).min(linger.max(Duration::from_millis(10))),

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use mysql_async::Conn;
 use tokio::sync::watch;
 
+use crate::checkpoint::Saves;
 use crate::config::{Config, Endpoint};
 use crate::db::{self, Flavor, Session};
 use crate::position::Position;
@@ -55,8 +56,9 @@ pub struct Attempt<'a> {
     pub stop_at: Option<Position>,
     /// Replay: skip row changes whose (position) version is below this.
     pub floor: Option<Version>,
-    /// Replay: never move the checkpoint to or below this position.
-    pub forward_only: Option<Position>,
+    /// Which watermarks may be saved as the checkpoint (`run`: all; a
+    /// replay: only forward, none when it starts past the checkpoint).
+    pub saves: Saves,
     /// Row changes skipped below the floor (added to).
     pub skipped: &'a mut u64,
     pub source_identity: String,
@@ -68,6 +70,9 @@ pub struct Attempt<'a> {
     /// Read archived binlog files instead of the server's stream
     /// (`replay --binlog-dir`).
     pub archive: Option<ArchiveSource>,
+    /// The command that runs the attempt (`run`, `replay`), for messages
+    /// that say how to go on.
+    pub command: &'static str,
 }
 
 /// Runs one attempt: connects the lanes and the source, runs the
@@ -101,7 +106,7 @@ pub async fn run_attempt(a: Attempt<'_>) -> Result<Outcome, PipelineError> {
 
 /// `[pipeline] on_ddl` over the router's tables: what each rule routes by
 /// and where its target tables are (see [`crate::source::ddl_policy`]).
-fn ddl_policy(cfg: &Config, router: &Router) -> DdlPolicy {
+fn ddl_policy(cfg: &Config, router: &Router, command: &'static str) -> DdlPolicy {
     let tables = router
         .rules()
         .map(|r| {
@@ -131,6 +136,7 @@ fn ddl_policy(cfg: &Config, router: &Router) -> DdlPolicy {
         tables,
         accepted: cfg.pipeline.accept_ddl.clone(),
         config: cfg.path.display().to_string(),
+        command,
         connect_timeout: cfg.pipeline.connect_timeout,
     }
 }
@@ -138,11 +144,13 @@ fn ddl_policy(cfg: &Config, router: &Router) -> DdlPolicy {
 /// The schema history of the router's tables (see
 /// [`crate::source::history`]), with every table's columns recorded as
 /// valid at `at` when given: where streaming starts, or the initial copy's
-/// position. (A GTID start has no position to record at.)
+/// position. (A GTID start has no position to record at.) Its DDL policy
+/// names `command` (`run`, `replay`) as the way past a halt.
 pub async fn open_history(
     cfg: &Config,
     router: &Router,
     at: Option<&Position>,
+    command: &'static str,
 ) -> Result<SchemaHistory, PipelineError> {
     let budget = cfg.pipeline.connect_timeout;
     let control = db::connect(&cfg.control, Session::Read, budget).await?;
@@ -154,7 +162,7 @@ pub async fn open_history(
     let mut history = SchemaHistory::load(control, &p.name, p.epoch, mapped)
         .await
         .map_err(SourceError::Schema)?;
-    history.set_policy(ddl_policy(cfg, router));
+    history.set_policy(ddl_policy(cfg, router, command));
     if let Some(at) = at {
         let mut source = db::connect(&cfg.source, Session::Read, budget).await?;
         let prepared = history.prepare(&mut source, at).await;

@@ -153,7 +153,7 @@ pub(super) async fn start(a: &Attempt<'_>) -> Result<(SourceRx, Background), Pip
         StartAt::Position(p) => Some(p),
         StartAt::Gtid(_) => None,
     };
-    tailer.set_history(super::open_history(cfg, a.router, at).await?);
+    tailer.set_history(super::open_history(cfg, a.router, at, a.command).await?);
     let (tx, rx) = mpsc::channel(CHANNEL);
     let task = Background::spawn(forward(spec, tailer, patience, a.start.clone(), tx));
     Ok((rx, task))
@@ -187,6 +187,10 @@ async fn start_archive(
         hold: cfg.pipeline.hold.clone(),
     };
     let mut reader = ArchiveReader::new(archive.archive.clone(), start.clone(), opts, schema_conn);
+    // DDL is judged by on_ddl as on a live stream; the columns at `start`
+    // are recorded from the source when it is reachable
+    let at = archive.schemas_from_source.then_some(start);
+    reader.watch_ddl(super::open_history(cfg, a.router, at, a.command).await?);
     let (tx, rx) = mpsc::channel(CHANNEL);
     let task = Background::spawn(async move {
         loop {
@@ -202,6 +206,7 @@ async fn start_archive(
                 break;
             }
         }
+        close_history(reader.take_history()).await;
     });
     Ok((rx, task))
 }

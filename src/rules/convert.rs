@@ -44,8 +44,6 @@
 //!   the column's character set, with 4-byte characters shown as `?`.
 //! * Without labels, ENUM and SET stay their index / bitmap; without the
 //!   width, BIT uses as few bytes as the value needs (at least one).
-//! * Negative `TIME(1)`/`TIME(2)` values with a fraction are mis-decoded by
-//!   mysql_common 0.37 before they get here.
 
 use mysql_common::constants::ColumnType;
 use mysql_common::value::Value as Cell;

@@ -237,7 +237,7 @@ pub async fn copy(mut c: Copy<'_>) -> Result<CopyOutcome, PipelineError> {
         Version::at(p.epoch, &c.position, 0).map_err(|e| PipelineError::Definite(e.to_string()))?;
     let mut source = db::connect(&cfg.source, Session::Write, p.connect_timeout).await?;
     // the tables' columns at P, for streaming from P without FULL metadata
-    crate::pipeline::open_history(cfg, c.router, Some(&c.position))
+    crate::pipeline::open_history(cfg, c.router, Some(&c.position), "run")
         .await?
         .close()
         .await;

@@ -31,6 +31,11 @@
 //! when a connection was given; with neither, the first row of such a table
 //! is an error naming it, never rows written by position.
 //!
+//! A DDL of a mapped table is recorded in the pipeline's schema history
+//! and judged by `[pipeline] on_ddl` as on a live stream
+//! ([`ArchiveReader::watch_ddl`]; `docs/architecture.md`, "The DDL
+//! policy"): the same bytes at the same positions give the same records.
+//!
 //! At the end of each file that ends between transactions, a boundary at
 //! its end is handed on (the live stream's rotation does the same), so the
 //! checkpoint can reach the end of the archive.
@@ -46,8 +51,10 @@ use super::change::{SourceItem, Transaction};
 use super::events::{Decoder, DecoderOptions, TableFilter};
 use super::file::{framed_at, BinlogFile, FileError};
 use super::framing::{panic_text, EventReader, MAGIC};
+use super::history::SchemaHistory;
 use super::schema::SchemaOrigin;
 use super::SourceError;
+use crate::db::Retry;
 use crate::position::{file_seq, Position};
 
 /// Why an archive cannot be read.
@@ -263,6 +270,9 @@ pub struct ArchiveReader {
     timestamp: u32,
     /// End of the last item handed on.
     last_end: Option<Position>,
+    /// The schema history DDL is recorded in and judged by (the DDL
+    /// policy), handed from each file's decoder to the next.
+    history: Option<SchemaHistory>,
 }
 
 impl ArchiveReader {
@@ -284,7 +294,24 @@ impl ArchiveReader {
             schema_conn,
             timestamp: 0,
             last_end: None,
+            history: None,
         }
+    }
+
+    /// Records every DDL of a mapped table in the schema history and
+    /// judges it by the history's DDL policy, as a live stream does
+    /// ([`Decoder::watch_ddl`]: the history names no columns here).
+    pub fn watch_ddl(&mut self, history: SchemaHistory) {
+        match self.current.as_mut() {
+            Some((_, decoder)) => decoder.watch_ddl(history),
+            None => self.history = Some(history),
+        }
+    }
+
+    /// Hands the schema history back (to close its connection).
+    pub fn take_history(&mut self) -> Option<SchemaHistory> {
+        let current = self.current.as_mut().and_then(|(_, d)| d.take_history());
+        current.or_else(|| self.history.take())
     }
 
     /// The next committed transaction or boundary; `None` after the last
@@ -302,7 +329,9 @@ impl ArchiveReader {
             }
             let Some(framed) = reader.next()? else {
                 let end = self.file_end();
-                self.current = None;
+                if let Some((_, mut decoder)) = self.current.take() {
+                    self.history = decoder.take_history();
+                }
                 if let Some(item) = end {
                     return Ok(Some(item));
                 }
@@ -321,10 +350,13 @@ impl ArchiveReader {
             .catch_unwind()
             .await;
             match handled {
+                // a transient failure (the history's control connection, a
+                // target `follow` alters) is retried, not blamed on the file
+                Ok(Err(e)) if e.retry() == Retry::Transient => return Err(e),
                 Ok(r) => r.map_err(|e| FileError::Event {
                     file: reader.path().to_string(),
                     offset: framed.offset,
-                    source: Box::new(e),
+                    error: Box::new(e),
                 })?,
                 Err(p) => {
                     let message = format!("decoding the event panicked: {}", panic_text(&p));
@@ -347,7 +379,11 @@ impl ArchiveReader {
             at = Position::new(reader.name(), self.start.pos);
         }
         self.next_file += 1;
-        self.current = Some((reader, Decoder::new(at, self.opts.clone())));
+        let mut decoder = Decoder::new(at, self.opts.clone());
+        if let Some(h) = self.history.take() {
+            decoder.watch_ddl(h);
+        }
+        self.current = Some((reader, decoder));
         Ok(true)
     }
 

@@ -16,8 +16,10 @@
 //! the parser would only reject with an error may pass (its error is then
 //! reported as usual).
 //!
-//! The checks live here rather than in the (vendored) parsers so that they
-//! hold for whichever mysql_common release reshard is built with.
+//! The checks live here rather than in the parsers so that they hold for
+//! whichever mysql_common release reshard is built with (the crates.io
+//! release, unpatched). Row images are not parsed by mysql_common at all:
+//! the row decoder ([`super::decode`]) checks every length itself.
 
 use mysql_common::binlog::consts::EventType;
 use mysql_common::binlog::events::{Event, TableMapEvent};

@@ -75,6 +75,8 @@ pub struct DdlPolicy {
     pub accepted: Vec<Position>,
     /// The config file, for the commands in messages.
     pub config: String,
+    /// The command that streams (`run`, `replay`), named in a halt.
+    pub command: &'static str,
     /// Connection budget of a target (follow).
     pub connect_timeout: Duration,
 }
@@ -89,22 +91,29 @@ pub struct DdlHalt {
     pub why: String,
     pub fix: String,
     pub config: String,
+    /// `run` or `replay`.
+    pub command: &'static str,
 }
 
 impl std::fmt::Display for DdlHalt {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "DDL on {} at {} (ends at {}): `{}`: {} Fix: {} Then let this DDL through: `reshard run --config {} --accept-ddl {}`",
+            "DDL on {} at {} (ends at {}): `{}`: {} Fix: {} Then let this DDL through: `reshard {} --config {} --accept-ddl {}`",
             self.table,
             self.start,
             self.end,
             self.statement,
             self.why,
             self.fix,
+            self.command,
             self.config,
             self.start
-        )
+        )?;
+        if self.command == "replay" {
+            f.write_str(" (with the replay's other options as before)")?;
+        }
+        Ok(())
     }
 }
 
@@ -189,6 +198,7 @@ impl DdlPolicy {
             why,
             fix,
             config: self.config.clone(),
+            command: self.command,
         }))
     }
 

@@ -145,9 +145,11 @@ type Step = Result<Option<Out>, SourceError>;
 /// Assembles committed transactions from binlog events.
 pub struct Decoder {
     cache: SchemaCache,
-    /// The schema history: when set, TABLE_MAPs without column names are
-    /// decoded with the columns of their position, and DDL is recorded.
+    /// The schema history: when set, DDL is recorded and judged by the
+    /// DDL policy, and (with `names_by_history`) TABLE_MAPs without column
+    /// names are decoded with the columns of their position.
     history: Option<SchemaHistory>,
+    names_by_history: bool,
     opts: DecoderOptions,
     file: String,
     /// The current file's name and sequence, shared by its rows.
@@ -227,6 +229,7 @@ impl Decoder {
         Decoder {
             cache: SchemaCache::default(),
             history: None,
+            names_by_history: false,
             opts,
             file: start.file.clone(),
             file_id: None,
@@ -259,6 +262,16 @@ impl Decoder {
     /// position instead of information_schema's current ones.
     pub fn set_history(&mut self, history: SchemaHistory) {
         self.history = Some(history);
+        self.names_by_history = true;
+    }
+
+    /// Records DDL in the schema history and judges it by its DDL policy,
+    /// but names the columns of TABLE_MAPs without names as without a
+    /// history (information_schema, else by position): archived files
+    /// ([`super::archive`]) may predate everything the history knows.
+    pub fn watch_ddl(&mut self, history: SchemaHistory) {
+        self.history = Some(history);
+        self.names_by_history = false;
     }
 
     /// Hands the schema history back (to close its connection).

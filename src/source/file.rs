@@ -53,11 +53,13 @@ pub enum FileError {
         expected: u32,
         actual: u32,
     },
-    #[error("{file} at byte offset {offset}: {source}")]
+    /// (Not a chained `source`: the message holds it, and a chain would
+    /// print it twice.)
+    #[error("{file} at byte offset {offset}: {error}")]
     Event {
         file: String,
         offset: u64,
-        source: Box<SourceError>,
+        error: Box<SourceError>,
     },
     #[error("{file}: reading stopped at byte offset {offset} after an earlier error")]
     Halted { file: String, offset: u64 },
@@ -268,7 +270,7 @@ impl BinlogFile {
             Ok(Err(e)) => Err(FileError::Event {
                 file: self.reader.path().to_string(),
                 offset: self.last_offset,
-                source: Box::new(e),
+                error: Box::new(e),
             }),
             Err(p) => Err(self.reader.corrupt(
                 self.last_offset,
@@ -295,7 +297,7 @@ impl BinlogFile {
             Ok(Some(Err(e))) => Err(FileError::Event {
                 file: self.reader.path().to_string(),
                 offset,
-                source: Box::new(e),
+                error: Box::new(e),
             }),
             Ok(None) => Err(self.reader.corrupt(
                 offset,

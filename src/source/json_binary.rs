@@ -16,6 +16,10 @@
 //!   length, then bytes) as `{"k": v, …}`, arrays as `[a, b]` — a space after
 //!   each `:` and `,`, as MySQL prints them.
 //!
+//! The DECIMAL and temporal scalars are decoded by the row decoder's own
+//! [`super::decode::decimal`] and [`super::decode::temporal`] (digit groups
+//! checked, no overflow on any bits), not by mysql_common's value parsers.
+//!
 //! Printing the server's own text makes a streamed JSON value identical to
 //! the same value read by `SELECT` (the initial copy), so both paths write
 //! the same bytes to the targets.
@@ -26,10 +30,12 @@
 
 use std::fmt::Write as _;
 
-use mysql_common::binlog::decimal::Decimal;
 use mysql_common::binlog::jsonb::{self, OpaqueValue};
-use mysql_common::binlog::time::MysqlTime;
 use mysql_common::constants::ColumnType;
+
+use super::decode::bytes::Cursor;
+use super::decode::temporal::{self, Packed};
+use super::decode::{decimal, values::ValueError};
 
 /// Deeper documents are refused (MySQL refuses beyond 100).
 pub const MAX_DEPTH: usize = 200;
@@ -171,30 +177,31 @@ fn write_opaque(out: &mut String, o: &OpaqueValue<'_>) -> Result<(), JsonBinaryE
     };
     match o.value_type() {
         ColumnType::MYSQL_TYPE_NEWDECIMAL => {
-            // precision and scale come first; mysql_common assumes them sane
-            match data {
-                [p, s, ..] if s <= p && *p <= 65 => {}
+            // precision and scale come first, then the binary DECIMAL
+            let (p, s, bin) = match data {
+                [p, s, bin @ ..] if s <= p && *p <= 65 => (*p, *s, bin),
                 _ => {
                     return Err(JsonBinaryError(
                         "DECIMAL with a bad precision or scale".into(),
                     ))
                 }
-            }
-            let d = Decimal::read_packed(data, false)
-                .map_err(|e| JsonBinaryError(format!("DECIMAL: {e}")))?;
-            push(out, d);
+            };
+            let text = decimal::to_text(&mut Cursor::new(bin), p, s).map_err(|e| {
+                JsonBinaryError(match e {
+                    ValueError::Short => format!("DECIMAL({p},{s}) value is cut short"),
+                    ValueError::Bad(m) => m,
+                })
+            })?;
+            out.push_str(&String::from_utf8_lossy(&text));
         }
         ColumnType::MYSQL_TYPE_DATE => {
-            let t = MysqlTime::from_int64_date_packed(packed()?);
-            write_string(out, &format!("{t}"));
+            write_string(out, &temporal::packed_text(Packed::Date, packed()?));
         }
         ColumnType::MYSQL_TYPE_TIME => {
-            let t = MysqlTime::from_int64_time_packed(packed()?);
-            write_string(out, &format!("{t:.6}"));
+            write_string(out, &temporal::packed_text(Packed::Time, packed()?));
         }
         ColumnType::MYSQL_TYPE_DATETIME | ColumnType::MYSQL_TYPE_TIMESTAMP => {
-            let t = MysqlTime::from_int64_datetime_packed(packed()?);
-            write_string(out, &format!("{t:.6}"));
+            write_string(out, &temporal::packed_text(Packed::DateTime, packed()?));
         }
         other => {
             let text = format!("base64:type{}:{}", other as u8, base64(data));

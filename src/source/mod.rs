@@ -22,8 +22,8 @@
 //!   the head of a DDL statement for it; [`ddl_policy`] judges each DDL
 //!   of a mapped table by `[pipeline] on_ddl` (halt, follow, ignore);
 //! * [`collation`] — the collations of key columns, learned at start-up;
-//! * [`row_image`] — mysql_common's row values → bindable values (for
-//!   `inspect`'s event view; the pipeline decodes with [`decode`]);
+//! * [`row_image`] — what row values become (the bindable values) and the
+//!   decoding errors;
 //! * [`rows`] — table rows read by `SELECT` in the same form, by key
 //!   ranges (the initial copy, dry-run sampling, verify);
 //! * [`xa`] — XA ids and the rows of prepared XA transactions, held until
@@ -34,8 +34,11 @@
 //!   memory within a budget and in a temporary file beyond, handed out in
 //!   bounded chunks;
 //! * [`decode`] — the row decoder: rows events → bindable values, straight
-//!   from the event bytes, with each table's layout read once;
-//! * [`change`] — the types handed to the router.
+//!   from the event bytes, with each table's layout read once (for the
+//!   pipeline and for `inspect`: no row value is parsed by mysql_common);
+//! * [`change`] — the types handed to the router;
+//! * [`gtid`] — MySQL GTID sets, and where one is complete in the source's
+//!   binlog (the cut-over fence on MySQL).
 
 pub mod archive;
 pub mod bounds;
@@ -48,6 +51,7 @@ pub mod decode;
 pub mod events;
 pub mod file;
 pub mod framing;
+pub mod gtid;
 pub mod history;
 pub mod json_binary;
 pub mod preflight;

@@ -31,6 +31,30 @@ pub fn reshard(s: &Scenario, args: &[&str]) -> Output {
     s.reshard(BIN, args).output().expect("run reshard")
 }
 
+/// `replay --binlog-dir DIR --from FROM` and `extra`: (exit code, output).
+pub fn replay_files(
+    s: &Scenario,
+    dir: &std::path::Path,
+    from: &str,
+    extra: &[&str],
+) -> (i32, String) {
+    let mut args = vec![
+        "replay",
+        "--binlog-dir",
+        dir.to_str().unwrap(),
+        "--from",
+        from,
+    ];
+    args.extend_from_slice(extra);
+    let out = reshard(s, &args);
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
 /// `reshard status --json`, asserting success.
 pub fn status_json(s: &Scenario) -> serde_json::Value {
     let out = reshard(s, &["status", "--json"]);

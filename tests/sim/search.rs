@@ -167,9 +167,9 @@ pub fn ci_race() -> Model {
 
 /// XA transactions: `x0` updates key 1 and commits after a plain
 /// transaction on key 2 (the binlog rotates in between); `x1` deletes
-/// key 2 and rolls back. With a crash and a replay (from any boundary at
-/// or below the checkpoint: inside x0's PREPARE..COMMIT span the replay
-/// stops on the COMMIT it cannot match).
+/// key 2 and rolls back. With a crash and a replay (from any boundary of
+/// the current binlog: inside x0's PREPARE..COMMIT span the replay stops
+/// on the COMMIT it cannot match).
 pub fn xa() -> Model {
     let specs = vec![
         TxnSpec {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use reshard::checkpoint::{prune, LaneProgress};
+use reshard::checkpoint::{prune, LaneProgress, Saves};
 use reshard::control::position_log::Logged;
 use reshard::position::Position;
 use reshard::rules::route::no_context;
@@ -212,7 +212,7 @@ impl Env {
         };
         s.ctl.copy_cursor = if finished { Some(u8::MAX) } else { last };
         s.phase = if finished {
-            self.stream(s, Mode::Run, s.ctl.checkpoint.clone(), None)
+            self.stream(s, Mode::Run, s.ctl.checkpoint.clone(), Saves::All)
         } else {
             Phase::Copy { unsaved: None }
         };
@@ -630,7 +630,15 @@ impl Env {
             floor: s.ctl.floor,
             draining: false,
         };
-        s.phase = self.stream(s, mode, from.clone(), Some(s.ctl.checkpoint.clone()));
+        // `commands::replay`: forward past the checkpoint it found; the
+        // variant, as before the fix, also from a start past it
+        let cp = s.ctl.checkpoint.clone();
+        let saves = if self.v.replay_saves_past_gap && from > cp {
+            Saves::All
+        } else {
+            Saves::Past(cp)
+        };
+        s.phase = self.stream(s, mode, from.clone(), saves);
         let (to, floor) = (self.w.txns[usize::from(stop)].end.clone(), s.ctl.floor);
         self.note(|| format!("run stopped; replay --from {from} --to {to} (floor {floor})"));
     }
@@ -699,7 +707,7 @@ impl Env {
         s.ctl.epoch += 1;
         s.ctl.segment = seg;
         s.ctl.checkpoint = start.clone();
-        s.phase = self.stream(s, Mode::Run, start.clone(), None);
+        s.phase = self.stream(s, Mode::Run, start.clone(), Saves::All);
         let e = s.ctl.epoch;
         self.note(|| format!("source failed over; run --from {start} --force at epoch {e}"));
     }

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use mysql_async::consts::ColumnType;
 use reshard::checkpoint::bookkeeping::{Bookkeeping, Mark};
-use reshard::checkpoint::{LaneProgress, Tracker};
+use reshard::checkpoint::{LaneProgress, Saves, Tracker};
 use reshard::position::Position;
 use reshard::rules::file::parse_rule;
 use reshard::rules::Router;
@@ -92,11 +92,11 @@ pub struct Variant {
     /// aa2e8d7): two spellings of one key under a `_ci` collation go to
     /// two lanes.
     pub lane_by_raw_bytes: bool,
-    /// Not a component but an operator's step: `replay --from X` with X
-    /// beyond the checkpoint. reshard accepts it today, and the replay then
-    /// saves a checkpoint past the transactions between the checkpoint and
-    /// X, which nobody applied (a finding of this simulation).
-    pub replay_beyond_checkpoint: bool,
+    /// `replay --from X` with X beyond the checkpoint saves checkpoints
+    /// past its start, jumping over the transactions between the
+    /// checkpoint and X, which nobody applied (a finding of this
+    /// simulation; before `checkpoint::Saves::starting_at`).
+    pub replay_saves_past_gap: bool,
 }
 
 const VARIANTS: [&str; 7] = [
@@ -106,7 +106,7 @@ const VARIANTS: [&str; 7] = [
     "prune-during-replay",
     "prune-mixes-epochs",
     "lane-by-raw-bytes",
-    "replay-beyond-checkpoint",
+    "replay-saves-past-gap",
 ];
 
 impl Variant {
@@ -118,7 +118,7 @@ impl Variant {
             &mut self.prune_during_replay,
             &mut self.prune_mixes_epochs,
             &mut self.lane_by_raw_bytes,
-            &mut self.replay_beyond_checkpoint,
+            &mut self.replay_saves_past_gap,
         ]
     }
 
@@ -733,20 +733,14 @@ impl Env {
     }
 
     /// A new streaming process from `start`.
-    pub fn stream(
-        &self,
-        s: &State,
-        mode: Mode,
-        start: Position,
-        forward_only: Option<Position>,
-    ) -> Phase {
+    pub fn stream(&self, s: &State, mode: Mode, start: Position, saves: Saves) -> Phase {
         let seg = s.ctl.segment;
         let cursor = (self.w.first_of(seg)..self.w.txns.len())
             .find(|&i| self.w.txns[i].segment == seg && self.w.txns[i].end > start)
             .unwrap_or_else(|| self.w.first_of(seg + 1));
         let mut st = Stream {
             mode,
-            book: Bookkeeping::new(start.clone(), forward_only, RETENTION),
+            book: Bookkeeping::new(start.clone(), saves, RETENTION),
             last_end: start.clone(),
             start,
             tracker: Tracker::new(self.lanes()),
@@ -773,7 +767,7 @@ impl Env {
     /// `run` restarting from the saved checkpoint.
     pub fn restart(&self, s: &State) -> Phase {
         if self.copy_done(s) {
-            self.stream(s, Mode::Run, s.ctl.checkpoint.clone(), None)
+            self.stream(s, Mode::Run, s.ctl.checkpoint.clone(), Saves::All)
         } else {
             Phase::Copy { unsaved: None }
         }
@@ -858,11 +852,7 @@ impl Env {
         let seg = s.ctl.segment;
         if s.left.replays > 0 && st.mode == Mode::Run {
             let n = next - self.w.first_of(seg);
-            for k in 0..n as u8 {
-                if self.v.replay_beyond_checkpoint || self.boundary(s, k) <= s.ctl.checkpoint {
-                    out.push(Action::Replay(k));
-                }
-            }
+            out.extend((0..n as u8).map(Action::Replay));
         }
         let prune_ok = st.mode == Mode::Run || self.v.prune_during_replay;
         if s.left.prunes > 0 && !self.w.column_version && prune_ok && self.threshold(s).is_some() {

@@ -57,6 +57,7 @@ fn policy(mode: OnDdl) -> DdlPolicy {
         tables: HashMap::from([(("d".to_string(), "t".to_string()), watch)]),
         accepted: Vec::new(),
         config: "reshard.toml".into(),
+        command: "run",
         connect_timeout: Duration::from_secs(1),
     }
 }
@@ -249,6 +250,7 @@ fn a_halt_names_position_statement_and_the_way_past() {
         why: "because.".into(),
         fix: "do this.".into(),
         config: "/etc/r.toml".into(),
+        command: "run",
     };
     let msg = h.to_string();
     assert!(
@@ -258,5 +260,15 @@ fn a_halt_names_position_statement_and_the_way_past() {
     assert!(
         msg.ends_with("`reshard run --config /etc/r.toml --accept-ddl b.000002:400`"),
         "{msg}"
+    );
+    let replay = DdlHalt {
+        command: "replay",
+        ..h
+    };
+    assert!(
+        replay.to_string().ends_with(
+            "`reshard replay --config /etc/r.toml --accept-ddl b.000002:400` (with the replay's other options as before)"
+        ),
+        "{replay}"
     );
 }

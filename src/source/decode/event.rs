@@ -1,12 +1,14 @@
-//! A rows event (WRITE/UPDATE/DELETE, v1 and v2) read straight from its
-//! bytes: the post-header, the column bitmaps, and the row images, decoded
-//! with the table's [`Layout`].
+//! A rows event (WRITE/UPDATE/DELETE, v1 and v2, and PARTIAL_UPDATE_ROWS)
+//! read straight from its bytes: the post-header, the column bitmaps, and
+//! the row images, decoded with the table's [`Layout`].
 //!
-//! Only full row images are accepted (`binlog_row_image=FULL`): every
-//! column of the table is in every image, so the column bitmaps are all
-//! ones and each image is a NULL bitmap over all columns followed by the
-//! non-NULL values. That is checked once per event, from the bitmaps,
-//! before any row is read.
+//! The pipeline accepts only full row images (`binlog_row_image=FULL`):
+//! every column of the table is in every image, so the column bitmaps are
+//! all ones and each image is a NULL bitmap over all columns followed by
+//! the non-NULL values. That is checked once per event, from the bitmaps,
+//! before any row is read ([`RowsEvent::check_full`], which also refuses
+//! PARTIAL_UPDATE_ROWS). `inspect` reads the images that leave columns out
+//! as well, through [`super::image`].
 
 use mysql_common::value::Value;
 
@@ -17,6 +19,10 @@ use super::values::{self, ValueError};
 /// `STMT_END_F`: the last rows event of a statement.
 const STMT_END: u16 = 1;
 
+/// PARTIAL_UPDATE_ROWS (MySQL 8.0 `binlog_row_value_options=PARTIAL_JSON`):
+/// an update whose after images may hold JSON columns as diffs.
+pub const PARTIAL_UPDATE_ROWS: u8 = 39;
+
 /// What a rows event does to its rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -26,15 +32,16 @@ pub enum Kind {
 }
 
 impl Kind {
-    /// The kind of a rows event type (v1 23–25, v2 30–32), and whether it
-    /// carries v2 extra data.
+    /// The kind of a rows event type (v1 23–25, v2 30–32, and 39,
+    /// PARTIAL_UPDATE_ROWS: a v2 update), and whether it carries v2 extra
+    /// data.
     pub fn of(ty: u8) -> Option<(Kind, bool)> {
         match ty {
             23 => Some((Kind::Insert, false)),
             24 => Some((Kind::Update, false)),
             25 => Some((Kind::Delete, false)),
             30 => Some((Kind::Insert, true)),
-            31 => Some((Kind::Update, true)),
+            31 | PARTIAL_UPDATE_ROWS => Some((Kind::Update, true)),
             32 => Some((Kind::Delete, true)),
             _ => None,
         }
@@ -77,12 +84,20 @@ impl From<Short> for RowsError {
 pub struct RowsEvent<'a> {
     pub kind: Kind,
     pub table_id: u64,
+    /// The event's flags (`STMT_END_F` and others).
+    pub flags: u16,
     pub stmt_end: bool,
     /// The column count the event states.
     pub width: usize,
     /// Columns in its images (the fewest of before and after).
     present: usize,
-    rows: &'a [u8],
+    /// The column bitmaps: which columns the before (update, delete) and
+    /// after (insert, update) images hold, one bit per column.
+    pub(super) before_cols: Option<&'a [u8]>,
+    pub(super) after_cols: Option<&'a [u8]>,
+    /// PARTIAL_UPDATE_ROWS: each after image starts with its value options.
+    pub(super) json_diffs: bool,
+    pub(super) rows: &'a [u8],
 }
 
 impl<'a> RowsEvent<'a> {
@@ -101,23 +116,42 @@ impl<'a> RowsEvent<'a> {
         }
         let width = usize::try_from(c.lenenc()?).map_err(|_| Short)?;
         let bitmap = width.div_ceil(8);
-        let images = if kind == Kind::Update { 2 } else { 1 };
-        let mut present = width;
-        for _ in 0..images {
-            present = present.min(ones(c.take(bitmap)?, width));
-        }
+        let before_cols = match kind {
+            Kind::Insert => None,
+            _ => Some(c.take(bitmap)?),
+        };
+        let after_cols = match kind {
+            Kind::Delete => None,
+            _ => Some(c.take(bitmap)?),
+        };
+        let present = [before_cols, after_cols]
+            .into_iter()
+            .flatten()
+            .map(|b| ones(b, width))
+            .min()
+            .unwrap_or(width);
         Ok(RowsEvent {
             kind,
             table_id,
+            flags,
             stmt_end: flags & STMT_END != 0,
             width,
             present,
+            before_cols,
+            after_cols,
+            json_diffs: ty == PARTIAL_UPDATE_ROWS,
             rows: c.rest(),
         })
     }
 
-    /// Checks that the images hold every one of the table's `columns`.
+    /// Checks that the images hold every one of the table's `columns`, in
+    /// full (no PARTIAL_UPDATE_ROWS diffs).
     pub fn check_full(&self, columns: usize) -> Result<(), RowsError> {
+        if self.json_diffs {
+            return Err(RowsError::Malformed(
+                "a partial JSON update (PARTIAL_UPDATE_ROWS) has no full after images".into(),
+            ));
+        }
         if columns == 0 {
             // an image of no column takes no byte: the rows would never end
             return Err(RowsError::Malformed(
@@ -164,7 +198,7 @@ impl<'a> RowsEvent<'a> {
 }
 
 /// Set bits among the first `width` of `bitmap`.
-fn ones(bitmap: &[u8], width: usize) -> usize {
+pub(super) fn ones(bitmap: &[u8], width: usize) -> usize {
     let full: usize = bitmap[..width / 8]
         .iter()
         .map(|b| b.count_ones() as usize)

@@ -1,10 +1,17 @@
 //! The row decoder: rows events → bindable row images, straight from the
 //! event bytes.
 //!
+//! Every path that turns row images into values goes through it: the
+//! tailer and the archive reader (full images, [`event`]) and `inspect`
+//! (images that leave columns out and partial JSON updates, [`image`]).
+//! No row value is parsed by mysql_common, whose row parser is kept only
+//! as the reference of the tests (`generic`).
+//!
 //! mysql_common's generic path parses every value into a `BinlogValue`,
 //! re-reads the TABLE_MAP's metadata from its start for each column of
 //! each row, builds a column description (with names) per row and value,
-//! and then [`crate::source::row_image`] converts the values once more.
+//! and its values then need converting to the bindable ones
+//! ([`crate::source::row_image`]; `generic` lists how).
 //! This decoder reads each table's layout once per TABLE_MAP
 //! ([`layout::Layout`], cached per table by the caller) and then walks the
 //! images with a bounds-checked cursor ([`bytes::Cursor`]), writing each
@@ -22,20 +29,34 @@
 //! an allocation larger than the event.
 
 pub mod bytes;
-mod decimal;
+pub(crate) mod decimal;
 pub mod event;
+pub mod image;
 pub mod layout;
-mod temporal;
+pub(crate) mod temporal;
 pub mod values;
 
 #[cfg(test)]
+mod generic;
+#[cfg(test)]
 mod tests;
 
-pub use event::{Kind, RowsError, RowsEvent};
+pub use event::{Kind, RowsError, RowsEvent, PARTIAL_UPDATE_ROWS};
+pub use image::{DiffOp, Field, JsonDiff};
 pub use layout::{Codec, Layout, LayoutError, TableMapColumns};
 
 use super::row_image::DecodeError;
 use super::schema::TableSchema;
+
+/// The width of the table id in a TABLE_MAP's or rows event's
+/// post-header: 4 bytes where the format description gives the type a
+/// 6-byte post-header (before MySQL 5.1.4), else 6.
+pub fn id_width(event: &mysql_common::binlog::events::Event) -> usize {
+    match event.header().event_type() {
+        Ok(ty) if event.fde().get_event_type_header_length(ty) == 6 => 4,
+        _ => 6,
+    }
+}
 
 /// An event of raw type `ty` with `body`, framed as in a binlog file
 /// without checksums, ending at `log_pos` (for tests).

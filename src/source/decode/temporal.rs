@@ -169,6 +169,40 @@ fn time_from_packed(mut tmp: i64) -> Value {
     Value::Time(neg, h / 24, (h % 24) as u8, m as u8, s as u8, u as u32)
 }
 
+/// What a packed temporal value of a JSON document is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packed {
+    Date,
+    DateTime,
+    Time,
+}
+
+/// A date, date-time or time packed into an `i64` (MySQL's
+/// `TIME_to_longlong_*_packed`, the form of the DATE, DATETIME, TIMESTAMP
+/// and TIME scalars of binary JSON documents) as the text MySQL prints for
+/// it in JSON: `YYYY-MM-DD`, `YYYY-MM-DD hh:mm:ss.ffffff` and
+/// `[-]hh:mm:ss.ffffff`. Any `i64` prints (a corrupt one as some text).
+pub fn packed_text(kind: Packed, packed: i64) -> String {
+    let v = match kind {
+        Packed::Time => time_from_packed(packed),
+        Packed::Date | Packed::DateTime => datetime_from_packed(packed),
+    };
+    match (kind, v) {
+        (Packed::Date, Value::Date(y, m, d, ..)) => format!("{y:04}-{m:02}-{d:02}"),
+        (Packed::DateTime, Value::Date(y, m, d, hh, mm, ss, us)) => format!(
+            "{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02}.{:06}",
+            us % 1_000_000
+        ),
+        (_, Value::Time(neg, days, h, mm, ss, us)) => format!(
+            "{}{:02}:{mm:02}:{ss:02}.{:06}",
+            if neg { "-" } else { "" },
+            days * 24 + u32::from(h),
+            us % 1_000_000
+        ),
+        (_, other) => format!("{other:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,6 +214,36 @@ mod tests {
         v
     }
 
+    /// TIME(n) bytes of `sign` `h:m:s.frac` as the server writes them
+    /// (`my_time_packed_to_binary`): the packed value plus `TIMEF_OFS`,
+    /// big-endian, its fraction cut to the column's bytes.
+    fn time2_bytes(neg: bool, (h, m, s): (i64, i64, i64), micros: i64, fsp: u8) -> Vec<u8> {
+        let packed = (((h << 12) | (m << 6) | s) << 24) + micros;
+        let packed = if neg { -packed } else { packed };
+        match fsp {
+            1 | 2 => {
+                // the integer part shifted arithmetically (one less for a
+                // negative value with a fraction), the hundredths of the
+                // remainder (negative with it) as a signed byte
+                let int = ((packed >> 24) + TIMEF_INT_OFS) as u32;
+                let frac = (packed % (1 << 24)) / 10_000;
+                vec![
+                    (int >> 16) as u8,
+                    (int >> 8) as u8,
+                    int as u8,
+                    frac as i8 as u8,
+                ]
+            }
+            _ => unreachable!("only TIME(1)/(2) here"),
+        }
+    }
+
+    /// mysql_common 0.37.3 (`binlog::misc::my_time_packed_from_binary`)
+    /// subtracts 0x100 from the fraction byte of a negative TIME(1)/(2)
+    /// with a fraction as a `u32`: a panic in debug builds, a wrong TIME in
+    /// release. The subtraction here is signed; `tests/crc32.rs`
+    /// (`negative_time_fractions_match_server_crc32`) checks the same
+    /// values against the server.
     #[test]
     fn negative_time_with_one_or_two_fraction_digits() {
         // TIME(2) '-00:00:01.50': intpart -2, borrowed back to -1,
@@ -190,6 +254,39 @@ mod tests {
             dec(Codec::Time2 { fsp: 2 }, &b),
             Value::Time(true, 0, 0, 0, 1, 500_000)
         );
+        assert_eq!(time2_bytes(true, (0, 0, 1), 500_000, 2), b);
+        let cases = [
+            (true, (0, 0, 0), 10_000),
+            (true, (0, 0, 0), 990_000),
+            (true, (12, 34, 56), 100_000),
+            (true, (838, 59, 58), 990_000),
+            (true, (25, 0, 0), 0),
+            (false, (0, 0, 0), 10_000),
+            (false, (838, 59, 59), 0),
+            (false, (100, 1, 2), 470_000),
+        ];
+        for fsp in [1, 2] {
+            for (neg, (h, m, s), micros) in cases {
+                // TIME(1) holds tenths: the server rounds to them
+                let micros = if fsp == 1 {
+                    micros / 100_000 * 100_000
+                } else {
+                    micros
+                };
+                let b = time2_bytes(neg, (h, m, s), micros, fsp);
+                // a zero has no sign
+                let zero = (h, m, s, micros) == (0, 0, 0, 0);
+                let want = Value::Time(
+                    neg && !zero,
+                    (h / 24) as u32,
+                    (h % 24) as u8,
+                    m as u8,
+                    s as u8,
+                    micros as u32,
+                );
+                assert_eq!(dec(Codec::Time2 { fsp }, &b), want, "TIME({fsp}) {b:?}");
+            }
+        }
     }
 
     #[test]
@@ -220,5 +317,39 @@ mod tests {
             dec(Codec::Timestamp2 { fsp: 0 }, &t),
             Value::Date(2065, 1, 24, 5, 20, 0, 0)
         );
+    }
+
+    #[test]
+    fn packed_json_scalars_print_as_mysql_does() {
+        use mysql_common::binlog::time::MysqlTime;
+        // 2024-02-29 13:14:15.000016 and TIME 87:31:46.654321, both signs
+        let ymd = ((2024 * 13 + 2) << 5) | 29;
+        let dt = (((ymd << 17) | (13 << 12) | (14 << 6) | 15) << 24) | 16;
+        let t = ((((87 << 12) | (31 << 6) | 46) as i64) << 24) | 654_321;
+        let cases = [
+            (Packed::Date, dt),
+            (Packed::DateTime, dt),
+            (Packed::Time, t),
+            (Packed::Time, -t),
+        ];
+        for (kind, p) in cases {
+            let want = match kind {
+                Packed::Date => format!("{}", MysqlTime::from_int64_date_packed(p)),
+                Packed::DateTime => format!("{:.6}", MysqlTime::from_int64_datetime_packed(p)),
+                Packed::Time => format!("{:.6}", MysqlTime::from_int64_time_packed(p)),
+            };
+            assert_eq!(packed_text(kind, p), want, "{kind:?} {p}");
+        }
+        assert_eq!(
+            packed_text(Packed::DateTime, dt),
+            "2024-02-29 13:14:15.000016"
+        );
+        assert_eq!(packed_text(Packed::Time, -t), "-87:31:46.654321");
+        // no panic on any bits (mysql_common negates i64::MIN)
+        for p in [i64::MIN, i64::MAX, -1] {
+            for kind in [Packed::Date, Packed::DateTime, Packed::Time] {
+                let _ = packed_text(kind, p);
+            }
+        }
     }
 }

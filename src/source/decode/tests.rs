@@ -1,5 +1,5 @@
 //! The decoder against mysql_common's generic path (rows → `BinlogValue`
-//! → [`crate::source::row_image::decode_row`]) on random tables and rows:
+//! → [`super::generic::decode_row`]) on random tables and rows:
 //! every column type with random metadata, NULLs, signed and unsigned
 //! integers, binary and text strings; insert, update and delete events.
 //! Both must produce the same values (within the ranges where the generic
@@ -9,8 +9,8 @@ use mysql_common::binlog::events::{Event, EventData, TableMapEvent};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use super::generic::{decode_partial, decode_row};
 use super::*;
-use crate::source::row_image::decode_row;
 use crate::source::schema::from_table_map;
 
 /// A column: binlog type, TABLE_MAP metadata, whether its values are
@@ -104,7 +104,12 @@ fn random_value(rng: &mut StdRng, col: &Col) -> Vec<u8> {
         18 | 19 => {
             let mut v = bytes(rng, if col.ty == 18 { 5 } else { 3 });
             let fsp = col.meta[0];
-            let frac: u32 = rng.gen_range(0..10u32.pow(u32::from(fsp.div_ceil(2) * 2)).max(1));
+            let mut frac: u32 = rng.gen_range(0..10u32.pow(u32::from(fsp.div_ceil(2) * 2)).max(1));
+            if col.ty == 19 && (1..=2).contains(&fsp) && v[0] < 0x80 {
+                // a negative TIME(1)/(2): the reference panics on a fraction
+                // (see `generic`); `temporal`'s own tests cover those
+                frac = 0;
+            }
             let n = usize::from(fsp.div_ceil(2));
             v.extend(&frac.to_be_bytes()[4 - n..]);
             v
@@ -214,9 +219,17 @@ fn event(ty: u8, body: &[u8]) -> Event {
 }
 
 fn random_image(rng: &mut StdRng, cols: &[Col]) -> Vec<u8> {
-    let mut nulls = vec![0u8; cols.len().div_ceil(8)];
+    partial_image(rng, cols, &vec![true; cols.len()])
+}
+
+/// An image of the columns marked in `present`: a NULL bitmap over them,
+/// then their non-NULL values.
+fn partial_image(rng: &mut StdRng, cols: &[Col], present: &[bool]) -> Vec<u8> {
+    let n = present.iter().filter(|p| **p).count();
+    let mut nulls = vec![0u8; n.div_ceil(8)];
     let mut values = Vec::new();
-    for (i, c) in cols.iter().enumerate() {
+    let in_image = cols.iter().zip(present).filter(|(_, p)| **p);
+    for (i, (c, _)) in in_image.enumerate() {
         if rng.gen_bool(0.15) {
             nulls[i / 8] |= 1 << (i % 8);
         } else {
@@ -227,17 +240,103 @@ fn random_image(rng: &mut StdRng, cols: &[Col]) -> Vec<u8> {
     nulls
 }
 
+fn bitmap(bits: &[bool]) -> Vec<u8> {
+    let mut out = vec![0u8; bits.len().div_ceil(8)];
+    for (i, b) in bits.iter().enumerate() {
+        if *b {
+            out[i / 8] |= 1 << (i % 8);
+        }
+    }
+    out
+}
+
+/// A random table as the decoder and the generic path see it.
+struct Table {
+    cols: Vec<Col>,
+    tme: TableMapEvent<'static>,
+    schema: crate::source::TableSchema,
+    layout: Layout,
+}
+
+fn random_table(rng: &mut StdRng) -> Table {
+    let cols: Vec<Col> = (0..rng.gen_range(1..24)).map(|_| random_col(rng)).collect();
+    let tm_body = table_map(&cols);
+    let tme = event(19, &tm_body)
+        .read_event::<TableMapEvent<'_>>()
+        .unwrap()
+        .into_owned();
+    let (schema, _) = from_table_map(&tme).unwrap();
+    let layout = Layout::new(&TableMapColumns::read(&tm_body, 6).unwrap(), &schema).unwrap();
+    Table {
+        cols,
+        tme,
+        schema,
+        layout,
+    }
+}
+
+/// `inspect`'s images that leave columns out (MINIMAL, NOBLOB) decode to
+/// the values of the generic path, column by column.
+#[test]
+fn partial_images_decode_what_the_generic_path_decodes() {
+    let mut rng = StdRng::seed_from_u64(11);
+    for round in 0..300 {
+        let t = random_table(&mut rng);
+        let (cols, schema, layout) = (&t.cols, &t.schema, &t.layout);
+        let ty = [30u8, 31, 32, 23, 24, 25][round % 6];
+        let images = if matches!(ty, 24 | 31) { 2 } else { 1 };
+        // at least one column in each image, so that a row takes bytes
+        let mut present = || -> Vec<bool> {
+            let mut p: Vec<bool> = cols.iter().map(|_| rng.gen_bool(0.6)).collect();
+            p[0] = true;
+            p
+        };
+        let masks: Vec<Vec<bool>> = (0..images).map(|_| present()).collect();
+        let mut body = vec![7, 0, 0, 0, 0, 0, 1, 0];
+        if ty >= 30 {
+            body.extend([2, 0]);
+        }
+        body.push(cols.len() as u8);
+        for m in &masks {
+            body.extend(bitmap(m));
+        }
+        for _ in 0..rng.gen_range(1..6) {
+            for m in &masks {
+                body.extend(partial_image(&mut rng, cols, m));
+            }
+        }
+        let rows_event = event(ty, &body);
+        let Ok(Some(EventData::RowsEvent(rows))) = rows_event.read_data() else {
+            panic!("not a rows event");
+        };
+        let (before_mask, after_mask) = match ty {
+            30 | 23 => (None, Some(&masks[0])),
+            32 | 25 => (Some(&masks[0]), None),
+            _ => (Some(&masks[0]), Some(&masks[1])),
+        };
+        let mut want = Vec::new();
+        for row in rows.rows(&t.tme) {
+            let (b, a) = row.unwrap();
+            let b = b.map(|r| decode_partial(r, before_mask.unwrap(), schema).unwrap());
+            let a = a.map(|r| decode_partial(r, after_mask.unwrap(), schema).unwrap());
+            want.push((b, a));
+        }
+        let ev = RowsEvent::parse(ty, 6, &body).unwrap();
+        let got: Vec<_> = ev.images(layout).unwrap().map(Result::unwrap).collect();
+        assert_eq!(got, want, "round {round}, layout {:?}", layout.codecs);
+    }
+}
+
 #[test]
 fn decodes_what_the_generic_path_decodes() {
     let mut rng = StdRng::seed_from_u64(10);
     for round in 0..300 {
-        let cols: Vec<Col> = (0..rng.gen_range(1..24))
-            .map(|_| random_col(&mut rng))
-            .collect();
-        let tm_body = table_map(&cols);
-        let tm_event = event(19, &tm_body);
-        let tme: TableMapEvent<'_> = tm_event.read_event().unwrap();
-        let (schema, _) = from_table_map(&tme).unwrap();
+        let Table {
+            cols,
+            tme,
+            schema,
+            layout,
+        } = random_table(&mut rng);
         let ty = [30u8, 31, 32][round % 3];
         let mut body = vec![7, 0, 0, 0, 0, 0, 1, 0, 2, 0, cols.len() as u8];
         let bitmaps = if ty == 31 { 2 } else { 1 };
@@ -260,7 +359,6 @@ fn decodes_what_the_generic_path_decodes() {
             let a = a.map(|r| decode_row(r, &schema).unwrap());
             want.push((b, a));
         }
-        let layout = Layout::new(&TableMapColumns::read(&tm_body, 6).unwrap(), &schema).unwrap();
         let ev = RowsEvent::parse(ty, 6, &body).unwrap();
         ev.check_full(schema.columns.len()).unwrap();
         let got: Vec<_> = ev.rows(&layout).map(Result::unwrap).collect();

@@ -81,16 +81,18 @@ fn int(c: &mut Cursor<'_>, width: u8, unsigned: bool) -> Result<Value, ValueErro
 /// MySQL's binary JSON as the text MySQL prints
 /// ([`crate::source::json_binary`]).
 fn json(c: &mut Cursor<'_>, prefix: u8) -> Result<Value, ValueError> {
+    let n = c.le(usize::from(prefix))? as usize;
+    Ok(Value::Bytes(json_text(c.take(n)?)?.into_bytes()))
+}
+
+/// A binary JSON document (`bytes`, without its length) as MySQL's text.
+pub(super) fn json_text(bytes: &[u8]) -> Result<String, ValueError> {
     use mysql_common::binlog::jsonb;
     use mysql_common::io::ParseBuf;
-    let n = c.le(usize::from(prefix))? as usize;
-    let bytes = c.take(n)?;
     let doc: jsonb::Value<'_> = ParseBuf(bytes)
         .parse(())
         .map_err(|e| ValueError::Bad(format!("binary JSON: {e}")))?;
-    let text =
-        crate::source::json_binary::to_text(&doc).map_err(|e| ValueError::Bad(e.to_string()))?;
-    Ok(Value::Bytes(text.into_bytes()))
+    crate::source::json_binary::to_text(&doc).map_err(|e| ValueError::Bad(e.to_string()))
 }
 
 /// Skips the non-NULL value of a column (counting rows without decoding

@@ -14,7 +14,7 @@ use mysql_common::binlog::events::{Event, TableMapEvent};
 
 use super::{bad, Decoder, Payload, Placed, Step};
 use crate::position::{file_seq, Position};
-use crate::source::decode::{decode_error, Layout, RowsEvent, TableMapColumns};
+use crate::source::decode::{decode_error, id_width, Layout, RowsEvent, TableMapColumns};
 use crate::source::schema::{complete_with, from_table_map, SchemaOrigin, TableSchema};
 use crate::source::spool::{Mapped, Origin, Spool};
 use crate::source::SourceError;
@@ -22,16 +22,6 @@ use crate::version::Version;
 
 /// Bounds the cache of TABLE_MAPs (tables × their distinct maps).
 const MAX_MAPS: usize = 4096;
-
-/// The width of the table id in an event's post-header: 4 bytes where
-/// the format description gives the type a 6-byte post-header (before
-/// MySQL 5.1.4), else 6.
-fn id_width(event: &Event) -> usize {
-    match event.header().event_type() {
-        Ok(ty) if event.fde().get_event_type_header_length(ty) == 6 => 4,
-        _ => 6,
-    }
-}
 
 impl Decoder {
     /// TABLE_MAP: the schema and layout of a mapped table (completed from
@@ -112,7 +102,7 @@ impl Decoder {
         at: &Position,
         conn: Option<&mut Conn>,
     ) -> Result<TableSchema, SourceError> {
-        if let Some(h) = &self.history {
+        if let Some(h) = self.history.as_ref().filter(|_| self.names_by_history) {
             let (catalog, valid_from) = h.catalog_at(&schema.db, &schema.table, at)?;
             let table = (schema.db.clone(), schema.table.clone());
             return complete_with(schema, catalog).map_err(|e| {

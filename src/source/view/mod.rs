@@ -6,13 +6,14 @@
 //! cannot decode at all, which are shown as such.
 //!
 //! It shares the framing ([`super::framing`]), the schemas from TABLE_MAP
-//! metadata ([`super::schema::from_table_map`]) and the value normalization
-//! ([`super::row_image`]) with the pipeline, so what `inspect` prints is
+//! metadata ([`super::schema::from_table_map`]) and the row decoder
+//! ([`super::decode`], whose [`super::decode::image`] also reads the images
+//! the pipeline refuses) with the pipeline, so what `inspect` prints is
 //! what `run` would apply. It keeps no transactions: each event is shown on
 //! its own, so a refused event is shown rather than refused. An event whose
 //! body does not parse becomes a record with `undecodable` set; nothing an
-//! event holds makes [`EventView::view`] fail (a panic inside mysql_common
-//! is caught and shown the same way).
+//! event holds makes [`EventView::view`] fail (a panic inside one of
+//! mysql_common's event parsers is caught and shown the same way).
 //!
 //! The record is the `--json` schema documented in the README ("inspect").
 
@@ -24,7 +25,7 @@ mod rows;
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use mysql_common::binlog::events::{Event, TableMapEvent};
+use mysql_common::binlog::events::Event;
 use serde::Serialize;
 
 pub use names::event_type_name;
@@ -111,9 +112,10 @@ pub struct JsonChange {
     pub value: Option<String>,
 }
 
-/// A TABLE_MAP as rows events need it.
+/// A TABLE_MAP as rows events need it: the table's schema and the layout
+/// of its row images (or why the layout does not read).
 struct Mapped {
-    tme: TableMapEvent<'static>,
+    layout: Result<super::decode::Layout, String>,
     schema: TableSchema,
 }
 

@@ -1,22 +1,27 @@
 //! TABLE_MAP and rows events for the view: each row image decoded column
 //! by column, with a `present` marker from the event's column bitmap, so
-//! partial images (MINIMAL, NOBLOB, NDB) show what they hold instead of
-//! being refused as the pipeline refuses them.
+//! partial images (MINIMAL, NOBLOB, NDB) and partial JSON updates
+//! (PARTIAL_UPDATE_ROWS) show what they hold instead of being refused as
+//! the pipeline refuses them.
+//!
+//! The images are read by the pipeline's own decoder
+//! ([`crate::source::decode::image`]) with the table's layout from its
+//! TABLE_MAP, so every value is the one `run` would apply, and a corrupt
+//! image is an error at its row (never a panic or an allocation beyond the
+//! event).
 
-use mysql_common::binlog::events::{Event, EventData, TableMapEvent};
-use mysql_common::binlog::jsondiff::{JsonDiff, JsonDiffOperation};
-use mysql_common::binlog::row::BinlogRow;
-use mysql_common::binlog::value::BinlogValue;
+use mysql_common::binlog::consts::RowsEventFlags;
+use mysql_common::binlog::events::{Event, TableMapEvent};
 
 use super::render;
 use super::{Cell, EventRecord, EventView, JsonChange, Mapped, RowRecord};
-use crate::source::json_binary;
-use crate::source::row_image::normalize;
+use crate::source::decode::{
+    decode_error, id_width, Field, JsonDiff, Layout, RowsEvent, TableMapColumns,
+};
 use crate::source::schema::{from_table_map, Column, TableSchema};
 
 /// Column values shown per rows event at most (about 100 MB of records).
 const MAX_CELLS: usize = 1_000_000;
-
 impl EventView {
     /// TABLE_MAP: remembers the table for the rows events that follow.
     pub(super) fn table_map(&mut self, event: &Event, rec: &mut EventRecord) -> Result<(), String> {
@@ -48,49 +53,44 @@ impl EventView {
                 " (the table map carries no column names)"
             }
         ));
-        self.tables.insert(
-            tme.table_id(),
-            Mapped {
-                tme: tme.into_owned(),
-                schema,
-            },
-        );
+        // a table map whose layout does not read fails its rows events
+        let layout = TableMapColumns::read(event.data(), id_width(event))
+            .and_then(|cols| Layout::new(&cols, &schema))
+            .map_err(|e| format!("{}: {e}", schema.full_name()));
+        self.tables
+            .insert(tme.table_id(), Mapped { layout, schema });
         Ok(())
     }
 
     /// WRITE/UPDATE/DELETE (v1, v2), PARTIAL_UPDATE_ROWS, and pre-GA and
     /// MariaDB compressed ones once re-made as those.
     pub(super) fn rows(&mut self, event: &Event, rec: &mut EventRecord) -> Result<(), String> {
-        let Some(EventData::RowsEvent(data)) = event.read_data().map_err(|e| e.to_string())? else {
-            return Err("not a rows event".into());
-        };
-        let id = data.table_id();
+        let ty = event.header().event_type_raw();
+        let ev = RowsEvent::parse(ty, id_width(event), event.data()).map_err(|e| e.to_string())?;
+        let flags = format!("{:?}", RowsEventFlags::from_bits_truncate(ev.flags));
         rec.info = Some(format!(
-            "table_id={id}; {} column(s); flags {}",
-            data.num_columns(),
-            format!("{:?}", data.flags())
+            "table_id={}; {} column(s); flags {}",
+            ev.table_id,
+            ev.width,
+            flags
                 .trim_start_matches("RowsEventFlags(")
                 .trim_end_matches(')')
         ));
-        let Some(mapped) = self.tables.get(&id) else {
+        let Some(mapped) = self.tables.get(&ev.table_id) else {
             return Err(format!(
-                "no TABLE_MAP for table id {id} precedes this event, so its values cannot be decoded"
+                "no TABLE_MAP for table id {} precedes this event, so its values cannot be decoded",
+                ev.table_id
             ));
         };
-        rec.table = Some(mapped.schema.full_name());
-        let n = usize::try_from(data.num_columns()).map_err(|_| "column count overflows")?;
-        // which columns each image holds (one bit per column)
-        let before_bits: Option<Vec<bool>> = data
-            .columns_before_image()
-            .map(|s| (0..n).map(|i| s.get(i).is_some_and(|b| *b)).collect());
-        let after_bits: Option<Vec<bool>> = data
-            .columns_after_image()
-            .map(|s| (0..n).map(|i| s.get(i).is_some_and(|b| *b)).collect());
-        let width = mapped.schema.columns.len().max(n).max(1);
+        let schema = &mapped.schema;
+        rec.table = Some(schema.full_name());
+        let layout = mapped.layout.as_ref().map_err(Clone::clone)?;
+        let why = |e| decode_error(e, schema).to_string();
+        let rows = ev.images(layout).map_err(why)?;
+        let width = schema.columns.len().max(1);
         let mut out = Vec::new();
-        // every real row takes at least one byte (its null bitmap), and the
-        // cells shown per event are capped, so memory follows the event
-        let rows = data.rows(&mapped.tme).take(data.rows_data().len());
+        // the decoder ends the event at a row of no bytes, and the cells
+        // shown per event are capped, so memory follows the event
         for (k, row) in rows.enumerate() {
             if (k + 1) * width > MAX_CELLS {
                 rec.rows = Some(out);
@@ -98,22 +98,18 @@ impl EventView {
                     "more than {MAX_CELLS} column values in one event; the first {k} row(s) are shown"
                 ));
             }
-            let row = match row {
+            let (before, after) = match row {
                 Ok(r) => r,
                 Err(e) => {
                     let k = out.len() + 1;
                     rec.rows = Some(out);
-                    return Err(format!("row {k}: {e}"));
+                    return Err(format!("row {k}: {}", why(e)));
                 }
             };
-            let (before, after) = row;
-            let image = |r: Option<BinlogRow>, present: &Option<Vec<bool>>| {
-                r.map(|r| cells(r, present.as_deref().unwrap_or(&[]), &mapped.schema))
-                    .transpose()
-            };
+            let image = |fields: Option<Vec<Field>>| fields.map(|f| cells(f, schema));
             out.push(RowRecord {
-                before: image(before, &before_bits)?,
-                after: image(after, &after_bits)?,
+                before: image(before),
+                after: image(after),
             });
         }
         rec.rows = Some(out);
@@ -122,93 +118,53 @@ impl EventView {
 }
 
 /// The cells of one row image: every column of the table, those the
-/// bitmap leaves out marked not present.
-fn cells(mut row: BinlogRow, present: &[bool], schema: &TableSchema) -> Result<Vec<Cell>, String> {
-    let mut values = Vec::with_capacity(row.len());
-    for i in 0..row.len() {
-        values.push(row.take(i).map(|v| v.into_owned()));
-    }
-    let mut values = values.into_iter();
-    let width = schema.columns.len().max(present.len());
-    let mut out = Vec::with_capacity(width);
-    for i in 0..width {
-        let fallback;
-        let col = match schema.columns.get(i) {
-            Some(c) => c,
-            None => {
-                fallback = Column::new(
-                    format!("@{}", i + 1),
-                    mysql_common::constants::ColumnType::MYSQL_TYPE_NULL,
-                );
-                &fallback
-            }
-        };
-        if !present.get(i).copied().unwrap_or(false) {
-            out.push(Cell {
-                name: col.name.clone(),
-                present: false,
-                value: None,
-                diff: None,
-                text: "(absent)".into(),
-            });
-            continue;
-        }
-        let value = values.next().flatten().ok_or_else(|| {
-            format!(
-                "{}: the image holds fewer values than its bitmap names",
-                col.name
-            )
-        })?;
-        out.push(cell(value, col)?);
-    }
-    Ok(out)
+/// image leaves out marked not present.
+fn cells(fields: Vec<Field>, schema: &TableSchema) -> Vec<Cell> {
+    fields
+        .into_iter()
+        .zip(&schema.columns)
+        .map(|(field, col)| cell(field, col))
+        .collect()
 }
 
-/// One present column.
-fn cell(value: BinlogValue<'static>, col: &Column) -> Result<Cell, String> {
-    if let BinlogValue::JsonDiff(diffs) = &value {
-        let changes = diffs
-            .iter()
-            .map(json_change)
-            .collect::<Result<Vec<_>, _>>()?;
-        let text = changes
-            .iter()
-            .fold(col.name.clone(), |doc, c| match &c.value {
-                Some(v) => format!("JSON_{}({doc}, '{}', {v})", c.op, c.path),
-                None => format!("JSON_{}({doc}, '{}')", c.op, c.path),
-            });
-        return Ok(Cell {
-            name: col.name.clone(),
-            present: true,
+/// One column.
+fn cell(field: Field, col: &Column) -> Cell {
+    let name = col.name.clone();
+    match field {
+        Field::Absent => Cell {
+            name,
+            present: false,
             value: None,
-            diff: Some(changes),
-            text,
-        });
+            diff: None,
+            text: "(absent)".into(),
+        },
+        Field::Value(v) => Cell {
+            name,
+            present: true,
+            value: Some(render::json(&v, col)),
+            diff: None,
+            text: render::text(&v, col),
+        },
+        Field::Diff(diffs) => {
+            let text = diffs.iter().fold(name.clone(), |doc, d| match &d.value {
+                Some(v) => format!("JSON_{}({doc}, '{}', {v})", d.op.name(), d.path),
+                None => format!("JSON_{}({doc}, '{}')", d.op.name(), d.path),
+            });
+            Cell {
+                name,
+                present: true,
+                value: None,
+                diff: Some(diffs.into_iter().map(json_change).collect()),
+                text,
+            }
+        }
     }
-    let v = normalize(value, col).map_err(|e| format!("{}: {e}", col.name))?;
-    Ok(Cell {
-        name: col.name.clone(),
-        present: true,
-        value: Some(render::json(&v, col)),
-        diff: None,
-        text: render::text(&v, col),
-    })
 }
 
-fn json_change(d: &JsonDiff<'_>) -> Result<JsonChange, String> {
-    let op = match d.operation() {
-        JsonDiffOperation::REPLACE => "REPLACE",
-        JsonDiffOperation::INSERT => "INSERT",
-        JsonDiffOperation::REMOVE => "REMOVE",
-    };
-    let value = d
-        .value()
-        .map(json_binary::to_text)
-        .transpose()
-        .map_err(|e| e.to_string())?;
-    Ok(JsonChange {
-        op: op.into(),
-        path: d.path_str().into_owned(),
-        value,
-    })
+fn json_change(d: JsonDiff) -> JsonChange {
+    JsonChange {
+        op: d.op.name().into(),
+        path: d.path,
+        value: d.value,
+    }
 }
