@@ -44,6 +44,10 @@ use crate::version::Version;
 #[derive(Debug)]
 pub enum LaneMsg {
     Op(WriteOp),
+    /// A whole batch, in order: applied as it arrives, without lingering
+    /// for more (the initial copy builds each lane's batches itself:
+    /// [`crate::snapshot`]).
+    Ops(Vec<WriteOp>),
     /// Every operation of transactions `<= seq` for this lane was sent.
     Mark {
         seq: u64,
@@ -234,18 +238,20 @@ pub async fn run(
             },
             None => rx.recv().await,
         };
+        let mut whole = false;
         match msg {
             None => closed = true,
-            Some(msg) => take(msg, &cfg, &mut ops, &mut mark, &progress),
+            Some(msg) => whole = take(msg, &cfg, &mut ops, &mut mark, &progress),
         }
         if !ops.is_empty() {
-            // linger for more, bounded by size and time
+            // linger for more, bounded by size and time (not after a
+            // whole batch)
             let deadline = tokio::time::Instant::now() + cfg.linger;
-            while ops.len() < cfg.batch_size && !closed {
+            while ops.len() < cfg.batch_size && !closed && !whole {
                 match tokio::time::timeout_at(deadline, rx.recv()).await {
                     Err(_) => break,
                     Ok(None) => closed = true,
-                    Ok(Some(msg)) => take(msg, &cfg, &mut ops, &mut mark, &progress),
+                    Ok(Some(msg)) => whole = take(msg, &cfg, &mut ops, &mut mark, &progress),
                 }
             }
             let batch = dedup(std::mem::take(&mut ops));
@@ -292,15 +298,25 @@ pub(super) struct Pending<'a> {
     pub hints: &'a mut TombstoneHints,
 }
 
+/// Takes a message into the pending batch; `true` for a whole batch
+/// ([`LaneMsg::Ops`]), which is applied without lingering.
 fn take(
     msg: LaneMsg,
     cfg: &LaneConfig,
     ops: &mut Vec<WriteOp>,
     mark: &mut Option<LaneProgress>,
     progress: &mpsc::UnboundedSender<LaneProgress>,
-) {
+) -> bool {
     match msg {
         LaneMsg::Op(op) => ops.push(op),
+        LaneMsg::Ops(more) => {
+            if ops.is_empty() {
+                *ops = more;
+            } else {
+                ops.extend(more);
+            }
+            return true;
+        }
         LaneMsg::Mark {
             seq,
             end,
@@ -320,6 +336,7 @@ fn take(
             }
         }
     }
+    false
 }
 
 /// Applies a batch in one transaction (retrying deadlocks) on a

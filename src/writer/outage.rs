@@ -47,6 +47,7 @@ impl Dropped {
     fn take(&mut self, msg: LaneMsg, cfg: &LaneConfig) {
         match msg {
             LaneMsg::Op(_) => self.ops += 1,
+            LaneMsg::Ops(ops) => self.ops += ops.len() as u64,
             LaneMsg::Mark {
                 seq,
                 end,
