@@ -1,11 +1,12 @@
 //! The soak test (not in CI; README, "Soak test"): `reshard run` under the
 //! random workload for `SOAK_SECS` (default 1800), killed with SIGKILL and
 //! started again every `SOAK_KILL_EVERY_SECS` (default 120), with one
-//! target down for `SOAK_OUTAGE_SECS` (default 15) near 40 % of the time and
-//! a source restart near 70 %, each between two kills (0: no kills). At the end the workload stops and the run must
-//! catch up: the checkpoint within 1 s of the source head (`status`),
-//! `verify` exit 0, the targets equal to the routed source, and the
-//! resident memory of the run processes flat: each incarnation is measured
+//! target down for `SOAK_OUTAGE_SECS` (default 15) near 40 % of the time
+//! and a source restart near 70 %, each between two kills (0: no kills).
+//! At the end the workload stops and the run must catch up: the
+//! checkpoint within 1 s of the source head (`status`), `verify` exit 0,
+//! the targets equal to the routed source, and the resident memory of the
+//! run processes flat: each incarnation is measured
 //! at the same age (just before it is killed), and after the first
 //! 5 minutes (the first sixth of a shorter run) the median of the later
 //! half of them may be at most 10 % above the median of the earlier half

@@ -29,6 +29,7 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&cli.log);
+    bound_client_buffers();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -45,6 +46,27 @@ fn main() -> ExitCode {
             eprintln!("error: {}", redact_url(&format!("{e:#}")));
             ExitCode::from(EXIT_ERROR)
         }
+    }
+}
+
+/// The largest buffer mysql_async's pool keeps for reuse, unless
+/// `MYSQL_ASYNC_BUFFER_SIZE_CAP` says otherwise.
+const CLIENT_BUFFER_CAP: &str = "65536";
+
+/// Bounds the memory mysql_async's buffer pool keeps. The pool (up to 128
+/// buffers, shared by every connection) keeps each returned buffer at up
+/// to 4 MiB by default, and a lane's multi-row statement of wide rows
+/// grows one to its size; as buffers change hands between statements and
+/// the packets read back, more and more of them stay that large. With 1
+/// KiB rows that held about 70 MiB, a third of the peak RSS of a large
+/// transaction streaming through (BENCHMARKS.md, the memory row). Larger
+/// buffers are still allocated when a packet needs them, and shrunk when
+/// they return to the pool. The pool reads the variable once, on first
+/// use: this runs before the runtime starts, while the process has one
+/// thread.
+fn bound_client_buffers() {
+    if std::env::var_os("MYSQL_ASYNC_BUFFER_SIZE_CAP").is_none() {
+        std::env::set_var("MYSQL_ASYNC_BUFFER_SIZE_CAP", CLIENT_BUFFER_CAP);
     }
 }
 

@@ -57,6 +57,19 @@ impl Cpu {
     }
 }
 
+/// CPU seconds of this process's waited-for children and their waited-for
+/// children (`RUSAGE_CHILDREN`): the dump pipelines' clients.
+pub fn children_seconds() -> f64 {
+    // SAFETY: getrusage writes into the struct we pass.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) } != 0 {
+        return 0.0;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
 /// Statement counters of the target servers (`SHOW GLOBAL STATUS`), summed.
 pub fn counters(b: &Bench) -> BTreeMap<String, f64> {
     let mut m = BTreeMap::new();

@@ -271,15 +271,15 @@ impl Bench {
         let perf = match std::env::var("BENCH_PERF") {
             Ok(dir) => Some(
                 Command::new("perf")
-                    .args([
-                        "record",
-                        "-F",
-                        "499",
-                        "-g",
-                        "-p",
-                        &child.id().to_string(),
-                        "-o",
-                    ])
+                    .args(["record", "-F", "499"])
+                    // BENCH_PERF_DWARF: unwind with DWARF (.eh_frame),
+                    // whole call chains without frame pointers
+                    .args(if std::env::var_os("BENCH_PERF_DWARF").is_some() {
+                        &["--call-graph", "dwarf,32768"][..]
+                    } else {
+                        &["-g"][..]
+                    })
+                    .args(["-p", &child.id().to_string(), "-o"])
                     .arg(Path::new(&dir).join(format!(
                             "perf-{}.data",
                             cfg.parent()
@@ -309,19 +309,6 @@ impl Bench {
         let p = reshard::source::head(&mut c).await?;
         c.disconnect().await?;
         Ok(p)
-    }
-
-    /// Rows of `table` over all shards.
-    pub fn target_rows(&self, table: &str) -> Res<u64> {
-        let mut n = 0;
-        for sh in 0..SHARDS {
-            n += self
-                .target_of(sh)
-                .sql(&format!("SELECT COUNT(*) FROM s{sh}.{table}"))?
-                .trim()
-                .parse::<u64>()?;
-        }
-        Ok(n)
     }
 }
 

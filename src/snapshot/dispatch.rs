@@ -15,6 +15,28 @@
 //! cursor only moves forward and every key at or below it is applied; a
 //! crash re-reads the pages after it, and re-applying one is harmless
 //! (versions).
+//!
+//! # Whole batches, one message each
+//!
+//! The dispatcher does the lanes' batching itself: it keeps each lane's
+//! operations ([`LaneBuf`]) until they make a full batch, then queues them
+//! in one message ([`LanePool::send_to`]), so a lane gets one message per
+//! batch rather than one per row, and every batch — every upsert
+//! statement — has the same number of rows (one prepared statement per
+//! table instead of one per batch length). A lane's mark therefore names
+//! the last page *all* of whose operations for that lane were queued:
+//! page *n* once its buffer is empty, else the page before the oldest
+//! operation it still holds ([`Dispatcher::mark_lanes`]). Each lane's mark
+//! still follows every operation it covers in that lane's FIFO queue, so
+//! the watermark argument above holds unchanged; a lane whose buffer
+//! fills slowly only holds the watermark back. To bound that (and the
+//! rows held), at most [`Dispatcher::max_pending`] pages wait for their
+//! lanes: no page is dispatched while that many are not applied, and
+//! once every lane has also reported every mark it was sent (so no
+//! progress can come), every buffer is queued as it is and marked up to
+//! the last page ([`Dispatcher::unstick`]), as it is once the readers
+//! are done ([`Dispatcher::flush_all`]). While the lanes are the slower
+//! side, every batch is full.
 
 use std::collections::VecDeque;
 use std::io::IsTerminal;
@@ -31,10 +53,11 @@ use crate::checkpoint::{LaneProgress, Tracker};
 use crate::config::OnDeriveError;
 use crate::control;
 use crate::pipeline::{lane_failure, PipelineError};
+use crate::position::Position;
 use crate::rules::{RouteError, Routed};
 use crate::source::RowChange;
 use crate::version::Version;
-use crate::writer::LanePool;
+use crate::writer::{LanePool, WriteOp};
 
 /// A dispatched page, until the lanes applied it.
 struct Sent {
@@ -45,9 +68,38 @@ struct Sent {
     finished: bool,
 }
 
+/// One lane's operations not queued yet (see the module docs).
+struct LaneBuf {
+    ops: Vec<WriteOp>,
+    /// The page of the oldest of them.
+    first_page: u64,
+    /// The last mark queued on the lane, and the last it reported.
+    marked: u64,
+    reported: u64,
+    /// Operations per batch of the lane (`batch_size` per shard it serves).
+    batch: usize,
+}
+
+impl LaneBuf {
+    /// The last page all of whose operations for this lane are queued,
+    /// once pages up to `seq` were dispatched: `seq` when nothing is
+    /// buffered, else the page before the oldest buffered operation.
+    fn covered(&self, seq: u64) -> u64 {
+        if self.ops.is_empty() {
+            seq
+        } else {
+            self.first_page.saturating_sub(1)
+        }
+    }
+}
+
 /// The dispatcher's state (see the module docs).
 pub struct Dispatcher {
     pool: LanePool,
+    bufs: Vec<LaneBuf>,
+    /// Pages dispatched and not yet applied before every buffer is queued
+    /// as it is.
+    max_pending: usize,
     progress: mpsc::UnboundedReceiver<LaneProgress>,
     tracker: Tracker,
     /// The last page dispatched.
@@ -61,15 +113,35 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
+    /// `batches` is each lane's batch size, in the pool's lane order
+    /// ([`lane_batches`]); `page` the rows of a page.
     pub fn new(
         pool: LanePool,
         progress: mpsc::UnboundedReceiver<LaneProgress>,
         version: Version,
         plan: &Plan,
+        batches: Vec<usize>,
+        page: usize,
     ) -> Dispatcher {
+        let lanes = pool.len();
+        let per_lane = batches.iter().copied().max().unwrap_or(1).max(1);
+        // a lane's buffer fills in about lanes × batch / page pages: let
+        // twice that (and two more) wait before forcing partial batches
+        let fill = (lanes * per_lane).div_ceil(page.max(1));
+        let bufs = (0..lanes)
+            .map(|l| LaneBuf {
+                ops: Vec::new(),
+                first_page: 0,
+                marked: 0,
+                reported: 0,
+                batch: batches.get(l).copied().unwrap_or(per_lane).max(1),
+            })
+            .collect();
         Dispatcher {
-            tracker: Tracker::new(pool.len()),
+            tracker: Tracker::new(lanes),
             pool,
+            bufs,
+            max_pending: 2 * fill + 2,
             progress,
             seq: 0,
             pending: VecDeque::new(),
@@ -78,6 +150,11 @@ impl Dispatcher {
             dispatched: 0,
             report: Report::new(plan),
         }
+    }
+
+    /// Whether another page may be dispatched now (see the module docs).
+    pub fn has_room(&self) -> bool {
+        self.pending.len() < self.max_pending
     }
 
     /// Whether every dispatched page is applied.
@@ -118,18 +195,14 @@ impl Dispatcher {
         }
         let rows = page.rows.len() as u64;
         let file: Arc<str> = Arc::from(c.position.file.as_str());
+        self.seq += 1;
         for row in page.rows {
             let change = RowChange::selected(schema.clone(), row, self.version, file.clone());
             for op in route(c, &change).await? {
-                if self.pool.send(op).await.is_err() {
-                    return Err(self.lane_exited().await);
-                }
+                self.buffer(op).await?;
             }
         }
-        self.seq += 1;
-        if self.pool.mark(self.seq, &c.position, 0).await.is_err() {
-            return Err(self.lane_exited().await);
-        }
+        self.mark_lanes(&c.position).await?;
         self.pending.push_back(Sent {
             seq: self.seq,
             unit: page.unit,
@@ -138,8 +211,84 @@ impl Dispatcher {
             finished: page.finished,
         });
         self.dispatched += rows;
+        self.unstick(&c.position).await?;
         self.throttle(c.cfg.pipeline.snapshot_rows_per_sec).await;
         Ok(())
+    }
+
+    /// Adds an operation of the current page to its lane's buffer, and
+    /// queues the buffer once it makes a batch. An operation for a shard
+    /// another process applies is dropped, as [`LanePool::send`] does.
+    async fn buffer(&mut self, op: WriteOp) -> Result<(), PipelineError> {
+        let Some(l) = self.pool.lane_index(&op) else {
+            return Ok(());
+        };
+        let Some(b) = self.bufs.get_mut(l) else {
+            return Err(PipelineError::Definite(format!(
+                "the copy has no buffer for lane {l}"
+            )));
+        };
+        if b.ops.is_empty() {
+            b.first_page = self.seq;
+        }
+        b.ops.push(op);
+        if b.ops.len() >= b.batch {
+            self.send(l).await?;
+        }
+        Ok(())
+    }
+
+    /// Queues lane `l`'s buffer.
+    async fn send(&mut self, l: usize) -> Result<(), PipelineError> {
+        let Some(b) = self.bufs.get_mut(l) else {
+            return Ok(());
+        };
+        let ops = std::mem::replace(&mut b.ops, Vec::with_capacity(b.batch));
+        if self.pool.send_to(l, ops).await.is_err() {
+            return Err(self.lane_exited().await);
+        }
+        Ok(())
+    }
+
+    /// Queues on each lane the mark of the last page all of whose
+    /// operations for it are queued (see the module docs).
+    async fn mark_lanes(&mut self, position: &Position) -> Result<(), PipelineError> {
+        for l in 0..self.bufs.len() {
+            let b = &self.bufs[l];
+            let done = b.covered(self.seq);
+            if done > b.marked {
+                self.bufs[l].marked = done;
+                if self.pool.mark_lane(l, done, position, 0).await.is_err() {
+                    return Err(self.lane_exited().await);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// When [`Dispatcher::max_pending`] pages wait and every lane has
+    /// reported every mark it was sent, nothing more will be applied
+    /// until the buffers are queued: queues them as they are.
+    async fn unstick(&mut self, position: &Position) -> Result<(), PipelineError> {
+        // (a closed pool, while closing, takes nothing more)
+        if self.has_room()
+            || self.pool.is_empty()
+            || self.bufs.iter().any(|b| b.reported < b.marked)
+        {
+            return Ok(());
+        }
+        self.flush_all(position).await
+    }
+
+    /// Queues every buffer as it is and marks every lane up to the last
+    /// page dispatched: after the last page, and when too many pages wait.
+    pub async fn flush_all(&mut self, position: &Position) -> Result<(), PipelineError> {
+        for l in 0..self.bufs.len() {
+            if !self.bufs[l].ops.is_empty() {
+                self.send(l).await?;
+            }
+        }
+        self.mark_lanes(position).await
     }
 
     /// Waits as long as `rows_per_sec` (0: no limit) asks.
@@ -161,9 +310,12 @@ impl Dispatcher {
         plan: &mut Plan,
         p: LaneProgress,
     ) -> Result<(), PipelineError> {
+        if let Some(b) = self.bufs.get_mut(p.lane) {
+            b.reported = b.reported.max(p.seq);
+        }
         self.tracker.update(p);
         let Some(w) = self.tracker.watermark().map(|w| w.seq) else {
-            return Ok(());
+            return self.unstick(&c.position).await;
         };
         let mut dirty: Vec<usize> = Vec::new();
         while self.pending.front().is_some_and(|s| s.seq <= w) {
@@ -193,7 +345,7 @@ impl Dispatcher {
         }
         self.report
             .show(c.cfg.pipeline.progress_interval, self.started);
-        Ok(())
+        self.unstick(&c.position).await
     }
 
     /// Closes the lanes: they apply what they hold and end, within
@@ -229,10 +381,7 @@ impl Dispatcher {
 /// Routes one copied row. A row the rule cannot route is dead-lettered
 /// when `on_derive_error = "dead-letter"`; otherwise the copy stops before
 /// the page is marked, so that no row is dropped.
-async fn route(
-    c: &mut Copy<'_>,
-    change: &RowChange,
-) -> Result<Vec<crate::writer::WriteOp>, PipelineError> {
+async fn route(c: &mut Copy<'_>, change: &RowChange) -> Result<Vec<WriteOp>, PipelineError> {
     let stop = |e: RouteError| {
         PipelineError::Definite(format!(
             "{e}\nThe initial copy stopped so that no row is dropped; fix the rule (or set on_derive_error = \"dead-letter\") and run again: the copy resumes at its last finished chunk."
@@ -309,4 +458,62 @@ fn progress_bar(estimate: u64, rows: u64) -> indicatif::ProgressBar {
     );
     b.set_position(rows);
     b
+}
+
+/// Each lane's batch size, in the order [`LanePool::start`] creates the
+/// lanes: `batch_size` per shard the lane serves.
+pub fn lane_batches(cfg: &crate::config::Config) -> Result<Vec<usize>, crate::db::DbError> {
+    let mut out = Vec::new();
+    for (members, width) in crate::writer::pool::groups(cfg)? {
+        out.extend(std::iter::repeat_n(
+            cfg.pipeline.batch_size * members.len(),
+            width,
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn buf(ops: usize, first_page: u64) -> LaneBuf {
+        let op = |k: i64| {
+            let key = vec![Value::Int(k)];
+            WriteOp {
+                shard: 0,
+                table: Arc::new(crate::writer::TargetTable {
+                    name: "t".into(),
+                    source: "d.t".into(),
+                    columns: vec!["id".into()],
+                    key: vec![0],
+                }),
+                key_enc: crate::writer::keyenc::encode(&key),
+                kind: crate::writer::OpKind::Upsert(key.clone()),
+                key,
+                version: Version(1),
+            }
+        };
+        LaneBuf {
+            ops: (0..ops as i64).map(op).collect(),
+            first_page,
+            marked: 0,
+            reported: 0,
+            batch: 500,
+        }
+    }
+
+    /// A lane's mark never covers a page whose operations for it still
+    /// wait in its buffer.
+    #[test]
+    fn a_lane_is_marked_only_up_to_its_oldest_buffered_page() {
+        assert_eq!(buf(0, 0).covered(7), 7, "an empty buffer: every page");
+        assert_eq!(
+            buf(3, 5).covered(7),
+            4,
+            "pages 5..=7 may still have ops here"
+        );
+        assert_eq!(buf(3, 7).covered(7), 6);
+        assert_eq!(buf(1, 1).covered(1), 0, "nothing before the first page");
+    }
 }

@@ -257,7 +257,15 @@ pub async fn copy(mut c: Copy<'_>) -> Result<CopyOutcome, PipelineError> {
         .collect();
     tracing::info!(position = %c.position, tables = plan.tables.len(), units = work.len(), readers = p.snapshot_readers, "initial copy");
     let (pool, progress) = LanePool::start(cfg, Arc::new(Stats::default())).await?;
-    let mut d = Dispatcher::new(pool, progress, version, &plan);
+    let batches = dispatch::lane_batches(cfg)?;
+    let mut d = Dispatcher::new(
+        pool,
+        progress,
+        version,
+        &plan,
+        batches,
+        p.snapshot_chunk_rows,
+    );
     let outcome = run(&mut c, &mut plan, &mut d, read::start(cfg, work)).await;
     d.close(&mut c, &mut plan, p.shutdown_timeout).await;
     if outcome? == CopyOutcome::Interrupted {
@@ -291,9 +299,13 @@ async fn run(
                 Ok(Err(e)) => return Err(e.into()),
                 Err(e) => return Err(PipelineError::Definite(format!("a copy reader crashed: {e}"))),
             },
-            page = readers.pages.recv(), if pages_open => match page {
+            page = readers.pages.recv(), if pages_open && d.has_room() => match page {
                 Some(page) => d.dispatch(c, plan, page).await?,
-                None => pages_open = false,
+                None => {
+                    // every reader is done: queue what the lanes' buffers hold
+                    pages_open = false;
+                    d.flush_all(&c.position).await?;
+                }
             },
         }
     }

@@ -341,6 +341,9 @@ impl Spool {
         if self.file.is_none() && self.budget.used() + add > self.budget.limit {
             self.spill()?;
         }
+        if self.file.is_none() && self.mem.capacity() - self.mem.len() < add {
+            self.grow(add);
+        }
         encode(table, file, origin, body, &mut self.mem);
         self.rows += origin.rows;
         if self.file.is_some() {
@@ -352,6 +355,22 @@ impl Spool {
             self.budget.used.fetch_add(add, Ordering::Relaxed);
         }
         Ok(())
+    }
+
+    /// Makes room for `add` more bytes in memory: by doubling up to the
+    /// size of a spare buffer (most groups are small), then at once up to
+    /// the budget's limit. Doubling on copies the records into a new
+    /// block each time and leaves the old one to the allocator, which
+    /// keeps freed blocks of this size resident for a while: a spool
+    /// growing to a 64 MiB limit by doubling held about twice that (8 +
+    /// 16 + 32 + 64 MiB). Reserved pages never written take no memory.
+    fn grow(&mut self, add: usize) {
+        if self.mem.capacity() < MAX_SPARE {
+            self.mem.reserve(add);
+        } else {
+            let room = self.budget.limit.saturating_sub(self.mem.len());
+            self.mem.reserve_exact(room.max(add));
+        }
     }
 
     /// Moves the records to a temporary file.

@@ -209,6 +209,40 @@ impl LanePool {
         tx.send_slice(slice).await.map_err(|_| LaneGone)
     }
 
+    /// The lane an operation goes to (an index below [`LanePool::len`]),
+    /// as [`LanePool::send`] picks it; `None` when another process
+    /// applies its shard.
+    pub fn lane_index(&self, op: &WriteOp) -> Option<usize> {
+        self.lane_of(op)
+    }
+
+    /// Queues operations, in order, on lane `lane`, in one message: each
+    /// must be one [`LanePool::lane_index`] gives that lane (the copy's
+    /// dispatcher groups them so).
+    pub async fn send_to(&self, lane: usize, ops: Vec<WriteOp>) -> Result<(), LaneGone> {
+        let tx = self.senders.get(lane).ok_or(LaneGone)?;
+        tx.send(LaneMsg::Ops(ops)).await.map_err(|_| LaneGone)
+    }
+
+    /// Queues mark `seq` on lane `lane` alone: every operation of
+    /// transactions (or copy pages) up to `seq` meant for it has been sent.
+    pub async fn mark_lane(
+        &self,
+        lane: usize,
+        seq: u64,
+        end: &Position,
+        timestamp: u32,
+    ) -> Result<(), LaneGone> {
+        let tx = self.senders.get(lane).ok_or(LaneGone)?;
+        tx.send(LaneMsg::Mark {
+            seq,
+            end: end.clone(),
+            timestamp,
+        })
+        .await
+        .map_err(|_| LaneGone)
+    }
+
     /// Queues mark `seq` on every lane: every operation of transactions up
     /// to `seq` has been sent.
     pub async fn mark(&self, seq: u64, end: &Position, timestamp: u32) -> Result<(), LaneGone> {

@@ -173,3 +173,32 @@ fn extend_appends_another_group() {
     let (rows, _) = drain(a, 10);
     assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), [0, 1, 2]);
 }
+
+/// Regression (issue 10, the memory row): a spool grew to its budget by
+/// doubling, each doubling leaving the old block to the allocator, which
+/// kept it resident: a 64 MiB budget held about twice that. Past the size
+/// of a spare buffer it now reserves up to the budget at once.
+#[test]
+fn a_spool_grows_to_its_budget_in_one_step_past_a_spare_buffer() {
+    let t = table("t");
+    let limit = 5 * MAX_SPARE;
+    let mut s = Spool::new(Budget::new(limit, None));
+    let mut offset = 4;
+    // rows events of 10,000 rows (~90 KB) until well past the spare size
+    // (one doubling may still take the buffer past it)
+    while s.mem.len() <= 2 * MAX_SPARE {
+        add(&mut s, &t, 0..10_000, offset);
+        offset += 100_000;
+    }
+    assert!(!s.spilled());
+    assert!(
+        s.mem.capacity() <= limit + 100_000,
+        "capacity {} for a limit of {limit}: grown past the budget",
+        s.mem.capacity()
+    );
+    assert!(
+        s.mem.capacity() >= limit - 100_000,
+        "capacity {}: not reserved up to the budget ({limit})",
+        s.mem.capacity()
+    );
+}
