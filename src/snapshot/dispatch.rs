@@ -54,7 +54,7 @@ use crate::config::OnDeriveError;
 use crate::control;
 use crate::pipeline::{lane_failure, PipelineError};
 use crate::position::Position;
-use crate::rules::{RouteError, Routed};
+use crate::rules::RouteError;
 use crate::source::RowChange;
 use crate::version::Version;
 use crate::writer::{LanePool, WriteOp};
@@ -110,6 +110,8 @@ pub struct Dispatcher {
     /// Rows dispatched by this run (the throttle's count).
     dispatched: u64,
     report: Report,
+    /// The operations of the row being routed (a reused buffer).
+    routed: Vec<WriteOp>,
 }
 
 impl Dispatcher {
@@ -149,6 +151,7 @@ impl Dispatcher {
             started: Instant::now(),
             dispatched: 0,
             report: Report::new(plan),
+            routed: Vec::new(),
         }
     }
 
@@ -196,12 +199,15 @@ impl Dispatcher {
         let rows = page.rows.len() as u64;
         let file: Arc<str> = Arc::from(c.position.file.as_str());
         self.seq += 1;
+        let mut ops = std::mem::take(&mut self.routed);
         for row in page.rows {
-            let change = RowChange::selected(schema.clone(), row, self.version, file.clone());
-            for op in route(c, &change).await? {
+            let mut change = RowChange::selected(schema.clone(), row, self.version, file.clone());
+            route(c, &mut change, &mut ops).await?;
+            for op in ops.drain(..) {
                 self.buffer(op).await?;
             }
         }
+        self.routed = ops;
         self.mark_lanes(&c.position).await?;
         self.pending.push_back(Sent {
             seq: self.seq,
@@ -381,19 +387,29 @@ impl Dispatcher {
 /// Routes one copied row. A row the rule cannot route is dead-lettered
 /// when `on_derive_error = "dead-letter"`; otherwise the copy stops before
 /// the page is marked, so that no row is dropped.
-async fn route(c: &mut Copy<'_>, change: &RowChange) -> Result<Vec<WriteOp>, PipelineError> {
+///
+/// The row's values move into the operations appended to `out`
+/// ([`crate::rules::Router::route_into`]); a row that is not routed is
+/// left whole, to be dead-lettered.
+async fn route(
+    c: &mut Copy<'_>,
+    change: &mut RowChange,
+    out: &mut Vec<WriteOp>,
+) -> Result<(), PipelineError> {
     let stop = |e: RouteError| {
         PipelineError::Definite(format!(
             "{e}\nThe initial copy stopped so that no row is dropped; fix the rule (or set on_derive_error = \"dead-letter\") and run again: the copy resumes at its last finished chunk."
         ))
     };
-    match c.router.route_row(change, &*c.lookups).map_err(stop)? {
-        Routed::Ops(ops) => Ok(ops),
-        Routed::Unroutable(e) if c.cfg.pipeline.on_derive_error == OnDeriveError::DeadLetter => {
+    match c.router.route_into(change, &*c.lookups, out) {
+        Ok(()) => Ok(()),
+        Err(e @ RouteError::Derive { .. })
+            if c.cfg.pipeline.on_derive_error == OnDeriveError::DeadLetter =>
+        {
             control::dead_letter::record(c.control, &c.cfg.pipeline.name, change, &e).await?;
-            Ok(Vec::new())
+            Ok(())
         }
-        Routed::Unroutable(e) => Err(stop(e)),
+        Err(e) => Err(stop(e)),
     }
 }
 
