@@ -323,6 +323,65 @@ async fn snapshot_under_live_load_with_a_crash_converges() {
     );
 }
 
+/// The copy reads the tombstones a target already holds: a row deleted
+/// there under a newer version than the copy's stays deleted, while the
+/// batches of tables with no tombstone go out without a transaction
+/// (`docs/architecture.md`, "Batches without a transaction").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_copy_honours_tombstones_already_on_the_targets() {
+    use mysql_async::prelude::Queryable;
+    use mysql_async::Value;
+    use reshard::version::Version;
+    use reshard::writer::keyenc::encode;
+
+    let s = Scenario::create(cluster(), "copytomb").unwrap();
+    s.bulk_load(3000).await.unwrap();
+    s.configure("batch_size = 100").unwrap();
+    migrate(&s);
+    let doomed = 1234u64;
+    // epoch 9: above every version this pipeline (epoch 0) writes
+    let v = Version::new(9, 1, 4, 0).unwrap().to_bytes().to_vec();
+    for url in s.shard_urls.values() {
+        let mut c = reshard_testkit::scenario::connect(url).await.unwrap();
+        for k in [
+            encode(&[Value::UInt(doomed)]),
+            encode(&[Value::Int(doomed as i64)]),
+        ] {
+            c.exec_drop(
+                "INSERT INTO _reshard_tombstone (tbl, k, version) VALUES ('orders', ?, ?)",
+                (k, v.clone()),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    let mut run = spawn_run(&s, &[]);
+    s.wait_caught_up(Duration::from_secs(90))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", run_log(&s)));
+    let (mut orders, mut items, mut found) = (0u64, 0u64, 0u64);
+    for url in s.shard_urls.values() {
+        let mut c = reshard_testkit::scenario::connect(url).await.unwrap();
+        let n: Option<(u64, u64, u64)> = c
+            .exec_first(
+                "SELECT (SELECT COUNT(*) FROM orders), (SELECT COUNT(*) FROM items), (SELECT COUNT(*) FROM orders WHERE id = ?)",
+                (doomed,),
+            )
+            .await
+            .unwrap();
+        let (o, i, f) = n.unwrap_or_default();
+        (orders, items, found) = (orders + o, items + i, found + f);
+    }
+    terminate(&mut run, Duration::from_secs(30));
+    let log = run_log(&s);
+    assert_eq!(
+        found, 0,
+        "the copy brought back a row deleted under a newer version:\n{log}"
+    );
+    assert_eq!(orders, 2999, "{log}");
+    assert_eq!(items, 3000, "{log}");
+}
+
 /// Regression: the rows of an XA PREPAREd transaction were dropped when the
 /// next transaction began. They are held until the XA COMMIT and applied
 /// then (more in `tests/transactions.rs`).

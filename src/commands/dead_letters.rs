@@ -26,7 +26,7 @@ use crate::config::Config;
 use crate::control::{checkpoint, dead_letter, dead_letter::Letter};
 use crate::db::{self, Session};
 use crate::rules::{Routed, Router};
-use crate::writer::lane::{apply_batch, LaneConfig, Stats, TombstoneHints};
+use crate::writer::lane::{apply_batch, LaneConfig, LaneMemo, Stats};
 use crate::writer::WriteOp;
 
 /// `--table` of the three actions.
@@ -202,7 +202,7 @@ async fn apply(cfg: &Config, ops: Vec<WriteOp>) -> anyhow::Result<()> {
         };
         let mut conn = db::connect(ep, Session::Write, p.connect_timeout).await?;
         let lane = LaneConfig::single(p, i, ep);
-        let mut hints = TombstoneHints::default();
+        let mut hints = LaneMemo::default();
         while !ops.is_empty() {
             let rest = ops.split_off(ops.len().min(p.batch_size));
             apply_batch(&mut conn, &lane, ops, None, &stats, &mut hints)

@@ -82,8 +82,8 @@ fn bytes(b: &[u8]) -> Value {
 
 /// Whether a table (of the shard whose database is `database`) has any
 /// tombstone at all.
-pub async fn any_tombstone(
-    tx: &mut Transaction<'_>,
+pub async fn any_tombstone<Q: Queryable>(
+    tx: &mut Q,
     server: &str,
     database: &str,
     table: &str,

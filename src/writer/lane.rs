@@ -19,6 +19,12 @@
 //! batch after a newer one, changes nothing: a target never moves
 //! backwards and a deleted row never comes back, not even between two
 //! statements, because all of it commits at once.
+//!
+//! A batch with nothing for steps 1, 2 and 4 to do — only upserts, no
+//! tombstone possible, no new position to record — is applied as plain
+//! upserts without a transaction, each statement atomic on its own
+//! ([`needs_no_transaction`]; `docs/architecture.md`, "Batches without a
+//! transaction").
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +38,7 @@ use tokio::sync::mpsc;
 
 pub use super::dedup::{dedup, BatchOp, Group};
 use super::link::Link;
+pub use super::memo::LaneMemo;
 use super::op::{OpKind, TargetTable, WriteOp};
 pub use super::queue::LaneMsg;
 use super::queue::{Inbox, QueueRx};
@@ -143,43 +150,9 @@ impl LaneError {
     }
 }
 
-/// Per writer, per target table: may tombstones exist for this writer's
-/// keys? A table with no tombstone at all when the writer starts can only
-/// get tombstones for this writer's keys from this writer (one key is
-/// always applied by one lane; a replay cannot run beside it, the lease
-/// forbids it), so until the writer deletes something there the tombstone
-/// read of an insert-only batch can be skipped.
-#[derive(Debug, Default)]
-pub struct TombstoneHints {
-    /// (shard index, table) → may tombstones exist.
-    may_exist: HashMap<(usize, String), bool>,
-}
-
-impl TombstoneHints {
-    async fn may_exist(
-        &mut self,
-        tx: &mut Transaction<'_>,
-        part: &Part<'_>,
-    ) -> Result<bool, DbError> {
-        let table = part.table.name.as_str();
-        if let Some(b) = self.may_exist.get(&(part.shard.index, table.to_string())) {
-            return Ok(*b);
-        }
-        let b = shard::any_tombstone(tx, part.server(), &part.shard.database, table).await?;
-        self.may_exist
-            .insert((part.shard.index, table.to_string()), b);
-        Ok(b)
-    }
-
-    fn written(&mut self, part: &Part<'_>) {
-        self.may_exist
-            .insert((part.shard.index, part.table.name.clone()), true);
-    }
-}
-
 /// One shard's operations on one table of a batch, as the statements
 /// name it.
-pub(super) struct Part<'a> {
+pub struct Part<'a> {
     pub shard: &'a LaneShard,
     pub table: &'a TargetTable,
     /// `` `db`.`table` `` ([`sql::qualified`]).
@@ -188,7 +161,7 @@ pub(super) struct Part<'a> {
 
 impl Part<'_> {
     /// The shard's name, for messages.
-    fn server(&self) -> &str {
+    pub(super) fn server(&self) -> &str {
         &self.shard.name
     }
 }
@@ -210,7 +183,7 @@ pub async fn run(
     stats: Arc<Stats>,
 ) -> Result<(), LaneError> {
     let mut inbox = Inbox::new(cfg.lane, cfg.batch_size);
-    let mut hints = TombstoneHints::default();
+    let mut memo = LaneMemo::default();
     let mut closed = false;
     loop {
         if inbox.is_empty() {
@@ -250,7 +223,7 @@ pub async fn run(
             batch: &batch,
             end: end.as_ref(),
             stats: &stats,
-            hints: &mut hints,
+            memo: &mut memo,
         };
         let _busy =
             crate::metrics::global()
@@ -288,7 +261,7 @@ pub(super) struct Pending<'a> {
     /// The position recorded with it (its mark's, if one came with it).
     pub end: Option<&'a Position>,
     pub stats: &'a Stats,
-    pub hints: &'a mut TombstoneHints,
+    pub memo: &'a mut LaneMemo,
 }
 
 /// Applies a batch in one transaction (retrying deadlocks) on a
@@ -300,14 +273,14 @@ pub async fn apply_batch(
     ops: Vec<WriteOp>,
     end: Option<&Position>,
     stats: &Stats,
-    hints: &mut TombstoneHints,
+    memo: &mut LaneMemo,
 ) -> Result<(), DbError> {
     let batch = dedup(ops);
     let mut pending = Pending {
         batch: &batch,
         end,
         stats,
-        hints,
+        memo,
     };
     pending.apply(conn, cfg).await
 }
@@ -385,16 +358,106 @@ struct Counts {
     skipped: u64,
 }
 
-/// One batch in one transaction: each group's part (steps 1–3 of the
-/// module docs), then the lane's applied position in every shard the
-/// batch wrote (step 4), then COMMIT.
+/// One batch: as plain upserts when it needs no transaction
+/// ([`needs_no_transaction`]), else in one transaction ([`apply_in_one`]).
 async fn apply(
     conn: &mut Conn,
     cfg: &LaneConfig,
     pending: &mut Pending<'_>,
 ) -> Result<(), DbError> {
+    let counts = if needs_no_transaction(conn, cfg, pending).await? {
+        apply_upserts(conn, cfg, pending).await?
+    } else {
+        apply_in_one(conn, cfg, pending).await?
+    };
+    let stats = pending.stats;
+    stats
+        .ops_applied
+        .fetch_add(counts.applied, Ordering::Relaxed);
+    stats
+        .ops_skipped_tombstone
+        .fetch_add(counts.skipped, Ordering::Relaxed);
+    stats.batches.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Whether the batch is only upserts with no tombstone to read or raise,
+/// into tables without a secondary UNIQUE key, and records no applied
+/// position a shard does not hold yet ([`LaneMemo`]). Then steps 1, 2 and
+/// 4 of the module docs have nothing to do, and each upsert statement is
+/// atomic on its own and idempotent, so no transaction is needed around
+/// them: a failure part way leaves some rows applied, which applying the
+/// batch again (a retry, or a replay from the checkpoint) cannot undo or
+/// harm. This is every batch of the initial copy after a lane's first,
+/// and the stream's insert-only batches between two marks.
+async fn needs_no_transaction(
+    conn: &mut Conn,
+    cfg: &LaneConfig,
+    pending: &mut Pending<'_>,
+) -> Result<bool, DbError> {
+    for g in pending.batch {
+        let shard = cfg.shard_of(g.shard)?;
+        if pending
+            .end
+            .is_some_and(|end| !pending.memo.holds(shard.index, end))
+        {
+            return Ok(false);
+        }
+        let only_upserts = g
+            .ops
+            .iter()
+            .all(|b| b.tombstone.is_none() && matches!(b.op.kind, OpKind::Upsert(_)));
+        if !only_upserts {
+            return Ok(false);
+        }
+        let part = Part {
+            shard,
+            table: &g.table,
+            qualified: sql::qualified(&shard.database, &g.table.name),
+        };
+        if pending.memo.may_exist(conn, &part).await?
+            || has_secondary_unique(conn, &part, pending.stats).await?
+        {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Step 3 alone, autocommitted (see [`needs_no_transaction`]).
+async fn apply_upserts(
+    conn: &mut Conn,
+    cfg: &LaneConfig,
+    pending: &Pending<'_>,
+) -> Result<Counts, DbError> {
+    let mut counts = Counts::default();
+    for g in pending.batch {
+        let shard = cfg.shard_of(g.shard)?;
+        let part = Part {
+            shard,
+            table: &g.table,
+            qualified: sql::qualified(&shard.database, &g.table.name),
+        };
+        let live: Vec<Upsert<'_>> = g.ops.iter().filter_map(|b| b.upsert()).collect();
+        counts.applied += upsert_newer(conn, cfg, &part, &live, pending.stats)
+            .await
+            .map_err(|e| match e {
+                TableError::Db(e) | TableError::Collision(e) => e,
+            })?;
+    }
+    Ok(counts)
+}
+
+/// One batch in one transaction: each group's part (steps 1–3 of the
+/// module docs), then the lane's applied position in every shard the
+/// batch wrote that does not hold it yet (step 4), then COMMIT.
+async fn apply_in_one(
+    conn: &mut Conn,
+    cfg: &LaneConfig,
+    pending: &mut Pending<'_>,
+) -> Result<Counts, DbError> {
     let (batch, end, stats) = (pending.batch, pending.end, pending.stats);
-    let hints = &mut *pending.hints;
+    let memo = &mut *pending.memo;
     let mut tx = conn
         .start_transaction(TxOpts::default())
         .await
@@ -411,7 +474,7 @@ async fn apply(
             table: &g.table,
             qualified: sql::qualified(&shard.database, &g.table.name),
         };
-        match apply_table(&mut tx, cfg, &part, &g.ops, stats, hints, &mut counts).await {
+        match apply_table(&mut tx, cfg, &part, &g.ops, stats, memo, &mut counts).await {
             Ok(()) => {}
             Err(TableError::Db(e)) => return Err(e),
             Err(TableError::Collision(e)) => {
@@ -421,21 +484,20 @@ async fn apply(
         }
     }
     if let Some(end) = end {
-        for shard in written {
+        written.retain(|s| !memo.holds(s.index, end));
+        for shard in &written {
             record_applied(&mut tx, cfg, shard, end).await?;
         }
     }
     tx.commit()
         .await
         .map_err(|e| DbError::query(&cfg.shard, "COMMIT", e))?;
-    stats
-        .ops_applied
-        .fetch_add(counts.applied, Ordering::Relaxed);
-    stats
-        .ops_skipped_tombstone
-        .fetch_add(counts.skipped, Ordering::Relaxed);
-    stats.batches.fetch_add(1, Ordering::Relaxed);
-    Ok(())
+    if let Some(end) = end {
+        for shard in written {
+            memo.committed(shard.index, end);
+        }
+    }
+    Ok(counts)
 }
 
 /// One shard's operations on one table of a batch: read the tombstones of
@@ -447,19 +509,13 @@ async fn apply_table(
     part: &Part<'_>,
     ops: &[BatchOp],
     stats: &Stats,
-    hints: &mut TombstoneHints,
+    memo: &mut LaneMemo,
     counts: &mut Counts,
 ) -> Result<(), TableError> {
-    let upserts: Vec<Upsert<'_>> = ops
-        .iter()
-        .filter_map(|b| match &b.op.kind {
-            OpKind::Upsert(values) => Some(Upsert { op: &b.op, values }),
-            OpKind::Delete => None,
-        })
-        .collect();
-    let tombs = read_tombstones(tx, part, &upserts, hints).await?;
+    let upserts: Vec<Upsert<'_>> = ops.iter().filter_map(|b| b.upsert()).collect();
+    let tombs = read_tombstones(tx, part, &upserts, memo).await?;
     counts.applied += delete_older(tx, part, ops).await?;
-    raise_tombstones(tx, part, ops, hints).await?;
+    raise_tombstones(tx, part, ops, memo).await?;
     let live: Vec<Upsert<'_>> = upserts
         .into_iter()
         .filter(|u| match tombs.get(&u.op.key_enc) {
@@ -481,15 +537,28 @@ struct Upsert<'a> {
     values: &'a [Value],
 }
 
+impl BatchOp {
+    /// The operation as an upsert, if it is one.
+    fn upsert(&self) -> Option<Upsert<'_>> {
+        match &self.op.kind {
+            OpKind::Upsert(values) => Some(Upsert {
+                op: &self.op,
+                values,
+            }),
+            OpKind::Delete => None,
+        }
+    }
+}
+
 /// Step 1: the tombstones of the keys to upsert (none read when the table
-/// cannot have any, see [`TombstoneHints`]).
+/// cannot have any, see [`LaneMemo`]).
 async fn read_tombstones(
     tx: &mut Transaction<'_>,
     part: &Part<'_>,
     upserts: &[Upsert<'_>],
-    hints: &mut TombstoneHints,
+    memo: &mut LaneMemo,
 ) -> Result<HashMap<Vec<u8>, Version>, DbError> {
-    if upserts.is_empty() || !hints.may_exist(tx, part).await? {
+    if upserts.is_empty() || !memo.may_exist(tx, part).await? {
         return Ok(HashMap::new());
     }
     let keys: Vec<&[u8]> = upserts.iter().map(|u| u.op.key_enc.as_slice()).collect();
@@ -560,7 +629,7 @@ async fn raise_tombstones(
     tx: &mut Transaction<'_>,
     part: &Part<'_>,
     ops: &[BatchOp],
-    hints: &mut TombstoneHints,
+    memo: &mut LaneMemo,
 ) -> Result<(), DbError> {
     let tombstones: Vec<(&[u8], Version)> = ops
         .iter()
@@ -569,7 +638,7 @@ async fn raise_tombstones(
     if tombstones.is_empty() {
         return Ok(());
     }
-    hints.written(part);
+    memo.written(part);
     let table = shard::TableOf {
         database: &part.shard.database,
         table: &part.table.name,
@@ -580,8 +649,8 @@ async fn raise_tombstones(
 /// Step 3: upserts the rows newer than their tombstone (each column
 /// guarded by the version), in statements within the row and byte
 /// budgets; returns how many were applied.
-async fn upsert_newer(
-    tx: &mut Transaction<'_>,
+async fn upsert_newer<Q: Queryable>(
+    tx: &mut Q,
     cfg: &LaneConfig,
     part: &Part<'_>,
     live: &[Upsert<'_>],
@@ -649,7 +718,7 @@ const ER_BAD_FIELD_ERROR: u16 = 1054;
 /// on the source, which the router now carries. Retrying cannot help, so
 /// the error names the columns and the fix (a definite error: see
 /// `docs/architecture.md`, "Schema history").
-async fn missing_columns(tx: &mut Transaction<'_>, part: &Part<'_>, error: DbError) -> DbError {
+async fn missing_columns<Q: Queryable>(tx: &mut Q, part: &Part<'_>, error: DbError) -> DbError {
     let (server, table) = (part.server(), part.table);
     let tname = table.name.as_str();
     let present: Vec<String> = match tx
@@ -688,8 +757,8 @@ async fn missing_columns(tx: &mut Transaction<'_>, part: &Part<'_>, error: DbErr
 /// The byte budget of one statement on a lane's server (half its
 /// `max_allowed_packet`), learned once per server and attempt: a batch of
 /// wide rows (BLOBs) is split so that no statement exceeds it.
-async fn statement_budget(
-    tx: &mut Transaction<'_>,
+async fn statement_budget<Q: Queryable>(
+    tx: &mut Q,
     cfg: &LaneConfig,
     stats: &Stats,
 ) -> Result<usize, DbError> {
@@ -716,8 +785,8 @@ async fn statement_budget(
 
 /// Whether the target table has a secondary UNIQUE key, learned once per
 /// (shard, table) and attempt.
-async fn has_secondary_unique(
-    tx: &mut Transaction<'_>,
+async fn has_secondary_unique<Q: Queryable>(
+    tx: &mut Q,
     part: &Part<'_>,
     stats: &Stats,
 ) -> Result<bool, DbError> {
@@ -745,8 +814,8 @@ async fn has_secondary_unique(
 /// A secondary UNIQUE collision makes ON DUPLICATE KEY UPDATE modify
 /// another row: every upserted row must be on its own key, at least at our
 /// version, or the batch is rolled back.
-async fn check_landed(
-    tx: &mut Transaction<'_>,
+async fn check_landed<Q: Queryable>(
+    tx: &mut Q,
     part: &Part<'_>,
     key_cols: &[&str],
     chunk: &[&WriteOp],

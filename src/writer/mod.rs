@@ -8,6 +8,7 @@
 //! * [`lane`] — one connection applying batches in order, each batch
 //!   deduplicated first ([`dedup`]);
 //! * [`link`] — a lane's connection, kept alive and reopened;
+//!   [`memo`] — what a lane knows of its shards between batches;
 //!   [`outage`] — what a lane does while its shard cannot be written;
 //! * [`pool`] — the lanes of an attempt, and which lane a key goes to;
 //!   [`queue`] — a lane's queue, bounded by the operations it holds;
@@ -20,6 +21,7 @@ pub mod follow;
 pub mod keyenc;
 pub mod lane;
 pub mod link;
+mod memo;
 pub mod op;
 mod outage;
 pub mod pool;
