@@ -31,7 +31,7 @@ use reshard::source::schema::SchemaOrigin;
 use reshard::source::{Column, TableSchema};
 use reshard::version::Version;
 use reshard::writer::keyenc::KeyPart;
-use reshard::writer::lane::{apply_batch, LaneConfig, LaneShard, Stats, TombstoneHints};
+use reshard::writer::lane::{apply_batch, LaneConfig, LaneShard, Stats, LaneMemo};
 use reshard::writer::{keyenc, OpKind, TargetTable, WriteOp};
 use reshard_testkit::{MariaDb, ServerOptions};
 use sim::model::Rng;
@@ -257,7 +257,7 @@ async fn run_kind(kind: &Kind, sequences: u64, batches: usize) {
         let mut rng = Rng::new(seed);
         let mut model = Target::default();
         let mut hint = None;
-        let mut hints = TombstoneHints::default();
+        let mut hints = LaneMemo::default();
         let mut history = Vec::new();
         for b in 0..batches {
             let n = 1 + rng.below(5) as usize;

@@ -3,7 +3,7 @@
 //! them for one batch (after the real `lane::dedup`):
 //!
 //! 1. read the tombstones of the keys to upsert (skipped when the lane's
-//!    hint says the table has none, like `TombstoneHints`);
+//!    hint says the table has none, like `LaneMemo`);
 //! 2. `DELETE … WHERE key = ? AND _reshard_version < ?`;
 //! 3. raise tombstones with `GREATEST` (a tombstone is keyed by the
 //!    operation's `key_enc`: `VARBINARY`, byte-wise);
@@ -155,7 +155,7 @@ pub type TombRead = Vec<(Vec<u8>, Version)>;
 impl Target {
     /// Applies one batch in one transaction, as a lane does
     /// ([`Target::begin`] and [`Target::write`] at once). `hint` is the
-    /// lane's `TombstoneHints` entry for the table.
+    /// lane's `LaneMemo` entry for the table.
     pub fn apply(
         &mut self,
         ops: Vec<WriteOp>,
