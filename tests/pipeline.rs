@@ -336,7 +336,8 @@ async fn the_copy_honours_tombstones_already_on_the_targets() {
 
     let s = Scenario::create(cluster(), "copytomb").unwrap();
     s.bulk_load(3000).await.unwrap();
-    s.configure("batch_size = 100").unwrap();
+    s.configure("batch_size = 100\nsnapshot_chunk_rows = 50")
+        .unwrap();
     migrate(&s);
     let doomed = 1234u64;
     // epoch 9: above every version this pipeline (epoch 0) writes
@@ -380,6 +381,12 @@ async fn the_copy_honours_tombstones_already_on_the_targets() {
     );
     assert_eq!(orders, 2999, "{log}");
     assert_eq!(items, 3000, "{log}");
+    // regression: a table whose parts finished together was announced
+    // once per part
+    for t in ["orders", "items"] {
+        let line = format!("table copied table={}.{t} ", s.source_db);
+        assert_eq!(log.matches(&line).count(), 1, "{line}\n{log}");
+    }
 }
 
 /// Regression: the rows of an XA PREPAREd transaction were dropped when the

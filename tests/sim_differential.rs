@@ -31,7 +31,7 @@ use reshard::source::schema::SchemaOrigin;
 use reshard::source::{Column, TableSchema};
 use reshard::version::Version;
 use reshard::writer::keyenc::KeyPart;
-use reshard::writer::lane::{apply_batch, LaneConfig, LaneShard, Stats, LaneMemo};
+use reshard::writer::lane::{apply_batch, LaneConfig, LaneMemo, LaneShard, Stats};
 use reshard::writer::{keyenc, OpKind, TargetTable, WriteOp};
 use reshard_testkit::{MariaDb, ServerOptions};
 use sim::model::Rng;

@@ -340,12 +340,18 @@ impl Dispatcher {
                 dirty.push(s.unit);
             }
         }
+        let mut announced: Vec<usize> = Vec::new();
         for i in dirty {
             let u = &plan.units[i];
             let t = &plan.tables[u.table];
             control::snapshot::save_table(c.control, &c.cfg.pipeline.name, &u.saved(&t.full))
                 .await?;
-            if u.done && plan.units.iter().all(|o| o.table != u.table || o.done) {
+            // once per table, however many of its parts finished here
+            if u.done
+                && !announced.contains(&u.table)
+                && plan.units.iter().all(|o| o.table != u.table || o.done)
+            {
+                announced.push(u.table);
                 tracing::info!(table = %t.full, rows = plan.units.iter().filter(|o| o.table == u.table).map(|o| o.rows).sum::<u64>(), "table copied");
             }
         }
