@@ -660,20 +660,22 @@ async fn upsert_newer<Q: Queryable>(
         return Ok(0);
     }
     let table = part.table;
-    let width = table.columns.len() + 1;
+    let shared = shared_version(live);
+    let width = table.columns.len() + usize::from(shared.is_none());
     let check = has_secondary_unique(tx, part, stats).await?;
     let key_cols = key_columns(table);
     let budget = statement_budget(tx, cfg, stats).await?;
     let mut rest = live;
     while !rest.is_empty() {
-        let (params, rows) = bind_upserts(rest, width, budget);
+        let (params, rows) = bind_upserts(rest, width, budget, shared.is_none());
         let (chunk, tail) = rest.split_at(rows.min(rest.len()));
         rest = tail;
+        let text = match &shared {
+            Some(v) => sql::upsert_at(&part.qualified, &table.columns, &table.key, chunk.len(), v),
+            None => sql::upsert(&part.qualified, &table.columns, &table.key, chunk.len()),
+        };
         let upserted = tx
-            .exec_drop(
-                sql::upsert(&part.qualified, &table.columns, &table.key, chunk.len()),
-                Params::Positional(params),
-            )
+            .exec_drop(text, Params::Positional(params))
             .await
             .map_err(|e| {
                 DbError::query(part.server(), format!("upserting into {}", table.name), e)
@@ -692,21 +694,38 @@ async fn upsert_newer<Q: Queryable>(
     Ok(live.len() as u64)
 }
 
+/// The version every upsert of `live` carries, when there are several and
+/// they share one: only the initial copy's batches (each row image of the
+/// stream has a version of its own), whose statements then take it as a
+/// literal ([`sql::upsert_at`]).
+fn shared_version(live: &[Upsert<'_>]) -> Option<[u8; 16]> {
+    let (first, rest) = live.split_first()?;
+    let v = first.op.version;
+    (!rest.is_empty() && rest.iter().all(|u| u.op.version == v)).then(|| v.to_bytes())
+}
+
 /// The parameters of one upsert statement: the rows of `upserts` from the
 /// first on, as many as fit [`MAX_PARAMS`] and `budget` bytes (at least
-/// one), each row's values (cloned: the batch is kept for a retry) and
-/// its version, `width` parameters a row. Sized while bound; returns the
-/// parameters and the number of rows.
-fn bind_upserts(upserts: &[Upsert<'_>], width: usize, budget: usize) -> (Vec<Value>, usize) {
-    let mut run = sql::Run::new(MAX_PARAMS / width, budget);
-    let mut params = Vec::with_capacity(upserts.len().min(MAX_PARAMS / width) * width);
+/// one), each row's values (cloned: the batch is kept for a retry) and,
+/// with `versions`, its version; `width` parameters a row. Sized while
+/// bound; returns the parameters and the number of rows.
+fn bind_upserts(
+    upserts: &[Upsert<'_>],
+    width: usize,
+    budget: usize,
+    versions: bool,
+) -> (Vec<Value>, usize) {
+    let mut run = sql::Run::new(MAX_PARAMS / width.max(1), budget);
+    let mut params = Vec::with_capacity(upserts.len().min(MAX_PARAMS / width.max(1)) * width);
     for u in upserts {
         let size = 27 + u.values.iter().map(sql::param_bytes).sum::<usize>();
         if !run.take(size) {
             break;
         }
         params.extend(u.values.iter().cloned());
-        params.push(Value::Bytes(u.op.version.to_bytes().to_vec()));
+        if versions {
+            params.push(Value::Bytes(u.op.version.to_bytes().to_vec()));
+        }
     }
     (params, run.rows())
 }

@@ -129,6 +129,35 @@ pub fn upsert(table: &str, columns: &[String], key: &[usize], rows: usize) -> St
     sql
 }
 
+/// [`upsert`] for rows that all carry `version` (the initial copy's
+/// batches): the version is a literal in the statement instead of a
+/// parameter of every row, so a row binds one value fewer. The text is the
+/// same for every batch of one copy, so it is prepared once.
+pub fn upsert_at(
+    table: &str,
+    columns: &[String],
+    key: &[usize],
+    rows: usize,
+    version: &[u8; 16],
+) -> String {
+    let mut row = placeholders(columns.len());
+    row.pop();
+    row.push_str(", X'");
+    for b in version {
+        row.push_str(&format!("{b:02X}"));
+    }
+    row.push_str("')");
+    let mut sql = upsert_head(table, columns);
+    for i in 0..rows {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&row);
+    }
+    sql.push_str(&upsert_tail(columns, key));
+    sql
+}
+
 /// `INSERT INTO table (columns…, version) VALUES ` (before the rows).
 pub fn upsert_head(table: &str, columns: &[String]) -> String {
     let mut cols: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
@@ -239,6 +268,18 @@ mod tests {
         assert!(runs(Vec::<usize>::new(), 10, 10).is_empty());
         assert_eq!(statement_budget(16 << 20), 8 << 20);
         assert_eq!(param_bytes(&Value::Bytes(vec![0; 100])), 111);
+    }
+
+    #[test]
+    fn upsert_at_puts_the_shared_version_in_every_row_as_a_literal() {
+        let cols = vec!["id".to_string(), "n".to_string()];
+        let mut v = [0u8; 16];
+        v[15] = 0xAB;
+        let sql = upsert_at("`d`.`t`", &cols, &[0], 2, &v);
+        let row = "(?, ?, X'000000000000000000000000000000AB')";
+        assert!(sql.contains(&format!("VALUES {row}, {row} ON DUPLICATE")), "{sql}");
+        assert_eq!(sql.matches('?').count(), 4, "{sql}");
+        assert!(sql.ends_with(&upsert_tail(&cols, &[0])), "{sql}");
     }
 
     #[test]
