@@ -277,7 +277,10 @@ mod tests {
         v[15] = 0xAB;
         let sql = upsert_at("`d`.`t`", &cols, &[0], 2, &v);
         let row = "(?, ?, X'000000000000000000000000000000AB')";
-        assert!(sql.contains(&format!("VALUES {row}, {row} ON DUPLICATE")), "{sql}");
+        assert!(
+            sql.contains(&format!("VALUES {row}, {row} ON DUPLICATE")),
+            "{sql}"
+        );
         assert_eq!(sql.matches('?').count(), 4, "{sql}");
         assert!(sql.ends_with(&upsert_tail(&cols, &[0])), "{sql}");
     }
