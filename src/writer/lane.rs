@@ -152,7 +152,7 @@ impl LaneError {
 
 /// One shard's operations on one table of a batch, as the statements
 /// name it.
-pub struct Part<'a> {
+pub(super) struct Part<'a> {
     pub shard: &'a LaneShard,
     pub table: &'a TargetTable,
     /// `` `db`.`table` `` ([`sql::qualified`]).
@@ -264,9 +264,9 @@ pub(super) struct Pending<'a> {
     pub memo: &'a mut LaneMemo,
 }
 
-/// Applies a batch in one transaction (retrying deadlocks) on a
-/// connection of its own: what a lane does with each batch, for writes
-/// outside the lane pool (a dead-letter retry).
+/// Applies a batch (retrying deadlocks) on a connection of its own: what
+/// a lane does with each batch, for writes outside the lane pool (a
+/// dead-letter retry).
 pub async fn apply_batch(
     conn: &mut Conn,
     cfg: &LaneConfig,
