@@ -117,16 +117,7 @@ fn placeholders(n: usize) -> String {
 /// for `rows` rows of `columns` plus the version column, into `table` (a
 /// [`qualified`] name).
 pub fn upsert(table: &str, columns: &[String], key: &[usize], rows: usize) -> String {
-    let row = placeholders(columns.len() + 1);
-    let mut sql = upsert_head(table, columns);
-    for i in 0..rows {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&row);
-    }
-    sql.push_str(&upsert_tail(columns, key));
-    sql
+    upsert_rows(table, columns, key, rows, &placeholders(columns.len() + 1))
 }
 
 /// [`upsert`] for rows that all carry `version` (the initial copy's
@@ -147,12 +138,17 @@ pub fn upsert_at(
         row.push_str(&format!("{b:02X}"));
     }
     row.push_str("')");
+    upsert_rows(table, columns, key, rows, &row)
+}
+
+/// The upsert of `rows` rows, each written as `row`.
+fn upsert_rows(table: &str, columns: &[String], key: &[usize], rows: usize, row: &str) -> String {
     let mut sql = upsert_head(table, columns);
     for i in 0..rows {
         if i > 0 {
             sql.push_str(", ");
         }
-        sql.push_str(&row);
+        sql.push_str(row);
     }
     sql.push_str(&upsert_tail(columns, key));
     sql
