@@ -40,7 +40,8 @@
 //!
 //! Shared vocabulary lives at the top: [`position`] (binlog file:pos),
 //! [`version`] (the 128-bit row version), [`config`] (the validated config
-//! object), [`db`] (connections, session setup, redaction of secrets),
+//! object), [`db`] (connections, session setup, redaction of secrets, and
+//! `db::wire`, the copy's own protocol connections),
 //! [`task`] (background tasks that end with their owner).
 //!
 //! Why the pipeline converges — versions, the checkpoint watermark, the

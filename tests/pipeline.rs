@@ -507,3 +507,114 @@ async fn converge_and_stop(s: &Scenario, run: &mut std::process::Child, timeout:
     assert!(diffs.is_empty(), "{}\n{}", diffs.join("\n"), run_log(s));
     assert!(st.success(), "{}", run_log(s));
 }
+
+/// The copy's own source connections (`db::wire`) read every column type
+/// — NULLs, extremes, negative TIMEs, zero dates, every character set —
+/// exactly as the driver does, page by page along the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_copy_reads_every_column_type_on_its_own_connections_as_the_driver_does() {
+    use mysql_async::prelude::Queryable;
+    use reshard::config::Endpoint;
+    use reshard::db::wire::{WireConn, WireError};
+    use reshard::db::{self, Session};
+    use reshard::source::rows::TableReader;
+    use reshard::source::schema::load_table;
+
+    let s = Scenario::create(cluster(), "wire").unwrap();
+    let mut c = s.source().await.unwrap();
+    c.query_drop(
+        "CREATE TABLE every (id INT NOT NULL PRIMARY KEY, \
+         ti TINYINT, tu TINYINT UNSIGNED, si SMALLINT, su SMALLINT UNSIGNED, mi MEDIUMINT, mu MEDIUMINT UNSIGNED, \
+         i INT, iu INT UNSIGNED, bi BIGINT, bu BIGINT UNSIGNED, f FLOAT, d DOUBLE, de DECIMAL(40,12), \
+         dt DATE, dtm DATETIME(6), ts TIMESTAMP(3) NULL, tm TIME(2), y YEAR, \
+         c CHAR(5) CHARACTER SET latin1, vc VARCHAR(40) CHARACTER SET utf8mb4, bn BINARY(4), vb VARBINARY(10), \
+         bl BLOB, tx TEXT CHARACTER SET utf8mb4, e ENUM('a','b','c'), st SET('x','y','z'), bt BIT(10), j JSON)",
+    )
+    .await
+    .unwrap();
+    c.query_drop("SET SESSION sql_mode = ''").await.unwrap();
+    c.query_drop(
+        "INSERT INTO every VALUES \
+         (-1, -128, 255, -32768, 65535, -8388608, 16777215, -2147483648, 4294967295, -9223372036854775808, 18446744073709551615, \
+          -3.4e38, -1.7976931348623157e308, -1234567890123456789012345678.123456789012, \
+          '0000-00-00', '0000-00-00 00:00:00', '1970-01-01 00:00:01.000', '-838:59:59.00', 1901, \
+          'ab', '\u{f1}\u{1f600}', x'00000000', x'', x'00ff', '', 'a', '', b'0', '[]'), \
+         (-2, 127, 0, 32767, 0, 8388607, 0, 2147483647, 0, 9223372036854775807, 0, \
+          1.5e-38, 2.2250738585072014e-308, 0.000000000001, \
+          '9999-12-31', '9999-12-31 23:59:59.999999', '2038-01-19 03:14:07.999', '-00:00:01.50', 2155, \
+          'zz   ', 'x', x'ff00ff00', x'ffffffffffffffffffff', REPEAT('b', 70000), REPEAT('\u{e9}', 1000), 'c', 'x,y,z', b'1111111111', '{\"a\": [1, 2.5, null, \"\u{f1}\"]}'), \
+         (-3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+          NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
+    )
+    .await
+    .unwrap();
+    c.query_drop(
+        "INSERT INTO every SELECT seq, seq % 100, seq % 200, seq, seq, seq, seq, seq * 1000, seq, seq * 1000000007, seq, \
+         seq / 7, seq / 3, seq / 9, DATE('2020-01-01') + INTERVAL seq DAY, TIMESTAMP'2020-01-01 00:00:00' + INTERVAL seq * 1001 MICROSECOND, \
+         TIMESTAMP'2021-01-01 00:00:00' + INTERVAL seq SECOND, SEC_TO_TIME(CAST(seq AS SIGNED) - 1000) + INTERVAL 0.25 SECOND, 2000 + seq % 100, \
+         CONCAT('r', seq % 1000), CONCAT('\u{f1}', seq), UNHEX(LPAD(HEX(seq), 8, '0')), UNHEX(HEX(seq)), REPEAT(CHAR(seq % 256), seq % 50), \
+         REPEAT('\u{f1}', seq % 30), ELT(1 + seq % 3, 'a', 'b', 'c'), ELT(1 + seq % 3, 'x', 'y,z', ''), seq % 1024, \
+         JSON_OBJECT('n', seq, 's', CONCAT('v', seq)) FROM seq_1_to_2500",
+    )
+    .await
+    .unwrap();
+
+    let ep = Endpoint::new("source", s.source_url.clone());
+    let budget = Duration::from_secs(10);
+    let mut driver = db::connect(&ep, Session::Write, budget).await.unwrap();
+    let mut wire = match WireConn::connect(&ep, Session::Write, budget).await {
+        Ok(w) => w,
+        Err(e) => panic!("the test server needs nothing only the driver speaks: {e}"),
+    };
+    let schema = load_table(&mut driver, &s.source_db, "every")
+        .await
+        .unwrap();
+    let reader = TableReader::open(&mut driver, "source", std::sync::Arc::new(schema), vec![0])
+        .await
+        .unwrap();
+    let (mut cursor, mut rows) = (None::<Vec<mysql_async::Value>>, 0);
+    loop {
+        let by_driver = reader
+            .page(&mut driver, cursor.as_deref(), None, 700)
+            .await
+            .unwrap();
+        let by_wire = reader
+            .page_wire(&mut wire, cursor.as_deref(), None, 700)
+            .await
+            .unwrap();
+        assert_eq!(by_wire.len(), by_driver.len());
+        for (w, d) in by_wire.iter().zip(&by_driver) {
+            assert_eq!(w, d, "the row with key {:?}", d.first());
+        }
+        rows += by_wire.len();
+        match by_wire.last() {
+            Some(last) if by_wire.len() == 700 => cursor = Some(reader.key_of(last)),
+            _ => break,
+        }
+    }
+    assert_eq!(rows, 2503);
+
+    // a server error keeps its code (and so its retry class)
+    let missing = wire.rows("SELECT * FROM no_such_table", &[]).await;
+    assert!(
+        matches!(missing, Err(WireError::Server { code: 1146, .. })),
+        "{missing:?}"
+    );
+    // and the connection goes on after it
+    let after = reader.page_wire(&mut wire, None, None, 3).await.unwrap();
+    assert_eq!(after.len(), 3);
+    // more statements than stay prepared: the oldest are closed, and the
+    // connection stays in step
+    for n in 1..=40u32 {
+        let sql = format!("SELECT id FROM every WHERE id > ? ORDER BY id LIMIT {n}");
+        let got = wire
+            .rows(&sql, &[mysql_async::Value::Int(100)])
+            .await
+            .unwrap();
+        let want: Vec<Vec<mysql_async::Value>> = (101..=100 + i64::from(n))
+            .map(|i| vec![mysql_async::Value::Int(i)])
+            .collect();
+        assert_eq!(got, want);
+    }
+    wire.close().await;
+}

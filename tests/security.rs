@@ -257,6 +257,13 @@ async fn tls_in_every_mode_and_no_password_in_any_output() {
         run_log(&s)
     );
     seen.0.push(run_log(&s));
+    // the copy's own connections speak no TLS: it read through the driver
+    assert!(
+        seen.last().contains("the copy reads through the driver")
+            && seen.last().contains("the server offers TLS"),
+        "{}",
+        seen.last()
+    );
     assert!(
         seen.run(&s, ENV_PW, &["verify"]).status.success(),
         "{}",

@@ -197,6 +197,11 @@ pub struct RawPipeline {
     /// (tables, and key ranges of large tables). Default 4.
     #[serde(default = "default_snapshot_readers")]
     pub snapshot_readers: usize,
+    /// How the initial copy reads the source: `"wire"`, reshard's own
+    /// connections where they can (no TLS, password authentication), or
+    /// `"driver"`. Default `"wire"`.
+    #[serde(default)]
+    pub snapshot_reader: super::SnapshotReader,
     /// Tombstones are kept for this much binlog time behind the checkpoint,
     /// in seconds. Default 604800 (7 days).
     #[serde(default = "default_retention")]

@@ -26,6 +26,7 @@ use crate::config::{redact_url, Endpoint, Tls, TlsMode};
 
 pub mod grants;
 pub mod retry;
+pub mod wire;
 
 pub use retry::{Backoff, Transient, ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT};
 

@@ -8,16 +8,24 @@
 //! statement of its own that starts after P was taken (module docs of
 //! [`super`]). The channel holds two pages per reader: readers wait while
 //! the lanes are behind, so memory stays bounded.
+//!
+//! A reader reads on a connection of reshard's own ([`crate::db::wire`])
+//! unless `snapshot_reader = "driver"` or the connection needs what only
+//! the driver speaks (TLS, other authentication): then on the driver's
+//! ([`Source`]). Both run the same statement and yield the same values.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use mysql_async::Conn;
 use mysql_common::value::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::config::Config;
+use crate::config::{Config, SnapshotReader};
+use crate::db::wire::WireConn;
 use crate::db::{self, DbError, Session};
 use crate::source::rows::TableReader;
 
@@ -75,7 +83,7 @@ async fn read(
     let Some(mut work) = next() else {
         return Ok(());
     };
-    let mut conn = db::connect(&cfg.source, Session::Write, cfg.pipeline.connect_timeout).await?;
+    let mut conn = Source::connect(&cfg).await?;
     loop {
         if !read_unit(&mut conn, &mut work, &tx, chunk).await? {
             break;
@@ -85,22 +93,66 @@ async fn read(
             None => break,
         }
     }
-    let _ = conn.disconnect().await;
+    conn.close().await;
     Ok(())
+}
+
+/// A reader's source connection.
+enum Source {
+    Wire(WireConn),
+    Driver(Conn),
+}
+
+/// Whether a reader said why it reads through the driver (once a run).
+static SAID_DRIVER: AtomicBool = AtomicBool::new(false);
+
+impl Source {
+    /// A connection of our own when the configuration lets it and the
+    /// server speaks what it does, else the driver's.
+    async fn connect(cfg: &Config) -> Result<Source, DbError> {
+        let budget = cfg.pipeline.connect_timeout;
+        if cfg.pipeline.snapshot_reader == SnapshotReader::Wire {
+            match WireConn::connect(&cfg.source, Session::Write, budget).await {
+                Ok(c) => return Ok(Source::Wire(c)),
+                Err(e) => {
+                    if !SAID_DRIVER.swap(true, Ordering::Relaxed) {
+                        tracing::info!(server = %cfg.source.name, reason = %e, "the copy reads through the driver");
+                    }
+                }
+            }
+        }
+        Ok(Source::Driver(
+            db::connect(&cfg.source, Session::Write, budget).await?,
+        ))
+    }
+
+    async fn page(&mut self, work: &Work, chunk: usize) -> Result<Vec<Vec<Value>>, DbError> {
+        let (lo, hi) = (work.cursor.as_deref(), work.upper.as_deref());
+        match self {
+            Source::Wire(c) => work.reader.page_wire(c, lo, hi, chunk).await,
+            Source::Driver(c) => work.reader.page(c, lo, hi, chunk).await,
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            Source::Wire(c) => c.close().await,
+            Source::Driver(c) => {
+                let _ = c.disconnect().await;
+            }
+        }
+    }
 }
 
 /// Reads one unit to its end; `false` when the dispatcher is gone.
 async fn read_unit(
-    conn: &mut Conn,
+    conn: &mut Source,
     work: &mut Work,
     tx: &mpsc::Sender<Page>,
     chunk: usize,
 ) -> Result<bool, DbError> {
     loop {
-        let rows = work
-            .reader
-            .page(conn, work.cursor.as_deref(), work.upper.as_deref(), chunk)
-            .await?;
+        let rows = conn.page(work, chunk).await?;
         if let Some(last) = rows.last() {
             work.cursor = Some(work.reader.key_of(last));
         }

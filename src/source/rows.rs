@@ -46,6 +46,7 @@ use mysql_common::constants::ColumnType;
 use mysql_common::value::Value;
 
 use super::schema::TableSchema;
+use crate::db::wire::{self, WireConn};
 use crate::db::{quote_ident, DbError};
 
 /// Why a table has no row identity.
@@ -111,7 +112,12 @@ pub fn select_list(schema: &TableSchema) -> String {
 pub fn normalize(row: Row, schema: &TableSchema) -> Vec<Value> {
     // `Row::unwrap` turns the row into its values; it can only panic for a
     // column taken out before with `Row::take`, which nothing here does
-    row.unwrap()
+    normalize_values(row.unwrap(), schema)
+}
+
+/// [`normalize`] for a row's values as decoded ([`crate::db::wire`]).
+pub fn normalize_values(values: Vec<Value>, schema: &TableSchema) -> Vec<Value> {
+    values
         .into_iter()
         .zip(schema.columns.iter())
         .map(|(v, c)| match (v, c.ty) {
@@ -366,6 +372,37 @@ impl TableReader {
         hi: Option<&[Value]>,
         limit: usize,
     ) -> Result<Vec<Vec<Value>>, DbError> {
+        let (sql, params) = self.page_query(lo, hi, limit);
+        self.fetch(conn, sql, params, "reading").await
+    }
+
+    /// [`TableReader::page`] on a connection of our own
+    /// ([`crate::db::wire`]).
+    pub async fn page_wire(
+        &self,
+        conn: &mut WireConn,
+        lo: Option<&[Value]>,
+        hi: Option<&[Value]>,
+        limit: usize,
+    ) -> Result<Vec<Vec<Value>>, DbError> {
+        let (sql, params) = self.page_query(lo, hi, limit);
+        let rows = conn
+            .rows(&sql, &params)
+            .await
+            .map_err(|e| wire::db_error(&self.server, format!("reading {}", self.table), e))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| normalize_values(r, &self.schema))
+            .collect())
+    }
+
+    /// The statement and parameters of one keyset page.
+    fn page_query(
+        &self,
+        lo: Option<&[Value]>,
+        hi: Option<&[Value]>,
+        limit: usize,
+    ) -> (String, Vec<Value>) {
         let (cond, params) = range(&self.keys, lo, hi);
         let sql = format!(
             "SELECT {} FROM {} {cond} ORDER BY {} LIMIT {limit}",
@@ -373,7 +410,7 @@ impl TableReader {
             self.table,
             order_by(&self.keys)
         );
-        self.fetch(conn, sql, params, "reading").await
+        (sql, params)
     }
 
     /// The next page of a walk in key order: the rows after `cursor` (from

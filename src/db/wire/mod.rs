@@ -1,0 +1,346 @@
+//! A source connection that speaks the MySQL protocol itself, for the
+//! initial copy's page reads.
+//!
+//! # Why
+//!
+//! The copy reads every row of the source once. Through the driver each
+//! result row costs a dozen allocations before reshard sees it: the
+//! driver tries to parse every row packet as an OK and as an ERR packet
+//! first (two `io::Error`s built and dropped per row), then builds a
+//! `Row` holding an `Arc` of the columns. That was over a quarter of
+//! reshard's CPU in the copy (`BENCHMARKS.md`, "Where the copy stands").
+//! Here a page is one `COM_STMT_EXECUTE` whose binary rows are decoded
+//! straight from a reused read buffer into the values the copy routes
+//! ([`WireConn::rows`]).
+//!
+//! # Why it reads what the driver reads
+//!
+//! The values come from the same binary protocol and the same decoder
+//! (mysql_common's `Value::deserialize_bin`, per column type and flags)
+//! that the driver uses, on a session set up by the same statements
+//! ([`crate::db::init_statements`]: UTC, binary character set, READ
+//! COMMITTED). What differs is only who frames the packets.
+//!
+//! # What it does not do
+//!
+//! TLS and authentication beyond a scrambled password are the driver's
+//! ([`handshake`]): [`WireConn::connect`] answers
+//! [`WireError::Unsupported`] and the caller reads through the driver.
+//! A server error or a lost connection becomes the driver's error
+//! ([`WireError::into_driver`]), so it is classified transient or
+//! definite ([`crate::db::classify`]) as it would be on the driver's
+//! connection; a malformed packet is definite ([`db_error`]). See
+//! `docs/architecture.md`, "Copy and stream" (reading on connections of
+//! its own).
+
+use std::collections::HashMap;
+use std::io;
+use std::time::Duration;
+
+use mysql_common::constants::{CapabilityFlags, ColumnFlags, ColumnType, Command};
+use mysql_common::io::ParseBuf;
+use mysql_common::packets::{Column, ComStmtExecuteRequestBuilder, ErrPacket, StmtPacket};
+use mysql_common::proto::MySerialize;
+use mysql_common::value::{BinValue, Value, ValueDeserializer};
+use tokio::net::TcpStream;
+
+use crate::config::{Endpoint, TlsMode};
+use crate::db::{self, DbError, Session};
+
+mod frame;
+mod handshake;
+
+use frame::Framed;
+
+/// Statements kept prepared on one connection.
+const STMT_CACHE: usize = 16;
+/// The `max_packet_size` we announce (the server's own limit applies).
+const MAX_PACKET: u32 = 1 << 30;
+
+/// Why a wire connection or statement failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("ERROR {code} ({state}): {message}")]
+    Server {
+        code: u16,
+        state: String,
+        message: String,
+    },
+    /// A packet that does not parse: retrying would read it again.
+    #[error("a malformed packet from the server: {0}")]
+    Protocol(String),
+    /// Something only the driver speaks: read through it instead.
+    #[error("not spoken here: {0}")]
+    Unsupported(&'static str),
+}
+
+impl WireError {
+    /// A parse failure of a packet.
+    pub fn protocol(e: io::Error) -> WireError {
+        WireError::Protocol(e.to_string())
+    }
+
+    /// The same failure as the driver's error, so that it is classified
+    /// like one.
+    pub fn into_driver(self) -> mysql_async::Error {
+        match self {
+            WireError::Io(e) => mysql_async::Error::Io(mysql_async::IoError::Io(e)),
+            WireError::Server {
+                code,
+                state,
+                message,
+            } => mysql_async::Error::Server(mysql_async::ServerError {
+                code,
+                message,
+                state,
+            }),
+            WireError::Protocol(_) | WireError::Unsupported(_) => {
+                mysql_async::Error::Io(mysql_async::IoError::Io(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    self.to_string(),
+                )))
+            }
+        }
+    }
+}
+
+/// An ERR packet as a [`WireError`].
+fn server_error(payload: &[u8], caps: CapabilityFlags) -> WireError {
+    match ParseBuf(payload).parse::<ErrPacket<'_>>(caps) {
+        Ok(ErrPacket::Error(e)) => WireError::Server {
+            code: e.error_code(),
+            state: e
+                .sql_state_ref()
+                .map(|s| s.as_str().into_owned())
+                .unwrap_or_default(),
+            message: e.message_str().into_owned(),
+        },
+        Ok(ErrPacket::Progress(_)) | Err(_) => WireError::Protocol("an error packet".into()),
+    }
+}
+
+/// How to decode a column's values: its type and flags.
+type ColumnKind = (ColumnType, ColumnFlags);
+
+/// A source connection of our own (see the module docs).
+pub struct WireConn {
+    io: Framed<TcpStream>,
+    caps: CapabilityFlags,
+    /// Statements prepared on this connection: their ids, by text.
+    prepared: HashMap<String, u32>,
+}
+
+impl WireConn {
+    /// Connects and logs in as the endpoint says, within `budget`, and
+    /// sets the session up as [`crate::db::connect`] does for `session`.
+    pub async fn connect(
+        ep: &Endpoint,
+        session: Session,
+        budget: Duration,
+    ) -> Result<WireConn, WireError> {
+        let opts = db::opts(ep, session, None).map_err(|_| WireError::Unsupported("the URL"))?;
+        if opts.socket().is_some() || opts.compression().is_some() {
+            return Err(WireError::Unsupported("a socket path or compression"));
+        }
+        let addr = (opts.ip_or_hostname().to_string(), opts.tcp_port());
+        let connected = tokio::time::timeout(budget, async {
+            let stream = TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let mut io = Framed::new(stream);
+            let login = handshake::Login {
+                user: opts.user(),
+                pass: opts.pass(),
+                db: opts.db_name(),
+                tls_disabled: ep.tls.mode == TlsMode::Disabled,
+            };
+            let caps = handshake::login(&mut io, &login).await?;
+            Ok::<_, WireError>((io, caps))
+        })
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no answer while connecting"))??;
+        let (io, caps) = connected;
+        let mut conn = WireConn {
+            io,
+            caps,
+            prepared: Default::default(),
+        };
+        for stmt in opts.init() {
+            conn.query_drop(stmt).await?;
+        }
+        Ok(conn)
+    }
+
+    /// Runs a statement that returns no rows (`COM_QUERY`).
+    pub async fn query_drop(&mut self, sql: &str) -> Result<(), WireError> {
+        self.command(Command::COM_QUERY, sql.as_bytes()).await?;
+        self.expect_ok().await
+    }
+
+    /// Sends one command packet.
+    async fn command(&mut self, cmd: Command, body: &[u8]) -> Result<(), WireError> {
+        let mut out = Vec::with_capacity(body.len() + 1);
+        out.push(cmd as u8);
+        out.extend_from_slice(body);
+        self.io.reset_seq();
+        Ok(self.io.write(&out).await?)
+    }
+
+    /// Reads the next packet, skipping MariaDB's progress reports.
+    async fn next(&mut self) -> Result<(), WireError> {
+        loop {
+            self.io.read().await?;
+            let p = self.io.payload();
+            // an ERR packet with code 0xFFFF is a progress report
+            if !(p.len() > 3 && p[0] == 0xFF && p[1] == 0xFF && p[2] == 0xFF) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// An OK packet, or the server's error.
+    async fn expect_ok(&mut self) -> Result<(), WireError> {
+        self.next().await?;
+        match self.io.payload().first() {
+            Some(0x00) => Ok(()),
+            Some(0xFF) => Err(server_error(self.io.payload(), self.caps)),
+            _ => Err(WireError::Unsupported("a statement that returned rows")),
+        }
+    }
+
+    /// Reads `n` column definitions and, without `CLIENT_DEPRECATE_EOF`,
+    /// the EOF packet after them; returns how to decode each column.
+    async fn column_defs(&mut self, n: usize) -> Result<Vec<ColumnKind>, WireError> {
+        let mut cols = Vec::with_capacity(n);
+        for _ in 0..n {
+            self.next().await?;
+            let c: Column = ParseBuf(self.io.payload())
+                .parse(())
+                .map_err(WireError::protocol)?;
+            cols.push((c.column_type(), c.flags()));
+        }
+        if n > 0 && !self.caps.contains(CapabilityFlags::CLIENT_DEPRECATE_EOF) {
+            self.next().await?;
+        }
+        Ok(cols)
+    }
+
+    /// Prepares `sql` once per connection. At most [`STMT_CACHE`] stay
+    /// prepared (a copy of thousands of tables must not reach the
+    /// server's `max_prepared_stmt_count`): beyond, all are closed.
+    async fn prepare(&mut self, sql: &str) -> Result<u32, WireError> {
+        if let Some(&id) = self.prepared.get(sql) {
+            return Ok(id);
+        }
+        if self.prepared.len() >= STMT_CACHE {
+            for (_, id) in std::mem::take(&mut self.prepared) {
+                // COM_STMT_CLOSE has no answer
+                self.command(Command::COM_STMT_CLOSE, &id.to_le_bytes())
+                    .await?;
+            }
+        }
+        self.command(Command::COM_STMT_PREPARE, sql.as_bytes())
+            .await?;
+        self.next().await?;
+        if self.io.payload().first() == Some(&0xFF) {
+            return Err(server_error(self.io.payload(), self.caps));
+        }
+        let stmt: StmtPacket = ParseBuf(self.io.payload())
+            .parse(())
+            .map_err(WireError::protocol)?;
+        let id = stmt.statement_id();
+        self.column_defs(usize::from(stmt.num_params())).await?;
+        self.column_defs(usize::from(stmt.num_columns())).await?;
+        self.prepared.insert(sql.to_string(), id);
+        Ok(id)
+    }
+
+    /// Executes `sql` (prepared once per connection) with `params` and
+    /// returns its rows, each a vector of its values in column order
+    /// (`NULL` as [`Value::NULL`]).
+    pub async fn rows(
+        &mut self,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<Vec<Vec<Value>>, WireError> {
+        let id = self.prepare(sql).await?;
+        let (req, _long) = ComStmtExecuteRequestBuilder::new(id).build(params);
+        let mut body = Vec::new();
+        req.serialize(&mut body);
+        self.io.reset_seq();
+        self.io.write(&body).await?;
+        self.next().await?;
+        match self.io.payload().first() {
+            Some(0xFF) => return Err(server_error(self.io.payload(), self.caps)),
+            Some(0x00) => return Ok(Vec::new()),
+            _ => {}
+        }
+        // the column count, then the definitions (read each time: the
+        // server prepares the statement again after a DDL)
+        let n = ParseBuf(self.io.payload())
+            .checked_eat_lenenc_int()
+            .ok_or_else(malformed)?;
+        let n = usize::try_from(n).map_err(|_| malformed())?;
+        let columns = self.column_defs(n).await?;
+        let mut out = Vec::new();
+        loop {
+            self.next().await?;
+            let p = self.io.payload();
+            match p.first() {
+                // a binary row starts with 0x00; 0xFE ends the rows
+                Some(0x00) => {}
+                Some(0xFE) if p.len() < 0xFF_FFFF => return Ok(out),
+                Some(0xFF) => return Err(server_error(p, self.caps)),
+                _ => return Err(malformed()),
+            }
+            out.push(decode_row(p, &columns)?);
+        }
+    }
+
+    /// Says goodbye (`COM_QUIT`) and closes the connection.
+    pub async fn close(mut self) {
+        let _ = self.command(Command::COM_QUIT, &[]).await;
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut self.io.into_inner()).await;
+    }
+}
+
+/// One binary result row: a 0x00 header, the NULL bitmap (offset by two
+/// bits), then each non-NULL value in the column's binary encoding.
+fn decode_row(payload: &[u8], columns: &[ColumnKind]) -> Result<Vec<Value>, WireError> {
+    let bitmap_len = (columns.len() + 7 + 2) / 8;
+    let Some(bitmap) = payload.get(1..1 + bitmap_len) else {
+        return Err(malformed());
+    };
+    let mut buf = ParseBuf(&payload[1 + bitmap_len..]);
+    let mut row = Vec::with_capacity(columns.len());
+    for (i, &(ty, flags)) in columns.iter().enumerate() {
+        let bit = i + 2;
+        if bitmap[bit / 8] & (1 << (bit % 8)) != 0 {
+            row.push(Value::NULL);
+        } else {
+            let v: ValueDeserializer<BinValue> =
+                buf.parse((ty, flags)).map_err(WireError::protocol)?;
+            row.push(v.0);
+        }
+    }
+    Ok(row)
+}
+
+fn malformed() -> WireError {
+    WireError::Protocol("a result row".into())
+}
+
+/// A wire failure as the copy reports it: a malformed packet is definite
+/// (reading it again reads the same bytes), the rest as the driver's
+/// error would be ([`crate::db::classify`]).
+pub fn db_error(server: &str, context: impl Into<String>, e: WireError) -> DbError {
+    match e {
+        WireError::Protocol(_) => DbError::Unexpected {
+            server: server.to_string(),
+            context: context.into(),
+            message: e.to_string(),
+        },
+        e => DbError::query(server, context, e.into_driver()),
+    }
+}
