@@ -618,3 +618,40 @@ async fn the_copy_reads_every_column_type_on_its_own_connections_as_the_driver_d
     }
     wire.close().await;
 }
+
+/// What a lane's kept statement handles rely on (`writer::prepared`): a
+/// handle the driver closed fails with "unknown prepared statement
+/// handler" and changes nothing, and the server never gives its number to
+/// another statement of the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_statement_handle_fails_cleanly_and_its_number_is_never_reused() {
+    use mysql_async::prelude::Queryable;
+    use reshard::writer::prepared::is_unknown_handle;
+
+    let s = Scenario::create(cluster(), "handles").unwrap();
+    let mut c = s.source().await.unwrap();
+    c.query_drop("CREATE TABLE h (id INT PRIMARY KEY)")
+        .await
+        .unwrap();
+    let insert = c.prep("INSERT INTO h VALUES (?)").await.unwrap();
+    c.exec_drop(&insert, (1,)).await.unwrap();
+    c.close(insert.clone()).await.unwrap();
+    let mut later = Vec::new();
+    for n in 0..20 {
+        later.push(
+            c.prep(format!("SELECT id + {n} FROM h"))
+                .await
+                .unwrap()
+                .id(),
+        );
+    }
+    assert!(
+        later.iter().all(|&id| id > insert.id()),
+        "{later:?} after {}",
+        insert.id()
+    );
+    let e = c.exec_drop(&insert, (2,)).await.unwrap_err();
+    assert!(is_unknown_handle(&e), "{e}");
+    let ids: Vec<i32> = c.query("SELECT id FROM h").await.unwrap();
+    assert_eq!(ids, vec![1]);
+}

@@ -40,6 +40,7 @@ pub use super::dedup::{dedup, BatchOp, Group};
 use super::link::Link;
 pub use super::memo::LaneMemo;
 use super::op::{OpKind, TargetTable, WriteOp};
+use super::prepared::{is_unknown_handle, ConnId, Prepared};
 pub use super::queue::LaneMsg;
 use super::queue::{Inbox, QueueRx};
 use super::{outage, sql};
@@ -428,7 +429,7 @@ async fn needs_no_transaction(
 async fn apply_upserts(
     conn: &mut Conn,
     cfg: &LaneConfig,
-    pending: &Pending<'_>,
+    pending: &mut Pending<'_>,
 ) -> Result<Counts, DbError> {
     let mut counts = Counts::default();
     for g in pending.batch {
@@ -439,7 +440,8 @@ async fn apply_upserts(
             qualified: sql::qualified(&shard.database, &g.table.name),
         };
         let live: Vec<Upsert<'_>> = g.ops.iter().filter_map(|b| b.upsert()).collect();
-        counts.applied += upsert_newer(conn, cfg, &part, &live, pending.stats)
+        let prepared = &mut pending.memo.prepared;
+        counts.applied += upsert_newer(conn, cfg, &part, &live, pending.stats, prepared)
             .await
             .map_err(|e| match e {
                 TableError::Db(e) | TableError::Collision(e) => e,
@@ -526,7 +528,7 @@ async fn apply_table(
             _ => true,
         })
         .collect();
-    counts.applied += upsert_newer(tx, cfg, part, &live, stats).await?;
+    counts.applied += upsert_newer(tx, cfg, part, &live, stats, &mut memo.prepared).await?;
     Ok(())
 }
 
@@ -649,12 +651,13 @@ async fn raise_tombstones(
 /// Step 3: upserts the rows newer than their tombstone (each column
 /// guarded by the version), in statements within the row and byte
 /// budgets; returns how many were applied.
-async fn upsert_newer<Q: Queryable>(
+async fn upsert_newer<Q: Queryable + ConnId>(
     tx: &mut Q,
     cfg: &LaneConfig,
     part: &Part<'_>,
     live: &[Upsert<'_>],
     stats: &Stats,
+    prepared: &mut Prepared,
 ) -> Result<u64, TableError> {
     if live.is_empty() {
         return Ok(0);
@@ -674,12 +677,16 @@ async fn upsert_newer<Q: Queryable>(
             Some(v) => sql::upsert_at(&part.qualified, &table.columns, &table.key, chunk.len(), v),
             None => sql::upsert(&part.qualified, &table.columns, &table.key, chunk.len()),
         };
-        let upserted = tx
-            .exec_drop(text, Params::Positional(params))
-            .await
-            .map_err(|e| {
-                DbError::query(part.server(), format!("upserting into {}", table.name), e)
-            });
+        let upserted = match exec_prepared(tx, prepared, &text, params).await {
+            // the driver closed the kept handle: as text (`prepared`'s docs)
+            Err(e) if is_unknown_handle(&e) => {
+                prepared.forget(&text);
+                let (again, _) = bind_upserts(chunk, width, budget, shared.is_none());
+                tx.exec_drop(text, Params::Positional(again)).await
+            }
+            done => done,
+        }
+        .map_err(|e| DbError::query(part.server(), format!("upserting into {}", table.name), e));
         if let Err(e) = upserted {
             if e.code() == Some(ER_BAD_FIELD_ERROR) {
                 return Err(missing_columns(tx, part, e).await.into());
@@ -692,6 +699,25 @@ async fn upsert_newer<Q: Queryable>(
         }
     }
     Ok(live.len() as u64)
+}
+
+/// Executes `text` through the handle `prepared` keeps for it on this
+/// connection, preparing (and keeping) one first if there is none.
+async fn exec_prepared<Q: Queryable + ConnId>(
+    tx: &mut Q,
+    prepared: &mut Prepared,
+    text: &str,
+    params: Vec<Value>,
+) -> Result<(), mysql_async::Error> {
+    let handle = match prepared.get(text, tx.conn_id()) {
+        Some(h) => h,
+        None => {
+            let h = tx.prep(text).await?;
+            prepared.keep(text.to_string(), h.clone());
+            h
+        }
+    };
+    tx.exec_drop(&handle, Params::Positional(params)).await
 }
 
 /// The version every upsert of `live` carries, when there are several and

@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use mysql_async::prelude::Queryable;
 
 use super::lane::Part;
+use super::prepared::Prepared;
 use crate::control::shard;
 use crate::db::DbError;
 use crate::position::Position;
@@ -32,6 +33,8 @@ pub struct LaneMemo {
     may_exist: HashMap<usize, HashMap<String, bool>>,
     /// Shard index → the applied position last committed there.
     recorded: HashMap<usize, Position>,
+    /// The upsert statements last prepared.
+    pub(super) prepared: Prepared,
 }
 
 impl LaneMemo {

@@ -8,7 +8,8 @@
 //! * [`lane`] — one connection applying batches in order, each batch
 //!   deduplicated first ([`dedup`]);
 //! * [`link`] — a lane's connection, kept alive and reopened;
-//!   [`memo`] — what a lane knows of its shards between batches;
+//!   [`memo`] — what a lane knows of its shards between batches, with
+//!   [`prepared`], the upsert statements it keeps prepared;
 //!   [`outage`] — what a lane does while its shard cannot be written;
 //! * [`pool`] — the lanes of an attempt, and which lane a key goes to;
 //!   [`queue`] — a lane's queue, bounded by the operations it holds;
@@ -25,6 +26,7 @@ mod memo;
 pub mod op;
 mod outage;
 pub mod pool;
+pub mod prepared;
 pub mod queue;
 pub mod sql;
 
