@@ -508,11 +508,12 @@ async fn converge_and_stop(s: &Scenario, run: &mut std::process::Child, timeout:
     assert!(st.success(), "{}", run_log(s));
 }
 
-/// The copy's own source connections (`db::wire`) read every column type
+/// Connections of our own (`db::wire`: the copy's readers, the lanes' plain
+/// upserts) read and write every column type
 /// — NULLs, extremes, negative TIMEs, zero dates, every character set —
 /// exactly as the driver does, page by page along the key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_copy_reads_every_column_type_on_its_own_connections_as_the_driver_does() {
+async fn own_connections_read_and_write_every_column_type_as_the_driver_does() {
     use mysql_async::prelude::Queryable;
     use reshard::config::Endpoint;
     use reshard::db::wire::{WireConn, WireError};
@@ -593,6 +594,34 @@ async fn the_copy_reads_every_column_type_on_its_own_connections_as_the_driver_d
         }
     }
     assert_eq!(rows, 2503);
+
+    // written back with parameters bound by reference (the lanes' plain
+    // upserts), every value lands as the driver's binding lands it
+    c.query_drop("CREATE TABLE every_w LIKE every; CREATE TABLE every_d LIKE every")
+        .await
+        .unwrap();
+    let all = reader.page_wire(&mut wire, None, None, 5000).await.unwrap();
+    let marks = vec!["?"; all[0].len()].join(", ");
+    let mut params = reshard::db::wire::ParamBuf::default();
+    for chunk in all.chunks(100) {
+        let rows = vec![format!("({marks})"); chunk.len()].join(", ");
+        params.clear();
+        chunk.iter().flatten().for_each(|v| params.value(v));
+        let into = |t: &str| format!("INSERT INTO `{}`.{t} VALUES {rows}", s.source_db);
+        wire.exec_drop(&into("every_w"), &params).await.unwrap();
+        let flat: Vec<mysql_async::Value> = chunk.iter().flatten().cloned().collect();
+        driver.exec_drop(into("every_d"), flat).await.unwrap();
+    }
+    let dump = |t: &str| format!("SELECT * FROM `{}`.{t} ORDER BY id", s.source_db);
+    let w: Vec<mysql_async::Row> = driver.query(dump("every_w")).await.unwrap();
+    let d: Vec<mysql_async::Row> = driver.query(dump("every_d")).await.unwrap();
+    let e: Vec<mysql_async::Row> = driver.query(dump("every")).await.unwrap();
+    assert_eq!(w.len(), 2503);
+    for ((w, d), e) in w.into_iter().zip(d).zip(e) {
+        let (w, d, e) = (w.unwrap(), d.unwrap(), e.unwrap());
+        assert_eq!(w, d);
+        assert_eq!(w, e);
+    }
 
     // a server error keeps its code (and so its retry class)
     let missing = wire.rows("SELECT * FROM no_such_table", &[]).await;

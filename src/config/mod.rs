@@ -44,13 +44,14 @@ pub enum OnDdl {
     Ignore,
 }
 
-/// How the initial copy reads the source (`snapshot_reader`).
+/// How the copy's readers and the lanes' plain upserts talk to the
+/// servers (`protocol`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum SnapshotReader {
-    /// Connections of reshard's own ([`crate::db::wire`]) where it speaks
-    /// what the connection needs (no TLS, password authentication), the
-    /// driver's elsewhere (default).
+pub enum Protocol {
+    /// Connections of reshard's own ([`crate::db::wire`]) where they
+    /// speak what the connection needs (no TLS, password
+    /// authentication), the driver's elsewhere (default).
     #[default]
     Wire,
     /// Always the driver's connections.
@@ -234,7 +235,7 @@ pub struct Pipeline {
     pub snapshot_rows_per_sec: u64,
     /// Source connections reading the copy's chunks in parallel.
     pub snapshot_readers: usize,
-    pub snapshot_reader: SnapshotReader,
+    pub protocol: Protocol,
     pub tombstone_retention: Duration,
     pub prune_interval: Duration,
     /// `None`: stalls are not reported.
@@ -671,7 +672,7 @@ impl Check<'_> {
             snapshot_chunk_rows: p.snapshot_chunk_rows,
             snapshot_rows_per_sec: p.snapshot_rows_per_sec,
             snapshot_readers: p.snapshot_readers,
-            snapshot_reader: p.snapshot_reader,
+            protocol: p.protocol,
             tombstone_retention: Duration::from_secs(p.tombstone_retention_secs),
             prune_interval: Duration::from_secs(p.prune_interval_secs.max(1)),
             stall: (p.stall_secs > 0).then(|| Duration::from_secs(p.stall_secs)),

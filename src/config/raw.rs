@@ -197,11 +197,12 @@ pub struct RawPipeline {
     /// (tables, and key ranges of large tables). Default 4.
     #[serde(default = "default_snapshot_readers")]
     pub snapshot_readers: usize,
-    /// How the initial copy reads the source: `"wire"`, reshard's own
-    /// connections where they can (no TLS, password authentication), or
+    /// How the initial copy's readers and the lanes' batches of plain
+    /// upserts talk to the servers: `"wire"`, connections of reshard's
+    /// own where they can (no TLS, password authentication), or
     /// `"driver"`. Default `"wire"`.
     #[serde(default)]
-    pub snapshot_reader: super::SnapshotReader,
+    pub protocol: super::Protocol,
     /// Tombstones are kept for this much binlog time behind the checkpoint,
     /// in seconds. Default 604800 (7 days).
     #[serde(default = "default_retention")]

@@ -10,7 +10,7 @@
 //! the lanes are behind, so memory stays bounded.
 //!
 //! A reader reads on a connection of reshard's own ([`crate::db::wire`])
-//! unless `snapshot_reader = "driver"` or the connection needs what only
+//! unless `protocol = "driver"` or the connection needs what only
 //! the driver speaks (TLS, other authentication): then on the driver's
 //! ([`Source`]). Both run the same statement and yield the same values.
 
@@ -24,7 +24,7 @@ use mysql_common::value::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::config::{Config, SnapshotReader};
+use crate::config::{Config, Protocol};
 use crate::db::wire::WireConn;
 use crate::db::{self, DbError, Session};
 use crate::source::rows::TableReader;
@@ -111,7 +111,7 @@ impl Source {
     /// server speaks what it does, else the driver's.
     async fn connect(cfg: &Config) -> Result<Source, DbError> {
         let budget = cfg.pipeline.connect_timeout;
-        if cfg.pipeline.snapshot_reader == SnapshotReader::Wire {
+        if cfg.pipeline.protocol == Protocol::Wire {
             match WireConn::connect(&cfg.source, Session::Write, budget).await {
                 Ok(c) => return Ok(Source::Wire(c)),
                 Err(e) => {

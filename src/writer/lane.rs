@@ -47,6 +47,7 @@ use super::{outage, sql};
 use crate::checkpoint::LaneProgress;
 use crate::config::{db_name, Endpoint};
 use crate::control::shard;
+use crate::db::wire::{self, ParamBuf, WireConn};
 use crate::db::{DbError, Retry};
 use crate::position::Position;
 use crate::version::Version;
@@ -283,7 +284,7 @@ pub async fn apply_batch(
         stats,
         memo,
     };
-    pending.apply(conn, cfg).await
+    pending.apply(conn, None, cfg).await
 }
 
 impl Pending<'_> {
@@ -295,29 +296,35 @@ impl Pending<'_> {
         cfg: &LaneConfig,
         quick: Option<Duration>,
     ) -> Result<(), DbError> {
-        let conn = link.conn(quick).await?;
-        self.apply(conn, cfg).await
+        let (conn, wire) = link.both(quick).await?;
+        self.apply(conn, wire, cfg).await
     }
 
     /// [`apply_batch`] after [`dedup`]. Each try is bounded by
     /// [`BATCH_TIMEOUT`]: a connection that stops answering (half-open) is
     /// a lost connection, not a lane stuck for the kernel's retransmission
     /// timeout.
-    async fn apply(&mut self, conn: &mut Conn, cfg: &LaneConfig) -> Result<(), DbError> {
+    async fn apply(
+        &mut self,
+        conn: &mut Conn,
+        mut wire: Option<&mut WireConn>,
+        cfg: &LaneConfig,
+    ) -> Result<(), DbError> {
         crate::throttle::admit(cfg, self.batch.iter().map(|g| g.ops.len()).sum()).await;
         let mut attempt = 0;
         loop {
             attempt += 1;
             let started = std::time::Instant::now();
-            let tried = tokio::time::timeout(BATCH_TIMEOUT, apply(conn, cfg, self))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(DbError::no_answer(
-                        &cfg.shard,
-                        "applying a batch",
-                        BATCH_TIMEOUT,
-                    ))
-                });
+            let tried =
+                tokio::time::timeout(BATCH_TIMEOUT, apply(conn, wire.as_deref_mut(), cfg, self))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(DbError::no_answer(
+                            &cfg.shard,
+                            "applying a batch",
+                            BATCH_TIMEOUT,
+                        ))
+                    });
             match tried {
                 Ok(()) => {
                     crate::metrics::global().batch_applied(cfg, self.batch, started.elapsed());
@@ -363,11 +370,15 @@ struct Counts {
 /// ([`needs_no_transaction`]), else in one transaction ([`apply_in_one`]).
 async fn apply(
     conn: &mut Conn,
+    wire: Option<&mut WireConn>,
     cfg: &LaneConfig,
     pending: &mut Pending<'_>,
 ) -> Result<(), DbError> {
     let counts = if needs_no_transaction(conn, cfg, pending).await? {
-        apply_upserts(conn, cfg, pending).await?
+        match wire {
+            Some(w) => apply_upserts_wire(w, conn, cfg, pending).await?,
+            None => apply_upserts(conn, cfg, pending).await?,
+        }
     } else {
         apply_in_one(conn, cfg, pending).await?
     };
@@ -446,6 +457,66 @@ async fn apply_upserts(
             .map_err(|e| match e {
                 TableError::Db(e) | TableError::Collision(e) => e,
             })?;
+    }
+    Ok(counts)
+}
+
+/// [`apply_upserts`] on the lane's connection of our own
+/// ([`crate::db::wire`]): the rows' values are bound by reference, not
+/// cloned. The same statements, cut at the same row and byte budgets
+/// ([`upsert_chunk`]); `conn` (the driver's) answers what the lane
+/// learns once per table and the names of missing columns.
+async fn apply_upserts_wire(
+    wire: &mut WireConn,
+    conn: &mut Conn,
+    cfg: &LaneConfig,
+    pending: &mut Pending<'_>,
+) -> Result<Counts, DbError> {
+    let mut counts = Counts::default();
+    let mut params = ParamBuf::default();
+    for g in pending.batch {
+        let shard = cfg.shard_of(g.shard)?;
+        let part = Part {
+            shard,
+            table: &g.table,
+            qualified: sql::qualified(&shard.database, &g.table.name),
+        };
+        let live: Vec<Upsert<'_>> = g.ops.iter().filter_map(|b| b.upsert()).collect();
+        if live.is_empty() {
+            continue;
+        }
+        let table = part.table;
+        let shared = shared_version(&live);
+        let width = table.columns.len() + usize::from(shared.is_none());
+        let budget = statement_budget(conn, cfg, pending.stats).await?;
+        let mut rest = &live[..];
+        while !rest.is_empty() {
+            let rows = upsert_chunk(rest, width, budget);
+            let (chunk, tail) = rest.split_at(rows.min(rest.len()));
+            rest = tail;
+            params.clear();
+            for u in chunk {
+                u.values.iter().for_each(|v| params.value(v));
+                if shared.is_none() {
+                    params.bytes(&u.op.version.to_bytes());
+                }
+            }
+            let text = match &shared {
+                Some(v) => {
+                    sql::upsert_at(&part.qualified, &table.columns, &table.key, chunk.len(), v)
+                }
+                None => sql::upsert(&part.qualified, &table.columns, &table.key, chunk.len()),
+            };
+            let context = || format!("upserting into {}", table.name);
+            if let Err(e) = wire.exec_drop(&text, &params).await {
+                let e = wire::db_error(part.server(), context(), e);
+                if e.code() == Some(ER_BAD_FIELD_ERROR) {
+                    return Err(missing_columns(conn, &part, e).await);
+                }
+                return Err(e);
+            }
+        }
+        counts.applied += live.len() as u64;
     }
     Ok(counts)
 }
@@ -741,19 +812,29 @@ fn bind_upserts(
     budget: usize,
     versions: bool,
 ) -> (Vec<Value>, usize) {
-    let mut run = sql::Run::new(MAX_PARAMS / width.max(1), budget);
-    let mut params = Vec::with_capacity(upserts.len().min(MAX_PARAMS / width.max(1)) * width);
-    for u in upserts {
-        let size = 27 + u.values.iter().map(sql::param_bytes).sum::<usize>();
-        if !run.take(size) {
-            break;
-        }
+    let rows = upsert_chunk(upserts, width, budget);
+    let mut params = Vec::with_capacity(rows * width);
+    for u in &upserts[..rows.min(upserts.len())] {
         params.extend(u.values.iter().cloned());
         if versions {
             params.push(Value::Bytes(u.op.version.to_bytes().to_vec()));
         }
     }
-    (params, run.rows())
+    (params, rows)
+}
+
+/// How many rows of `upserts`, from the first, one upsert statement
+/// takes: as many as fit [`MAX_PARAMS`] and `budget` bytes, at least one;
+/// `width` parameters a row.
+fn upsert_chunk(upserts: &[Upsert<'_>], width: usize, budget: usize) -> usize {
+    let mut run = sql::Run::new(MAX_PARAMS / width.max(1), budget);
+    for u in upserts {
+        let size = 27 + u.values.iter().map(sql::param_bytes).sum::<usize>();
+        if !run.take(size) {
+            break;
+        }
+    }
+    run.rows()
 }
 
 /// MySQL's "Unknown column" error.

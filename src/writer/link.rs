@@ -7,13 +7,25 @@
 //! ([`crate::db::keepalive_interval`]), so a quiet night does not end in a
 //! connection the server closed; a ping that fails only drops the
 //! connection (nothing was pending), and the next batch opens a new one.
+//!
+//! Beside it a link keeps a connection of reshard's own
+//! ([`crate::db::wire`], unless `protocol = "driver"`) for the batches of
+//! plain upserts (`docs/architecture.md`, "Batches without a
+//! transaction"): opened on first use, dropped with the other on a
+//! failure, pinged with it. A server it cannot speak to (TLS, another
+//! authentication) turns it off for the link's life.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use mysql_async::Conn;
 
 use crate::config::Endpoint;
+use crate::db::wire::{self, WireConn, WireError};
 use crate::db::{self, DbError, Session};
+
+/// Whether a link said why it writes through the driver only (once a run).
+static SAID_DRIVER: AtomicBool = AtomicBool::new(false);
 
 /// A keep-alive ping that takes longer means the connection is dead.
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
@@ -23,17 +35,23 @@ pub struct Link {
     ep: Endpoint,
     budget: Duration,
     conn: Option<Conn>,
+    /// The connection of our own, and whether the link may have one.
+    wire: Option<WireConn>,
+    wire_on: bool,
     keepalive: Duration,
     used: Instant,
 }
 
 impl Link {
-    /// A link that connects when first used, within `budget`.
-    pub fn new(ep: Endpoint, budget: Duration) -> Link {
+    /// A link that connects when first used, within `budget`; with
+    /// `wire`, with a connection of our own too (see the module docs).
+    pub fn new(ep: Endpoint, budget: Duration, wire: bool) -> Link {
         Link {
             ep,
             budget,
             conn: None,
+            wire: None,
+            wire_on: wire,
             keepalive: Duration::from_secs(300),
             used: Instant::now(),
         }
@@ -60,10 +78,41 @@ impl Link {
         Ok(self.conn.insert(conn))
     }
 
+    /// The driver's connection ([`Link::conn`]) and the connection of our
+    /// own, when the link has one or can open one now.
+    pub async fn both(
+        &mut self,
+        quick: Option<Duration>,
+    ) -> Result<(&mut Conn, Option<&mut WireConn>), DbError> {
+        self.conn(quick).await?;
+        if self.wire_on && self.wire.is_none() {
+            let budget = quick.map_or(self.budget, |q| q.min(self.budget));
+            match WireConn::connect(&self.ep, Session::Write, budget).await {
+                Ok(w) => self.wire = Some(w),
+                Err(WireError::Unsupported(why)) => {
+                    if !SAID_DRIVER.swap(true, Ordering::Relaxed) {
+                        tracing::info!(shard = %self.ep.name, reason = why, "the lanes write through the driver only");
+                    }
+                    self.wire_on = false;
+                }
+                Err(e) => return Err(wire::db_error(&self.ep.name, "connecting", e)),
+            }
+        }
+        match self.conn.as_mut() {
+            Some(c) => Ok((c, self.wire.as_mut())),
+            None => Err(DbError::Unexpected {
+                server: self.ep.name.clone(),
+                context: "connecting".into(),
+                message: "no connection after connecting".into(),
+            }),
+        }
+    }
+
     /// Forgets a connection that failed (the server rolls back whatever
-    /// it had open).
+    /// it had open), and the connection of our own with it.
     pub fn lost(&mut self) {
         self.conn = None;
+        self.wire = None;
     }
 
     /// When the idle connection needs a ping (`None` without one).
@@ -84,11 +133,20 @@ impl Link {
                 self.conn = None;
             }
         }
+        if let Some(w) = self.wire.as_mut() {
+            let pinged = tokio::time::timeout(PING_TIMEOUT, w.ping()).await;
+            if !matches!(pinged, Ok(Ok(()))) {
+                self.wire = None;
+            }
+        }
     }
 
     pub async fn close(self) {
         if let Some(c) = self.conn {
             let _ = c.disconnect().await;
+        }
+        if let Some(w) = self.wire {
+            w.close().await;
         }
     }
 }

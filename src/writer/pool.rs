@@ -141,7 +141,8 @@ impl LanePool {
                 .map(|&s| endpoints[s].name.as_str())
                 .collect();
             for l in 0..width {
-                let link = Link::new(endpoints[first].clone(), p.connect_timeout);
+                let wire = p.protocol == crate::config::Protocol::Wire;
+                let link = Link::new(endpoints[first].clone(), p.connect_timeout, wire);
                 // a batch size per shard served: a shared lane's batch
                 // still makes statements of about batch_size rows each
                 let batch_size = p.batch_size * members.len();

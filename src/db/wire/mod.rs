@@ -1,25 +1,28 @@
-//! A source connection that speaks the MySQL protocol itself, for the
-//! initial copy's page reads.
+//! Connections that speak the MySQL protocol themselves, for the two
+//! places every row passes through: the initial copy's page reads, and a
+//! lane's batches of plain upserts (`docs/architecture.md`, "Batches
+//! without a transaction").
 //!
 //! # Why
 //!
-//! The copy reads every row of the source once. Through the driver each
-//! result row costs a dozen allocations before reshard sees it: the
-//! driver tries to parse every row packet as an OK and as an ERR packet
-//! first (two `io::Error`s built and dropped per row), then builds a
-//! `Row` holding an `Arc` of the columns. That was over a quarter of
-//! reshard's CPU in the copy (`BENCHMARKS.md`, "Where the copy stands").
-//! Here a page is one `COM_STMT_EXECUTE` whose binary rows are decoded
-//! straight from a reused read buffer into the values the copy routes
-//! ([`WireConn::rows`]).
+//! Through the driver each result row cost a dozen allocations before
+//! reshard saw it: the driver tries to parse every row packet as an OK and
+//! as an ERR packet first (two `io::Error`s built and dropped per row),
+//! then builds a `Row` holding an `Arc` of the columns. That was over a
+//! quarter of reshard's CPU in the copy (`BENCHMARKS.md`). Here a page is
+//! one `COM_STMT_EXECUTE` whose binary rows are decoded straight from a
+//! reused read buffer ([`WireConn::rows`]). On the write side the driver
+//! takes parameters by value, so a lane cloned every value it bound;
+//! [`ParamBuf`] encodes them by reference ([`WireConn::exec_drop`]).
 //!
-//! # Why it reads what the driver reads
+//! # Why it reads and writes what the driver does
 //!
 //! The values come from the same binary protocol and the same decoder
 //! (mysql_common's `Value::deserialize_bin`, per column type and flags)
-//! that the driver uses, on a session set up by the same statements
-//! ([`crate::db::init_statements`]: UTC, binary character set, READ
-//! COMMITTED). What differs is only who frames the packets.
+//! that the driver uses, and go out in mysql_common's encoding of each
+//! value, on a session set up by the same statements ([`crate::db::opts`]:
+//! UTC, binary character set, READ COMMITTED). What differs is only who
+//! frames the packets.
 //!
 //! # What it does not do
 //!
@@ -38,7 +41,7 @@ use std::io;
 use std::time::Duration;
 
 use mysql_common::constants::{CapabilityFlags, ColumnFlags, ColumnType, Command};
-use mysql_common::io::ParseBuf;
+use mysql_common::io::{BufMutExt, ParseBuf};
 use mysql_common::packets::{Column, ComStmtExecuteRequestBuilder, ErrPacket, StmtPacket};
 use mysql_common::proto::MySerialize;
 use mysql_common::value::{BinValue, Value, ValueDeserializer};
@@ -128,8 +131,9 @@ type ColumnKind = (ColumnType, ColumnFlags);
 pub struct WireConn {
     io: Framed<TcpStream>,
     caps: CapabilityFlags,
-    /// Statements prepared on this connection: their ids, by text.
-    prepared: HashMap<String, u32>,
+    /// Statements prepared on this connection: their ids and parameter
+    /// counts, by text.
+    prepared: HashMap<String, (u32, usize)>,
 }
 
 impl WireConn {
@@ -229,12 +233,12 @@ impl WireConn {
     /// Prepares `sql` once per connection. At most [`STMT_CACHE`] stay
     /// prepared (a copy of thousands of tables must not reach the
     /// server's `max_prepared_stmt_count`): beyond, all are closed.
-    async fn prepare(&mut self, sql: &str) -> Result<u32, WireError> {
-        if let Some(&id) = self.prepared.get(sql) {
-            return Ok(id);
+    async fn prepare(&mut self, sql: &str) -> Result<(u32, usize), WireError> {
+        if let Some(&p) = self.prepared.get(sql) {
+            return Ok(p);
         }
         if self.prepared.len() >= STMT_CACHE {
-            for (_, id) in std::mem::take(&mut self.prepared) {
+            for (_, (id, _)) in std::mem::take(&mut self.prepared) {
                 // COM_STMT_CLOSE has no answer
                 self.command(Command::COM_STMT_CLOSE, &id.to_le_bytes())
                     .await?;
@@ -249,11 +253,39 @@ impl WireConn {
         let stmt: StmtPacket = ParseBuf(self.io.payload())
             .parse(())
             .map_err(WireError::protocol)?;
-        let id = stmt.statement_id();
-        self.column_defs(usize::from(stmt.num_params())).await?;
+        let (id, params) = (stmt.statement_id(), usize::from(stmt.num_params()));
+        self.column_defs(params).await?;
         self.column_defs(usize::from(stmt.num_columns())).await?;
-        self.prepared.insert(sql.to_string(), id);
-        Ok(id)
+        self.prepared.insert(sql.to_string(), (id, params));
+        Ok((id, params))
+    }
+
+    /// Executes `sql` (prepared once per connection) with the parameters
+    /// `params` holds, for a statement that returns no rows.
+    pub async fn exec_drop(&mut self, sql: &str, params: &ParamBuf) -> Result<(), WireError> {
+        let (id, want) = self.prepare(sql).await?;
+        if want != params.count {
+            return Err(WireError::Protocol(format!(
+                "{} parameters bound to a statement of {want}",
+                params.count
+            )));
+        }
+        let mut body = Vec::with_capacity(11 + params.len());
+        body.push(Command::COM_STMT_EXECUTE as u8);
+        body.extend_from_slice(&id.to_le_bytes());
+        // no cursor, one iteration
+        body.push(0);
+        body.extend_from_slice(&1u32.to_le_bytes());
+        params.write_to(&mut body);
+        self.io.reset_seq();
+        self.io.write(&body).await?;
+        self.expect_ok().await
+    }
+
+    /// Pings the server (`COM_PING`).
+    pub async fn ping(&mut self) -> Result<(), WireError> {
+        self.command(Command::COM_PING, &[]).await?;
+        self.expect_ok().await
     }
 
     /// Executes `sql` (prepared once per connection) with `params` and
@@ -264,7 +296,7 @@ impl WireConn {
         sql: &str,
         params: &[Value],
     ) -> Result<Vec<Vec<Value>>, WireError> {
-        let id = self.prepare(sql).await?;
+        let (id, _) = self.prepare(sql).await?;
         let (req, _long) = ComStmtExecuteRequestBuilder::new(id).build(params);
         let mut body = Vec::new();
         req.serialize(&mut body);
@@ -305,6 +337,87 @@ impl WireConn {
     }
 }
 
+/// The parameters of one statement execution, bound by reference: each
+/// value is written in the binary protocol's encoding as it is bound, so
+/// nothing is cloned. The encoding of a [`Value`] (its type code and
+/// bytes) is mysql_common's, as the driver writes it.
+#[derive(Debug, Default)]
+pub struct ParamBuf {
+    count: usize,
+    nulls: Vec<u8>,
+    types: Vec<u8>,
+    values: Vec<u8>,
+}
+
+impl ParamBuf {
+    /// Empties the buffer, keeping its memory.
+    pub fn clear(&mut self) {
+        self.count = 0;
+        self.nulls.clear();
+        self.types.clear();
+        self.values.clear();
+    }
+
+    /// The bytes bound so far (types and values).
+    pub fn len(&self) -> usize {
+        self.nulls.len() + 1 + self.types.len() + self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Binds the next parameter.
+    pub fn value(&mut self, v: &Value) {
+        let (ty, unsigned) = match v {
+            Value::NULL => (ColumnType::MYSQL_TYPE_NULL, false),
+            Value::Bytes(_) => (ColumnType::MYSQL_TYPE_VAR_STRING, false),
+            Value::Int(_) => (ColumnType::MYSQL_TYPE_LONGLONG, false),
+            Value::UInt(_) => (ColumnType::MYSQL_TYPE_LONGLONG, true),
+            Value::Float(_) => (ColumnType::MYSQL_TYPE_FLOAT, false),
+            Value::Double(_) => (ColumnType::MYSQL_TYPE_DOUBLE, false),
+            Value::Date(..) => (ColumnType::MYSQL_TYPE_DATETIME, false),
+            Value::Time(..) => (ColumnType::MYSQL_TYPE_TIME, false),
+        };
+        let i = self.next_slot();
+        self.types
+            .extend_from_slice(&[ty as u8, if unsigned { 0x80 } else { 0 }]);
+        match v {
+            Value::NULL => self.nulls[i / 8] |= 1 << (i % 8),
+            v => v.serialize(&mut self.values),
+        }
+    }
+
+    /// Binds the next parameter as a string of `bytes`.
+    pub fn bytes(&mut self, bytes: &[u8]) {
+        self.next_slot();
+        self.types
+            .extend_from_slice(&[ColumnType::MYSQL_TYPE_VAR_STRING as u8, 0]);
+        self.values.put_lenenc_str(bytes);
+    }
+
+    fn next_slot(&mut self) -> usize {
+        let i = self.count;
+        self.count += 1;
+        if i / 8 >= self.nulls.len() {
+            self.nulls.push(0);
+        }
+        i
+    }
+
+    /// The parameter block of `COM_STMT_EXECUTE`: the NULL bitmap, "new
+    /// parameters bound", the types, the values.
+    fn write_to(&self, out: &mut Vec<u8>) {
+        if self.count == 0 {
+            return;
+        }
+        out.extend_from_slice(&self.nulls);
+        out.push(1);
+        out.extend_from_slice(&self.types);
+        out.extend_from_slice(&self.values);
+    }
+}
+
 /// One binary result row: a 0x00 header, the NULL bitmap (offset by two
 /// bits), then each non-NULL value in the column's binary encoding.
 fn decode_row(payload: &[u8], columns: &[ColumnKind]) -> Result<Vec<Value>, WireError> {
@@ -342,5 +455,54 @@ pub fn db_error(server: &str, context: impl Into<String>, e: WireError) -> DbErr
             message: e.to_string(),
         },
         e => DbError::query(server, context, e.into_driver()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The parameter block is byte for byte the driver's (mysql_common's
+    /// `COM_STMT_EXECUTE` request) for values of every kind.
+    #[test]
+    fn bound_parameters_are_encoded_as_the_driver_encodes_them() {
+        let values = vec![
+            Value::NULL,
+            Value::Int(-5),
+            Value::UInt(u64::MAX),
+            Value::Bytes(b"\xf1text".to_vec()),
+            Value::Bytes(vec![7; 300]),
+            Value::Float(1.5),
+            Value::Double(-2.25),
+            Value::NULL,
+            Value::Date(2024, 2, 29, 23, 59, 58, 999_999),
+            Value::Time(true, 34, 22, 59, 59, 500_000),
+            Value::Bytes(Vec::new()),
+        ];
+        let (req, long) = ComStmtExecuteRequestBuilder::new(42).build(&values);
+        assert!(!long);
+        let mut driver = Vec::new();
+        req.serialize(&mut driver);
+
+        let mut params = ParamBuf::default();
+        for v in &values {
+            params.value(v);
+        }
+        let mut ours = vec![Command::COM_STMT_EXECUTE as u8];
+        ours.extend_from_slice(&42u32.to_le_bytes());
+        ours.push(0);
+        ours.extend_from_slice(&1u32.to_le_bytes());
+        params.write_to(&mut ours);
+        assert_eq!(ours, driver);
+
+        // a string bound from bytes is a string value
+        let mut a = ParamBuf::default();
+        a.bytes(b"abc");
+        let mut b = ParamBuf::default();
+        b.value(&Value::Bytes(b"abc".to_vec()));
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        a.write_to(&mut x);
+        b.write_to(&mut y);
+        assert_eq!(x, y);
     }
 }
