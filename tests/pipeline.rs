@@ -602,13 +602,12 @@ async fn own_connections_read_and_write_every_column_type_as_the_driver_does() {
         .unwrap();
     let all = reader.page_wire(&mut wire, None, None, 5000).await.unwrap();
     let marks = vec!["?"; all[0].len()].join(", ");
-    let mut params = reshard::db::wire::ParamBuf::default();
     for chunk in all.chunks(100) {
         let rows = vec![format!("({marks})"); chunk.len()].join(", ");
-        params.clear();
+        let params = wire.bind();
         chunk.iter().flatten().for_each(|v| params.value(v));
         let into = |t: &str| format!("INSERT INTO `{}`.{t} VALUES {rows}", s.source_db);
-        wire.exec_drop(&into("every_w"), &params).await.unwrap();
+        wire.exec_bound(&into("every_w")).await.unwrap();
         let flat: Vec<mysql_async::Value> = chunk.iter().flatten().cloned().collect();
         driver.exec_drop(into("every_d"), flat).await.unwrap();
     }

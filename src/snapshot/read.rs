@@ -99,7 +99,7 @@ async fn read(
 
 /// A reader's source connection.
 enum Source {
-    Wire(WireConn),
+    Wire(Box<WireConn>),
     Driver(Conn),
 }
 
@@ -113,7 +113,7 @@ impl Source {
         let budget = cfg.pipeline.connect_timeout;
         if cfg.pipeline.protocol == Protocol::Wire {
             match WireConn::connect(&cfg.source, Session::Write, budget).await {
-                Ok(c) => return Ok(Source::Wire(c)),
+                Ok(c) => return Ok(Source::Wire(Box::new(c))),
                 Err(e) => {
                     if !SAID_DRIVER.swap(true, Ordering::Relaxed) {
                         tracing::info!(server = %cfg.source.name, reason = %e, "the copy reads through the driver");

@@ -47,7 +47,7 @@ use super::{outage, sql};
 use crate::checkpoint::LaneProgress;
 use crate::config::{db_name, Endpoint};
 use crate::control::shard;
-use crate::db::wire::{self, ParamBuf, WireConn};
+use crate::db::wire::{self, WireConn};
 use crate::db::{DbError, Retry};
 use crate::position::Position;
 use crate::version::Version;
@@ -473,7 +473,6 @@ async fn apply_upserts_wire(
     pending: &mut Pending<'_>,
 ) -> Result<Counts, DbError> {
     let mut counts = Counts::default();
-    let mut params = ParamBuf::default();
     for g in pending.batch {
         let shard = cfg.shard_of(g.shard)?;
         let part = Part {
@@ -494,7 +493,7 @@ async fn apply_upserts_wire(
             let rows = upsert_chunk(rest, width, budget);
             let (chunk, tail) = rest.split_at(rows.min(rest.len()));
             rest = tail;
-            params.clear();
+            let params = wire.bind();
             for u in chunk {
                 u.values.iter().for_each(|v| params.value(v));
                 if shared.is_none() {
@@ -508,7 +507,7 @@ async fn apply_upserts_wire(
                 None => sql::upsert(&part.qualified, &table.columns, &table.key, chunk.len()),
             };
             let context = || format!("upserting into {}", table.name);
-            if let Err(e) = wire.exec_drop(&text, &params).await {
+            if let Err(e) = wire.exec_bound(&text).await {
                 let e = wire::db_error(part.server(), context(), e);
                 if e.code() == Some(ER_BAD_FIELD_ERROR) {
                     return Err(missing_columns(conn, &part, e).await);

@@ -128,6 +128,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
         self.io.flush().await
     }
 
+    /// Writes the payload `fill` appends to an empty buffer as one packet
+    /// (as [`Framed::write`] does), building it in place: no copy of the
+    /// payload when it is shorter than 16 MiB.
+    pub async fn write_with(&mut self, fill: impl FnOnce(&mut Vec<u8>)) -> io::Result<()> {
+        self.out.clear();
+        self.out.extend_from_slice(&[0; 4]);
+        fill(&mut self.out);
+        let n = self.out.len() - 4;
+        if n >= MAX_PAYLOAD {
+            let payload = self.out.split_off(4);
+            return self.write(&payload).await;
+        }
+        // n < 2^24: the three low bytes are the whole length
+        let len = (n as u32).to_le_bytes();
+        self.out[..4].copy_from_slice(&[len[0], len[1], len[2], self.seq]);
+        self.seq = self.seq.wrapping_add(1);
+        self.io.write_all(&self.out).await?;
+        self.io.flush().await
+    }
+
     /// The stream, for closing it.
     pub fn into_inner(self) -> S {
         self.io
@@ -152,6 +172,33 @@ mod tests {
         assert_eq!(r.payload().len(), MAX_PAYLOAD);
         assert!(r.payload() == &payload[..]);
         writer.await.unwrap().unwrap();
+    }
+
+    /// Built in place or copied, a payload goes out the same, also at
+    /// the maximum length (then followed by an empty packet).
+    #[tokio::test]
+    async fn a_payload_built_in_place_reads_back() {
+        let (a, b) = tokio::io::duplex(1 << 20);
+        let mut w = Framed::new(a);
+        let mut r = Framed::new(b);
+        let writer = tokio::spawn(async move {
+            w.write_with(|b| b.extend_from_slice(b"hello"))
+                .await
+                .unwrap();
+            w.write_with(|b| b.resize(b.len() + MAX_PAYLOAD, 3))
+                .await
+                .unwrap();
+            w.write_with(|_| {}).await.unwrap();
+            w
+        });
+        r.read().await.unwrap();
+        assert_eq!(r.payload(), b"hello");
+        r.read().await.unwrap();
+        assert_eq!(r.payload().len(), MAX_PAYLOAD);
+        assert!(r.payload().iter().all(|&x| x == 3));
+        r.read().await.unwrap();
+        assert_eq!(r.payload(), b"");
+        writer.await.unwrap();
     }
 
     #[tokio::test]

@@ -134,6 +134,8 @@ pub struct WireConn {
     /// Statements prepared on this connection: their ids and parameter
     /// counts, by text.
     prepared: HashMap<String, (u32, usize)>,
+    /// The parameters being bound (kept: its memory is reused).
+    params: ParamBuf,
 }
 
 impl WireConn {
@@ -169,6 +171,7 @@ impl WireConn {
             io,
             caps,
             prepared: Default::default(),
+            params: ParamBuf::default(),
         };
         for stmt in opts.init() {
             conn.query_drop(stmt).await?;
@@ -260,25 +263,35 @@ impl WireConn {
         Ok((id, params))
     }
 
+    /// The parameters of the next [`WireConn::exec_bound`], emptied.
+    pub fn bind(&mut self) -> &mut ParamBuf {
+        self.params.clear();
+        &mut self.params
+    }
+
     /// Executes `sql` (prepared once per connection) with the parameters
-    /// `params` holds, for a statement that returns no rows.
-    pub async fn exec_drop(&mut self, sql: &str, params: &ParamBuf) -> Result<(), WireError> {
+    /// bound since [`WireConn::bind`], for a statement that returns no
+    /// rows.
+    pub async fn exec_bound(&mut self, sql: &str) -> Result<(), WireError> {
         let (id, want) = self.prepare(sql).await?;
+        let params = &self.params;
         if want != params.count {
             return Err(WireError::Protocol(format!(
                 "{} parameters bound to a statement of {want}",
                 params.count
             )));
         }
-        let mut body = Vec::with_capacity(11 + params.len());
-        body.push(Command::COM_STMT_EXECUTE as u8);
-        body.extend_from_slice(&id.to_le_bytes());
-        // no cursor, one iteration
-        body.push(0);
-        body.extend_from_slice(&1u32.to_le_bytes());
-        params.write_to(&mut body);
         self.io.reset_seq();
-        self.io.write(&body).await?;
+        self.io
+            .write_with(|body| {
+                body.push(Command::COM_STMT_EXECUTE as u8);
+                body.extend_from_slice(&id.to_le_bytes());
+                // no cursor, one iteration
+                body.push(0);
+                body.extend_from_slice(&1u32.to_le_bytes());
+                params.write_to(body);
+            })
+            .await?;
         self.expect_ok().await
     }
 
