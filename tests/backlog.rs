@@ -119,8 +119,12 @@ async fn restart_converges(s: &Scenario) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoint_and_progress_advance_during_a_backlog() {
     let s = Scenario::create(cluster(), "backlog").unwrap();
-    // applying slower than reading: the source channel is never empty
-    s.configure("lanes_per_shard = 1\nbatch_size = 50").unwrap();
+    // applying slower than reading: the source channel is never empty.
+    // The cap keeps the inserts applying for 5 s however fast the lanes
+    // are (without it they took 2 s once the lanes sped up: no progress
+    // interval had passed before the kill)
+    s.configure("lanes_per_shard = 1\nbatch_size = 50\n[throttle]\nmax_rows_per_sec = 30000")
+        .unwrap();
     migrate(&s);
     let start = s.source_head().await.unwrap();
     const ROWS: u64 = 150_000;
