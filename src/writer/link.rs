@@ -12,8 +12,9 @@
 //! ([`crate::db::wire`], unless `protocol = "driver"`) for the batches of
 //! plain upserts (`docs/architecture.md`, "Batches without a
 //! transaction"): opened on first use, dropped with the other on a
-//! failure, pinged with it. A server it cannot speak to (TLS, another
-//! authentication) turns it off for the link's life.
+//! failure, pinged with it. When it cannot be opened (TLS, another
+//! authentication, the server's connection limit) the link writes
+//! through the driver alone for the rest of its life.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 use mysql_async::Conn;
 
 use crate::config::Endpoint;
-use crate::db::wire::{self, WireConn, WireError};
+use crate::db::wire::WireConn;
 use crate::db::{self, DbError, Session};
 
 /// Whether a link said why it writes through the driver only (once a run).
@@ -89,13 +90,15 @@ impl Link {
             let budget = quick.map_or(self.budget, |q| q.min(self.budget));
             match WireConn::connect(&self.ep, Session::Write, budget).await {
                 Ok(w) => self.wire = Some(w),
-                Err(WireError::Unsupported(why)) => {
+                // the driver's connection is open: whatever keeps this one
+                // from opening (TLS, another authentication, the server's
+                // connection limit) only costs speed
+                Err(e) => {
                     if !SAID_DRIVER.swap(true, Ordering::Relaxed) {
-                        tracing::info!(shard = %self.ep.name, reason = why, "the lanes write through the driver only");
+                        tracing::info!(shard = %self.ep.name, reason = %e, "the lanes write through the driver only");
                     }
                     self.wire_on = false;
                 }
-                Err(e) => return Err(wire::db_error(&self.ep.name, "connecting", e)),
             }
         }
         match self.conn.as_mut() {

@@ -212,7 +212,10 @@ impl WireConn {
         match self.io.payload().first() {
             Some(0x00) => Ok(()),
             Some(0xFF) => Err(server_error(self.io.payload(), self.caps)),
-            _ => Err(WireError::Unsupported("a statement that returned rows")),
+            // the connection is out of step: its user drops it
+            _ => Err(WireError::Protocol(
+                "rows where a statement should return none".into(),
+            )),
         }
     }
 
