@@ -161,10 +161,30 @@ pub(super) struct Part<'a> {
     pub qualified: String,
 }
 
-impl Part<'_> {
+impl<'a> Part<'a> {
+    /// Group `g`'s shard and table, as the lane `cfg` names them.
+    fn of(cfg: &'a LaneConfig, g: &'a Group) -> Result<Part<'a>, DbError> {
+        let shard = cfg.shard_of(g.shard)?;
+        Ok(Part {
+            shard,
+            table: &g.table,
+            qualified: sql::qualified(&shard.database, &g.table.name),
+        })
+    }
+
     /// The shard's name, for messages.
     pub(super) fn server(&self) -> &str {
         &self.shard.name
+    }
+
+    /// The upsert statement of `rows` rows, with the `shared` version as a
+    /// literal when every row has it ([`shared_version`]).
+    fn upsert_text(&self, rows: usize, shared: Option<&[u8; 16]>) -> String {
+        let t = self.table;
+        match shared {
+            Some(v) => sql::upsert_at(&self.qualified, &t.columns, &t.key, rows, v),
+            None => sql::upsert(&self.qualified, &t.columns, &t.key, rows),
+        }
     }
 }
 
@@ -408,10 +428,10 @@ async fn needs_no_transaction(
     pending: &mut Pending<'_>,
 ) -> Result<bool, DbError> {
     for g in pending.batch {
-        let shard = cfg.shard_of(g.shard)?;
+        let part = Part::of(cfg, g)?;
         if pending
             .end
-            .is_some_and(|end| !pending.memo.holds(shard.index, end))
+            .is_some_and(|end| !pending.memo.holds(part.shard.index, end))
         {
             return Ok(false);
         }
@@ -422,11 +442,6 @@ async fn needs_no_transaction(
         if !only_upserts {
             return Ok(false);
         }
-        let part = Part {
-            shard,
-            table: &g.table,
-            qualified: sql::qualified(&shard.database, &g.table.name),
-        };
         if pending.memo.may_exist(conn, &part).await?
             || has_secondary_unique(conn, &part, pending.stats).await?
         {
@@ -444,12 +459,7 @@ async fn apply_upserts(
 ) -> Result<Counts, DbError> {
     let mut counts = Counts::default();
     for g in pending.batch {
-        let shard = cfg.shard_of(g.shard)?;
-        let part = Part {
-            shard,
-            table: &g.table,
-            qualified: sql::qualified(&shard.database, &g.table.name),
-        };
+        let part = Part::of(cfg, g)?;
         let live: Vec<Upsert<'_>> = g.ops.iter().filter_map(|b| b.upsert()).collect();
         let prepared = &mut pending.memo.prepared;
         counts.applied += upsert_newer(conn, cfg, &part, &live, pending.stats, prepared)
@@ -474,12 +484,7 @@ async fn apply_upserts_wire(
 ) -> Result<Counts, DbError> {
     let mut counts = Counts::default();
     for g in pending.batch {
-        let shard = cfg.shard_of(g.shard)?;
-        let part = Part {
-            shard,
-            table: &g.table,
-            qualified: sql::qualified(&shard.database, &g.table.name),
-        };
+        let part = Part::of(cfg, g)?;
         let live: Vec<Upsert<'_>> = g.ops.iter().filter_map(|b| b.upsert()).collect();
         if live.is_empty() {
             continue;
@@ -500,12 +505,7 @@ async fn apply_upserts_wire(
                     params.bytes(&u.op.version.to_bytes());
                 }
             }
-            let text = match &shared {
-                Some(v) => {
-                    sql::upsert_at(&part.qualified, &table.columns, &table.key, chunk.len(), v)
-                }
-                None => sql::upsert(&part.qualified, &table.columns, &table.key, chunk.len()),
-            };
+            let text = part.upsert_text(chunk.len(), shared.as_ref());
             let context = || format!("upserting into {}", table.name);
             if let Err(e) = wire.exec_bound(&text).await {
                 let e = wire::db_error(part.server(), context(), e);
@@ -537,15 +537,10 @@ async fn apply_in_one(
     let mut counts = Counts::default();
     let mut written: Vec<&LaneShard> = Vec::new();
     for g in batch {
-        let shard = cfg.shard_of(g.shard)?;
-        if !written.contains(&shard) {
-            written.push(shard);
+        let part = Part::of(cfg, g)?;
+        if !written.contains(&part.shard) {
+            written.push(part.shard);
         }
-        let part = Part {
-            shard,
-            table: &g.table,
-            qualified: sql::qualified(&shard.database, &g.table.name),
-        };
         match apply_table(&mut tx, cfg, &part, &g.ops, stats, memo, &mut counts).await {
             Ok(()) => {}
             Err(TableError::Db(e)) => return Err(e),
@@ -743,10 +738,7 @@ async fn upsert_newer<Q: Queryable + ConnId>(
         let (params, rows) = bind_upserts(rest, width, budget, shared.is_none());
         let (chunk, tail) = rest.split_at(rows.min(rest.len()));
         rest = tail;
-        let text = match &shared {
-            Some(v) => sql::upsert_at(&part.qualified, &table.columns, &table.key, chunk.len(), v),
-            None => sql::upsert(&part.qualified, &table.columns, &table.key, chunk.len()),
-        };
+        let text = part.upsert_text(chunk.len(), shared.as_ref());
         let upserted = match exec_prepared(tx, prepared, &text, params).await {
             // the driver closed the kept handle: as text (`prepared`'s docs)
             Err(e) if is_unknown_handle(&e) => {
