@@ -15,9 +15,8 @@
 //! ([`Source`]). Both run the same statement and yield the same values.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
-
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use mysql_async::Conn;
 use mysql_common::value::Value;
