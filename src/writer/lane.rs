@@ -506,9 +506,8 @@ async fn apply_upserts_wire(
                 }
             }
             let text = part.upsert_text(chunk.len(), shared.as_ref());
-            let context = || format!("upserting into {}", table.name);
             if let Err(e) = wire.exec_bound(&text).await {
-                let e = wire::db_error(part.server(), context(), e);
+                let e = wire::db_error(part.server(), format!("upserting into {}", table.name), e);
                 if e.code() == Some(ER_BAD_FIELD_ERROR) {
                     return Err(missing_columns(conn, &part, e).await);
                 }

@@ -42,7 +42,7 @@ use std::time::Duration;
 
 use mysql_common::constants::{CapabilityFlags, ColumnFlags, ColumnType, Command};
 use mysql_common::io::{BufMutExt, ParseBuf};
-use mysql_common::packets::{Column, ComStmtExecuteRequestBuilder, ErrPacket, StmtPacket};
+use mysql_common::packets::{Column, ErrPacket, StmtPacket};
 use mysql_common::proto::MySerialize;
 use mysql_common::value::{BinValue, Value, ValueDeserializer};
 use tokio::net::TcpStream;
@@ -187,11 +187,14 @@ impl WireConn {
 
     /// Sends one command packet.
     async fn command(&mut self, cmd: Command, body: &[u8]) -> Result<(), WireError> {
-        let mut out = Vec::with_capacity(body.len() + 1);
-        out.push(cmd as u8);
-        out.extend_from_slice(body);
         self.io.reset_seq();
-        Ok(self.io.write(&out).await?)
+        Ok(self
+            .io
+            .write_with(|out| {
+                out.push(cmd as u8);
+                out.extend_from_slice(body);
+            })
+            .await?)
     }
 
     /// Reads the next packet, skipping MariaDB's progress reports.
@@ -276,6 +279,13 @@ impl WireConn {
     /// bound since [`WireConn::bind`], for a statement that returns no
     /// rows.
     pub async fn exec_bound(&mut self, sql: &str) -> Result<(), WireError> {
+        self.execute(sql).await?;
+        self.expect_ok().await
+    }
+
+    /// Sends `COM_STMT_EXECUTE` of `sql` (prepared once per connection)
+    /// with the parameters bound since [`WireConn::bind`].
+    async fn execute(&mut self, sql: &str) -> Result<(), WireError> {
         let (id, want) = self.prepare(sql).await?;
         let params = &self.params;
         if want != params.count {
@@ -295,7 +305,7 @@ impl WireConn {
                 params.write_to(body);
             })
             .await?;
-        self.expect_ok().await
+        Ok(())
     }
 
     /// Pings the server (`COM_PING`).
@@ -312,12 +322,9 @@ impl WireConn {
         sql: &str,
         params: &[Value],
     ) -> Result<Vec<Vec<Value>>, WireError> {
-        let (id, _) = self.prepare(sql).await?;
-        let (req, _long) = ComStmtExecuteRequestBuilder::new(id).build(params);
-        let mut body = Vec::new();
-        req.serialize(&mut body);
-        self.io.reset_seq();
-        self.io.write(&body).await?;
+        let bound = self.bind();
+        params.iter().for_each(|v| bound.value(v));
+        self.execute(sql).await?;
         self.next().await?;
         match self.io.payload().first() {
             Some(0xFF) => return Err(server_error(self.io.payload(), self.caps)),
@@ -372,15 +379,6 @@ impl ParamBuf {
         self.nulls.clear();
         self.types.clear();
         self.values.clear();
-    }
-
-    /// The bytes bound so far (types and values).
-    pub fn len(&self) -> usize {
-        self.nulls.len() + 1 + self.types.len() + self.values.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
     }
 
     /// Binds the next parameter.
@@ -476,6 +474,8 @@ pub fn db_error(server: &str, context: impl Into<String>, e: WireError) -> DbErr
 
 #[cfg(test)]
 mod tests {
+    use mysql_common::packets::ComStmtExecuteRequestBuilder;
+
     use super::*;
 
     /// The parameter block is byte for byte the driver's (mysql_common's
