@@ -683,3 +683,68 @@ async fn a_closed_statement_handle_fails_cleanly_and_its_number_is_never_reused(
     let ids: Vec<i32> = c.query("SELECT id FROM h").await.unwrap();
     assert_eq!(ids, vec![1]);
 }
+
+/// Batches of plain upserts run without a transaction, and record the
+/// lane's applied position afterwards, as a statement of its own, in every
+/// shard they wrote (`docs/architecture.md`, "Batches without a
+/// transaction"). Pinned after that position moved out of the batch's
+/// transaction: an insert-only stream must still leave `_reshard_applied`
+/// at its last transaction in every shard, and never past the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insert_only_batches_record_the_applied_position_after_their_upserts() {
+    applied_position_recorded("appliedrec", "wire").await;
+}
+
+/// The same through the driver's connection alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insert_only_batches_record_the_applied_position_on_the_driver_too() {
+    applied_position_recorded("appliedrecd", "driver").await;
+}
+
+async fn applied_position_recorded(name: &str, protocol: &str) {
+    use mysql_async::prelude::Queryable;
+    let s = Scenario::create(cluster(), name).unwrap();
+    // a lane lingers long past the 100 ms tick, so the mark of the last
+    // transaction arrives while its rows still wait in the lane's batch
+    let cfg = std::fs::read_to_string(&s.config).unwrap();
+    std::fs::write(&s.config, cfg.replace("linger_ms = 10", "linger_ms = 3000")).unwrap();
+    s.configure(&format!("batch_size = 10000\nprotocol = \"{protocol}\""))
+        .unwrap();
+    migrate(&s);
+    let (file, pos) = s.source_head().await.unwrap();
+    let mut run = spawn_run(&s, &["--from", &format!("{file}:{pos}")]);
+    let insert = |lo: u64| {
+        format!(
+            "INSERT INTO orders (id, buyer_id) SELECT seq, seq % 97 FROM seq_{lo}_to_{}",
+            lo + 399
+        )
+    };
+    on_source(&s, &[&insert(1), &insert(401)]).await;
+    let before_last = s.source_head().await.unwrap();
+    on_source(&s, &[&insert(801)]).await;
+    s.wait_caught_up(Duration::from_secs(90))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", run_log(&s)));
+    let st = terminate(&mut run, Duration::from_secs(30));
+    // the source is shared: other tests' transactions follow ours
+    let head = s.source_head().await.unwrap();
+    assert!(st.success(), "{}", run_log(&s));
+    assert!(s.compare(20).await.unwrap().is_empty(), "{}", run_log(&s));
+    let order = |p: &(String, u64)| (p.0.clone(), p.1);
+    for (shard, url) in &s.shard_urls {
+        let mut c = reshard_testkit::scenario::connect(url).await.unwrap();
+        let rows: Vec<(String, u64)> = c
+            .exec(
+                "SELECT binlog_file, binlog_pos FROM _reshard_applied WHERE pipeline = ? AND shard = ?",
+                (name, shard),
+            )
+            .await
+            .unwrap();
+        let newest = rows.iter().map(order).max();
+        assert!(
+            newest.as_ref().is_some_and(|n| *n > order(&before_last) && *n <= order(&head)),
+            "shard {shard}: the lanes' applied positions {rows:?} should reach the last insert (after {before_last:?}, at most the head {head:?})\n{}",
+            run_log(&s)
+        );
+    }
+}

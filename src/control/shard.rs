@@ -166,19 +166,37 @@ pub struct LaneId<'a> {
     pub lane_in_shard: u32,
 }
 
-/// Records a lane's applied position, in its batch's transaction.
-pub async fn record_applied(
-    tx: &mut Transaction<'_>,
+/// The statement recording a lane's applied position; its parameters are
+/// [`applied_params`].
+pub fn record_applied_sql(database: &str) -> String {
+    format!(
+        "INSERT INTO {} (pipeline, shard, lane, binlog_file, binlog_pos) \
+         VALUES (?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE binlog_file = VALUES(binlog_file), binlog_pos = VALUES(binlog_pos)",
+        own_table(database, "_reshard_applied")
+    )
+}
+
+/// The parameters of [`record_applied_sql`].
+pub fn applied_params(lane: LaneId<'_>, end: &Position) -> [Value; 5] {
+    [
+        bytes(lane.pipeline.as_bytes()),
+        bytes(lane.shard.as_bytes()),
+        Value::UInt(u64::from(lane.lane_in_shard)),
+        bytes(end.file.as_bytes()),
+        Value::UInt(end.pos),
+    ]
+}
+
+/// Records a lane's applied position: in its batch's transaction, or on
+/// its own once every statement of a batch without one succeeded.
+pub async fn record_applied<Q: Queryable>(
+    q: &mut Q,
     lane: LaneId<'_>,
     end: &Position,
 ) -> Result<(), DbError> {
-    tx.exec_drop(
-        format!(
-            "INSERT INTO {} (pipeline, shard, lane, binlog_file, binlog_pos) \
-             VALUES (?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE binlog_file = VALUES(binlog_file), binlog_pos = VALUES(binlog_pos)",
-            own_table(lane.database, "_reshard_applied")
-        ),
-        (lane.pipeline, lane.shard, lane.lane_in_shard, &end.file, end.pos),
+    q.exec_drop(
+        record_applied_sql(lane.database),
+        Params::Positional(applied_params(lane, end).to_vec()),
     )
     .await
     .map_err(|e| DbError::query(lane.shard, "recording the applied position", e))

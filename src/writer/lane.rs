@@ -20,10 +20,11 @@
 //! backwards and a deleted row never comes back, not even between two
 //! statements, because all of it commits at once.
 //!
-//! A batch with nothing for steps 1, 2 and 4 to do — only upserts, no
-//! tombstone possible, no new position to record — is applied as plain
-//! upserts without a transaction, each statement atomic on its own
-//! ([`needs_no_transaction`]; `docs/architecture.md`, "Batches without a
+//! A batch with nothing for steps 1 and 2 to do — only upserts, no
+//! tombstone possible — is applied as plain upserts without a
+//! transaction, each statement atomic on its own, and step 4 follows as a
+//! statement of its own once they all succeeded ([`needs_no_transaction`],
+//! [`record_after`]; `docs/architecture.md`, "Batches without a
 //! transaction").
 
 use std::collections::HashMap;
@@ -396,8 +397,16 @@ async fn apply(
 ) -> Result<(), DbError> {
     let counts = if needs_no_transaction(conn, cfg, pending).await? {
         match wire {
-            Some(w) => apply_upserts_wire(w, conn, cfg, pending).await?,
-            None => apply_upserts(conn, cfg, pending).await?,
+            Some(w) => {
+                let counts = apply_upserts_wire(w, conn, cfg, pending).await?;
+                record_after(Recorder::Wire(w), cfg, pending).await?;
+                counts
+            }
+            None => {
+                let counts = apply_upserts(conn, cfg, pending).await?;
+                record_after(Recorder::Driver(conn), cfg, pending).await?;
+                counts
+            }
         }
     } else {
         apply_in_one(conn, cfg, pending).await?
@@ -414,14 +423,14 @@ async fn apply(
 }
 
 /// Whether the batch is only upserts with no tombstone to read or raise,
-/// into tables without a secondary UNIQUE key, and records no applied
-/// position a shard does not hold yet ([`LaneMemo`]). Then steps 1, 2 and
-/// 4 of the module docs have nothing to do, and each upsert statement is
-/// atomic on its own and idempotent, so no transaction is needed around
-/// them: a failure part way leaves some rows applied, which applying the
-/// batch again (a retry, or a replay from the checkpoint) cannot undo or
-/// harm. This is every batch of the initial copy after a lane's first,
-/// and the stream's insert-only batches between two marks.
+/// into tables without a secondary UNIQUE key. Then steps 1 and 2 of the
+/// module docs have nothing to do, and each upsert statement is atomic on
+/// its own and idempotent, so no transaction is needed around them: a
+/// failure part way leaves some rows applied, which applying the batch
+/// again (a retry, or a replay from the checkpoint) cannot undo or harm.
+/// Step 4 follows once every upsert succeeded ([`record_after`]). This is
+/// every batch of the initial copy, and the stream's insert-only batches
+/// and the batches of an `UPDATE` that keeps each row's key and shard.
 async fn needs_no_transaction(
     conn: &mut Conn,
     cfg: &LaneConfig,
@@ -429,12 +438,6 @@ async fn needs_no_transaction(
 ) -> Result<bool, DbError> {
     for g in pending.batch {
         let part = Part::of(cfg, g)?;
-        if pending
-            .end
-            .is_some_and(|end| !pending.memo.holds(part.shard.index, end))
-        {
-            return Ok(false);
-        }
         let only_upserts = g
             .ops
             .iter()
@@ -966,11 +969,65 @@ async fn record_applied(
     to: &LaneShard,
     end: &Position,
 ) -> Result<(), DbError> {
-    let lane = shard::LaneId {
+    shard::record_applied(tx, lane_id(cfg, to), end).await
+}
+
+/// The lane's row in `_reshard_applied` of shard `to`.
+fn lane_id<'a>(cfg: &'a LaneConfig, to: &'a LaneShard) -> shard::LaneId<'a> {
+    shard::LaneId {
         pipeline: &cfg.pipeline,
         shard: &to.name,
         database: &to.database,
         lane_in_shard: cfg.lane_in_shard as u32,
+    }
+}
+
+/// The connection a batch without a transaction records its position on.
+enum Recorder<'a> {
+    Wire(&'a mut WireConn),
+    Driver(&'a mut Conn),
+}
+
+/// Step 4 of a batch without a transaction: its position in every shard
+/// it wrote that does not hold it yet, each an autocommitted statement
+/// sent only after every upsert of the batch succeeded. The row claims no
+/// more than the transactional path's: every operation of this lane up to
+/// the position is applied and durable (each upsert committed on its own
+/// before the record was sent), and a failure before the record leaves
+/// the older position, a lower bound still (`docs/architecture.md`,
+/// "Batches without a transaction").
+async fn record_after(
+    mut to: Recorder<'_>,
+    cfg: &LaneConfig,
+    pending: &mut Pending<'_>,
+) -> Result<(), DbError> {
+    let Some(end) = pending.end else {
+        return Ok(());
     };
-    shard::record_applied(tx, lane, end).await
+    let mut written: Vec<&LaneShard> = Vec::new();
+    for g in pending.batch {
+        let shard = cfg.shard_of(g.shard)?;
+        if !written.contains(&shard) && !pending.memo.holds(shard.index, end) {
+            written.push(shard);
+        }
+    }
+    for shard in written {
+        let lane = lane_id(cfg, shard);
+        match &mut to {
+            Recorder::Driver(conn) => shard::record_applied(*conn, lane, end).await?,
+            Recorder::Wire(w) => {
+                let params = w.bind();
+                shard::applied_params(lane, end)
+                    .iter()
+                    .for_each(|v| params.value(v));
+                w.exec_bound(&shard::record_applied_sql(lane.database))
+                    .await
+                    .map_err(|e| {
+                        wire::db_error(&shard.name, "recording the applied position", e)
+                    })?;
+            }
+        }
+        pending.memo.committed(shard.index, end);
+    }
+    Ok(())
 }

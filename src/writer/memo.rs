@@ -12,9 +12,11 @@
 //!   *committed* batch recorded there. Writing the same position again
 //!   changes nothing, so a batch whose position every shard it writes
 //!   already holds records none (the initial copy's batches all carry the
-//!   snapshot position). It is updated only after a COMMIT succeeded, so it
-//!   never claims a position a rolled-back transaction wrote; a COMMIT that
-//!   failed but took effect only makes the lane write the position again.
+//!   snapshot position). It is updated only after the COMMIT (or, for a
+//!   batch without a transaction, the autocommitted statement) that wrote
+//!   the position succeeded, so it never claims a position a rolled-back
+//!   transaction wrote; a COMMIT that failed but took effect only makes the
+//!   lane write the position again.
 
 use std::collections::HashMap;
 
@@ -78,7 +80,8 @@ impl LaneMemo {
         self.recorded.get(&shard) == Some(end)
     }
 
-    /// A transaction that recorded `end` in shard `shard` committed.
+    /// A transaction or statement that recorded `end` in shard `shard`
+    /// committed.
     pub(super) fn committed(&mut self, shard: usize, end: &Position) {
         match self.recorded.get_mut(&shard) {
             Some(p) if p == end => {}
