@@ -141,6 +141,8 @@ struct Plan {
     version_col: Option<usize>,
     /// Source columns any expression of the rule reads.
     used: Vec<usize>,
+    /// Source columns a row's location depends on: `used` and the key.
+    located_by: Vec<usize>,
     /// Every target column is the source column at its index, and none is
     /// derived: an after image is the target row as it is.
     identity: bool,
@@ -434,12 +436,17 @@ fn decide(
         Some(after) => upsert_of(plan, after, change, ctx, &mut scratch.row)?,
         None => None,
     };
-    let old = match &change.before {
-        Some(before) => {
+    let old = match (&change.before, &change.after) {
+        // an update that keeps every column the location is computed
+        // from stays where it is: nothing to delete
+        (Some(before), Some(after)) if new.is_some() && same_location(plan, before, after) => {
+            None
+        }
+        (Some(before), _) => {
             to_expr_row(before, plan, &mut scratch.row);
             location_of(plan, before, &scratch.row, change, ctx, &mut scratch.key)?
         }
-        None => None,
+        (None, _) => None,
     };
     // the before image's location is deleted when the row leaves it:
     // another key, another shard, or no longer matching `where`
@@ -583,6 +590,26 @@ fn location_of(
         key,
     );
     Ok(Some((shard, version)))
+}
+
+/// Whether two images of a row agree on every column its location is
+/// computed from ([`Plan::located_by`]): then they pass `where` alike and
+/// have the same shard and canonical key, because `where`, the shard
+/// expression and the key read nothing else (lookups read their
+/// arguments, which are columns, and a context that does not change
+/// within a change). Floating-point cells compare by their bits, so `-0`
+/// and `0`, which a shard expression or a key encoding may tell apart, go
+/// the long way.
+fn same_location(plan: &Plan, a: &[Cell], b: &[Cell]) -> bool {
+    plan.located_by
+        .iter()
+        .all(|&i| match (a.get(i), b.get(i)) {
+            (Some(Cell::Float(x)), Some(Cell::Float(y))) => x.to_bits() == y.to_bits(),
+            (Some(Cell::Double(x)), Some(Cell::Double(y))) => x.to_bits() == y.to_bits(),
+            (Some(x), Some(y)) => x == y,
+            (None, None) => true,
+            _ => false,
+        })
 }
 
 /// The location of an after image that passes `where`, and the values of
@@ -801,6 +828,8 @@ fn compile(
                 .ok_or_else(|| RouteError::Bind(format!("{file}: unknown shard {s:?}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let used = used_columns(&rule, schema);
+    let located_by = located_by(&used, &key_src);
     Ok(Plan {
         schema: schema.clone(),
         shard,
@@ -817,7 +846,8 @@ fn compile(
             key,
         }),
         version_col,
-        used: used_columns(&rule, schema),
+        located_by,
+        used,
         identity,
         rule,
     })
@@ -903,6 +933,14 @@ fn target_columns(
         sources.push(None);
     }
     Ok((columns, sources))
+}
+
+/// The columns of `used` and `key`, sorted.
+fn located_by(used: &[usize], key: &[usize]) -> Vec<usize> {
+    let mut all: Vec<usize> = used.iter().chain(key).copied().collect();
+    all.sort_unstable();
+    all.dedup();
+    all
 }
 
 /// Source columns any expression of the rule reads, sorted.
@@ -1028,6 +1066,67 @@ mod tests {
         assert_eq!(ops[0].key, vec![Cell::Int(1)]);
         assert_eq!(ops[1].key, vec![Cell::Int(2)]);
         assert_eq!(ops[1].kind, OpKind::Upsert(row(2, 0, "b")));
+    }
+
+    /// An update is routed from its after image alone when it keeps every
+    /// column its location is computed from; any of them changing (key,
+    /// shard, `where`) still deletes the old location.
+    #[test]
+    fn an_update_that_keeps_its_location_deletes_nothing() {
+        let kinds = |r: &mut Router, c: &RowChange| -> Vec<&'static str> {
+            let ops = r.route(c, no_context()).expect("routes");
+            ops.iter()
+                .map(|o| match o.kind {
+                    OpKind::Delete => "delete",
+                    OpKind::Upsert(_) => "upsert",
+                })
+                .collect()
+        };
+        for extra in ["", "[derive]\nslot = \"CONCAT(name, '!')\"\n"] {
+            let mut r = router(extra);
+            let c = changes();
+            assert_eq!(kinds(&mut r, &c[1]), ["upsert"], "name only: {extra}");
+            assert_eq!(kinds(&mut r, &c[2]), ["delete", "upsert"], "key");
+            assert_eq!(kinds(&mut r, &c[3]), ["delete", "upsert"], "shard");
+            assert_eq!(kinds(&mut r, &c[4]), ["delete"], "leaves `where`");
+            assert_eq!(kinds(&mut r, &c[5]), ["upsert"], "enters `where`");
+            assert_eq!(kinds(&mut r, &c[7]), Vec::<&str>::new(), "outside `where`");
+        }
+        // the shard stays (tenant 0 and 10 are both even), `where` fails
+        let mut r = router("");
+        let c = change(Some(row(1, 0, "a")), Some(row(1, 10, "a")), 1);
+        assert_eq!(kinds(&mut r, &c), ["delete"]);
+        // -0 and 0 are told apart: the long way, which gives the same upsert
+        let schema = Arc::new(TableSchema {
+            db: "app".into(),
+            table: "f".into(),
+            columns: vec![
+                Column::new("x", ColumnType::MYSQL_TYPE_DOUBLE),
+                Column::new("v", ColumnType::MYSQL_TYPE_LONG),
+            ],
+            pk: vec![0],
+            origin: SchemaOrigin::InformationSchema,
+        });
+        let rule = parse_rule(
+            Path::new("f.toml"),
+            "source = \"app.f\"\nshard = \"v % 2\"\nshards = [\"s0\", \"s1\"]\n",
+        )
+        .expect("parses");
+        let mut r = Router::new(vec![rule], &["s0".to_string(), "s1".to_string()]).expect("binds");
+        let mut c = change(
+            Some(vec![Cell::Double(-0.0), Cell::Int(1)]),
+            Some(vec![Cell::Double(0.0), Cell::Int(1)]),
+            1,
+        );
+        c.table = schema;
+        let ops = r.route(&c, no_context()).expect("routes");
+        let same: Vec<_> = {
+            let mut plain = c.clone();
+            plain.before = Some(vec![Cell::Double(0.0), Cell::Int(1)]);
+            r.route(&plain, no_context()).expect("routes")
+        };
+        assert_eq!(same.len(), 1, "the same cells: one upsert");
+        assert_eq!(ops.last().map(|o| &o.kind), same.last().map(|o| &o.kind));
     }
 
     /// A change the rule cannot route is left whole, for its dead letter.
