@@ -439,9 +439,7 @@ fn decide(
     let old = match (&change.before, &change.after) {
         // an update that keeps every column the location is computed
         // from stays where it is: nothing to delete
-        (Some(before), Some(after)) if new.is_some() && same_location(plan, before, after) => {
-            None
-        }
+        (Some(before), Some(after)) if new.is_some() && same_location(plan, before, after) => None,
         (Some(before), _) => {
             to_expr_row(before, plan, &mut scratch.row);
             location_of(plan, before, &scratch.row, change, ctx, &mut scratch.key)?
@@ -601,15 +599,13 @@ fn location_of(
 /// and `0`, which a shard expression or a key encoding may tell apart, go
 /// the long way.
 fn same_location(plan: &Plan, a: &[Cell], b: &[Cell]) -> bool {
-    plan.located_by
-        .iter()
-        .all(|&i| match (a.get(i), b.get(i)) {
-            (Some(Cell::Float(x)), Some(Cell::Float(y))) => x.to_bits() == y.to_bits(),
-            (Some(Cell::Double(x)), Some(Cell::Double(y))) => x.to_bits() == y.to_bits(),
-            (Some(x), Some(y)) => x == y,
-            (None, None) => true,
-            _ => false,
-        })
+    plan.located_by.iter().all(|&i| match (a.get(i), b.get(i)) {
+        (Some(Cell::Float(x)), Some(Cell::Float(y))) => x.to_bits() == y.to_bits(),
+        (Some(Cell::Double(x)), Some(Cell::Double(y))) => x.to_bits() == y.to_bits(),
+        (Some(x), Some(y)) => x == y,
+        (None, None) => true,
+        _ => false,
+    })
 }
 
 /// The location of an after image that passes `where`, and the values of
