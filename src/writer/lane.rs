@@ -537,12 +537,8 @@ async fn apply_in_one(
         .await
         .map_err(|e| DbError::query(&cfg.shard, "BEGIN", e))?;
     let mut counts = Counts::default();
-    let mut written: Vec<&LaneShard> = Vec::new();
     for g in batch {
         let part = Part::of(cfg, g)?;
-        if !written.contains(&part.shard) {
-            written.push(part.shard);
-        }
         match apply_table(&mut tx, cfg, &part, &g.ops, stats, memo, &mut counts).await {
             Ok(()) => {}
             Err(TableError::Db(e)) => return Err(e),
@@ -552,8 +548,8 @@ async fn apply_in_one(
             }
         }
     }
+    let written = unrecorded(cfg, batch, memo, end)?;
     if let Some(end) = end {
-        written.retain(|s| !memo.holds(s.index, end));
         for shard in &written {
             record_applied(&mut tx, cfg, shard, end).await?;
         }
@@ -982,6 +978,27 @@ fn lane_id<'a>(cfg: &'a LaneConfig, to: &'a LaneShard) -> shard::LaneId<'a> {
     }
 }
 
+/// The shards `batch` writes that do not hold `end` yet ([`LaneMemo`]):
+/// where step 4 records it (none without a position).
+fn unrecorded<'a>(
+    cfg: &'a LaneConfig,
+    batch: &[Group],
+    memo: &LaneMemo,
+    end: Option<&Position>,
+) -> Result<Vec<&'a LaneShard>, DbError> {
+    let mut shards: Vec<&LaneShard> = Vec::new();
+    let Some(end) = end else {
+        return Ok(shards);
+    };
+    for g in batch {
+        let shard = cfg.shard_of(g.shard)?;
+        if !shards.contains(&shard) && !memo.holds(shard.index, end) {
+            shards.push(shard);
+        }
+    }
+    Ok(shards)
+}
+
 /// The connection a batch without a transaction records its position on.
 enum Recorder<'a> {
     Wire(&'a mut WireConn),
@@ -1004,14 +1021,7 @@ async fn record_after(
     let Some(end) = pending.end else {
         return Ok(());
     };
-    let mut written: Vec<&LaneShard> = Vec::new();
-    for g in pending.batch {
-        let shard = cfg.shard_of(g.shard)?;
-        if !written.contains(&shard) && !pending.memo.holds(shard.index, end) {
-            written.push(shard);
-        }
-    }
-    for shard in written {
+    for shard in unrecorded(cfg, pending.batch, pending.memo, Some(end))? {
         let lane = lane_id(cfg, shard);
         match &mut to {
             Recorder::Driver(conn) => shard::record_applied(*conn, lane, end).await?,
