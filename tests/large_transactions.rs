@@ -97,6 +97,33 @@ fn at((file, pos): &(String, u64)) -> (u64, u64) {
 }
 
 /// Orders on every shard whose `qty` is `qty`.
+/// Where the last transaction of `c`'s session starts in the binlog (its
+/// GTID event), searched from `from` on. Other tests write to the same
+/// source, so the head read before a statement is not its start: another
+/// test's transaction may be written between them, and the checkpoint
+/// rightly passes it.
+async fn start_of_last_transaction(
+    c: &mut mysql_async::Conn,
+    (file, from): &(String, u64),
+) -> (String, u64) {
+    let gtid: String = c.query_first("SELECT @@last_gtid").await.unwrap().unwrap();
+    let want = format!("BEGIN GTID {gtid}");
+    let rows: Vec<mysql_async::Row> = c
+        .query(format!("SHOW BINLOG EVENTS IN '{file}' FROM {from}"))
+        .await
+        .unwrap();
+    let pos = rows
+        .iter()
+        .find(|r| {
+            r.get::<String, _>("Event_type").as_deref() == Some("Gtid")
+                && r.get::<String, _>("Info")
+                    .is_some_and(|i| i.starts_with(&want))
+        })
+        .and_then(|r| r.get::<u64, _>("Pos"))
+        .unwrap_or_else(|| panic!("no GTID event {gtid} in {file} from {from}"));
+    (file.clone(), pos)
+}
+
 async fn targets_with_qty(s: &Scenario, qty: u64) -> u64 {
     let mut n = 0;
     for url in s.shard_urls.values() {
@@ -135,13 +162,14 @@ async fn a_crash_in_the_middle_of_a_large_transaction_converges() {
     .await
     .unwrap();
     s.wait_caught_up(Duration::from_secs(300)).await.unwrap();
-    let before = s.source_head().await.unwrap();
+    let from = s.source_head().await.unwrap();
     c.query_drop(
         "UPDATE orders SET qty = 2, buyer_id = buyer_id + (id % 2), note = CONCAT(note, '!')",
     )
     .await
     .unwrap();
     let head = s.source_head().await.unwrap();
+    let before = start_of_last_transaction(&mut c, &from).await;
     wait_until(
         &s,
         "the update to be partly applied",
