@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Params, Value};
 use reshard::config::Endpoint;
+use reshard::db::wire::WireConn;
 use reshard::db::{self, quote_ident, Session};
 use reshard::rules::route::no_context;
 use reshard::rules::{load_dir, Router};
@@ -59,16 +60,25 @@ pub enum Form {
     UpsertTxn,
     /// The same transaction as one text script, one round trip.
     UpsertScript,
+    /// The versioned upsert of one row, its parameters sent as arrays
+    /// of `batch` rows (MariaDB's `COM_STMT_BULK_EXECUTE`), autocommit:
+    /// how a lane sends plain upserts on MariaDB.
+    UpsertBulk,
+    /// `REPLACE` of one row with arrays of `batch` rows: the same
+    /// protocol for the ceiling's statement.
+    ReplaceBulk,
 }
 
 impl Form {
-    pub const ALL: [Form; 6] = [
+    pub const ALL: [Form; 8] = [
         Form::Replace,
         Form::ReplaceText,
         Form::Upsert,
         Form::UpsertText,
         Form::UpsertTxn,
         Form::UpsertScript,
+        Form::UpsertBulk,
+        Form::ReplaceBulk,
     ];
 
     pub fn describe(self) -> &'static str {
@@ -83,6 +93,8 @@ impl Form {
             Form::UpsertScript => {
                 "versioned upsert + applied row in one text script (1 round trip)"
             }
+            Form::UpsertBulk => "versioned upsert of one row, array binding, autocommit",
+            Form::ReplaceBulk => "REPLACE of one row, array binding, autocommit",
         }
     }
 }
@@ -299,6 +311,9 @@ fn routed(cfg: &Path, file: &Path) -> Res<(Vec<String>, Vec<Row>)> {
 enum Statement {
     Prepared(String, Vec<Value>),
     Text(Vec<u8>),
+    /// A statement of `width` parameters and its rows' values, one
+    /// `COM_STMT_BULK_EXECUTE`.
+    Bulk(String, usize, Vec<Value>),
 }
 
 /// The round trips that write one chunk of a shard's rows in `form`.
@@ -340,6 +355,7 @@ fn statements(form: Form, sh: usize, columns: &[String], chunk: &[&Row]) -> Vec<
         out.extend_from_slice(tail.as_bytes());
         out
     };
+    let holders_one = |width: usize| format!("({})", vec!["?"; width].join(", "));
     let holders = |width: usize| {
         let one = format!("({})", vec!["?"; width].join(", "));
         vec![one; chunk.len()].join(", ")
@@ -359,6 +375,16 @@ fn statements(form: Form, sh: usize, columns: &[String], chunk: &[&Row]) -> Vec<
             &sql::upsert_tail(columns, &key),
             true,
         ))],
+        Form::UpsertBulk => vec![Statement::Bulk(
+            sql::upsert(&table, columns, &key, 1),
+            columns.len() + 1,
+            params(true),
+        )],
+        Form::ReplaceBulk => vec![Statement::Bulk(
+            format!("{replace_head}{}", holders_one(cols.len())),
+            cols.len(),
+            params(false),
+        )],
         Form::UpsertTxn => vec![
             Statement::Text(b"BEGIN".to_vec()),
             Statement::Prepared(
@@ -418,12 +444,18 @@ async fn replace_load(
     for (server, stmts) in work {
         let ep = Endpoint::new(format!("target{server}"), b.targets[server].url(""));
         let conn = db::connect(&ep, Session::Write, Duration::from_secs(10)).await?;
-        conns_open.push((conn, stmts));
+        let wire = match form {
+            Form::UpsertBulk | Form::ReplaceBulk => {
+                Some(WireConn::connect(&ep, Session::Write, Duration::from_secs(10)).await?)
+            }
+            _ => None,
+        };
+        conns_open.push((conn, wire, stmts));
     }
     let cpu = Cpu::take(b, None);
     let t = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for (mut conn, stmts) in conns_open {
+    for (mut conn, mut wire, stmts) in conns_open {
         tasks.spawn(async move {
             for st in stmts {
                 match st {
@@ -431,10 +463,21 @@ async fn replace_load(
                         conn.exec_drop(sql, Params::Positional(params)).await?
                     }
                     Statement::Text(script) => conn.query_drop(script).await?,
+                    Statement::Bulk(sql, width, params) => {
+                        let Some(w) = wire.as_mut() else {
+                            return Err("no wire connection".into());
+                        };
+                        let rows = w.bind_bulk(width);
+                        params.iter().for_each(|v| rows.value(v));
+                        w.exec_bulk(&sql).await?;
+                    }
                 }
             }
             conn.disconnect().await?;
-            Ok::<(), mysql_async::Error>(())
+            if let Some(w) = wire {
+                w.close().await;
+            }
+            Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
         });
     }
     while let Some(r) = tasks.join_next().await {

@@ -492,25 +492,18 @@ async fn apply_upserts_wire(
         if live.is_empty() {
             continue;
         }
-        let table = part.table;
-        let shared = shared_version(&live);
-        let width = table.columns.len() + usize::from(shared.is_none());
         let budget = statement_budget(conn, cfg, pending.stats).await?;
+        // the version is a parameter of each row, unless the multi-row
+        // statement makes it a literal: cut as for the widest form
+        let width = part.table.columns.len() + 1;
         let mut rest = &live[..];
         while !rest.is_empty() {
             let rows = upsert_chunk(rest, width, budget);
             let (chunk, tail) = rest.split_at(rows.min(rest.len()));
             rest = tail;
-            let params = wire.bind();
-            for u in chunk {
-                u.values.iter().for_each(|v| params.value(v));
-                if shared.is_none() {
-                    params.bytes(&u.op.version.to_bytes());
-                }
-            }
-            let text = part.upsert_text(chunk.len(), shared.as_ref());
-            if let Err(e) = wire.exec_bound(&text).await {
-                let e = wire::db_error(part.server(), format!("upserting into {}", table.name), e);
+            if let Err(e) = upsert_wire(wire, &part, chunk).await {
+                let table = &part.table.name;
+                let e = wire::db_error(part.server(), format!("upserting into {table}"), e);
                 if e.code() == Some(ER_BAD_FIELD_ERROR) {
                     return Err(missing_columns(conn, &part, e).await);
                 }
@@ -520,6 +513,46 @@ async fn apply_upserts_wire(
         counts.applied += live.len() as u64;
     }
     Ok(counts)
+}
+
+/// Writes `chunk` with one statement on the lane's connection of our own.
+///
+/// On MariaDB the single-row upsert is executed over the rows as arrays
+/// ([`WireConn::exec_bulk`]): one prepared statement per table whatever
+/// the row count, and the server runs it over the rows in one call, at a
+/// lower cost per row than a multi-row statement's (`BENCHMARKS.md`,
+/// session 8). The rows are the same, so is each row's effect: the
+/// statement is the same guarded upsert, and it is atomic on its own as
+/// the multi-row one is (`docs/architecture.md`, "Batches without a
+/// transaction"). A server without array binding, or rows whose column
+/// changes type from one row to the next (a derived column), take the
+/// multi-row statement.
+async fn upsert_wire(
+    wire: &mut WireConn,
+    part: &Part<'_>,
+    chunk: &[Upsert<'_>],
+) -> Result<(), wire::WireError> {
+    let columns = part.table.columns.len();
+    if wire.has_bulk() && chunk.len() > 1 {
+        let rows = wire.bind_bulk(columns + 1);
+        for u in chunk {
+            u.values.iter().for_each(|v| rows.value(v));
+            rows.bytes(&u.op.version.to_bytes());
+        }
+        if rows.is_uniform() {
+            return wire.exec_bulk(&part.upsert_text(1, None)).await;
+        }
+    }
+    let shared = shared_version(chunk);
+    let params = wire.bind();
+    for u in chunk {
+        u.values.iter().for_each(|v| params.value(v));
+        if shared.is_none() {
+            params.bytes(&u.op.version.to_bytes());
+        }
+    }
+    wire.exec_bound(&part.upsert_text(chunk.len(), shared.as_ref()))
+        .await
 }
 
 /// One batch in one transaction: each group's part (steps 1–3 of the

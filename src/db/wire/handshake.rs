@@ -8,7 +8,7 @@
 //! has the password cached), is [`Refusal::Unsupported`]: the caller then
 //! reads through the driver, which speaks all of it.
 
-use mysql_common::constants::CapabilityFlags;
+use mysql_common::constants::{CapabilityFlags, MariadbCapabilities};
 use mysql_common::io::ParseBuf;
 use mysql_common::packets::{AuthPlugin, AuthSwitchRequest, HandshakePacket, HandshakeResponse};
 use mysql_common::proto::MySerialize;
@@ -40,11 +40,12 @@ fn wanted() -> CapabilityFlags {
         | CapabilityFlags::CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
 }
 
-/// Logs in; returns the capabilities in use.
+/// Logs in; returns the capabilities in use (and MariaDB's extended
+/// ones).
 pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     io: &mut Framed<S>,
     login: &Login<'_>,
-) -> Result<CapabilityFlags, WireError> {
+) -> Result<(CapabilityFlags, MariadbCapabilities), WireError> {
     io.read().await?;
     if io.payload().first() == Some(&0xFF) {
         return Err(server_error(io.payload(), CapabilityFlags::empty()));
@@ -60,6 +61,14 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
         return Err(WireError::Unsupported("a server older than protocol 4.1"));
     }
     let caps = server_caps & wanted();
+    // MariaDB's capabilities beyond the 32 bits, read by a server that
+    // left out CLIENT_MYSQL (bit 0): only array binding is asked for
+    let ext = if server_caps.contains(CapabilityFlags::CLIENT_LONG_PASSWORD) {
+        MariadbCapabilities::empty()
+    } else {
+        greeting.mariadb_ext_capabilities()
+            & MariadbCapabilities::MARIADB_CLIENT_STMT_BULK_OPERATIONS
+    };
     let mut nonce = greeting.scramble_1_ref().to_vec();
     nonce.extend_from_slice(greeting.scramble_2_ref().unwrap_or(&[]));
     nonce.resize(20, 0);
@@ -81,12 +90,13 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
         caps,
         None,
         super::MAX_PACKET,
-    );
+    )
+    .with_mariadb_ext_capabilities(ext);
     let mut out = Vec::new();
     response.serialize(&mut out);
     io.write(&out).await?;
     authenticate(io, login, plugin, caps).await?;
-    Ok(caps)
+    Ok((caps, ext))
 }
 
 /// The exchange after our answer, until the server's OK.

@@ -13,7 +13,11 @@
 //! one `COM_STMT_EXECUTE` whose binary rows are decoded straight from a
 //! reused read buffer ([`WireConn::rows`]). On the write side the driver
 //! takes parameters by value, so a lane cloned every value it bound;
-//! [`ParamBuf`] encodes them by reference ([`WireConn::exec_drop`]).
+//! [`ParamBuf`] encodes them by reference ([`WireConn::exec_bound`]). On
+//! MariaDB a batch goes out as arrays of the single-row statement
+//! ([`BulkBuf`], [`WireConn::exec_bulk`]), which costs the server less
+//! per row than a multi-row statement (`docs/architecture.md`, "Batches
+//! without a transaction").
 //!
 //! # Why it reads and writes what the driver does
 //!
@@ -40,7 +44,9 @@ use std::collections::HashMap;
 use std::io;
 use std::time::Duration;
 
-use mysql_common::constants::{CapabilityFlags, ColumnFlags, ColumnType, Command};
+use mysql_common::constants::{
+    CapabilityFlags, ColumnFlags, ColumnType, Command, MariadbCapabilities,
+};
 use mysql_common::io::{BufMutExt, ParseBuf};
 use mysql_common::packets::{Column, ErrPacket, StmtPacket};
 use mysql_common::proto::MySerialize;
@@ -136,6 +142,11 @@ pub struct WireConn {
     prepared: HashMap<String, (u32, usize)>,
     /// The parameters being bound (kept: its memory is reused).
     params: ParamBuf,
+    /// The server executes a statement for many parameter rows at once
+    /// (MariaDB's `COM_STMT_BULK_EXECUTE`).
+    bulk: bool,
+    /// The parameter rows being bound for [`WireConn::exec_bulk`].
+    bulk_params: BulkBuf,
 }
 
 impl WireConn {
@@ -166,10 +177,12 @@ impl WireConn {
         })
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no answer while connecting"))??;
-        let (io, caps) = connected;
+        let (io, (caps, ext)) = connected;
         let mut conn = WireConn {
             io,
             caps,
+            bulk: ext.contains(MariadbCapabilities::MARIADB_CLIENT_STMT_BULK_OPERATIONS),
+            bulk_params: BulkBuf::default(),
             prepared: Default::default(),
             params: ParamBuf::default(),
         };
@@ -308,6 +321,53 @@ impl WireConn {
         Ok(())
     }
 
+    /// Whether the server executes a statement for many parameter rows
+    /// at once ([`WireConn::exec_bulk`]).
+    pub fn has_bulk(&self) -> bool {
+        self.bulk
+    }
+
+    /// The parameter rows of the next [`WireConn::exec_bulk`], emptied,
+    /// for a statement of `width` parameters.
+    pub fn bind_bulk(&mut self, width: usize) -> &mut BulkBuf {
+        self.bulk_params.reset(width);
+        &mut self.bulk_params
+    }
+
+    /// Executes `sql` (prepared once per connection) once per parameter
+    /// row bound since [`WireConn::bind_bulk`], in one MariaDB
+    /// `COM_STMT_BULK_EXECUTE`: the rows are sent as arrays, each column
+    /// with one type, and the server runs the statement over them in one
+    /// call. Needs [`WireConn::has_bulk`] and rows whose columns each
+    /// hold one type ([`BulkBuf::is_uniform`]).
+    pub async fn exec_bulk(&mut self, sql: &str) -> Result<(), WireError> {
+        if !self.bulk {
+            return Err(WireError::Unsupported(
+                "array binding (COM_STMT_BULK_EXECUTE)",
+            ));
+        }
+        let (id, want) = self.prepare(sql).await?;
+        let rows = &self.bulk_params;
+        if want != rows.width || !rows.is_uniform() || rows.col != 0 {
+            return Err(WireError::Protocol(format!(
+                "rows of {} parameters (uniform: {}) bound to a statement of {want}",
+                rows.width,
+                rows.is_uniform()
+            )));
+        }
+        self.io.reset_seq();
+        self.io
+            .write_with(|body| {
+                body.push(Command::COM_STMT_BULK_EXECUTE as u8);
+                body.extend_from_slice(&id.to_le_bytes());
+                // STMT_BULK_FLAG_SEND_TYPES_TO_SERVER
+                body.extend_from_slice(&128u16.to_le_bytes());
+                rows.write_to(body);
+            })
+            .await?;
+        self.expect_ok().await
+    }
+
     /// Pings the server (`COM_PING`).
     pub async fn ping(&mut self) -> Result<(), WireError> {
         self.command(Command::COM_PING, &[]).await?;
@@ -383,19 +443,8 @@ impl ParamBuf {
 
     /// Binds the next parameter.
     pub fn value(&mut self, v: &Value) {
-        let (ty, unsigned) = match v {
-            Value::NULL => (ColumnType::MYSQL_TYPE_NULL, false),
-            Value::Bytes(_) => (ColumnType::MYSQL_TYPE_VAR_STRING, false),
-            Value::Int(_) => (ColumnType::MYSQL_TYPE_LONGLONG, false),
-            Value::UInt(_) => (ColumnType::MYSQL_TYPE_LONGLONG, true),
-            Value::Float(_) => (ColumnType::MYSQL_TYPE_FLOAT, false),
-            Value::Double(_) => (ColumnType::MYSQL_TYPE_DOUBLE, false),
-            Value::Date(..) => (ColumnType::MYSQL_TYPE_DATETIME, false),
-            Value::Time(..) => (ColumnType::MYSQL_TYPE_TIME, false),
-        };
         let i = self.next_slot();
-        self.types
-            .extend_from_slice(&[ty as u8, if unsigned { 0x80 } else { 0 }]);
+        self.types.extend_from_slice(&param_type(v));
         match v {
             Value::NULL => self.nulls[i / 8] |= 1 << (i % 8),
             v => v.serialize(&mut self.values),
@@ -430,6 +479,108 @@ impl ParamBuf {
         out.extend_from_slice(&self.types);
         out.extend_from_slice(&self.values);
     }
+}
+
+/// Parameter rows for [`WireConn::exec_bulk`], bound by reference: each
+/// value is written as it is bound, after its indicator byte (0: a value
+/// follows; 1: NULL). Each column's type is its first non-NULL value's;
+/// a later value of another type makes the rows not uniform (a derived
+/// column may yield an integer in one row and a string in the next),
+/// and the caller writes them another way.
+#[derive(Debug, Default)]
+pub struct BulkBuf {
+    width: usize,
+    /// The column of the next value.
+    col: usize,
+    rows: usize,
+    /// Each column's type code and unsigned flag, once a value set it.
+    types: Vec<Option<[u8; 2]>>,
+    values: Vec<u8>,
+    uniform: bool,
+}
+
+impl BulkBuf {
+    fn reset(&mut self, width: usize) {
+        self.width = width;
+        self.col = 0;
+        self.rows = 0;
+        self.types.clear();
+        self.types.resize(width, None);
+        self.values.clear();
+        self.uniform = width > 0;
+    }
+
+    /// Binds the next parameter (rows are filled one after the other).
+    pub fn value(&mut self, v: &Value) {
+        if let Value::NULL = v {
+            self.values.push(1);
+        } else {
+            self.typed(param_type(v));
+            v.serialize(&mut self.values);
+        }
+        self.advance();
+    }
+
+    /// Binds the next parameter as a string of `bytes`.
+    pub fn bytes(&mut self, bytes: &[u8]) {
+        self.typed([ColumnType::MYSQL_TYPE_VAR_STRING as u8, 0]);
+        self.values.put_lenenc_str(bytes);
+        self.advance();
+    }
+
+    /// Checks the next value's type against its column's, and writes
+    /// its indicator (a value follows).
+    fn typed(&mut self, ty: [u8; 2]) {
+        match self.types.get_mut(self.col) {
+            Some(Some(t)) if *t != ty => self.uniform = false,
+            Some(Some(_)) => {}
+            Some(slot @ None) => *slot = Some(ty),
+            None => self.uniform = false,
+        }
+        self.values.push(0);
+    }
+
+    fn advance(&mut self) {
+        self.col += 1;
+        if self.col >= self.width {
+            self.col = 0;
+            self.rows += 1;
+        }
+    }
+
+    /// Whether every column's values have one type.
+    pub fn is_uniform(&self) -> bool {
+        self.uniform
+    }
+
+    /// How many complete rows are bound.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The types (a column of NULLs only is sent as a string), then the
+    /// rows.
+    fn write_to(&self, out: &mut Vec<u8>) {
+        for t in &self.types {
+            out.extend_from_slice(&t.unwrap_or([ColumnType::MYSQL_TYPE_VAR_STRING as u8, 0]));
+        }
+        out.extend_from_slice(&self.values);
+    }
+}
+
+/// The type code and unsigned flag a value is sent with.
+fn param_type(v: &Value) -> [u8; 2] {
+    let (ty, unsigned) = match v {
+        Value::NULL => (ColumnType::MYSQL_TYPE_NULL, false),
+        Value::Bytes(_) => (ColumnType::MYSQL_TYPE_VAR_STRING, false),
+        Value::Int(_) => (ColumnType::MYSQL_TYPE_LONGLONG, false),
+        Value::UInt(_) => (ColumnType::MYSQL_TYPE_LONGLONG, true),
+        Value::Float(_) => (ColumnType::MYSQL_TYPE_FLOAT, false),
+        Value::Double(_) => (ColumnType::MYSQL_TYPE_DOUBLE, false),
+        Value::Date(..) => (ColumnType::MYSQL_TYPE_DATETIME, false),
+        Value::Time(..) => (ColumnType::MYSQL_TYPE_TIME, false),
+    };
+    [ty as u8, if unsigned { 0x80 } else { 0 }]
 }
 
 /// One binary result row: a 0x00 header, the NULL bitmap (offset by two
@@ -474,7 +625,8 @@ pub fn db_error(server: &str, context: impl Into<String>, e: WireError) -> DbErr
 
 #[cfg(test)]
 mod tests {
-    use mysql_common::packets::ComStmtExecuteRequestBuilder;
+    use mysql_common::constants::StmtBulkExecuteFlags;
+    use mysql_common::packets::{ComStmtBulkExecuteRequest, ComStmtExecuteRequestBuilder};
 
     use super::*;
 
@@ -520,5 +672,87 @@ mod tests {
         a.write_to(&mut x);
         b.write_to(&mut y);
         assert_eq!(x, y);
+    }
+
+    fn bulk(rows: &[Vec<Value>]) -> BulkBuf {
+        let mut b = BulkBuf::default();
+        b.reset(rows.first().map_or(0, Vec::len));
+        rows.iter().flatten().for_each(|v| b.value(v));
+        b
+    }
+
+    /// Rows whose columns each hold one type are encoded byte for byte
+    /// as mysql_common encodes a `COM_STMT_BULK_EXECUTE` (types sent).
+    #[test]
+    fn bulk_rows_are_encoded_as_mysql_common_encodes_them() {
+        let rows = vec![
+            vec![
+                Value::Int(-5),
+                Value::UInt(u64::MAX),
+                Value::Bytes(b"\xf1text".to_vec()),
+                Value::Double(-2.25),
+                Value::Date(2024, 2, 29, 23, 59, 58, 999_999),
+            ],
+            vec![
+                Value::NULL,
+                Value::UInt(0),
+                Value::Bytes(vec![7; 300]),
+                Value::NULL,
+                Value::Date(1970, 1, 1, 0, 0, 0, 0),
+            ],
+            vec![
+                Value::Int(i64::MIN),
+                Value::NULL,
+                Value::Bytes(Vec::new()),
+                Value::Double(0.5),
+                Value::NULL,
+            ],
+        ];
+        let flags = StmtBulkExecuteFlags::SEND_TYPES_TO_SERVER;
+        let req = ComStmtBulkExecuteRequest::new(42, flags, rows.clone()).unwrap();
+        let mut theirs = Vec::new();
+        req.serialize(&mut theirs);
+
+        let b = bulk(&rows);
+        assert!(b.is_uniform());
+        assert_eq!(b.rows(), 3);
+        let mut ours = vec![Command::COM_STMT_BULK_EXECUTE as u8];
+        ours.extend_from_slice(&42u32.to_le_bytes());
+        ours.extend_from_slice(&flags.bits().to_le_bytes());
+        b.write_to(&mut ours);
+        assert_eq!(ours, theirs);
+    }
+
+    /// A column whose values change type (or signedness) from one row to
+    /// the next cannot be declared once: the rows are not uniform, and
+    /// the lane sends them another way. NULLs fit any type, and a column
+    /// of NULLs only is declared a string.
+    #[test]
+    fn a_column_that_changes_type_makes_the_rows_not_uniform() {
+        let int_then_text = bulk(&[vec![Value::Int(1)], vec![Value::Bytes(b"2".to_vec())]]);
+        assert!(!int_then_text.is_uniform());
+        let signed_then_unsigned = bulk(&[vec![Value::Int(-1)], vec![Value::UInt(1)]]);
+        assert!(!signed_then_unsigned.is_uniform());
+        let mut text_then_bytes = bulk(&[vec![Value::Bytes(b"a".to_vec())]]);
+        text_then_bytes.bytes(b"b");
+        assert!(text_then_bytes.is_uniform());
+        assert_eq!(text_then_bytes.rows(), 2);
+
+        let nulls_first = bulk(&[
+            vec![Value::NULL, Value::NULL],
+            vec![Value::Int(3), Value::NULL],
+        ]);
+        assert!(nulls_first.is_uniform());
+        let mut out = Vec::new();
+        nulls_first.write_to(&mut out);
+        let string = ColumnType::MYSQL_TYPE_VAR_STRING as u8;
+        let long = ColumnType::MYSQL_TYPE_LONGLONG as u8;
+        // types, then per row each value's indicator (1: NULL) and bytes
+        let mut want = vec![long, 0, string, 0, 1, 1, 0];
+        want.extend_from_slice(&3i64.to_le_bytes());
+        want.push(1);
+        assert_eq!(out, want);
+
+        assert!(!bulk(&[]).is_uniform(), "no columns: nothing to send");
     }
 }
