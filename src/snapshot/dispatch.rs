@@ -215,9 +215,19 @@ impl Dispatcher {
         let mut ops = std::mem::take(&mut self.routed);
         for row in page.rows {
             let mut change = RowChange::selected(schema.clone(), row, self.version, file.clone());
-            route(c, &mut change, &mut ops).await?;
+            // routed in place; only a row the rule cannot route awaits
+            // (its dead letter is written)
+            if let Err(e) = c.router.route_into(&mut change, &*c.lookups, &mut ops) {
+                unrouted(c, &change, e).await?;
+            }
             for op in ops.drain(..) {
-                self.buffer(op).await?;
+                // queued in place; only a full batch awaits its lane
+                let full = self.buffer(op).map_err(|NoBuffer(l)| {
+                    PipelineError::Definite(format!("the copy has no buffer for lane {l}"))
+                })?;
+                if let Some(l) = full {
+                    self.send(l).await?;
+                }
             }
         }
         self.routed = ops;
@@ -235,26 +245,23 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Adds an operation of the current page to its lane's buffer, and
-    /// queues the buffer once it makes a batch. An operation for a shard
-    /// another process applies is dropped, as [`LanePool::send`] does.
-    async fn buffer(&mut self, op: WriteOp) -> Result<(), PipelineError> {
+    /// Adds an operation of the current page to its lane's buffer; the
+    /// lane whose buffer now makes a batch, to be queued ([`Self::send`]).
+    /// An operation for a shard another process applies is dropped, as
+    /// [`LanePool::send`] does. Not `async`: the operation is moved once,
+    /// not into a future first.
+    fn buffer(&mut self, op: WriteOp) -> Result<Option<usize>, NoBuffer> {
         let Some(l) = self.pool.lane_index(&op) else {
-            return Ok(());
+            return Ok(None);
         };
         let Some(b) = self.bufs.get_mut(l) else {
-            return Err(PipelineError::Definite(format!(
-                "the copy has no buffer for lane {l}"
-            )));
+            return Err(NoBuffer(l));
         };
         if b.ops.is_empty() {
             b.first_page = self.seq;
         }
         b.ops.push(op);
-        if b.ops.len() >= b.batch {
-            self.send(l).await?;
-        }
-        Ok(())
+        Ok((b.ops.len() >= b.batch).then_some(l))
     }
 
     /// Queues lane `l`'s buffer.
@@ -423,32 +430,28 @@ impl Dispatcher {
     }
 }
 
-/// Routes one copied row. A row the rule cannot route is dead-lettered
-/// when `on_derive_error = "dead-letter"`; otherwise the copy stops before
-/// the page is marked, so that no row is dropped.
-///
-/// The row's values move into the operations appended to `out`
-/// ([`crate::rules::Router::route_into`]); a row that is not routed is
-/// left whole, to be dead-lettered.
-async fn route(
+/// A lane the dispatcher keeps no buffer for (a bug, not an input).
+struct NoBuffer(usize);
+
+/// A copied row the rule could not route ([`crate::rules::Router::route_into`]
+/// leaves it whole): dead-lettered when `on_derive_error = "dead-letter"`;
+/// otherwise the copy stops before the page is marked, so that no row is
+/// dropped.
+async fn unrouted(
     c: &mut Copy<'_>,
-    change: &mut RowChange,
-    out: &mut Vec<WriteOp>,
+    change: &RowChange,
+    e: RouteError,
 ) -> Result<(), PipelineError> {
-    let stop = |e: RouteError| {
-        PipelineError::Definite(format!(
-            "{e}\nThe initial copy stopped so that no row is dropped; fix the rule (or set on_derive_error = \"dead-letter\") and run again: the copy resumes at its last finished chunk."
-        ))
-    };
-    match c.router.route_into(change, &*c.lookups, out) {
-        Ok(()) => Ok(()),
-        Err(e @ RouteError::Derive { .. })
+    match e {
+        e @ RouteError::Derive { .. }
             if c.cfg.pipeline.on_derive_error == OnDeriveError::DeadLetter =>
         {
             control::dead_letter::record(c.control, &c.cfg.pipeline.name, change, &e).await?;
             Ok(())
         }
-        Err(e) => Err(stop(e)),
+        e => Err(PipelineError::Definite(format!(
+            "{e}\nThe initial copy stopped so that no row is dropped; fix the rule (or set on_derive_error = \"dead-letter\") and run again: the copy resumes at its last finished chunk."
+        ))),
     }
 }
 

@@ -498,16 +498,16 @@ async fn apply_upserts_wire(
         let width = part.table.columns.len() + 1;
         let mut rest = &live[..];
         while !rest.is_empty() {
-            let rows = upsert_chunk(rest, width, budget);
-            let (chunk, tail) = rest.split_at(rows.min(rest.len()));
-            rest = tail;
-            if let Err(e) = upsert_wire(wire, &part, chunk).await {
-                let table = &part.table.name;
-                let e = wire::db_error(part.server(), format!("upserting into {table}"), e);
-                if e.code() == Some(ER_BAD_FIELD_ERROR) {
-                    return Err(missing_columns(conn, &part, e).await);
+            match upsert_wire(wire, &part, rest, width, budget).await {
+                Ok(rows) => rest = rest.get(rows.max(1)..).unwrap_or_default(),
+                Err(e) => {
+                    let table = &part.table.name;
+                    let e = wire::db_error(part.server(), format!("upserting into {table}"), e);
+                    if e.code() == Some(ER_BAD_FIELD_ERROR) {
+                        return Err(missing_columns(conn, &part, e).await);
+                    }
+                    return Err(e);
                 }
-                return Err(e);
             }
         }
         counts.applied += live.len() as u64;
@@ -527,22 +527,37 @@ async fn apply_upserts_wire(
 /// transaction"). A server without array binding, or rows whose column
 /// changes type from one row to the next (a derived column), take the
 /// multi-row statement.
+///
+/// Writes the first rows of `upserts`, as many as fit `budget` bytes (and,
+/// for a multi-row statement, [`MAX_PARAMS`] at `width` parameters a row;
+/// at least one); returns how many. The arrays are sized as they are
+/// bound: a row is read once.
 async fn upsert_wire(
     wire: &mut WireConn,
     part: &Part<'_>,
-    chunk: &[Upsert<'_>],
-) -> Result<(), wire::WireError> {
-    let columns = part.table.columns.len();
-    if wire.has_bulk() && chunk.len() > 1 {
-        let rows = wire.bind_bulk(columns + 1);
-        for u in chunk {
+    upserts: &[Upsert<'_>],
+    width: usize,
+    budget: usize,
+) -> Result<usize, wire::WireError> {
+    if wire.has_bulk() && upserts.len() > 1 {
+        let rows = wire.bind_bulk(part.table.columns.len() + 1);
+        for u in upserts {
+            let before = rows.len();
             u.values.iter().for_each(|v| rows.value(v));
             rows.bytes(&u.op.version.to_bytes());
+            if rows.rows() > 1 && rows.len() > budget {
+                rows.pop_row(before);
+                break;
+            }
         }
-        if rows.is_uniform() {
-            return wire.exec_bulk(&part.upsert_text(1, None)).await;
+        if rows.is_uniform() && rows.rows() > 1 {
+            let n = rows.rows();
+            wire.exec_bulk(&part.upsert_text(1, None)).await?;
+            return Ok(n);
         }
     }
+    let rows = upsert_chunk(upserts, width, budget);
+    let chunk = upserts.get(..rows).unwrap_or(upserts);
     let shared = shared_version(chunk);
     let params = wire.bind();
     for u in chunk {
@@ -552,7 +567,8 @@ async fn upsert_wire(
         }
     }
     wire.exec_bound(&part.upsert_text(chunk.len(), shared.as_ref()))
-        .await
+        .await?;
+    Ok(chunk.len())
 }
 
 /// One batch in one transaction: each group's part (steps 1–3 of the

@@ -558,6 +558,28 @@ impl BulkBuf {
         self.rows
     }
 
+    /// The bytes the rows take so far (the types come on top: two bytes
+    /// a column).
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether no value is bound.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Takes back the last complete row, which started at byte `start`
+    /// ([`BulkBuf::len`] before it was bound). The column types it set
+    /// stay: a column whose type only that row set holds NULLs in every
+    /// other row, which any type fits.
+    pub fn pop_row(&mut self, start: usize) {
+        if self.col == 0 && self.rows > 0 && start <= self.values.len() {
+            self.values.truncate(start);
+            self.rows -= 1;
+        }
+    }
+
     /// The types (a column of NULLs only is sent as a string), then the
     /// rows.
     fn write_to(&self, out: &mut Vec<u8>) {
@@ -754,5 +776,22 @@ mod tests {
         assert_eq!(out, want);
 
         assert!(!bulk(&[]).is_uniform(), "no columns: nothing to send");
+    }
+
+    /// A row taken back leaves the rows as if it had never been bound.
+    #[test]
+    fn a_popped_row_leaves_the_rows_before_it() {
+        let one = vec![Value::Int(1), Value::Bytes(b"a".to_vec())];
+        let two = [Value::Int(2), Value::Bytes(vec![b'b'; 100])];
+        let mut b = bulk(std::slice::from_ref(&one));
+        let start = b.len();
+        two.iter().for_each(|v| b.value(v));
+        assert_eq!(b.rows(), 2);
+        b.pop_row(start);
+        assert_eq!(b.rows(), 1);
+        let (mut got, mut want) = (Vec::new(), Vec::new());
+        b.write_to(&mut got);
+        bulk(&[one]).write_to(&mut want);
+        assert_eq!(got, want);
     }
 }
