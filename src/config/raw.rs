@@ -199,7 +199,8 @@ pub struct RawPipeline {
     pub snapshot_readers: usize,
     /// How the initial copy's readers and the lanes' batches of plain
     /// upserts talk to the servers: `"wire"`, connections of reshard's
-    /// own where they can (no TLS, password authentication), or
+    /// own where they can (no TLS, password authentication; on MariaDB
+    /// plain upserts go out as arrays, `COM_STMT_BULK_EXECUTE`), or
     /// `"driver"`. Default `"wire"`.
     #[serde(default)]
     pub protocol: super::Protocol,
