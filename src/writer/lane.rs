@@ -522,9 +522,10 @@ async fn apply_upserts_wire(
 /// the row count, and the server runs it over the rows in one call, at a
 /// lower cost per row than a multi-row statement's (`BENCHMARKS.md`,
 /// session 8). The rows are the same, so is each row's effect: the
-/// statement is the same guarded upsert, and it is atomic on its own as
-/// the multi-row one is (`docs/architecture.md`, "Batches without a
-/// transaction"). A server without array binding, or rows whose column
+/// statement is the same guarded upsert, and a failure part way is
+/// repaired by applying the batch again, as for the multi-row statement
+/// (`docs/architecture.md`, "Batches without a transaction"). A server
+/// without array binding, or rows whose column
 /// changes type from one row to the next (a derived column), take the
 /// multi-row statement.
 ///
