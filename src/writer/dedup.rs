@@ -67,6 +67,22 @@ struct Slot {
 /// up exactly as if both operations were in one.
 pub fn dedup(ops: Vec<WriteOp>) -> Vec<Group> {
     let (heads, slots) = keep(&ops);
+    // the common case (a copy batch, most stream batches): one group and
+    // no key twice, so slot k is operation k; they move over in order
+    if let ([head], [group]) = (heads.as_slice(), slots.as_slice()) {
+        if group.len() == ops.len() {
+            let (shard, table) = (ops[*head].shard, ops[*head].table.clone());
+            let ops = ops
+                .into_iter()
+                .zip(group)
+                .map(|(op, slot)| BatchOp {
+                    op,
+                    tombstone: slot.tombstone,
+                })
+                .collect();
+            return vec![Group { shard, table, ops }];
+        }
+    }
     // where each kept operation goes: (group, slot)
     let mut to: Vec<Option<(usize, usize)>> = vec![None; ops.len()];
     for (g, group) in slots.iter().enumerate() {
@@ -195,6 +211,32 @@ mod tests {
         assert_eq!(list[0].tombstone, Some(Version(12)));
         assert_eq!(list[1].op.version, Version(11));
         assert_eq!(list[1].tombstone, None);
+    }
+
+    /// A batch of one table whose keys all differ keeps every operation,
+    /// in order, each delete with its own tombstone.
+    #[test]
+    fn a_batch_without_repeats_keeps_every_operation_in_order() {
+        let ops = vec![
+            op(3, 10, OpKind::Upsert(vec![Value::Int(3)])),
+            op(1, 11, OpKind::Delete),
+            op(2, 12, OpKind::Upsert(vec![Value::Int(2)])),
+        ];
+        let groups = dedup(ops);
+        assert_eq!(groups.len(), 1);
+        let kept: Vec<(Version, Option<Version>)> = groups[0]
+            .ops
+            .iter()
+            .map(|b| (b.op.version, b.tombstone))
+            .collect();
+        assert_eq!(
+            kept,
+            vec![
+                (Version(10), None),
+                (Version(11), Some(Version(11))),
+                (Version(12), None)
+            ]
+        );
     }
 
     /// Of two operations on one key with one version, the later one is
