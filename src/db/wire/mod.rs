@@ -45,7 +45,7 @@ use std::io;
 use std::time::Duration;
 
 use mysql_common::constants::{
-    CapabilityFlags, ColumnFlags, ColumnType, Command, MariadbCapabilities,
+    CapabilityFlags, ColumnFlags, ColumnType, Command, MariadbCapabilities, StmtBulkExecuteFlags,
 };
 use mysql_common::io::{BufMutExt, ParseBuf};
 use mysql_common::packets::{Column, ErrPacket, StmtPacket};
@@ -360,8 +360,8 @@ impl WireConn {
             .write_with(|body| {
                 body.push(Command::COM_STMT_BULK_EXECUTE as u8);
                 body.extend_from_slice(&id.to_le_bytes());
-                // STMT_BULK_FLAG_SEND_TYPES_TO_SERVER
-                body.extend_from_slice(&128u16.to_le_bytes());
+                let flags = StmtBulkExecuteFlags::SEND_TYPES_TO_SERVER;
+                body.extend_from_slice(&flags.bits().to_le_bytes());
                 rows.write_to(body);
             })
             .await?;
@@ -647,7 +647,6 @@ pub fn db_error(server: &str, context: impl Into<String>, e: WireError) -> DbErr
 
 #[cfg(test)]
 mod tests {
-    use mysql_common::constants::StmtBulkExecuteFlags;
     use mysql_common::packets::{ComStmtBulkExecuteRequest, ComStmtExecuteRequestBuilder};
 
     use super::*;
