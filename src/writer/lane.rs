@@ -515,7 +515,8 @@ async fn apply_upserts_wire(
     Ok(counts)
 }
 
-/// Writes `chunk` with one statement on the lane's connection of our own.
+/// Writes the first rows of `upserts` with one statement on the lane's
+/// connection of our own.
 ///
 /// On MariaDB the single-row upsert is executed over the rows as arrays
 /// ([`WireConn::exec_bulk`]): one prepared statement per table whatever
@@ -525,11 +526,10 @@ async fn apply_upserts_wire(
 /// statement is the same guarded upsert, and a failure part way is
 /// repaired by applying the batch again, as for the multi-row statement
 /// (`docs/architecture.md`, "Batches without a transaction"). A server
-/// without array binding, or rows whose column
-/// changes type from one row to the next (a derived column), take the
-/// multi-row statement.
+/// without array binding, or rows whose column changes type from one row
+/// to the next (a derived column), take the multi-row statement.
 ///
-/// Writes the first rows of `upserts`, as many as fit `budget` bytes (and,
+/// Takes as many rows as fit `budget` bytes (and,
 /// for a multi-row statement, [`MAX_PARAMS`] at `width` parameters a row;
 /// at least one); returns how many. The arrays are sized as they are
 /// bound: a row is read once.

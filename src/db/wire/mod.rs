@@ -523,7 +523,7 @@ impl BulkBuf {
 
     /// Binds the next parameter as a string of `bytes`.
     pub fn bytes(&mut self, bytes: &[u8]) {
-        self.typed([ColumnType::MYSQL_TYPE_VAR_STRING as u8, 0]);
+        self.typed(STRING_PARAM);
         self.values.put_lenenc_str(bytes);
         self.advance();
     }
@@ -584,11 +584,14 @@ impl BulkBuf {
     /// rows.
     fn write_to(&self, out: &mut Vec<u8>) {
         for t in &self.types {
-            out.extend_from_slice(&t.unwrap_or([ColumnType::MYSQL_TYPE_VAR_STRING as u8, 0]));
+            out.extend_from_slice(&t.unwrap_or(STRING_PARAM));
         }
         out.extend_from_slice(&self.values);
     }
 }
+
+/// The type code and flags of a string parameter.
+const STRING_PARAM: [u8; 2] = [ColumnType::MYSQL_TYPE_VAR_STRING as u8, 0];
 
 /// The type code and unsigned flag a value is sent with.
 fn param_type(v: &Value) -> [u8; 2] {
