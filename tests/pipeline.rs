@@ -336,7 +336,7 @@ async fn the_copy_honours_tombstones_already_on_the_targets() {
 
     let s = Scenario::create(cluster(), "copytomb").unwrap();
     s.bulk_load(3000).await.unwrap();
-    s.configure("batch_size = 100\nsnapshot_chunk_rows = 50")
+    s.configure("batch_size = 100\nsnapshot_batch_rows = 100\nsnapshot_chunk_rows = 50")
         .unwrap();
     migrate(&s);
     let doomed = 1234u64;

@@ -261,7 +261,7 @@ async fn crashes_restarts_and_replays_converge_and_never_go_backwards() {
             .unwrap();
     }
     s.configure(
-        "snapshot_chunk_rows = 400\nsnapshot_rows_per_sec = 10000\nsnapshot_readers = 3\nbatch_size = 200",
+        "snapshot_chunk_rows = 400\nsnapshot_rows_per_sec = 10000\nsnapshot_readers = 3\nbatch_size = 200\nsnapshot_batch_rows = 200",
     )
     .unwrap();
     migrate(&s);

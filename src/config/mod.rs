@@ -178,6 +178,9 @@ impl Lanes {
 /// `lanes_per_shard` when neither it nor `lanes_per_server` is set.
 pub const DEFAULT_LANES_PER_SHARD: usize = 2;
 
+/// The largest `batch_size` and `snapshot_batch_rows`.
+const MAX_BATCH: usize = 10_000;
+
 impl Config {
     /// Whether this process applies the shard `name` (`[pipeline] shards`;
     /// every shard by default).
@@ -186,6 +189,18 @@ impl Config {
             .shards
             .as_ref()
             .is_none_or(|s| s.iter().any(|x| x == name))
+    }
+
+    /// The configuration the initial copy's lanes run with: batches of
+    /// `snapshot_batch_rows` in place of `batch_size`. The copy's batches
+    /// are all plain upserts sent as one statement each, whose cost per
+    /// row falls with the batch's length further than a stream batch's
+    /// (`BENCHMARKS.md`, session 9); the stream keeps its smaller batches
+    /// for latency.
+    pub fn for_copy(&self) -> Config {
+        let mut cfg = self.clone();
+        cfg.pipeline.batch_size = self.pipeline.snapshot_batch_rows;
+        cfg
     }
 
     /// The targets this process applies, in name order.
@@ -231,6 +246,8 @@ pub struct Pipeline {
     pub heartbeat: Duration,
     pub lookup_ttl: Duration,
     pub snapshot_chunk_rows: usize,
+    /// Rows per batch of the initial copy's lanes ([`Config::for_copy`]).
+    pub snapshot_batch_rows: usize,
     /// 0 = unlimited.
     pub snapshot_rows_per_sec: u64,
     /// Source connections reading the copy's chunks in parallel.
@@ -634,11 +651,14 @@ impl Check<'_> {
         positive("pipeline.snapshot_chunk_rows", p.snapshot_chunk_rows as u64)?;
         positive("pipeline.snapshot_readers", p.snapshot_readers as u64)?;
         positive("pipeline.stream_chunk_rows", p.stream_chunk_rows as u64)?;
-        if p.batch_size > 10_000 {
-            return Err(self.invalid(
-                "pipeline.batch_size",
-                format!("{} is above the maximum of 10000", p.batch_size),
-            ));
+        positive("pipeline.snapshot_batch_rows", p.snapshot_batch_rows as u64)?;
+        for (key, n) in [
+            ("pipeline.batch_size", p.batch_size),
+            ("pipeline.snapshot_batch_rows", p.snapshot_batch_rows),
+        ] {
+            if n > MAX_BATCH {
+                return Err(self.invalid(key, format!("{n} is above the maximum of {MAX_BATCH}")));
+            }
         }
         if p.name.is_empty() || p.name.len() > 64 {
             return Err(self.invalid("pipeline.name", "must be 1 to 64 characters".into()));
@@ -670,6 +690,7 @@ impl Check<'_> {
             heartbeat: Duration::from_secs(p.heartbeat_secs.max(1)),
             lookup_ttl: Duration::from_secs(p.lookup_ttl_secs),
             snapshot_chunk_rows: p.snapshot_chunk_rows,
+            snapshot_batch_rows: p.snapshot_batch_rows,
             snapshot_rows_per_sec: p.snapshot_rows_per_sec,
             snapshot_readers: p.snapshot_readers,
             protocol: p.protocol,
@@ -831,6 +852,29 @@ rules = "shard-rules"
         let zero = format!("{GOOD}stream_chunk_rows = 0\n");
         let e = Config::parse(Path::new("/r.toml"), &zero, &env).unwrap_err();
         assert!(e.to_string().contains("stream_chunk_rows"), "{e}");
+    }
+
+    #[test]
+    fn the_copy_has_its_own_batch_size() {
+        let c = Config::parse(Path::new("r.toml"), GOOD, &env).unwrap();
+        assert_eq!(c.pipeline.batch_size, 500);
+        assert_eq!(c.pipeline.snapshot_batch_rows, 2000);
+        let copy = c.for_copy();
+        assert_eq!(copy.pipeline.batch_size, 2000);
+        assert_eq!(copy.pipeline.snapshot_batch_rows, 2000);
+        let set = format!("{GOOD}snapshot_batch_rows = 300\n");
+        let c = Config::parse(Path::new("r.toml"), &set, &env).unwrap();
+        assert_eq!(c.for_copy().pipeline.batch_size, 300);
+        for (n, why) in [("0", "must be"), ("10001", "above the maximum of 10000")] {
+            let text = format!("{GOOD}snapshot_batch_rows = {n}\n");
+            let e = Config::parse(Path::new("r.toml"), &text, &env).unwrap_err();
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with("r.toml:15:1: pipeline.snapshot_batch_rows"),
+                "{msg}"
+            );
+            assert!(msg.contains(why), "{msg}");
+        }
     }
 
     #[test]

@@ -190,6 +190,10 @@ pub struct RawPipeline {
     /// Rows per chunk of the initial copy. Default 1000.
     #[serde(default = "default_chunk")]
     pub snapshot_chunk_rows: usize,
+    /// Rows per batch (one statement) of the initial copy's lanes, in
+    /// place of `batch_size`. Default 2000, at most 10000.
+    #[serde(default = "default_snapshot_batch")]
+    pub snapshot_batch_rows: usize,
     /// Throttle of the initial copy in rows/s; 0 = unlimited. Default 0.
     #[serde(default)]
     pub snapshot_rows_per_sec: u64,
@@ -244,6 +248,9 @@ fn default_snapshot_readers() -> usize {
 }
 fn default_batch() -> usize {
     500
+}
+fn default_snapshot_batch() -> usize {
+    2000
 }
 fn default_linger() -> u64 {
     20

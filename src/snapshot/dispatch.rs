@@ -52,7 +52,7 @@ use super::plan::Plan;
 use super::read::Page;
 use super::Copy;
 use crate::checkpoint::{LaneProgress, Tracker};
-use crate::config::OnDeriveError;
+use crate::config::{Config, OnDeriveError};
 use crate::control;
 use crate::pipeline::{lane_failure, PipelineError};
 use crate::position::Position;
@@ -83,7 +83,8 @@ struct LaneBuf {
     /// The last mark queued on the lane, and the last it reported.
     marked: u64,
     reported: u64,
-    /// Operations per batch of the lane (`batch_size` per shard it serves).
+    /// Operations per batch of the lane (the copy's batch size,
+    /// `snapshot_batch_rows`, per shard it serves: [`Config::for_copy`]).
     batch: usize,
 }
 
@@ -519,8 +520,9 @@ fn progress_bar(estimate: u64, rows: u64) -> indicatif::ProgressBar {
 }
 
 /// Each lane's batch size, in the order [`LanePool::start`] creates the
-/// lanes: `batch_size` per shard the lane serves.
-pub fn lane_batches(cfg: &crate::config::Config) -> Result<Vec<usize>, crate::db::DbError> {
+/// lanes: `batch_size` per shard the lane serves (the copy passes
+/// [`Config::for_copy`], whose `batch_size` is `snapshot_batch_rows`).
+pub fn lane_batches(cfg: &Config) -> Result<Vec<usize>, crate::db::DbError> {
     let mut out = Vec::new();
     for (members, width) in crate::writer::pool::groups(cfg)? {
         out.extend(std::iter::repeat_n(

@@ -256,8 +256,10 @@ pub async fn copy(mut c: Copy<'_>) -> Result<CopyOutcome, PipelineError> {
         })
         .collect();
     tracing::info!(position = %c.position, tables = plan.tables.len(), units = work.len(), readers = p.snapshot_readers, "initial copy");
-    let (pool, progress) = LanePool::start(cfg, Arc::new(Stats::default())).await?;
-    let batches = dispatch::lane_batches(cfg)?;
+    // the copy's own lanes, with the copy's batch size
+    let lanes = cfg.for_copy();
+    let (pool, progress) = LanePool::start(&lanes, Arc::new(Stats::default())).await?;
+    let batches = dispatch::lane_batches(&lanes)?;
     let mut d = Dispatcher::new(
         pool,
         progress,
