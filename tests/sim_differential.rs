@@ -128,13 +128,12 @@ fn random_op(rng: &mut Rng, kind: &Kind, part: &KeyPart, table: &Arc<TargetTable
             Value::Int(rng.below(100) as i64),
         ])
     } else {
-        OpKind::Delete
+        OpKind::Delete(key.clone())
     };
     WriteOp {
         shard: 0,
         table: table.clone(),
         key_enc: keyenc::canonical(&key, std::slice::from_ref(part)),
-        key,
         kind: kind_,
         version: Version(1 + u128::from(rng.below(12))),
     }
@@ -194,9 +193,13 @@ fn model_state(t: &Target) -> (Rows, Tombs) {
 fn show(ops: &[WriteOp]) -> String {
     ops.iter()
         .map(|o| {
-            let k = Cell::of(&o.key[0]).show();
+            let k = o
+                .key()
+                .next()
+                .map(|v| Cell::of(v).show())
+                .unwrap_or_default();
             match &o.kind {
-                OpKind::Delete => format!("delete {k} @{}", o.version.0),
+                OpKind::Delete(_) => format!("delete {k} @{}", o.version.0),
                 OpKind::Upsert(v) => format!(
                     "upsert {k} ({}) @{}",
                     v.iter()

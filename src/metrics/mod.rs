@@ -43,7 +43,6 @@ use prometheus::{
 };
 
 use crate::writer::lane::{Group, LaneConfig};
-use crate::writer::OpKind;
 pub use board::Board;
 
 /// Upper bounds of `reshard_batch_seconds`.
@@ -149,7 +148,7 @@ impl Metrics {
                 .iter()
                 .find(|s| s.index == g.shard)
                 .map_or(lane.shard.as_str(), |s| s.name.as_str());
-            let deletes = g.ops.iter().filter(|b| b.op.kind == OpKind::Delete).count() as u64;
+            let deletes = g.ops.iter().filter(|b| b.op.kind.is_delete()).count() as u64;
             let upserts = g.ops.len() as u64 - deletes;
             for (op, n) in [("upsert", upserts), ("delete", deletes)] {
                 if n > 0 {
@@ -262,7 +261,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::version::Version;
     use crate::writer::lane::{BatchOp, LaneShard};
-    use crate::writer::{TargetTable, WriteOp};
+    use crate::writer::{OpKind, TargetTable, WriteOp};
     use mysql_common::value::Value;
     use prometheus::Encoder;
     use std::sync::Arc;
@@ -273,7 +272,6 @@ pub(crate) mod tests {
                 shard,
                 table: table.clone(),
                 key_enc: vec![1],
-                key: vec![Value::Int(1)],
                 kind,
                 version: Version(1),
             },
@@ -348,10 +346,10 @@ pub(crate) mod tests {
                 vec![
                     op(1, &t, OpKind::Upsert(vec![Value::Int(1)])),
                     op(1, &t, OpKind::Upsert(vec![Value::Int(2)])),
-                    op(1, &t, OpKind::Delete),
+                    op(1, &t, OpKind::Delete(vec![Value::Int(1)])),
                 ],
             ),
-            group(3, vec![op(3, &t, OpKind::Delete)]),
+            group(3, vec![op(3, &t, OpKind::Delete(vec![Value::Int(1)]))]),
         ];
         m.batch_applied(&lane, &batch, Duration::from_millis(4));
         m.batch_applied(&lane, &batch, Duration::from_millis(4));

@@ -485,25 +485,20 @@ impl Decision {
     /// the old location before the upsert at the new one. Values are read
     /// from `images` (cloned from borrowed ones, moved out of owned ones).
     fn build(self, plan: &Plan, mut images: Images<'_>, out: &mut Vec<WriteOp>) {
-        let op = |at: Located, key: Vec<Cell>, kind: OpKind| WriteOp {
+        let op = |at: Located, kind: OpKind| WriteOp {
             shard: at.shard,
             table: plan.target.clone(),
-            key,
             key_enc: at.canonical,
             kind,
             version: at.version,
         };
         if let (Some(at), Some(before)) = (self.delete, images.before.as_mut()) {
             let key = plan.key_src.iter().map(|&i| before.take(i)).collect();
-            out.push(op(at, key, OpKind::Delete));
+            out.push(op(at, OpKind::Delete(key)));
         }
         if let (Some((at, derived)), Some(after)) = (self.upsert, images.after) {
-            let key = plan.key_src.iter().map(|&i| after.peek(i)).collect();
-            out.push(op(
-                at,
-                key,
-                OpKind::Upsert(target_row(plan, after, derived)),
-            ));
+            // the key is the row's own at `plan.target.key`
+            out.push(op(at, OpKind::Upsert(target_row(plan, after, derived))));
         }
     }
 }
@@ -521,14 +516,6 @@ enum Image<'a> {
 }
 
 impl Image<'_> {
-    /// A copy of cell `i`.
-    fn peek(&self, i: usize) -> Cell {
-        match self {
-            Image::Borrowed(r) => r[i].clone(),
-            Image::Owned(r) => r[i].clone(),
-        }
-    }
-
     /// Cell `i`, moved out of an owned image (each cell is taken at most
     /// once: no two target columns read the same source column).
     fn take(&mut self, i: usize) -> Cell {
@@ -1058,9 +1045,8 @@ mod tests {
         let mut r = router("");
         let ops = r.route(&changes()[2], no_context()).expect("routes");
         assert_eq!(ops.len(), 2, "a key change deletes the old key: {ops:?}");
-        assert_eq!(ops[0].kind, OpKind::Delete);
-        assert_eq!(ops[0].key, vec![Cell::Int(1)]);
-        assert_eq!(ops[1].key, vec![Cell::Int(2)]);
+        assert_eq!(ops[0].kind, OpKind::Delete(vec![Cell::Int(1)]));
+        assert_eq!(ops[1].key().collect::<Vec<_>>(), [&Cell::Int(2)]);
         assert_eq!(ops[1].kind, OpKind::Upsert(row(2, 0, "b")));
     }
 
@@ -1073,7 +1059,7 @@ mod tests {
             let ops = r.route(c, no_context()).expect("routes");
             ops.iter()
                 .map(|o| match o.kind {
-                    OpKind::Delete => "delete",
+                    OpKind::Delete(_) => "delete",
                     OpKind::Upsert(_) => "upsert",
                 })
                 .collect()

@@ -549,8 +549,7 @@ mod tests {
                     key: vec![0],
                 }),
                 key_enc: crate::writer::keyenc::encode(&key),
-                kind: crate::writer::OpKind::Upsert(key.clone()),
-                key,
+                kind: crate::writer::OpKind::Upsert(key),
                 version: Version(1),
             }
         };

@@ -441,7 +441,7 @@ impl Verifier {
                         shard: op.shard,
                         values,
                     }),
-                    OpKind::Delete => None,
+                    OpKind::Delete(_) => None,
                 })
                 .unwrap_or(Expect::Filtered),
             Routed::Unroutable(RouteError::Derive {

@@ -27,7 +27,7 @@ use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::op::{OpKind, TargetTable, WriteOp};
+use super::op::{TargetTable, WriteOp};
 use crate::version::Version;
 
 /// An operation after deduplication, with the newest delete of its key
@@ -142,7 +142,7 @@ fn keep(ops: &[WriteOp]) -> (Vec<usize>, Vec<Vec<Slot>>) {
                 heads.len() - 1
             }
         };
-        let del = (op.kind == OpKind::Delete).then_some(op.version);
+        let del = op.kind.is_delete().then_some(op.version);
         let group = &mut slots[g];
         match seen[g].entry(op.key_enc.as_slice()) {
             Entry::Occupied(e) => {
@@ -175,6 +175,9 @@ mod tests {
     use mysql_common::value::Value;
 
     use super::*;
+    use crate::writer::OpKind;
+
+    const DEL: OpKind = OpKind::Delete(Vec::new());
 
     fn op(key: i64, version: u128, kind: OpKind) -> WriteOp {
         let table = Arc::new(TargetTable {
@@ -188,8 +191,12 @@ mod tests {
             shard: 0,
             table,
             key_enc: crate::writer::keyenc::encode(&k),
-            key: k,
-            kind,
+            // a delete of this key (tests write `DEL`)
+            kind: if kind.is_delete() {
+                OpKind::Delete(k)
+            } else {
+                kind
+            },
             version: Version(version),
         }
     }
@@ -199,14 +206,14 @@ mod tests {
         let ops = vec![
             op(1, 10, OpKind::Upsert(vec![Value::Int(1)])),
             op(2, 11, OpKind::Upsert(vec![Value::Int(2)])),
-            op(1, 12, OpKind::Delete),
+            op(1, 12, DEL),
             op(1, 9, OpKind::Upsert(vec![Value::Int(1)])),
         ];
         let groups = dedup(ops);
         assert_eq!(groups.len(), 1);
         let list = &groups[0].ops;
         assert_eq!(list.len(), 2);
-        assert_eq!(list[0].op.kind, OpKind::Delete);
+        assert!(list[0].op.kind.is_delete());
         assert_eq!(list[0].op.version, Version(12));
         assert_eq!(list[0].tombstone, Some(Version(12)));
         assert_eq!(list[1].op.version, Version(11));
@@ -219,7 +226,7 @@ mod tests {
     fn a_batch_without_repeats_keeps_every_operation_in_order() {
         let ops = vec![
             op(3, 10, OpKind::Upsert(vec![Value::Int(3)])),
-            op(1, 11, OpKind::Delete),
+            op(1, 11, DEL),
             op(2, 12, OpKind::Upsert(vec![Value::Int(2)])),
         ];
         let groups = dedup(ops);
@@ -267,13 +274,13 @@ mod tests {
         });
         let mut late = op(2, 11, OpKind::Upsert(vec![Value::Int(2), Value::NULL]));
         late.table = wide.clone();
-        let mut other_shard = op(1, 13, OpKind::Delete);
+        let mut other_shard = op(1, 13, DEL);
         other_shard.shard = 1;
         let ops = vec![
             op(1, 10, OpKind::Upsert(vec![Value::Int(1)])),
             late,
             other_shard,
-            op(3, 9, OpKind::Delete),
+            op(3, 9, DEL),
             op(1, 12, OpKind::Upsert(vec![Value::Int(1)])),
         ];
         let groups = dedup(ops);
@@ -294,7 +301,7 @@ mod tests {
     fn collapsed_delete_still_raises_its_tombstone() {
         let ops = vec![
             op(1, 10, OpKind::Upsert(vec![Value::Int(1)])),
-            op(1, 11, OpKind::Delete),
+            op(1, 11, DEL),
             op(1, 12, OpKind::Upsert(vec![Value::Int(1)])),
         ];
         let groups = dedup(ops);

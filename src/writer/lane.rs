@@ -660,7 +660,7 @@ impl BatchOp {
                 op: &self.op,
                 values,
             }),
-            OpKind::Delete => None,
+            OpKind::Delete(_) => None,
         }
     }
 }
@@ -698,7 +698,7 @@ fn key_columns(table: &TargetTable) -> Vec<&str> {
 fn key_version_params(ops: &[&WriteOp], key_len: usize) -> Vec<Value> {
     let mut params = Vec::with_capacity(ops.len() * (key_len + 1));
     for o in ops {
-        params.extend(o.key.iter().cloned());
+        params.extend(o.key().cloned());
         params.push(Value::Bytes(o.version.to_bytes().to_vec()));
     }
     params
@@ -714,7 +714,7 @@ async fn delete_older(
     let deletes: Vec<&WriteOp> = ops
         .iter()
         .map(|b| &b.op)
-        .filter(|o| o.kind == OpKind::Delete)
+        .filter(|o| o.kind.is_delete())
         .collect();
     if deletes.is_empty() {
         return Ok(0);

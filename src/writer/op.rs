@@ -24,8 +24,17 @@ pub struct TargetTable {
 /// Upsert a whole row, or delete a key leaving a tombstone.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OpKind {
+    /// The row's values in [`TargetTable::columns`] order; its key is the
+    /// values at [`TargetTable::key`].
     Upsert(Vec<Value>),
-    Delete,
+    /// The key's values, in key order.
+    Delete(Vec<Value>),
+}
+
+impl OpKind {
+    pub fn is_delete(&self) -> bool {
+        matches!(self, OpKind::Delete(_))
+    }
 }
 
 /// One versioned operation on one key of one shard.
@@ -34,12 +43,56 @@ pub struct WriteOp {
     /// Index of the shard (in name order of `[targets]`).
     pub shard: usize,
     pub table: Arc<TargetTable>,
-    /// Values of the key columns.
-    pub key: Vec<Value>,
-    /// [`super::keyenc::canonical`] of `key`: the key's identity on the
-    /// target (tombstone key, lane hash, batch deduplication); equal for
-    /// spellings the key's collation finds equal.
+    /// [`super::keyenc::canonical`] of the key ([`WriteOp::key`]): the
+    /// key's identity on the target (tombstone key, lane hash, batch
+    /// deduplication); equal for spellings the key's collation finds
+    /// equal.
     pub key_enc: Vec<u8>,
     pub kind: OpKind,
     pub version: Version,
+}
+
+impl WriteOp {
+    /// The values of the key columns, in key order: an upsert's from its
+    /// row (an upsert does not carry its key twice: one allocation and
+    /// one copy of it less per row of the initial copy), a delete's own.
+    pub fn key(&self) -> impl Iterator<Item = &Value> + '_ {
+        let (values, at): (&[Value], Option<&[usize]>) = match &self.kind {
+            OpKind::Upsert(row) => (row, Some(&self.table.key)),
+            OpKind::Delete(key) => (key, None),
+        };
+        let n = at.map_or(values.len(), <[usize]>::len);
+        (0..n).filter_map(move |i| values.get(at.map_or(Some(i), |k| k.get(i).copied())?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upserts_key_is_read_from_its_row_in_key_order() {
+        let table = Arc::new(TargetTable {
+            name: "t".into(),
+            source: "d.t".into(),
+            columns: vec!["a".into(), "b".into(), "c".into()],
+            key: vec![2, 0],
+        });
+        let row = vec![Value::Int(1), Value::Int(2), Value::Int(3)];
+        let op = |kind| WriteOp {
+            shard: 0,
+            table: table.clone(),
+            key_enc: Vec::new(),
+            kind,
+            version: Version(1),
+        };
+        let up = op(OpKind::Upsert(row));
+        assert!(!up.kind.is_delete());
+        let key: Vec<&Value> = up.key().collect();
+        assert_eq!(key, [&Value::Int(3), &Value::Int(1)]);
+        let del = op(OpKind::Delete(vec![Value::Int(3), Value::Int(1)]));
+        assert!(del.kind.is_delete());
+        let key: Vec<&Value> = del.key().collect();
+        assert_eq!(key, [&Value::Int(3), &Value::Int(1)]);
+    }
 }

@@ -254,16 +254,15 @@ mod tests {
                 key: vec![0],
             }),
             key_enc: crate::writer::keyenc::encode(&k),
-            key: k,
-            kind: OpKind::Delete,
+            kind: OpKind::Delete(k),
             version: crate::version::Version(1),
         }
     }
 
     fn keys(msg: &LaneMsg) -> Vec<Value> {
         match msg {
-            LaneMsg::Op(o) => o.key.clone(),
-            LaneMsg::Ops(ops) => ops.iter().flat_map(|o| o.key.clone()).collect(),
+            LaneMsg::Op(o) => o.key().cloned().collect(),
+            LaneMsg::Ops(ops) => ops.iter().flat_map(|o| o.key().cloned()).collect(),
             LaneMsg::Mark { .. } => Vec::new(),
         }
     }
@@ -341,7 +340,7 @@ mod tests {
             "marks wait for their operations"
         );
         let (batch, m) = inbox.cut(4);
-        let keys: Vec<Value> = batch.iter().flat_map(|o| o.key.clone()).collect();
+        let keys: Vec<Value> = batch.iter().flat_map(|o| o.key().cloned()).collect();
         assert_eq!(keys, [1, 2, 3, 4].map(Value::Int));
         assert_eq!(m.map(|p| p.seq), Some(2));
         let (batch, m) = inbox.cut(4);

@@ -56,9 +56,9 @@ impl Env {
             .iter()
             .map(|&i| {
                 let o = &self.ops[i as usize];
-                let key: Vec<String> = o.key.iter().map(|v| Cell::of(v).show()).collect();
+                let key: Vec<String> = o.key().map(|v| Cell::of(v).show()).collect();
                 let what = match &o.kind {
-                    OpKind::Delete => "delete".to_string(),
+                    OpKind::Delete(_) => "delete".to_string(),
                     OpKind::Upsert(v) => {
                         let vals: Vec<String> = v.iter().map(|c| Cell::of(c).show()).collect();
                         format!("upsert({})", vals.join(","))
@@ -150,7 +150,7 @@ impl Env {
     fn lane_of(&self, op: &WriteOp) -> usize {
         let per = self.p.lanes_per_shard;
         if self.v.lane_by_raw_bytes {
-            let raw = keyenc::encode(&op.key);
+            let raw = keyenc::encode(&op.key().cloned().collect::<Vec<_>>());
             op.shard * per + (keyenc::lane_hash(&op.table.name, &raw) % per as u64) as usize
         } else {
             pool::lane_of(op, per)
@@ -473,7 +473,7 @@ impl Env {
                 continue;
             }
             let op = &self.ops[o.op as usize];
-            let key = self.coll.key(&op.key, true);
+            let key = self.coll.key(&op.key().cloned().collect::<Vec<_>>(), true);
             let t = &s.targets[op.shard];
             let g = s
                 .ghost

@@ -218,8 +218,8 @@ impl Target {
         for Group { ops: batch, .. } in groups {
             // 2. deletes of older rows
             for b in &batch {
-                if b.op.kind == OpKind::Delete {
-                    let k = coll.key(&b.op.key, false);
+                if b.op.kind.is_delete() {
+                    let k = coll.key(&b.op.key().cloned().collect::<Vec<_>>(), false);
                     if self.rows.get(&k).is_some_and(|r| r.version < b.op.version) {
                         self.rows.remove(&k);
                     }
@@ -229,7 +229,7 @@ impl Target {
             for b in &batch {
                 if let Some(v) = b.tombstone {
                     *hint = Some(true);
-                    let key = coll.key(&b.op.key, false);
+                    let key = coll.key(&b.op.key().cloned().collect::<Vec<_>>(), false);
                     let t = self
                         .tombs
                         .entry(b.op.key_enc.clone())
@@ -254,7 +254,7 @@ impl Target {
 
     fn upsert(&mut self, op: &WriteOp, values: &[Value], coll: Collation, assigned: &[bool]) {
         let key_cols = &op.table.key;
-        let k = coll.key(&op.key, true);
+        let k = coll.key(&op.key().cloned().collect::<Vec<_>>(), true);
         let cells: Vec<Cell> = values
             .iter()
             .enumerate()
