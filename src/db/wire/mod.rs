@@ -21,9 +21,10 @@
 //!
 //! # Why it reads and writes what the driver does
 //!
-//! The values come from the same binary protocol and the same decoder
-//! (mysql_common's `Value::deserialize_bin`, per column type and flags)
-//! that the driver uses, and go out in mysql_common's encoding of each
+//! The values come from the same binary protocol, decoded as the driver
+//! decodes them (mysql_common's `Value::deserialize_bin`, per column type
+//! and flags; [`row`] is a copy of its rules, checked against it), and go
+//! out in mysql_common's encoding of each
 //! value, on a session set up by the same statements ([`crate::db::opts`]:
 //! UTC, binary character set, READ COMMITTED). What differs is only who
 //! frames the packets.
@@ -50,7 +51,7 @@ use mysql_common::constants::{
 use mysql_common::io::{BufMutExt, ParseBuf};
 use mysql_common::packets::{Column, ErrPacket, StmtPacket};
 use mysql_common::proto::MySerialize;
-use mysql_common::value::{BinValue, Value, ValueDeserializer};
+use mysql_common::value::Value;
 use tokio::net::TcpStream;
 
 use crate::config::{Endpoint, TlsMode};
@@ -58,8 +59,10 @@ use crate::db::{self, DbError, Session};
 
 mod frame;
 mod handshake;
+mod row;
 
 use frame::Framed;
+use row::decode_row;
 
 /// Statements kept prepared on one connection.
 const STMT_CACHE: usize = 16;
@@ -606,28 +609,6 @@ fn param_type(v: &Value) -> [u8; 2] {
         Value::Time(..) => (ColumnType::MYSQL_TYPE_TIME, false),
     };
     [ty as u8, if unsigned { 0x80 } else { 0 }]
-}
-
-/// One binary result row: a 0x00 header, the NULL bitmap (offset by two
-/// bits), then each non-NULL value in the column's binary encoding.
-fn decode_row(payload: &[u8], columns: &[ColumnKind]) -> Result<Vec<Value>, WireError> {
-    let bitmap_len = (columns.len() + 7 + 2) / 8;
-    let Some(bitmap) = payload.get(1..1 + bitmap_len) else {
-        return Err(malformed());
-    };
-    let mut buf = ParseBuf(&payload[1 + bitmap_len..]);
-    let mut row = Vec::with_capacity(columns.len());
-    for (i, &(ty, flags)) in columns.iter().enumerate() {
-        let bit = i + 2;
-        if bitmap[bit / 8] & (1 << (bit % 8)) != 0 {
-            row.push(Value::NULL);
-        } else {
-            let v: ValueDeserializer<BinValue> =
-                buf.parse((ty, flags)).map_err(WireError::protocol)?;
-            row.push(v.0);
-        }
-    }
-    Ok(row)
 }
 
 fn malformed() -> WireError {
