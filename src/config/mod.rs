@@ -192,11 +192,11 @@ impl Config {
     }
 
     /// The configuration the initial copy's lanes run with: batches of
-    /// `snapshot_batch_rows` in place of `batch_size`. The copy's batches
-    /// are all plain upserts sent as one statement each, whose cost per
-    /// row falls with the batch's length further than a stream batch's
-    /// (`BENCHMARKS.md`, session 9); the stream keeps its smaller batches
-    /// for latency.
+    /// `snapshot_batch_rows` in place of `batch_size`. Every copy batch is
+    /// plain upserts sent as one statement, and the rows it holds are
+    /// bounded by its batches ([`crate::snapshot::dispatch`]), so the copy
+    /// can be tuned apart from the stream, whose batches also close on
+    /// time (`BENCHMARKS.md`, session 9).
     pub fn for_copy(&self) -> Config {
         let mut cfg = self.clone();
         cfg.pipeline.batch_size = self.pipeline.snapshot_batch_rows;
@@ -246,7 +246,8 @@ pub struct Pipeline {
     pub heartbeat: Duration,
     pub lookup_ttl: Duration,
     pub snapshot_chunk_rows: usize,
-    /// Rows per batch of the initial copy's lanes ([`Config::for_copy`]).
+    /// Rows per batch of the initial copy's lanes ([`Config::for_copy`]);
+    /// `batch_size` unless set.
     pub snapshot_batch_rows: usize,
     /// 0 = unlimited.
     pub snapshot_rows_per_sec: u64,
@@ -651,10 +652,11 @@ impl Check<'_> {
         positive("pipeline.snapshot_chunk_rows", p.snapshot_chunk_rows as u64)?;
         positive("pipeline.snapshot_readers", p.snapshot_readers as u64)?;
         positive("pipeline.stream_chunk_rows", p.stream_chunk_rows as u64)?;
-        positive("pipeline.snapshot_batch_rows", p.snapshot_batch_rows as u64)?;
+        let snapshot_batch_rows = p.snapshot_batch_rows.unwrap_or(p.batch_size);
+        positive("pipeline.snapshot_batch_rows", snapshot_batch_rows as u64)?;
         for (key, n) in [
             ("pipeline.batch_size", p.batch_size),
-            ("pipeline.snapshot_batch_rows", p.snapshot_batch_rows),
+            ("pipeline.snapshot_batch_rows", snapshot_batch_rows),
         ] {
             if n > MAX_BATCH {
                 return Err(self.invalid(key, format!("{n} is above the maximum of {MAX_BATCH}")));
@@ -690,7 +692,7 @@ impl Check<'_> {
             heartbeat: Duration::from_secs(p.heartbeat_secs.max(1)),
             lookup_ttl: Duration::from_secs(p.lookup_ttl_secs),
             snapshot_chunk_rows: p.snapshot_chunk_rows,
-            snapshot_batch_rows: p.snapshot_batch_rows,
+            snapshot_batch_rows,
             snapshot_rows_per_sec: p.snapshot_rows_per_sec,
             snapshot_readers: p.snapshot_readers,
             protocol: p.protocol,
@@ -858,10 +860,15 @@ rules = "shard-rules"
     fn the_copy_has_its_own_batch_size() {
         let c = Config::parse(Path::new("r.toml"), GOOD, &env).unwrap();
         assert_eq!(c.pipeline.batch_size, 500);
-        assert_eq!(c.pipeline.snapshot_batch_rows, 2000);
-        let copy = c.for_copy();
-        assert_eq!(copy.pipeline.batch_size, 2000);
-        assert_eq!(copy.pipeline.snapshot_batch_rows, 2000);
+        assert_eq!(c.pipeline.snapshot_batch_rows, 500);
+        assert_eq!(c.for_copy().pipeline.batch_size, 500);
+        let stream = format!("{GOOD}batch_size = 200\n");
+        let c = Config::parse(Path::new("r.toml"), &stream, &env).unwrap();
+        assert_eq!(
+            c.for_copy().pipeline.batch_size,
+            200,
+            "batch_size unless set"
+        );
         let set = format!("{GOOD}snapshot_batch_rows = 300\n");
         let c = Config::parse(Path::new("r.toml"), &set, &env).unwrap();
         assert_eq!(c.for_copy().pipeline.batch_size, 300);

@@ -190,10 +190,10 @@ pub struct RawPipeline {
     /// Rows per chunk of the initial copy. Default 1000.
     #[serde(default = "default_chunk")]
     pub snapshot_chunk_rows: usize,
-    /// Rows per batch (one statement) of the initial copy's lanes, in
-    /// place of `batch_size`. Default 2000, at most 10000.
-    #[serde(default = "default_snapshot_batch")]
-    pub snapshot_batch_rows: usize,
+    /// Rows per batch (one statement) of the initial copy's lanes.
+    /// Default: `batch_size`; at most 10000.
+    #[serde(default)]
+    pub snapshot_batch_rows: Option<usize>,
     /// Throttle of the initial copy in rows/s; 0 = unlimited. Default 0.
     #[serde(default)]
     pub snapshot_rows_per_sec: u64,
@@ -248,9 +248,6 @@ fn default_snapshot_readers() -> usize {
 }
 fn default_batch() -> usize {
     500
-}
-fn default_snapshot_batch() -> usize {
-    2000
 }
 fn default_linger() -> u64 {
     20
