@@ -9,6 +9,13 @@
 //! [`super`]). The channel holds two pages per reader: readers wait while
 //! the lanes are behind, so memory stays bounded.
 //!
+//! A page holds at most `snapshot_chunk_rows` rows, and about
+//! [`PAGE_BYTES`] of them: a unit's first page asks for [`FIRST_ROWS`],
+//! and each next one for twice as many as the last, or for fewer when the
+//! last page's rows were wide ([`next_limit`]). So the rows the copy holds
+//! — a few pages per reader and the pages waiting for their lanes — are
+//! bounded in bytes too, whatever the width of a table's rows.
+//!
 //! A reader reads on a connection of reshard's own ([`crate::db::wire`])
 //! unless `protocol = "driver"` or the connection needs what only
 //! the driver speaks (TLS, other authentication): then on the driver's
@@ -27,6 +34,46 @@ use crate::config::{Config, Protocol};
 use crate::db::wire::WireConn;
 use crate::db::{self, DbError, Session};
 use crate::source::rows::TableReader;
+
+/// About how many bytes of rows a page holds at most (one row more when a
+/// single row is wider).
+pub const PAGE_BYTES: usize = 4 << 20;
+
+/// Rows asked for by a unit's first page: a wide table's first page is
+/// not `snapshot_chunk_rows` of its rows.
+const FIRST_ROWS: usize = 64;
+
+/// The rows to ask for in the page after one of `rows` rows and `bytes`
+/// bytes asked for with `limit`: twice `limit`, at most `chunk`, and at
+/// most what fits [`PAGE_BYTES`] at the page's average row width, as a
+/// power of two (each limit is a statement of its own, prepared once per
+/// connection: a few of them per table). At least 1.
+pub fn next_limit(chunk: usize, limit: usize, rows: usize, bytes: usize) -> usize {
+    let grown = limit.saturating_mul(2).min(chunk).max(1);
+    if rows == 0 {
+        return grown;
+    }
+    let width = (bytes / rows).max(1);
+    let fits = (PAGE_BYTES / width).max(1);
+    if fits >= grown {
+        grown
+    } else {
+        // the largest power of two that fits
+        1 << fits.ilog2()
+    }
+}
+
+/// About the memory a row of values holds.
+fn row_bytes(row: &[Value]) -> usize {
+    let heap: usize = row
+        .iter()
+        .map(|v| match v {
+            Value::Bytes(b) => b.len(),
+            _ => 0,
+        })
+        .sum();
+    heap + std::mem::size_of_val(row)
+}
 
 /// One page of a unit.
 pub struct Page {
@@ -150,12 +197,16 @@ async fn read_unit(
     tx: &mpsc::Sender<Page>,
     chunk: usize,
 ) -> Result<bool, DbError> {
+    let mut limit = FIRST_ROWS.min(chunk).max(1);
     loop {
-        let rows = conn.page(work, chunk).await?;
+        let rows = conn.page(work, limit).await?;
         if let Some(last) = rows.last() {
             work.cursor = Some(work.reader.key_of(last));
         }
-        let finished = rows.len() < chunk;
+        // a page shorter than it asked for is the unit's last
+        let finished = rows.len() < limit;
+        let bytes = rows.iter().map(|r| row_bytes(r)).sum();
+        limit = next_limit(chunk, limit, rows.len(), bytes);
         let page = Page {
             unit: work.unit,
             rows,
@@ -168,5 +219,38 @@ async fn read_unit(
         if finished {
             return Ok(true);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn narrow_rows_grow_the_page_to_the_chunk() {
+        let mut limit = FIRST_ROWS;
+        let mut seen = Vec::new();
+        while limit < 1000 {
+            limit = next_limit(1000, limit, limit, limit * 100);
+            seen.push(limit);
+        }
+        assert_eq!(seen, [128, 256, 512, 1000]);
+        assert_eq!(next_limit(1000, 1000, 1000, 100_000), 1000);
+        assert_eq!(next_limit(7, 4, 4, 400), 7, "never above the chunk");
+    }
+
+    #[test]
+    fn wide_rows_shrink_the_page_to_what_fits_its_bytes() {
+        let mib = 1 << 20;
+        // 64 rows of 1 MiB: 4 fit
+        assert_eq!(next_limit(1000, 64, 64, 64 * mib), 4);
+        // 300 KiB rows: 13 fit, asked as 8
+        assert_eq!(next_limit(1000, 64, 64, 64 * 300 * 1024), 8);
+        // one row wider than a page: one row a page
+        assert_eq!(next_limit(1000, 1, 1, 64 * mib), 1);
+        // rows narrowing again: the page grows back by doubling
+        assert_eq!(next_limit(1000, 1, 1, 100), 2);
+        // the last page (no rows): grows as for narrow rows
+        assert_eq!(next_limit(1000, 8, 0, 0), 16);
     }
 }
