@@ -187,7 +187,8 @@ pub struct RawPipeline {
     /// seconds. Default 60.
     #[serde(default = "default_lookup_ttl")]
     pub lookup_ttl_secs: u64,
-    /// Rows per chunk of the initial copy. Default 1000.
+    /// Rows per chunk (page) of the initial copy, at most: a page also
+    /// stops near 4 MiB of rows (`snapshot::read`). Default 1000.
     #[serde(default = "default_chunk")]
     pub snapshot_chunk_rows: usize,
     /// Rows per batch (one statement) of the initial copy's lanes.
