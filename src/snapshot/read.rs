@@ -37,7 +37,7 @@ use crate::source::rows::TableReader;
 
 /// About how many bytes of rows a page holds at most (one row more when a
 /// single row is wider).
-pub const PAGE_BYTES: usize = 4 << 20;
+const PAGE_BYTES: usize = 4 << 20;
 
 /// Rows asked for by a unit's first page: a wide table's first page is
 /// not `snapshot_chunk_rows` of its rows.
@@ -48,7 +48,7 @@ const FIRST_ROWS: usize = 64;
 /// most what fits [`PAGE_BYTES`] at the page's average row width, as a
 /// power of two (each limit is a statement of its own, prepared once per
 /// connection: a few of them per table). At least 1.
-pub fn next_limit(chunk: usize, limit: usize, rows: usize, bytes: usize) -> usize {
+fn next_limit(chunk: usize, limit: usize, rows: usize, bytes: usize) -> usize {
     let grown = limit.saturating_mul(2).min(chunk).max(1);
     if rows == 0 {
         return grown;

@@ -23,11 +23,10 @@
 //!
 //! The values come from the same binary protocol, decoded as the driver
 //! decodes them (mysql_common's `Value::deserialize_bin`, per column type
-//! and flags; [`row`] is a copy of its rules, checked against it), and go
-//! out in mysql_common's encoding of each
-//! value, on a session set up by the same statements ([`crate::db::opts`]:
-//! UTC, binary character set, READ COMMITTED). What differs is only who
-//! frames the packets.
+//! and flags; [`row`] follows its rules and is checked against it), and
+//! go out in mysql_common's encoding of each value, on a session set up by
+//! the same statements ([`crate::db::opts`]: UTC, binary character set,
+//! READ COMMITTED). What differs is only who frames the packets.
 //!
 //! # What it does not do
 //!
