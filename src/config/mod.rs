@@ -194,7 +194,7 @@ impl Config {
     /// The configuration the initial copy's lanes run with: batches of
     /// `snapshot_batch_rows` in place of `batch_size`. Every copy batch is
     /// plain upserts sent as one statement, and the rows it holds are
-    /// bounded by its batches ([`crate::snapshot::dispatch`]), so the copy
+    /// bounded by its batches (`snapshot::dispatch`), so the copy
     /// can be tuned apart from the stream, whose batches also close on
     /// time (`BENCHMARKS.md`, session 9).
     pub fn for_copy(&self) -> Config {
