@@ -57,12 +57,14 @@ impl WriteOp {
     /// row (an upsert does not carry its key twice: one allocation and
     /// one copy of it less per row of the initial copy), a delete's own.
     pub fn key(&self) -> impl Iterator<Item = &Value> + '_ {
-        let (values, at): (&[Value], Option<&[usize]>) = match &self.kind {
-            OpKind::Upsert(row) => (row, Some(&self.table.key)),
-            OpKind::Delete(key) => (key, None),
+        let (row, key) = match &self.kind {
+            OpKind::Upsert(row) => (Some(row), None),
+            OpKind::Delete(key) => (None, Some(key)),
         };
-        let n = at.map_or(values.len(), <[usize]>::len);
-        (0..n).filter_map(move |i| values.get(at.map_or(Some(i), |k| k.get(i).copied())?))
+        let from_row = row
+            .into_iter()
+            .flat_map(|row| self.table.key.iter().filter_map(|&i| row.get(i)));
+        from_row.chain(key.into_iter().flatten())
     }
 }
 
