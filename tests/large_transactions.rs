@@ -75,6 +75,7 @@ async fn a_large_update_streams_with_bounded_memory() {
     large_transactions(&s).await;
     s.wait_caught_up(Duration::from_secs(600)).await.unwrap();
     let peak = peak_rss_kib(run.id());
+    eprintln!("peak RSS {} MiB", peak / 1024);
     terminate(&mut run, Duration::from_secs(60));
     let diffs = s.compare(10).await.unwrap();
     assert!(diffs.is_empty(), "targets differ: {diffs:?}");
@@ -134,6 +135,7 @@ async fn a_copy_of_wide_rows_holds_pages_not_the_table() {
     let mut run = spawn_run(&s, &[]);
     copied(&s).await;
     let peak = peak_rss_kib(run.id());
+    eprintln!("peak RSS {} MiB", peak / 1024);
     terminate(&mut run, Duration::from_secs(60));
     let source = wide_sums(&s.source_url).await;
     let mut targets = (0, 0, 0);
@@ -273,4 +275,48 @@ async fn a_crash_in_the_middle_of_a_large_transaction_converges() {
     assert_eq!(targets_with_qty(&s, 2).await, N);
     // spool files have no name: a crash leaves none behind
     assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0);
+}
+
+/// The stream holds wide rows by their bytes, not by their count: one
+/// `INSERT` of 256 rows of 1 MiB, streamed after the copy, was held by
+/// operation counts in three places (the coordinator's slices, the lane
+/// queue, the lane's batch), `batch_size` rows each, and peaked at
+/// 357 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_of_wide_rows_holds_bytes_not_counts() {
+    let s = Scenario::create(cluster(), "wide_stream").unwrap();
+    tables::only_own_rules(&s);
+    s.configure("lanes_per_shard = 1").unwrap();
+    tables::add_table(&s, &WIDE).await;
+    migrate(&s);
+    let mut run = spawn_run(&s, &[]);
+    copied(&s).await;
+    let mut c = s.source().await.unwrap();
+    c.query_drop(format!(
+        "INSERT INTO wide SELECT seq, seq % 7, REPEAT(CHAR(65 + seq % 26), 1048576) \
+         FROM seq_1_to_{WIDE_ROWS}"
+    ))
+    .await
+    .unwrap();
+    s.wait_caught_up(Duration::from_secs(300)).await.unwrap();
+    let peak = peak_rss_kib(run.id());
+    eprintln!("peak RSS {} MiB", peak / 1024);
+    terminate(&mut run, Duration::from_secs(60));
+    let source = wide_sums(&s.source_url).await;
+    let mut targets = (0, 0, 0);
+    for url in s.shard_urls.values() {
+        let (n, crc, ids) = wide_sums(url).await;
+        targets = (targets.0 + n, targets.1 + crc, targets.2 + ids);
+    }
+    assert_eq!(source.0, WIDE_ROWS);
+    assert_eq!(
+        targets, source,
+        "rows, CRC32 of the bodies, ids on the targets"
+    );
+    assert!(
+        peak < PEAK_RSS_KIB,
+        "peak RSS {} MiB while streaming {WIDE_ROWS} rows of 1 MiB; the bound is {} MiB",
+        peak / 1024,
+        PEAK_RSS_KIB / 1024
+    );
 }

@@ -161,7 +161,8 @@ pub struct RawPipeline {
     /// shards it holds.
     #[serde(default)]
     pub lanes_per_server: Option<usize>,
-    /// Operations per batch transaction. Default 500.
+    /// Operations per batch transaction. Default 500. A batch also ends
+    /// at 4 MiB of rows (`writer::queue::BATCH_BYTES`).
     #[serde(default = "default_batch")]
     pub batch_size: usize,
     /// How long a batch waits for more rows, in ms. Default 20.

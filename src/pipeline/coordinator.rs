@@ -53,7 +53,7 @@ use crate::control::{self, lease};
 use crate::position::Position;
 use crate::rules::RouteError;
 use crate::source::{Chunk, RowChange, SourceError, SourceItem, Transaction};
-use crate::writer::pool::{LaneExit, LanePool};
+use crate::writer::pool::{LaneExit, LanePool, SLICE_BYTES};
 use crate::writer::{Stats, WriteOp};
 
 /// What an event handler tells the loop: go on, or end the attempt.
@@ -252,6 +252,8 @@ impl<'a> Coordinator<'a> {
         let mut slices: Vec<Vec<WriteOp>> = (0..self.lanes.len())
             .map(|l| Vec::with_capacity(share.min(self.lanes.slice_len(l))))
             .collect();
+        // the bytes of each slice: wide rows end a slice before its count
+        let mut bytes = vec![0; slices.len()];
         for change in changes {
             let a = &mut self.a;
             let p = &a.cfg.pipeline;
@@ -280,17 +282,18 @@ impl<'a> Coordinator<'a> {
                 let Some(l) = self.lanes.lane_of(&op) else {
                     continue;
                 };
+                bytes[l] += op.bytes();
                 slices[l].push(op);
-                if slices[l].len() >= self.lanes.slice_len(l) {
-                    match self.send_slice(l, &mut slices[l]).await? {
-                        Queued::All => {}
+                if slices[l].len() >= self.lanes.slice_len(l) || bytes[l] >= SLICE_BYTES {
+                    match self.send_slice(l, &mut slices[l], bytes[l]).await? {
+                        Queued::All => bytes[l] = 0,
                         other => return Ok(other),
                     }
                 }
             }
         }
-        for (l, slice) in slices.iter_mut().enumerate() {
-            match self.send_slice(l, slice).await? {
+        for (l, (slice, bytes)) in slices.iter_mut().zip(bytes).enumerate() {
+            match self.send_slice(l, slice, bytes).await? {
                 Queued::All => {}
                 other => return Ok(other),
             }
@@ -306,6 +309,7 @@ impl<'a> Coordinator<'a> {
         &mut self,
         lane: usize,
         slice: &mut Vec<WriteOp>,
+        bytes: usize,
     ) -> Result<Queued, PipelineError> {
         while !slice.is_empty() {
             tokio::select! {
@@ -317,7 +321,7 @@ impl<'a> Coordinator<'a> {
                 }
                 Some(p) = self.progress.recv() => self.tracker.update(p),
                 _ = self.ticker.tick() => self.tick().await?,
-                sent = self.lanes.send_slice(lane, slice) => {
+                sent = self.lanes.send_slice(lane, slice, bytes) => {
                     if sent.is_err() {
                         return Ok(Queued::LaneGone);
                     }

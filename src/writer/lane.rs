@@ -43,7 +43,7 @@ pub use super::memo::LaneMemo;
 use super::op::{OpKind, TargetTable, WriteOp};
 use super::prepared::{is_unknown_handle, ConnId, Prepared};
 pub use super::queue::LaneMsg;
-use super::queue::{Inbox, QueueRx};
+use super::queue::{Inbox, QueueRx, BATCH_BYTES};
 use super::{outage, sql};
 use crate::checkpoint::LaneProgress;
 use crate::config::{db_name, Endpoint};
@@ -205,7 +205,7 @@ pub async fn run(
     progress: mpsc::UnboundedSender<LaneProgress>,
     stats: Arc<Stats>,
 ) -> Result<(), LaneError> {
-    let mut inbox = Inbox::new(cfg.lane, cfg.batch_size);
+    let mut inbox = Inbox::new(cfg.lane, cfg.batch_size, BATCH_BYTES);
     let mut memo = LaneMemo::default();
     let mut closed = false;
     loop {
@@ -232,14 +232,14 @@ pub async fn run(
         }
         // linger for more, bounded by size and time
         let deadline = tokio::time::Instant::now() + cfg.linger;
-        while inbox.len() < cfg.batch_size && !closed {
+        while !inbox.full() && !closed {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Err(_) => break,
                 Ok(None) => closed = true,
                 Ok(Some(msg)) => inbox.take(msg, &progress),
             }
         }
-        let (ops, mut mark) = inbox.cut(cfg.batch_size);
+        let (ops, mut mark) = inbox.cut();
         let batch = dedup(ops);
         let end = mark.as_ref().map(|m| m.end.clone());
         let mut pending = Pending {

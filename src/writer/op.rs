@@ -66,6 +66,26 @@ impl WriteOp {
             .flat_map(|row| self.table.key.iter().filter_map(|&i| row.get(i)));
         from_row.chain(key.into_iter().flatten())
     }
+
+    /// About the memory the operation holds, in bytes: itself, its values
+    /// and what they point to, and its key's encoding. Lane queues, the
+    /// coordinator's slices and lane batches are bounded by these bytes
+    /// as well as by operation counts, so that wide rows are held by their
+    /// size (`docs/architecture.md`, "Large transactions").
+    pub fn bytes(&self) -> usize {
+        let (OpKind::Upsert(values) | OpKind::Delete(values)) = &self.kind;
+        let values: usize = values.iter().map(value_bytes).sum();
+        std::mem::size_of::<WriteOp>() + self.key_enc.len() + values
+    }
+}
+
+/// The memory a value holds: itself and its bytes.
+fn value_bytes(v: &Value) -> usize {
+    std::mem::size_of::<Value>()
+        + match v {
+            Value::Bytes(b) => b.len(),
+            _ => 0,
+        }
 }
 
 #[cfg(test)]
@@ -96,5 +116,25 @@ mod tests {
         assert!(del.kind.is_delete());
         let key: Vec<&Value> = del.key().collect();
         assert_eq!(key, [&Value::Int(3), &Value::Int(1)]);
+    }
+
+    #[test]
+    fn an_operation_weighs_its_values_bytes() {
+        let table = Arc::new(TargetTable {
+            name: "t".into(),
+            source: "d.t".into(),
+            columns: vec!["a".into(), "b".into()],
+            key: vec![0],
+        });
+        let op = |body: usize| WriteOp {
+            shard: 0,
+            table: table.clone(),
+            key_enc: vec![0; 9],
+            kind: OpKind::Upsert(vec![Value::Int(1), Value::Bytes(vec![b'x'; body])]),
+            version: Version(1),
+        };
+        let narrow = op(10).bytes();
+        assert!(narrow < 256, "{narrow}");
+        assert_eq!(op(1 << 20).bytes(), narrow - 10 + (1 << 20));
     }
 }

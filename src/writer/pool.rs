@@ -51,6 +51,14 @@ use crate::config::{db_name, Config, Endpoint, Lanes};
 use crate::db::{self, DbError, Session};
 use crate::position::Position;
 
+/// The bytes of operations ([`WriteOp::bytes`]) one lane's queue holds
+/// at most, besides its `4 × batch_size` operations.
+pub const QUEUE_BYTES: usize = 4 << 20;
+
+/// The bytes of operations a slice holds at most ([`LanePool::send_slice`]):
+/// a quarter of a queue, as its count is.
+pub const SLICE_BYTES: usize = QUEUE_BYTES / 4;
+
 /// A lane's queue is gone: the lane stopped, and its error (if any) comes
 /// from [`LanePool::join_next`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,7 +154,7 @@ impl LanePool {
                 // a batch size per shard served: a shared lane's batch
                 // still makes statements of about batch_size rows each
                 let batch_size = p.batch_size * members.len();
-                let (tx, rx) = queue(batch_size * 4);
+                let (tx, rx) = queue(batch_size * 4, QUEUE_BYTES);
                 let lc = LaneConfig {
                     pipeline: p.name.clone(),
                     shard: label.join("+"),
@@ -196,18 +204,25 @@ impl LanePool {
     /// size (the lane cuts batches of exactly that many however slices
     /// fall, [`super::queue::Inbox`]), a quarter of its queue, so that one
     /// channel send and one wake-up of the lane serve many operations.
+    /// A slice also ends at [`SLICE_BYTES`].
     pub fn slice_len(&self, lane: usize) -> usize {
         self.slice_len.get(lane).copied().unwrap_or(1)
     }
 
     /// Queues the operations of `slice`, all of [`LanePool::lane_of`]
-    /// `lane`, in order, as one message, waiting while the lane's queue is
+    /// `lane`, in order, as one message of `bytes` bytes
+    /// ([`WriteOp::bytes`] of them together), waiting while the lane's queue is
     /// full. Cancel safe: the operations are taken out of `slice` only
     /// once the lane has room, so a caller may drop this future (a
     /// `select!` arm that lost) and offer the same slice again.
-    pub async fn send_slice(&self, lane: usize, slice: &mut Vec<WriteOp>) -> Result<(), LaneGone> {
+    pub async fn send_slice(
+        &self,
+        lane: usize,
+        slice: &mut Vec<WriteOp>,
+        bytes: usize,
+    ) -> Result<(), LaneGone> {
         let tx = self.senders.get(lane).ok_or(LaneGone)?;
-        tx.send_slice(slice).await.map_err(|_| LaneGone)
+        tx.send_slice(slice, bytes).await.map_err(|_| LaneGone)
     }
 
     /// The lane an operation goes to (an index below [`LanePool::len`]),
@@ -222,7 +237,7 @@ impl LanePool {
     /// dispatcher groups them so).
     pub async fn send_to(&self, lane: usize, ops: Vec<WriteOp>) -> Result<(), LaneGone> {
         let tx = self.senders.get(lane).ok_or(LaneGone)?;
-        tx.send(LaneMsg::Ops(ops)).await.map_err(|_| LaneGone)
+        tx.send(LaneMsg::ops_of(ops)).await.map_err(|_| LaneGone)
     }
 
     /// Queues mark `seq` on lane `lane` alone: every operation of

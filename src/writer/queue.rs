@@ -1,16 +1,21 @@
-//! A lane's queue: FIFO, bounded by the **operations** it holds, however
-//! they are sent — one at a time ([`LaneMsg::Op`], the copy) or in slices
-//! ([`LaneMsg::Ops`], the stream: one channel send and one wake-up for
-//! many operations).
+//! A lane's queue: FIFO, bounded by the **operations** it holds and by
+//! their **bytes**, however they are sent — a few at a time
+//! ([`LaneMsg::Op`], [`LaneMsg::Ops`] of a copy page's share) or in
+//! slices (the stream: one channel send and one wake-up for many
+//! operations).
 //!
-//! The bound is a semaphore of `capacity` permits beside the channel: a
-//! message takes one permit per operation before it is queued and gives
-//! them back when the lane takes it out, so at most `capacity` operations
-//! wait in a queue whatever the slices' sizes (the memory bound of
-//! `docs/architecture.md`, "Large transactions"). Marks take none; the
-//! channel's own bound (`capacity` messages) limits them. The order of
-//! messages is the channel's, so a mark still follows every operation
-//! sent before it ("Checkpoint watermark").
+//! The bound is a semaphore of `capacity` permits beside the channel. An
+//! operation weighs one permit, or more when it is wide: one per
+//! `bytes / capacity` of its [`WriteOp::bytes`], so that the permits of
+//! what waits bound both its count (`capacity`) and its bytes (`bytes`).
+//! A message takes its operations' permits before it is queued and the
+//! lane gives them back when it takes the message out, so at most that
+//! much waits in a queue whatever the slices' sizes (the memory bound of
+//! `docs/architecture.md`, "Large transactions"); a message heavier than
+//! the whole queue waits for an empty queue instead of for ever. Marks
+//! take none; the channel's own bound (`capacity` messages) limits them.
+//! The order of messages is the channel's, so a mark still follows every
+//! operation sent before it ("Checkpoint watermark").
 //!
 //! When the lane ends (returns, fails or is aborted) its receiver is
 //! dropped, which closes the semaphore: a sender waiting for room learns
@@ -19,7 +24,8 @@
 //! What the lane took out of its queue waits in its [`Inbox`], which cuts
 //! it into batches of exactly `batch_size` operations however the slices
 //! fell (a statement's shape is its row count: batches of varying sizes
-//! would prepare a statement for each), and reports a mark only once every
+//! would prepare a statement for each) — or fewer, when they reach
+//! [`BATCH_BYTES`] first (wide rows) — and reports a mark only once every
 //! operation queued before it is in an applied batch.
 
 use std::sync::Arc;
@@ -34,8 +40,12 @@ use crate::position::Position;
 #[derive(Debug)]
 pub enum LaneMsg {
     Op(WriteOp),
-    /// Operations in the order they were routed.
-    Ops(Vec<WriteOp>),
+    /// Operations in the order they were routed, and their
+    /// [`WriteOp::bytes`] together ([`LaneMsg::ops_of`]).
+    Ops {
+        ops: Vec<WriteOp>,
+        bytes: usize,
+    },
     /// Every operation of transactions `<= seq` for this lane was sent.
     Mark {
         seq: u64,
@@ -45,11 +55,26 @@ pub enum LaneMsg {
 }
 
 impl LaneMsg {
+    /// A message of operations, weighed.
+    pub fn ops_of(ops: Vec<WriteOp>) -> LaneMsg {
+        let bytes = ops.iter().map(WriteOp::bytes).sum();
+        LaneMsg::Ops { ops, bytes }
+    }
+
     /// The operations it carries.
     pub fn ops(&self) -> usize {
         match self {
             LaneMsg::Op(_) => 1,
-            LaneMsg::Ops(ops) => ops.len(),
+            LaneMsg::Ops { ops, .. } => ops.len(),
+            LaneMsg::Mark { .. } => 0,
+        }
+    }
+
+    /// The bytes of the operations it carries.
+    pub fn bytes(&self) -> usize {
+        match self {
+            LaneMsg::Op(op) => op.bytes(),
+            LaneMsg::Ops { bytes, .. } => *bytes,
             LaneMsg::Mark { .. } => 0,
         }
     }
@@ -59,65 +84,97 @@ impl LaneMsg {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Closed;
 
-/// A queue of `capacity` operations (at least 1).
-pub fn queue(capacity: usize) -> (QueueTx, QueueRx) {
+/// The bytes of operations ([`WriteOp::bytes`]) a lane's batch holds at
+/// most, besides its `batch_size` operations (a batch always holds at
+/// least one operation, however wide).
+pub const BATCH_BYTES: usize = 4 << 20;
+
+/// The weights of a queue: what it holds at most. A message of `n`
+/// operations and `b` bytes takes `max(n, b / unit)` permits, so the
+/// permits out bound the count and the bytes of what waits.
+#[derive(Debug, Clone, Copy)]
+struct Scale {
+    /// Permits: operations.
+    capacity: usize,
+    /// Bytes of operations one permit stands for.
+    unit: usize,
+}
+
+impl Scale {
+    /// The permits of a message of `ops` operations and `bytes` bytes:
+    /// enough for both, or the whole queue's when it is heavier (it then
+    /// waits for an empty queue instead of for ever).
+    fn permits(&self, ops: usize, bytes: usize) -> u32 {
+        ops.max(bytes.div_ceil(self.unit)).min(self.capacity) as u32
+    }
+}
+
+/// A queue of `capacity` operations and about `bytes` bytes of them (at
+/// least 1 of each).
+pub fn queue(capacity: usize, bytes: usize) -> (QueueTx, QueueRx) {
     let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+    let scale = Scale {
+        capacity,
+        unit: (bytes / capacity).max(1),
+    };
     let (tx, rx) = mpsc::channel(capacity);
     let room = Arc::new(Semaphore::new(capacity));
     (
         QueueTx {
             tx,
             room: room.clone(),
-            capacity,
+            scale,
         },
-        QueueRx { rx, room, capacity },
+        QueueRx { rx, room },
     )
 }
 
-/// The permits a message of `ops` operations takes: all of them, or the
-/// whole queue for a slice larger than it (which then waits for an empty
-/// queue instead of for ever).
-fn permits(ops: usize, capacity: usize) -> u32 {
-    ops.min(capacity) as u32
+/// A message in the queue with the permits it holds.
+#[derive(Debug)]
+struct Queued {
+    msg: LaneMsg,
+    permits: u32,
 }
 
 /// The sending side of a lane's queue.
 #[derive(Debug, Clone)]
 pub struct QueueTx {
-    tx: mpsc::Sender<LaneMsg>,
+    tx: mpsc::Sender<Queued>,
     room: Arc<Semaphore>,
-    capacity: usize,
+    scale: Scale,
 }
 
 impl QueueTx {
     /// Queues `msg`, waiting for room. Cancel safe: dropped before it
     /// returns, nothing was queued and no room is held.
     pub async fn send(&self, msg: LaneMsg) -> Result<(), Closed> {
-        let slot = self.room_for(msg.ops()).await?;
-        slot.send(msg);
+        let permits = self.scale.permits(msg.ops(), msg.bytes());
+        let slot = self.room_for(permits).await?;
+        slot.send(Queued { msg, permits });
         Ok(())
     }
 
-    /// Queues the operations of `slice` as one message, taking them out
-    /// of it only once there is room: cancel safe, a caller may drop this
-    /// future and offer the same slice again.
-    pub async fn send_slice(&self, slice: &mut Vec<WriteOp>) -> Result<(), Closed> {
+    /// Queues the operations of `slice`, of `bytes` bytes together, as
+    /// one message, taking them out of it only once there is room: cancel
+    /// safe, a caller may drop this future and offer the same slice again.
+    pub async fn send_slice(&self, slice: &mut Vec<WriteOp>, bytes: usize) -> Result<(), Closed> {
         if slice.is_empty() {
             return Ok(());
         }
-        let slot = self.room_for(slice.len()).await?;
-        slot.send(LaneMsg::Ops(std::mem::take(slice)));
+        let permits = self.scale.permits(slice.len(), bytes);
+        let slot = self.room_for(permits).await?;
+        let ops = std::mem::take(slice);
+        slot.send(Queued {
+            msg: LaneMsg::Ops { ops, bytes },
+            permits,
+        });
         Ok(())
     }
 
-    /// Waits for room for a message of `ops` operations and a slot in the
-    /// channel; the room is taken only once both are there (cancel safe).
-    async fn room_for(&self, ops: usize) -> Result<mpsc::Permit<'_, LaneMsg>, Closed> {
-        let room = self
-            .room
-            .acquire_many(permits(ops, self.capacity))
-            .await
-            .map_err(|_| Closed)?;
+    /// Waits for `permits` of room and a slot in the channel; the room is
+    /// taken only once both are there (cancel safe).
+    async fn room_for(&self, permits: u32) -> Result<mpsc::Permit<'_, Queued>, Closed> {
+        let room = self.room.acquire_many(permits).await.map_err(|_| Closed)?;
         let slot = self.tx.reserve().await.map_err(|_| Closed)?;
         room.forget();
         Ok(slot)
@@ -127,18 +184,16 @@ impl QueueTx {
 /// The receiving side of a lane's queue, held by the lane.
 #[derive(Debug)]
 pub struct QueueRx {
-    rx: mpsc::Receiver<LaneMsg>,
+    rx: mpsc::Receiver<Queued>,
     room: Arc<Semaphore>,
-    capacity: usize,
 }
 
 impl QueueRx {
     /// The next message, giving its room back; `None` once every sender
     /// is gone and the queue is empty.
     pub async fn recv(&mut self) -> Option<LaneMsg> {
-        let msg = self.rx.recv().await?;
-        self.room
-            .add_permits(permits(msg.ops(), self.capacity) as usize);
+        let Queued { msg, permits } = self.rx.recv().await?;
+        self.room.add_permits(permits as usize);
         Some(msg)
     }
 }
@@ -155,28 +210,30 @@ impl Drop for QueueRx {
 pub struct Inbox {
     lane: usize,
     ops: Vec<WriteOp>,
+    /// [`WriteOp::bytes`] of `ops`, together.
+    bytes: usize,
     /// Marks not reported yet, each with the number of operations of
     /// `ops` queued before it.
     marks: Vec<(usize, LaneProgress)>,
-    /// The room a batch's buffer is made with.
+    /// A batch's operations at most.
     batch: usize,
+    /// A batch's bytes at most (but for its first operation).
+    batch_bytes: usize,
 }
 
 impl Inbox {
     /// The inbox of lane `lane` (its number in the tracker), whose
-    /// batches hold `batch` operations.
-    pub fn new(lane: usize, batch: usize) -> Inbox {
+    /// batches hold `batch` operations and `batch_bytes` bytes of them at
+    /// most.
+    pub fn new(lane: usize, batch: usize, batch_bytes: usize) -> Inbox {
         Inbox {
             lane,
             ops: Vec::with_capacity(batch),
+            bytes: 0,
             marks: Vec::new(),
-            batch,
+            batch: batch.max(1),
+            batch_bytes,
         }
-    }
-
-    /// Operations waiting.
-    pub fn len(&self) -> usize {
-        self.ops.len()
     }
 
     /// Whether no operation waits (marks may).
@@ -184,12 +241,23 @@ impl Inbox {
         self.ops.is_empty()
     }
 
+    /// Whether a whole batch waits: its operations or its bytes.
+    pub fn full(&self) -> bool {
+        self.ops.len() >= self.batch || self.bytes >= self.batch_bytes
+    }
+
     /// Takes a message out of the queue: operations join the end, a mark
     /// is kept after them ([`Inbox::mark`]).
     pub fn take(&mut self, msg: LaneMsg, progress: &mpsc::UnboundedSender<LaneProgress>) {
         match msg {
-            LaneMsg::Op(op) => self.ops.push(op),
-            LaneMsg::Ops(slice) => self.ops.extend(slice),
+            LaneMsg::Op(op) => {
+                self.bytes += op.bytes();
+                self.ops.push(op);
+            }
+            LaneMsg::Ops { ops, bytes } => {
+                self.bytes += bytes;
+                self.ops.extend(ops);
+            }
             LaneMsg::Mark {
                 seq,
                 end,
@@ -217,20 +285,39 @@ impl Inbox {
         }
     }
 
-    /// The next batch: the first `max` operations waiting (all, if fewer),
-    /// and the newest mark with no operation after it left waiting, to
-    /// report once the batch is applied.
-    pub fn cut(&mut self, max: usize) -> (Vec<WriteOp>, Option<LaneProgress>) {
-        let n = self.ops.len().min(max.max(1));
+    /// The next batch: the first operations waiting, up to a batch's
+    /// count and bytes (all, if fewer; at least one), and the newest mark
+    /// with no operation after it left waiting, to report once the batch
+    /// is applied.
+    pub fn cut(&mut self) -> (Vec<WriteOp>, Option<LaneProgress>) {
+        let (n, bytes) = self.batch_len();
         let mut rest = Vec::with_capacity(self.batch.max(self.ops.len() - n));
         rest.extend(self.ops.drain(n..));
         let batch = std::mem::replace(&mut self.ops, rest);
+        self.bytes -= bytes;
         let covered = self.marks.iter().take_while(|(at, _)| *at <= n).count();
         let mark = self.marks.drain(..covered).next_back().map(|(_, p)| p);
         for (at, _) in &mut self.marks {
             *at -= n;
         }
         (batch, mark)
+    }
+
+    /// How many of the waiting operations the next batch takes, and their
+    /// bytes.
+    fn batch_len(&self) -> (usize, usize) {
+        if self.ops.len() <= self.batch && self.bytes <= self.batch_bytes {
+            return (self.ops.len(), self.bytes);
+        }
+        let mut taken = (0, 0);
+        for op in self.ops.iter().take(self.batch) {
+            let b = op.bytes();
+            if taken.0 > 0 && taken.1 + b > self.batch_bytes {
+                break;
+            }
+            taken = (taken.0 + 1, taken.1 + b);
+        }
+        taken
     }
 }
 
@@ -259,31 +346,57 @@ mod tests {
         }
     }
 
+    /// An upsert of key `key` whose row holds `body` bytes.
+    fn wide(key: i64, body: usize) -> WriteOp {
+        let row = vec![Value::Int(key), Value::Bytes(vec![b'x'; body])];
+        WriteOp {
+            shard: 0,
+            table: Arc::new(TargetTable {
+                name: "t".into(),
+                source: "db.t".into(),
+                columns: vec!["id".into(), "body".into()],
+                key: vec![0],
+            }),
+            key_enc: crate::writer::keyenc::encode(&row[..1]),
+            kind: OpKind::Upsert(row),
+            version: crate::version::Version(1),
+        }
+    }
+
     fn keys(msg: &LaneMsg) -> Vec<Value> {
         match msg {
             LaneMsg::Op(o) => o.key().cloned().collect(),
-            LaneMsg::Ops(ops) => ops.iter().flat_map(|o| o.key().cloned()).collect(),
+            LaneMsg::Ops { ops, .. } => ops.iter().flat_map(|o| o.key().cloned()).collect(),
             LaneMsg::Mark { .. } => Vec::new(),
         }
     }
+
+    /// Sends `slice`, weighed.
+    async fn send(tx: &QueueTx, slice: &mut Vec<WriteOp>) -> Result<(), Closed> {
+        let bytes = slice.iter().map(WriteOp::bytes).sum();
+        tx.send_slice(slice, bytes).await
+    }
+
+    /// A queue too large in bytes to be bounded by them.
+    const ROOMY: usize = 1 << 30;
 
     /// The queue holds at most `capacity` operations however they are
     /// sent, gives the room back as the lane takes them, and keeps order.
     #[tokio::test]
     async fn bounded_by_operations_in_order() {
-        let (tx, mut rx) = queue(4);
+        let (tx, mut rx) = queue(4, ROOMY);
         let mut slice = vec![op(1), op(2), op(3)];
-        tx.send_slice(&mut slice).await.expect("room for 3");
+        send(&tx, &mut slice).await.expect("room for 3");
         assert!(slice.is_empty());
         tx.send(LaneMsg::Op(op(4))).await.expect("room for 1");
         // full: a slice of 2 waits, and is still the caller's when dropped
         let mut more = vec![op(5), op(6)];
-        let waited = tokio::time::timeout(Duration::from_millis(20), tx.send_slice(&mut more));
+        let waited = tokio::time::timeout(Duration::from_millis(20), send(&tx, &mut more));
         assert!(waited.await.is_err(), "the queue holds 4 operations");
         assert_eq!(more.len(), 2);
         let first = rx.recv().await.expect("queued");
         assert_eq!(keys(&first), [Value::Int(1), Value::Int(2), Value::Int(3)]);
-        tx.send_slice(&mut more).await.expect("room again");
+        send(&tx, &mut more).await.expect("room again");
         let rest: Vec<Value> = [rx.recv().await, rx.recv().await]
             .iter()
             .flatten()
@@ -296,15 +409,13 @@ mod tests {
     /// ever; a sender waiting on a lane that ended learns it is gone.
     #[tokio::test]
     async fn large_slices_pass_and_a_gone_lane_is_noticed() {
-        let (tx, mut rx) = queue(2);
+        let (tx, mut rx) = queue(2, ROOMY);
         let mut big = vec![op(1), op(2), op(3)];
-        tx.send_slice(&mut big)
-            .await
-            .expect("an empty queue takes it");
+        send(&tx, &mut big).await.expect("an empty queue takes it");
         let mut next = vec![op(4)];
         let waiting = tokio::spawn({
             let tx = tx.clone();
-            async move { tx.send_slice(&mut next).await }
+            async move { send(&tx, &mut next).await }
         });
         assert_eq!(rx.recv().await.map(|m| m.ops()), Some(3));
         assert_eq!(waiting.await.expect("joins"), Ok(()));
@@ -327,27 +438,90 @@ mod tests {
     #[test]
     fn inbox_cuts_exact_batches_and_keeps_marks_in_place() {
         let (progress, mut reported) = mpsc::unbounded_channel();
-        let mut inbox = Inbox::new(7, 4);
+        let mut inbox = Inbox::new(7, 4, ROOMY);
         inbox.take(mark(1), &progress);
         assert_eq!(reported.try_recv().map(|p| (p.lane, p.seq)), Ok((7, 1)));
-        inbox.take(LaneMsg::Ops(vec![op(1), op(2), op(3)]), &progress);
+        inbox.take(LaneMsg::ops_of(vec![op(1), op(2), op(3)]), &progress);
         inbox.take(mark(2), &progress);
-        inbox.take(LaneMsg::Ops(vec![op(4), op(5), op(6)]), &progress);
+        inbox.take(LaneMsg::ops_of(vec![op(4), op(5), op(6)]), &progress);
         inbox.take(mark(3), &progress);
         inbox.take(LaneMsg::Op(op(7)), &progress);
         assert!(
             reported.try_recv().is_err(),
             "marks wait for their operations"
         );
-        let (batch, m) = inbox.cut(4);
+        let (batch, m) = inbox.cut();
         let keys: Vec<Value> = batch.iter().flat_map(|o| o.key().cloned()).collect();
         assert_eq!(keys, [1, 2, 3, 4].map(Value::Int));
         assert_eq!(m.map(|p| p.seq), Some(2));
-        let (batch, m) = inbox.cut(4);
+        let (batch, m) = inbox.cut();
         assert_eq!(batch.len(), 3);
         assert_eq!(m.map(|p| p.seq), Some(3));
         assert!(inbox.is_empty());
         inbox.take(mark(4), &progress);
         assert_eq!(reported.try_recv().map(|p| p.seq), Ok(4));
+    }
+
+    /// Wide operations weigh their bytes: a queue of 100 operations and
+    /// 100 KiB holds two of 40 KiB, not a hundred; one heavier than the
+    /// whole queue still passes, alone.
+    #[tokio::test]
+    async fn bounded_by_bytes_for_wide_operations() {
+        let (tx, mut rx) = queue(100, 100 << 10);
+        tx.send(LaneMsg::Op(wide(1, 40 << 10))).await.expect("room");
+        let mut slice = vec![wide(2, 40 << 10)];
+        send(&tx, &mut slice).await.expect("room for a second");
+        let third = tx.send(LaneMsg::Op(wide(3, 40 << 10)));
+        let waited = tokio::time::timeout(Duration::from_millis(20), third);
+        assert!(waited.await.is_err(), "the queue holds about 100 KiB");
+        // narrow ones still fit beside them, by count
+        let mut narrow: Vec<WriteOp> = (10..20).map(op).collect();
+        send(&tx, &mut narrow).await.expect("room by count");
+        assert_eq!(rx.recv().await.map(|m| m.ops()), Some(1));
+        tx.send(LaneMsg::Op(wide(3, 40 << 10)))
+            .await
+            .expect("room again");
+        for _ in 0..3 {
+            assert!(rx.recv().await.is_some());
+        }
+        tx.send(LaneMsg::Op(wide(4, 1 << 20)))
+            .await
+            .expect("an empty queue takes one heavier than itself");
+    }
+
+    /// A batch ends at its bytes before its count, holds at least one
+    /// operation however wide, and keeps its marks in place.
+    #[test]
+    fn inbox_cuts_wide_batches_by_bytes() {
+        let (progress, _reported) = mpsc::unbounded_channel();
+        let kib = |n: usize| wide(n as i64, n << 10).bytes();
+        let mut inbox = Inbox::new(0, 100, kib(30) + kib(20));
+        inbox.take(
+            LaneMsg::ops_of(vec![wide(30, 30 << 10), wide(20, 20 << 10)]),
+            &progress,
+        );
+        assert!(inbox.full(), "a batch's bytes wait");
+        inbox.take(mark(1), &progress);
+        inbox.take(LaneMsg::Op(wide(10, 10 << 10)), &progress);
+        inbox.take(LaneMsg::Op(wide(500, 500 << 10)), &progress);
+        inbox.take(LaneMsg::Op(wide(1, 1 << 10)), &progress);
+        let ids =
+            |b: &[WriteOp]| -> Vec<Value> { b.iter().flat_map(|o| o.key().cloned()).collect() };
+        let (batch, m) = inbox.cut();
+        assert_eq!(ids(&batch), [Value::Int(30), Value::Int(20)]);
+        assert_eq!(m.map(|p| p.seq), Some(1));
+        let (batch, m) = inbox.cut();
+        assert_eq!(
+            ids(&batch),
+            [Value::Int(10)],
+            "the next one would pass the budget"
+        );
+        assert!(m.is_none());
+        let (batch, _) = inbox.cut();
+        assert_eq!(ids(&batch), [Value::Int(500)], "alone, however wide");
+        assert!(!inbox.full());
+        let (batch, _) = inbox.cut();
+        assert_eq!(ids(&batch), [Value::Int(1)]);
+        assert!(inbox.is_empty());
     }
 }
