@@ -25,7 +25,8 @@
 //! in one message ([`LanePool::send_to`]), so a lane gets one message per
 //! batch rather than one per row, and every batch — every upsert
 //! statement — has the same number of rows (one prepared statement per
-//! table instead of one per batch length). A lane's mark therefore names
+//! table instead of one per batch length), unless its rows reach
+//! [`BATCH_BYTES`] first (wide rows, where a batch is held by its bytes). A lane's mark therefore names
 //! the last page *all* of whose operations for that lane were queued:
 //! page *n* once its buffer is empty, else the page before the oldest
 //! operation it still holds ([`Dispatcher::mark_lanes`]). Each lane's mark
@@ -59,6 +60,7 @@ use crate::position::Position;
 use crate::rules::RouteError;
 use crate::source::RowChange;
 use crate::version::Version;
+use crate::writer::queue::BATCH_BYTES;
 use crate::writer::{LanePool, WriteOp};
 
 /// Applied progress is saved at least this often (and whenever a unit
@@ -78,6 +80,8 @@ struct Sent {
 /// One lane's operations not queued yet (see the module docs).
 struct LaneBuf {
     ops: Vec<WriteOp>,
+    /// Their [`WriteOp::bytes`] together.
+    bytes: usize,
     /// The page of the oldest of them.
     first_page: u64,
     /// The last mark queued on the lane, and the last it reported.
@@ -145,6 +149,7 @@ impl Dispatcher {
         let bufs = (0..lanes)
             .map(|l| LaneBuf {
                 ops: Vec::new(),
+                bytes: 0,
                 first_page: 0,
                 marked: 0,
                 reported: 0,
@@ -261,8 +266,9 @@ impl Dispatcher {
         if b.ops.is_empty() {
             b.first_page = self.seq;
         }
+        b.bytes += op.bytes();
         b.ops.push(op);
-        Ok((b.ops.len() >= b.batch).then_some(l))
+        Ok((b.ops.len() >= b.batch || b.bytes >= BATCH_BYTES).then_some(l))
     }
 
     /// Queues lane `l`'s buffer.
@@ -271,7 +277,8 @@ impl Dispatcher {
             return Ok(());
         };
         let ops = std::mem::replace(&mut b.ops, Vec::with_capacity(b.batch));
-        if self.pool.send_to(l, ops).await.is_err() {
+        let bytes = std::mem::take(&mut b.bytes);
+        if self.pool.send_to(l, ops, bytes).await.is_err() {
             return Err(self.lane_exited().await);
         }
         Ok(())
@@ -555,6 +562,7 @@ mod tests {
         };
         LaneBuf {
             ops: (0..ops as i64).map(op).collect(),
+            bytes: 0,
             first_page,
             marked: 0,
             reported: 0,

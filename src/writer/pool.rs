@@ -232,12 +232,20 @@ impl LanePool {
         self.lane_of(op)
     }
 
-    /// Queues operations, in order, on lane `lane`, in one message: each
-    /// must be one [`LanePool::lane_index`] gives that lane (the copy's
-    /// dispatcher groups them so).
-    pub async fn send_to(&self, lane: usize, ops: Vec<WriteOp>) -> Result<(), LaneGone> {
+    /// Queues operations, in order, on lane `lane`, in one message of
+    /// `bytes` bytes ([`WriteOp::bytes`] of them together): each must be
+    /// one [`LanePool::lane_index`] gives that lane (the copy's dispatcher
+    /// groups them so).
+    pub async fn send_to(
+        &self,
+        lane: usize,
+        ops: Vec<WriteOp>,
+        bytes: usize,
+    ) -> Result<(), LaneGone> {
         let tx = self.senders.get(lane).ok_or(LaneGone)?;
-        tx.send(LaneMsg::ops_of(ops)).await.map_err(|_| LaneGone)
+        tx.send(LaneMsg::Ops { ops, bytes })
+            .await
+            .map_err(|_| LaneGone)
     }
 
     /// Queues mark `seq` on lane `lane` alone: every operation of
