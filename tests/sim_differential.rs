@@ -130,13 +130,9 @@ fn random_op(rng: &mut Rng, kind: &Kind, part: &KeyPart, table: &Arc<TargetTable
     } else {
         OpKind::Delete(key.clone())
     };
-    WriteOp {
-        shard: 0,
-        table: table.clone(),
-        key_enc: keyenc::canonical(&key, std::slice::from_ref(part)),
-        kind: kind_,
-        version: Version(1 + u128::from(rng.below(12))),
-    }
+    let key_enc = keyenc::canonical(&key, std::slice::from_ref(part));
+    let version = Version(1 + u128::from(rng.below(12)));
+    WriteOp::new(0, table.clone(), key_enc, kind_, version)
 }
 
 type Rows = Vec<(Vec<Cell>, Version)>;

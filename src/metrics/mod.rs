@@ -268,13 +268,7 @@ pub(crate) mod tests {
 
     fn op(shard: usize, table: &Arc<TargetTable>, kind: OpKind) -> BatchOp {
         BatchOp {
-            op: WriteOp {
-                shard,
-                table: table.clone(),
-                key_enc: vec![1],
-                kind,
-                version: Version(1),
-            },
+            op: WriteOp::new(shard, table.clone(), vec![1], kind, Version(1)),
             tombstone: None,
         }
     }

@@ -485,12 +485,14 @@ impl Decision {
     /// the old location before the upsert at the new one. Values are read
     /// from `images` (cloned from borrowed ones, moved out of owned ones).
     fn build(self, plan: &Plan, mut images: Images<'_>, out: &mut Vec<WriteOp>) {
-        let op = |at: Located, kind: OpKind| WriteOp {
-            shard: at.shard,
-            table: plan.target.clone(),
-            key_enc: at.canonical,
-            kind,
-            version: at.version,
+        let op = |at: Located, kind: OpKind| {
+            WriteOp::new(
+                at.shard,
+                plan.target.clone(),
+                at.canonical,
+                kind,
+                at.version,
+            )
         };
         if let (Some(at), Some(before)) = (self.delete, images.before.as_mut()) {
             let key = plan.key_src.iter().map(|&i| before.take(i)).collect();

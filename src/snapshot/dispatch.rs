@@ -547,18 +547,15 @@ mod tests {
     fn buf(ops: usize, first_page: u64) -> LaneBuf {
         let op = |k: i64| {
             let key = vec![Value::Int(k)];
-            WriteOp {
-                shard: 0,
-                table: Arc::new(crate::writer::TargetTable {
-                    name: "t".into(),
-                    source: "d.t".into(),
-                    columns: vec!["id".into()],
-                    key: vec![0],
-                }),
-                key_enc: crate::writer::keyenc::encode(&key),
-                kind: crate::writer::OpKind::Upsert(key),
-                version: Version(1),
-            }
+            let table = Arc::new(crate::writer::TargetTable {
+                name: "t".into(),
+                source: "d.t".into(),
+                columns: vec!["id".into()],
+                key: vec![0],
+            });
+            let key_enc = crate::writer::keyenc::encode(&key);
+            let kind = crate::writer::OpKind::Upsert(key);
+            WriteOp::new(0, table, key_enc, kind, Version(1))
         };
         LaneBuf {
             ops: (0..ops as i64).map(op).collect(),

@@ -187,18 +187,14 @@ mod tests {
             key: vec![0],
         });
         let k = vec![Value::Int(key)];
-        WriteOp {
-            shard: 0,
-            table,
-            key_enc: crate::writer::keyenc::encode(&k),
-            // a delete of this key (tests write `DEL`)
-            kind: if kind.is_delete() {
-                OpKind::Delete(k)
-            } else {
-                kind
-            },
-            version: Version(version),
-        }
+        let key_enc = crate::writer::keyenc::encode(&k);
+        // a delete of this key (tests write `DEL`)
+        let kind = if kind.is_delete() {
+            OpKind::Delete(k)
+        } else {
+            kind
+        };
+        WriteOp::new(0, table, key_enc, kind, Version(version))
     }
 
     #[test]

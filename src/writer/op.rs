@@ -50,9 +50,33 @@ pub struct WriteOp {
     pub key_enc: Vec<u8>,
     pub kind: OpKind,
     pub version: Version,
+    /// [`WriteOp::bytes`], weighed once when it is made, while its values
+    /// are in the cache: the coordinator, the queue and the lane's batch
+    /// read it for every operation.
+    bytes: usize,
 }
 
 impl WriteOp {
+    pub fn new(
+        shard: usize,
+        table: Arc<TargetTable>,
+        key_enc: Vec<u8>,
+        kind: OpKind,
+        version: Version,
+    ) -> WriteOp {
+        let (OpKind::Upsert(values) | OpKind::Delete(values)) = &kind;
+        let values: usize = values.iter().map(value_bytes).sum();
+        let bytes = std::mem::size_of::<WriteOp>() + key_enc.len() + values;
+        WriteOp {
+            shard,
+            table,
+            key_enc,
+            kind,
+            version,
+            bytes,
+        }
+    }
+
     /// The values of the key columns, in key order: an upsert's from its
     /// row (an upsert does not carry its key twice: one allocation and
     /// one copy of it less per row of the initial copy), a delete's own.
@@ -67,15 +91,14 @@ impl WriteOp {
         from_row.chain(key.into_iter().flatten())
     }
 
-    /// About the memory the operation holds, in bytes: itself, its values
-    /// and what they point to, and its key's encoding. Lane queues, the
-    /// coordinator's slices and lane batches are bounded by these bytes
-    /// as well as by operation counts, so that wide rows are held by their
-    /// size (`docs/architecture.md`, "Large transactions").
+    /// About the memory the operation holds, in bytes, as it was made:
+    /// itself, its values and what they point to, and its key's encoding.
+    /// Lane queues, the coordinator's slices and lane batches are bounded
+    /// by these bytes as well as by operation counts, so that wide rows
+    /// are held by their size (`docs/architecture.md`, "Large
+    /// transactions").
     pub fn bytes(&self) -> usize {
-        let (OpKind::Upsert(values) | OpKind::Delete(values)) = &self.kind;
-        let values: usize = values.iter().map(value_bytes).sum();
-        std::mem::size_of::<WriteOp>() + self.key_enc.len() + values
+        self.bytes
     }
 }
 
@@ -101,13 +124,7 @@ mod tests {
             key: vec![2, 0],
         });
         let row = vec![Value::Int(1), Value::Int(2), Value::Int(3)];
-        let op = |kind| WriteOp {
-            shard: 0,
-            table: table.clone(),
-            key_enc: Vec::new(),
-            kind,
-            version: Version(1),
-        };
+        let op = |kind| WriteOp::new(0, table.clone(), Vec::new(), kind, Version(1));
         let up = op(OpKind::Upsert(row));
         assert!(!up.kind.is_delete());
         let key: Vec<&Value> = up.key().collect();
@@ -126,12 +143,15 @@ mod tests {
             columns: vec!["a".into(), "b".into()],
             key: vec![0],
         });
-        let op = |body: usize| WriteOp {
-            shard: 0,
-            table: table.clone(),
-            key_enc: vec![0; 9],
-            kind: OpKind::Upsert(vec![Value::Int(1), Value::Bytes(vec![b'x'; body])]),
-            version: Version(1),
+        let op = |body: usize| {
+            let row = vec![Value::Int(1), Value::Bytes(vec![b'x'; body])];
+            WriteOp::new(
+                0,
+                table.clone(),
+                vec![0; 9],
+                OpKind::Upsert(row),
+                Version(1),
+            )
         };
         let narrow = op(10).bytes();
         assert!(narrow < 256, "{narrow}");

@@ -332,35 +332,29 @@ mod tests {
 
     fn op(key: i64) -> WriteOp {
         let k = vec![Value::Int(key)];
-        WriteOp {
-            shard: 0,
-            table: Arc::new(TargetTable {
-                name: "t".into(),
-                source: "db.t".into(),
-                columns: vec!["id".into()],
-                key: vec![0],
-            }),
-            key_enc: crate::writer::keyenc::encode(&k),
-            kind: OpKind::Delete(k),
-            version: crate::version::Version(1),
-        }
+        let table = Arc::new(TargetTable {
+            name: "t".into(),
+            source: "db.t".into(),
+            columns: vec!["id".into()],
+            key: vec![0],
+        });
+        let key_enc = crate::writer::keyenc::encode(&k);
+        let v = crate::version::Version(1);
+        WriteOp::new(0, table, key_enc, OpKind::Delete(k), v)
     }
 
     /// An upsert of key `key` whose row holds `body` bytes.
     fn wide(key: i64, body: usize) -> WriteOp {
         let row = vec![Value::Int(key), Value::Bytes(vec![b'x'; body])];
-        WriteOp {
-            shard: 0,
-            table: Arc::new(TargetTable {
-                name: "t".into(),
-                source: "db.t".into(),
-                columns: vec!["id".into(), "body".into()],
-                key: vec![0],
-            }),
-            key_enc: crate::writer::keyenc::encode(&row[..1]),
-            kind: OpKind::Upsert(row),
-            version: crate::version::Version(1),
-        }
+        let table = Arc::new(TargetTable {
+            name: "t".into(),
+            source: "db.t".into(),
+            columns: vec!["id".into(), "body".into()],
+            key: vec![0],
+        });
+        let key_enc = crate::writer::keyenc::encode(&row[..1]);
+        let v = crate::version::Version(1);
+        WriteOp::new(0, table, key_enc, OpKind::Upsert(row), v)
     }
 
     fn keys(msg: &LaneMsg) -> Vec<Value> {
