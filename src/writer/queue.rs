@@ -84,9 +84,11 @@ impl LaneMsg {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Closed;
 
-/// The bytes of operations ([`WriteOp::bytes`]) a lane's batch holds at
-/// most, besides its `batch_size` operations (a batch always holds at
-/// least one operation, however wide).
+/// The bytes of operations ([`WriteOp::bytes`]) that end a lane's batch,
+/// besides its `batch_size` operations: a batch ends with the operation
+/// that brings it to this many bytes (so it always holds at least one,
+/// however wide). The copy's dispatcher ends its batches the same way, so
+/// a lane takes each of them whole.
 pub const BATCH_BYTES: usize = 4 << 20;
 
 /// The weights of a queue: what it holds at most. A message of `n`
@@ -217,14 +219,14 @@ pub struct Inbox {
     marks: Vec<(usize, LaneProgress)>,
     /// A batch's operations at most.
     batch: usize,
-    /// A batch's bytes at most (but for its first operation).
+    /// The bytes that end a batch ([`BATCH_BYTES`]).
     batch_bytes: usize,
 }
 
 impl Inbox {
     /// The inbox of lane `lane` (its number in the tracker), whose
-    /// batches hold `batch` operations and `batch_bytes` bytes of them at
-    /// most.
+    /// batches hold `batch` operations at most, and end with the one that
+    /// brings them to `batch_bytes` bytes.
     pub fn new(lane: usize, batch: usize, batch_bytes: usize) -> Inbox {
         Inbox {
             lane,
@@ -286,7 +288,7 @@ impl Inbox {
     }
 
     /// The next batch: the first operations waiting, up to a batch's
-    /// count and bytes (all, if fewer; at least one), and the newest mark
+    /// count or bytes (all, if fewer; at least one), and the newest mark
     /// with no operation after it left waiting, to report once the batch
     /// is applied.
     pub fn cut(&mut self) -> (Vec<WriteOp>, Option<LaneProgress>) {
@@ -311,11 +313,10 @@ impl Inbox {
         }
         let mut taken = (0, 0);
         for op in self.ops.iter().take(self.batch) {
-            let b = op.bytes();
-            if taken.0 > 0 && taken.1 + b > self.batch_bytes {
+            if taken.0 > 0 && taken.1 >= self.batch_bytes {
                 break;
             }
-            taken = (taken.0 + 1, taken.1 + b);
+            taken = (taken.0 + 1, taken.1 + op.bytes());
         }
         taken
     }
@@ -507,15 +508,18 @@ mod tests {
         let (batch, m) = inbox.cut();
         assert_eq!(
             ids(&batch),
-            [Value::Int(10)],
-            "the next one would pass the budget"
+            [Value::Int(10), Value::Int(500)],
+            "the one that reaches the budget ends the batch"
         );
         assert!(m.is_none());
-        let (batch, _) = inbox.cut();
-        assert_eq!(ids(&batch), [Value::Int(500)], "alone, however wide");
         assert!(!inbox.full());
         let (batch, _) = inbox.cut();
         assert_eq!(ids(&batch), [Value::Int(1)]);
         assert!(inbox.is_empty());
+        // one wider than the budget is a batch of its own
+        inbox.take(LaneMsg::Op(wide(900, 900 << 10)), &progress);
+        inbox.take(LaneMsg::Op(wide(2, 2 << 10)), &progress);
+        let (batch, _) = inbox.cut();
+        assert_eq!(ids(&batch), [Value::Int(900)], "alone, however wide");
     }
 }
