@@ -253,8 +253,8 @@ impl Dispatcher {
 
     /// Adds an operation of the current page to its lane's buffer; the
     /// lane whose buffer now makes a batch, to be queued ([`Self::send`]).
-    /// An operation for a shard another process applies is dropped, as
-    /// [`LanePool::send`] does. Not `async`: the operation is moved once,
+    /// An operation for a shard another process applies is dropped (it
+    /// has no lane here). Not `async`: the operation is moved once,
     /// not into a future first.
     fn buffer(&mut self, op: WriteOp) -> Result<Option<usize>, NoBuffer> {
         let Some(l) = self.pool.lane_index(&op) else {

@@ -45,7 +45,7 @@ struct Dropped {
 impl Dropped {
     fn take(&mut self, msg: LaneMsg, cfg: &LaneConfig) {
         match msg {
-            LaneMsg::Op(_) | LaneMsg::Ops { .. } => self.ops += msg.ops() as u64,
+            LaneMsg::Ops { .. } => self.ops += msg.ops() as u64,
             LaneMsg::Mark {
                 seq,
                 end,

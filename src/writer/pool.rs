@@ -18,7 +18,7 @@
 //!
 //! # One key, one lane
 //!
-//! [`LanePool::send`] picks the lane of an operation among its shard's
+//! [`LanePool::lane_of`] picks the lane of an operation among its shard's
 //! lanes (its server's, or its own) by [`lane_hash`] of (table, key), so
 //! every operation on one key of one table goes to the same lane, in the
 //! order it was sent. A lane applies
@@ -190,16 +190,6 @@ impl LanePool {
         Some(first + lane_in_shard(op, width))
     }
 
-    /// Queues an operation on its key's lane (waiting while the queue is
-    /// full); drops it when another process applies its shard.
-    pub async fn send(&self, op: WriteOp) -> Result<(), LaneGone> {
-        let Some(l) = self.lane_of(&op) else {
-            return Ok(());
-        };
-        let tx = self.senders.get(l).ok_or(LaneGone)?;
-        tx.send(LaneMsg::Op(op)).await.map_err(|_| LaneGone)
-    }
-
     /// How many operations a slice for `lane` holds at most: its batch
     /// size (the lane cuts batches of exactly that many however slices
     /// fall, [`super::queue::Inbox`]), a quarter of its queue, so that one
@@ -226,7 +216,7 @@ impl LanePool {
     }
 
     /// The lane an operation goes to (an index below [`LanePool::len`]),
-    /// as [`LanePool::send`] picks it; `None` when another process
+    /// as [`LanePool::lane_of`] picks it; `None` when another process
     /// applies its shard.
     pub fn lane_index(&self, op: &WriteOp) -> Option<usize> {
         self.lane_of(op)

@@ -1,8 +1,7 @@
 //! A lane's queue: FIFO, bounded by the **operations** it holds and by
-//! their **bytes**, however they are sent — a few at a time
-//! ([`LaneMsg::Op`], [`LaneMsg::Ops`] of a copy page's share) or in
-//! slices (the stream: one channel send and one wake-up for many
-//! operations).
+//! their **bytes**, however they are sent: in whole batches (the copy) or
+//! in slices (the stream), each a [`LaneMsg::Ops`], one channel send and
+//! one wake-up for many operations.
 //!
 //! The bound is a semaphore of `capacity` permits beside the channel. An
 //! operation weighs one permit, or more when it is wide: one per
@@ -39,13 +38,9 @@ use crate::position::Position;
 /// What a lane receives (through [`super::pool::LanePool`]).
 #[derive(Debug)]
 pub enum LaneMsg {
-    Op(WriteOp),
     /// Operations in the order they were routed, and their
     /// [`WriteOp::bytes`] together ([`LaneMsg::ops_of`]).
-    Ops {
-        ops: Vec<WriteOp>,
-        bytes: usize,
-    },
+    Ops { ops: Vec<WriteOp>, bytes: usize },
     /// Every operation of transactions `<= seq` for this lane was sent.
     Mark {
         seq: u64,
@@ -64,7 +59,6 @@ impl LaneMsg {
     /// The operations it carries.
     pub fn ops(&self) -> usize {
         match self {
-            LaneMsg::Op(_) => 1,
             LaneMsg::Ops { ops, .. } => ops.len(),
             LaneMsg::Mark { .. } => 0,
         }
@@ -73,7 +67,6 @@ impl LaneMsg {
     /// The bytes of the operations it carries.
     pub fn bytes(&self) -> usize {
         match self {
-            LaneMsg::Op(op) => op.bytes(),
             LaneMsg::Ops { bytes, .. } => *bytes,
             LaneMsg::Mark { .. } => 0,
         }
@@ -252,10 +245,6 @@ impl Inbox {
     /// is kept after them ([`Inbox::mark`]).
     pub fn take(&mut self, msg: LaneMsg, progress: &mpsc::UnboundedSender<LaneProgress>) {
         match msg {
-            LaneMsg::Op(op) => {
-                self.bytes += op.bytes();
-                self.ops.push(op);
-            }
             LaneMsg::Ops { ops, bytes } => {
                 self.bytes += bytes;
                 self.ops.extend(ops);
@@ -360,7 +349,6 @@ mod tests {
 
     fn keys(msg: &LaneMsg) -> Vec<Value> {
         match msg {
-            LaneMsg::Op(o) => o.key().cloned().collect(),
             LaneMsg::Ops { ops, .. } => ops.iter().flat_map(|o| o.key().cloned()).collect(),
             LaneMsg::Mark { .. } => Vec::new(),
         }
@@ -383,7 +371,9 @@ mod tests {
         let mut slice = vec![op(1), op(2), op(3)];
         send(&tx, &mut slice).await.expect("room for 3");
         assert!(slice.is_empty());
-        tx.send(LaneMsg::Op(op(4))).await.expect("room for 1");
+        tx.send(LaneMsg::ops_of(vec![op(4)]))
+            .await
+            .expect("room for 1");
         // full: a slice of 2 waits, and is still the caller's when dropped
         let mut more = vec![op(5), op(6)];
         let waited = tokio::time::timeout(Duration::from_millis(20), send(&tx, &mut more));
@@ -414,9 +404,9 @@ mod tests {
         });
         assert_eq!(rx.recv().await.map(|m| m.ops()), Some(3));
         assert_eq!(waiting.await.expect("joins"), Ok(()));
-        tx.send(LaneMsg::Op(op(5))).await.expect("room");
+        tx.send(LaneMsg::ops_of(vec![op(5)])).await.expect("room");
         drop(rx);
-        assert_eq!(tx.send(LaneMsg::Op(op(6))).await, Err(Closed));
+        assert_eq!(tx.send(LaneMsg::ops_of(vec![op(6)])).await, Err(Closed));
     }
 
     fn mark(seq: u64) -> LaneMsg {
@@ -440,7 +430,7 @@ mod tests {
         inbox.take(mark(2), &progress);
         inbox.take(LaneMsg::ops_of(vec![op(4), op(5), op(6)]), &progress);
         inbox.take(mark(3), &progress);
-        inbox.take(LaneMsg::Op(op(7)), &progress);
+        inbox.take(LaneMsg::ops_of(vec![op(7)]), &progress);
         assert!(
             reported.try_recv().is_err(),
             "marks wait for their operations"
@@ -463,23 +453,25 @@ mod tests {
     #[tokio::test]
     async fn bounded_by_bytes_for_wide_operations() {
         let (tx, mut rx) = queue(100, 100 << 10);
-        tx.send(LaneMsg::Op(wide(1, 40 << 10))).await.expect("room");
+        tx.send(LaneMsg::ops_of(vec![wide(1, 40 << 10)]))
+            .await
+            .expect("room");
         let mut slice = vec![wide(2, 40 << 10)];
         send(&tx, &mut slice).await.expect("room for a second");
-        let third = tx.send(LaneMsg::Op(wide(3, 40 << 10)));
+        let third = tx.send(LaneMsg::ops_of(vec![wide(3, 40 << 10)]));
         let waited = tokio::time::timeout(Duration::from_millis(20), third);
         assert!(waited.await.is_err(), "the queue holds about 100 KiB");
         // narrow ones still fit beside them, by count
         let mut narrow: Vec<WriteOp> = (10..20).map(op).collect();
         send(&tx, &mut narrow).await.expect("room by count");
         assert_eq!(rx.recv().await.map(|m| m.ops()), Some(1));
-        tx.send(LaneMsg::Op(wide(3, 40 << 10)))
+        tx.send(LaneMsg::ops_of(vec![wide(3, 40 << 10)]))
             .await
             .expect("room again");
         for _ in 0..3 {
             assert!(rx.recv().await.is_some());
         }
-        tx.send(LaneMsg::Op(wide(4, 1 << 20)))
+        tx.send(LaneMsg::ops_of(vec![wide(4, 1 << 20)]))
             .await
             .expect("an empty queue takes one heavier than itself");
     }
@@ -497,9 +489,9 @@ mod tests {
         );
         assert!(inbox.full(), "a batch's bytes wait");
         inbox.take(mark(1), &progress);
-        inbox.take(LaneMsg::Op(wide(10, 10 << 10)), &progress);
-        inbox.take(LaneMsg::Op(wide(500, 500 << 10)), &progress);
-        inbox.take(LaneMsg::Op(wide(1, 1 << 10)), &progress);
+        inbox.take(LaneMsg::ops_of(vec![wide(10, 10 << 10)]), &progress);
+        inbox.take(LaneMsg::ops_of(vec![wide(500, 500 << 10)]), &progress);
+        inbox.take(LaneMsg::ops_of(vec![wide(1, 1 << 10)]), &progress);
         let ids =
             |b: &[WriteOp]| -> Vec<Value> { b.iter().flat_map(|o| o.key().cloned()).collect() };
         let (batch, m) = inbox.cut();
@@ -517,8 +509,8 @@ mod tests {
         assert_eq!(ids(&batch), [Value::Int(1)]);
         assert!(inbox.is_empty());
         // one wider than the budget is a batch of its own
-        inbox.take(LaneMsg::Op(wide(900, 900 << 10)), &progress);
-        inbox.take(LaneMsg::Op(wide(2, 2 << 10)), &progress);
+        inbox.take(LaneMsg::ops_of(vec![wide(900, 900 << 10)]), &progress);
+        inbox.take(LaneMsg::ops_of(vec![wide(2, 2 << 10)]), &progress);
         let (batch, _) = inbox.cut();
         assert_eq!(ids(&batch), [Value::Int(900)], "alone, however wide");
     }
