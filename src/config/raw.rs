@@ -237,7 +237,9 @@ pub struct RawPipeline {
     pub spool_dir: Option<String>,
     /// Row changes of a transaction handed to the router at a time (a
     /// large transaction streams through in chunks of this size). Default
-    /// 1000.
+    /// 100: small enough that a chunk's rows are routed while the decoder
+    /// left them in the cache (1000 cost reshard about 8 % more CPU in
+    /// the benchmark's `UPDATE`, BENCHMARKS.md).
     #[serde(default = "default_chunk")]
     pub stream_chunk_rows: usize,
 }
@@ -270,7 +272,7 @@ fn default_on_ddl() -> OnDdl {
     OnDdl::Halt
 }
 fn default_chunk() -> usize {
-    1000
+    crate::source::Hold::default().chunk_rows
 }
 fn default_retention() -> u64 {
     7 * 24 * 3600

@@ -107,7 +107,7 @@ impl Default for Hold {
         Hold {
             memory: 64 << 20,
             dir: None,
-            chunk_rows: 1000,
+            chunk_rows: 100,
             chunk_bytes: 1 << 20,
         }
     }
