@@ -26,7 +26,8 @@
 //! batch rather than one per row, and every batch — every upsert
 //! statement — has the same number of rows (one prepared statement per
 //! table instead of one per batch length), unless its rows reach
-//! [`BATCH_BYTES`] first (wide rows, where a batch is held by its bytes). A lane's mark therefore names
+//! [`BATCH_BYTES`] first (wide rows, where a batch is held by its
+//! bytes). A lane's mark therefore names
 //! the last page *all* of whose operations for that lane were queued:
 //! page *n* once its buffer is empty, else the page before the oldest
 //! operation it still holds ([`Dispatcher::mark_lanes`]). Each lane's mark

@@ -57,6 +57,7 @@ pub struct WriteOp {
 }
 
 impl WriteOp {
+    /// An operation, weighed ([`WriteOp::bytes`]).
     pub fn new(
         shard: usize,
         table: Arc<TargetTable>,

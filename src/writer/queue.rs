@@ -3,11 +3,11 @@
 //! in slices (the stream), each a [`LaneMsg::Ops`], one channel send and
 //! one wake-up for many operations.
 //!
-//! The bound is a semaphore of `capacity` permits beside the channel. An
-//! operation weighs one permit, or more when it is wide: one per
-//! `bytes / capacity` of its [`WriteOp::bytes`], so that the permits of
-//! what waits bound both its count (`capacity`) and its bytes (`bytes`).
-//! A message takes its operations' permits before it is queued and the
+//! The bound is a semaphore of `capacity` permits beside the channel. A
+//! message weighs a permit per operation, or, when that is more, one per
+//! `bytes / capacity` of its operations' [`WriteOp::bytes`], so that the
+//! permits of what waits bound both its count (`capacity`) and its bytes
+//! (`bytes`). A message takes its permits before it is queued and the
 //! lane gives them back when it takes the message out, so at most that
 //! much waits in a queue whatever the slices' sizes (the memory bound of
 //! `docs/architecture.md`, "Large transactions"); a message heavier than
