@@ -45,6 +45,9 @@ pub struct Settings {
     pub memory_bytes: u64,
     /// `BENCH_SNAPSHOT_ROWS` (1,000,000): rows the initial copy copies.
     pub snapshot_rows: usize,
+    /// `BENCH_SMALL_TXNS` (100,000): one-row `INSERT` transactions, then
+    /// as many one-row `UPDATE` transactions (row `small`).
+    pub small_txns: usize,
     /// `BENCH_PIPELINE`: extra `[pipeline]` lines for reshard's config
     /// (e.g. `lanes_per_shard = 4`), `;`-separated.
     pub pipeline: String,
@@ -66,6 +69,7 @@ impl Settings {
             lag_secs: var("BENCH_LAG_SECS", 60)?,
             memory_bytes: var("BENCH_MEMORY_BYTES", 1u64 << 30)?,
             snapshot_rows: var("BENCH_SNAPSHOT_ROWS", 1_000_000)?,
+            small_txns: var("BENCH_SMALL_TXNS", 100_000)?,
             pipeline: std::env::var("BENCH_PIPELINE")
                 .unwrap_or_default()
                 .replace(';', "\n"),
@@ -79,7 +83,7 @@ impl Settings {
 
     pub fn describe(&self) -> String {
         format!(
-            "rows {} (+ one UPDATE of all), runs {} (e2e {}), lag {} rows/s for {} s, memory {} MiB, snapshot {} rows, pipeline [{}]",
+            "rows {} (+ one UPDATE of all), runs {} (e2e {}), lag {} rows/s for {} s, memory {} MiB, snapshot {} rows, small {} transactions, pipeline [{}]",
             self.rows,
             self.runs,
             self.e2e_runs,
@@ -87,6 +91,7 @@ impl Settings {
             self.lag_secs,
             self.memory_bytes >> 20,
             self.snapshot_rows,
+            self.small_txns,
             self.pipeline.replace('\n', "; ")
         )
     }

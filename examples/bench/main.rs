@@ -16,7 +16,9 @@
 //!   ceiling, peak RSS;
 //! * `lag`: heartbeat lag under a paced source load;
 //! * `memory`: peak RSS while one large transaction streams through;
-//! * `snapshot`: the initial copy against `mysqldump | mariadb`.
+//! * `snapshot`: the initial copy against `mysqldump | mariadb`;
+//! * `small`: many one-row transactions replayed (what per-transaction
+//!   work costs).
 //!
 //! Sizes come from environment variables (see [`Settings`]), so a quick
 //! run is possible; the defaults are issue 10's sizes.
@@ -29,6 +31,7 @@ mod literal;
 mod load;
 mod memory;
 mod report;
+mod small;
 mod snapshot;
 mod workload;
 
@@ -40,8 +43,8 @@ use report::Report;
 pub type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 /// The rows of the benchmark, in the order they run.
-pub const ROWS: [&str; 7] = [
-    "decode", "forms", "ceiling", "e2e", "lag", "memory", "snapshot",
+pub const ROWS: [&str; 8] = [
+    "decode", "forms", "ceiling", "e2e", "lag", "memory", "snapshot", "small",
 ];
 
 #[tokio::main]
@@ -91,6 +94,9 @@ async fn main() -> Res<()> {
     }
     if wanted("snapshot") {
         snapshot::run(&bench, &settings, &mut report).await?;
+    }
+    if wanted("small") {
+        small::run(&bench, &settings, &mut report).await?;
     }
     report.finish(started.elapsed())?;
     Ok(())
