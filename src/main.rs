@@ -40,10 +40,21 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_ERROR);
         }
     };
-    match runtime.block_on(commands::dispatch(cli)) {
-        Ok(code) => code,
-        Err(e) => {
+    // The command runs as a task on the worker threads, not on this
+    // thread: the coordinator and the copy's dispatcher hand a message to
+    // a reader or lane task for every transaction or page, and from here
+    // each handoff woke a parked thread (`docs/architecture.md`,
+    // "Threads").
+    let command = runtime.spawn(commands::dispatch(cli));
+    match runtime.block_on(command) {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => {
             eprintln!("error: {}", redact_url(&format!("{e:#}")));
+            ExitCode::from(EXIT_ERROR)
+        }
+        // the task panicked (the panic was printed) or was cancelled
+        Err(e) => {
+            eprintln!("error: {}", redact_url(&e.to_string()));
             ExitCode::from(EXIT_ERROR)
         }
     }

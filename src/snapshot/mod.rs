@@ -294,7 +294,9 @@ async fn run(
         }
         tokio::select! {
             biased;
-            Ok(_) = shutdown.wait_for(|stop| *stop) => return Ok(CopyOutcome::Interrupted),
+            // (a bool, not the watch's guard: the command runs as a task,
+            // whose future must be `Send`)
+            true = async { shutdown.wait_for(|stop| *stop).await.is_ok() } => return Ok(CopyOutcome::Interrupted),
             p = d.next_progress() => d.applied(c, plan, p?).await?,
             Some(ended) = readers.tasks.join_next() => match ended {
                 Ok(Ok(())) => {}
