@@ -508,6 +508,7 @@ impl Spool {
         self.flush()?;
         let reader = self.reader(0)?;
         Ok(Release {
+            left: self.rows,
             spool: self,
             reader,
             epoch,
@@ -556,6 +557,8 @@ pub struct Release {
     reader: Reader,
     epoch: u16,
     body: Vec<u8>,
+    /// Rows not handed out yet.
+    left: u64,
 }
 
 impl Release {
@@ -567,8 +570,12 @@ impl Release {
     /// The next rows, whole events at a time until at least `rows` row
     /// changes or `bytes` bytes of events; empty at the end.
     pub fn chunk(&mut self, rows: usize, bytes: usize) -> Result<Vec<RowChange>, SpoolError> {
-        // one allocation for the chunk (a rows event more may come)
-        let mut out = Vec::with_capacity(rows.clamp(1, 1 << 16) + rows / 4);
+        // one allocation for the chunk (a rows event more may come), no
+        // larger than the rows left: a one-row transaction's chunk is one
+        // row, not `rows`
+        let cap = (rows.clamp(1, 1 << 16) + rows / 4)
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let mut out = Vec::with_capacity(cap);
         let mut read = 0;
         while out.len() < rows.max(1) && read < bytes.max(1) {
             let next = self.reader.next(&self.spool.mem, &mut self.body);
@@ -578,6 +585,7 @@ impl Release {
             read += self.body.len();
             self.decode(&rec, &mut out)?;
         }
+        self.left = self.left.saturating_sub(out.len() as u64);
         Ok(out)
     }
 
