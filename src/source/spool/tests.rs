@@ -202,3 +202,17 @@ fn a_spool_grows_to_its_budget_in_one_step_past_a_spare_buffer() {
         s.mem.capacity()
     );
 }
+
+/// A small group's chunk is allocated for its rows, not for the chunk
+/// size: one-row transactions come one chunk each.
+#[test]
+fn a_small_groups_chunk_holds_room_for_its_rows_only() {
+    let t = table("t");
+    let mut s = Spool::default();
+    add(&mut s, &t, 0..1, 100);
+    let mut r = s.release(0).unwrap();
+    let chunk = r.chunk(100, 1 << 20).unwrap();
+    assert_eq!(chunk.len(), 1);
+    assert_eq!(chunk.capacity(), 1);
+    assert!(r.chunk(100, 1 << 20).unwrap().is_empty());
+}
