@@ -247,7 +247,14 @@ impl Inbox {
         match msg {
             LaneMsg::Ops { ops, bytes } => {
                 self.bytes += bytes;
-                self.ops.extend(ops);
+                if self.ops.is_empty() && 2 * ops.len() >= self.batch {
+                    // the message's vector becomes the inbox's: a whole
+                    // batch (the copy's, a large slice) is not copied
+                    self.ops = ops;
+                } else {
+                    self.ops.reserve(self.batch.saturating_sub(self.ops.len()));
+                    self.ops.extend(ops);
+                }
             }
             LaneMsg::Mark {
                 seq,
@@ -282,8 +289,14 @@ impl Inbox {
     /// is applied.
     pub fn cut(&mut self) -> (Vec<WriteOp>, Option<LaneProgress>) {
         let (n, bytes) = self.batch_len();
-        let mut rest = Vec::with_capacity(self.batch.max(self.ops.len() - n));
-        rest.extend(self.ops.drain(n..));
+        // nothing left: the next message's vector takes the inbox's place
+        let rest = if n == self.ops.len() {
+            Vec::new()
+        } else {
+            let mut rest = Vec::with_capacity(self.batch.max(self.ops.len() - n));
+            rest.extend(self.ops.drain(n..));
+            rest
+        };
         let batch = std::mem::replace(&mut self.ops, rest);
         self.bytes -= bytes;
         let covered = self.marks.iter().take_while(|(at, _)| *at <= n).count();
