@@ -98,3 +98,45 @@ pub fn counters_since(b: &Bench, earlier: &BTreeMap<String, f64>) -> serde_json:
     }
     serde_json::Value::Object(out)
 }
+
+/// The machine's idle and total time so far (`/proc/stat`'s `cpu` line,
+/// in ticks): how much of the cores a step left idle, which per-process
+/// CPU seconds cannot show (the copy and the dump do about the same work;
+/// what separates them is the time every core waits, BENCHMARKS.md,
+/// session 11).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stat {
+    idle: u64,
+    total: u64,
+}
+
+impl Stat {
+    pub fn take() -> Stat {
+        let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let Some(line) = text.lines().find(|l| l.starts_with("cpu ")) else {
+            return Stat::default();
+        };
+        // user nice system idle iowait irq softirq steal (guests are in user)
+        let f: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .take(8)
+            .map(|v| v.parse().unwrap_or(0))
+            .collect();
+        Stat {
+            idle: f.get(3).copied().unwrap_or(0) + f.get(4).copied().unwrap_or(0),
+            total: f.iter().sum(),
+        }
+    }
+
+    /// Cores idle on average since `earlier` (0 to the core count).
+    pub fn idle_cores_since(&self, earlier: &Stat) -> f64 {
+        let total = self.total.saturating_sub(earlier.total);
+        if total == 0 {
+            return 0.0;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let idle = self.idle.saturating_sub(earlier.idle) as f64 / total as f64 * cores;
+        (idle * 100.0).round() / 100.0
+    }
+}

@@ -12,7 +12,7 @@ use mysql_async::prelude::Queryable;
 use reshard_testkit::scenario::connect;
 use reshard_testkit::MariaDb;
 
-use crate::cpu::{children_seconds, counters, counters_since, Cpu};
+use crate::cpu::{children_seconds, counters, counters_since, Cpu, Stat};
 use crate::env::{Bench, Settings, SHARDS};
 use crate::load::converged;
 use crate::report::Report;
@@ -34,6 +34,7 @@ pub async fn run(b: &Bench, s: &Settings, report: &mut Report) -> Res<()> {
     let mut r = b.run_reshard(&cfg, None)?;
     let cpu0 = Cpu::take(b, Some(r.pid()));
     let stmts0 = counters(b);
+    let stat0 = Stat::take();
     let mut ctl = None;
     let copy_secs = loop {
         r.check_alive()?;
@@ -54,13 +55,14 @@ pub async fn run(b: &Bench, s: &Settings, report: &mut Report) -> Res<()> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    let copy_idle = Stat::take().idle_cores_since(&stat0);
     let copy_cpu = Cpu::take(b, Some(r.pid())).since(&cpu0);
     let copy_stmts = counters_since(b, &stmts0);
     let rss = r.peak_rss();
     r.stop()?;
     converged(b, "snap")?;
     eprintln!(
-        "bench: snapshot: reshard copy {:.0} rows/s, CPU s {copy_cpu}, targets {copy_stmts}",
+        "bench: snapshot: reshard copy {:.0} rows/s, idle cores {copy_idle}, CPU s {copy_cpu}, targets {copy_stmts}",
         n as f64 / copy_secs
     );
 
@@ -68,13 +70,15 @@ pub async fn run(b: &Bench, s: &Settings, report: &mut Report) -> Res<()> {
         b.target_of(sh).sql(&format!("TRUNCATE TABLE s{sh}.snap"))?;
     }
     let (cpu0, stmts0, clients0) = (Cpu::take(b, None), counters(b), children_seconds());
+    let stat0 = Stat::take();
     let dump_secs = dump_load(b)?;
+    let dump_idle = Stat::take().idle_cores_since(&stat0);
     let dump_cpu = Cpu::take(b, None).since(&cpu0);
     let dump_stmts = counters_since(b, &stmts0);
     let clients = ((children_seconds() - clients0) * 100.0).round() / 100.0;
     converged(b, "snap")?;
     eprintln!(
-        "bench: snapshot: mariadb-dump | mariadb {:.0} rows/s, CPU s {dump_cpu} + clients {clients}, targets {dump_stmts}",
+        "bench: snapshot: mariadb-dump | mariadb {:.0} rows/s, idle cores {dump_idle}, CPU s {dump_cpu} + clients {clients}, targets {dump_stmts}",
         n as f64 / dump_secs
     );
     let dump_rate = n as f64 / dump_secs;
@@ -87,7 +91,7 @@ pub async fn run(b: &Bench, s: &Settings, report: &mut Report) -> Res<()> {
             "mariadb-dump | mariadb".into(),
             (n as f64 / copy_secs) / dump_rate,
         )),
-        serde_json::json!({"secs": copy_secs, "peak_rss_mib": rss as f64 / 1048576.0, "cpu_secs": copy_cpu, "targets": copy_stmts}),
+        serde_json::json!({"secs": copy_secs, "peak_rss_mib": rss as f64 / 1048576.0, "idle_cores": copy_idle, "cpu_secs": copy_cpu, "targets": copy_stmts}),
     );
     report.add(
         "snapshot",
@@ -95,7 +99,7 @@ pub async fn run(b: &Bench, s: &Settings, report: &mut Report) -> Res<()> {
         dump_rate,
         "rows/s",
         None,
-        serde_json::json!({"secs": dump_secs, "cpu_secs": dump_cpu, "clients_cpu_secs": clients, "targets": dump_stmts}),
+        serde_json::json!({"secs": dump_secs, "idle_cores": dump_idle, "cpu_secs": dump_cpu, "clients_cpu_secs": clients, "targets": dump_stmts}),
     );
     Ok(())
 }
