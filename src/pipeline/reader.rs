@@ -48,6 +48,7 @@ use tokio::sync::mpsc::{self, error::SendTimeoutError, error::TrySendError};
 use super::{Attempt, PipelineError};
 use crate::config::Endpoint;
 use crate::db::{self, DbError, Flavor, Session};
+use crate::metrics::board::ReaderBlocked;
 use crate::position::Position;
 use crate::source::archive::{ArchiveReader, ArchiveSource};
 use crate::source::history::SchemaHistory;
@@ -331,25 +332,14 @@ async fn forward(
         }
         let failed = item.is_err();
         let sent = Sent::of(&item);
-        // room at once (the common case): no timer, no clock read
-        let item = match tx.try_send(item) {
-            Ok(()) if failed => break,
-            Ok(()) => {
+        let (item, blocked) = match hand_over(&tx, item, patience).await {
+            Handed::Done(true) if !failed => {
                 done.record(sent);
                 continue;
             }
-            Err(TrySendError::Closed(_)) => break,
-            Err(TrySendError::Full(item)) => item,
-        };
-        let blocked = crate::metrics::global().board.reader_blocked();
-        let item = match tx.send_timeout(item, patience).await {
-            Ok(()) if failed => break,
-            Ok(()) => {
-                done.record(sent);
-                continue;
-            }
-            Err(SendTimeoutError::Closed(_)) => break,
-            Err(SendTimeoutError::Timeout(item)) => item,
+            // an error was forwarded, or the coordinator is gone
+            Handed::Done(_) => break,
+            Handed::Waited(item, blocked) => (item, blocked),
         };
         // the coordinator is busy: stop reading before the source gives
         // up on us, and wait for room with nothing open (the schema
@@ -385,6 +375,35 @@ async fn forward(
         }
     }
     tailer.close().await;
+}
+
+/// How an item was handed to the coordinator.
+enum Handed {
+    /// Taken (`true`), or the coordinator is gone (`false`).
+    Done(bool),
+    /// No room within the patience: the item back, and the guard that
+    /// shows the reader blocked until it is dropped.
+    Waited(Result<SourceItem, SourceError>, ReaderBlocked<'static>),
+}
+
+/// Hands `item` to the coordinator, waiting at most `patience` for room.
+async fn hand_over(
+    tx: &mpsc::Sender<Result<SourceItem, SourceError>>,
+    item: Result<SourceItem, SourceError>,
+    patience: Duration,
+) -> Handed {
+    // room at once (the common case): no timer, no clock read
+    let item = match tx.try_send(item) {
+        Ok(()) => return Handed::Done(true),
+        Err(TrySendError::Closed(_)) => return Handed::Done(false),
+        Err(TrySendError::Full(item)) => item,
+    };
+    let blocked = crate::metrics::global().board.reader_blocked();
+    match tx.send_timeout(item, patience).await {
+        Ok(()) => Handed::Done(true),
+        Err(SendTimeoutError::Closed(_)) => Handed::Done(false),
+        Err(SendTimeoutError::Timeout(item)) => Handed::Waited(item, blocked),
+    }
 }
 
 async fn close_history(history: Option<SchemaHistory>) {
