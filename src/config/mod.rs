@@ -912,6 +912,41 @@ rules = "shard-rules"
         Config::parse(Path::new("/srv/reshard/reshard.toml"), &enabled, &env).unwrap();
     }
 
+    /// Regression: `snapshot_chunk_rows` took `stream_chunk_rows`' default
+    /// (100) while the example and the README said 1000, so the copy read
+    /// ten times the pages it should have (`BENCHMARKS.md`, session 12).
+    /// Every option the example shows commented out with its default must
+    /// leave the configuration as it is without it.
+    #[test]
+    fn the_defaults_the_example_shows_are_the_defaults() {
+        let text = include_str!("../../reshard.example.toml");
+        let env = |_: &str| Some("pw".to_string());
+        let path = Path::new("/srv/reshard/reshard.toml");
+        // shown as examples, not as their defaults (their comments say so)
+        let examples = ["shards", "spool_dir", "listen", "max_lag_secs", "lag_query"];
+        let mut shown = 0;
+        let enabled: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ").and_then(|o| o.split_once(" = ")) {
+                Some((k, _))
+                    if !k.is_empty()
+                        && k.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_')
+                        && !examples.contains(&k) =>
+                {
+                    shown += 1;
+                    format!("{}\n", &l[2..])
+                }
+                _ => format!("{l}\n"),
+            })
+            .collect();
+        assert!(shown >= 20, "{shown} options shown");
+        let base = Config::parse(path, text, &env).unwrap();
+        let with = Config::parse(path, &enabled, &env).unwrap();
+        assert_eq!(base.pipeline.snapshot_chunk_rows, 1000);
+        assert_eq!(format!("{:?}", base.pipeline), format!("{:?}", with.pipeline));
+        assert_eq!(format!("{:?}", base.throttle), format!("{:?}", with.throttle));
+    }
+
     #[test]
     fn unknown_key_is_named_with_line_and_column() {
         let text = GOOD.replace("server_id = 4001", "server_id = 4001\nserverid = 1");

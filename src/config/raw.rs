@@ -190,7 +190,7 @@ pub struct RawPipeline {
     pub lookup_ttl_secs: u64,
     /// Rows per chunk (page) of the initial copy, at most: a page also
     /// stops near 4 MiB of rows (`snapshot::read`). Default 1000.
-    #[serde(default = "default_chunk")]
+    #[serde(default = "default_snapshot_chunk")]
     pub snapshot_chunk_rows: usize,
     /// Rows per batch (one statement) of the initial copy's lanes.
     /// Default: `batch_size`; at most 10000.
@@ -240,7 +240,7 @@ pub struct RawPipeline {
     /// 100: small enough that a chunk's rows are routed while the decoder
     /// left them in the cache (1000 cost reshard about 8 % more CPU in
     /// the benchmark's `UPDATE`, BENCHMARKS.md).
-    #[serde(default = "default_chunk")]
+    #[serde(default = "default_stream_chunk")]
     pub stream_chunk_rows: usize,
 }
 
@@ -271,8 +271,11 @@ fn default_on_error() -> OnDeriveError {
 fn default_on_ddl() -> OnDdl {
     OnDdl::Halt
 }
-fn default_chunk() -> usize {
+fn default_stream_chunk() -> usize {
     crate::source::Hold::default().chunk_rows
+}
+fn default_snapshot_chunk() -> usize {
+    1000
 }
 fn default_retention() -> u64 {
     7 * 24 * 3600
