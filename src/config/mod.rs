@@ -927,24 +927,32 @@ rules = "shard-rules"
         let mut shown = 0;
         let enabled: String = text
             .lines()
-            .map(|l| match l.strip_prefix("# ").and_then(|o| o.split_once(" = ")) {
-                Some((k, _))
-                    if !k.is_empty()
-                        && k.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_')
-                        && !examples.contains(&k) =>
-                {
-                    shown += 1;
-                    format!("{}\n", &l[2..])
-                }
-                _ => format!("{l}\n"),
-            })
+            .map(
+                |l| match l.strip_prefix("# ").and_then(|o| o.split_once(" = ")) {
+                    Some((k, _))
+                        if !k.is_empty()
+                            && k.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_')
+                            && !examples.contains(&k) =>
+                    {
+                        shown += 1;
+                        format!("{}\n", &l[2..])
+                    }
+                    _ => format!("{l}\n"),
+                },
+            )
             .collect();
         assert!(shown >= 20, "{shown} options shown");
         let base = Config::parse(path, text, &env).unwrap();
         let with = Config::parse(path, &enabled, &env).unwrap();
         assert_eq!(base.pipeline.snapshot_chunk_rows, 1000);
-        assert_eq!(format!("{:?}", base.pipeline), format!("{:?}", with.pipeline));
-        assert_eq!(format!("{:?}", base.throttle), format!("{:?}", with.throttle));
+        assert_eq!(
+            format!("{:?}", base.pipeline),
+            format!("{:?}", with.pipeline)
+        );
+        assert_eq!(
+            format!("{:?}", base.throttle),
+            format!("{:?}", with.throttle)
+        );
     }
 
     #[test]

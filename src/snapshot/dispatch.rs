@@ -52,6 +52,7 @@ use tokio::sync::mpsc;
 
 use super::plan::Plan;
 use super::read::Page;
+use super::waits::{Side, Waits};
 use super::Copy;
 use crate::checkpoint::{LaneProgress, Tracker};
 use crate::config::{Config, OnDeriveError};
@@ -129,6 +130,8 @@ pub struct Dispatcher {
     saved_at: Instant,
     /// The operations of the row being routed (a reused buffer).
     routed: Vec<WriteOp>,
+    /// Where it waited, and for whom ([`super::waits`]).
+    waits: Waits,
 }
 
 impl Dispatcher {
@@ -172,12 +175,37 @@ impl Dispatcher {
             unsaved: Vec::new(),
             saved_at: Instant::now(),
             routed: Vec::new(),
+            waits: Waits::default(),
         }
     }
 
     /// Whether another page may be dispatched now (see the module docs).
     pub fn has_room(&self) -> bool {
         self.pending.len() < self.max_pending
+    }
+
+    /// What the dispatcher would wait for now: room, when it has none;
+    /// else a page, when `no_page` (none is ready); else nothing.
+    pub fn waiting_for(&self, no_page: bool) -> Option<Side> {
+        if !self.has_room() {
+            Some(Side::Targets)
+        } else if no_page {
+            Some(Side::Source)
+        } else {
+            None
+        }
+    }
+
+    /// It waited `since` then for `side` ([`Dispatcher::waiting_for`]).
+    pub fn waited(&mut self, side: Option<Side>, since: Instant) {
+        if let Some(side) = side {
+            self.waits.add(side, since.elapsed());
+        }
+    }
+
+    /// Its waits so far and how long it has run.
+    pub fn waits(&self) -> (Waits, Duration) {
+        (self.waits, self.started.elapsed())
     }
 
     /// Whether every dispatched page is applied.
@@ -279,7 +307,11 @@ impl Dispatcher {
         };
         let ops = std::mem::replace(&mut b.ops, Vec::with_capacity(b.batch));
         let bytes = std::mem::take(&mut b.bytes);
-        if self.pool.send_to(l, ops, bytes).await.is_err() {
+        // (a full lane queue: the targets are behind)
+        let since = Instant::now();
+        let sent = self.pool.send_to(l, ops, bytes).await;
+        self.waited(Some(Side::Targets), since);
+        if sent.is_err() {
             return Err(self.lane_exited().await);
         }
         Ok(())
@@ -293,7 +325,10 @@ impl Dispatcher {
             let done = b.covered(self.seq);
             if done > b.marked {
                 self.bufs[l].marked = done;
-                if self.pool.mark_lane(l, done, position, 0).await.is_err() {
+                let since = Instant::now();
+                let marked = self.pool.mark_lane(l, done, position, 0).await;
+                self.waited(Some(Side::Targets), since);
+                if marked.is_err() {
                     return Err(self.lane_exited().await);
                 }
             }
@@ -327,13 +362,14 @@ impl Dispatcher {
     }
 
     /// Waits as long as `rows_per_sec` (0: no limit) asks.
-    async fn throttle(&self, rows_per_sec: u64) {
+    async fn throttle(&mut self, rows_per_sec: u64) {
         if rows_per_sec == 0 {
             return;
         }
         let due = Duration::from_secs_f64(self.dispatched as f64 / rows_per_sec as f64);
         if let Some(wait) = due.checked_sub(self.started.elapsed()) {
             tokio::time::sleep(wait).await;
+            self.waits.add(Side::Throttle, wait);
         }
     }
 
@@ -390,7 +426,7 @@ impl Dispatcher {
             self.save(c, plan).await?;
         }
         self.report
-            .show(c.cfg.pipeline.progress_interval, self.started);
+            .show(c.cfg.pipeline.progress_interval, self.started, &self.waits);
         self.unstick(&c.position).await
     }
 
@@ -490,18 +526,22 @@ impl Report {
         }
     }
 
-    fn show(&mut self, interval: Duration, started: Instant) {
+    fn show(&mut self, interval: Duration, started: Instant, waits: &Waits) {
         if let Some(b) = &self.bar {
             if self.rows > b.length().unwrap_or(0) {
                 b.set_length(self.rows);
             }
             b.set_position(self.rows);
         } else if self.last_log.elapsed() >= interval {
-            let rate = (self.rows - self.base) as f64 / started.elapsed().as_secs_f64().max(0.001);
+            let elapsed = started.elapsed();
+            let rate = (self.rows - self.base) as f64 / elapsed.as_secs_f64().max(0.001);
             tracing::info!(
                 rows = self.rows,
                 estimate = self.estimate,
                 rows_per_s = rate.round(),
+                waited_for_source_pct = Waits::percent(waits.source, elapsed),
+                waited_for_targets_pct = Waits::percent(waits.targets, elapsed),
+                bound_by = waits.bound_by(elapsed),
                 "copying"
             );
             self.last_log = Instant::now();

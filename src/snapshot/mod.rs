@@ -40,10 +40,13 @@
 //! marks, like the checkpoint's). A crash resumes every unit after its
 //! last applied page; re-copying a page is harmless (versions). The
 //! argument in full: "Copy and stream" in `docs/architecture.md`.
+//! [`waits`] says which side held the copy back, from where the
+//! dispatcher waited.
 
 mod dispatch;
 mod plan;
 mod read;
+mod waits;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -269,12 +272,21 @@ pub async fn copy(mut c: Copy<'_>) -> Result<CopyOutcome, PipelineError> {
         p.snapshot_chunk_rows,
     );
     let outcome = run(&mut c, &mut plan, &mut d, read::start(cfg, work)).await;
+    let (waits, elapsed) = d.waits();
     d.close(&mut c, &mut plan, p.shutdown_timeout).await;
     if outcome? == CopyOutcome::Interrupted {
         return Ok(CopyOutcome::Interrupted);
     }
     control::snapshot::finish(c.control, &p.name).await?;
-    tracing::info!(position = %c.position, "initial copy done; streaming from its position");
+    tracing::info!(
+        position = %c.position,
+        rows = plan.units.iter().map(|u| u.rows).sum::<u64>(),
+        secs = (elapsed.as_secs_f64() * 10.0).round() / 10.0,
+        waited_for_source_pct = waits::Waits::percent(waits.source, elapsed),
+        waited_for_targets_pct = waits::Waits::percent(waits.targets, elapsed),
+        bound_by = waits.bound_by(elapsed),
+        "initial copy done; streaming from its position"
+    );
     Ok(CopyOutcome::Done)
 }
 
@@ -292,19 +304,28 @@ async fn run(
         if !pages_open && readers.tasks.is_empty() && d.all_applied() {
             return Ok(CopyOutcome::Done);
         }
+        // what the dispatcher waits for until a branch is taken
+        let side = d.waiting_for(pages_open && readers.pages.is_empty());
+        let since = std::time::Instant::now();
         tokio::select! {
             biased;
             // (a bool, not the watch's guard: the command runs as a task,
             // whose future must be `Send`)
             true = async { shutdown.wait_for(|stop| *stop).await.is_ok() } => return Ok(CopyOutcome::Interrupted),
-            p = d.next_progress() => d.applied(c, plan, p?).await?,
+            p = d.next_progress() => {
+                d.waited(side, since);
+                d.applied(c, plan, p?).await?
+            }
             Some(ended) = readers.tasks.join_next() => match ended {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Err(e.into()),
                 Err(e) => return Err(PipelineError::Definite(format!("a copy reader crashed: {e}"))),
             },
             page = readers.pages.recv(), if pages_open && d.has_room() => match page {
-                Some(page) => d.dispatch(c, plan, page).await?,
+                Some(page) => {
+                    d.waited(side, since);
+                    d.dispatch(c, plan, page).await?
+                }
                 None => {
                     // every reader is done: queue what the lanes' buffers hold
                     pages_open = false;
