@@ -306,7 +306,7 @@ async fn run(
         }
         // what the dispatcher waits for until a branch is taken
         let side = d.waiting_for(pages_open && readers.pages.is_empty());
-        let since = std::time::Instant::now();
+        let since = Instant::now();
         tokio::select! {
             biased;
             // (a bool, not the watch's guard: the command runs as a task,
