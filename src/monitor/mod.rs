@@ -18,9 +18,13 @@
 //! reconnects at the next second). All of it ends when the returned
 //! [`Observer`] is dropped. Why none of it can change what the pipeline
 //! applies: `docs/architecture.md`, "Watching and throttling".
+//!
+//! Beside it, [`waits`] is what the copy's dispatcher and the stream's
+//! coordinator keep of where they waited, for their progress lines.
 
 pub mod lag;
 pub mod stall;
+pub mod waits;
 
 use std::time::{Duration, Instant};
 

@@ -50,6 +50,7 @@ use crate::checkpoint::bookkeeping::{Advance, Bookkeeping, Saves};
 use crate::checkpoint::{Checkpoint, LaneProgress, Tracker};
 use crate::config::OnDeriveError;
 use crate::control::{self, lease};
+use crate::monitor::waits::{Side, Waits};
 use crate::position::Position;
 use crate::rules::RouteError;
 use crate::source::{Chunk, RowChange, SourceError, SourceItem, Transaction};
@@ -73,6 +74,8 @@ enum Queued {
 struct Report {
     at: Instant,
     ops: u64,
+    /// Where the coordinator waited since ([`crate::monitor::waits`]).
+    waits: Waits,
 }
 
 /// The state of one attempt between its start and its drain.
@@ -126,6 +129,7 @@ impl<'a> Coordinator<'a> {
             report: Report {
                 at: Instant::now(),
                 ops: 0,
+                waits: Waits::default(),
             },
             dead_letters: 0,
             open: false,
@@ -142,6 +146,9 @@ impl<'a> Coordinator<'a> {
     /// source that always has an item ready cannot starve the tick.
     pub(super) async fn run(&mut self, mut source: SourceRx) -> Result<Outcome, PipelineError> {
         loop {
+            // nothing to take: waiting for the source (or caught up)
+            let waiting = source.is_empty();
+            let since = Instant::now();
             let flow = tokio::select! {
                 biased;
                 _ = self.a.shutdown.changed() => {
@@ -149,16 +156,32 @@ impl<'a> Coordinator<'a> {
                     self.shutdown(requested)
                 }
                 Some(exit) = self.lanes.join_next() => ControlFlow::Break(Err(lane_failure(exit))),
-                Some(p) = self.progress.recv() => self.lane_progress(p),
-                _ = self.ticker.tick() => match self.tick().await {
-                    Ok(()) => ControlFlow::Continue(()),
-                    Err(e) => ControlFlow::Break(Err(e)),
-                },
-                item = source.recv() => self.source_item(item).await,
+                Some(p) = self.progress.recv() => {
+                    self.waited(waiting, Side::Source, since);
+                    self.lane_progress(p)
+                }
+                _ = self.ticker.tick() => {
+                    self.waited(waiting, Side::Source, since);
+                    match self.tick().await {
+                        Ok(()) => ControlFlow::Continue(()),
+                        Err(e) => ControlFlow::Break(Err(e)),
+                    }
+                }
+                item = source.recv() => {
+                    self.waited(waiting, Side::Source, since);
+                    self.source_item(item).await
+                }
             };
             if let ControlFlow::Break(result) = flow {
                 return result;
             }
+        }
+    }
+
+    /// It waited `since` then for `side`, if `waiting`.
+    fn waited(&mut self, waiting: bool, side: Side, since: Instant) {
+        if waiting {
+            self.report.waits.add(side, since.elapsed());
         }
     }
 
@@ -312,6 +335,8 @@ impl<'a> Coordinator<'a> {
         bytes: usize,
     ) -> Result<Queued, PipelineError> {
         while !slice.is_empty() {
+            // (while the lane's queue is full: the targets are behind)
+            let since = Instant::now();
             tokio::select! {
                 biased;
                 _ = self.a.shutdown.changed() => {
@@ -319,9 +344,16 @@ impl<'a> Coordinator<'a> {
                         return Ok(Queued::Shutdown);
                     }
                 }
-                Some(p) = self.progress.recv() => self.tracker.update(p),
-                _ = self.ticker.tick() => self.tick().await?,
+                Some(p) = self.progress.recv() => {
+                    self.waited(true, Side::Targets, since);
+                    self.tracker.update(p)
+                }
+                _ = self.ticker.tick() => {
+                    self.waited(true, Side::Targets, since);
+                    self.tick().await?
+                }
                 sent = self.lanes.send_slice(lane, slice, bytes) => {
+                    self.waited(true, Side::Targets, since);
                     if sent.is_err() {
                         return Ok(Queued::LaneGone);
                     }
@@ -426,7 +458,9 @@ impl<'a> Coordinator<'a> {
             return;
         }
         let ops = self.stats.ops_applied.load(Ordering::Relaxed);
-        let secs = self.report.at.elapsed().as_secs_f64();
+        let elapsed = self.report.at.elapsed();
+        let secs = elapsed.as_secs_f64();
+        let waits = self.report.waits;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -437,11 +471,15 @@ impl<'a> Coordinator<'a> {
             lag_s = self.book.lag_secs(now),
             rows_per_s = ((ops - self.report.ops) as f64 / secs).round(),
             dead_letters = self.dead_letters,
+            waited_for_source_pct = Waits::percent(waits.source, elapsed),
+            waited_for_targets_pct = Waits::percent(waits.targets, elapsed),
+            bound_by = waits.bound_by(elapsed),
             "progress"
         );
         self.report = Report {
             at: Instant::now(),
             ops,
+            waits: Waits::default(),
         };
     }
 

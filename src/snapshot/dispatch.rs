@@ -52,11 +52,11 @@ use tokio::sync::mpsc;
 
 use super::plan::Plan;
 use super::read::Page;
-use super::waits::{Side, Waits};
 use super::Copy;
 use crate::checkpoint::{LaneProgress, Tracker};
 use crate::config::{Config, OnDeriveError};
 use crate::control;
+use crate::monitor::waits::{Side, Waits};
 use crate::pipeline::{lane_failure, PipelineError};
 use crate::position::Position;
 use crate::rules::RouteError;
@@ -130,7 +130,7 @@ pub struct Dispatcher {
     saved_at: Instant,
     /// The operations of the row being routed (a reused buffer).
     routed: Vec<WriteOp>,
-    /// Where it waited, and for whom ([`super::waits`]).
+    /// Where it waited, and for whom ([`crate::monitor::waits`]).
     waits: Waits,
 }
 

@@ -40,13 +40,12 @@
 //! marks, like the checkpoint's). A crash resumes every unit after its
 //! last applied page; re-copying a page is harmless (versions). The
 //! argument in full: "Copy and stream" in `docs/architecture.md`.
-//! [`waits`] says which side held the copy back, from where the
-//! dispatcher waited.
+//! Where the dispatcher waited says which side held the copy back
+//! ([`crate::monitor::waits`]).
 
 mod dispatch;
 mod plan;
 mod read;
-mod waits;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,6 +61,7 @@ use crate::checkpoint::Checkpoint;
 use crate::config::Config;
 use crate::control;
 use crate::db::{self, DbError, Flavor, Session};
+use crate::monitor::waits::Waits;
 use crate::pipeline::PipelineError;
 use crate::position::Position;
 use crate::rules::lookup::Lookups;
@@ -282,8 +282,8 @@ pub async fn copy(mut c: Copy<'_>) -> Result<CopyOutcome, PipelineError> {
         position = %c.position,
         rows = plan.units.iter().map(|u| u.rows).sum::<u64>(),
         secs = (elapsed.as_secs_f64() * 10.0).round() / 10.0,
-        waited_for_source_pct = waits::Waits::percent(waits.source, elapsed),
-        waited_for_targets_pct = waits::Waits::percent(waits.targets, elapsed),
+        waited_for_source_pct = Waits::percent(waits.source, elapsed),
+        waited_for_targets_pct = Waits::percent(waits.targets, elapsed),
         bound_by = waits.bound_by(elapsed),
         "initial copy done; streaming from its position"
     );

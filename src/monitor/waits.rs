@@ -1,20 +1,24 @@
-//! What holds the copy back: the time its dispatcher waited, and for
-//! whom.
+//! What holds the pipeline back: where the stage between the source and
+//! the targets waited, and for whom.
 //!
-//! The dispatcher ([`super::dispatch`]) sits between the readers and the
-//! lanes, so where it waits says which side is the slower one:
+//! The copy's dispatcher ([`crate::snapshot`]) and the stream's
+//! coordinator ([`crate::pipeline`]) each sit between the reading side
+//! and the lanes, so where they wait says which side is the slower one:
 //!
-//! * **for a page** (it had room for one, and no reader had one ready):
-//!   the source side — the readers' `SELECT`s — is slower;
-//! * **for room** (as many pages in flight as it may have) or for a
-//!   lane's full queue: the lanes, that is the targets, are slower;
+//! * **for the source** (nothing to take from the readers, or from the
+//!   binlog reader): reading and decoding are slower — or, streaming,
+//!   reshard has caught up and waits for new changes (the lag says which);
+//! * **for the targets** (the copy: as many pages in flight as it may
+//!   have; both: a lane's full queue): the lanes are slower — their
+//!   target servers, or the lanes' own work of building statements;
 //! * **throttled** (`snapshot_rows_per_sec`): on purpose.
 //!
-//! The rest of its time it routes rows; when it hardly waited at all, the
-//! dispatcher itself (reshard's CPU) bounds the copy. The copy's progress
-//! line and its last line report the split (`BENCHMARKS.md`, session 12:
-//! pages of 100 rows had the dispatcher wait for the source 75 % of the
-//! time; pages of 1000 have it wait for the targets).
+//! The rest of the time the stage routes rows; when it hardly waited at
+//! all, the router (reshard's CPU) bounds the pipeline. The copy's
+//! progress line and its last line, and the stream's progress line,
+//! report the split (`BENCHMARKS.md`, session 12: pages of 100 rows had
+//! the copy wait for the source 68 % of the time; pages of 1000 have it
+//! wait for the targets).
 
 use std::time::Duration;
 
@@ -26,7 +30,7 @@ pub enum Side {
     Throttle,
 }
 
-/// The dispatcher's waits so far.
+/// A stage's waits.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub struct Waits {
     pub source: Duration,
@@ -35,7 +39,7 @@ pub struct Waits {
 }
 
 /// Waiting for one side this share of the time, and more than for the
-/// other, says that side bounds the copy.
+/// others, says that side bounds the stage.
 const BOUND_SHARE: f64 = 0.2;
 
 impl Waits {
@@ -47,10 +51,9 @@ impl Waits {
         }
     }
 
-    /// What bounded the copy over `elapsed`: `"throttle"`, `"source"`
-    /// or `"targets"` when the dispatcher waited for it at least a fifth
-    /// of the time (and for the throttle, or else the side, most), else
-    /// `"reshard"` (it was busy routing).
+    /// What bounded the stage over `elapsed`: `"throttle"`, `"source"`
+    /// or `"targets"` when it waited for that at least a fifth of the
+    /// time (and for it most), else `"reshard"` (it was busy routing).
     pub fn bound_by(&self, elapsed: Duration) -> &'static str {
         let total = elapsed.as_secs_f64();
         if total <= 0.0 {
