@@ -314,6 +314,13 @@ async fn snapshot_under_live_load_with_a_crash_converges() {
         "the crash happened mid-copy: {log}"
     );
     assert!(log.contains("initial copy done"), "{log}");
+    // held back by its throttle, and it says so
+    let done = log
+        .lines()
+        .find(|l| l.contains("initial copy done"))
+        .unwrap_or_default();
+    assert!(done.contains("bound_by=\"throttle\""), "{done}");
+    assert!(done.contains("waited_for_targets_pct="), "{done}");
     let out = reshard(&s, &["verify"]);
     assert_eq!(
         out.status.code(),
