@@ -20,7 +20,7 @@
 //! the copy wait for the source 68 % of the time; pages of 1000 have it
 //! wait for the targets).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The side a wait is for (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +43,14 @@ pub struct Waits {
 const BOUND_SHARE: f64 = 0.2;
 
 impl Waits {
+    /// Adds the time since `since` to `side` (nothing without one: the
+    /// stage did not wait).
+    pub fn add_since(&mut self, side: Option<Side>, since: Instant) {
+        if let Some(side) = side {
+            self.add(side, since.elapsed());
+        }
+    }
+
     pub fn add(&mut self, side: Side, d: Duration) {
         match side {
             Side::Source => self.source += d,
@@ -95,7 +103,7 @@ mod tests {
     }
 
     #[test]
-    fn the_side_waited_for_most_bounds_the_copy() {
+    fn the_side_waited_for_most_bounds_the_stage() {
         let run = Duration::from_millis(4000);
         // session 12's pages of 100 rows: 3.0 s of 4.0 waiting for a page
         assert_eq!(waits(3000, 280, 0).bound_by(run), "source");
@@ -109,7 +117,7 @@ mod tests {
     }
 
     #[test]
-    fn little_waiting_means_the_dispatcher_itself_bounds_the_copy() {
+    fn little_waiting_means_the_router_itself_bounds_the_stage() {
         let run = Duration::from_millis(4000);
         assert_eq!(waits(300, 400, 0).bound_by(run), "reshard");
         assert_eq!(Waits::default().bound_by(run), "reshard");

@@ -147,7 +147,7 @@ impl<'a> Coordinator<'a> {
     pub(super) async fn run(&mut self, mut source: SourceRx) -> Result<Outcome, PipelineError> {
         loop {
             // nothing to take: waiting for the source (or caught up)
-            let waiting = source.is_empty();
+            let waiting = source.is_empty().then_some(Side::Source);
             let since = Instant::now();
             let flow = tokio::select! {
                 biased;
@@ -157,31 +157,24 @@ impl<'a> Coordinator<'a> {
                 }
                 Some(exit) = self.lanes.join_next() => ControlFlow::Break(Err(lane_failure(exit))),
                 Some(p) = self.progress.recv() => {
-                    self.waited(waiting, Side::Source, since);
+                    self.report.waits.add_since(waiting, since);
                     self.lane_progress(p)
                 }
                 _ = self.ticker.tick() => {
-                    self.waited(waiting, Side::Source, since);
+                    self.report.waits.add_since(waiting, since);
                     match self.tick().await {
                         Ok(()) => ControlFlow::Continue(()),
                         Err(e) => ControlFlow::Break(Err(e)),
                     }
                 }
                 item = source.recv() => {
-                    self.waited(waiting, Side::Source, since);
+                    self.report.waits.add_since(waiting, since);
                     self.source_item(item).await
                 }
             };
             if let ControlFlow::Break(result) = flow {
                 return result;
             }
-        }
-    }
-
-    /// It waited `since` then for `side`, if `waiting`.
-    fn waited(&mut self, waiting: bool, side: Side, since: Instant) {
-        if waiting {
-            self.report.waits.add(side, since.elapsed());
         }
     }
 
@@ -345,15 +338,15 @@ impl<'a> Coordinator<'a> {
                     }
                 }
                 Some(p) = self.progress.recv() => {
-                    self.waited(true, Side::Targets, since);
+                    self.report.waits.add_since(Some(Side::Targets), since);
                     self.tracker.update(p)
                 }
                 _ = self.ticker.tick() => {
-                    self.waited(true, Side::Targets, since);
+                    self.report.waits.add_since(Some(Side::Targets), since);
                     self.tick().await?
                 }
                 sent = self.lanes.send_slice(lane, slice, bytes) => {
-                    self.waited(true, Side::Targets, since);
+                    self.report.waits.add_since(Some(Side::Targets), since);
                     if sent.is_err() {
                         return Ok(Queued::LaneGone);
                     }

@@ -198,9 +198,7 @@ impl Dispatcher {
 
     /// It waited `since` then for `side` ([`Dispatcher::waiting_for`]).
     pub fn waited(&mut self, side: Option<Side>, since: Instant) {
-        if let Some(side) = side {
-            self.waits.add(side, since.elapsed());
-        }
+        self.waits.add_since(side, since);
     }
 
     /// Its waits so far and how long it has run.
