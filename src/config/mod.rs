@@ -884,6 +884,29 @@ rules = "shard-rules"
         }
     }
 
+    /// `text` with every option it shows commented out (`# key = value`)
+    /// enabled, but those named in `except`; and how many were enabled.
+    fn enable_shown(text: &str, except: &[&str]) -> (String, usize) {
+        let mut shown = 0;
+        let enabled = text
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(opt)
+                    if opt.split_once(" = ").is_some_and(|(k, _)| {
+                        !k.is_empty()
+                            && k.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_')
+                            && !except.contains(&k)
+                    }) =>
+                {
+                    shown += 1;
+                    format!("{opt}\n")
+                }
+                _ => format!("{l}\n"),
+            })
+            .collect();
+        (enabled, shown)
+    }
+
     #[test]
     fn the_example_config_parses() {
         // the file a user copies (tests/examples.rs dry-runs it with its rules)
@@ -894,20 +917,7 @@ rules = "shard-rules"
         assert_eq!(c.targets.len(), 4);
         assert_eq!(c.pipeline.name, "shop");
         // the options shown commented out are real keys with valid values
-        let enabled: String = text
-            .lines()
-            .map(|l| match l.strip_prefix("# ") {
-                Some(opt)
-                    if opt.split_once(" = ").is_some_and(|(k, _)| {
-                        !k.is_empty() && k.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_')
-                    }) =>
-                {
-                    opt
-                }
-                _ => l,
-            })
-            .map(|l| format!("{l}\n"))
-            .collect();
+        let (enabled, _) = enable_shown(text, &[]);
         assert!(enabled.contains("\nepoch = 0"), "{enabled}");
         Config::parse(Path::new("/srv/reshard/reshard.toml"), &enabled, &env).unwrap();
     }
@@ -924,23 +934,7 @@ rules = "shard-rules"
         let path = Path::new("/srv/reshard/reshard.toml");
         // shown as examples, not as their defaults (their comments say so)
         let examples = ["shards", "spool_dir", "listen", "max_lag_secs", "lag_query"];
-        let mut shown = 0;
-        let enabled: String = text
-            .lines()
-            .map(
-                |l| match l.strip_prefix("# ").and_then(|o| o.split_once(" = ")) {
-                    Some((k, _))
-                        if !k.is_empty()
-                            && k.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_')
-                            && !examples.contains(&k) =>
-                    {
-                        shown += 1;
-                        format!("{}\n", &l[2..])
-                    }
-                    _ => format!("{l}\n"),
-                },
-            )
-            .collect();
+        let (enabled, shown) = enable_shown(text, &examples);
         assert!(shown >= 20, "{shown} options shown");
         let base = Config::parse(path, text, &env).unwrap();
         let with = Config::parse(path, &enabled, &env).unwrap();
